@@ -1,0 +1,69 @@
+//! Default routing module: maps the token's tenant to a provider through a
+//! table in the module configuration, and forwards the request path and
+//! parameters unchanged.
+
+use std::collections::BTreeMap;
+
+use fhirgate_guest_sdk::deny;
+use fhirgate_guest_sdk::types::{Claims, Denial, Interaction, Request};
+use serde::Deserialize;
+
+use exports::fhirgate::policy::routing::Target;
+
+wit_bindgen::generate!({
+    world: "router",
+    path: "../../wit",
+    with: {
+        "fhirgate:policy/types@0.1.0": fhirgate_guest_sdk::types,
+        "fhirgate:policy/host@0.1.0": fhirgate_guest_sdk::host,
+        "fhirgate:policy/issuer@0.1.0": fhirgate_guest_sdk::issuer,
+    },
+});
+
+/// Module configuration (`[modules.routing.config]` in the policy).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Tenant id (GUID, any case) → provider id.
+    pub tenants: BTreeMap<String, String>,
+}
+
+/// Picks the route for `request` made under `claims`.
+pub fn decide(config: &Config, claims: &Claims, request: &Request) -> Result<Target, Denial> {
+    let provider = config
+        .tenants
+        .iter()
+        .find(|(tenant, _)| tenant.eq_ignore_ascii_case(&claims.tenant_id))
+        .map(|(_, provider)| provider.clone())
+        .ok_or_else(|| deny(403, "unknown-tenant", "No provider is configured for this token's tenant."))?;
+    let path = match request.interaction {
+        // `POST Type/_search` arrives with its form body already in `params`;
+        // upstream it is the plain type-level search.
+        Interaction::Search => request.resource_type.clone().unwrap_or_default(),
+        Interaction::Read | Interaction::Vread => request.path.clone(),
+        _ => {
+            return Err(deny(
+                405,
+                "not-supported",
+                "This interaction is not routed by the table router.",
+            ));
+        }
+    };
+    Ok(Target {
+        provider_id: provider,
+        path,
+        params: request.params.clone(),
+        headers: Vec::new(),
+    })
+}
+
+struct Router;
+
+impl exports::fhirgate::policy::routing::Guest for Router {
+    fn route(claims: Claims, request: Request) -> Result<Target, Denial> {
+        let config: Config = fhirgate_guest_sdk::config().map_err(|m| deny(500, "module-config", m))?;
+        decide(&config, &claims, &request)
+    }
+}
+
+export!(Router);

@@ -1,0 +1,45 @@
+//! Default shaping module: rewrites the app's search parameters for the
+//! provider's FHIR version, and the provider's JSON into the DSTU2 or STU3 the
+//! app reads, with every link and `fullUrl` pointing at the gateway.
+//!
+//! Layout:
+//! - [`request`]: search parameter translation between versions;
+//! - [`response`]: status handling and Bundle walking;
+//! - [`resources`]: per-resource conversions between versions.
+//!
+//! The conversion code is plain Rust over `serde_json` values, so the same
+//! code compiles natively for tests and benchmarks.
+
+pub mod request;
+pub mod resources;
+pub mod response;
+
+use fhirgate_guest_sdk::types::Denial;
+
+use exports::fhirgate::policy::shaping::{Exchange, Shaped, UpstreamRequest};
+
+wit_bindgen::generate!({
+    world: "shaper",
+    path: "../../wit",
+    with: {
+        "fhirgate:policy/types@0.1.0": fhirgate_guest_sdk::types,
+        "fhirgate:policy/host@0.1.0": fhirgate_guest_sdk::host,
+        "fhirgate:policy/issuer@0.1.0": fhirgate_guest_sdk::issuer,
+    },
+});
+
+pub use exports::fhirgate::policy::shaping as wit;
+
+struct Shaper;
+
+impl exports::fhirgate::policy::shaping::Guest for Shaper {
+    fn shape_request(exchange: Exchange, request: UpstreamRequest) -> Result<UpstreamRequest, Denial> {
+        request::shape(&exchange, request)
+    }
+
+    fn shape_response(exchange: Exchange, status: u16, body: Vec<u8>) -> Result<Shaped, Denial> {
+        response::shape(&exchange, status, &body)
+    }
+}
+
+export!(Shaper);

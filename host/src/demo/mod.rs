@@ -1,0 +1,127 @@
+//! The demo: a synthetic R4 provider, and the wiring that starts it with a
+//! gateway serving the demo partner's policy.
+
+pub mod data;
+pub mod provider;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use serde_json::json;
+
+use crate::config::{Config, HttpLimits, SCHEMA_VERSION, TokenConfig};
+use crate::oauth::ClientRegistry;
+use crate::oauth::clients::generate_secret;
+use crate::policy::PolicyFile;
+use crate::server::{Gateway, bind, run};
+use crate::wasm::{Limits, Runtime};
+
+/// The provider id the demo policy routes to; its `base_url` is replaced by
+/// the address the demo provider actually binds.
+pub const DEMO_PROVIDER_ID: &str = "demo";
+/// The demo client's id.
+pub const DEMO_CLIENT_ID: &str = "demo-app";
+
+/// Options of `fhirgate demo`.
+pub struct DemoOptions {
+    pub listen: SocketAddr,
+    pub json: bool,
+    pub policy: PathBuf,
+}
+
+/// Starts the demo provider and a gateway serving the demo partner, prints how
+/// to reach them, and serves until `shutdown` resolves.
+pub async fn run_demo(opts: DemoOptions, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    let (provider_listener, provider_addr) = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let provider_base = format!("http://{provider_addr}/fhir");
+    tokio::spawn(provider::serve(provider_listener, provider_base.clone()));
+
+    let mut file = PolicyFile::read(&opts.policy)?;
+    let Some(p) = file.providers.get_mut(DEMO_PROVIDER_ID) else {
+        bail!("{}: the demo policy must declare [providers.{DEMO_PROVIDER_ID}]", opts.policy.display());
+    };
+    p.base_url = provider_base.clone();
+    let tenant = file
+        .tenants
+        .keys()
+        .next()
+        .cloned()
+        .with_context(|| format!("{}: the demo policy declares no tenant", opts.policy.display()))?
+        .to_ascii_lowercase();
+
+    let runtime = Runtime::new(Limits::default())?;
+    let policy = file.load(&opts.policy, &runtime)?;
+    let secret = generate_secret();
+    let mut clients = ClientRegistry::default();
+    clients.add(DEMO_CLIENT_ID, "Demo care-team app", &secret, std::slice::from_ref(&tenant));
+
+    let config = demo_config(&opts.policy, opts.listen);
+    let (listener, addr) = bind(opts.listen).await?;
+    let gateway = Arc::new(Gateway::new(&config, runtime, policy, clients, addr)?);
+    let base = format!("http://{addr}");
+    let facts = json!({
+        "gateway": base,
+        "stu3_base": format!("{base}/stu3"),
+        "dstu2_base": format!("{base}/dstu2"),
+        "token_url": format!("{base}/oauth2/token"),
+        "client_id": DEMO_CLIENT_ID,
+        "client_secret": secret,
+        "tenant_id": tenant,
+        "provider_base": provider_base,
+    });
+    if opts.json {
+        println!("{facts}");
+    } else {
+        print_instructions(&facts);
+    }
+    run(listener, gateway, shutdown).await
+}
+
+fn demo_config(policy: &Path, listen: SocketAddr) -> Config {
+    Config {
+        schema_version: SCHEMA_VERSION,
+        listen: Some(listen),
+        public_url: None,
+        policy: policy.to_owned(),
+        token: TokenConfig::default(),
+        clients: Vec::new(),
+        limits: HttpLimits::default(),
+        wasm: Limits::default(),
+    }
+}
+
+fn print_instructions(f: &serde_json::Value) {
+    let s = |k: &str| f[k].as_str().unwrap_or_default().to_owned();
+    let (base, stu3, dstu2, token_url) = (s("gateway"), s("stu3_base"), s("dstu2_base"), s("token_url"));
+    let (id, secret, tenant) = (s("client_id"), s("client_secret"), s("tenant_id"));
+    println!(
+        r#"fhirgate demo is running.
+
+  gateway        {base}
+  STU3 base      {stu3}
+  DSTU2 base     {dstu2}
+  token URL      {token_url}
+  client_id      {id}
+  client_secret  {secret}
+  tenant id      {tenant}
+  demo provider  {provider} (R4, 60 synthetic patients)
+
+Try it:
+
+  # 1. discovery, no token needed
+  curl -s {stu3}/metadata
+
+  # 2. a token for the demo tenant
+  TOKEN=$(curl -s -u '{id}:{secret}' -d grant_type=client_credentials -d scope={tenant} \
+      {token_url} | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+
+  # 3. search patients (STU3 and DSTU2 faces)
+  curl -s -H "Authorization: Bearer $TOKEN" -d 'given=hugh&family=chau' {stu3}/Patient/_search
+  curl -s -H "Authorization: Bearer $TOKEN" '{dstu2}/Patient?family:contains=cha&_count=5'
+
+Press Ctrl-C to stop."#,
+        provider = s("provider_base"),
+    );
+}

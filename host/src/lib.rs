@@ -1,0 +1,31 @@
+//! fhirgate: a FHIR interop gateway. It issues OAuth client-credentials tokens,
+//! routes each FHIR request to the provider mapped to the token's tenant, and
+//! shapes the provider's answer into the DSTU2 or STU3 the app reads — with
+//! authentication, routing and shaping decided by sandboxed WebAssembly
+//! policy modules.
+//!
+//! Layout:
+//! - [`config`]: the gateway's own configuration file;
+//! - [`policy`]: a partner's policy bundle (modules, providers, tenants);
+//! - [`server`]: HTTP serving and endpoint dispatch, and the [`run`] entry;
+//! - [`pipeline`]: the FHIR request phases (authenticate → route → forward →
+//!   shape → respond/audit);
+//! - [`oauth`]: the authorization server (clients, signing keys, token endpoint);
+//! - [`fhir`]: what the host itself says in FHIR (metadata, OperationOutcome);
+//! - [`upstream`]: the pooled HTTP client to providers;
+//! - [`wasm`]: the WebAssembly runtime and the modules;
+//! - [`error`]: the one place failures are classified and answered;
+//! - [`demo`]: the demo provider and the `fhirgate demo` wiring.
+
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod fhir;
+pub mod oauth;
+pub mod pipeline;
+pub mod policy;
+pub mod server;
+pub mod upstream;
+pub mod wasm;
+
+pub use server::{Gateway, run};

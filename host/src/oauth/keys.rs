@@ -1,0 +1,119 @@
+//! The gateway's token signing key (ES256, P-256) and its public JWK Set.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use p256::SecretKey;
+use p256::elliptic_curve::sec1::ToEncodedPoint;
+use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
+use rand_core::OsRng;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+/// A signing key with its key id (the RFC 7638 thumbprint of its public JWK).
+pub struct SigningKey {
+    kid: String,
+    encoding: EncodingKey,
+    public_jwk: Value,
+}
+
+impl SigningKey {
+    /// A fresh P-256 key from the operating system's CSPRNG.
+    pub fn generate() -> anyhow::Result<SigningKey> {
+        Self::from_secret(SecretKey::random(&mut OsRng))
+    }
+
+    /// Loads the PKCS#8 PEM key at `path`, creating it (mode 0600) if absent.
+    pub fn load_or_create(path: &Path) -> anyhow::Result<SigningKey> {
+        if path.exists() {
+            let pem = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let secret = SecretKey::from_pkcs8_pem(&pem)
+                .map_err(|e| anyhow::anyhow!("{}: not a PKCS#8 P-256 private key: {e}", path.display()))?;
+            return Self::from_secret(secret);
+        }
+        let secret = SecretKey::random(&mut OsRng);
+        let pem = secret
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| anyhow::anyhow!("encoding the signing key: {e}"))?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        write_private(path, pem.as_bytes())?;
+        tracing::info!(path = %path.display(), "created a new token signing key");
+        Self::from_secret(secret)
+    }
+
+    fn from_secret(secret: SecretKey) -> anyhow::Result<SigningKey> {
+        let der = secret
+            .to_pkcs8_der()
+            .map_err(|e| anyhow::anyhow!("encoding the signing key: {e}"))?;
+        let encoding = EncodingKey::from_ec_der(der.as_bytes());
+        let point = secret.public_key().to_encoded_point(false);
+        let x = URL_SAFE_NO_PAD.encode(point.x().context("P-256 point without x")?);
+        let y = URL_SAFE_NO_PAD.encode(point.y().context("P-256 point without y")?);
+        // RFC 7638: members in lexicographic order, no whitespace.
+        let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+        let kid = URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()));
+        let public_jwk = json!({
+            "kty": "EC", "crv": "P-256", "x": x, "y": y,
+            "kid": kid, "alg": "ES256", "use": "sig",
+        });
+        Ok(SigningKey {
+            kid,
+            encoding,
+            public_jwk,
+        })
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The public JWK Set document with this key.
+    pub fn jwks(&self) -> Value {
+        json!({ "keys": [self.public_jwk] })
+    }
+
+    /// Signs `claims` as a compact JWS with `kid` and `typ: at+jwt` (RFC 9068).
+    pub fn sign(&self, claims: &Value) -> anyhow::Result<String> {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.kid.clone());
+        header.typ = Some("at+jwt".into());
+        jsonwebtoken::encode(&header, claims, &self.encoding).context("signing a token")
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Today's date, `YYYY-MM-DD`, for capability statements.
+pub fn now_rfc3339_date() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!("{:04}-{:02}-{:02}", now.year(), u8::from(now.month()), now.day())
+}

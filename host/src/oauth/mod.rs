@@ -1,0 +1,9 @@
+//! The OAuth 2.0 authorization server: the clients it knows, the keys it signs
+//! with, and the client-credentials token endpoint.
+
+pub mod clients;
+pub mod keys;
+pub mod token;
+
+pub use clients::ClientRegistry;
+pub use keys::SigningKey;

@@ -1,0 +1,282 @@
+//! The client-credentials token endpoint (RFC 6749 §4.4, errors per §5.2).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use http::HeaderMap;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use serde_json::{Value, json};
+
+use super::keys::now_seconds;
+use super::{ClientRegistry, SigningKey};
+use crate::policy::is_guid;
+use crate::wasm::IssuerFacts;
+
+/// A token endpoint failure, as RFC 6749 §5.2 names it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OAuthError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// Client authentication failed. `basic` records whether the client used
+    /// HTTP Basic, which makes the answer a 401 with `WWW-Authenticate: Basic`.
+    #[error("Client authentication failed.")]
+    InvalidClient { basic: bool },
+    #[error("{0}")]
+    UnauthorizedClient(String),
+    #[error("The grant type is not supported; use client_credentials.")]
+    UnsupportedGrantType,
+    #[error("{0}")]
+    InvalidScope(String),
+}
+
+impl OAuthError {
+    /// The `error` code of the JSON answer.
+    pub fn code(&self) -> &'static str {
+        match self {
+            OAuthError::InvalidRequest(_) => "invalid_request",
+            OAuthError::InvalidClient { .. } => "invalid_client",
+            OAuthError::UnauthorizedClient(_) => "unauthorized_client",
+            OAuthError::UnsupportedGrantType => "unsupported_grant_type",
+            OAuthError::InvalidScope(_) => "invalid_scope",
+        }
+    }
+}
+
+/// The authorization server's state.
+pub struct AuthServer {
+    pub clients: ClientRegistry,
+    pub key: SigningKey,
+    /// `iss` of every token.
+    pub issuer: String,
+    /// `aud` of every token: the gateway's FHIR bases.
+    pub audiences: Vec<String>,
+    pub lifetime_seconds: u64,
+    facts: Arc<IssuerFacts>,
+}
+
+impl AuthServer {
+    pub fn new(
+        clients: ClientRegistry,
+        key: SigningKey,
+        issuer: String,
+        audiences: Vec<String>,
+        lifetime_seconds: u64,
+    ) -> Self {
+        let facts = Arc::new(IssuerFacts {
+            issuer: issuer.clone(),
+            audiences: audiences.clone(),
+            jwks: key.jwks().to_string(),
+        });
+        AuthServer {
+            clients,
+            key,
+            issuer,
+            audiences,
+            lifetime_seconds,
+            facts,
+        }
+    }
+
+    /// What token validators are told about this issuer.
+    pub fn facts(&self) -> &Arc<IssuerFacts> {
+        &self.facts
+    }
+
+    /// Handles one token request. `query` is the request's query string.
+    pub fn token(&self, headers: &HeaderMap, query: Option<&str>, body: &[u8]) -> Result<Value, OAuthError> {
+        if query.is_some_and(|q| !q.is_empty()) {
+            return Err(OAuthError::InvalidRequest(
+                "Parameters in the query string are refused; send them in the form body.".into(),
+            ));
+        }
+        let form_type = headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+            .unwrap_or(false);
+        if !form_type {
+            return Err(OAuthError::InvalidRequest(
+                "The body must be application/x-www-form-urlencoded.".into(),
+            ));
+        }
+        let params = parse_form(body)?;
+
+        match params.get("grant_type").map(String::as_str) {
+            None => return Err(OAuthError::InvalidRequest("`grant_type` is missing.".into())),
+            Some("client_credentials") => {}
+            Some(_) => return Err(OAuthError::UnsupportedGrantType),
+        }
+
+        let (client_id, secret, basic) = client_credentials(headers, &params)?;
+        let client = self
+            .clients
+            .authenticate(&client_id, &secret)
+            .ok_or(OAuthError::InvalidClient { basic })?;
+
+        let scope = params.get("scope").map(String::as_str).unwrap_or("");
+        let mut tenants = Vec::new();
+        let mut others = Vec::new();
+        for s in scope.split(' ').filter(|s| !s.is_empty()) {
+            if is_guid(s) {
+                tenants.push(s.to_ascii_lowercase());
+            } else if is_system_read_scope(s) {
+                others.push(s.to_owned());
+            } else {
+                return Err(OAuthError::InvalidScope(format!(
+                    "`{s}` is not a scope this server grants; ask for your tenant id, optionally with system/*.read."
+                )));
+            }
+        }
+        let tenant = match tenants.as_slice() {
+            [t] => t.clone(),
+            [] if client.tenants.len() == 1 => client.tenants[0].clone(),
+            [] => {
+                return Err(OAuthError::InvalidScope(
+                    "The scope must name the tenant id (a GUID) the token is for.".into(),
+                ));
+            }
+            _ => return Err(OAuthError::InvalidScope("A token is for one tenant; ask for one tenant id.".into())),
+        };
+        if !client.tenants.contains(&tenant) {
+            return Err(OAuthError::InvalidScope(
+                "This client is not allowed to act for that tenant.".into(),
+            ));
+        }
+        let granted = std::iter::once(tenant).chain(others).collect::<Vec<_>>().join(" ");
+
+        let now = now_seconds();
+        let claims = json!({
+            "iss": self.issuer,
+            "sub": client.client_id,
+            "client_id": client.client_id,
+            "aud": self.audiences,
+            "scope": granted,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.lifetime_seconds,
+            "jti": uuid::Uuid::new_v4().to_string(),
+        });
+        let token = self
+            .key
+            .sign(&claims)
+            .map_err(|_| OAuthError::InvalidRequest("The token could not be issued.".into()))?;
+        Ok(json!({
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": self.lifetime_seconds,
+            "scope": granted,
+        }))
+    }
+}
+
+/// SMART system scopes for reading: `system/*.read`, `system/Patient.read`,
+/// and the v2 forms `system/*.rs`, `system/Patient.r`, `system/Patient.s`.
+fn is_system_read_scope(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix("system/") else {
+        return false;
+    };
+    let Some((resource, access)) = rest.split_once('.') else {
+        return false;
+    };
+    let resource_ok = resource == "*"
+        || (resource.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+            && resource.chars().all(|c| c.is_ascii_alphabetic()));
+    resource_ok && matches!(access, "read" | "rs" | "r" | "s")
+}
+
+/// Parses the form body; a repeated parameter is an error (§3.2), an empty
+/// one counts as absent (§3.1).
+fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
+    if std::str::from_utf8(body).is_err() {
+        return Err(OAuthError::InvalidRequest("The body is not valid UTF-8.".into()));
+    }
+    let mut params = HashMap::new();
+    for (k, v) in form_urlencoded::parse(body) {
+        if v.is_empty() {
+            continue;
+        }
+        if params.insert(k.to_string(), v.into_owned()).is_some() {
+            return Err(OAuthError::InvalidRequest(format!("`{k}` is given more than once.")));
+        }
+    }
+    Ok(params)
+}
+
+/// The client's id and secret, from HTTP Basic (`client_secret_basic`) or the
+/// body (`client_secret_post`), never both. Returns whether Basic was used.
+fn client_credentials(headers: &HeaderMap, params: &HashMap<String, String>) -> Result<(String, String, bool), OAuthError> {
+    let mut auth = headers.get_all(AUTHORIZATION).iter();
+    let header = auth.next();
+    if auth.next().is_some() {
+        return Err(OAuthError::InvalidRequest("More than one Authorization header.".into()));
+    }
+    match header {
+        Some(value) => {
+            let value = value.to_str().map_err(|_| OAuthError::InvalidClient { basic: true })?;
+            let (scheme, encoded) = value.split_once(' ').ok_or(OAuthError::InvalidClient { basic: true })?;
+            if !scheme.eq_ignore_ascii_case("basic") {
+                return Err(OAuthError::InvalidRequest(
+                    "Authenticate the client with HTTP Basic or client_secret in the body.".into(),
+                ));
+            }
+            if params.contains_key("client_secret") {
+                return Err(OAuthError::InvalidRequest(
+                    "Use one client authentication method, not both Basic and client_secret.".into(),
+                ));
+            }
+            let decoded = STANDARD
+                .decode(encoded.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or(OAuthError::InvalidClient { basic: true })?;
+            let (id, secret) = decoded.split_once(':').ok_or(OAuthError::InvalidClient { basic: true })?;
+            // RFC 6749 §2.3.1: both parts are form-urlencoded before Basic.
+            let id = url_decode(id);
+            let secret = url_decode(secret);
+            if params.get("client_id").is_some_and(|body_id| *body_id != id) {
+                return Err(OAuthError::InvalidRequest(
+                    "`client_id` in the body differs from the Basic credentials.".into(),
+                ));
+            }
+            Ok((id, secret, true))
+        }
+        None => {
+            let id = params.get("client_id");
+            let secret = params.get("client_secret");
+            match (id, secret) {
+                (Some(id), Some(secret)) => Ok((id.clone(), secret.clone(), false)),
+                _ => Err(OAuthError::InvalidClient { basic: false }),
+            }
+        }
+    }
+}
+
+fn url_decode(s: &str) -> String {
+    form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_scopes() {
+        assert!(is_system_read_scope("system/*.read"));
+        assert!(is_system_read_scope("system/Patient.rs"));
+        assert!(!is_system_read_scope("system/*.write"));
+        assert!(!is_system_read_scope("user/*.read"));
+        assert!(!is_system_read_scope("system/patient.read"));
+    }
+
+    #[test]
+    fn form_rejects_repeats() {
+        assert!(parse_form(b"a=1&a=2").is_err());
+        assert_eq!(parse_form(b"a=1&b=").unwrap().len(), 1);
+    }
+}

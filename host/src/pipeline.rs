@@ -1,0 +1,594 @@
+//! The FHIR request pipeline. Every request on a face runs the same phases,
+//! in this order:
+//!
+//! 1. **parse** — method and path into an interaction; a `_search` form body
+//!    into parameters. First, so modules never see malformed requests.
+//! 2. **authenticate** (token-validation module) — before anything reaches a
+//!    module that acts on the tenant. Fails closed: a module fault refuses.
+//! 3. **route** (routing module) — the module proposes a provider; the host
+//!    enforces that it is approved for the token's tenant. Fails closed.
+//! 4. **shape request** (shaping module) — the search as the provider's
+//!    version understands it. A fault is an error, never an unshaped request.
+//! 5. **forward** — the pooled client, within the provider's time budget.
+//! 6. **shape response** (shaping module) — the answer in the client's
+//!    version with links on the gateway. A fault is an error: the app must
+//!    never receive a body in the wrong version.
+//! 7. **audit** — one record per brokered access, whatever the outcome.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
+use serde_json::{Value, json};
+
+use crate::error::{Body, Failure, json_response};
+use crate::fhir::Version;
+use crate::policy::{Policy, Provider};
+use crate::server::Gateway;
+use crate::upstream::UpstreamError;
+use crate::wasm::bindings::routing::Target;
+use crate::wasm::bindings::shaping::{Exchange, UpstreamRequest};
+use crate::wasm::bindings::types::{Claims, Header, Interaction, Param, Request};
+use crate::wasm::{CallContext, Role};
+
+/// Entries one batch may hold. The app asks for a handful of resources at a
+/// time; 50 leaves room while bounding the work one request can cause.
+const MAX_BATCH_ENTRIES: usize = 50;
+/// Batch entries forwarded at once, so one batch cannot monopolise a provider.
+const BATCH_PARALLELISM: usize = 8;
+/// Query parameters one request may carry.
+const MAX_PARAMS: usize = 64;
+
+/// One request's context, shared by its phases.
+pub struct Ctx<'a> {
+    pub gw: &'a Gateway,
+    /// The policy this request started with; a reload does not affect it.
+    pub policy: Arc<Policy>,
+    pub face: Version,
+    /// `scheme://host[:port]` the client reached the gateway at.
+    pub public_base: String,
+    pub request_id: String,
+}
+
+impl Ctx<'_> {
+    fn gateway_base(&self) -> String {
+        format!("{}/{}", self.public_base, self.face.face())
+    }
+
+    fn call_ctx(&self, role: Role) -> CallContext {
+        let bound = match role {
+            Role::TokenValidation => &self.policy.validator,
+            Role::Routing => &self.policy.router,
+            Role::Shaping => &self.policy.shaper,
+        };
+        CallContext {
+            partner: self.policy.partner.clone(),
+            module: bound.module.name().clone(),
+            digest: bound.module.digest().clone(),
+            config_json: bound.config_json.clone(),
+            issuer: self.gw.auth.facts().clone(),
+            request_id: self.request_id.clone(),
+        }
+    }
+}
+
+/// What the audit record says about one access.
+#[derive(Default)]
+struct Audit {
+    client_id: Option<String>,
+    tenant: Option<String>,
+    provider: Option<String>,
+}
+
+/// Handles a request under a face. `rest` is the path after `/{face}/`.
+pub async fn handle(
+    ctx: &Ctx<'_>,
+    method: &Method,
+    rest: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response<Body> {
+    let started = Instant::now();
+    let mut audit = Audit::default();
+    let request = parse(ctx, method, rest, query, headers, body);
+    let interaction = request.as_ref().map(|r| r.interaction).ok();
+    let resource_type = request.as_ref().ok().and_then(|r| r.resource_type.clone());
+    let result = match request {
+        Ok(request) => run(ctx, headers, request, &mut audit).await,
+        Err(f) => Err(f),
+    };
+    let response = match result {
+        Ok(resp) => resp,
+        Err(failure) => {
+            log_failure(ctx, &failure);
+            failure.into_response(ctx.face)
+        }
+    };
+    tracing::info!(
+        target: "fhirgate::audit",
+        request_id = %ctx.request_id,
+        face = ctx.face.face(),
+        client_id = audit.client_id.as_deref().unwrap_or("-"),
+        tenant = audit.tenant.as_deref().unwrap_or("-"),
+        provider = audit.provider.as_deref().unwrap_or("-"),
+        interaction = interaction.map(interaction_name).unwrap_or("-"),
+        resource_type = resource_type.as_deref().unwrap_or("-"),
+        status = response.status().as_u16(),
+        latency_us = started.elapsed().as_micros() as u64,
+        "access"
+    );
+    response
+}
+
+fn log_failure(ctx: &Ctx<'_>, f: &Failure) {
+    use crate::error::Fault;
+    match f.fault {
+        Fault::Client => tracing::debug!(request_id = %ctx.request_id, status = f.status.as_u16(), "{}", f.message),
+        Fault::Provider => tracing::warn!(request_id = %ctx.request_id, status = f.status.as_u16(), "provider: {}", f.message),
+        Fault::Gateway | Fault::Module => {
+            tracing::error!(request_id = %ctx.request_id, status = f.status.as_u16(), "{}", f.message)
+        }
+    }
+}
+
+fn interaction_name(i: Interaction) -> &'static str {
+    match i {
+        Interaction::Read => "read",
+        Interaction::Vread => "vread",
+        Interaction::Search => "search",
+        Interaction::Batch => "batch",
+        Interaction::Capabilities => "capabilities",
+        Interaction::Other => "other",
+    }
+}
+
+async fn run(ctx: &Ctx<'_>, headers: &HeaderMap, request: Request, audit: &mut Audit) -> Result<Response<Body>, Failure> {
+    let claims = authenticate(ctx, headers, &request)?;
+    audit.client_id = Some(claims.client_id.clone());
+    audit.tenant = Some(claims.tenant_id.clone());
+    if request.interaction == Interaction::Batch {
+        return batch(ctx, &claims, &request).await;
+    }
+    let (status, body) = broker(ctx, &claims, &request, audit).await?;
+    Ok(json_response(status, ctx.face.content_type(), body))
+}
+
+/// Route, shape the request, forward, shape the response.
+async fn broker(ctx: &Ctx<'_>, claims: &Claims, request: &Request, audit: &mut Audit) -> Result<(StatusCode, Vec<u8>), Failure> {
+    let (target, provider) = route(ctx, claims, request)?;
+    audit.provider = Some(provider.id.clone());
+    let exchange = Exchange {
+        client_version: ctx.face.wit(),
+        upstream_version: provider.fhir_version.wit(),
+        interaction: request.interaction,
+        gateway_base: ctx.gateway_base(),
+        upstream_base: provider.base_url.clone(),
+    };
+    let shaped_request = {
+        let shaper = &ctx.policy.shaper.module;
+        let upstream = UpstreamRequest {
+            path: target.path.clone(),
+            params: target.params.clone(),
+        };
+        shaper
+            .shape_request(ctx.call_ctx(Role::Shaping), &exchange, &upstream)
+            .map_err(|f| Failure::from_fault(Role::Shaping, &f))?
+            .map_err(|d| Failure::denial(Role::Shaping, d.status, &d.code, &d.message))?
+    };
+    check_path(&shaped_request.path).map_err(|m| Failure::module(Role::Shaping, m))?;
+    let url = upstream_url(&provider.base_url, &shaped_request);
+    let mut headers = route_headers(&target.headers)?;
+    if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
+        headers.insert(HeaderName::from_static("x-request-id"), v);
+    }
+    let accept = match provider.fhir_version {
+        Version::Dstu2 => "application/json+fhir",
+        _ => "application/fhir+json",
+    };
+    let upstream = ctx
+        .gw
+        .upstream
+        .get(&url, headers, accept, provider.timeout)
+        .await
+        .map_err(|e| match e {
+            UpstreamError::Timeout(_) => Failure::provider_timeout(format!("Provider `{}`: {e}.", provider.id)),
+            UpstreamError::Connect => Failure::provider_unreachable(format!("Provider `{}`: {e}.", provider.id)),
+            _ => Failure::provider_bad_answer(format!("Provider `{}`: {e}.", provider.id)),
+        })?;
+    let shaped = ctx
+        .policy
+        .shaper
+        .module
+        .shape_response(ctx.call_ctx(Role::Shaping), &exchange, upstream.status.as_u16(), &upstream.body)
+        .map_err(|f| Failure::from_fault(Role::Shaping, &f))?
+        .map_err(|d| Failure::denial(Role::Shaping, d.status, &d.code, &d.message))?;
+    let status = StatusCode::from_u16(shaped.status)
+        .map_err(|_| Failure::module(Role::Shaping, format!("answered with invalid status {}", shaped.status)))?;
+    Ok((status, shaped.body))
+}
+
+/// Phase 1: the request as modules see it.
+fn parse(ctx: &Ctx<'_>, method: &Method, rest: &str, query: Option<&str>, headers: &HeaderMap, body: Bytes) -> Result<Request, Failure> {
+    let segments: Vec<&str> = if rest.is_empty() { Vec::new() } else { rest.split('/').collect() };
+    let bad_type = |t: &str| Failure::client(StatusCode::BAD_REQUEST, format!("`{}` is not a resource type.", clip(t)));
+    let mut params = query.map(parse_params).transpose()?.unwrap_or_default();
+    if query.is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "access_token")) {
+        return Err(Failure::bearer(
+            StatusCode::BAD_REQUEST,
+            Some("invalid_request"),
+            "Send the access token in the Authorization header, not the URL.",
+        ));
+    }
+    let (interaction, resource_type, resource_id, body) = match (method, segments.as_slice()) {
+        (&Method::POST, []) => (Interaction::Batch, None, None, Some(body.to_vec())),
+        (&Method::GET, [t]) if is_type(t) => (Interaction::Search, Some(*t), None, None),
+        (&Method::GET, [t, "_search"]) if is_type(t) => (Interaction::Search, Some(*t), None, None),
+        (&Method::POST, [t, "_search"]) if is_type(t) => {
+            let form = headers
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+            if !form && !body.is_empty() {
+                return Err(Failure::client(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "A _search body must be application/x-www-form-urlencoded.",
+                ));
+            }
+            let text = std::str::from_utf8(&body)
+                .map_err(|_| Failure::client(StatusCode::BAD_REQUEST, "The _search body is not valid UTF-8."))?;
+            params.extend(parse_params(text)?);
+            if params.len() > MAX_PARAMS {
+                return Err(Failure::client(StatusCode::BAD_REQUEST, "Too many search parameters."));
+            }
+            (Interaction::Search, Some(*t), None, None)
+        }
+        (&Method::GET, [t, id]) if is_type(t) => {
+            if !is_id(id) {
+                return Err(Failure::client(StatusCode::BAD_REQUEST, "The resource id is not a valid FHIR id."));
+            }
+            (Interaction::Read, Some(*t), Some(*id), None)
+        }
+        (&Method::GET, [t, id, "_history", vid]) if is_type(t) && is_id(id) && is_id(vid) => {
+            (Interaction::Vread, Some(*t), Some(*id), None)
+        }
+        (&Method::GET, []) => {
+            return Err(Failure::client(
+                StatusCode::BAD_REQUEST,
+                "Search across all resource types is not supported; search a resource type.",
+            ));
+        }
+        (m, [t, ..]) if !is_type(t) && *m == Method::GET => return Err(bad_type(t)),
+        (&Method::PUT | &Method::DELETE | &Method::PATCH | &Method::POST, _) => {
+            return Err(Failure::client(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "This gateway is read-only: only reads, searches and read batches are allowed.",
+            ));
+        }
+        _ => return Err(Failure::client(StatusCode::NOT_FOUND, "No such FHIR interaction on this server.")),
+    };
+    let headers = headers
+        .iter()
+        .filter(|(name, _)| !matches!(name.as_str(), "authorization" | "cookie" | "proxy-authorization"))
+        .filter_map(|(name, value)| {
+            Some(Header {
+                name: name.as_str().to_owned(),
+                value: value.to_str().ok()?.to_owned(),
+            })
+        })
+        .collect();
+    Ok(Request {
+        request_id: ctx.request_id.clone(),
+        method: method.as_str().to_owned(),
+        fhir_version: ctx.face.wit(),
+        interaction,
+        resource_type: resource_type.map(str::to_owned),
+        resource_id: resource_id.map(str::to_owned),
+        path: rest.to_owned(),
+        params,
+        headers,
+        body,
+    })
+}
+
+fn parse_params(text: &str) -> Result<Vec<Param>, Failure> {
+    let params: Vec<Param> = form_urlencoded::parse(text.as_bytes())
+        .map(|(k, v)| Param {
+            name: k.into_owned(),
+            value: v.into_owned(),
+        })
+        .collect();
+    if params.len() > MAX_PARAMS {
+        return Err(Failure::client(StatusCode::BAD_REQUEST, "Too many search parameters."));
+    }
+    if let Some(p) = params.iter().find(|p| p.name.is_empty()) {
+        return Err(Failure::client(
+            StatusCode::BAD_REQUEST,
+            format!("A parameter has no name (value `{}`).", clip(&p.value)),
+        ));
+    }
+    Ok(params)
+}
+
+/// A resource type: an upper-case letter, then letters (FHIR names).
+fn is_type(s: &str) -> bool {
+    let b = s.as_bytes();
+    (2..=64).contains(&b.len()) && b[0].is_ascii_uppercase() && b.iter().all(u8::is_ascii_alphabetic)
+}
+
+/// A FHIR id: 1–64 of `[A-Za-z0-9-.]`.
+fn is_id(s: &str) -> bool {
+    (1..=64).contains(&s.len()) && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.')
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+/// Phase 2: the token, checked by the token-validation module.
+fn authenticate(ctx: &Ctx<'_>, headers: &HeaderMap, request: &Request) -> Result<Claims, Failure> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let value = values.next();
+    if values.next().is_some() {
+        return Err(Failure::bearer(
+            StatusCode::BAD_REQUEST,
+            Some("invalid_request"),
+            "More than one Authorization header.",
+        ));
+    }
+    let Some(value) = value else {
+        return Err(Failure::bearer(StatusCode::UNAUTHORIZED, None, "A bearer token is required."));
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+        .ok_or_else(|| Failure::bearer(StatusCode::UNAUTHORIZED, None, "A bearer token is required."))?;
+    // RFC 6750 b64token syntax; anything else cannot be a token of ours.
+    if token.is_empty()
+        || token.len() > 8192
+        || !token.bytes().all(|c| c.is_ascii_alphanumeric() || b"-._~+/=".contains(&c))
+    {
+        return Err(Failure::bearer(
+            StatusCode::UNAUTHORIZED,
+            Some("invalid_token"),
+            "The access token is malformed.",
+        ));
+    }
+    let claims = ctx
+        .policy
+        .validator
+        .module
+        .validate(ctx.call_ctx(Role::TokenValidation), token, request)
+        .map_err(|f| Failure::from_fault(Role::TokenValidation, &f))?
+        .map_err(|d| Failure::denial(Role::TokenValidation, d.status, &d.code, &d.message))?;
+    // The module vouches for these; the host still refuses nonsense, so a
+    // faulty validator cannot open the gate wider than a valid token would.
+    if claims.client_id.is_empty() || !crate::policy::is_guid(&claims.tenant_id) {
+        return Err(Failure::module(Role::TokenValidation, "returned claims without a client id or tenant id"));
+    }
+    if claims.expires_at <= crate::oauth::keys::now_seconds() {
+        return Err(Failure::bearer(StatusCode::UNAUTHORIZED, Some("invalid_token"), "The access token expired."));
+    }
+    Ok(claims)
+}
+
+/// Phase 3: the routing module's answer, enforced.
+fn route(ctx: &Ctx<'_>, claims: &Claims, request: &Request) -> Result<(Target, Provider), Failure> {
+    let target = ctx
+        .policy
+        .router
+        .module
+        .route(ctx.call_ctx(Role::Routing), claims, request)
+        .map_err(|f| Failure::from_fault(Role::Routing, &f))?
+        .map_err(|d| Failure::denial(Role::Routing, d.status, &d.code, &d.message))?;
+    let provider = ctx
+        .policy
+        .provider_for(&claims.tenant_id, &target.provider_id)
+        .ok_or_else(|| {
+            Failure::module(
+                Role::Routing,
+                "it chose a provider that is not approved for this token's tenant",
+            )
+        })?
+        .clone();
+    check_path(&target.path).map_err(|m| Failure::module(Role::Routing, m))?;
+    Ok((target, provider))
+}
+
+/// An upstream path is FHIR path segments only: no scheme, no `..`, no
+/// query, nothing that could leave the provider's base.
+fn check_path(path: &str) -> Result<(), String> {
+    let ok = !path.is_empty()
+        && path.len() <= 512
+        && path.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg.bytes().all(|c| c.is_ascii_alphanumeric() || b"-._$".contains(&c))
+        });
+    if ok { Ok(()) } else { Err("it answered an upstream path that is not a plain FHIR path".into()) }
+}
+
+/// Headers a routing answer may not set: credentials are the host's, and
+/// hop-by-hop headers belong to the connection.
+const FORBIDDEN_HEADERS: &[&str] = &[
+    "authorization", "proxy-authorization", "host", "connection", "keep-alive", "proxy-connection", "te", "trailer",
+    "transfer-encoding", "upgrade", "content-length", "cookie", "accept",
+];
+
+fn route_headers(headers: &[Header]) -> Result<HeaderMap, Failure> {
+    let mut map = HeaderMap::new();
+    for h in headers.iter().take(32) {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| Failure::module(Role::Routing, "it answered an invalid header name"))?;
+        if FORBIDDEN_HEADERS.contains(&name.as_str()) {
+            return Err(Failure::module(Role::Routing, format!("it may not set the `{name}` header")));
+        }
+        let value = HeaderValue::from_str(&h.value)
+            .map_err(|_| Failure::module(Role::Routing, format!("it answered an invalid value for `{name}`")))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+fn upstream_url(base: &str, req: &UpstreamRequest) -> String {
+    let mut url = format!("{base}/{}", req.path);
+    if !req.params.is_empty() {
+        let mut ser = form_urlencoded::Serializer::new(String::new());
+        for p in &req.params {
+            ser.append_pair(&p.name, &p.value);
+        }
+        url.push('?');
+        url.push_str(&ser.finish());
+    }
+    url
+}
+
+/// A `batch` Bundle: every entry authorised by the one token, then routed,
+/// forwarded and shaped on its own, several at a time; one entry's failure is
+/// that entry's response only.
+async fn batch(ctx: &Ctx<'_>, claims: &Claims, request: &Request) -> Result<Response<Body>, Failure> {
+    let body = request.body.as_deref().unwrap_or_default();
+    let bundle: Value = serde_json::from_slice(body)
+        .map_err(|_| Failure::client(StatusCode::BAD_REQUEST, "The body is not a JSON Bundle."))?;
+    if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+        return Err(Failure::client(StatusCode::BAD_REQUEST, "The body is not a Bundle."));
+    }
+    match bundle.get("type").and_then(Value::as_str) {
+        Some("batch") => {}
+        Some("transaction") => {
+            return Err(Failure::client(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Transactions are not supported: this gateway only reads. Send a batch of GET entries.",
+            ));
+        }
+        _ => return Err(Failure::client(StatusCode::BAD_REQUEST, "Only `batch` Bundles can be posted here.")),
+    }
+    let entries = bundle.get("entry").and_then(Value::as_array).cloned().unwrap_or_default();
+    if entries.len() > MAX_BATCH_ENTRIES {
+        return Err(Failure::client(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("A batch may hold at most {MAX_BATCH_ENTRIES} entries."),
+        ));
+    }
+    // Collected first: a stream over a borrowing closure trips the compiler's
+    // higher-ranked `Send` inference when the connection future is spawned.
+    let pending: Vec<_> = entries.iter().map(|e| batch_entry(ctx, claims, request, e)).collect();
+    let results: Vec<Value> = futures_util::stream::iter(pending)
+        .buffered(BATCH_PARALLELISM)
+        .collect()
+        .await;
+    let out = json!({
+        "resourceType": "Bundle",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "type": "batch-response",
+        "entry": results,
+    });
+    Ok(json_response(StatusCode::OK, ctx.face.content_type(), out.to_string()))
+}
+
+async fn batch_entry(ctx: &Ctx<'_>, claims: &Claims, parent: &Request, entry: &Value) -> Value {
+    let result = async {
+        let req = entry
+            .get("request")
+            .ok_or_else(|| Failure::client(StatusCode::BAD_REQUEST, "The entry has no request."))?;
+        let method = req.get("method").and_then(Value::as_str).unwrap_or("");
+        if method != "GET" {
+            return Err(Failure::client(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Only GET entries are allowed: this gateway only reads.",
+            ));
+        }
+        let url = req
+            .get("url")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Failure::client(StatusCode::BAD_REQUEST, "The entry's request has no url."))?;
+        let gateway_base = ctx.gateway_base();
+        let relative = url
+            .strip_prefix(&gateway_base)
+            .map(|r| r.trim_start_matches('/'))
+            .unwrap_or(url)
+            .trim_start_matches('/');
+        if relative.contains("://") {
+            return Err(Failure::client(StatusCode::BAD_REQUEST, "Entry urls must be relative to this base."));
+        }
+        let (path, query) = match relative.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (relative, None),
+        };
+        let mut sub = parse(ctx, &Method::GET, path.trim_end_matches('/'), query, &HeaderMap::new(), Bytes::new())?;
+        sub.headers = parent.headers.clone();
+        let mut audit = Audit::default();
+        let (status, body) = broker(ctx, claims, &sub, &mut audit).await?;
+        let resource: Value = serde_json::from_slice(&body)
+            .map_err(|_| Failure::module(Role::Shaping, "it answered a body that is not JSON"))?;
+        Ok((status, resource))
+    }
+    .await;
+    let (status, resource) = match result {
+        Ok(r) => r,
+        Err(f) => {
+            log_failure(ctx, &f);
+            let severity = if f.status.is_server_error() { "fatal" } else { "error" };
+            (f.status, crate::fhir::outcome::outcome(severity, f.issue, &f.message))
+        }
+    };
+    let mut out = json!({
+        "resource": resource,
+        "response": { "status": format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or("")).trim_end().to_owned() },
+    });
+    if let Some(url) = full_url(&ctx.gateway_base(), &out["resource"]) {
+        out["fullUrl"] = Value::String(url);
+    }
+    out
+}
+
+fn full_url(base: &str, resource: &Value) -> Option<String> {
+    let rt = resource.get("resourceType")?.as_str()?;
+    let id = resource.get("id")?.as_str()?;
+    (rt != "OperationOutcome").then(|| format!("{base}/{rt}/{id}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert!(check_path("Patient/123").is_ok());
+        assert!(check_path("Patient").is_ok());
+        assert!(check_path("../admin").is_err());
+        assert!(check_path("Patient//x").is_err());
+        assert!(check_path("http://evil/x").is_err());
+        assert!(check_path("Patient?x=1").is_err());
+        assert!(check_path("").is_err());
+    }
+
+    #[test]
+    fn types_and_ids() {
+        assert!(is_type("Patient"));
+        assert!(!is_type("patient"));
+        assert!(!is_type("Pat1ent"));
+        assert!(is_id("abc-1.2"));
+        assert!(!is_id("a/b"));
+        assert!(!is_id(&"x".repeat(65)));
+    }
+
+    #[test]
+    fn route_headers_refuse_credentials() {
+        let h = |n: &str, v: &str| Header {
+            name: n.into(),
+            value: v.into(),
+        };
+        assert!(route_headers(&[h("x-tenant", "a")]).is_ok());
+        assert!(route_headers(&[h("authorization", "Bearer x")]).is_err());
+        assert!(route_headers(&[h("bad name", "x")]).is_err());
+        assert!(route_headers(&[h("x-a", "line\nbreak")]).is_err());
+    }
+}

@@ -1,0 +1,245 @@
+//! HTTP serving: the [`run`] entry, connection handling with graceful
+//! shutdown, and dispatch of each request to the endpoint that owns it.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::HOST;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, HttpLimits};
+use crate::error::{Body, Failure, json_response, no_store, oauth_error_response};
+use crate::fhir::{FACES, Version, capability::capability_statement};
+use crate::oauth::token::{AuthServer, OAuthError};
+use crate::oauth::{ClientRegistry, SigningKey};
+use crate::pipeline::{self, Ctx};
+use crate::policy::Policy;
+use crate::upstream::Upstream;
+use crate::wasm::Runtime;
+
+/// Everything a running gateway owns.
+pub struct Gateway {
+    pub auth: AuthServer,
+    /// The partner policy; swapped whole on reload.
+    pub policy: ArcSwap<Policy>,
+    pub runtime: Runtime,
+    pub upstream: Upstream,
+    /// Configured public URL, if any.
+    pub public_url: Option<String>,
+    pub local_addr: SocketAddr,
+    pub limits: HttpLimits,
+}
+
+impl Gateway {
+    /// Assembles a gateway listening on `local_addr`.
+    pub fn new(
+        config: &Config,
+        runtime: Runtime,
+        policy: Policy,
+        clients: ClientRegistry,
+        local_addr: SocketAddr,
+    ) -> anyhow::Result<Gateway> {
+        let key = match &config.token.signing_key_file {
+            Some(path) => SigningKey::load_or_create(path)?,
+            None => SigningKey::generate()?,
+        };
+        let issuer = config.public_url.clone().unwrap_or_else(|| format!("http://{local_addr}"));
+        let audiences = FACES.iter().map(|f| format!("{issuer}/{}", f.face())).collect();
+        Ok(Gateway {
+            auth: AuthServer::new(clients, key, issuer, audiences, config.token.lifetime_seconds),
+            policy: ArcSwap::from_pointee(policy),
+            runtime,
+            upstream: Upstream::new(config.limits.max_upstream_body_bytes),
+            public_url: config.public_url.clone(),
+            local_addr,
+            limits: config.limits.clone(),
+        })
+    }
+
+    /// `scheme://host[:port]` as the client reached us: the configured public
+    /// URL, else the request's `Host` when it is a plain authority, else the
+    /// listening address.
+    fn public_base<B>(&self, req: &Request<B>) -> String {
+        if let Some(url) = &self.public_url {
+            return url.clone();
+        }
+        let host = req
+            .headers()
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()))
+            .and_then(|h| h.parse::<http::uri::Authority>().ok())
+            .filter(|a| !a.as_str().contains('@'));
+        match host {
+            Some(a) => format!("http://{a}"),
+            None => format!("http://{}", self.local_addr),
+        }
+    }
+}
+
+/// How long in-flight requests may take to finish after shutdown is asked.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `gateway` on `listener` until `shutdown` resolves, then drains
+/// in-flight connections.
+pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of descriptors and the like: back off, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let gw = gateway.clone();
+                let service = service_fn(move |req| {
+                    let gw = gw.clone();
+                    async move { Ok::<_, Infallible>(handle(&gw, req).await) }
+                });
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("in-flight connections did not finish in time"),
+    }
+    Ok(())
+}
+
+/// Binds `addr` and returns the listener with its real address (port 0 is
+/// resolved).
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
+
+async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
+    let request_id = uuid::Uuid::new_v4().simple().to_string();
+    let mut resp = dispatch(gw, req, &request_id).await;
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+async fn dispatch(gw: &Gateway, req: Request<Incoming>, request_id: &str) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    match path.as_str() {
+        "/healthz" => return json_response(StatusCode::OK, "application/json", r#"{"status":"ok"}"#),
+        "/oauth2/token" => return token_endpoint(gw, req).await,
+        "/oauth2/authorize" => {
+            let body = json!({
+                "error": "unsupported_response_type",
+                "error_description": "This server issues tokens only with the client_credentials grant at /oauth2/token."
+            });
+            return no_store(json_response(StatusCode::BAD_REQUEST, "application/json", body.to_string()));
+        }
+        "/.well-known/jwks.json" => {
+            return json_response(StatusCode::OK, "application/json", gw.auth.key.jwks().to_string());
+        }
+        _ => {}
+    }
+    let trimmed = path.trim_start_matches('/');
+    let (face_segment, rest) = trimmed.split_once('/').unwrap_or((trimmed, ""));
+    let face = match face_segment {
+        "stu3" => Version::Stu3,
+        "dstu2" => Version::Dstu2,
+        _ => {
+            return Failure::client(
+                StatusCode::NOT_FOUND,
+                "Not found. The FHIR bases are /stu3 and /dstu2; tokens come from /oauth2/token.",
+            )
+            .into_response(Version::Stu3);
+        }
+    };
+    let rest = rest.trim_end_matches('/');
+    let public_base = gw.public_base(&req);
+    if rest == "metadata" {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return Failure::client(StatusCode::METHOD_NOT_ALLOWED, "Use GET for /metadata.").into_response(face);
+        }
+        let body = capability_statement(face, &public_base).to_string();
+        return json_response(StatusCode::OK, face.content_type(), body);
+    }
+
+    let (parts, body) = req.into_parts();
+    let body = match read_body(body, gw.limits.max_request_body_bytes).await {
+        Ok(b) => b,
+        Err(f) => return f.into_response(face),
+    };
+    let ctx = Ctx {
+        gw,
+        policy: gw.policy.load_full(),
+        face,
+        public_base,
+        request_id: request_id.to_owned(),
+    };
+    pipeline::handle(&ctx, &parts.method, rest, parts.uri.query(), &parts.headers, body).await
+}
+
+async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, Failure> {
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(Failure::client(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("The request body is larger than {limit} bytes."),
+        )),
+        Err(_) => Err(Failure::client(StatusCode::BAD_REQUEST, "The request body could not be read.")),
+    }
+}
+
+async fn token_endpoint(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
+    if req.method() != Method::POST {
+        let mut resp = oauth_error_response(&OAuthError::InvalidRequest("Use POST for the token endpoint.".into()));
+        *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        resp.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+        return resp;
+    }
+    let (parts, body) = req.into_parts();
+    let body = match read_body(body, 64 * 1024).await {
+        Ok(b) => b,
+        Err(f) => return oauth_error_response(&OAuthError::InvalidRequest(f.message)),
+    };
+    match gw.auth.token(&parts.headers, parts.uri.query(), &body) {
+        Ok(answer) => {
+            tracing::info!(target: "fhirgate::audit", event = "token-issued", scope = %answer["scope"], "token issued");
+            no_store(json_response(StatusCode::OK, "application/json", answer.to_string()))
+        }
+        Err(e) => {
+            tracing::info!(target: "fhirgate::audit", event = "token-refused", error = e.code(), "token refused");
+            oauth_error_response(&e)
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! A loaded module: compiled once, pre-instantiated, and called through a
+//! fresh instance per call so that a trap never outlives the request that
+//! caused it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Instance, InstancePre};
+use wasmtime::{Store, Trap};
+
+use super::bindings::{routing, shaping, token_validation, types};
+use super::runtime::Runtime;
+use super::state::{CallContext, GuestState};
+
+/// The three roles a module can play.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    TokenValidation,
+    Routing,
+    Shaping,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::TokenValidation => "token-validation",
+            Role::Routing => "routing",
+            Role::Shaping => "shaping",
+        })
+    }
+}
+
+/// A call that did not return a value: a bug in the module, not an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum GuestFault {
+    #[error("the module ran past its {0} ms time limit")]
+    Timeout(u64),
+    #[error("the module exceeded its memory limit")]
+    MemoryLimit,
+    #[error("the module trapped: {0}")]
+    Trap(String),
+    #[error("the module does not export the {0} interface")]
+    NotExported(Role),
+}
+
+impl GuestFault {
+    /// Short label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GuestFault::Timeout(_) => "timeout",
+            GuestFault::MemoryLimit => "memory",
+            GuestFault::Trap(_) => "trap",
+            GuestFault::NotExported(_) => "not-exported",
+        }
+    }
+}
+
+/// A compiled, pre-instantiated module.
+pub struct Module {
+    runtime: Runtime,
+    name: Arc<str>,
+    digest: Arc<str>,
+    pre: InstancePre<GuestState>,
+    validation: Option<token_validation::GuestIndices>,
+    routing: Option<routing::GuestIndices>,
+    shaping: Option<shaping::GuestIndices>,
+}
+
+/// The lower-case hex SHA-256 of `bytes`, the digest policies pin modules by.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl Module {
+    /// Compiles `bytes` and links it against the host interfaces. Fails if the
+    /// module is not a component or imports anything the gateway does not
+    /// grant.
+    pub fn load(runtime: &Runtime, name: &str, bytes: &[u8]) -> anyhow::Result<Module> {
+        let component = Component::from_binary(runtime.engine(), bytes)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("module `{name}` is not a valid WebAssembly component"))?;
+        let pre = runtime
+            .linker()
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("module `{name}` imports something the gateway does not provide"))?;
+        Ok(Module {
+            runtime: runtime.clone(),
+            name: name.into(),
+            digest: sha256_hex(bytes).into(),
+            validation: token_validation::GuestIndices::new(&pre).ok(),
+            routing: routing::GuestIndices::new(&pre).ok(),
+            shaping: shaping::GuestIndices::new(&pre).ok(),
+            pre,
+        })
+    }
+
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    pub fn digest(&self) -> &Arc<str> {
+        &self.digest
+    }
+
+    /// Whether the module exports the interface of `role`.
+    pub fn exports(&self, role: Role) -> bool {
+        match role {
+            Role::TokenValidation => self.validation.is_some(),
+            Role::Routing => self.routing.is_some(),
+            Role::Shaping => self.shaping.is_some(),
+        }
+    }
+
+    /// Runs `f` against a fresh instance under the sandbox limits.
+    fn call<R>(
+        &self,
+        ctx: CallContext,
+        f: impl FnOnce(&mut Store<GuestState>, &Instance) -> wasmtime::Result<R>,
+    ) -> Result<R, GuestFault> {
+        let limits = self.runtime.limits();
+        let mut store = Store::new(
+            self.runtime.engine(),
+            GuestState::new(ctx, limits.memory_mib * 1024 * 1024),
+        );
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(self.runtime.deadline_ticks());
+        store.epoch_deadline_trap();
+        let result = self
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| f(&mut store, &instance));
+        result.map_err(|e| self.classify(e))
+    }
+
+    fn classify(&self, err: wasmtime::Error) -> GuestFault {
+        if let Some(trap) = err.downcast_ref::<Trap>() {
+            return match trap {
+                Trap::Interrupt => GuestFault::Timeout(self.runtime.limits().call_timeout_ms),
+                other => GuestFault::Trap(other.to_string()),
+            };
+        }
+        let text = format!("{err:#}");
+        if text.contains("growing memory") || text.contains("growing table") {
+            GuestFault::MemoryLimit
+        } else {
+            GuestFault::Trap(text)
+        }
+    }
+
+    /// The token validation export.
+    pub fn validate(
+        &self,
+        ctx: CallContext,
+        token: &str,
+        request: &types::Request,
+    ) -> Result<Result<types::Claims, types::Denial>, GuestFault> {
+        let indices = self.validation.as_ref().ok_or(GuestFault::NotExported(Role::TokenValidation))?;
+        self.call(ctx, |store, instance| {
+            indices.load(&mut *store, instance)?.call_validate(store, token, request)
+        })
+    }
+
+    /// The routing export.
+    pub fn route(
+        &self,
+        ctx: CallContext,
+        claims: &types::Claims,
+        request: &types::Request,
+    ) -> Result<Result<routing::Target, types::Denial>, GuestFault> {
+        let indices = self.routing.as_ref().ok_or(GuestFault::NotExported(Role::Routing))?;
+        self.call(ctx, |store, instance| {
+            indices.load(&mut *store, instance)?.call_route(store, claims, request)
+        })
+    }
+
+    /// The request half of the shaping export.
+    pub fn shape_request(
+        &self,
+        ctx: CallContext,
+        exchange: &shaping::Exchange,
+        request: &shaping::UpstreamRequest,
+    ) -> Result<Result<shaping::UpstreamRequest, types::Denial>, GuestFault> {
+        let indices = self.shaping.as_ref().ok_or(GuestFault::NotExported(Role::Shaping))?;
+        self.call(ctx, |store, instance| {
+            indices.load(&mut *store, instance)?.call_shape_request(store, exchange, request)
+        })
+    }
+
+    /// The response half of the shaping export.
+    pub fn shape_response(
+        &self,
+        ctx: CallContext,
+        exchange: &shaping::Exchange,
+        status: u16,
+        body: &[u8],
+    ) -> Result<Result<shaping::Shaped, types::Denial>, GuestFault> {
+        let indices = self.shaping.as_ref().ok_or(GuestFault::NotExported(Role::Shaping))?;
+        self.call(ctx, |store, instance| {
+            indices.load(&mut *store, instance)?.call_shape_response(store, exchange, status, body)
+        })
+    }
+}

@@ -1,0 +1,139 @@
+//! Per-call store state and the host imports modules call.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{host, issuer, types};
+
+/// The token issuer's public facts, as the `issuer` import returns them.
+#[derive(Debug, Clone)]
+pub struct IssuerFacts {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    /// JWK Set JSON.
+    pub jwks: String,
+}
+
+/// What one call may see: its module's config and identity, for logs, and
+/// the issuer facts.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    pub partner: Arc<str>,
+    pub module: Arc<str>,
+    pub digest: Arc<str>,
+    pub config_json: Arc<str>,
+    pub issuer: Arc<IssuerFacts>,
+    pub request_id: String,
+}
+
+/// The data of a store: one per call.
+pub struct GuestState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limits: StoreLimits,
+    ctx: CallContext,
+}
+
+impl GuestState {
+    pub fn new(ctx: CallContext, memory_bytes: usize) -> Self {
+        // An empty WASI context: no preopened directories, no environment,
+        // no arguments, no network, stdio discarded.
+        let wasi = WasiCtx::builder()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(memory_bytes)
+            .instances(16)
+            .tables(16)
+            .memories(4)
+            .table_elements(100_000)
+            .trap_on_grow_failure(true)
+            .build();
+        GuestState {
+            wasi,
+            table: ResourceTable::new(),
+            limits,
+            ctx,
+        }
+    }
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for GuestState {}
+
+/// Longest log message or field a module may write; longer ones are cut so
+/// a module cannot flood the gateway's logs.
+const MAX_LOG_TEXT: usize = 2048;
+
+fn clip(s: &str) -> &str {
+    if s.len() <= MAX_LOG_TEXT {
+        return s;
+    }
+    let mut end = MAX_LOG_TEXT;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+impl host::Host for GuestState {
+    fn log(&mut self, level: host::LogLevel, message: String, fields: Vec<(String, String)>) {
+        let c = &self.ctx;
+        let fields: Vec<String> = fields
+            .iter()
+            .take(32)
+            .map(|(k, v)| format!("{}={}", clip(k), clip(v)))
+            .collect();
+        let fields = fields.join(" ");
+        let message = clip(&message);
+        macro_rules! emit {
+            ($lvl:ident) => {
+                tracing::$lvl!(target: "fhirgate::guest", partner = %c.partner, module = %c.module,
+                    digest = %&c.digest[..12.min(c.digest.len())], request_id = %c.request_id, fields = %fields, "{message}")
+            };
+        }
+        match level {
+            host::LogLevel::Trace => emit!(trace),
+            host::LogLevel::Debug => emit!(debug),
+            host::LogLevel::Info => emit!(info),
+            host::LogLevel::Warn => emit!(warn),
+            host::LogLevel::Error => emit!(error),
+        }
+    }
+
+    fn config(&mut self) -> String {
+        self.ctx.config_json.to_string()
+    }
+
+    fn now_ms(&mut self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+}
+
+impl issuer::Host for GuestState {
+    fn current(&mut self) -> issuer::IssuerInfo {
+        let i = &self.ctx.issuer;
+        issuer::IssuerInfo {
+            issuer: i.issuer.clone(),
+            audiences: i.audiences.clone(),
+            jwks: i.jwks.clone(),
+        }
+    }
+}
