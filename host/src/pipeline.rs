@@ -71,6 +71,7 @@ impl Ctx<'_> {
             config_json: bound.config_json.clone(),
             issuer: self.gw.auth.facts().clone(),
             request_id: self.request_id.clone(),
+            fixed_now_ms: None,
         }
     }
 }
@@ -147,7 +148,7 @@ fn interaction_name(i: Interaction) -> &'static str {
 }
 
 async fn run(ctx: &Ctx<'_>, headers: &HeaderMap, request: Request, audit: &mut Audit) -> Result<Response<Body>, Failure> {
-    let claims = authenticate(ctx, headers, &request)?;
+    let claims = authenticate(ctx, headers, &request).await?;
     audit.client_id = Some(claims.client_id.clone());
     audit.tenant = Some(claims.tenant_id.clone());
     if request.interaction == Interaction::Batch {
@@ -159,7 +160,7 @@ async fn run(ctx: &Ctx<'_>, headers: &HeaderMap, request: Request, audit: &mut A
 
 /// Route, shape the request, forward, shape the response.
 async fn broker(ctx: &Ctx<'_>, claims: &Claims, request: &Request, audit: &mut Audit) -> Result<(StatusCode, Vec<u8>), Failure> {
-    let (target, provider) = route(ctx, claims, request)?;
+    let (target, provider) = route(ctx, claims, request).await?;
     audit.provider = Some(provider.id.clone());
     let exchange = Exchange {
         client_version: ctx.face.wit(),
@@ -176,6 +177,7 @@ async fn broker(ctx: &Ctx<'_>, claims: &Claims, request: &Request, audit: &mut A
         };
         shaper
             .shape_request(ctx.call_ctx(Role::Shaping), &exchange, &upstream)
+            .await
             .map_err(|f| Failure::from_fault(Role::Shaping, &f))?
             .map_err(|d| Failure::denial(Role::Shaping, d.status, &d.code, &d.message))?
     };
@@ -204,6 +206,7 @@ async fn broker(ctx: &Ctx<'_>, claims: &Claims, request: &Request, audit: &mut A
         .shaper
         .module
         .shape_response(ctx.call_ctx(Role::Shaping), &exchange, upstream.status.as_u16(), &upstream.body)
+        .await
         .map_err(|f| Failure::from_fault(Role::Shaping, &f))?
         .map_err(|d| Failure::denial(Role::Shaping, d.status, &d.code, &d.message))?;
     let status = StatusCode::from_u16(shaped.status)
@@ -329,7 +332,7 @@ fn clip(s: &str) -> String {
 }
 
 /// Phase 2: the token, checked by the token-validation module.
-fn authenticate(ctx: &Ctx<'_>, headers: &HeaderMap, request: &Request) -> Result<Claims, Failure> {
+async fn authenticate(ctx: &Ctx<'_>, headers: &HeaderMap, request: &Request) -> Result<Claims, Failure> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let value = values.next();
     if values.next().is_some() {
@@ -365,6 +368,7 @@ fn authenticate(ctx: &Ctx<'_>, headers: &HeaderMap, request: &Request) -> Result
         .validator
         .module
         .validate(ctx.call_ctx(Role::TokenValidation), token, request)
+        .await
         .map_err(|f| Failure::from_fault(Role::TokenValidation, &f))?
         .map_err(|d| Failure::denial(Role::TokenValidation, d.status, &d.code, &d.message))?;
     // The module vouches for these; the host still refuses nonsense, so a
@@ -379,12 +383,13 @@ fn authenticate(ctx: &Ctx<'_>, headers: &HeaderMap, request: &Request) -> Result
 }
 
 /// Phase 3: the routing module's answer, enforced.
-fn route(ctx: &Ctx<'_>, claims: &Claims, request: &Request) -> Result<(Target, Provider), Failure> {
+async fn route(ctx: &Ctx<'_>, claims: &Claims, request: &Request) -> Result<(Target, Provider), Failure> {
     let target = ctx
         .policy
         .router
         .module
         .route(ctx.call_ctx(Role::Routing), claims, request)
+        .await
         .map_err(|f| Failure::from_fault(Role::Routing, &f))?
         .map_err(|d| Failure::denial(Role::Routing, d.status, &d.code, &d.message))?;
     let provider = ctx

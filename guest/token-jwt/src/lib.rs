@@ -42,7 +42,8 @@ struct TokenClaims {
     sub: String,
     #[serde(default)]
     scope: String,
-    exp: u64,
+    #[serde(default)]
+    exp: Option<u64>,
     #[serde(default)]
     nbf: Option<u64>,
     #[serde(default)]
@@ -101,7 +102,8 @@ pub fn check(token: &str, ctx: &Context<'_>) -> Result<Claims, Denial> {
     let claims = data.claims;
 
     let leeway = ctx.config.leeway_seconds;
-    if claims.exp.saturating_add(leeway) <= ctx.now_seconds {
+    let exp = claims.exp.ok_or_else(|| invalid("The access token lacks the `exp` claim."))?;
+    if exp.saturating_add(leeway) <= ctx.now_seconds {
         return Err(invalid("The access token expired."));
     }
     if claims.nbf.is_some_and(|nbf| nbf > ctx.now_seconds.saturating_add(leeway)) {
@@ -125,7 +127,7 @@ pub fn check(token: &str, ctx: &Context<'_>) -> Result<Claims, Denial> {
         client_id: claims.sub,
         tenant_id: tenant,
         scopes,
-        expires_at: claims.exp,
+        expires_at: exp,
         token_id: claims.jti,
     })
 }

@@ -2,6 +2,7 @@
 //! gateway serving the demo partner's policy.
 
 pub mod data;
+
 pub mod provider;
 
 use std::net::SocketAddr;

@@ -5,7 +5,10 @@
 wasmtime::component::bindgen!({
     world: "gateway-module",
     path: "../wit",
+    // Exports are called asynchronously so a running module yields to the
+    // executor at every epoch tick; imports are quick and stay synchronous.
+    exports: { default: async },
 });
 
 pub use exports::fhirgate::policy::{routing, shaping, token_validation};
-pub use fhirgate::policy::{host, issuer, types};
+pub use self::fhirgate::policy::{host, issuer, types};

@@ -4,9 +4,12 @@
 //!
 //! - [`runtime`]: the engine, the linker with the host imports, the epoch ticker;
 //! - [`module`]: a loaded module and its typed calls per role;
-//! - [`state`]: what a store carries, and the host imports' implementation.
+//! - [`state`]: what a store carries, and the host imports' implementation;
+//! - [`harness`]: loading and calling a module alone, with its host imports
+//!   supplied by the test (no server).
 
 pub mod bindings;
+pub mod harness;
 pub mod module;
 pub mod runtime;
 pub mod state;

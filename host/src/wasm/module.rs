@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, Instance, InstancePre};
-use wasmtime::{Store, Trap};
+use wasmtime::component::{Component, InstancePre};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::{routing, shaping, token_validation, types};
 use super::runtime::Runtime;
@@ -114,25 +114,24 @@ impl Module {
         }
     }
 
-    /// Runs `f` against a fresh instance under the sandbox limits.
-    fn call<R>(
-        &self,
-        ctx: CallContext,
-        f: impl FnOnce(&mut Store<GuestState>, &Instance) -> wasmtime::Result<R>,
-    ) -> Result<R, GuestFault> {
+    /// A fresh store for one call, under the sandbox limits: memory capped,
+    /// and an epoch callback that yields to the executor every tick and
+    /// interrupts the call when its time budget is spent.
+    fn store(&self, ctx: CallContext) -> Store<GuestState> {
         let limits = self.runtime.limits();
-        let mut store = Store::new(
-            self.runtime.engine(),
-            GuestState::new(ctx, limits.memory_mib * 1024 * 1024),
-        );
+        let state = GuestState::new(ctx, limits.memory_mib * 1024 * 1024, self.runtime.budget_ticks());
+        let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(self.runtime.deadline_ticks());
-        store.epoch_deadline_trap();
-        let result = self
-            .pre
-            .instantiate(&mut store)
-            .and_then(|instance| f(&mut store, &instance));
-        result.map_err(|e| self.classify(e))
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut cx| {
+            let state = cx.data_mut();
+            if state.ticks_left == 0 {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            state.ticks_left -= 1;
+            Ok(UpdateDeadline::Yield(1))
+        });
+        store
     }
 
     fn classify(&self, err: wasmtime::Error) -> GuestFault {
@@ -151,46 +150,61 @@ impl Module {
     }
 
     /// The token validation export.
-    pub fn validate(
+    pub async fn validate(
         &self,
         ctx: CallContext,
         token: &str,
         request: &types::Request,
     ) -> Result<Result<types::Claims, types::Denial>, GuestFault> {
         let indices = self.validation.as_ref().ok_or(GuestFault::NotExported(Role::TokenValidation))?;
-        self.call(ctx, |store, instance| {
-            indices.load(&mut *store, instance)?.call_validate(store, token, request)
-        })
+        let mut store = self.store(ctx);
+        let result = async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            let guest = indices.load(&mut store, &instance)?;
+            guest.call_validate(&mut store, token, request).await
+        }
+        .await;
+        result.map_err(|e| self.classify(e))
     }
 
     /// The routing export.
-    pub fn route(
+    pub async fn route(
         &self,
         ctx: CallContext,
         claims: &types::Claims,
         request: &types::Request,
     ) -> Result<Result<routing::Target, types::Denial>, GuestFault> {
         let indices = self.routing.as_ref().ok_or(GuestFault::NotExported(Role::Routing))?;
-        self.call(ctx, |store, instance| {
-            indices.load(&mut *store, instance)?.call_route(store, claims, request)
-        })
+        let mut store = self.store(ctx);
+        let result = async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            let guest = indices.load(&mut store, &instance)?;
+            guest.call_route(&mut store, claims, request).await
+        }
+        .await;
+        result.map_err(|e| self.classify(e))
     }
 
     /// The request half of the shaping export.
-    pub fn shape_request(
+    pub async fn shape_request(
         &self,
         ctx: CallContext,
         exchange: &shaping::Exchange,
         request: &shaping::UpstreamRequest,
     ) -> Result<Result<shaping::UpstreamRequest, types::Denial>, GuestFault> {
         let indices = self.shaping.as_ref().ok_or(GuestFault::NotExported(Role::Shaping))?;
-        self.call(ctx, |store, instance| {
-            indices.load(&mut *store, instance)?.call_shape_request(store, exchange, request)
-        })
+        let mut store = self.store(ctx);
+        let result = async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            let guest = indices.load(&mut store, &instance)?;
+            guest.call_shape_request(&mut store, exchange, request).await
+        }
+        .await;
+        result.map_err(|e| self.classify(e))
     }
 
     /// The response half of the shaping export.
-    pub fn shape_response(
+    pub async fn shape_response(
         &self,
         ctx: CallContext,
         exchange: &shaping::Exchange,
@@ -198,8 +212,13 @@ impl Module {
         body: &[u8],
     ) -> Result<Result<shaping::Shaped, types::Denial>, GuestFault> {
         let indices = self.shaping.as_ref().ok_or(GuestFault::NotExported(Role::Shaping))?;
-        self.call(ctx, |store, instance| {
-            indices.load(&mut *store, instance)?.call_shape_response(store, exchange, status, body)
-        })
+        let mut store = self.store(ctx);
+        let result = async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            let guest = indices.load(&mut store, &instance)?;
+            guest.call_shape_response(&mut store, exchange, status, body).await
+        }
+        .await;
+        result.map_err(|e| self.classify(e))
     }
 }

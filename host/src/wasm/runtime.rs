@@ -82,7 +82,7 @@ impl Runtime {
         // Modules get WASI only because the Rust standard library links it;
         // the context they see has no files, sockets, arguments or
         // environment (see `GuestState::new`).
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking WASI")?;
         GatewayModule::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |s| s)
@@ -118,9 +118,10 @@ impl Runtime {
         &self.inner.limits
     }
 
-    /// The deadline of one call, in epoch ticks.
-    pub fn deadline_ticks(&self) -> u64 {
+    /// The budget of one call, in epoch ticks. A call yields to the executor
+    /// at every tick and is interrupted when its budget is spent.
+    pub fn budget_ticks(&self) -> u64 {
         let tick = EPOCH_TICK.as_millis() as u64;
-        self.inner.limits.call_timeout_ms.div_ceil(tick).max(1) + 1
+        self.inner.limits.call_timeout_ms.div_ceil(tick).max(1)
     }
 }

@@ -28,6 +28,9 @@ pub struct CallContext {
     pub config_json: Arc<str>,
     pub issuer: Arc<IssuerFacts>,
     pub request_id: String,
+    /// A fixed clock, in ms since the Unix epoch, for tests; `None` reads the
+    /// system clock.
+    pub fixed_now_ms: Option<u64>,
 }
 
 /// The data of a store: one per call.
@@ -35,11 +38,13 @@ pub struct GuestState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limits: StoreLimits,
+    /// Epoch ticks this call may still run for.
+    pub(crate) ticks_left: u64,
     ctx: CallContext,
 }
 
 impl GuestState {
-    pub fn new(ctx: CallContext, memory_bytes: usize) -> Self {
+    pub fn new(ctx: CallContext, memory_bytes: usize, ticks: u64) -> Self {
         // An empty WASI context: no preopened directories, no environment,
         // no arguments, no network, stdio discarded.
         let wasi = WasiCtx::builder()
@@ -59,6 +64,7 @@ impl GuestState {
             wasi,
             table: ResourceTable::new(),
             limits,
+            ticks_left: ticks,
             ctx,
         }
     }
@@ -120,6 +126,9 @@ impl host::Host for GuestState {
     }
 
     fn now_ms(&mut self) -> u64 {
+        if let Some(t) = self.ctx.fixed_now_ms {
+            return t;
+        }
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)

@@ -1,0 +1,103 @@
+//! A routing module for the gateway's own tests: it routes like the table
+//! router, except that the request parameter `_misbehave` makes it loop
+//! forever, exhaust memory, recurse without end, panic, or answer routes the
+//! host must refuse. Never deploy it.
+
+use std::collections::BTreeMap;
+
+use fhirgate_guest_sdk::deny;
+use fhirgate_guest_sdk::types::{Claims, Denial, Header, Request};
+use serde::Deserialize;
+
+use exports::fhirgate::policy::routing::Target;
+
+wit_bindgen::generate!({
+    world: "router",
+    path: "../../../wit",
+    with: {
+        "fhirgate:policy/types@0.1.0": fhirgate_guest_sdk::types,
+        "fhirgate:policy/host@0.1.0": fhirgate_guest_sdk::host,
+        "fhirgate:policy/issuer@0.1.0": fhirgate_guest_sdk::issuer,
+    },
+});
+
+#[derive(Deserialize)]
+struct Config {
+    tenants: BTreeMap<String, String>,
+}
+
+#[inline(never)]
+fn recurse(depth: u64, trail: &mut Vec<u64>) -> u64 {
+    if depth == u64::MAX {
+        return 0;
+    }
+    trail.push(depth);
+    let mut frame = [depth; 64];
+    frame[(depth % 64) as usize] = recurse(depth + 1, trail);
+    frame.iter().sum()
+}
+
+struct Misbehave;
+
+impl exports::fhirgate::policy::routing::Guest for Misbehave {
+    fn route(claims: Claims, request: Request) -> Result<Target, Denial> {
+        let config: Config = fhirgate_guest_sdk::config().map_err(|m| deny(500, "module-config", m))?;
+        let mode = request
+            .params
+            .iter()
+            .find(|p| p.name == "_misbehave")
+            .map(|p| p.value.clone())
+            .unwrap_or_default();
+        let provider = config
+            .tenants
+            .get(&claims.tenant_id)
+            .cloned()
+            .ok_or_else(|| deny(403, "unknown-tenant", "No provider for this tenant."))?;
+        let mut headers = Vec::new();
+        let mut provider_id = provider;
+        let mut path = request.resource_type.clone().unwrap_or_default();
+        if let Some(id) = &request.resource_id {
+            path = format!("{path}/{id}");
+        }
+        match mode.as_str() {
+            "" => {}
+            "loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "grow" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "recurse" => {
+                let mut trail = Vec::new();
+                std::hint::black_box(recurse(0, &mut trail));
+            }
+            "panic" => panic!("asked to panic"),
+            "bad-header" => headers.push(Header {
+                name: "x-note".into(),
+                value: "line\r\nbreak".into(),
+            }),
+            "auth-header" => headers.push(Header {
+                name: "authorization".into(),
+                value: "Bearer stolen".into(),
+            }),
+            "foreign-provider" => provider_id = "not-approved".into(),
+            "escape-path" => path = "../../admin".into(),
+            other => return Err(deny(400, "unknown-mode", format!("Unknown _misbehave mode `{other}`."))),
+        }
+        Ok(Target {
+            provider_id,
+            path,
+            params: request.params.into_iter().filter(|p| p.name != "_misbehave").collect(),
+            headers,
+        })
+    }
+}
+
+export!(Misbehave);

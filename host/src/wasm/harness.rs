@@ -1,0 +1,142 @@
+//! Calling one module alone: the same `.wasm` the gateway loads, with the host
+//! imports (configuration, issuer facts, clock) supplied by the caller. Used
+//! by the gateway's tests and usable from a module's own `cargo test`.
+//!
+//! ```no_run
+//! use fhirgate::wasm::harness::Harness;
+//! let h = Harness::load("target/wasm32-wasip2/guest/fhirgate_router_table.wasm").unwrap()
+//!     .config(r#"{"tenants":{}}"#);
+//! ```
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use super::bindings::{routing, shaping, types};
+use super::{CallContext, GuestFault, IssuerFacts, Limits, Module, Runtime};
+
+/// A module under test and the host imports it will see.
+pub struct Harness {
+    /// Module calls are asynchronous; the harness drives them to completion
+    /// so tests can stay synchronous.
+    executor: tokio::runtime::Runtime,
+    module: Module,
+    config_json: Arc<str>,
+    issuer: Arc<IssuerFacts>,
+    now_ms: Option<u64>,
+}
+
+impl Harness {
+    /// Loads the component at `path` with the default sandbox limits.
+    pub fn load(path: impl AsRef<Path>) -> anyhow::Result<Harness> {
+        Self::load_with_limits(path, Limits::default())
+    }
+
+    /// Loads the component at `path` with `limits`.
+    pub fn load_with_limits(path: impl AsRef<Path>, limits: Limits) -> anyhow::Result<Harness> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let runtime = Runtime::new(limits)?;
+        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("module");
+        let executor = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the harness executor")?;
+        Ok(Harness {
+            executor,
+            module: Module::load(&runtime, name, &bytes)?,
+            config_json: "{}".into(),
+            issuer: Arc::new(IssuerFacts {
+                issuer: String::new(),
+                audiences: Vec::new(),
+                jwks: r#"{"keys":[]}"#.into(),
+            }),
+            now_ms: None,
+        })
+    }
+
+    /// The JSON the module's `config` import returns.
+    pub fn config(mut self, json: &str) -> Self {
+        self.config_json = json.into();
+        self
+    }
+
+    /// What the `issuer` import returns.
+    pub fn issuer(mut self, facts: IssuerFacts) -> Self {
+        self.issuer = Arc::new(facts);
+        self
+    }
+
+    /// Fixes the clock the module sees.
+    pub fn now_ms(mut self, now: u64) -> Self {
+        self.now_ms = Some(now);
+        self
+    }
+
+    pub fn module(&self) -> &Module {
+        &self.module
+    }
+
+    fn ctx(&self) -> CallContext {
+        CallContext {
+            partner: "harness".into(),
+            module: self.module.name().clone(),
+            digest: self.module.digest().clone(),
+            config_json: self.config_json.clone(),
+            issuer: self.issuer.clone(),
+            request_id: "harness".into(),
+            fixed_now_ms: self.now_ms,
+        }
+    }
+
+    pub fn validate(&self, token: &str, request: &types::Request) -> Result<Result<types::Claims, types::Denial>, GuestFault> {
+        self.executor.block_on(self.module.validate(self.ctx(), token, request))
+    }
+
+    pub fn route(
+        &self,
+        claims: &types::Claims,
+        request: &types::Request,
+    ) -> Result<Result<routing::Target, types::Denial>, GuestFault> {
+        self.executor.block_on(self.module.route(self.ctx(), claims, request))
+    }
+
+    pub fn shape_request(
+        &self,
+        exchange: &shaping::Exchange,
+        request: &shaping::UpstreamRequest,
+    ) -> Result<Result<shaping::UpstreamRequest, types::Denial>, GuestFault> {
+        self.executor.block_on(self.module.shape_request(self.ctx(), exchange, request))
+    }
+
+    pub fn shape_response(
+        &self,
+        exchange: &shaping::Exchange,
+        status: u16,
+        body: &[u8],
+    ) -> Result<Result<shaping::Shaped, types::Denial>, GuestFault> {
+        self.executor.block_on(self.module.shape_response(self.ctx(), exchange, status, body))
+    }
+}
+
+/// A request record with everything but the interaction and path empty, for
+/// tests to fill in.
+pub fn request(interaction: types::Interaction, resource_type: &str, resource_id: Option<&str>) -> types::Request {
+    let path = match resource_id {
+        Some(id) => format!("{resource_type}/{id}"),
+        None => resource_type.to_owned(),
+    };
+    types::Request {
+        request_id: "harness".into(),
+        method: "GET".into(),
+        fhir_version: types::FhirVersion::Stu3,
+        interaction,
+        resource_type: Some(resource_type.to_owned()),
+        resource_id: resource_id.map(str::to_owned),
+        path,
+        params: Vec::new(),
+        headers: Vec::new(),
+        body: None,
+    }
+}

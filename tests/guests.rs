@@ -1,0 +1,197 @@
+//! Each default module, loaded from the same `.wasm` file the gateway loads
+//! and called through the harness with host imports supplied by the test: no
+//! server, no network.
+
+mod support;
+
+use fhirgate::oauth::SigningKey;
+use fhirgate::wasm::IssuerFacts;
+use fhirgate::wasm::bindings::shaping::{Exchange, UpstreamRequest};
+use fhirgate::wasm::bindings::types::{Claims, FhirVersion, Interaction, Param};
+use fhirgate::wasm::harness::{Harness, request};
+use serde_json::{Value, json};
+use support::guest;
+
+const TENANT: &str = "7f0c3a4e-2b51-4c1e-9d3a-0c6f5e2b8a11";
+const NOW: u64 = 1_800_000_000;
+
+fn facts(key: &SigningKey) -> IssuerFacts {
+    IssuerFacts {
+        issuer: "https://gw.example".into(),
+        audiences: vec!["https://gw.example/stu3".into(), "https://gw.example/dstu2".into()],
+        jwks: key.jwks().to_string(),
+    }
+}
+
+fn sign(key: &SigningKey, overrides: Value) -> String {
+    let mut claims = json!({
+        "iss": "https://gw.example",
+        "sub": "app-1",
+        "aud": ["https://gw.example/stu3", "https://gw.example/dstu2"],
+        "scope": format!("{TENANT} system/*.read"),
+        "iat": NOW - 10,
+        "nbf": NOW - 10,
+        "exp": NOW + 3600,
+        "jti": "t-1",
+    });
+    for (k, v) in overrides.as_object().unwrap() {
+        if v.is_null() {
+            claims.as_object_mut().unwrap().remove(k);
+        } else {
+            claims[k] = v.clone();
+        }
+    }
+    key.sign(&claims).unwrap()
+}
+
+#[test]
+fn token_validator_accepts_good_tokens_and_denies_the_rest() {
+    let key = SigningKey::generate().unwrap();
+    let h = Harness::load(guest("fhirgate_token_jwt"))
+        .unwrap()
+        .config(r#"{"leeway_seconds": 30}"#)
+        .issuer(facts(&key))
+        .now_ms(NOW * 1000);
+    let req = request(Interaction::Read, "Patient", Some("1"));
+
+    let claims = h.validate(&sign(&key, json!({})), &req).unwrap().expect("valid token");
+    assert_eq!(claims.client_id, "app-1");
+    assert_eq!(claims.tenant_id, TENANT);
+    assert_eq!(claims.expires_at, NOW + 3600);
+    assert_eq!(claims.token_id.as_deref(), Some("t-1"));
+    assert!(claims.scopes.contains(&"system/*.read".to_owned()));
+
+    // Within the leeway, an expired token still passes; beyond it, not.
+    assert!(h.validate(&sign(&key, json!({"exp": NOW - 20})), &req).unwrap().is_ok());
+    let cases = [
+        (json!({"exp": NOW - 60}), 401, "invalid_token", "expired"),
+        (json!({"nbf": NOW + 120}), 401, "invalid_token", "not valid yet"),
+        (json!({"iss": "https://evil.example"}), 401, "invalid_token", "issued"),
+        (json!({"aud": "https://other.example"}), 401, "invalid_token", "meant"),
+        (json!({"scope": "system/*.read"}), 403, "insufficient_scope", "tenant"),
+        (
+            json!({"scope": format!("{TENANT} 8e1c3a4e-2b51-4c1e-9d3a-0c6f5e2b8a11")}),
+            403,
+            "insufficient_scope",
+            "more than one",
+        ),
+        (json!({"exp": null}), 401, "invalid_token", "exp"),
+    ];
+    for (overrides, status, code, words) in cases {
+        let denial = h.validate(&sign(&key, overrides.clone()), &req).unwrap().expect_err("denied");
+        assert_eq!(denial.status, status, "{overrides}");
+        assert_eq!(denial.code, code, "{overrides}");
+        assert!(denial.message.contains(words), "{overrides}: {}", denial.message);
+    }
+
+    // Another key with the same kid-less claims, and garbage.
+    let other = SigningKey::generate().unwrap();
+    let denial = h.validate(&sign(&other, json!({})), &req).unwrap().expect_err("unknown key");
+    assert_eq!(denial.code, "invalid_token");
+    let denial = h.validate("garbage", &req).unwrap().expect_err("garbage");
+    assert_eq!(denial.status, 401);
+}
+
+#[test]
+fn table_router_maps_tenants_and_denies_unknown_ones() {
+    let h = Harness::load(guest("fhirgate_router_table"))
+        .unwrap()
+        .config(&json!({"tenants": {TENANT.to_uppercase(): "hospital-a"}}).to_string());
+    let claims = Claims {
+        client_id: "app".into(),
+        tenant_id: TENANT.into(),
+        scopes: vec![TENANT.into()],
+        expires_at: NOW,
+        token_id: None,
+    };
+    let mut search = request(Interaction::Search, "Patient", None);
+    search.path = "Patient/_search".into();
+    search.params = vec![Param {
+        name: "family".into(),
+        value: "chau".into(),
+    }];
+    let target = h.route(&claims, &search).unwrap().expect("routed");
+    assert_eq!(target.provider_id, "hospital-a");
+    assert_eq!(target.path, "Patient");
+    assert_eq!(target.params.len(), 1);
+
+    let read = request(Interaction::Read, "Patient", Some("p1"));
+    assert_eq!(h.route(&claims, &read).unwrap().unwrap().path, "Patient/p1");
+
+    let stranger = Claims {
+        tenant_id: "00000000-0000-4000-8000-000000000000".into(),
+        ..claims
+    };
+    let denial = h.route(&stranger, &read).unwrap().expect_err("unknown tenant");
+    assert_eq!(denial.status, 403);
+    assert_eq!(denial.code, "unknown-tenant");
+}
+
+fn exchange(client: FhirVersion) -> Exchange {
+    Exchange {
+        client_version: client,
+        upstream_version: FhirVersion::R4,
+        interaction: Interaction::Search,
+        gateway_base: "https://gw.example/stu3".into(),
+        upstream_base: "https://ehr.example/fhir/r4".into(),
+    }
+}
+
+#[test]
+fn shaper_turns_r4_searchsets_into_stu3_and_dstu2() {
+    let h = Harness::load(guest("fhirgate_shaper_fhir")).unwrap();
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "timestamp": "2026-01-01T00:00:00Z",
+        "total": 42,
+        "link": [
+            {"relation": "self", "url": "https://ehr.example/fhir/r4/Patient?family=chau"},
+            {"relation": "next", "url": "https://ehr.example/fhir/r4/Patient?family=chau&page=2"},
+            {"relation": "alternate", "url": "https://elsewhere.example/x"}
+        ],
+        "entry": [{
+            "fullUrl": "https://ehr.example/fhir/r4/Patient/p1",
+            "resource": fhirgate::demo::data::patient(0),
+            "search": {"mode": "match"}
+        }]
+    });
+    let body = serde_json::to_vec(&bundle).unwrap();
+
+    let out = h.shape_response(&exchange(FhirVersion::Stu3), 200, &body).unwrap().expect("shaped");
+    assert_eq!(out.status, 200);
+    let b: Value = serde_json::from_slice(&out.body).unwrap();
+    assert_eq!(b["total"], 42);
+    assert!(b.get("timestamp").is_none());
+    assert_eq!(b["entry"][0]["fullUrl"], "https://gw.example/stu3/Patient/pat-001");
+    assert_eq!(b["link"].as_array().unwrap().len(), 2, "the foreign link is dropped");
+    assert_eq!(b["link"][1]["url"], "https://gw.example/stu3/Patient?family=chau&page=2");
+    assert_eq!(b["entry"][0]["resource"]["name"][0]["family"], "Chau");
+    assert!(!String::from_utf8_lossy(&out.body).contains("ehr.example"));
+
+    let mut dstu2 = exchange(FhirVersion::Dstu2);
+    dstu2.gateway_base = "https://gw.example/dstu2".into();
+    let out = h.shape_response(&dstu2, 200, &body).unwrap().expect("shaped");
+    let b: Value = serde_json::from_slice(&out.body).unwrap();
+    let p = &b["entry"][0]["resource"];
+    assert_eq!(p["name"][0]["family"], json!(["Chau"]));
+    assert!(p["careProvider"].is_array());
+    assert_eq!(b["entry"][0]["fullUrl"], "https://gw.example/dstu2/Patient/pat-001");
+
+    // A provider's 500 becomes a 502 with its outcome; garbage is a denial.
+    let oo = br#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"exception"}]}"#;
+    assert_eq!(h.shape_response(&dstu2, 500, oo).unwrap().unwrap().status, 502);
+    let denial = h.shape_response(&dstu2, 200, b"<html>").unwrap().expect_err("not JSON");
+    assert_eq!(denial.status, 502);
+
+    // Request shaping: STU3's `family` means contains.
+    let req = UpstreamRequest {
+        path: "Patient".into(),
+        params: vec![Param {
+            name: "family".into(),
+            value: "chau".into(),
+        }],
+    };
+    let shaped = h.shape_request(&exchange(FhirVersion::Stu3), &req).unwrap().unwrap();
+    assert_eq!(shaped.params[0].name, "family:contains");
+}

@@ -1,0 +1,56 @@
+//! A misbehaving module is contained: the request it broke gets a 5xx
+//! OperationOutcome, and the next request is served normally.
+
+mod support;
+
+use support::{Setup, assert_outcome, http, provider};
+
+const TENANT: &str = "66666666-6666-4666-8666-666666666666";
+
+#[test]
+fn runaway_and_faulty_routing_modules_are_contained() {
+    let (_provider, base) = provider();
+    let gw = Setup {
+        router: "fhirgate_misbehave",
+        routes: &[(TENANT, "p")],
+        tenants: &[(TENANT, "p")],
+        providers: &[("p", &base)],
+        client_tenants: &[TENANT],
+        // Tight limits keep the test quick; the defaults are larger.
+        extra_config: "[wasm]\ncall_timeout_ms = 100\nmemory_mib = 32\n",
+    }
+    .serve();
+    let token = gw.token(TENANT);
+    let read = |mode: &str| {
+        let url = if mode.is_empty() {
+            format!("{}/stu3/Patient/pat-001", gw.base)
+        } else {
+            format!("{}/stu3/Patient/pat-001?_misbehave={mode}", gw.base)
+        };
+        http().get(url).bearer_auth(&token).send().unwrap()
+    };
+
+    assert_eq!(read("").status(), 200);
+    for (mode, expect) in [
+        ("loop", "time limit"),
+        ("grow", "memory"),
+        ("recurse", "trapped"),
+        ("panic", "trapped"),
+        ("bad-header", "invalid value"),
+        ("auth-header", "authorization"),
+        ("foreign-provider", "not approved"),
+        ("escape-path", "path"),
+    ] {
+        let started = std::time::Instant::now();
+        let resp = read(mode);
+        assert_eq!(resp.status(), 500, "{mode}");
+        let diag = assert_outcome(&resp.json().unwrap());
+        assert!(diag.contains("routing module"), "{mode}: {diag}");
+        assert!(diag.contains(expect), "{mode}: {diag}");
+        // The call was cut short, not allowed to run on.
+        assert!(started.elapsed().as_secs() < 20, "{mode} took {:?}", started.elapsed());
+        // The next request is served normally.
+        let resp = read("");
+        assert_eq!(resp.status(), 200, "after {mode}");
+    }
+}

@@ -1,0 +1,212 @@
+//! What the end-to-end tests share: starting the real `fhirgate` binary (the
+//! demo, or `serve` with a configuration written for the test), finding the
+//! built modules, and an HTTP client.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// How long a child may take to print its ready line: module compilation in
+/// an unoptimised build on a loaded 2-core machine.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_owned()
+}
+
+/// The module `name` as `cargo build-guests` builds it.
+pub fn guest(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    let path = target.join("wasm32-wasip2/guest").join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: build the modules first with `cargo build-guests`",
+        path.display()
+    );
+    path
+}
+
+/// A child process killed when dropped, with its first stdout line parsed.
+pub struct Running {
+    child: Child,
+    pub ready: Value,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `fhirgate <args>` and waits for the JSON line it prints when ready.
+pub fn start(args: &[&str]) -> Running {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fhirgate"))
+        .args(args)
+        .current_dir(repo_root())
+        .env("FHIRGATE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting fhirgate");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = match rx.recv_timeout(READY_TIMEOUT) {
+        Ok(line) => line,
+        Err(_) => {
+            let _ = child.kill();
+            panic!("fhirgate {args:?} did not become ready");
+        }
+    };
+    let ready = serde_json::from_str(&line).unwrap_or_else(|e| {
+        let status = child.try_wait();
+        panic!("fhirgate {args:?} printed {line:?} ({e}); exit status {status:?}")
+    });
+    Running { child, ready }
+}
+
+/// The demo: demo provider + gateway with the demo partner.
+pub fn demo() -> Running {
+    start(&["demo", "--json", "--listen", "127.0.0.1:0"])
+}
+
+impl Running {
+    pub fn get(&self, key: &str) -> String {
+        self.ready[key].as_str().unwrap_or_else(|| panic!("no `{key}` in {}", self.ready)).to_owned()
+    }
+}
+
+pub fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("http client")
+}
+
+/// A token for the demo client, through the token endpoint with
+/// `client_secret_post`.
+pub fn token(demo: &Running) -> String {
+    let resp = http()
+        .post(demo.get("token_url"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &demo.get("client_id")),
+            ("client_secret", &demo.get("client_secret")),
+            ("scope", &demo.get("tenant_id")),
+        ])
+        .send()
+        .expect("token request");
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().expect("token JSON");
+    body["access_token"].as_str().expect("access_token").to_owned()
+}
+
+/// Asserts `body` is an OperationOutcome with at least one issue, and returns
+/// its first diagnostics.
+pub fn assert_outcome(body: &Value) -> String {
+    assert_eq!(body["resourceType"], "OperationOutcome", "not an OperationOutcome: {body}");
+    let issue = &body["issue"][0];
+    assert!(issue["severity"].is_string() && issue["code"].is_string(), "bad issue: {body}");
+    issue["diagnostics"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Sha256 hex of a file, for writing pinned policies.
+pub fn sha256(path: &Path) -> String {
+    fhirgate::wasm::module::sha256_hex(&std::fs::read(path).expect("reading module"))
+}
+
+/// Starts the demo provider alone and returns it with its base URL.
+pub fn provider() -> (Running, String) {
+    let p = start(&["provider", "--json", "--listen", "127.0.0.1:0"]);
+    let base = p.get("base_url");
+    (p, base)
+}
+
+/// A gateway started with `fhirgate serve` on a configuration written for the
+/// test. `router` names the routing module; `routes` is the router's tenant
+/// table; `tenants` the policy's approved tenants → provider ids;
+/// `providers` (id, base URL). The client `app` with secret `secret` may ask
+/// for every tenant in `client_tenants`.
+pub struct Setup<'a> {
+    pub router: &'a str,
+    pub routes: &'a [(&'a str, &'a str)],
+    pub tenants: &'a [(&'a str, &'a str)],
+    pub providers: &'a [(&'a str, &'a str)],
+    pub client_tenants: &'a [&'a str],
+    pub extra_config: &'a str,
+}
+
+pub const SECRET: &str = "test-secret-0123456789-abcdefghijklmnopqrstuv";
+
+pub struct Served {
+    pub running: Running,
+    pub base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Setup<'_> {
+    pub fn serve(&self) -> Served {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let module = |name: &str| {
+            let p = guest(name);
+            format!("path = {:?}\nsha256 = {:?}\n", p.display().to_string(), sha256(&p))
+        };
+        let mut policy = String::from("schema_version = 1\npartner = \"test\"\n\n");
+        policy += &format!("[modules.token-validation]\n{}\n", module("fhirgate_token_jwt"));
+        policy += &format!("[modules.routing]\n{}\n[modules.routing.config.tenants]\n", module(self.router));
+        for (t, p) in self.routes {
+            policy += &format!("{t:?} = {p:?}\n");
+        }
+        policy += &format!("\n[modules.shaping]\n{}\n", module("fhirgate_shaper_fhir"));
+        for (id, url) in self.providers {
+            policy += &format!("[providers.{id}]\nbase_url = {url:?}\nfhir_version = \"r4\"\ntimeout_ms = 2000\n\n");
+        }
+        for (t, p) in self.tenants {
+            policy += &format!("[tenants.{t:?}]\nproviders = [{p:?}]\n\n");
+        }
+        std::fs::write(dir.path().join("policy.toml"), policy).expect("policy");
+        let tenants: Vec<String> = self.client_tenants.iter().map(|t| format!("{t:?}")).collect();
+        let config = format!(
+            "schema_version = 1\npolicy = \"policy.toml\"\n{}\n\n[[clients]]\nclient_id = \"app\"\nsecret_sha256 = {:?}\ntenants = [{}]\n",
+            self.extra_config,
+            sha256_str(SECRET),
+            tenants.join(", ")
+        );
+        let config_path = dir.path().join("gateway.toml");
+        std::fs::write(&config_path, config).expect("config");
+        let running = start(&["serve", "--json", "--listen", "127.0.0.1:0", "--config", config_path.to_str().unwrap()]);
+        let base = format!("http://{}", running.get("address"));
+        Served { running, base, _dir: dir }
+    }
+}
+
+pub fn sha256_str(s: &str) -> String {
+    fhirgate::wasm::module::sha256_hex(s.as_bytes())
+}
+
+impl Served {
+    pub fn token(&self, tenant: &str) -> String {
+        let resp = http()
+            .post(format!("{}/oauth2/token", self.base))
+            .basic_auth("app", Some(SECRET))
+            .form(&[("grant_type", "client_credentials"), ("scope", tenant)])
+            .send()
+            .expect("token request");
+        assert_eq!(resp.status(), 200, "token refused: {:?}", resp.text());
+        let body: Value = resp.json().expect("token JSON");
+        body["access_token"].as_str().expect("access_token").to_owned()
+    }
+}
