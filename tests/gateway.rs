@@ -59,12 +59,7 @@ fn metadata_is_public_and_advertises_oauth_on_both_faces() {
 
     // The URLs follow the address the client used.
     let port = gateway.rsplit(':').next().unwrap();
-    let cs: Value = http()
-        .get(format!("http://localhost:{port}/stu3/metadata"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let cs: Value = http().get(format!("http://localhost:{port}/stu3/metadata")).send().unwrap().json().unwrap();
     let token_url = &cs["rest"][0]["security"]["extension"][0]["extension"][0]["valueUri"];
     assert_eq!(token_url, &format!("http://localhost:{port}/oauth2/token"));
 }
@@ -105,11 +100,7 @@ fn oauth_library_gets_a_jwt_whose_scope_carries_the_tenant() {
     assert!(header["kid"].is_string());
 
     // The token works on a FHIR face.
-    let resp = http()
-        .get(format!("{}/Patient/pat-001", demo.get("stu3_base")))
-        .bearer_auth(jwt)
-        .send()
-        .unwrap();
+    let resp = http().get(format!("{}/Patient/pat-001", demo.get("stu3_base"))).bearer_auth(jwt).send().unwrap();
     assert_eq!(resp.status(), 200);
 }
 
@@ -132,11 +123,21 @@ fn token_endpoint_errors_follow_rfc_6749() {
     let resp = post(&[("grant_type", "password"), ("client_id", &id), ("client_secret", &secret)]);
     check(resp, 400, "unsupported_grant_type");
 
-    let resp = post(&[("grant_type", "client_credentials"), ("client_id", &id), ("client_secret", "wrong"), ("scope", &tenant)]);
+    let resp = post(&[
+        ("grant_type", "client_credentials"),
+        ("client_id", &id),
+        ("client_secret", "wrong"),
+        ("scope", &tenant),
+    ]);
     check(resp, 401, "invalid_client");
 
     // Unknown client and wrong secret look the same.
-    let resp = post(&[("grant_type", "client_credentials"), ("client_id", "nobody"), ("client_secret", "wrong"), ("scope", &tenant)]);
+    let resp = post(&[
+        ("grant_type", "client_credentials"),
+        ("client_id", "nobody"),
+        ("client_secret", "wrong"),
+        ("scope", &tenant),
+    ]);
     check(resp, 401, "invalid_client");
 
     // Basic with a wrong secret: 401 with a Basic challenge.
@@ -174,7 +175,12 @@ fn token_endpoint_errors_follow_rfc_6749() {
         ("scope", "00000000-0000-0000-0000-000000000000"),
     ]);
     check(resp, 400, "invalid_scope");
-    let resp = post(&[("grant_type", "client_credentials"), ("client_id", &id), ("client_secret", &secret), ("scope", "openid")]);
+    let resp = post(&[
+        ("grant_type", "client_credentials"),
+        ("client_id", &id),
+        ("client_secret", &secret),
+        ("scope", "openid"),
+    ]);
     check(resp, 400, "invalid_scope");
 
     // Missing grant type, repeated parameter, wrong media type.
@@ -182,15 +188,13 @@ fn token_endpoint_errors_follow_rfc_6749() {
     let resp = http()
         .post(&url)
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("grant_type=client_credentials&grant_type=client_credentials&client_id={id}&client_secret={secret}"))
+        .body(format!(
+            "grant_type=client_credentials&grant_type=client_credentials&client_id={id}&client_secret={secret}"
+        ))
         .send()
         .unwrap();
     check(resp, 400, "invalid_request");
-    let resp = http()
-        .post(&url)
-        .json(&serde_json::json!({"grant_type": "client_credentials"}))
-        .send()
-        .unwrap();
+    let resp = http().post(&url).json(&serde_json::json!({"grant_type": "client_credentials"})).send().unwrap();
     check(resp, 400, "invalid_request");
 
     // SMART system scopes are granted beside the tenant.
@@ -227,25 +231,14 @@ fn patient_read_and_search_on_both_faces() {
     let provider_base = demo.get("provider_base");
 
     // STU3: family is a string, the practitioner is generalPractitioner.
-    let p: Value = http()
-        .get(format!("{stu3}/Patient/pat-001"))
-        .bearer_auth(&token)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let p: Value = http().get(format!("{stu3}/Patient/pat-001")).bearer_auth(&token).send().unwrap().json().unwrap();
     assert_eq!(p["resourceType"], "Patient");
     assert_eq!(p["name"][0]["family"], "Chau");
     assert_eq!(p["name"][0]["given"][0], "Hugh");
     assert_eq!(p["gender"], "male");
     assert_eq!(p["birthDate"], "1970-01-01");
     assert_eq!(p["generalPractitioner"][0]["display"], "Dr. Adele Byrne");
-    let mrn = p["identifier"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["type"]["coding"][0]["code"] == "MR")
-        .expect("MRN");
+    let mrn = p["identifier"].as_array().unwrap().iter().find(|i| i["type"]["coding"][0]["code"] == "MR").expect("MRN");
     assert_eq!(mrn["type"]["coding"][0]["system"], "http://hl7.org/fhir/v2/0203");
     assert_eq!(mrn["value"], "MRN100001");
 
@@ -288,12 +281,7 @@ fn patient_read_and_search_on_both_faces() {
     }
     let body = bundle.to_string();
     assert!(!body.contains(&provider_base), "the provider's URL leaked: {body}");
-    let next = bundle["link"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["relation"] == "next")
-        .expect("next link");
+    let next = bundle["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").expect("next link");
     assert!(next["url"].as_str().unwrap().starts_with(&format!("{dstu2}/Patient?")));
 
     // GET search by identifier, birthdate and gender.
@@ -372,11 +360,7 @@ fn bearer_errors_follow_rfc_6750() {
     let token = token(&demo);
     let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
     parts[2] = parts[2].chars().rev().collect();
-    let resp = http()
-        .get(format!("{stu3}/Patient/pat-001"))
-        .bearer_auth(parts.join("."))
-        .send()
-        .unwrap();
+    let resp = http().get(format!("{stu3}/Patient/pat-001")).bearer_auth(parts.join(".")).send().unwrap();
     assert_eq!(resp.status(), 401);
 
     // Tokens in the URL are refused.
@@ -399,17 +383,9 @@ fn a_tenant_without_a_route_is_refused_with_an_outcome() {
         extra_config: "",
     }
     .serve();
-    let resp = http()
-        .get(format!("{}/stu3/Patient/pat-001", gw.base))
-        .bearer_auth(gw.token(routed))
-        .send()
-        .unwrap();
+    let resp = http().get(format!("{}/stu3/Patient/pat-001", gw.base)).bearer_auth(gw.token(routed)).send().unwrap();
     assert_eq!(resp.status(), 200);
-    let resp = http()
-        .get(format!("{}/stu3/Patient/pat-001", gw.base))
-        .bearer_auth(gw.token(unrouted))
-        .send()
-        .unwrap();
+    let resp = http().get(format!("{}/stu3/Patient/pat-001", gw.base)).bearer_auth(gw.token(unrouted)).send().unwrap();
     assert_eq!(resp.status(), 403);
     let diag = assert_outcome(&resp.json().unwrap());
     assert!(diag.contains("tenant"), "{diag}");
@@ -453,11 +429,7 @@ fn malformed_input_gets_clear_errors() {
     let stu3 = format!("{}/stu3", gw.base);
 
     // Bad JSON from the provider: 502 with an OperationOutcome.
-    let resp = http()
-        .get(format!("{stu3}/Patient/pat-001"))
-        .bearer_auth(gw.token(broken))
-        .send()
-        .unwrap();
+    let resp = http().get(format!("{stu3}/Patient/pat-001")).bearer_auth(gw.token(broken)).send().unwrap();
     assert_eq!(resp.status(), 502);
     assert_outcome(&resp.json().unwrap());
 
@@ -524,12 +496,84 @@ fn a_provider_that_is_down_is_a_502_outcome() {
         extra_config: "",
     }
     .serve();
-    let resp = http()
-        .get(format!("{}/dstu2/Patient/pat-001", gw.base))
-        .bearer_auth(gw.token(tenant))
-        .send()
-        .unwrap();
+    let resp = http().get(format!("{}/dstu2/Patient/pat-001", gw.base)).bearer_auth(gw.token(tenant)).send().unwrap();
     assert_eq!(resp.status(), 502);
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("application/json+fhir"));
     assert_outcome(&resp.json().unwrap());
+}
+
+/// Runs `fhirgate <args>` to completion and returns (success, stdout + stderr).
+fn run_cli(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fhirgate"))
+        .args(args)
+        .current_dir(support::repo_root())
+        .env("FHIRGATE_LOG", "warn")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[test]
+fn bad_policies_and_configs_fail_at_start_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let jwt = support::guest("fhirgate_token_jwt");
+    let router = support::guest("fhirgate_router_table");
+    let shaper = support::guest("fhirgate_shaper_fhir");
+    let policy = |jwt_pin: &str, extra: &str| {
+        format!(
+            "schema_version = 1\npartner = \"t\"\n{extra}\n\
+             [modules.token-validation]\npath = {:?}\nsha256 = {jwt_pin:?}\n\
+             [modules.routing]\npath = {:?}\nsha256 = {:?}\n\
+             [modules.shaping]\npath = {:?}\nsha256 = {:?}\n\
+             [providers.p]\nbase_url = \"http://127.0.0.1:9/fhir\"\nfhir_version = \"r4\"\n\
+             [tenants.\"11111111-1111-4111-8111-111111111111\"]\nproviders = [\"p\"]\n",
+            jwt.display().to_string(),
+            router.display().to_string(),
+            support::sha256(&router),
+            shaper.display().to_string(),
+            support::sha256(&shaper),
+        )
+    };
+    let path = dir.path().join("policy.toml");
+    let path_str = path.to_str().unwrap();
+
+    // Correct pins load.
+    std::fs::write(&path, policy(&support::sha256(&jwt), "")).unwrap();
+    let (ok, text) = run_cli(&["policy", "check", path_str]);
+    assert!(ok, "{text}");
+
+    // A wrong pin is refused, naming the key and both digests.
+    let wrong = "ab".repeat(32);
+    std::fs::write(&path, policy(&wrong, "")).unwrap();
+    let (ok, text) = run_cli(&["policy", "check", path_str]);
+    assert!(!ok);
+    assert!(text.contains("modules.token-validation.sha256") && text.contains(&wrong), "{text}");
+    assert!(text.contains(&support::sha256(&jwt)), "{text}");
+
+    // An unknown key names the key and the file.
+    std::fs::write(&path, policy(&support::sha256(&jwt), "colour = \"blue\"")).unwrap();
+    let (ok, text) = run_cli(&["policy", "check", path_str]);
+    assert!(!ok);
+    assert!(text.contains("colour") && text.contains("policy.toml"), "{text}");
+
+    // A module in the wrong role is refused at load.
+    let swapped = policy(&support::sha256(&jwt), "")
+        .replacen(&router.display().to_string(), &shaper.display().to_string(), 1)
+        .replacen(&support::sha256(&router), &support::sha256(&shaper), 1);
+    std::fs::write(&path, swapped).unwrap();
+    let (ok, text) = run_cli(&["policy", "check", path_str]);
+    assert!(!ok);
+    assert!(text.contains("does not export the routing interface"), "{text}");
+
+    // A gateway config with a bad value names the file and key.
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, "schema_version = 1\npolicy = \"policy.toml\"\npublic_url = \"ftp://x\"\n").unwrap();
+    let (ok, text) = run_cli(&["serve", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert!(!ok);
+    assert!(text.contains("public_url") && text.contains("gateway.toml"), "{text}");
+
+    // The shipped example configuration is valid.
+    let (ok, text) = run_cli(&["policy", "check", "policies/demo/policy.toml"]);
+    assert!(ok, "{text}");
 }

@@ -106,10 +106,7 @@ fn table_router_maps_tenants_and_denies_unknown_ones() {
     };
     let mut search = request(Interaction::Search, "Patient", None);
     search.path = "Patient/_search".into();
-    search.params = vec![Param {
-        name: "family".into(),
-        value: "chau".into(),
-    }];
+    search.params = vec![Param { name: "family".into(), value: "chau".into() }];
     let target = h.route(&claims, &search).unwrap().expect("routed");
     assert_eq!(target.provider_id, "hospital-a");
     assert_eq!(target.path, "Patient");
@@ -118,10 +115,7 @@ fn table_router_maps_tenants_and_denies_unknown_ones() {
     let read = request(Interaction::Read, "Patient", Some("p1"));
     assert_eq!(h.route(&claims, &read).unwrap().unwrap().path, "Patient/p1");
 
-    let stranger = Claims {
-        tenant_id: "00000000-0000-4000-8000-000000000000".into(),
-        ..claims
-    };
+    let stranger = Claims { tenant_id: "00000000-0000-4000-8000-000000000000".into(), ..claims };
     let denial = h.route(&stranger, &read).unwrap().expect_err("unknown tenant");
     assert_eq!(denial.status, 403);
     assert_eq!(denial.code, "unknown-tenant");
@@ -185,13 +179,8 @@ fn shaper_turns_r4_searchsets_into_stu3_and_dstu2() {
     assert_eq!(denial.status, 502);
 
     // Request shaping: STU3's `family` means contains.
-    let req = UpstreamRequest {
-        path: "Patient".into(),
-        params: vec![Param {
-            name: "family".into(),
-            value: "chau".into(),
-        }],
-    };
+    let req =
+        UpstreamRequest { path: "Patient".into(), params: vec![Param { name: "family".into(), value: "chau".into() }] };
     let shaped = h.shape_request(&exchange(FhirVersion::Stu3), &req).unwrap().unwrap();
     assert_eq!(shaped.params[0].name, "family:contains");
 }

@@ -65,10 +65,7 @@ fn default_lifetime() -> u64 {
 
 impl Default for TokenConfig {
     fn default() -> Self {
-        TokenConfig {
-            lifetime_seconds: default_lifetime(),
-            signing_key_file: None,
-        }
+        TokenConfig { lifetime_seconds: default_lifetime(), signing_key_file: None }
     }
 }
 
@@ -110,10 +107,7 @@ fn default_upstream_body() -> usize {
 
 impl Default for HttpLimits {
     fn default() -> Self {
-        HttpLimits {
-            max_request_body_bytes: default_request_body(),
-            max_upstream_body_bytes: default_upstream_body(),
-        }
+        HttpLimits { max_request_body_bytes: default_request_body(), max_upstream_body_bytes: default_upstream_body() }
     }
 }
 

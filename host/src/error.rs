@@ -44,14 +44,7 @@ pub struct Failure {
 
 impl Failure {
     fn new(fault: Fault, status: StatusCode, issue: &'static str, message: impl Into<String>) -> Self {
-        Failure {
-            fault,
-            status,
-            issue,
-            message: message.into(),
-            bearer_error: None,
-            retry_after: None,
-        }
+        Failure { fault, status, issue, message: message.into(), bearer_error: None, retry_after: None }
     }
 
     pub fn client(status: StatusCode, message: impl Into<String>) -> Self {
@@ -122,7 +115,9 @@ impl Failure {
         }
         let fault = if status.is_client_error() { Fault::Client } else { Fault::Module };
         let issue = match status {
-            StatusCode::NOT_IMPLEMENTED | StatusCode::NOT_ACCEPTABLE | StatusCode::METHOD_NOT_ALLOWED => "not-supported",
+            StatusCode::NOT_IMPLEMENTED | StatusCode::NOT_ACCEPTABLE | StatusCode::METHOD_NOT_ALLOWED => {
+                "not-supported"
+            }
             StatusCode::FORBIDDEN => "forbidden",
             StatusCode::NOT_FOUND => "not-found",
             StatusCode::BAD_GATEWAY => "exception",
@@ -155,10 +150,7 @@ fn bearer_challenge(error: Option<&str>, description: &str) -> HeaderValue {
     let mut v = String::from("Bearer realm=\"fhirgate\"");
     if let Some(e) = error {
         let e: String = e.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-        let d: String = description
-            .chars()
-            .filter(|c| matches!(c, ' ' | '!' | '#'..='[' | ']'..='~'))
-            .collect();
+        let d: String = description.chars().filter(|c| matches!(c, ' ' | '!' | '#'..='[' | ']'..='~')).collect();
         v.push_str(&format!(", error=\"{e}\", error_description=\"{d}\""));
     }
     HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("Bearer realm=\"fhirgate\""))

@@ -57,6 +57,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Generate a client secret and the `secret_sha256` line for gateway.toml.
+    Secret,
     /// Work with policy files.
     Policy {
         #[command(subcommand)]
@@ -78,10 +80,7 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(EnvFilter::try_from_env("FHIRGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         .init();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     rt.block_on(async_main(cli))
 }
 
@@ -124,7 +123,9 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             }
             run(listener, gateway, shutdown_signal()).await
         }
-        Command::Demo { listen, json, policy } => run_demo(DemoOptions { listen, json, policy }, shutdown_signal()).await,
+        Command::Demo { listen, json, policy } => {
+            run_demo(DemoOptions { listen, json, policy }, shutdown_signal()).await
+        }
         Command::Provider { listen, json } => {
             let (listener, local) = bind(listen).await?;
             let base = format!("http://{local}/fhir");
@@ -143,13 +144,21 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             let runtime = Runtime::new(Default::default())?;
             let loaded = PolicyFile::read(&policy)?.load(&policy, &runtime)?;
             println!("policy {} (partner `{}`) is valid", policy.display(), loaded.partner);
-            for (role, m) in [("token-validation", &loaded.validator), ("routing", &loaded.router), ("shaping", &loaded.shaper)] {
+            for (role, m) in
+                [("token-validation", &loaded.validator), ("routing", &loaded.router), ("shaping", &loaded.shaper)]
+            {
                 println!("  {role:<17} {} sha256 {}", m.module.name(), m.module.digest());
             }
             println!("  providers: {}  tenants: {}", loaded.providers.len(), loaded.tenants.len());
             Ok(())
         }
         Command::Policy { command: PolicyCommand::Pin { policy } } => pin(&policy),
+        Command::Secret => {
+            let secret = fhirgate::oauth::clients::generate_secret();
+            println!("client_secret = {secret}");
+            println!("secret_sha256 = \"{}\"", sha256_hex(secret.as_bytes()));
+            Ok(())
+        }
     }
 }
 
@@ -163,10 +172,8 @@ fn pin(path: &std::path::Path) -> anyhow::Result<()> {
         .with_context(|| format!("{}: no [modules] table", path.display()))?;
     for (role, item) in modules.iter_mut() {
         let table = item.as_table_like_mut().with_context(|| format!("`modules.{role}` is not a table"))?;
-        let file = table
-            .get("path")
-            .and_then(|p| p.as_str())
-            .with_context(|| format!("`modules.{role}.path` is missing"))?;
+        let file =
+            table.get("path").and_then(|p| p.as_str()).with_context(|| format!("`modules.{role}.path` is missing"))?;
         let file = dir.join(file);
         let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
         let digest = sha256_hex(&bytes);

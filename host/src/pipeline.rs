@@ -129,7 +129,9 @@ fn log_failure(ctx: &Ctx<'_>, f: &Failure) {
     use crate::error::Fault;
     match f.fault {
         Fault::Client => tracing::debug!(request_id = %ctx.request_id, status = f.status.as_u16(), "{}", f.message),
-        Fault::Provider => tracing::warn!(request_id = %ctx.request_id, status = f.status.as_u16(), "provider: {}", f.message),
+        Fault::Provider => {
+            tracing::warn!(request_id = %ctx.request_id, status = f.status.as_u16(), "provider: {}", f.message)
+        }
         Fault::Gateway | Fault::Module => {
             tracing::error!(request_id = %ctx.request_id, status = f.status.as_u16(), "{}", f.message)
         }
@@ -147,7 +149,12 @@ fn interaction_name(i: Interaction) -> &'static str {
     }
 }
 
-async fn run(ctx: &Ctx<'_>, headers: &HeaderMap, request: Request, audit: &mut Audit) -> Result<Response<Body>, Failure> {
+async fn run(
+    ctx: &Ctx<'_>,
+    headers: &HeaderMap,
+    request: Request,
+    audit: &mut Audit,
+) -> Result<Response<Body>, Failure> {
     let claims = authenticate(ctx, headers, &request).await?;
     audit.client_id = Some(claims.client_id.clone());
     audit.tenant = Some(claims.tenant_id.clone());
@@ -159,7 +166,12 @@ async fn run(ctx: &Ctx<'_>, headers: &HeaderMap, request: Request, audit: &mut A
 }
 
 /// Route, shape the request, forward, shape the response.
-async fn broker(ctx: &Ctx<'_>, claims: &Claims, request: &Request, audit: &mut Audit) -> Result<(StatusCode, Vec<u8>), Failure> {
+async fn broker(
+    ctx: &Ctx<'_>,
+    claims: &Claims,
+    request: &Request,
+    audit: &mut Audit,
+) -> Result<(StatusCode, Vec<u8>), Failure> {
     let (target, provider) = route(ctx, claims, request).await?;
     audit.provider = Some(provider.id.clone());
     let exchange = Exchange {
@@ -171,10 +183,7 @@ async fn broker(ctx: &Ctx<'_>, claims: &Claims, request: &Request, audit: &mut A
     };
     let shaped_request = {
         let shaper = &ctx.policy.shaper.module;
-        let upstream = UpstreamRequest {
-            path: target.path.clone(),
-            params: target.params.clone(),
-        };
+        let upstream = UpstreamRequest { path: target.path.clone(), params: target.params.clone() };
         shaper
             .shape_request(ctx.call_ctx(Role::Shaping), &exchange, &upstream)
             .await
@@ -191,16 +200,11 @@ async fn broker(ctx: &Ctx<'_>, claims: &Claims, request: &Request, audit: &mut A
         Version::Dstu2 => "application/json+fhir",
         _ => "application/fhir+json",
     };
-    let upstream = ctx
-        .gw
-        .upstream
-        .get(&url, headers, accept, provider.timeout)
-        .await
-        .map_err(|e| match e {
-            UpstreamError::Timeout(_) => Failure::provider_timeout(format!("Provider `{}`: {e}.", provider.id)),
-            UpstreamError::Connect => Failure::provider_unreachable(format!("Provider `{}`: {e}.", provider.id)),
-            _ => Failure::provider_bad_answer(format!("Provider `{}`: {e}.", provider.id)),
-        })?;
+    let upstream = ctx.gw.upstream.get(&url, headers, accept, provider.timeout).await.map_err(|e| match e {
+        UpstreamError::Timeout(_) => Failure::provider_timeout(format!("Provider `{}`: {e}.", provider.id)),
+        UpstreamError::Connect => Failure::provider_unreachable(format!("Provider `{}`: {e}.", provider.id)),
+        _ => Failure::provider_bad_answer(format!("Provider `{}`: {e}.", provider.id)),
+    })?;
     let shaped = ctx
         .policy
         .shaper
@@ -215,7 +219,14 @@ async fn broker(ctx: &Ctx<'_>, claims: &Claims, request: &Request, audit: &mut A
 }
 
 /// Phase 1: the request as modules see it.
-fn parse(ctx: &Ctx<'_>, method: &Method, rest: &str, query: Option<&str>, headers: &HeaderMap, body: Bytes) -> Result<Request, Failure> {
+fn parse(
+    ctx: &Ctx<'_>,
+    method: &Method,
+    rest: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Request, Failure> {
     let segments: Vec<&str> = if rest.is_empty() { Vec::new() } else { rest.split('/').collect() };
     let bad_type = |t: &str| Failure::client(StatusCode::BAD_REQUEST, format!("`{}` is not a resource type.", clip(t)));
     let mut params = query.map(parse_params).transpose()?.unwrap_or_default();
@@ -277,10 +288,7 @@ fn parse(ctx: &Ctx<'_>, method: &Method, rest: &str, query: Option<&str>, header
         .iter()
         .filter(|(name, _)| !matches!(name.as_str(), "authorization" | "cookie" | "proxy-authorization"))
         .filter_map(|(name, value)| {
-            Some(Header {
-                name: name.as_str().to_owned(),
-                value: value.to_str().ok()?.to_owned(),
-            })
+            Some(Header { name: name.as_str().to_owned(), value: value.to_str().ok()?.to_owned() })
         })
         .collect();
     Ok(Request {
@@ -299,10 +307,7 @@ fn parse(ctx: &Ctx<'_>, method: &Method, rest: &str, query: Option<&str>, header
 
 fn parse_params(text: &str) -> Result<Vec<Param>, Failure> {
     let params: Vec<Param> = form_urlencoded::parse(text.as_bytes())
-        .map(|(k, v)| Param {
-            name: k.into_owned(),
-            value: v.into_owned(),
-        })
+        .map(|(k, v)| Param { name: k.into_owned(), value: v.into_owned() })
         .collect();
     if params.len() > MAX_PARAMS {
         return Err(Failure::client(StatusCode::BAD_REQUEST, "Too many search parameters."));
@@ -357,11 +362,7 @@ async fn authenticate(ctx: &Ctx<'_>, headers: &HeaderMap, request: &Request) -> 
         || token.len() > 8192
         || !token.bytes().all(|c| c.is_ascii_alphanumeric() || b"-._~+/=".contains(&c))
     {
-        return Err(Failure::bearer(
-            StatusCode::UNAUTHORIZED,
-            Some("invalid_token"),
-            "The access token is malformed.",
-        ));
+        return Err(Failure::bearer(StatusCode::UNAUTHORIZED, Some("invalid_token"), "The access token is malformed."));
     }
     let claims = ctx
         .policy
@@ -396,10 +397,7 @@ async fn route(ctx: &Ctx<'_>, claims: &Claims, request: &Request) -> Result<(Tar
         .policy
         .provider_for(&claims.tenant_id, &target.provider_id)
         .ok_or_else(|| {
-            Failure::module(
-                Role::Routing,
-                "it chose a provider that is not approved for this token's tenant",
-            )
+            Failure::module(Role::Routing, "it chose a provider that is not approved for this token's tenant")
         })?
         .clone();
     check_path(&target.path).map_err(|m| Failure::module(Role::Routing, m))?;
@@ -423,8 +421,19 @@ fn check_path(path: &str) -> Result<(), String> {
 /// Headers a routing answer may not set: credentials are the host's, and
 /// hop-by-hop headers belong to the connection.
 const FORBIDDEN_HEADERS: &[&str] = &[
-    "authorization", "proxy-authorization", "host", "connection", "keep-alive", "proxy-connection", "te", "trailer",
-    "transfer-encoding", "upgrade", "content-length", "cookie", "accept",
+    "authorization",
+    "proxy-authorization",
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "cookie",
+    "accept",
 ];
 
 fn route_headers(headers: &[Header]) -> Result<HeaderMap, Failure> {
@@ -485,10 +494,7 @@ async fn batch(ctx: &Ctx<'_>, claims: &Claims, request: &Request) -> Result<Resp
     // Collected first: a stream over a borrowing closure trips the compiler's
     // higher-ranked `Send` inference when the connection future is spawned.
     let pending: Vec<_> = entries.iter().map(|e| batch_entry(ctx, claims, request, e)).collect();
-    let results: Vec<Value> = futures_util::stream::iter(pending)
-        .buffered(BATCH_PARALLELISM)
-        .collect()
-        .await;
+    let results: Vec<Value> = futures_util::stream::iter(pending).buffered(BATCH_PARALLELISM).collect().await;
     let out = json!({
         "resourceType": "Bundle",
         "id": uuid::Uuid::new_v4().to_string(),
@@ -515,11 +521,8 @@ async fn batch_entry(ctx: &Ctx<'_>, claims: &Claims, parent: &Request, entry: &V
             .and_then(Value::as_str)
             .ok_or_else(|| Failure::client(StatusCode::BAD_REQUEST, "The entry's request has no url."))?;
         let gateway_base = ctx.gateway_base();
-        let relative = url
-            .strip_prefix(&gateway_base)
-            .map(|r| r.trim_start_matches('/'))
-            .unwrap_or(url)
-            .trim_start_matches('/');
+        let relative =
+            url.strip_prefix(&gateway_base).map(|r| r.trim_start_matches('/')).unwrap_or(url).trim_start_matches('/');
         if relative.contains("://") {
             return Err(Failure::client(StatusCode::BAD_REQUEST, "Entry urls must be relative to this base."));
         }
@@ -587,10 +590,7 @@ mod tests {
 
     #[test]
     fn route_headers_refuse_credentials() {
-        let h = |n: &str, v: &str| Header {
-            name: n.into(),
-            value: v.into(),
-        };
+        let h = |n: &str, v: &str| Header { name: n.into(), value: v.into() };
         assert!(route_headers(&[h("x-tenant", "a")]).is_ok());
         assert!(route_headers(&[h("authorization", "Bearer x")]).is_err());
         assert!(route_headers(&[h("bad name", "x")]).is_err());

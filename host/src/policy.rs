@@ -125,11 +125,7 @@ impl Policy {
     /// The provider `id` if it is approved for `tenant`.
     pub fn provider_for(&self, tenant: &str, id: &str) -> Option<&Provider> {
         let approved = self.tenants.get(&tenant.to_ascii_lowercase())?;
-        if approved.iter().any(|p| p == id) {
-            self.providers.get(id)
-        } else {
-            None
-        }
+        if approved.iter().any(|p| p == id) { self.providers.get(id) } else { None }
     }
 }
 
@@ -157,10 +153,8 @@ impl PolicyFile {
             bail!("`schema_version` is {}, expected {SCHEMA_VERSION}", self.schema_version);
         }
         for (id, p) in &self.providers {
-            let uri: http::Uri = p
-                .base_url
-                .parse()
-                .with_context(|| format!("`providers.{id}.base_url` is not a URL"))?;
+            let uri: http::Uri =
+                p.base_url.parse().with_context(|| format!("`providers.{id}.base_url` is not a URL"))?;
             if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() || uri.query().is_some() {
                 bail!("`providers.{id}.base_url` must be an absolute http(s) URL without a query");
             }
@@ -209,9 +203,8 @@ impl PolicyFile {
                         }
                     }
                     let name = file.file_stem().and_then(|s| s.to_str()).unwrap_or(key).to_owned();
-                    let module = Arc::new(
-                        Module::load(runtime, &name, &bytes).with_context(|| format!("`modules.{key}`"))?,
-                    );
+                    let module =
+                        Arc::new(Module::load(runtime, &name, &bytes).with_context(|| format!("`modules.{key}`"))?);
                     cache.insert(file.clone(), module.clone());
                     module
                 }
@@ -221,10 +214,7 @@ impl PolicyFile {
             }
             let config = m.config.clone().unwrap_or_default();
             let config_json = serde_json::to_string(&config).context("module configuration")?;
-            Ok(BoundModule {
-                module,
-                config_json: config_json.into(),
-            })
+            Ok(BoundModule { module, config_json: config_json.into() })
         };
         let validator = bind("token-validation", &self.modules.token_validation, Role::TokenValidation)?;
         let router = bind("routing", &self.modules.routing, Role::Routing)?;
@@ -245,11 +235,7 @@ impl PolicyFile {
                 )
             })
             .collect();
-        let tenants = self
-            .tenants
-            .iter()
-            .map(|(t, f)| (t.to_ascii_lowercase(), f.providers.clone()))
-            .collect();
+        let tenants = self.tenants.iter().map(|(t, f)| (t.to_ascii_lowercase(), f.providers.clone())).collect();
         Ok(Policy {
             partner: self.partner.as_str().into(),
             validator,

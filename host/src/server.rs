@@ -96,7 +96,11 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `gateway` on `listener` until `shutdown` resolves, then drains
 /// in-flight connections.
-pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
     tokio::pin!(shutdown);
@@ -199,13 +203,7 @@ async fn dispatch(gw: &Gateway, req: Request<Incoming>, request_id: &str) -> Res
         Ok(b) => b,
         Err(f) => return f.into_response(face),
     };
-    let ctx = Ctx {
-        gw,
-        policy: gw.policy.load_full(),
-        face,
-        public_base,
-        request_id: request_id.to_owned(),
-    };
+    let ctx = Ctx { gw, policy: gw.policy.load_full(), face, public_base, request_id: request_id.to_owned() };
     pipeline::handle(&ctx, &parts.method, rest, parts.uri.query(), &parts.headers, body).await
 }
 

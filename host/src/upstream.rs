@@ -63,28 +63,31 @@ impl Upstream {
             }
         };
         let https = builder.https_or_http().enable_all_versions().wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(https);
+        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(90)).build(https);
         Upstream { client, max_body }
     }
 
     /// `GET url` with `headers`, within `timeout` for the whole exchange.
-    pub async fn get(&self, url: &str, headers: HeaderMap, accept: &'static str, timeout: Duration) -> Result<UpstreamResponse, UpstreamError> {
+    pub async fn get(
+        &self,
+        url: &str,
+        headers: HeaderMap,
+        accept: &'static str,
+        timeout: Duration,
+    ) -> Result<UpstreamResponse, UpstreamError> {
         let uri: http::Uri = url.parse().map_err(|_| UpstreamError::BadUrl)?;
-        let mut req = Request::builder()
-            .method(Method::GET)
-            .uri(uri)
-            .body(Empty::new())
-            .map_err(|_| UpstreamError::BadUrl)?;
+        let mut req =
+            Request::builder().method(Method::GET).uri(uri).body(Empty::new()).map_err(|_| UpstreamError::BadUrl)?;
         *req.headers_mut() = headers;
         req.headers_mut().insert(ACCEPT, HeaderValue::from_static(accept));
         req.headers_mut().insert(USER_AGENT, HeaderValue::from_static(concat!("fhirgate/", env!("CARGO_PKG_VERSION"))));
 
         let exchange = async {
-            let resp = self.client.request(req).await.map_err(|e| {
-                if e.is_connect() { UpstreamError::Connect } else { UpstreamError::Protocol }
-            })?;
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| if e.is_connect() { UpstreamError::Connect } else { UpstreamError::Protocol })?;
             let status = resp.status();
             let body = Limited::new(resp.into_body(), self.max_body)
                 .collect()
@@ -99,8 +102,6 @@ impl Upstream {
                 .to_bytes();
             Ok(UpstreamResponse { status, body })
         };
-        tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| UpstreamError::Timeout(timeout.as_millis()))?
+        tokio::time::timeout(timeout, exchange).await.map_err(|_| UpstreamError::Timeout(timeout.as_millis()))?
     }
 }

@@ -22,15 +22,9 @@ pub fn repo_root() -> PathBuf {
 
 /// The module `name` as `cargo build-guests` builds it.
 pub fn guest(name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
     let path = target.join("wasm32-wasip2/guest").join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: build the modules first with `cargo build-guests`",
-        path.display()
-    );
+    assert!(path.exists(), "{} is missing: build the modules first with `cargo build-guests`", path.display());
     path
 }
 
@@ -90,10 +84,7 @@ impl Running {
 }
 
 pub fn http() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("http client")
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client")
 }
 
 /// A token for the demo client, through the token endpoint with

@@ -42,21 +42,13 @@ pub fn decide(config: &Config, claims: &Claims, request: &Request) -> Result<Tar
         Interaction::Search => request.resource_type.clone().unwrap_or_default(),
         Interaction::Read | Interaction::Vread => request.path.clone(),
         _ => {
-            return Err(deny(
-                405,
-                "not-supported",
-                "This interaction is not routed by the table router.",
-            ));
+            return Err(deny(405, "not-supported", "This interaction is not routed by the table router."));
         }
     };
-    Ok(Target {
-        provider_id: provider,
-        path,
-        params: request.params.clone(),
-        headers: Vec::new(),
-    })
+    Ok(Target { provider_id: provider, path, params: request.params.clone(), headers: Vec::new() })
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 struct Router;
 
 impl exports::fhirgate::policy::routing::Guest for Router {
@@ -66,4 +58,8 @@ impl exports::fhirgate::policy::routing::Guest for Router {
     }
 }
 
+// Exported only when built as a component: the export symbols' names (with
+// `:` and `@`) cannot be linked into a native shared library, and native
+// builds exist only to unit-test the logic.
+#[cfg(target_arch = "wasm32")]
 export!(Router);

@@ -52,10 +52,7 @@ mod tests {
             rebase_url("http://p/fhir/Patient?x=1", "http://p/fhir", "http://g/stu3").as_deref(),
             Some("http://g/stu3/Patient?x=1")
         );
-        assert_eq!(
-            rebase_url("http://p/fhir", "http://p/fhir/", "http://g/stu3").as_deref(),
-            Some("http://g/stu3")
-        );
+        assert_eq!(rebase_url("http://p/fhir", "http://p/fhir/", "http://g/stu3").as_deref(), Some("http://g/stu3"));
         assert_eq!(rebase_url("http://p/fhirx/Patient", "http://p/fhir", "http://g"), None);
         assert_eq!(rebase_url("http://evil/Patient", "http://p/fhir", "http://g"), None);
     }

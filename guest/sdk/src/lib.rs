@@ -72,21 +72,14 @@ pub mod log {
     }
 
     fn emit(level: LogLevel, message: &str, fields: &[(&str, &str)]) {
-        let fields: Vec<(String, String)> = fields
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
+        let fields: Vec<(String, String)> = fields.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         host::log(level, message, &fields);
     }
 }
 
 /// Builds a denial.
 pub fn deny(status: u16, code: &str, message: impl Into<String>) -> Denial {
-    Denial {
-        status,
-        code: code.to_owned(),
-        message: message.into(),
-    }
+    Denial { status, code: code.to_owned(), message: message.into() }
 }
 
 /// Whether `s` is a GUID in the 8-4-4-4-12 hexadecimal form, as tenant ids are.

@@ -4,10 +4,7 @@ use crate::types::Param;
 
 /// Builds a parameter.
 pub fn param(name: &str, value: &str) -> Param {
-    Param {
-        name: name.to_owned(),
-        value: value.to_owned(),
-    }
+    Param { name: name.to_owned(), value: value.to_owned() }
 }
 
 /// Splits `name:modifier` into its parts.

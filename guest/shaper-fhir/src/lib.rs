@@ -30,6 +30,7 @@ wit_bindgen::generate!({
 
 pub use exports::fhirgate::policy::shaping as wit;
 
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 struct Shaper;
 
 impl exports::fhirgate::policy::shaping::Guest for Shaper {
@@ -42,4 +43,8 @@ impl exports::fhirgate::policy::shaping::Guest for Shaper {
     }
 }
 
+// Exported only when built as a component: the export symbols' names (with
+// `:` and `@`) cannot be linked into a native shared library, and native
+// builds exist only to unit-test the logic.
+#[cfg(target_arch = "wasm32")]
 export!(Shaper);

@@ -42,39 +42,21 @@ pub fn shape(exchange: &Exchange, request: UpstreamRequest) -> Result<UpstreamRe
                 return Err(deny(400, "invalid-param", format!("Unknown `_sort` modifier `{other}`.")));
             }
             (name, None) if substring_params(exchange.client_version).contains(&name) => {
-                params.push(Param {
-                    name: format!("{name}:contains"),
-                    value: p.value,
-                });
+                params.push(Param { name: format!("{name}:contains"), value: p.value });
             }
             _ => params.push(p),
         }
     }
-    Ok(UpstreamRequest {
-        path: request.path,
-        params,
-    })
+    Ok(UpstreamRequest { path: request.path, params })
 }
 
 /// DSTU2 sorts with `_sort:desc=key`; STU3 and R4 with `_sort=-key`.
 fn sort_param(upstream: FhirVersion, key: &str, desc: bool) -> Param {
     match (upstream, desc) {
-        (FhirVersion::Dstu2, true) => Param {
-            name: "_sort:desc".into(),
-            value: key.into(),
-        },
-        (FhirVersion::Dstu2, false) => Param {
-            name: "_sort:asc".into(),
-            value: key.into(),
-        },
-        (_, true) => Param {
-            name: "_sort".into(),
-            value: format!("-{key}"),
-        },
-        (_, false) => Param {
-            name: "_sort".into(),
-            value: key.into(),
-        },
+        (FhirVersion::Dstu2, true) => Param { name: "_sort:desc".into(), value: key.into() },
+        (FhirVersion::Dstu2, false) => Param { name: "_sort:asc".into(), value: key.into() },
+        (_, true) => Param { name: "_sort".into(), value: format!("-{key}") },
+        (_, false) => Param { name: "_sort".into(), value: key.into() },
     }
 }
 
@@ -96,29 +78,15 @@ mod tests {
     fn run(client: FhirVersion, upstream: FhirVersion, params: &[(&str, &str)]) -> Vec<(String, String)> {
         let req = UpstreamRequest {
             path: "Patient".into(),
-            params: params
-                .iter()
-                .map(|(n, v)| Param {
-                    name: (*n).into(),
-                    value: (*v).into(),
-                })
-                .collect(),
+            params: params.iter().map(|(n, v)| Param { name: (*n).into(), value: (*v).into() }).collect(),
         };
-        shape(&ex(client, upstream), req)
-            .unwrap()
-            .params
-            .into_iter()
-            .map(|p| (p.name, p.value))
-            .collect()
+        shape(&ex(client, upstream), req).unwrap().params.into_iter().map(|p| (p.name, p.value)).collect()
     }
 
     #[test]
     fn stu3_family_means_contains() {
         let out = run(FhirVersion::Stu3, FhirVersion::R4, &[("family", "chau"), ("given", "hu")]);
-        assert_eq!(
-            out,
-            vec![("family:contains".into(), "chau".into()), ("given:contains".into(), "hu".into())]
-        );
+        assert_eq!(out, vec![("family:contains".into(), "chau".into()), ("given:contains".into(), "hu".into())]);
     }
 
     #[test]
@@ -144,10 +112,7 @@ mod tests {
     fn xml_is_refused() {
         let req = UpstreamRequest {
             path: "Patient".into(),
-            params: vec![Param {
-                name: "_format".into(),
-                value: "xml".into(),
-            }],
+            params: vec![Param { name: "_format".into(), value: "xml".into() }],
         };
         let d = shape(&ex(FhirVersion::Stu3, FhirVersion::R4), req).unwrap_err();
         assert_eq!(d.status, 406);

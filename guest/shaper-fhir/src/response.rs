@@ -13,7 +13,9 @@ use crate::wit::{Exchange, Shaped};
 pub fn shape(exchange: &Exchange, status: u16, body: &[u8]) -> Result<Shaped, Denial> {
     let mut value: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
-        Err(_) if status >= 400 => return Ok(provider_error(status, "The provider answered with an error and no FHIR body.")),
+        Err(_) if status >= 400 => {
+            return Ok(provider_error(status, "The provider answered with an error and no FHIR body."));
+        }
         Err(_) => return Err(deny(502, "bad-upstream-body", "The provider's answer is not valid JSON.")),
     };
     let Some(resource) = value.as_object_mut() else {
@@ -26,7 +28,8 @@ pub fn shape(exchange: &Exchange, status: u16, body: &[u8]) -> Result<Shaped, De
         500..=599 => 502,
         s => s,
     };
-    let body = serde_json::to_vec(&value).map_err(|_| deny(500, "shaping-failed", "The shaped resource could not be serialised."))?;
+    let body = serde_json::to_vec(&value)
+        .map_err(|_| deny(500, "shaping-failed", "The shaped resource could not be serialised."))?;
     Ok(Shaped { status, body })
 }
 

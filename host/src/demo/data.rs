@@ -9,21 +9,43 @@ use serde_json::{Value, json};
 pub const PATIENT_COUNT: usize = 60;
 
 const FAMILIES: &[&str] = &[
-    "Chau", "Okafor", "Lindqvist", "Moreau", "Nakamura", "Schmidt", "Castillo", "O'Brien", "Kowalski", "Haddad",
-    "Fernandes", "Novak", "Ivanova", "Chandra", "Byrne", "Delacroix", "Mbeki", "Rossi", "Takahashi", "Nguyen",
-    "Andersen", "Chaudhry", "Petrov", "Walsh", "Kim", "Abara", "Larsen", "Duarte", "Horvath", "Chatterjee",
+    "Chau",
+    "Okafor",
+    "Lindqvist",
+    "Moreau",
+    "Nakamura",
+    "Schmidt",
+    "Castillo",
+    "O'Brien",
+    "Kowalski",
+    "Haddad",
+    "Fernandes",
+    "Novak",
+    "Ivanova",
+    "Chandra",
+    "Byrne",
+    "Delacroix",
+    "Mbeki",
+    "Rossi",
+    "Takahashi",
+    "Nguyen",
+    "Andersen",
+    "Chaudhry",
+    "Petrov",
+    "Walsh",
+    "Kim",
+    "Abara",
+    "Larsen",
+    "Duarte",
+    "Horvath",
+    "Chatterjee",
 ];
-const MALE: &[&str] = &[
-    "Hugh", "Arjun", "Mateo", "Lars", "Kenji", "Tomasz", "Obi", "Pierre", "Liam", "Omar", "Hugo", "Ravi",
-];
-const FEMALE: &[&str] = &[
-    "Amara", "Ingrid", "Sofia", "Yuki", "Chloe", "Priya", "Maeve", "Zofia", "Leila", "Hannah", "Aiko", "Nadia",
-];
-const PRACTITIONERS: &[(&str, &str)] = &[
-    ("prac-1", "Dr. Adele Byrne"),
-    ("prac-2", "Dr. Samuel Osei"),
-    ("prac-3", "Dr. Mei Lin"),
-];
+const MALE: &[&str] =
+    &["Hugh", "Arjun", "Mateo", "Lars", "Kenji", "Tomasz", "Obi", "Pierre", "Liam", "Omar", "Hugo", "Ravi"];
+const FEMALE: &[&str] =
+    &["Amara", "Ingrid", "Sofia", "Yuki", "Chloe", "Priya", "Maeve", "Zofia", "Leila", "Hannah", "Aiko", "Nadia"];
+const PRACTITIONERS: &[(&str, &str)] =
+    &[("prac-1", "Dr. Adele Byrne"), ("prac-2", "Dr. Samuel Osei"), ("prac-3", "Dr. Mei Lin")];
 
 /// splitmix64: a tiny, well-known generator; enough for varied fake data.
 fn mix(mut x: u64) -> u64 {
@@ -136,7 +158,8 @@ mod tests {
     #[test]
     fn deterministic_and_distinct() {
         assert_eq!(patient(7), patient(7));
-        let ids: std::collections::BTreeSet<_> = patients().iter().map(|p| p["id"].as_str().unwrap().to_owned()).collect();
+        let ids: std::collections::BTreeSet<_> =
+            patients().iter().map(|p| p["id"].as_str().unwrap().to_owned()).collect();
         assert_eq!(ids.len(), PATIENT_COUNT);
         assert_eq!(patient(0)["name"][0]["family"], "Chau");
         assert_eq!(patient(0)["name"][0]["given"][0], "Hugh");

@@ -33,10 +33,7 @@ struct Provider {
 /// Serves the provider on `listener`; `base` is its own absolute base URL
 /// (ending in `/fhir`), used in `fullUrl`s and links.
 pub async fn serve(listener: TcpListener, base: String) {
-    let provider = Arc::new(Provider {
-        base,
-        patients: data::patients(),
-    });
+    let provider = Arc::new(Provider { base, patients: data::patients() });
     let builder = auto::Builder::new(TokioExecutor::new());
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -92,11 +89,9 @@ async fn handle(p: &Provider, req: Request<Incoming>) -> Response<Body> {
             }
             search(p, &q)
         }
-        (_, [t, ..]) if *t != "Patient" => error(
-            StatusCode::NOT_FOUND,
-            "not-supported",
-            &format!("The demo provider serves Patient only, not {t}."),
-        ),
+        (_, [t, ..]) if *t != "Patient" => {
+            error(StatusCode::NOT_FOUND, "not-supported", &format!("The demo provider serves Patient only, not {t}."))
+        }
         _ => error(StatusCode::BAD_REQUEST, "not-supported", "Unsupported interaction."),
     }
 }
@@ -201,7 +196,11 @@ fn search(p: &Provider, query: &str) -> Response<Body> {
                     Some("contains") => StringMatch::Contains,
                     Some("exact") => StringMatch::Exact,
                     Some(other) => {
-                        return error(StatusCode::BAD_REQUEST, "not-supported", &format!("Unsupported modifier `:{other}`."));
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            "not-supported",
+                            &format!("Unsupported modifier `:{other}`."),
+                        );
                     }
                 };
                 let part = if base == "name" { "any".to_owned() } else { base.clone() };
@@ -237,16 +236,20 @@ fn search(p: &Provider, query: &str) -> Response<Body> {
                     })
                 }));
             }
-            ("gender", None) => filters.push(Box::new(move |pt| alternatives.iter().any(|a| pt["gender"] == a.as_str()))),
+            ("gender", None) => {
+                filters.push(Box::new(move |pt| alternatives.iter().any(|a| pt["gender"] == a.as_str())))
+            }
             ("identifier", None) => filters.push(Box::new(move |pt| {
                 alternatives.iter().any(|a| {
                     let (system, v) = match a.split_once('|') {
                         Some((s, v)) => (Some(s), v),
                         None => (None, a.as_str()),
                     };
-                    pt["identifier"].as_array().into_iter().flatten().any(|id| {
-                        id["value"] == v && system.is_none_or(|s| s.is_empty() || id["system"] == s)
-                    })
+                    pt["identifier"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|id| id["value"] == v && system.is_none_or(|s| s.is_empty() || id["system"] == s))
                 })
             })),
             _ => {

@@ -35,9 +35,7 @@ impl SigningKey {
             return Self::from_secret(secret);
         }
         let secret = SecretKey::random(&mut OsRng);
-        let pem = secret
-            .to_pkcs8_pem(LineEnding::LF)
-            .map_err(|e| anyhow::anyhow!("encoding the signing key: {e}"))?;
+        let pem = secret.to_pkcs8_pem(LineEnding::LF).map_err(|e| anyhow::anyhow!("encoding the signing key: {e}"))?;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
@@ -47,9 +45,7 @@ impl SigningKey {
     }
 
     fn from_secret(secret: SecretKey) -> anyhow::Result<SigningKey> {
-        let der = secret
-            .to_pkcs8_der()
-            .map_err(|e| anyhow::anyhow!("encoding the signing key: {e}"))?;
+        let der = secret.to_pkcs8_der().map_err(|e| anyhow::anyhow!("encoding the signing key: {e}"))?;
         let encoding = EncodingKey::from_ec_der(der.as_bytes());
         let point = secret.public_key().to_encoded_point(false);
         let x = URL_SAFE_NO_PAD.encode(point.x().context("P-256 point without x")?);
@@ -61,11 +57,7 @@ impl SigningKey {
             "kty": "EC", "crv": "P-256", "x": x, "y": y,
             "kid": kid, "alg": "ES256", "use": "sig",
         });
-        Ok(SigningKey {
-            kid,
-            encoding,
-            public_jwk,
-        })
+        Ok(SigningKey { kid, encoding, public_jwk })
     }
 
     pub fn kid(&self) -> &str {
@@ -106,10 +98,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 /// Seconds since the Unix epoch.
 pub fn now_seconds() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Today's date, `YYYY-MM-DD`, for capability statements.

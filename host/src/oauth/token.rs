@@ -69,14 +69,7 @@ impl AuthServer {
             audiences: audiences.clone(),
             jwks: key.jwks().to_string(),
         });
-        AuthServer {
-            clients,
-            key,
-            issuer,
-            audiences,
-            lifetime_seconds,
-            facts,
-        }
+        AuthServer { clients, key, issuer, audiences, lifetime_seconds, facts }
     }
 
     /// What token validators are told about this issuer.
@@ -98,9 +91,7 @@ impl AuthServer {
             .map(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
             .unwrap_or(false);
         if !form_type {
-            return Err(OAuthError::InvalidRequest(
-                "The body must be application/x-www-form-urlencoded.".into(),
-            ));
+            return Err(OAuthError::InvalidRequest("The body must be application/x-www-form-urlencoded.".into()));
         }
         let params = parse_form(body)?;
 
@@ -111,10 +102,7 @@ impl AuthServer {
         }
 
         let (client_id, secret, basic) = client_credentials(headers, &params)?;
-        let client = self
-            .clients
-            .authenticate(&client_id, &secret)
-            .ok_or(OAuthError::InvalidClient { basic })?;
+        let client = self.clients.authenticate(&client_id, &secret).ok_or(OAuthError::InvalidClient { basic })?;
 
         let scope = params.get("scope").map(String::as_str).unwrap_or("");
         let mut tenants = Vec::new();
@@ -141,9 +129,7 @@ impl AuthServer {
             _ => return Err(OAuthError::InvalidScope("A token is for one tenant; ask for one tenant id.".into())),
         };
         if !client.tenants.contains(&tenant) {
-            return Err(OAuthError::InvalidScope(
-                "This client is not allowed to act for that tenant.".into(),
-            ));
+            return Err(OAuthError::InvalidScope("This client is not allowed to act for that tenant.".into()));
         }
         let granted = std::iter::once(tenant).chain(others).collect::<Vec<_>>().join(" ");
 
@@ -159,10 +145,8 @@ impl AuthServer {
             "exp": now + self.lifetime_seconds,
             "jti": uuid::Uuid::new_v4().to_string(),
         });
-        let token = self
-            .key
-            .sign(&claims)
-            .map_err(|_| OAuthError::InvalidRequest("The token could not be issued.".into()))?;
+        let token =
+            self.key.sign(&claims).map_err(|_| OAuthError::InvalidRequest("The token could not be issued.".into()))?;
         Ok(json!({
             "access_token": token,
             "token_type": "Bearer",
@@ -207,7 +191,10 @@ fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
 
 /// The client's id and secret, from HTTP Basic (`client_secret_basic`) or the
 /// body (`client_secret_post`), never both. Returns whether Basic was used.
-fn client_credentials(headers: &HeaderMap, params: &HashMap<String, String>) -> Result<(String, String, bool), OAuthError> {
+fn client_credentials(
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Result<(String, String, bool), OAuthError> {
     let mut auth = headers.get_all(AUTHORIZATION).iter();
     let header = auth.next();
     if auth.next().is_some() {
@@ -255,10 +242,7 @@ fn client_credentials(headers: &HeaderMap, params: &HashMap<String, String>) -> 
 }
 
 fn url_decode(s: &str) -> String {
-    form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+    form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -90,7 +90,11 @@ impl Harness {
         }
     }
 
-    pub fn validate(&self, token: &str, request: &types::Request) -> Result<Result<types::Claims, types::Denial>, GuestFault> {
+    pub fn validate(
+        &self,
+        token: &str,
+        request: &types::Request,
+    ) -> Result<Result<types::Claims, types::Denial>, GuestFault> {
         self.executor.block_on(self.module.validate(self.ctx(), token, request))
     }
 

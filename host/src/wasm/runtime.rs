@@ -41,11 +41,7 @@ fn default_stack_kib() -> usize {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            call_timeout_ms: default_call_ms(),
-            memory_mib: default_memory_mib(),
-            stack_kib: default_stack_kib(),
-        }
+        Limits { call_timeout_ms: default_call_ms(), memory_mib: default_memory_mib(), stack_kib: default_stack_kib() }
     }
 }
 
@@ -82,9 +78,7 @@ impl Runtime {
         // Modules get WASI only because the Rust standard library links it;
         // the context they see has no files, sockets, arguments or
         // environment (see `GuestState::new`).
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(anyhow::Error::from)
-            .context("linking WASI")?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from).context("linking WASI")?;
         GatewayModule::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |s| s)
             .map_err(anyhow::Error::from)
             .context("linking the gateway's host interfaces")?;
@@ -101,9 +95,7 @@ impl Runtime {
             })
             .context("starting the epoch ticker")?;
 
-        Ok(Runtime {
-            inner: Arc::new(Inner { engine, linker, limits }),
-        })
+        Ok(Runtime { inner: Arc::new(Inner { engine, linker, limits }) })
     }
 
     pub fn engine(&self) -> &Engine {

@@ -47,11 +47,7 @@ impl GuestState {
     pub fn new(ctx: CallContext, memory_bytes: usize, ticks: u64) -> Self {
         // An empty WASI context: no preopened directories, no environment,
         // no arguments, no network, stdio discarded.
-        let wasi = WasiCtx::builder()
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+        let wasi = WasiCtx::builder().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build();
         let limits = StoreLimitsBuilder::new()
             .memory_size(memory_bytes)
             .instances(16)
@@ -60,22 +56,13 @@ impl GuestState {
             .table_elements(100_000)
             .trap_on_grow_failure(true)
             .build();
-        GuestState {
-            wasi,
-            table: ResourceTable::new(),
-            limits,
-            ticks_left: ticks,
-            ctx,
-        }
+        GuestState { wasi, table: ResourceTable::new(), limits, ticks_left: ticks, ctx }
     }
 }
 
 impl WasiView for GuestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -99,11 +86,7 @@ fn clip(s: &str) -> &str {
 impl host::Host for GuestState {
     fn log(&mut self, level: host::LogLevel, message: String, fields: Vec<(String, String)>) {
         let c = &self.ctx;
-        let fields: Vec<String> = fields
-            .iter()
-            .take(32)
-            .map(|(k, v)| format!("{}={}", clip(k), clip(v)))
-            .collect();
+        let fields: Vec<String> = fields.iter().take(32).map(|(k, v)| format!("{}={}", clip(k), clip(v))).collect();
         let fields = fields.join(" ");
         let message = clip(&message);
         macro_rules! emit {
@@ -129,20 +112,13 @@ impl host::Host for GuestState {
         if let Some(t) = self.ctx.fixed_now_ms {
             return t;
         }
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
     }
 }
 
 impl issuer::Host for GuestState {
     fn current(&mut self) -> issuer::IssuerInfo {
         let i = &self.ctx.issuer;
-        issuer::IssuerInfo {
-            issuer: i.issuer.clone(),
-            audiences: i.audiences.clone(),
-            jwks: i.jwks.clone(),
-        }
+        issuer::IssuerInfo { issuer: i.issuer.clone(), audiences: i.audiences.clone(), jwks: i.jwks.clone() }
     }
 }

@@ -37,17 +37,13 @@ fn recurse(depth: u64, trail: &mut Vec<u64>) -> u64 {
     frame.iter().sum()
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 struct Misbehave;
 
 impl exports::fhirgate::policy::routing::Guest for Misbehave {
     fn route(claims: Claims, request: Request) -> Result<Target, Denial> {
         let config: Config = fhirgate_guest_sdk::config().map_err(|m| deny(500, "module-config", m))?;
-        let mode = request
-            .params
-            .iter()
-            .find(|p| p.name == "_misbehave")
-            .map(|p| p.value.clone())
-            .unwrap_or_default();
+        let mode = request.params.iter().find(|p| p.name == "_misbehave").map(|p| p.value.clone()).unwrap_or_default();
         let provider = config
             .tenants
             .get(&claims.tenant_id)
@@ -79,14 +75,8 @@ impl exports::fhirgate::policy::routing::Guest for Misbehave {
                 std::hint::black_box(recurse(0, &mut trail));
             }
             "panic" => panic!("asked to panic"),
-            "bad-header" => headers.push(Header {
-                name: "x-note".into(),
-                value: "line\r\nbreak".into(),
-            }),
-            "auth-header" => headers.push(Header {
-                name: "authorization".into(),
-                value: "Bearer stolen".into(),
-            }),
+            "bad-header" => headers.push(Header { name: "x-note".into(), value: "line\r\nbreak".into() }),
+            "auth-header" => headers.push(Header { name: "authorization".into(), value: "Bearer stolen".into() }),
             "foreign-provider" => provider_id = "not-approved".into(),
             "escape-path" => path = "../../admin".into(),
             other => return Err(deny(400, "unknown-mode", format!("Unknown _misbehave mode `{other}`."))),
@@ -100,4 +90,8 @@ impl exports::fhirgate::policy::routing::Guest for Misbehave {
     }
 }
 
+// Exported only when built as a component: the export symbols' names (with
+// `:` and `@`) cannot be linked into a native shared library, and native
+// builds exist only to unit-test the logic.
+#[cfg(target_arch = "wasm32")]
 export!(Misbehave);
