@@ -32,6 +32,11 @@ pub struct Config {
     pub public_url: Option<String>,
     /// The partner policy file, relative to this file.
     pub policy: PathBuf,
+    /// Directory of persistent state (the client registry), relative to this
+    /// file; `--data-dir` overrides it. Unset, only `[[clients]]` can obtain
+    /// tokens.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
     #[serde(default)]
     pub token: TokenConfig,
     /// OAuth clients allowed to obtain tokens.
@@ -39,6 +44,9 @@ pub struct Config {
     pub clients: Vec<ClientConfig>,
     #[serde(default)]
     pub limits: HttpLimits,
+    /// The admin API; absent, it is off.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
     /// Sandbox limits for every module call.
     #[serde(default)]
     pub wasm: Limits,
@@ -84,6 +92,15 @@ pub struct ClientConfig {
     pub tenants: Vec<String>,
 }
 
+/// The admin API's credential.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Lower-case hex SHA-256 of the admin bearer token (`fhirgate secret`
+    /// prints a token and its digest). The admin API also needs `data_dir`.
+    pub token_sha256: String,
+}
+
 /// HTTP size limits.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,6 +136,9 @@ impl Config {
         let mut config: Config = toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         config.policy = dir.join(&config.policy);
+        if let Some(d) = &config.data_dir {
+            config.data_dir = Some(dir.join(d));
+        }
         if let Some(key) = &config.token.signing_key_file {
             config.token.signing_key_file = Some(dir.join(key));
         }
@@ -147,6 +167,14 @@ impl Config {
             }
             if let Some(t) = c.tenants.iter().find(|t| !crate::policy::is_guid(t)) {
                 bail!("`clients[{i}].tenants` holds `{t}`, expected a GUID");
+            }
+        }
+        if let Some(a) = &self.admin {
+            if a.token_sha256.len() != 64 || hex::decode(&a.token_sha256).is_err() {
+                bail!("`admin.token_sha256` must be 64 hexadecimal characters");
+            }
+            if self.data_dir.is_none() {
+                bail!("`admin` needs `data_dir`: the admin API manages the client registry kept there");
             }
         }
         if self.wasm.call_timeout_ms == 0 || self.wasm.memory_mib == 0 {

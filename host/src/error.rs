@@ -111,7 +111,12 @@ impl Failure {
             return Failure::module(role, format!("denied with non-error status {status}"));
         }
         if role == Role::TokenValidation {
-            return Failure::bearer(status, Some(code), message);
+            // A validator's 4xx is a verdict on the token; a 5xx means the
+            // validator could not judge, which fails closed as a module fault.
+            if status.is_client_error() {
+                return Failure::bearer(status, Some(code), message);
+            }
+            return Failure::module(role, message.to_owned());
         }
         let fault = if status.is_client_error() { Fault::Client } else { Fault::Module };
         let issue = match status {

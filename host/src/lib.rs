@@ -5,6 +5,7 @@
 //! policy modules.
 //!
 //! Layout:
+//! - [`admin`]: the admin HTTP API over the client registry;
 //! - [`config`]: the gateway's own configuration file;
 //! - [`policy`]: a partner's policy bundle (modules, providers, tenants);
 //! - [`server`]: HTTP serving and endpoint dispatch, and the [`run`] entry;
@@ -12,11 +13,13 @@
 //!   shape → respond/audit);
 //! - [`oauth`]: the authorization server (clients, signing keys, token endpoint);
 //! - [`fhir`]: what the host itself says in FHIR (metadata, OperationOutcome);
+//! - [`store`]: persistent state (client registry, secrets, audit of changes);
 //! - [`upstream`]: the pooled HTTP client to providers;
 //! - [`wasm`]: the WebAssembly runtime and the modules;
 //! - [`error`]: the one place failures are classified and answered;
 //! - [`demo`]: the demo provider and the `fhirgate demo` wiring.
 
+pub mod admin;
 pub mod config;
 pub mod demo;
 pub mod error;
@@ -25,6 +28,7 @@ pub mod oauth;
 pub mod pipeline;
 pub mod policy;
 pub mod server;
+pub mod store;
 pub mod upstream;
 pub mod wasm;
 

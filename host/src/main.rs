@@ -36,6 +36,9 @@ enum Command {
         /// Print one JSON line with the real address once ready.
         #[arg(long)]
         json: bool,
+        /// Directory of persistent state; overrides `data_dir` in the file.
+        #[arg(long, env = "FHIRGATE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
     },
     /// Start the demo provider and a gateway serving the demo partner.
     Demo {
@@ -59,10 +62,56 @@ enum Command {
     },
     /// Generate a client secret and the `secret_sha256` line for gateway.toml.
     Secret,
+    /// Manage registered OAuth clients and their secrets in a data directory.
+    Client {
+        /// The gateway's data directory (holds the store and the secret-hash key).
+        #[arg(long, env = "FHIRGATE_DATA_DIR")]
+        data_dir: PathBuf,
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
     /// Work with policy files.
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register a client; its first secret is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// A tenant id (GUID) the client may ask tokens for; repeat for more.
+        #[arg(long = "tenant", required = true)]
+        tenants: Vec<String>,
+    },
+    /// List clients (never secrets).
+    List,
+    /// Show one client and its secrets' metadata.
+    Show { client_id: String },
+    /// Add a secret beside the existing ones; printed once.
+    AddSecret { client_id: String },
+    /// Revoke one secret immediately.
+    RevokeSecret { client_id: String, secret_id: String },
+    /// Issue a new secret; current secrets keep working for the grace period, then stop.
+    Rotate {
+        client_id: String,
+        /// Grace period in seconds for the current secrets (0: they stop now).
+        #[arg(long, default_value_t = 86_400)]
+        grace_seconds: u64,
+    },
+    /// Stop a client from obtaining tokens.
+    Disable { client_id: String },
+    /// Allow a disabled client again.
+    Enable { client_id: String },
+    /// Delete a client and all its secrets.
+    Delete { client_id: String },
+    /// Print the newest audit events of the registry.
+    Audit {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
     },
 }
 
@@ -107,8 +156,11 @@ async fn shutdown_signal() {
 
 async fn async_main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { config, listen, json } => {
-            let config = Config::load(&config)?;
+        Command::Serve { config, listen, json, data_dir } => {
+            let mut config = Config::load(&config)?;
+            if data_dir.is_some() {
+                config.data_dir = data_dir;
+            }
             let runtime = Runtime::new(config.wasm.clone())?;
             let policy = PolicyFile::read(&config.policy)?.load(&config.policy, &runtime)?;
             let clients = ClientRegistry::from_config(&config.clients)?;
@@ -116,7 +168,11 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 .or(config.listen)
                 .context("no address to listen on: set `listen` in the config or pass --listen")?;
             let (listener, local) = bind(addr).await?;
-            let gateway = Arc::new(Gateway::new(&config, runtime, policy, clients, local)?);
+            let mut gateway = Gateway::new(&config, runtime, policy, clients, local)?;
+            if let Some(dir) = &config.data_dir {
+                gateway.auth.registry = Some(fhirgate::store::open_registry(dir).await?);
+            }
+            let gateway = Arc::new(gateway);
             tracing::info!(address = %local, partner = %gateway.policy.load().partner, "gateway listening");
             if json {
                 println!("{}", serde_json::json!({ "event": "ready", "address": local.to_string() }));
@@ -153,6 +209,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Policy { command: PolicyCommand::Pin { policy } } => pin(&policy),
+        Command::Client { data_dir, command } => client_command(&data_dir, command).await,
         Command::Secret => {
             let secret = fhirgate::oauth::clients::generate_secret();
             println!("client_secret = {secret}");
@@ -181,5 +238,53 @@ fn pin(path: &std::path::Path) -> anyhow::Result<()> {
         table.insert("sha256", toml_edit::value(digest));
     }
     std::fs::write(path, doc.to_string()).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Runs a `fhirgate client …` command; results are JSON on stdout.
+async fn client_command(data_dir: &std::path::Path, command: ClientCommand) -> anyhow::Result<()> {
+    use fhirgate::store::ClientStatus;
+    use serde_json::json;
+    let registry = fhirgate::store::open_registry(data_dir).await?;
+    let actor = format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()));
+    let out = match command {
+        ClientCommand::Create { name, tenants } => {
+            let (client, secret) = registry.create(&name, &tenants, &actor).await?;
+            json!({ "client": client, "client_secret": secret,
+                    "note": "The secret is shown once; store it now." })
+        }
+        ClientCommand::List => json!({ "clients": registry.list().await? }),
+        ClientCommand::Show { client_id } => match registry.get(&client_id).await? {
+            Some(c) => json!(c),
+            None => anyhow::bail!("no client `{client_id}`"),
+        },
+        ClientCommand::AddSecret { client_id } => {
+            let (info, secret) = registry.add_secret(&client_id, &actor).await?;
+            json!({ "secret": info, "client_secret": secret })
+        }
+        ClientCommand::RevokeSecret { client_id, secret_id } => {
+            registry.revoke_secret(&client_id, &secret_id, &actor).await?;
+            json!({ "revoked": secret_id })
+        }
+        ClientCommand::Rotate { client_id, grace_seconds } => {
+            let until = fhirgate::oauth::keys::now_seconds().saturating_add(grace_seconds) as i64;
+            let (info, secret) = registry.rotate(&client_id, until, &actor).await?;
+            json!({ "secret": info, "client_secret": secret, "previous_secrets_stop_at": until })
+        }
+        ClientCommand::Disable { client_id } => {
+            registry.set_status(&client_id, ClientStatus::Disabled, &actor).await?;
+            json!({ "disabled": client_id })
+        }
+        ClientCommand::Enable { client_id } => {
+            registry.set_status(&client_id, ClientStatus::Active, &actor).await?;
+            json!({ "enabled": client_id })
+        }
+        ClientCommand::Delete { client_id } => {
+            registry.delete(&client_id, &actor).await?;
+            json!({ "deleted": client_id })
+        }
+        ClientCommand::Audit { limit } => json!({ "events": registry.audit_events(limit).await? }),
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }

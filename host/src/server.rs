@@ -42,6 +42,8 @@ pub struct Gateway {
     pub public_url: Option<String>,
     pub local_addr: SocketAddr,
     pub limits: HttpLimits,
+    /// The admin API's credential, when enabled.
+    pub admin: Option<crate::admin::AdminAuth>,
 }
 
 impl Gateway {
@@ -67,6 +69,7 @@ impl Gateway {
             public_url: config.public_url.clone(),
             local_addr,
             limits: config.limits.clone(),
+            admin: config.admin.as_ref().map(|a| crate::admin::AdminAuth::from_hex(&a.token_sha256)).transpose()?,
         })
     }
 
@@ -170,6 +173,25 @@ async fn dispatch(gw: &Gateway, req: Request<Incoming>, request_id: &str) -> Res
             });
             return no_store(json_response(StatusCode::BAD_REQUEST, "application/json", body.to_string()));
         }
+        p if p == "/admin" || p.starts_with("/admin/") => {
+            let (parts, body) = req.into_parts();
+            let body = match read_body(body, 64 * 1024).await {
+                Ok(b) => b,
+                Err(f) => {
+                    return json_response(f.status, "application/json", json!({ "error": f.message }).to_string());
+                }
+            };
+            return crate::admin::handle(
+                gw.admin.as_ref(),
+                gw.auth.registry.as_ref(),
+                &parts.method,
+                &path,
+                parts.uri.query(),
+                &parts.headers,
+                body,
+            )
+            .await;
+        }
         "/.well-known/jwks.json" => {
             return json_response(StatusCode::OK, "application/json", gw.auth.key.jwks().to_string());
         }
@@ -230,11 +252,8 @@ async fn token_endpoint(gw: &Gateway, req: Request<Incoming>) -> Response<Body> 
         Ok(b) => b,
         Err(f) => return oauth_error_response(&OAuthError::InvalidRequest(f.message)),
     };
-    match gw.auth.token(&parts.headers, parts.uri.query(), &body) {
-        Ok(answer) => {
-            tracing::info!(target: "fhirgate::audit", event = "token-issued", scope = %answer["scope"], "token issued");
-            no_store(json_response(StatusCode::OK, "application/json", answer.to_string()))
-        }
+    match gw.auth.token(&parts.headers, parts.uri.query(), &body).await {
+        Ok(answer) => no_store(json_response(StatusCode::OK, "application/json", answer.to_string())),
         Err(e) => {
             tracing::info!(target: "fhirgate::audit", event = "token-refused", error = e.code(), "token refused");
             oauth_error_response(&e)

@@ -86,9 +86,11 @@ fn demo_config(policy: &Path, listen: SocketAddr) -> Config {
         listen: Some(listen),
         public_url: None,
         policy: policy.to_owned(),
+        data_dir: None,
         token: TokenConfig::default(),
         clients: Vec::new(),
         limits: HttpLimits::default(),
+        admin: None,
         wasm: Limits::default(),
     }
 }

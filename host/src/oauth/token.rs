@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::keys::now_seconds;
 use super::{ClientRegistry, SigningKey};
 use crate::policy::is_guid;
+use crate::store::Registry;
 use crate::wasm::IssuerFacts;
 
 /// A token endpoint failure, as RFC 6749 §5.2 names it.
@@ -46,7 +47,10 @@ impl OAuthError {
 
 /// The authorization server's state.
 pub struct AuthServer {
+    /// Clients declared in the configuration file.
     pub clients: ClientRegistry,
+    /// The persistent client registry, when the gateway has a data directory.
+    pub registry: Option<Registry>,
     pub key: SigningKey,
     /// `iss` of every token.
     pub issuer: String,
@@ -69,7 +73,7 @@ impl AuthServer {
             audiences: audiences.clone(),
             jwks: key.jwks().to_string(),
         });
-        AuthServer { clients, key, issuer, audiences, lifetime_seconds, facts }
+        AuthServer { clients, registry: None, key, issuer, audiences, lifetime_seconds, facts }
     }
 
     /// What token validators are told about this issuer.
@@ -78,7 +82,7 @@ impl AuthServer {
     }
 
     /// Handles one token request. `query` is the request's query string.
-    pub fn token(&self, headers: &HeaderMap, query: Option<&str>, body: &[u8]) -> Result<Value, OAuthError> {
+    pub async fn token(&self, headers: &HeaderMap, query: Option<&str>, body: &[u8]) -> Result<Value, OAuthError> {
         if query.is_some_and(|q| !q.is_empty()) {
             return Err(OAuthError::InvalidRequest(
                 "Parameters in the query string are refused; send them in the form body.".into(),
@@ -102,7 +106,7 @@ impl AuthServer {
         }
 
         let (client_id, secret, basic) = client_credentials(headers, &params)?;
-        let client = self.clients.authenticate(&client_id, &secret).ok_or(OAuthError::InvalidClient { basic })?;
+        let client = self.authenticate(&client_id, &secret).await?.ok_or(OAuthError::InvalidClient { basic })?;
 
         let scope = params.get("scope").map(String::as_str).unwrap_or("");
         let mut tenants = Vec::new();
@@ -145,6 +149,14 @@ impl AuthServer {
             "exp": now + self.lifetime_seconds,
             "jti": uuid::Uuid::new_v4().to_string(),
         });
+        tracing::info!(
+            target: "fhirgate::audit",
+            event = "token-issued",
+            client_id = %client.client_id,
+            scope = %granted,
+            jti = %claims["jti"].as_str().unwrap_or_default(),
+            "token issued"
+        );
         let token =
             self.key.sign(&claims).map_err(|_| OAuthError::InvalidRequest("The token could not be issued.".into()))?;
         Ok(json!({
@@ -153,6 +165,32 @@ impl AuthServer {
             "expires_in": self.lifetime_seconds,
             "scope": granted,
         }))
+    }
+}
+
+/// An authenticated client: who it is and which tenants it may act for.
+pub struct Authenticated {
+    pub client_id: String,
+    pub tenants: Vec<String>,
+}
+
+impl AuthServer {
+    /// Checks a client's secret against the configured clients, then the
+    /// registry. A store failure is refused like a wrong secret, and logged.
+    async fn authenticate(&self, client_id: &str, secret: &str) -> Result<Option<Authenticated>, OAuthError> {
+        if let Some(c) = self.clients.authenticate(client_id, secret) {
+            return Ok(Some(Authenticated { client_id: c.client_id.clone(), tenants: c.tenants.clone() }));
+        }
+        let Some(registry) = &self.registry else {
+            return Ok(None);
+        };
+        match registry.authenticate(client_id, secret).await {
+            Ok(found) => Ok(found.map(|c| Authenticated { client_id: c.client_id, tenants: c.tenants })),
+            Err(e) => {
+                tracing::error!(error = %e, "client registry unavailable at the token endpoint");
+                Err(OAuthError::InvalidClient { basic: false })
+            }
+        }
     }
 }
 

@@ -119,7 +119,7 @@ impl Module {
     /// interrupts the call when its time budget is spent.
     fn store(&self, ctx: CallContext) -> Store<GuestState> {
         let limits = self.runtime.limits();
-        let state = GuestState::new(ctx, limits.memory_mib * 1024 * 1024, self.runtime.budget_ticks());
+        let state = GuestState::new(ctx, limits.memory_mib.saturating_mul(1024 * 1024), self.runtime.budget_ticks());
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(1);

@@ -1,0 +1,178 @@
+//! The admin HTTP API: the client registry for operators, behind its own
+//! credential (a bearer token whose SHA-256 is configured), never a client
+//! token.
+//!
+//! - `GET    /admin/clients`                         list
+//! - `POST   /admin/clients`                         create `{name, tenants}` → secret, once
+//! - `GET    /admin/clients/{id}`                    show
+//! - `DELETE /admin/clients/{id}`                    delete
+//! - `POST   /admin/clients/{id}/secrets`            add a secret → shown once
+//! - `DELETE /admin/clients/{id}/secrets/{sid}`      revoke one secret now
+//! - `POST   /admin/clients/{id}/rotate`             `{grace_seconds}` → new secret
+//! - `POST   /admin/clients/{id}/disable`, `/enable`
+//! - `GET    /admin/audit?limit=n`                   newest registry events
+
+use bytes::Bytes;
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error::{Body, json_response, no_store};
+use crate::store::{ClientStatus, Registry, clients::RegistryError};
+
+/// The admin credential: the SHA-256 of the admin token.
+#[derive(Clone)]
+pub struct AdminAuth {
+    token_sha256: [u8; 32],
+}
+
+impl AdminAuth {
+    pub fn from_hex(hex_digest: &str) -> anyhow::Result<Self> {
+        let mut token_sha256 = [0u8; 32];
+        hex::decode_to_slice(hex_digest, &mut token_sha256)
+            .map_err(|_| anyhow::anyhow!("`admin.token_sha256` must be 64 hexadecimal characters"))?;
+        Ok(AdminAuth { token_sha256 })
+    }
+
+    fn allows(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim())
+        else {
+            return false;
+        };
+        let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        presented.ct_eq(&self.token_sha256).into()
+    }
+}
+
+fn answer(status: StatusCode, body: Value) -> Response<Body> {
+    no_store(json_response(status, "application/json", body.to_string()))
+}
+
+fn problem(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    answer(status, json!({ "error": message.into() }))
+}
+
+fn registry_error(e: RegistryError) -> Response<Body> {
+    match e {
+        RegistryError::UnknownClient(_) | RegistryError::UnknownSecret { .. } => {
+            problem(StatusCode::NOT_FOUND, e.to_string())
+        }
+        RegistryError::InvalidTenant(_) | RegistryError::Incomplete => problem(StatusCode::BAD_REQUEST, e.to_string()),
+        RegistryError::Store(_) => {
+            tracing::error!(error = %e, "admin API: store failure");
+            problem(StatusCode::SERVICE_UNAVAILABLE, "The store is unavailable.")
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateClient {
+    name: String,
+    tenants: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rotate {
+    #[serde(default = "default_grace")]
+    grace_seconds: u64,
+}
+
+fn default_grace() -> u64 {
+    86_400
+}
+
+/// Parses a JSON body (an empty body counts as `{}`) into `T`.
+fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes, expected: &str) -> Result<T, String> {
+    let body: &[u8] = if body.is_empty() { b"{}" } else { body };
+    serde_json::from_slice(body).map_err(|e| format!("Expected a JSON object {expected}: {e}"))
+}
+
+/// Handles `/admin/...`. `path` is the full request path.
+pub async fn handle(
+    auth: Option<&AdminAuth>,
+    registry: Option<&Registry>,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response<Body> {
+    let (Some(auth), Some(registry)) = (auth, registry) else {
+        return problem(StatusCode::NOT_FOUND, "The admin API is not enabled (set [admin] and data_dir).");
+    };
+    if !auth.allows(headers) {
+        let mut resp = problem(StatusCode::UNAUTHORIZED, "The admin API needs the admin bearer token.");
+        resp.headers_mut()
+            .insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"fhirgate-admin\""));
+        return resp;
+    }
+    let actor = "admin-api";
+    let segments: Vec<&str> = path.trim_start_matches("/admin/").trim_end_matches('/').split('/').collect();
+    let result = match (method, segments.as_slice()) {
+        (&Method::GET, ["clients"]) => registry.list().await.map(|c| answer(StatusCode::OK, json!({ "clients": c }))),
+        (&Method::POST, ["clients"]) => {
+            let req: CreateClient = match parse_body(&body, "{name, tenants}") {
+                Ok(r) => r,
+                Err(message) => return problem(StatusCode::BAD_REQUEST, message),
+            };
+            registry.create(&req.name, &req.tenants, actor).await.map(|(client, secret)| {
+                answer(StatusCode::CREATED, json!({ "client": client, "client_secret": secret }))
+            })
+        }
+        (&Method::GET, ["clients", id]) => match registry.get(id).await {
+            Ok(Some(c)) => Ok(answer(StatusCode::OK, json!(c))),
+            Ok(None) => Err(RegistryError::UnknownClient((*id).to_owned())),
+            Err(e) => Err(e),
+        },
+        (&Method::DELETE, ["clients", id]) => {
+            registry.delete(id, actor).await.map(|()| answer(StatusCode::OK, json!({ "deleted": id })))
+        }
+        (&Method::POST, ["clients", id, "secrets"]) => registry
+            .add_secret(id, actor)
+            .await
+            .map(|(info, secret)| answer(StatusCode::CREATED, json!({ "secret": info, "client_secret": secret }))),
+        (&Method::DELETE, ["clients", id, "secrets", sid]) => {
+            registry.revoke_secret(id, sid, actor).await.map(|()| answer(StatusCode::OK, json!({ "revoked": sid })))
+        }
+        (&Method::POST, ["clients", id, "rotate"]) => {
+            let req: Rotate = match parse_body(&body, "{grace_seconds}") {
+                Ok(r) => r,
+                Err(message) => return problem(StatusCode::BAD_REQUEST, message),
+            };
+            let until = crate::oauth::keys::now_seconds().saturating_add(req.grace_seconds).min(i64::MAX as u64) as i64;
+            registry.rotate(id, until, actor).await.map(|(info, secret)| {
+                answer(
+                    StatusCode::CREATED,
+                    json!({ "secret": info, "client_secret": secret, "previous_secrets_stop_at": until }),
+                )
+            })
+        }
+        (&Method::POST, ["clients", id, action @ ("disable" | "enable")]) => {
+            let status = if *action == "disable" { ClientStatus::Disabled } else { ClientStatus::Active };
+            registry
+                .set_status(id, status, actor)
+                .await
+                .map(|()| answer(StatusCode::OK, json!({ "client_id": id, "status": status })))
+        }
+        (&Method::GET, ["audit"]) => {
+            let limit = query
+                .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "limit"))
+                .and_then(|(_, v)| v.parse::<i64>().ok())
+                .unwrap_or(100)
+                .clamp(1, 1000);
+            registry.audit_events(limit).await.map(|e| answer(StatusCode::OK, json!({ "events": e })))
+        }
+        _ => return problem(StatusCode::NOT_FOUND, "No such admin endpoint."),
+    };
+    result.unwrap_or_else(registry_error)
+}

@@ -1,0 +1,85 @@
+//! Persistent state: the client registry, its secrets and the audit trail of
+//! changes, in SQLite by default (a file in the data directory, created on
+//! first run). Queries go through `sqlx`'s `Any` driver in portable SQL so the
+//! same code can run on PostgreSQL.
+
+pub mod clients;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+
+pub use clients::{Client, ClientStatus, Registry, SecretInfo};
+
+/// The embedded migrations, applied on open.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A connection pool with the schema applied.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database in `data_dir`.
+    pub async fn open_dir(data_dir: &Path) -> anyhow::Result<Store> {
+        std::fs::create_dir_all(data_dir).with_context(|| format!("creating data directory {}", data_dir.display()))?;
+        let file: PathBuf = data_dir.join("fhirgate.sqlite3");
+        Self::open(&format!("sqlite://{}?mode=rwc", file.display())).await
+    }
+
+    /// Opens the database at `url` (`sqlite://…` or `sqlite::memory:`) and
+    /// applies pending migrations.
+    pub async fn open(url: &str) -> anyhow::Result<Store> {
+        sqlx::any::install_default_drivers();
+        // An in-memory SQLite database lives as long as its one connection.
+        let max = if url.contains(":memory:") { 1 } else { 4 };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .connect(url)
+            .await
+            .with_context(|| format!("opening the store at {}", redact(url)))?;
+        MIGRATOR.run(&pool).await.context("applying store migrations")?;
+        Ok(Store { pool })
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}
+
+/// A database URL without any password in it, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+/// The registry's secret-hash key, kept in `pepper.key` beside the database
+/// (created on first use, mode 0600): a copy of the database alone does not
+/// let anyone test secret guesses offline.
+pub fn load_or_create_pepper(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
+    let path = data_dir.join("pepper.key");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let mut key = [0u8; 32];
+        hex::decode_to_slice(text.trim(), &mut key)
+            .map_err(|_| anyhow::anyhow!("{}: expected 64 hexadecimal characters", path.display()))?;
+        return Ok(key);
+    }
+    use rand_core::RngCore as _;
+    let mut key = [0u8; 32];
+    rand_core::OsRng.fill_bytes(&mut key);
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    crate::oauth::keys::write_private(&path, hex::encode(key).as_bytes())?;
+    Ok(key)
+}
+
+/// Opens the store and registry kept in `data_dir`.
+pub async fn open_registry(data_dir: &Path) -> anyhow::Result<Registry> {
+    let store = Store::open_dir(data_dir).await?;
+    Ok(Registry::new(store, load_or_create_pepper(data_dir)?))
+}

@@ -1,0 +1,196 @@
+//! The client registry end to end: clients created with the CLI and managed
+//! through the admin API of a running gateway; secrets added, revoked and
+//! rotated with a grace period, as the token endpoint sees them.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{http, provider, sha256, sha256_str, start};
+
+const TENANT: &str = "77777777-7777-4777-8777-777777777777";
+const ADMIN: &str = "admin-token-for-tests-0123456789abcdef";
+
+fn cli(data_dir: &str, args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_fhirgate"))
+        .args(["client", "--data-dir", data_dir])
+        .args(args)
+        .env("FHIRGATE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "client {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn token_status(base: &str, client_id: &str, secret: &str) -> (u16, Value) {
+    let resp = http()
+        .post(format!("{base}/oauth2/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", secret),
+            ("scope", TENANT),
+        ])
+        .send()
+        .unwrap();
+    (resp.status().as_u16(), resp.json().unwrap())
+}
+
+fn works(base: &str, client_id: &str, secret: &str) -> bool {
+    match token_status(base, client_id, secret) {
+        (200, _) => true,
+        (401, body) => {
+            assert_eq!(body["error"], "invalid_client");
+            false
+        }
+        (status, body) => panic!("unexpected {status}: {body}"),
+    }
+}
+
+#[test]
+fn secrets_are_added_revoked_and_rotated_with_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_str = data.to_str().unwrap();
+
+    // Create with the CLI: the secret is shown once, never again.
+    let created = cli(data_str, &["create", "--name", "Care-team app", "--tenant", TENANT]);
+    let client_id = created["client"]["client_id"].as_str().unwrap().to_owned();
+    let first = created["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(first.len(), 43, "256-bit secret, base64url");
+    let listed = cli(data_str, &["list"]).to_string();
+    assert!(listed.contains(&client_id) && !listed.contains(&first));
+
+    let (_provider, base_url) = provider();
+    let module = |name: &str| {
+        let p = support::guest(name);
+        format!("path = {:?}\nsha256 = {:?}\n", p.display().to_string(), sha256(&p))
+    };
+    let policy = format!(
+        "schema_version = 1\npartner = \"t\"\n[modules.token-validation]\n{}[modules.routing]\n{}\
+         [modules.routing.config.tenants]\n{TENANT:?} = \"p\"\n[modules.shaping]\n{}\
+         [providers.p]\nbase_url = {base_url:?}\nfhir_version = \"r4\"\n[tenants.{TENANT:?}]\nproviders = [\"p\"]\n",
+        module("fhirgate_token_jwt"),
+        module("fhirgate_router_table"),
+        module("fhirgate_shaper_fhir"),
+    );
+    std::fs::write(dir.path().join("policy.toml"), policy).unwrap();
+    let config = format!(
+        "schema_version = 1\npolicy = \"policy.toml\"\ndata_dir = \"data\"\n[admin]\ntoken_sha256 = {:?}\n",
+        sha256_str(ADMIN)
+    );
+    let config_path = dir.path().join("gateway.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let gw = start(&["serve", "--json", "--listen", "127.0.0.1:0", "--config", config_path.to_str().unwrap()]);
+    let base = format!("http://{}", gw.get("address"));
+    let admin = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let mut req = http().request(method, format!("{base}/admin/{path}")).bearer_auth(ADMIN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json::<Value>().unwrap())
+    };
+
+    // The created client gets a token that works on a FHIR face.
+    let (status, body) = token_status(&base, &client_id, &first);
+    assert_eq!(status, 200, "{body}");
+    let resp = http()
+        .get(format!("{base}/stu3/Patient/pat-001"))
+        .bearer_auth(body["access_token"].as_str().unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // Add a second secret: both work.
+    let (status, added) = admin(reqwest::Method::POST, &format!("clients/{client_id}/secrets"), None);
+    assert_eq!(status, 201, "{added}");
+    let second = added["client_secret"].as_str().unwrap().to_owned();
+    assert!(works(&base, &client_id, &first) && works(&base, &client_id, &second));
+
+    // Revoke the first: it stops at once, the second goes on.
+    let (_, shown) = admin(reqwest::Method::GET, &format!("clients/{client_id}"), None);
+    assert!(!shown.to_string().contains(&second), "a secret was shown again");
+    let second_id = added["secret"]["secret_id"].as_str().unwrap();
+    let first_id = shown["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["secret_id"].as_str().unwrap())
+        .find(|id| *id != second_id)
+        .unwrap()
+        .to_owned();
+    let (status, _) = admin(reqwest::Method::DELETE, &format!("clients/{client_id}/secrets/{first_id}"), None);
+    assert_eq!(status, 200);
+    assert!(!works(&base, &client_id, &first));
+    assert!(works(&base, &client_id, &second));
+
+    // Rotate with a short grace: the old secret works until the grace end,
+    // then stops; the new one works throughout.
+    let (status, rotated) =
+        admin(reqwest::Method::POST, &format!("clients/{client_id}/rotate"), Some(json!({ "grace_seconds": 2 })));
+    assert_eq!(status, 201, "{rotated}");
+    let third = rotated["client_secret"].as_str().unwrap().to_owned();
+    let grace_end = rotated["previous_secrets_stop_at"].as_i64().unwrap();
+    assert!(works(&base, &client_id, &second), "the old secret works during the grace period");
+    assert!(works(&base, &client_id, &third));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while works(&base, &client_id, &second) {
+        assert!(Instant::now() < deadline, "the old secret still works long after its grace end");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let now = fhirgate::oauth::keys::now_seconds() as i64;
+    assert!(now >= grace_end, "the old secret stopped before its grace end");
+    assert!(works(&base, &client_id, &third));
+
+    // Disable, enable, delete.
+    assert_eq!(admin(reqwest::Method::POST, &format!("clients/{client_id}/disable"), None).0, 200);
+    assert!(!works(&base, &client_id, &third));
+    assert_eq!(admin(reqwest::Method::POST, &format!("clients/{client_id}/enable"), None).0, 200);
+    assert!(works(&base, &client_id, &third));
+
+    // Create through the API too.
+    let (status, made) =
+        admin(reqwest::Method::POST, "clients", Some(json!({ "name": "Second app", "tenants": [TENANT] })));
+    assert_eq!(status, 201, "{made}");
+    let other_id = made["client"]["client_id"].as_str().unwrap().to_owned();
+    assert!(works(&base, &other_id, made["client_secret"].as_str().unwrap()));
+    let (status, bad) = admin(reqwest::Method::POST, "clients", Some(json!({ "name": "x", "tenants": ["nope"] })));
+    assert_eq!(status, 400, "{bad}");
+
+    assert_eq!(admin(reqwest::Method::DELETE, &format!("clients/{client_id}"), None).0, 200);
+    assert!(!works(&base, &client_id, &third));
+    assert_eq!(admin(reqwest::Method::GET, &format!("clients/{client_id}"), None).0, 404);
+
+    // The admin API needs its own credential; a client's token is not it.
+    let resp = http().get(format!("{base}/admin/clients")).send().unwrap();
+    assert_eq!(resp.status(), 401);
+    let (_, body) = token_status(&base, &other_id, made["client_secret"].as_str().unwrap());
+    let resp =
+        http().get(format!("{base}/admin/clients")).bearer_auth(body["access_token"].as_str().unwrap()).send().unwrap();
+    assert_eq!(resp.status(), 401);
+
+    // Every change is audited, and no secret is in the trail.
+    let (status, audit) = admin(reqwest::Method::GET, "audit?limit=100", None);
+    assert_eq!(status, 200);
+    let actions: Vec<&str> =
+        audit["events"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    for a in [
+        "client.create",
+        "secret.add",
+        "secret.revoke",
+        "secret.rotate",
+        "client.disable",
+        "client.enable",
+        "client.delete",
+    ] {
+        assert!(actions.contains(&a), "{a} not audited: {actions:?}");
+    }
+    let trail = audit.to_string();
+    for s in [&first, &second, &third] {
+        assert!(!trail.contains(s.as_str()));
+    }
+}
