@@ -165,10 +165,14 @@ fn bearer_challenge(error: Option<&str>, description: &str) -> HeaderValue {
 pub fn oauth_error_response(err: &OAuthError) -> Response<Body> {
     let status = match err {
         OAuthError::InvalidClient { .. } => StatusCode::UNAUTHORIZED,
+        OAuthError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
         _ => StatusCode::BAD_REQUEST,
     };
     let body = json!({ "error": err.code(), "error_description": err.to_string() });
     let mut resp = no_store(json_response(status, "application/json", body.to_string()));
+    if let OAuthError::Throttled(secs) = err {
+        resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(*secs));
+    }
     if let OAuthError::InvalidClient { basic } = err {
         let challenge = if *basic {
             "Basic realm=\"fhirgate\", charset=\"UTF-8\""

@@ -377,6 +377,9 @@ async fn authenticate(ctx: &Ctx<'_>, headers: &HeaderMap, request: &Request) -> 
     if claims.client_id.is_empty() || !crate::policy::is_guid(&claims.tenant_id) {
         return Err(Failure::module(Role::TokenValidation, "returned claims without a client id or tenant id"));
     }
+    if claims.token_id.as_deref().is_some_and(|jti| ctx.gw.auth.revoked.is_revoked(jti)) {
+        return Err(Failure::bearer(StatusCode::UNAUTHORIZED, Some("invalid_token"), "The access token was revoked."));
+    }
     if claims.expires_at <= crate::oauth::keys::now_seconds() {
         return Err(Failure::bearer(StatusCode::UNAUTHORIZED, Some("invalid_token"), "The access token expired."));
     }

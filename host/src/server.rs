@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +24,7 @@ use tokio::net::TcpListener;
 use crate::config::{Config, HttpLimits};
 use crate::error::{Body, Failure, json_response, no_store, oauth_error_response};
 use crate::fhir::{FACES, Version, capability::capability_statement};
+use crate::oauth::discovery;
 use crate::oauth::token::{AuthServer, OAuthError};
 use crate::oauth::{ClientRegistry, SigningKey};
 use crate::pipeline::{self, Ctx};
@@ -110,7 +111,7 @@ pub async fn run(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
                         // Out of descriptors and the like: back off, keep serving.
@@ -123,7 +124,7 @@ pub async fn run(
                 let gw = gateway.clone();
                 let service = service_fn(move |req| {
                     let gw = gw.clone();
-                    async move { Ok::<_, Infallible>(handle(&gw, req).await) }
+                    async move { Ok::<_, Infallible>(handle(&gw, req, peer.ip()).await) }
                 });
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn.into_owned());
@@ -152,20 +153,24 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)>
     Ok((listener, local))
 }
 
-async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
+async fn handle(gw: &Gateway, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
     let request_id = uuid::Uuid::new_v4().simple().to_string();
-    let mut resp = dispatch(gw, req, &request_id).await;
+    let mut resp = dispatch(gw, req, &request_id, peer).await;
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-request-id", v);
     }
     resp
 }
 
-async fn dispatch(gw: &Gateway, req: Request<Incoming>, request_id: &str) -> Response<Body> {
+async fn dispatch(gw: &Gateway, req: Request<Incoming>, request_id: &str, peer: IpAddr) -> Response<Body> {
     let path = req.uri().path().to_owned();
     match path.as_str() {
         "/healthz" => return json_response(StatusCode::OK, "application/json", r#"{"status":"ok"}"#),
-        "/oauth2/token" => return token_endpoint(gw, req).await,
+        "/oauth2/token" | "/oauth2/revoke" | "/oauth2/introspect" => return oauth_endpoint(gw, req, peer).await,
+        "/.well-known/oauth-authorization-server" => {
+            let body = discovery::authorization_server(&gw.auth, &gw.public_base(&req));
+            return json_response(StatusCode::OK, "application/json", body.to_string());
+        }
         "/oauth2/authorize" => {
             let body = json!({
                 "error": "unsupported_response_type",
@@ -212,6 +217,10 @@ async fn dispatch(gw: &Gateway, req: Request<Incoming>, request_id: &str) -> Res
     };
     let rest = rest.trim_end_matches('/');
     let public_base = gw.public_base(&req);
+    if rest == ".well-known/smart-configuration" {
+        let body = discovery::smart_configuration(&public_base);
+        return json_response(StatusCode::OK, "application/json", body.to_string());
+    }
     if rest == "metadata" {
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return Failure::client(StatusCode::METHOD_NOT_ALLOWED, "Use GET for /metadata.").into_response(face);
@@ -240,9 +249,11 @@ async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, Failure> {
     }
 }
 
-async fn token_endpoint(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
+/// The token, revocation and introspection endpoints: POST, form bodies,
+/// answers never cached.
+async fn oauth_endpoint(gw: &Gateway, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
     if req.method() != Method::POST {
-        let mut resp = oauth_error_response(&OAuthError::InvalidRequest("Use POST for the token endpoint.".into()));
+        let mut resp = oauth_error_response(&OAuthError::InvalidRequest("Use POST.".into()));
         *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
         resp.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static("POST"));
         return resp;
@@ -252,10 +263,16 @@ async fn token_endpoint(gw: &Gateway, req: Request<Incoming>) -> Response<Body> 
         Ok(b) => b,
         Err(f) => return oauth_error_response(&OAuthError::InvalidRequest(f.message)),
     };
-    match gw.auth.token(&parts.headers, parts.uri.query(), &body).await {
+    let (headers, query) = (&parts.headers, parts.uri.query());
+    let result = match parts.uri.path() {
+        "/oauth2/token" => gw.auth.token(headers, query, &body, peer).await,
+        "/oauth2/revoke" => gw.auth.revoke(headers, query, &body, peer).await.map(|()| json!({})),
+        _ => gw.auth.introspect(headers, query, &body, peer).await,
+    };
+    match result {
         Ok(answer) => no_store(json_response(StatusCode::OK, "application/json", answer.to_string())),
         Err(e) => {
-            tracing::info!(target: "fhirgate::audit", event = "token-refused", error = e.code(), "token refused");
+            tracing::info!(target: "fhirgate::audit", event = "oauth-refused", endpoint = parts.uri.path(), error = e.code(), "request refused");
             oauth_error_response(&e)
         }
     }

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use p256::SecretKey;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 pub struct SigningKey {
     kid: String,
     encoding: EncodingKey,
+    decoding: DecodingKey,
     public_jwk: Value,
 }
 
@@ -53,11 +54,23 @@ impl SigningKey {
         // RFC 7638: members in lexicographic order, no whitespace.
         let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
         let kid = URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()));
+        let decoding = DecodingKey::from_ec_components(&x, &y).context("the signing key's public half")?;
         let public_jwk = json!({
             "kty": "EC", "crv": "P-256", "x": x, "y": y,
             "kid": kid, "alg": "ES256", "use": "sig",
         });
-        Ok(SigningKey { kid, encoding, public_jwk })
+        Ok(SigningKey { kid, encoding, decoding, public_jwk })
+    }
+
+    /// An ES256 signature over `message`, base64url: the third part of a
+    /// compact JWS whose first two parts are `message`.
+    pub fn sign_raw(&self, message: &[u8]) -> anyhow::Result<String> {
+        jsonwebtoken::crypto::sign(message, &self.encoding, Algorithm::ES256).context("signing")
+    }
+
+    /// The public half, for checking tokens this gateway issued.
+    pub fn decoding_key(&self) -> &DecodingKey {
+        &self.decoding
     }
 
     pub fn kid(&self) -> &str {

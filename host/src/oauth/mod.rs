@@ -2,7 +2,10 @@
 //! with, and the client-credentials token endpoint.
 
 pub mod clients;
+pub mod discovery;
 pub mod keys;
+pub mod revocation;
+pub mod throttle;
 pub mod token;
 
 pub use clients::ClientRegistry;

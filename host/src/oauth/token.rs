@@ -1,6 +1,9 @@
-//! The client-credentials token endpoint (RFC 6749 §4.4, errors per §5.2).
+//! The authorization server's endpoints: client-credentials tokens (RFC 6749
+//! §4.4, errors per §5.2), revocation (RFC 7009) and introspection (RFC 7662).
+//! All three authenticate the client the same way, under the same throttle.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -10,6 +13,8 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde_json::{Value, json};
 
 use super::keys::now_seconds;
+use super::revocation::RevocationList;
+use super::throttle::Throttle;
 use super::{ClientRegistry, SigningKey};
 use crate::policy::is_guid;
 use crate::store::Registry;
@@ -30,6 +35,9 @@ pub enum OAuthError {
     UnsupportedGrantType,
     #[error("{0}")]
     InvalidScope(String),
+    /// Too many failed authentications; retry after this many seconds.
+    #[error("Too many failed attempts; retry later.")]
+    Throttled(u64),
 }
 
 impl OAuthError {
@@ -41,6 +49,8 @@ impl OAuthError {
             OAuthError::UnauthorizedClient(_) => "unauthorized_client",
             OAuthError::UnsupportedGrantType => "unsupported_grant_type",
             OAuthError::InvalidScope(_) => "invalid_scope",
+            // RFC 6749 has no code for it; this is the one most clients know.
+            OAuthError::Throttled(_) => "slow_down",
         }
     }
 }
@@ -58,6 +68,8 @@ pub struct AuthServer {
     pub audiences: Vec<String>,
     pub lifetime_seconds: u64,
     facts: Arc<IssuerFacts>,
+    throttle: Throttle,
+    pub revoked: RevocationList,
 }
 
 impl AuthServer {
@@ -73,7 +85,17 @@ impl AuthServer {
             audiences: audiences.clone(),
             jwks: key.jwks().to_string(),
         });
-        AuthServer { clients, registry: None, key, issuer, audiences, lifetime_seconds, facts }
+        AuthServer {
+            clients,
+            registry: None,
+            key,
+            issuer,
+            audiences,
+            lifetime_seconds,
+            facts,
+            throttle: Throttle::default(),
+            revoked: RevocationList::default(),
+        }
     }
 
     /// What token validators are told about this issuer.
@@ -81,32 +103,21 @@ impl AuthServer {
         &self.facts
     }
 
-    /// Handles one token request. `query` is the request's query string.
-    pub async fn token(&self, headers: &HeaderMap, query: Option<&str>, body: &[u8]) -> Result<Value, OAuthError> {
-        if query.is_some_and(|q| !q.is_empty()) {
-            return Err(OAuthError::InvalidRequest(
-                "Parameters in the query string are refused; send them in the form body.".into(),
-            ));
-        }
-        let form_type = headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
-            .unwrap_or(false);
-        if !form_type {
-            return Err(OAuthError::InvalidRequest("The body must be application/x-www-form-urlencoded.".into()));
-        }
-        let params = parse_form(body)?;
-
+    /// Handles one token request from `peer`. `query` is the request's query string.
+    pub async fn token(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        body: &[u8],
+        peer: IpAddr,
+    ) -> Result<Value, OAuthError> {
+        let params = read_form(headers, query, body)?;
         match params.get("grant_type").map(String::as_str) {
             None => return Err(OAuthError::InvalidRequest("`grant_type` is missing.".into())),
             Some("client_credentials") => {}
             Some(_) => return Err(OAuthError::UnsupportedGrantType),
         }
-
-        let (client_id, secret, basic) = client_credentials(headers, &params)?;
-        let client = self.authenticate(&client_id, &secret).await?.ok_or(OAuthError::InvalidClient { basic })?;
+        let client = self.authenticate_request(headers, &params, peer).await?;
 
         let scope = params.get("scope").map(String::as_str).unwrap_or("");
         let mut tenants = Vec::new();
@@ -175,6 +186,107 @@ pub struct Authenticated {
 }
 
 impl AuthServer {
+    /// Authenticates the client of a request (Basic or body credentials),
+    /// refusing at once while it or its address is throttled.
+    async fn authenticate_request(
+        &self,
+        headers: &HeaderMap,
+        params: &HashMap<String, String>,
+        peer: IpAddr,
+    ) -> Result<Authenticated, OAuthError> {
+        let credentials = client_credentials(headers, params);
+        let claimed_id = credentials.as_ref().ok().map(|(id, _, _)| id.as_str());
+        if let Some(wait) = self.throttle.check(claimed_id, peer) {
+            return Err(OAuthError::Throttled(wait));
+        }
+        let (client_id, secret, basic) = credentials?;
+        match self.authenticate(&client_id, &secret).await? {
+            Some(client) => Ok(client),
+            None => {
+                self.throttle.failed(Some(&client_id), peer);
+                Err(OAuthError::InvalidClient { basic })
+            }
+        }
+    }
+
+    /// The claims of a token this server issued and signed, if its signature
+    /// and issuer check out (expiry is the caller's question).
+    fn decode_own(&self, token: &str) -> Option<Value> {
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss"]);
+        jsonwebtoken::decode::<Value>(token, self.key.decoding_key(), &validation).ok().map(|d| d.claims)
+    }
+
+    /// RFC 7009: the client revokes one of its own tokens. Unknown, foreign
+    /// or invalid tokens are answered the same way (200), as the RFC asks.
+    pub async fn revoke(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        body: &[u8],
+        peer: IpAddr,
+    ) -> Result<(), OAuthError> {
+        let params = read_form(headers, query, body)?;
+        let client = self.authenticate_request(headers, &params, peer).await?;
+        let token = params.get("token").ok_or_else(|| OAuthError::InvalidRequest("`token` is missing.".into()))?;
+        if let Some(claims) = self.decode_own(token)
+            && claims["sub"] == client.client_id.as_str()
+            && let (Some(jti), Some(exp)) = (claims["jti"].as_str(), claims["exp"].as_u64())
+        {
+            self.revoked.revoke(jti, exp);
+            tracing::info!(target: "fhirgate::audit", event = "token-revoked", client_id = %client.client_id, jti, "token revoked");
+        }
+        Ok(())
+    }
+
+    /// RFC 7662: the client asks about one of its own tokens. A token that is
+    /// not active, or not the caller's, is `{"active": false}`.
+    pub async fn introspect(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        body: &[u8],
+        peer: IpAddr,
+    ) -> Result<Value, OAuthError> {
+        let params = read_form(headers, query, body)?;
+        let client = self.authenticate_request(headers, &params, peer).await?;
+        let token = params.get("token").ok_or_else(|| OAuthError::InvalidRequest("`token` is missing.".into()))?;
+        Ok(self.introspection(token, Some(&client.client_id)))
+    }
+
+    /// The introspection answer for `token`, restricted to `owner`'s tokens
+    /// unless `owner` is `None` (the admin).
+    pub fn introspection(&self, token: &str, owner: Option<&str>) -> Value {
+        let inactive = json!({ "active": false });
+        let Some(claims) = self.decode_own(token) else {
+            return inactive;
+        };
+        let now = now_seconds();
+        let exp = claims["exp"].as_u64().unwrap_or(0);
+        let nbf = claims["nbf"].as_u64().unwrap_or(0);
+        let jti = claims["jti"].as_str().unwrap_or_default();
+        let owned = owner.is_none_or(|o| claims["sub"] == o);
+        if !owned || exp <= now || nbf > now + 30 || self.revoked.is_revoked(jti) {
+            return inactive;
+        }
+        json!({
+            "active": true,
+            "token_type": "Bearer",
+            "scope": claims["scope"],
+            "client_id": claims["sub"],
+            "sub": claims["sub"],
+            "iss": claims["iss"],
+            "aud": claims["aud"],
+            "exp": claims["exp"],
+            "iat": claims["iat"],
+            "nbf": claims["nbf"],
+            "jti": claims["jti"],
+        })
+    }
+
     /// Checks a client's secret against the configured clients, then the
     /// registry. A store failure is refused like a wrong secret, and logged.
     async fn authenticate(&self, client_id: &str, secret: &str) -> Result<Option<Authenticated>, OAuthError> {
@@ -211,6 +323,24 @@ fn is_system_read_scope(s: &str) -> bool {
 
 /// Parses the form body; a repeated parameter is an error (§3.2), an empty
 /// one counts as absent (§3.1).
+fn read_form(headers: &HeaderMap, query: Option<&str>, body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
+    if query.is_some_and(|q| !q.is_empty()) {
+        return Err(OAuthError::InvalidRequest(
+            "Parameters in the query string are refused; send them in the form body.".into(),
+        ));
+    }
+    let form_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        .unwrap_or(false);
+    if !form_type {
+        return Err(OAuthError::InvalidRequest("The body must be application/x-www-form-urlencoded.".into()));
+    }
+    parse_form(body)
+}
+
 fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
     if std::str::from_utf8(body).is_err() {
         return Err(OAuthError::InvalidRequest("The body is not valid UTF-8.".into()));

@@ -1,0 +1,94 @@
+//! Throttling of failed client authentications, per client id and per source
+//! address: after too many failures in a window, further attempts are refused
+//! with 429 and `Retry-After` until the window ends, whatever the credentials.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Failures tolerated per key and window. A client with a working secret
+/// never fails; 10 failures a minute is far above honest mistakes and far
+/// below what guessing a 256-bit secret would need anyway — the limit exists
+/// to keep brute force and credential stuffing off the store.
+const MAX_FAILURES_PER_CLIENT: u32 = 10;
+/// Per address the limit is higher: several clients may sit behind one NAT.
+const MAX_FAILURES_PER_ADDRESS: u32 = 30;
+const WINDOW: Duration = Duration::from_secs(60);
+/// Entries kept before old windows are swept, bounding memory under attack.
+const MAX_ENTRIES: usize = 100_000;
+
+#[derive(Clone, Copy)]
+struct Window {
+    started: Instant,
+    failures: u32,
+}
+
+#[derive(Hash, PartialEq, Eq, Clone)]
+enum Key {
+    Client(String),
+    Address(IpAddr),
+}
+
+/// Failure counters.
+#[derive(Default)]
+pub struct Throttle {
+    windows: Mutex<HashMap<Key, Window>>,
+}
+
+impl Throttle {
+    /// `Some(seconds to wait)` when `client_id` or `addr` is over its limit.
+    pub fn check(&self, client_id: Option<&str>, addr: IpAddr) -> Option<u64> {
+        let now = Instant::now();
+        let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let blocked = |key: &Key, max: u32| {
+            windows.get(key).and_then(|w| {
+                let elapsed = now.duration_since(w.started);
+                (elapsed < WINDOW && w.failures >= max).then(|| (WINDOW - elapsed).as_secs().max(1))
+            })
+        };
+        let by_addr = blocked(&Key::Address(addr), MAX_FAILURES_PER_ADDRESS);
+        let by_client = client_id.and_then(|c| blocked(&Key::Client(c.to_owned()), MAX_FAILURES_PER_CLIENT));
+        by_addr.into_iter().chain(by_client).max()
+    }
+
+    /// Records a failed authentication.
+    pub fn failed(&self, client_id: Option<&str>, addr: IpAddr) {
+        let now = Instant::now();
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        if windows.len() >= MAX_ENTRIES {
+            windows.retain(|_, w| now.duration_since(w.started) < WINDOW);
+        }
+        let keys = std::iter::once(Key::Address(addr)).chain(client_id.map(|c| Key::Client(c.to_owned())));
+        for key in keys {
+            let w = windows.entry(key).or_insert(Window { started: now, failures: 0 });
+            if now.duration_since(w.started) >= WINDOW {
+                *w = Window { started: now, failures: 0 };
+            }
+            w.failures = w.failures.saturating_add(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_after_the_limit() {
+        let t = Throttle::default();
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        for _ in 0..MAX_FAILURES_PER_CLIENT {
+            assert!(t.check(Some("app"), a).is_none());
+            t.failed(Some("app"), a);
+        }
+        let wait = t.check(Some("app"), b).expect("client over its limit, from any address");
+        assert!((1..=60).contains(&wait));
+        assert!(t.check(Some("other"), b).is_none());
+        for _ in 0..MAX_FAILURES_PER_ADDRESS {
+            t.failed(None, b);
+        }
+        assert!(t.check(Some("other"), b).is_some(), "address over its limit");
+    }
+}

@@ -1,0 +1,224 @@
+//! The authorization server from the outside: discovery documents agree with
+//! `/metadata` and the tokens; revocation and introspection; throttling; and
+//! a battery of forged tokens, each refused with 401 `invalid_token`.
+
+mod support;
+
+use std::io::ErrorKind;
+use std::net::TcpListener;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use serde_json::{Value, json};
+use support::{demo, http, token};
+
+fn claims_of(jwt: &str) -> Value {
+    serde_json::from_slice(&B64.decode(jwt.split('.').nth(1).unwrap()).unwrap()).unwrap()
+}
+
+fn header_of(jwt: &str) -> Value {
+    serde_json::from_slice(&B64.decode(jwt.split('.').next().unwrap()).unwrap()).unwrap()
+}
+
+#[test]
+fn discovery_documents_agree_with_metadata_and_tokens() {
+    let demo = demo();
+    let gateway = demo.get("gateway");
+    let token = token(&demo);
+
+    let as_meta: Value =
+        http().get(format!("{gateway}/.well-known/oauth-authorization-server")).send().unwrap().json().unwrap();
+    assert_eq!(as_meta["issuer"], claims_of(&token)["iss"]);
+    assert_eq!(as_meta["token_endpoint"], demo.get("token_url"));
+    assert!(as_meta["grant_types_supported"].as_array().unwrap().contains(&json!("client_credentials")));
+    for m in ["client_secret_basic", "client_secret_post"] {
+        assert!(as_meta["token_endpoint_auth_methods_supported"].as_array().unwrap().contains(&json!(m)));
+    }
+
+    for face in ["stu3", "dstu2"] {
+        let smart: Value =
+            http().get(format!("{gateway}/{face}/.well-known/smart-configuration")).send().unwrap().json().unwrap();
+        assert_eq!(smart["token_endpoint"], demo.get("token_url"));
+        let cs: Value = http().get(format!("{gateway}/{face}/metadata")).send().unwrap().json().unwrap();
+        let uris = &cs["rest"][0]["security"]["extension"][0]["extension"];
+        assert_eq!(uris[0]["valueUri"], smart["token_endpoint"]);
+    }
+
+    let jwks: Value = http().get(as_meta["jwks_uri"].as_str().unwrap()).send().unwrap().json().unwrap();
+    let kid = header_of(&token)["kid"].clone();
+    let key = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == kid).expect("signing key published");
+    assert_eq!(key["kty"], "EC");
+    assert!(key.get("d").is_none(), "private material published");
+    let aud = claims_of(&token)["aud"].clone();
+    assert!(aud.as_array().unwrap().contains(&json!(demo.get("stu3_base"))));
+}
+
+#[test]
+fn revoked_tokens_are_refused_and_introspection_tells() {
+    let demo = demo();
+    let (id, secret) = (demo.get("client_id"), demo.get("client_secret"));
+    let gateway = demo.get("gateway");
+    let token = token(&demo);
+    let read =
+        |t: &str| http().get(format!("{}/Patient/pat-001", demo.get("stu3_base"))).bearer_auth(t).send().unwrap();
+    assert_eq!(read(&token).status(), 200);
+
+    let introspect = |t: &str| -> Value {
+        let resp = http()
+            .post(format!("{gateway}/oauth2/introspect"))
+            .basic_auth(&id, Some(&secret))
+            .form(&[("token", t)])
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["cache-control"], "no-store");
+        resp.json().unwrap()
+    };
+    let active = introspect(&token);
+    assert_eq!(active["active"], true);
+    assert_eq!(active["client_id"], id);
+    assert!(active["scope"].as_str().unwrap().contains(&demo.get("tenant_id")));
+    assert_eq!(introspect("garbage")["active"], false);
+
+    // Introspection needs client authentication.
+    let resp = http().post(format!("{gateway}/oauth2/introspect")).form(&[("token", token.as_str())]).send().unwrap();
+    assert_eq!(resp.status(), 401);
+
+    let resp = http()
+        .post(format!("{gateway}/oauth2/revoke"))
+        .form(&[("token", token.as_str()), ("client_id", &id), ("client_secret", &secret)])
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(introspect(&token)["active"], false);
+    let resp = read(&token);
+    assert_eq!(resp.status(), 401);
+    let www = resp.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(www.contains("invalid_token") && www.contains("revoked"), "{www}");
+
+    // Revoking an unknown token is answered 200 too (RFC 7009 §2.2).
+    let resp = http()
+        .post(format!("{gateway}/oauth2/revoke"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("token", "not-a-token")])
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // A fresh token still works.
+    assert_eq!(read(&support::token(&demo)).status(), 200);
+}
+
+#[test]
+fn repeated_failures_are_throttled() {
+    let demo = demo();
+    let url = demo.get("token_url");
+    let (id, secret) = (demo.get("client_id"), demo.get("client_secret"));
+    let attempt = |s: &str| {
+        http()
+            .post(&url)
+            .form(&[("grant_type", "client_credentials"), ("client_id", id.as_str()), ("client_secret", s)])
+            .send()
+            .unwrap()
+    };
+    for _ in 0..10 {
+        assert_eq!(attempt("wrong").status(), 401);
+    }
+    // Now even the right secret waits.
+    let resp = attempt(&secret);
+    assert_eq!(resp.status(), 429);
+    let wait: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait));
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let body: Value = resp.json().unwrap();
+    assert!(body["error"].is_string());
+}
+
+/// A JWT with `header` and `claims` and the given signature part.
+fn forge(header: &Value, claims: &Value, signature: &str) -> String {
+    format!("{}.{}.{signature}", B64.encode(header.to_string()), B64.encode(claims.to_string()))
+}
+
+#[test]
+fn forged_tokens_are_refused() {
+    let demo = demo();
+    let stu3 = demo.get("stu3_base");
+    let good = token(&demo);
+    let (header, claims) = (header_of(&good), claims_of(&good));
+    let kid = header["kid"].as_str().unwrap().to_owned();
+    let parts: Vec<&str> = good.split('.').collect();
+
+    // A listener that must never see a connection: no key fetch leaves the gateway.
+    let trap = TcpListener::bind("127.0.0.1:0").unwrap();
+    trap.set_nonblocking(true).unwrap();
+    let trap_url = format!("http://{}/jwks.json", trap.local_addr().unwrap());
+
+    let attacker = fhirgate::oauth::SigningKey::generate().unwrap();
+    let jwks: Value =
+        http().get(format!("{}/.well-known/jwks.json", demo.get("gateway"))).send().unwrap().json().unwrap();
+    let public_jwk = jwks["keys"][0].to_string();
+
+    let mut forged: Vec<(&str, String)> = Vec::new();
+    for none in ["none", "None", "NONE", "nOnE"] {
+        forged.push(("alg none", forge(&json!({"alg": none, "kid": kid, "typ": "JWT"}), &claims, "")));
+    }
+    forged.push(("signature stripped", format!("{}.{}.", parts[0], parts[1])));
+    forged.push((
+        "signature from another token",
+        format!("{}.{}.{}", parts[0], B64.encode(json!({"sub": "x"}).to_string()), parts[2]),
+    ));
+    let mut altered_claims = claims.clone();
+    altered_claims["scope"] = json!("00000000-0000-4000-8000-000000000000");
+    forged.push(("claims altered", format!("{}.{}.{}", parts[0], B64.encode(altered_claims.to_string()), parts[2])));
+    let mut sig = B64.decode(parts[2]).unwrap();
+    sig[10] ^= 0x01;
+    forged.push(("signature altered", format!("{}.{}.{}", parts[0], parts[1], B64.encode(&sig))));
+
+    // HS256 keyed with the published public key (key confusion).
+    let hs = jsonwebtoken::encode(
+        &jsonwebtoken::Header { kid: Some(kid.clone()), ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256) },
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(public_jwk.as_bytes()),
+    )
+    .unwrap();
+    forged.push(("HS256 with the public key", hs));
+
+    // Signed by an attacker, pointing at the attacker's key in every way a
+    // header can: embedded jwk, jku, x5u, and kids that are not ours.
+    let sign_with = |extra: Value| {
+        let mut h = json!({"alg": "ES256", "typ": "JWT", "kid": attacker.kid()});
+        for (k, v) in extra.as_object().unwrap() {
+            h[k] = v.clone();
+        }
+        let unsigned = format!("{}.{}", B64.encode(h.to_string()), B64.encode(claims.to_string()));
+        // Sign the exact header we built, with the attacker's key.
+        let whole = attacker.sign_raw(unsigned.as_bytes()).unwrap();
+        format!("{unsigned}.{whole}")
+    };
+    forged.push(("embedded jwk", sign_with(json!({"jwk": attacker.jwks()["keys"][0]}))));
+    forged.push(("jku", sign_with(json!({"jku": trap_url}))));
+    forged.push(("x5u", sign_with(json!({"x5u": trap_url}))));
+    forged.push(("our kid, attacker's signature", sign_with(json!({"kid": kid}))));
+    forged.push(("kid traversal", sign_with(json!({"kid": "../../../../etc/passwd"}))));
+    forged.push(("kid injection", sign_with(json!({"kid": "x' OR '1'='1"}))));
+    forged.push(("unknown kid", sign_with(json!({"kid": "no-such-key"}))));
+
+    for (what, token) in &forged {
+        let resp = http().get(format!("{stu3}/Patient/pat-001")).bearer_auth(token).send().unwrap();
+        assert_eq!(resp.status(), 401, "{what} was not refused");
+        let www = resp.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        assert!(www.contains("error=\"invalid_token\""), "{what}: {www}");
+    }
+    match trap.accept() {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+        other => panic!("the gateway fetched a key from a token header: {other:?}"),
+    }
+
+    // Oversized tokens are refused without being parsed.
+    let huge = format!("{}.{}.{}", parts[0], "A".repeat(20_000), parts[2]);
+    let resp = http().get(format!("{stu3}/Patient/pat-001")).bearer_auth(&huge).send().unwrap();
+    assert_eq!(resp.status(), 401);
+
+    // The genuine token still works.
+    let resp = http().get(format!("{stu3}/Patient/pat-001")).bearer_auth(&good).send().unwrap();
+    assert_eq!(resp.status(), 200);
+}
