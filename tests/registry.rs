@@ -78,7 +78,8 @@ fn secrets_are_added_revoked_and_rotated_with_grace() {
     );
     std::fs::write(dir.path().join("policy.toml"), policy).unwrap();
     let config = format!(
-        "schema_version = 1\npolicy = \"policy.toml\"\ndata_dir = \"data\"\n[admin]\ntoken_sha256 = {:?}\n",
+        "schema_version = 1\npolicy = \"policy.toml\"\ndata_dir = \"data\"\n[token]\nalgorithm = \"RS256\"\n\
+         [admin]\ntoken_sha256 = {:?}\n",
         sha256_str(ADMIN)
     );
     let config_path = dir.path().join("gateway.toml");
@@ -95,9 +96,16 @@ fn secrets_are_added_revoked_and_rotated_with_grace() {
         (status, resp.json::<Value>().unwrap())
     };
 
-    // The created client gets a token that works on a FHIR face.
+    // The created client gets a token (RS256, as configured) that works on a FHIR face.
     let (status, body) = token_status(&base, &client_id, &first);
     assert_eq!(status, 200, "{body}");
+    let old_token = body["access_token"].as_str().unwrap().to_owned();
+    let header = |t: &str| -> Value {
+        use base64::Engine as _;
+        let part = t.split('.').next().unwrap();
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+    };
+    assert_eq!(header(&old_token)["alg"], "RS256");
     let resp = http()
         .get(format!("{base}/stu3/Patient/pat-001"))
         .bearer_auth(body["access_token"].as_str().unwrap())
@@ -172,6 +180,33 @@ fn secrets_are_added_revoked_and_rotated_with_grace() {
     let resp =
         http().get(format!("{base}/admin/clients")).bearer_auth(body["access_token"].as_str().unwrap()).send().unwrap();
     assert_eq!(resp.status(), 401);
+
+    // Key rotation: new tokens carry the new kid, tokens signed by the
+    // retired key keep working (it stays published), and both are in the JWK Set.
+    let (status, rotated) = admin(reqwest::Method::POST, "keys/rotate", None);
+    assert_eq!(status, 201, "{rotated}");
+    let new_kid = rotated["kid"].as_str().unwrap().to_owned();
+    let jwks: Value = http().get(format!("{base}/.well-known/jwks.json")).send().unwrap().json().unwrap();
+    let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    assert!(kids.contains(&new_kid.as_str()) && kids.contains(&header(&old_token)["kid"].as_str().unwrap()));
+    let resp = http().get(format!("{base}/stu3/Patient/pat-001")).bearer_auth(&old_token).send().unwrap();
+    assert_eq!(resp.status(), 200, "a token of the retired key still works until it expires");
+    let (_, fresh) = token_status(&base, &other_id, made["client_secret"].as_str().unwrap());
+    let fresh_token = fresh["access_token"].as_str().unwrap();
+    assert_eq!(header(fresh_token)["kid"], new_kid);
+    let resp = http().get(format!("{base}/stu3/Patient/pat-001")).bearer_auth(fresh_token).send().unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // The admin may introspect any token.
+    let resp = http()
+        .post(format!("{base}/admin/introspect"))
+        .bearer_auth(ADMIN)
+        .form(&[("token", fresh_token)])
+        .send()
+        .unwrap();
+    let info: Value = resp.json().unwrap();
+    assert_eq!(info["active"], true);
+    assert_eq!(info["client_id"], other_id);
 
     // Every change is audited, and no secret is in the trail.
     let (status, audit) = admin(reqwest::Method::GET, "audit?limit=100", None);

@@ -10,6 +10,8 @@
 //! - `DELETE /admin/clients/{id}/secrets/{sid}`      revoke one secret now
 //! - `POST   /admin/clients/{id}/rotate`             `{grace_seconds}` → new secret
 //! - `POST   /admin/clients/{id}/disable`, `/enable`
+//! - `POST   /admin/keys/rotate`                     new signing key; the old stays published
+//! - `POST   /admin/introspect`                      RFC 7662 answer for any token (form `token`)
 //! - `GET    /admin/audit?limit=n`                   newest registry events
 
 use bytes::Bytes;
@@ -21,7 +23,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::{Body, json_response, no_store};
-use crate::store::{ClientStatus, Registry, clients::RegistryError};
+use crate::server::Gateway;
+use crate::store::{ClientStatus, clients::RegistryError};
 
 /// The admin credential: the SHA-256 of the admin token.
 #[derive(Clone)]
@@ -99,15 +102,14 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes, expected: &str) -> R
 
 /// Handles `/admin/...`. `path` is the full request path.
 pub async fn handle(
-    auth: Option<&AdminAuth>,
-    registry: Option<&Registry>,
+    gw: &Gateway,
     method: &Method,
     path: &str,
     query: Option<&str>,
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response<Body> {
-    let (Some(auth), Some(registry)) = (auth, registry) else {
+    let (Some(auth), Some(registry)) = (gw.admin.as_ref(), gw.auth.registry.as_ref()) else {
         return problem(StatusCode::NOT_FOUND, "The admin API is not enabled (set [admin] and data_dir).");
     };
     if !auth.allows(headers) {
@@ -163,6 +165,29 @@ pub async fn handle(
                 .set_status(id, status, actor)
                 .await
                 .map(|()| answer(StatusCode::OK, json!({ "client_id": id, "status": status })))
+        }
+        (&Method::POST, ["keys", "rotate"]) => {
+            let Some((alg, publish)) = gw.key_policy else {
+                return problem(StatusCode::CONFLICT, "Signing keys are not kept in the store.");
+            };
+            return match crate::store::keys::rotate(registry.store(), alg, publish).await {
+                Ok(ring) => {
+                    let kid = ring.active().kid().to_owned();
+                    gw.auth.set_keys(ring);
+                    answer(StatusCode::CREATED, json!({ "kid": kid, "jwks": gw.auth.keys().jwks() }))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "admin API: key rotation failed");
+                    problem(StatusCode::SERVICE_UNAVAILABLE, "The key rotation failed.")
+                }
+            };
+        }
+        (&Method::POST, ["introspect"]) => {
+            let token = form_urlencoded::parse(&body).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned());
+            return match token {
+                Some(t) => answer(StatusCode::OK, gw.auth.introspection(&t, None)),
+                None => problem(StatusCode::BAD_REQUEST, "Send the token as the form parameter `token`."),
+            };
         }
         (&Method::GET, ["audit"]) => {
             let limit = query

@@ -65,6 +65,32 @@ pub struct TokenConfig {
     /// every start and earlier tokens stop working.
     #[serde(default)]
     pub signing_key_file: Option<PathBuf>,
+    /// Algorithm of new signing keys: `ES256` (default: short signatures,
+    /// fast) or `RS256` (for relying parties that only know RSA). Keys live
+    /// in the store when `data_dir` is set.
+    #[serde(default = "default_algorithm")]
+    pub algorithm: String,
+}
+
+fn default_algorithm() -> String {
+    "ES256".into()
+}
+
+impl TokenConfig {
+    /// The signing algorithm, checked.
+    pub fn algorithm(&self) -> anyhow::Result<jsonwebtoken::Algorithm> {
+        match self.algorithm.as_str() {
+            "ES256" => Ok(jsonwebtoken::Algorithm::ES256),
+            "RS256" => Ok(jsonwebtoken::Algorithm::RS256),
+            other => bail!("`token.algorithm` is `{other}`, expected ES256 or RS256"),
+        }
+    }
+
+    /// How long a retired key stays published: the token lifetime plus the
+    /// validators' clock leeway.
+    pub fn publish_seconds(&self) -> u64 {
+        self.lifetime_seconds + 120
+    }
 }
 
 fn default_lifetime() -> u64 {
@@ -73,7 +99,7 @@ fn default_lifetime() -> u64 {
 
 impl Default for TokenConfig {
     fn default() -> Self {
-        TokenConfig { lifetime_seconds: default_lifetime(), signing_key_file: None }
+        TokenConfig { lifetime_seconds: default_lifetime(), signing_key_file: None, algorithm: default_algorithm() }
     }
 }
 
@@ -154,6 +180,7 @@ impl Config {
         if let Some(url) = &self.public_url {
             check_public_url(url).context("`public_url`")?;
         }
+        self.token.algorithm()?;
         if self.token.lifetime_seconds == 0 || self.token.lifetime_seconds > 24 * 3600 {
             bail!("`token.lifetime_seconds` must be between 1 and 86400");
         }

@@ -70,6 +70,13 @@ enum Command {
         #[command(subcommand)]
         command: ClientCommand,
     },
+    /// Manage the token signing keys in a data directory.
+    Keys {
+        #[arg(long, env = "FHIRGATE_DATA_DIR")]
+        data_dir: PathBuf,
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Work with policy files.
     Policy {
         #[command(subcommand)]
@@ -113,6 +120,22 @@ enum ClientCommand {
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Retire the signing key and create a new one. Running gateways pick it up
+    /// within 30 s; the retired key stays published until its tokens expire.
+    Rotate {
+        /// Algorithm of the new key: ES256 or RS256.
+        #[arg(long, default_value = "ES256")]
+        algorithm: String,
+        /// Seconds a retired key stays published (token lifetime + leeway).
+        #[arg(long, default_value_t = 3720)]
+        publish_seconds: u64,
+    },
+    /// Print the published JWK Set.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -170,9 +193,33 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             let (listener, local) = bind(addr).await?;
             let mut gateway = Gateway::new(&config, runtime, policy, clients, local)?;
             if let Some(dir) = &config.data_dir {
-                gateway.auth.registry = Some(fhirgate::store::open_registry(dir).await?);
+                let registry = fhirgate::store::open_registry(dir).await?;
+                let (alg, publish) = (config.token.algorithm()?, config.token.publish_seconds());
+                gateway.auth.set_keys(fhirgate::store::keys::load_ring(registry.store(), alg, publish).await?);
+                gateway.auth.registry = Some(registry);
+                gateway.key_policy = Some((alg, publish));
             }
             let gateway = Arc::new(gateway);
+            if let Some(registry) = gateway.auth.registry.clone() {
+                // Keys rotated by another process (`fhirgate keys rotate`)
+                // are picked up here; retired keys drop out of the JWK Set
+                // when their publication window ends.
+                let gw = gateway.clone();
+                let (alg, publish) =
+                    gateway.key_policy.unwrap_or((config.token.algorithm()?, config.token.publish_seconds()));
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+                    loop {
+                        tick.tick().await;
+                        match fhirgate::store::keys::load_ring(registry.store(), alg, publish).await {
+                            Ok(ring) => gw.auth.set_keys(ring),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "reloading signing keys failed; keeping the current ones")
+                            }
+                        }
+                    }
+                });
+            }
             tracing::info!(address = %local, partner = %gateway.policy.load().partner, "gateway listening");
             if json {
                 println!("{}", serde_json::json!({ "event": "ready", "address": local.to_string() }));
@@ -210,6 +257,24 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Policy { command: PolicyCommand::Pin { policy } } => pin(&policy),
         Command::Client { data_dir, command } => client_command(&data_dir, command).await,
+        Command::Keys { data_dir, command } => {
+            let store = fhirgate::store::Store::open_dir(&data_dir).await?;
+            let ring = match command {
+                KeysCommand::Rotate { algorithm, publish_seconds } => {
+                    let alg = match algorithm.as_str() {
+                        "ES256" => jsonwebtoken::Algorithm::ES256,
+                        "RS256" => jsonwebtoken::Algorithm::RS256,
+                        other => anyhow::bail!("--algorithm {other}: expected ES256 or RS256"),
+                    };
+                    fhirgate::store::keys::rotate(&store, alg, publish_seconds).await?
+                }
+                KeysCommand::List => {
+                    fhirgate::store::keys::load_ring(&store, jsonwebtoken::Algorithm::ES256, 3720).await?
+                }
+            };
+            println!("{}", serde_json::to_string_pretty(&ring.jwks())?);
+            Ok(())
+        }
         Command::Secret => {
             let secret = fhirgate::oauth::clients::generate_secret();
             println!("client_secret = {secret}");

@@ -69,7 +69,7 @@ impl Ctx<'_> {
             module: bound.module.name().clone(),
             digest: bound.module.digest().clone(),
             config_json: bound.config_json.clone(),
-            issuer: self.gw.auth.facts().clone(),
+            issuer: self.gw.auth.facts(),
             request_id: self.request_id.clone(),
             fixed_now_ms: None,
         }

@@ -45,6 +45,9 @@ pub struct Gateway {
     pub limits: HttpLimits,
     /// The admin API's credential, when enabled.
     pub admin: Option<crate::admin::AdminAuth>,
+    /// Algorithm of new signing keys and how long retired ones stay
+    /// published, when keys live in the store.
+    pub key_policy: Option<(jsonwebtoken::Algorithm, u64)>,
 }
 
 impl Gateway {
@@ -71,6 +74,7 @@ impl Gateway {
             local_addr,
             limits: config.limits.clone(),
             admin: config.admin.as_ref().map(|a| crate::admin::AdminAuth::from_hex(&a.token_sha256)).transpose()?,
+            key_policy: None,
         })
     }
 
@@ -186,19 +190,10 @@ async fn dispatch(gw: &Gateway, req: Request<Incoming>, request_id: &str, peer: 
                     return json_response(f.status, "application/json", json!({ "error": f.message }).to_string());
                 }
             };
-            return crate::admin::handle(
-                gw.admin.as_ref(),
-                gw.auth.registry.as_ref(),
-                &parts.method,
-                &path,
-                parts.uri.query(),
-                &parts.headers,
-                body,
-            )
-            .await;
+            return crate::admin::handle(gw, &parts.method, &path, parts.uri.query(), &parts.headers, body).await;
         }
         "/.well-known/jwks.json" => {
-            return json_response(StatusCode::OK, "application/json", gw.auth.key.jwks().to_string());
+            return json_response(StatusCode::OK, "application/json", gw.auth.keys().jwks().to_string());
         }
         _ => {}
     }

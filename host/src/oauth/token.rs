@@ -12,6 +12,7 @@ use http::HeaderMap;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde_json::{Value, json};
 
+use super::keys::KeyRing;
 use super::keys::now_seconds;
 use super::revocation::RevocationList;
 use super::throttle::Throttle;
@@ -19,6 +20,7 @@ use super::{ClientRegistry, SigningKey};
 use crate::policy::is_guid;
 use crate::store::Registry;
 use crate::wasm::IssuerFacts;
+use arc_swap::ArcSwap;
 
 /// A token endpoint failure, as RFC 6749 §5.2 names it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,13 +63,14 @@ pub struct AuthServer {
     pub clients: ClientRegistry,
     /// The persistent client registry, when the gateway has a data directory.
     pub registry: Option<Registry>,
-    pub key: SigningKey,
+    /// The active signing key and the keys still published; swapped whole.
+    keys: ArcSwap<KeyRing>,
     /// `iss` of every token.
     pub issuer: String,
     /// `aud` of every token: the gateway's FHIR bases.
     pub audiences: Vec<String>,
     pub lifetime_seconds: u64,
-    facts: Arc<IssuerFacts>,
+    facts: ArcSwap<IssuerFacts>,
     throttle: Throttle,
     pub revoked: RevocationList,
 }
@@ -80,15 +83,16 @@ impl AuthServer {
         audiences: Vec<String>,
         lifetime_seconds: u64,
     ) -> Self {
-        let facts = Arc::new(IssuerFacts {
+        let ring = KeyRing::single(key);
+        let facts = ArcSwap::from_pointee(IssuerFacts {
             issuer: issuer.clone(),
             audiences: audiences.clone(),
-            jwks: key.jwks().to_string(),
+            jwks: ring.jwks().to_string(),
         });
         AuthServer {
             clients,
             registry: None,
-            key,
+            keys: ArcSwap::from_pointee(ring),
             issuer,
             audiences,
             lifetime_seconds,
@@ -98,9 +102,25 @@ impl AuthServer {
         }
     }
 
+    /// Replaces the key ring (after a rotation, or when loaded from the
+    /// store); validators see the new JWK Set from their next call.
+    pub fn set_keys(&self, ring: KeyRing) {
+        self.facts.store(Arc::new(IssuerFacts {
+            issuer: self.issuer.clone(),
+            audiences: self.audiences.clone(),
+            jwks: ring.jwks().to_string(),
+        }));
+        self.keys.store(Arc::new(ring));
+    }
+
+    /// The current key ring.
+    pub fn keys(&self) -> Arc<KeyRing> {
+        self.keys.load_full()
+    }
+
     /// What token validators are told about this issuer.
-    pub fn facts(&self) -> &Arc<IssuerFacts> {
-        &self.facts
+    pub fn facts(&self) -> Arc<IssuerFacts> {
+        self.facts.load_full()
     }
 
     /// Handles one token request from `peer`. `query` is the request's query string.
@@ -168,8 +188,12 @@ impl AuthServer {
             jti = %claims["jti"].as_str().unwrap_or_default(),
             "token issued"
         );
-        let token =
-            self.key.sign(&claims).map_err(|_| OAuthError::InvalidRequest("The token could not be issued.".into()))?;
+        let token = self
+            .keys
+            .load()
+            .active()
+            .sign(&claims)
+            .map_err(|_| OAuthError::InvalidRequest("The token could not be issued.".into()))?;
         Ok(json!({
             "access_token": token,
             "token_type": "Bearer",
@@ -212,12 +236,15 @@ impl AuthServer {
     /// The claims of a token this server issued and signed, if its signature
     /// and issuer check out (expiry is the caller's question).
     fn decode_own(&self, token: &str) -> Option<Value> {
-        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+        let kid = jsonwebtoken::decode_header(token).ok()?.kid?;
+        let ring = self.keys.load();
+        let key = ring.find(&kid)?;
+        let mut validation = jsonwebtoken::Validation::new(key.alg());
         validation.validate_exp = false;
         validation.validate_aud = false;
         validation.set_issuer(&[&self.issuer]);
         validation.set_required_spec_claims(&["exp", "sub", "iss"]);
-        jsonwebtoken::decode::<Value>(token, self.key.decoding_key(), &validation).ok().map(|d| d.claims)
+        jsonwebtoken::decode::<Value>(token, key.decoding_key(), &validation).ok().map(|d| d.claims)
     }
 
     /// RFC 7009: the client revokes one of its own tokens. Unknown, foreign

@@ -101,6 +101,11 @@ impl Registry {
         Registry { store, pepper: Arc::new(pepper) }
     }
 
+    /// The store the registry lives in.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     fn hash(&self, secret: &str) -> String {
         let mut mac = HmacSha256::new_from_slice(self.pepper.as_slice()).expect("HMAC takes any key length");
         mac.update(secret.as_bytes());

@@ -4,6 +4,7 @@
 //! same code can run on PostgreSQL.
 
 pub mod clients;
+pub mod keys;
 
 use std::path::{Path, PathBuf};
 

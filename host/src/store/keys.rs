@@ -1,0 +1,96 @@
+//! Signing keys in the store: created on first run, rotated on request;
+//! a retired key stays published until every token it signed has expired.
+
+use std::str::FromStr;
+
+use jsonwebtoken::Algorithm;
+use sqlx::Row;
+
+use super::Store;
+use crate::oauth::keys::{KeyRing, SigningKey, now_seconds};
+
+/// Loads the key ring, creating the first `alg` key if the store has none.
+/// Retired keys are published for `publish_seconds` after retirement (the
+/// token lifetime plus clock leeway).
+pub async fn load_ring(store: &Store, alg: Algorithm, publish_seconds: u64) -> anyhow::Result<KeyRing> {
+    let now = now_seconds() as i64;
+    let rows = sqlx::query("SELECT kid, alg, private_pem, retired_at FROM signing_keys ORDER BY created_at DESC, kid")
+        .fetch_all(store.pool())
+        .await?;
+    let mut active = None;
+    let mut retired = Vec::new();
+    for r in rows {
+        let alg_name: String = r.try_get("alg")?;
+        let pem: String = r.try_get("private_pem")?;
+        let retired_at: Option<i64> = r.try_get("retired_at")?;
+        let key_alg = Algorithm::from_str(&alg_name)?;
+        match retired_at {
+            None if active.is_none() => active = Some(SigningKey::from_pem(key_alg, &pem)?),
+            Some(at) if at.saturating_add(publish_seconds as i64) > now => {
+                retired.push(SigningKey::from_pem(key_alg, &pem)?)
+            }
+            _ => {}
+        }
+    }
+    let active = match active {
+        Some(k) => k,
+        None => {
+            let key = SigningKey::generate_for(alg)?;
+            insert(store, &key).await?;
+            tracing::info!(kid = key.kid(), alg = ?alg, "created the first token signing key");
+            key
+        }
+    };
+    Ok(KeyRing::new(active, retired))
+}
+
+async fn insert(store: &Store, key: &SigningKey) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, alg, private_pem, created_at, retired_at) VALUES ($1, $2, $3, $4, NULL)",
+    )
+    .bind(key.kid())
+    .bind(format!("{:?}", key.alg()))
+    .bind(key.private_pem())
+    .bind(now_seconds() as i64)
+    .execute(store.pool())
+    .await?;
+    Ok(())
+}
+
+/// Retires the active keys and creates a new `alg` key; returns the new ring.
+pub async fn rotate(store: &Store, alg: Algorithm, publish_seconds: u64) -> anyhow::Result<KeyRing> {
+    let key = SigningKey::generate_for(alg)?;
+    let now = now_seconds() as i64;
+    sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
+        .bind(now)
+        .execute(store.pool())
+        .await?;
+    insert(store, &key).await?;
+    tracing::info!(target: "fhirgate::audit", event = "signing-key-rotated", kid = key.kid(), "signing key rotated");
+    load_ring(store, alg, publish_seconds).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rotation_keeps_old_keys_published_for_the_window() {
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        let ring = load_ring(&store, Algorithm::ES256, 3600).await.unwrap();
+        let first = ring.active().kid().to_owned();
+        // Loading again does not create another key.
+        assert_eq!(load_ring(&store, Algorithm::ES256, 3600).await.unwrap().active().kid(), first);
+
+        let ring = rotate(&store, Algorithm::RS256, 3600).await.unwrap();
+        assert_ne!(ring.active().kid(), first);
+        assert_eq!(ring.active().alg(), Algorithm::RS256);
+        assert!(ring.find(&first).is_some(), "the retired key is still published");
+        assert_eq!(ring.jwks()["keys"].as_array().unwrap().len(), 2);
+
+        // With no publication window, the retired key is gone.
+        let ring = load_ring(&store, Algorithm::ES256, 0).await.unwrap();
+        assert!(ring.find(&first).is_none());
+        assert_eq!(ring.jwks()["keys"].as_array().unwrap().len(), 1);
+    }
+}
