@@ -222,3 +222,100 @@ fn forged_tokens_are_refused() {
     let resp = http().get(format!("{stu3}/Patient/pat-001")).bearer_auth(&good).send().unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+/// The Python interpreter of the test virtualenv (the README's test command
+/// creates it in `target/py`).
+fn python() -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| support::repo_root().join("target"));
+    let py = target.join("py/bin/python");
+    assert!(
+        py.exists(),
+        "{} is missing: create it with `python3 -m venv target/py && target/py/bin/pip install -r tests/requirements.txt`",
+        py.display()
+    );
+    py
+}
+
+#[test]
+fn independent_oauth_and_jwt_libraries_interoperate() {
+    let demo = demo();
+    let gateway = demo.get("gateway");
+    let issuer = claims_of(&token(&demo))["iss"].as_str().unwrap().to_owned();
+    let out = std::process::Command::new(python())
+        .arg(support::repo_root().join("tests/python/oauth_interop.py"))
+        .args([
+            demo.get("token_url"),
+            format!("{gateway}/.well-known/jwks.json"),
+            demo.get("client_id"),
+            demo.get("client_secret"),
+            demo.get("tenant_id"),
+            issuer,
+            demo.get("stu3_base"),
+            format!("{}/Patient/pat-001", demo.get("stu3_base")),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let results: Value = serde_json::from_str(stdout.trim()).unwrap();
+    for method in ["client_secret_basic", "client_secret_post"] {
+        assert_eq!(results[method]["fhir_status"], 200, "{results}");
+    }
+    assert_eq!(results["wrong_secret"], "invalid_client");
+}
+
+#[test]
+fn logs_never_carry_secrets_tokens_or_patient_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("gateway.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    // Debug everywhere (HTTP stack included), except the code generator's
+    // compile-time chatter, which is about modules, not requests.
+    let level = "debug,cranelift_codegen=info,cranelift_frontend=info,wasmtime_internal_cranelift=info,regalloc2=info,wasmtime=info";
+    let demo = support::start_with(&["demo", "--json", "--listen", "127.0.0.1:0"], level, log.into());
+    let (id, secret) = (demo.get("client_id"), demo.get("client_secret"));
+    let stu3 = demo.get("stu3_base");
+
+    let good = token(&demo);
+    let mut forged = good.clone();
+    forged.replace_range(forged.len() - 8.., "AAAAAAAA");
+    let _ = http()
+        .post(demo.get("token_url"))
+        .basic_auth(&id, Some("not-the-secret"))
+        .form(&[("grant_type", "client_credentials")])
+        .send();
+    let _ = http().get(format!("{stu3}/Patient/pat-001")).bearer_auth(&good).send();
+    let _ = http()
+        .post(format!("{stu3}/Patient/_search"))
+        .bearer_auth(&good)
+        .form(&[("family", "Chau"), ("given", "Hugh")])
+        .send();
+    let _ = http().get(format!("{stu3}/Patient/pat-001")).bearer_auth(&forged).send();
+    let _ = http().get(format!("{stu3}/Patient/pat-001?access_token={good}")).send();
+    let _ = http()
+        .post(format!("{}/oauth2/revoke", demo.get("gateway")))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("token", good.as_str())])
+        .send();
+    drop(demo);
+
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(text.contains("fhirgate::audit"), "the run logged no audit lines; the scan would prove nothing");
+    let signature = good.rsplit('.').next().unwrap();
+    for (what, needle) in [
+        ("client secret", secret.as_str()),
+        ("wrong secret", "not-the-secret"),
+        ("access token", good.as_str()),
+        ("token signature", signature),
+        ("forged token", forged.as_str()),
+        ("patient family name", "Chau"),
+        ("patient given name", "Hugh"),
+        ("MRN", "MRN100001"),
+        ("birth date", "1970-01-01"),
+    ] {
+        assert!(!text.contains(needle), "the log holds a {what}");
+    }
+    assert!(!text.to_ascii_lowercase().contains("authorization: bearer"), "the log holds an Authorization header");
+}

@@ -43,12 +43,17 @@ impl Drop for Running {
 
 /// Starts `fhirgate <args>` and waits for the JSON line it prints when ready.
 pub fn start(args: &[&str]) -> Running {
+    start_with(args, "warn", Stdio::inherit())
+}
+
+/// Starts `fhirgate <args>` logging at `level` into `stderr`.
+pub fn start_with(args: &[&str], level: &str, stderr: Stdio) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_fhirgate"))
         .args(args)
         .current_dir(repo_root())
-        .env("FHIRGATE_LOG", "warn")
+        .env("FHIRGATE_LOG", level)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .expect("starting fhirgate");
     let stdout = child.stdout.take().expect("stdout");
