@@ -49,6 +49,43 @@ fn works(base: &str, client_id: &str, secret: &str) -> bool {
     }
 }
 
+/// A gateway with a data directory (`dir/data`), the admin API, RS256 keys,
+/// and the demo provider behind one tenant.
+struct Gateway {
+    _provider: support::Running,
+    _running: support::Running,
+    base: String,
+}
+
+impl Gateway {
+    fn start(dir: &std::path::Path) -> Gateway {
+        let (provider, base_url) = provider();
+        let module = |name: &str| {
+            let p = support::guest(name);
+            format!("path = {:?}\nsha256 = {:?}\n", p.display().to_string(), sha256(&p))
+        };
+        let policy = format!(
+            "schema_version = 1\npartner = \"t\"\n[modules.token-validation]\n{}[modules.routing]\n{}\
+         [modules.routing.config.tenants]\n{TENANT:?} = \"p\"\n[modules.shaping]\n{}\
+         [providers.p]\nbase_url = {base_url:?}\nfhir_version = \"r4\"\n[tenants.{TENANT:?}]\nproviders = [\"p\"]\n",
+            module("fhirgate_token_jwt"),
+            module("fhirgate_router_table"),
+            module("fhirgate_shaper_fhir"),
+        );
+        std::fs::write(dir.join("policy.toml"), policy).unwrap();
+        let config = format!(
+            "schema_version = 1\npolicy = \"policy.toml\"\ndata_dir = \"data\"\n[token]\nalgorithm = \"RS256\"\n\
+         [admin]\ntoken_sha256 = {:?}\n",
+            sha256_str(ADMIN)
+        );
+        let config_path = dir.join("gateway.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let running = start(&["serve", "--json", "--listen", "127.0.0.1:0", "--config", config_path.to_str().unwrap()]);
+        let base = format!("http://{}", running.get("address"));
+        Gateway { _provider: provider, _running: running, base }
+    }
+}
+
 #[test]
 fn secrets_are_added_revoked_and_rotated_with_grace() {
     let dir = tempfile::tempdir().unwrap();
@@ -63,29 +100,8 @@ fn secrets_are_added_revoked_and_rotated_with_grace() {
     let listed = cli(data_str, &["list"]).to_string();
     assert!(listed.contains(&client_id) && !listed.contains(&first));
 
-    let (_provider, base_url) = provider();
-    let module = |name: &str| {
-        let p = support::guest(name);
-        format!("path = {:?}\nsha256 = {:?}\n", p.display().to_string(), sha256(&p))
-    };
-    let policy = format!(
-        "schema_version = 1\npartner = \"t\"\n[modules.token-validation]\n{}[modules.routing]\n{}\
-         [modules.routing.config.tenants]\n{TENANT:?} = \"p\"\n[modules.shaping]\n{}\
-         [providers.p]\nbase_url = {base_url:?}\nfhir_version = \"r4\"\n[tenants.{TENANT:?}]\nproviders = [\"p\"]\n",
-        module("fhirgate_token_jwt"),
-        module("fhirgate_router_table"),
-        module("fhirgate_shaper_fhir"),
-    );
-    std::fs::write(dir.path().join("policy.toml"), policy).unwrap();
-    let config = format!(
-        "schema_version = 1\npolicy = \"policy.toml\"\ndata_dir = \"data\"\n[token]\nalgorithm = \"RS256\"\n\
-         [admin]\ntoken_sha256 = {:?}\n",
-        sha256_str(ADMIN)
-    );
-    let config_path = dir.path().join("gateway.toml");
-    std::fs::write(&config_path, config).unwrap();
-    let gw = start(&["serve", "--json", "--listen", "127.0.0.1:0", "--config", config_path.to_str().unwrap()]);
-    let base = format!("http://{}", gw.get("address"));
+    let gw = Gateway::start(dir.path());
+    let base = gw.base.clone();
     let admin = |method: reqwest::Method, path: &str, body: Option<Value>| {
         let mut req = http().request(method, format!("{base}/admin/{path}")).bearer_auth(ADMIN);
         if let Some(b) = body {
@@ -228,4 +244,137 @@ fn secrets_are_added_revoked_and_rotated_with_grace() {
     for s in [&first, &second, &third] {
         assert!(!trail.contains(s.as_str()));
     }
+}
+
+/// An RSA key pair for a backend-services client: the PEM to sign with and
+/// the public JWK Set to register.
+fn client_key(kid: &str) -> (String, Value) {
+    use base64::Engine as _;
+    use rsa::pkcs8::EncodePrivateKey as _;
+    use rsa::traits::PublicKeyParts as _;
+    let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).unwrap();
+    let pem = key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).unwrap().to_string();
+    let b64 = |b: Vec<u8>| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let jwks = json!({ "keys": [{
+        "kty": "RSA", "kid": kid, "alg": "RS384", "use": "sig",
+        "n": b64(key.n().to_bytes_be()), "e": b64(key.e().to_bytes_be()),
+    }]});
+    (pem, jwks)
+}
+
+fn assertion(pem: &str, kid: &str, alg: jsonwebtoken::Algorithm, claims: &Value) -> String {
+    let header = jsonwebtoken::Header { kid: Some(kid.into()), ..jsonwebtoken::Header::new(alg) };
+    jsonwebtoken::encode(&header, claims, &jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap()).unwrap()
+}
+
+#[test]
+fn backend_services_clients_authenticate_with_signed_assertions() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let created = cli(data.to_str().unwrap(), &["create", "--name", "Backend app", "--tenant", TENANT]);
+    let client_id = created["client"]["client_id"].as_str().unwrap().to_owned();
+    let gw = Gateway::start(dir.path());
+    let token_url = format!("{}/oauth2/token", gw.base);
+
+    let (pem, jwks) = client_key("k1");
+    let resp = http()
+        .put(format!("{}/admin/clients/{client_id}/jwks", gw.base))
+        .bearer_auth(ADMIN)
+        .json(&jwks)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // Private key material is refused.
+    let mut leaked = jwks.clone();
+    leaked["keys"][0]["d"] = json!("AQAB");
+    let resp = http()
+        .put(format!("{}/admin/clients/{client_id}/jwks", gw.base))
+        .bearer_auth(ADMIN)
+        .json(&leaked)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+
+    let now = fhirgate::oauth::keys::now_seconds();
+    let claims = |jti: &str| json!({ "iss": client_id, "sub": client_id, "aud": token_url, "exp": now + 240, "iat": now, "jti": jti });
+    let request = |jwt: &str| {
+        let resp = http()
+            .post(&token_url)
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("scope", &format!("system/*.read {TENANT}")),
+                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                ("client_assertion", jwt),
+            ])
+            .send()
+            .unwrap();
+        (resp.status().as_u16(), resp.json::<Value>().unwrap())
+    };
+
+    let good = assertion(&pem, "k1", jsonwebtoken::Algorithm::RS384, &claims("a-1"));
+    let (status, body) = request(&good);
+    assert_eq!(status, 200, "{body}");
+    let resp = http()
+        .get(format!("{}/stu3/Patient/pat-001", gw.base))
+        .bearer_auth(body["access_token"].as_str().unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // Each refused with invalid_client.
+    let (other_pem, _) = client_key("k1");
+    let mut too_long = claims("a-3");
+    too_long["exp"] = json!(now + 900);
+    let mut wrong_aud = claims("a-4");
+    wrong_aud["aud"] = json!("https://elsewhere.example/token");
+    let mut wrong_sub = claims("a-5");
+    wrong_sub["sub"] = json!("someone-else");
+    let mut expired = claims("a-6");
+    expired["exp"] = json!(now - 120);
+    let mut no_jti = claims("x");
+    no_jti.as_object_mut().unwrap().remove("jti");
+    let cases = [
+        ("replayed jti", good.clone()),
+        ("signed by another key", assertion(&other_pem, "k1", jsonwebtoken::Algorithm::RS384, &claims("a-2"))),
+        ("exp more than five minutes ahead", assertion(&pem, "k1", jsonwebtoken::Algorithm::RS384, &too_long)),
+        ("wrong audience", assertion(&pem, "k1", jsonwebtoken::Algorithm::RS384, &wrong_aud)),
+        ("sub differs from iss", assertion(&pem, "k1", jsonwebtoken::Algorithm::RS384, &wrong_sub)),
+        ("expired", assertion(&pem, "k1", jsonwebtoken::Algorithm::RS384, &expired)),
+        ("no jti", assertion(&pem, "k1", jsonwebtoken::Algorithm::RS384, &no_jti)),
+        ("unknown kid", assertion(&pem, "k9", jsonwebtoken::Algorithm::RS384, &claims("a-7"))),
+        (
+            "HS256 keyed with the public JWK",
+            jsonwebtoken::encode(
+                &jsonwebtoken::Header {
+                    kid: Some("k1".into()),
+                    ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256)
+                },
+                &claims("a-8"),
+                &jsonwebtoken::EncodingKey::from_secret(jwks["keys"][0].to_string().as_bytes()),
+            )
+            .unwrap(),
+        ),
+    ];
+    for (what, jwt) in cases {
+        let (status, body) = request(&jwt);
+        assert_eq!(status, 401, "{what}: {body}");
+        assert_eq!(body["error"], "invalid_client", "{what}");
+    }
+
+    // An assertion together with a secret is refused as ambiguous.
+    let resp = http()
+        .post(&token_url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", &assertion(&pem, "k1", jsonwebtoken::Algorithm::RS384, &claims("a-9"))),
+            ("client_secret", "x"),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+
+    // A fresh jti works again.
+    let (status, _) = request(&assertion(&pem, "k1", jsonwebtoken::Algorithm::RS384, &claims("a-10")));
+    assert_eq!(status, 200);
 }

@@ -9,6 +9,7 @@
 //! - `POST   /admin/clients/{id}/secrets`            add a secret → shown once
 //! - `DELETE /admin/clients/{id}/secrets/{sid}`      revoke one secret now
 //! - `POST   /admin/clients/{id}/rotate`             `{grace_seconds}` → new secret
+//! - `PUT    /admin/clients/{id}/jwks`               register the client's JWK Set (private_key_jwt)
 //! - `POST   /admin/clients/{id}/disable`, `/enable`
 //! - `POST   /admin/keys/rotate`                     new signing key; the old stays published
 //! - `POST   /admin/introspect`                      RFC 7662 answer for any token (form `token`)
@@ -68,7 +69,9 @@ fn registry_error(e: RegistryError) -> Response<Body> {
         RegistryError::UnknownClient(_) | RegistryError::UnknownSecret { .. } => {
             problem(StatusCode::NOT_FOUND, e.to_string())
         }
-        RegistryError::InvalidTenant(_) | RegistryError::Incomplete => problem(StatusCode::BAD_REQUEST, e.to_string()),
+        RegistryError::InvalidTenant(_) | RegistryError::Incomplete | RegistryError::InvalidJwks(_) => {
+            problem(StatusCode::BAD_REQUEST, e.to_string())
+        }
         RegistryError::Store(_) => {
             tracing::error!(error = %e, "admin API: store failure");
             problem(StatusCode::SERVICE_UNAVAILABLE, "The store is unavailable.")
@@ -158,6 +161,16 @@ pub async fn handle(
                     json!({ "secret": info, "client_secret": secret, "previous_secrets_stop_at": until }),
                 )
             })
+        }
+        (&Method::PUT, ["clients", id, "jwks"]) => {
+            let jwks: Value = match parse_body(&body, "{keys: [...]}") {
+                Ok(v) => v,
+                Err(message) => return problem(StatusCode::BAD_REQUEST, message),
+            };
+            registry.set_jwks(id, Some(&jwks), actor).await.map(|()| answer(StatusCode::OK, json!({ "client_id": id })))
+        }
+        (&Method::DELETE, ["clients", id, "jwks"]) => {
+            registry.set_jwks(id, None, actor).await.map(|()| answer(StatusCode::OK, json!({ "client_id": id })))
         }
         (&Method::POST, ["clients", id, action @ ("disable" | "enable")]) => {
             let status = if *action == "disable" { ClientStatus::Disabled } else { ClientStatus::Active };

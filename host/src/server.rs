@@ -253,16 +253,17 @@ async fn oauth_endpoint(gw: &Gateway, req: Request<Incoming>, peer: IpAddr) -> R
         resp.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static("POST"));
         return resp;
     }
+    let public_base = gw.public_base(&req);
     let (parts, body) = req.into_parts();
     let body = match read_body(body, 64 * 1024).await {
         Ok(b) => b,
         Err(f) => return oauth_error_response(&OAuthError::InvalidRequest(f.message)),
     };
-    let (headers, query) = (&parts.headers, parts.uri.query());
+    let (headers, query, base) = (&parts.headers, parts.uri.query(), public_base.as_str());
     let result = match parts.uri.path() {
-        "/oauth2/token" => gw.auth.token(headers, query, &body, peer).await,
-        "/oauth2/revoke" => gw.auth.revoke(headers, query, &body, peer).await.map(|()| json!({})),
-        _ => gw.auth.introspect(headers, query, &body, peer).await,
+        "/oauth2/token" => gw.auth.token(headers, query, &body, peer, base).await,
+        "/oauth2/revoke" => gw.auth.revoke(headers, query, &body, peer, base).await.map(|()| json!({})),
+        _ => gw.auth.introspect(headers, query, &body, peer, base).await,
     };
     match result {
         Ok(answer) => no_store(json_response(StatusCode::OK, "application/json", answer.to_string())),

@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 use super::token::AuthServer;
 use crate::fhir::FACES;
 
-const AUTH_METHODS: [&str; 2] = ["client_secret_basic", "client_secret_post"];
+const AUTH_METHODS: [&str; 3] = ["client_secret_basic", "client_secret_post", "private_key_jwt"];
+const ASSERTION_ALGS: [&str; 4] = ["RS384", "ES384", "RS256", "ES256"];
 const SCOPES: [&str; 3] = ["system/*.read", "system/*.rs", "<tenant id>"];
 
 /// RFC 8414 metadata. Endpoints are on `public_base`, the address the client
@@ -23,6 +24,7 @@ pub fn authorization_server(auth: &AuthServer, public_base: &str) -> Value {
         "grant_types_supported": ["client_credentials"],
         "response_types_supported": ["token"],
         "token_endpoint_auth_methods_supported": AUTH_METHODS,
+        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
         "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
         "scopes_supported": SCOPES,
@@ -40,7 +42,8 @@ pub fn smart_configuration(public_base: &str) -> Value {
         "grant_types_supported": ["client_credentials"],
         "token_endpoint_auth_methods_supported": AUTH_METHODS,
         "scopes_supported": SCOPES,
-        "capabilities": ["client-confidential-symmetric", "permission-v1", "permission-v2"],
+        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
+        "capabilities": ["client-confidential-symmetric", "client-confidential-asymmetric", "permission-v1", "permission-v2"],
         "code_challenge_methods_supported": [],
     })
 }

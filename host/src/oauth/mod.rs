@@ -1,6 +1,7 @@
 //! The OAuth 2.0 authorization server: the clients it knows, the keys it signs
 //! with, and the client-credentials token endpoint.
 
+pub mod assertion;
 pub mod clients;
 pub mod discovery;
 pub mod keys;

@@ -12,6 +12,7 @@ use http::HeaderMap;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde_json::{Value, json};
 
+use super::assertion;
 use super::keys::KeyRing;
 use super::keys::now_seconds;
 use super::revocation::RevocationList;
@@ -130,6 +131,7 @@ impl AuthServer {
         query: Option<&str>,
         body: &[u8],
         peer: IpAddr,
+        public_base: &str,
     ) -> Result<Value, OAuthError> {
         let params = read_form(headers, query, body)?;
         match params.get("grant_type").map(String::as_str) {
@@ -137,7 +139,7 @@ impl AuthServer {
             Some("client_credentials") => {}
             Some(_) => return Err(OAuthError::UnsupportedGrantType),
         }
-        let client = self.authenticate_request(headers, &params, peer).await?;
+        let client = self.authenticate_request(headers, &params, peer, public_base).await?;
 
         let scope = params.get("scope").map(String::as_str).unwrap_or("");
         let mut tenants = Vec::new();
@@ -217,7 +219,11 @@ impl AuthServer {
         headers: &HeaderMap,
         params: &HashMap<String, String>,
         peer: IpAddr,
+        public_base: &str,
     ) -> Result<Authenticated, OAuthError> {
+        if params.contains_key("client_assertion_type") || params.contains_key("client_assertion") {
+            return self.authenticate_assertion(headers, params, peer, public_base).await;
+        }
         let credentials = client_credentials(headers, params);
         let claimed_id = credentials.as_ref().ok().map(|(id, _, _)| id.as_str());
         if let Some(wait) = self.throttle.check(claimed_id, peer) {
@@ -229,6 +235,54 @@ impl AuthServer {
             None => {
                 self.throttle.failed(Some(&client_id), peer);
                 Err(OAuthError::InvalidClient { basic })
+            }
+        }
+    }
+
+    /// `private_key_jwt`: the client proves itself with a signed assertion.
+    async fn authenticate_assertion(
+        &self,
+        headers: &HeaderMap,
+        params: &HashMap<String, String>,
+        peer: IpAddr,
+        public_base: &str,
+    ) -> Result<Authenticated, OAuthError> {
+        if params.get("client_assertion_type").map(String::as_str) != Some(assertion::ASSERTION_TYPE) {
+            return Err(OAuthError::InvalidRequest(format!(
+                "`client_assertion_type` must be {} with a `client_assertion`.",
+                assertion::ASSERTION_TYPE
+            )));
+        }
+        let Some(jwt) = params.get("client_assertion") else {
+            return Err(OAuthError::InvalidRequest("`client_assertion` is missing.".into()));
+        };
+        if headers.contains_key(AUTHORIZATION) || params.contains_key("client_secret") {
+            return Err(OAuthError::InvalidRequest(
+                "Use one client authentication method, not an assertion and a secret.".into(),
+            ));
+        }
+        let claimed = assertion::claimed_client(jwt);
+        if let (Some(body_id), Some(iss)) = (params.get("client_id"), &claimed)
+            && body_id != iss
+        {
+            return Err(OAuthError::InvalidRequest("`client_id` differs from the assertion's issuer.".into()));
+        }
+        if let Some(wait) = self.throttle.check(claimed.as_deref(), peer) {
+            return Err(OAuthError::Throttled(wait));
+        }
+        let Some(registry) = &self.registry else {
+            self.throttle.failed(claimed.as_deref(), peer);
+            return Err(OAuthError::InvalidClient { basic: false });
+        };
+        // The assertion's audience is the token endpoint, as the client
+        // reached it or under the issuer's address.
+        let audiences = [format!("{public_base}/oauth2/token"), format!("{}/oauth2/token", self.issuer)];
+        match assertion::verify(registry, jwt, &audiences).await {
+            Ok((client_id, tenants)) => Ok(Authenticated { client_id, tenants }),
+            Err(e) => {
+                tracing::debug!(reason = %e, "client assertion refused");
+                self.throttle.failed(claimed.as_deref(), peer);
+                Err(OAuthError::InvalidClient { basic: false })
             }
         }
     }
@@ -255,9 +309,10 @@ impl AuthServer {
         query: Option<&str>,
         body: &[u8],
         peer: IpAddr,
+        public_base: &str,
     ) -> Result<(), OAuthError> {
         let params = read_form(headers, query, body)?;
-        let client = self.authenticate_request(headers, &params, peer).await?;
+        let client = self.authenticate_request(headers, &params, peer, public_base).await?;
         let token = params.get("token").ok_or_else(|| OAuthError::InvalidRequest("`token` is missing.".into()))?;
         if let Some(claims) = self.decode_own(token)
             && claims["sub"] == client.client_id.as_str()
@@ -277,9 +332,10 @@ impl AuthServer {
         query: Option<&str>,
         body: &[u8],
         peer: IpAddr,
+        public_base: &str,
     ) -> Result<Value, OAuthError> {
         let params = read_form(headers, query, body)?;
-        let client = self.authenticate_request(headers, &params, peer).await?;
+        let client = self.authenticate_request(headers, &params, peer, public_base).await?;
         let token = params.get("token").ok_or_else(|| OAuthError::InvalidRequest("`token` is missing.".into()))?;
         Ok(self.introspection(token, Some(&client.client_id)))
     }

@@ -26,6 +26,8 @@ pub enum RegistryError {
     InvalidTenant(String),
     #[error("a client needs a name and at least one tenant")]
     Incomplete,
+    #[error("the JWK Set is invalid: {0}")]
+    InvalidJwks(String),
     #[error("the store failed: {0}")]
     Store(#[from] sqlx::Error),
 }
@@ -75,6 +77,8 @@ pub struct Client {
     pub created_at: i64,
     pub updated_at: i64,
     pub secrets: Vec<SecretInfo>,
+    /// The client's public JWK Set, for `private_key_jwt` authentication.
+    pub jwks: Option<Value>,
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -222,7 +226,7 @@ impl Registry {
     /// One client with its secrets' metadata.
     pub async fn get(&self, client_id: &str) -> Result<Option<Client>, RegistryError> {
         let Some(row) = sqlx::query(
-            "SELECT client_id, name, tenants, status, created_at, updated_at FROM clients WHERE client_id = $1",
+            "SELECT client_id, name, tenants, status, created_at, updated_at, jwks FROM clients WHERE client_id = $1",
         )
         .bind(client_id)
         .fetch_optional(self.store.pool())
@@ -249,6 +253,7 @@ impl Registry {
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
         let tenants: String = row.try_get("tenants")?;
         let status: String = row.try_get("status")?;
+        let jwks: Option<String> = row.try_get("jwks")?;
         Ok(Some(Client {
             client_id: row.try_get("client_id")?,
             name: row.try_get("name")?,
@@ -257,6 +262,7 @@ impl Registry {
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
             secrets,
+            jwks: jwks.and_then(|j| serde_json::from_str(&j).ok()),
         }))
     }
 
@@ -315,6 +321,54 @@ impl Registry {
         )
         .await?;
         Ok((info, secret))
+    }
+
+    /// Registers (or, with `None`, removes) the client's public JWK Set for
+    /// `private_key_jwt` authentication. Private key material is refused.
+    pub async fn set_jwks(&self, client_id: &str, jwks: Option<&Value>, actor: &str) -> Result<(), RegistryError> {
+        let text = match jwks {
+            Some(set) => {
+                let keys = set
+                    .get("keys")
+                    .and_then(Value::as_array)
+                    .filter(|k| !k.is_empty())
+                    .ok_or_else(|| RegistryError::InvalidJwks("expected {\"keys\": [ … ]}".into()))?;
+                for k in keys {
+                    if ["d", "p", "q", "dp", "dq", "qi", "k"].iter().any(|m| k.get(m).is_some()) {
+                        return Err(RegistryError::InvalidJwks("it holds private key material".into()));
+                    }
+                    serde_json::from_value::<jsonwebtoken::jwk::Jwk>(k.clone())
+                        .map_err(|e| RegistryError::InvalidJwks(e.to_string()))?;
+                }
+                Some(set.to_string())
+            }
+            None => None,
+        };
+        let done = sqlx::query("UPDATE clients SET jwks = $1, updated_at = $2 WHERE client_id = $3")
+            .bind(text)
+            .bind(now())
+            .bind(client_id)
+            .execute(self.store.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(RegistryError::UnknownClient(client_id.to_owned()));
+        }
+        self.audit(actor, "client.jwks", client_id, json!({ "registered": jwks.is_some() })).await
+    }
+
+    /// Remembers an assertion id until `expires_at`; `false` if it was
+    /// already used (a replay).
+    pub async fn use_assertion(&self, client_id: &str, jti: &str, expires_at: i64) -> Result<bool, RegistryError> {
+        sqlx::query("DELETE FROM used_assertions WHERE expires_at < $1").bind(now()).execute(self.store.pool()).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO used_assertions (client_id, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(client_id)
+        .bind(jti)
+        .bind(expires_at)
+        .execute(self.store.pool())
+        .await?;
+        Ok(inserted.rows_affected() == 1)
     }
 
     /// Enables or disables a client.
