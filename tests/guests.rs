@@ -84,6 +84,10 @@ fn token_validator_accepts_good_tokens_and_denies_the_rest() {
         assert!(denial.message.contains(words), "{overrides}: {}", denial.message);
     }
 
+    // The signature arithmetic is the host's: the validator imports `crypto`.
+    let imports: Vec<String> = h.module().import_names();
+    assert!(imports.iter().any(|i| i.starts_with("fhirgate:policy/crypto")), "{imports:?}");
+
     // Another key with the same kid-less claims, and garbage.
     let other = SigningKey::generate().unwrap();
     let denial = h.validate(&sign(&other, json!({})), &req).unwrap().expect_err("unknown key");

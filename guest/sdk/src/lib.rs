@@ -13,12 +13,13 @@
 //!         "fhirgate:policy/types@0.1.0": fhirgate_guest_sdk::types,
 //!         "fhirgate:policy/host@0.1.0": fhirgate_guest_sdk::host,
 //!         "fhirgate:policy/issuer@0.1.0": fhirgate_guest_sdk::issuer,
+//!         "fhirgate:policy/crypto@0.1.0": fhirgate_guest_sdk::crypto,
 //!     },
 //! });
 //! ```
 //!
 //! Layout:
-//! - [`types`], [`host`], [`issuer`]: the generated bindings;
+//! - [`types`], [`host`], [`issuer`], [`crypto`]: the generated bindings;
 //! - [`log`], [`config`], [`now_ms`], [`deny`]: ergonomic wrappers;
 //! - [`fhir`]: JSON helpers for FHIR resources and Bundles;
 //! - [`params`]: helpers for search parameters.
@@ -34,7 +35,7 @@ mod bindings {
     });
 }
 
-pub use bindings::fhirgate::policy::{host, issuer, types};
+pub use bindings::fhirgate::policy::{crypto, host, issuer, types};
 
 use types::Denial;
 

@@ -17,6 +17,7 @@ wit_bindgen::generate!({
         "fhirgate:policy/types@0.1.0": fhirgate_guest_sdk::types,
         "fhirgate:policy/host@0.1.0": fhirgate_guest_sdk::host,
         "fhirgate:policy/issuer@0.1.0": fhirgate_guest_sdk::issuer,
+        "fhirgate:policy/crypto@0.1.0": fhirgate_guest_sdk::crypto,
     },
 });
 
@@ -126,10 +127,72 @@ pub fn check(token: &str, ctx: &Context<'_>) -> Result<Claims, Denial> {
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+/// A `jsonwebtoken` crypto provider whose verifiers call the host's `crypto`
+/// import: the JWT policy stays here, the signature arithmetic runs natively.
+#[cfg(target_arch = "wasm32")]
+mod host_crypto {
+    use fhirgate_guest_sdk::crypto::{self, PublicKey};
+    use jsonwebtoken::crypto::{CryptoProvider, JwkUtils, JwtSigner, JwtVerifier};
+    use jsonwebtoken::errors::{ErrorKind, Result};
+    use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind, EncodingKey};
+
+    struct HostVerifier {
+        alg: Algorithm,
+        key: PublicKey,
+    }
+
+    impl jsonwebtoken::signature::Verifier<Vec<u8>> for HostVerifier {
+        fn verify(
+            &self,
+            message: &[u8],
+            signature: &Vec<u8>,
+        ) -> std::result::Result<(), jsonwebtoken::signature::Error> {
+            if crypto::verify(&format!("{:?}", self.alg), &self.key, message, signature) {
+                Ok(())
+            } else {
+                Err(jsonwebtoken::signature::Error::new())
+            }
+        }
+    }
+
+    impl JwtVerifier for HostVerifier {
+        fn algorithm(&self) -> Algorithm {
+            self.alg
+        }
+    }
+
+    fn verifier(alg: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVerifier>> {
+        if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 | Algorithm::EdDSA) {
+            return Err(ErrorKind::InvalidAlgorithm.into());
+        }
+        let key = match key.kind() {
+            DecodingKeyKind::SecretOrDer(bytes) => PublicKey::Der(bytes.clone()),
+            DecodingKeyKind::RsaModulusExponent { n, e } => PublicKey::Rsa((n.clone(), e.clone())),
+        };
+        Ok(Box::new(HostVerifier { alg: *alg, key }))
+    }
+
+    fn signer(_: &Algorithm, _: &EncodingKey) -> Result<Box<dyn JwtSigner>> {
+        // A validator never signs.
+        Err(ErrorKind::InvalidAlgorithm.into())
+    }
+
+    static PROVIDER: CryptoProvider =
+        CryptoProvider { signer_factory: signer, verifier_factory: verifier, jwk_utils: JwkUtils::new_unimplemented() };
+
+    /// Makes the host-backed provider the process default (once per instance).
+    pub fn install() {
+        let _ = PROVIDER.install_default();
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 struct Validator;
 
 impl exports::fhirgate::policy::token_validation::Guest for Validator {
     fn validate(token: String, _request: Request) -> Result<Claims, Denial> {
+        #[cfg(target_arch = "wasm32")]
+        host_crypto::install();
         let config: Config = fhirgate_guest_sdk::config().map_err(|m| deny(500, "server_error", m))?;
         let info = issuer::current();
         check(

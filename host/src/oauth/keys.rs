@@ -222,3 +222,41 @@ pub fn now_rfc3339_date() -> String {
     let now = time::OffsetDateTime::now_utc();
     format!("{:04}-{:02}-{:02}", now.year(), u8::from(now.month()), now.day())
 }
+
+/// Native signature verification for modules (the `crypto` import): asymmetric
+/// JOSE algorithms only; anything malformed verifies as false.
+pub fn verify_signature(
+    alg: &str,
+    key: crate::wasm::bindings::crypto::PublicKey,
+    message: &[u8],
+    signature: &[u8],
+) -> bool {
+    use crate::wasm::bindings::crypto::PublicKey;
+    use std::str::FromStr as _;
+    let Ok(alg) = Algorithm::from_str(alg) else {
+        return false;
+    };
+    let key = match (alg, key) {
+        (Algorithm::ES256 | Algorithm::ES384, PublicKey::Der(point)) => DecodingKey::from_ec_der(&point),
+        (
+            Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512,
+            PublicKey::Rsa((n, e)),
+        ) => DecodingKey::from_rsa_raw_components(&n, &e),
+        (
+            Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512,
+            PublicKey::Der(der),
+        ) => DecodingKey::from_rsa_der(&der),
+        _ => return false,
+    };
+    jsonwebtoken::crypto::verify(&URL_SAFE_NO_PAD.encode(signature), message, &key, alg).unwrap_or(false)
+}

@@ -105,6 +105,12 @@ impl Module {
         &self.digest
     }
 
+    /// The names of the interfaces the module imports.
+    pub fn import_names(&self) -> Vec<String> {
+        let component = self.pre.component();
+        component.component_type().imports(self.runtime.engine()).map(|(name, _)| name.to_owned()).collect()
+    }
+
     /// Whether the module exports the interface of `role`.
     pub fn exports(&self, role: Role) -> bool {
         match role {

@@ -7,7 +7,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{host, issuer, types};
+use super::bindings::{crypto, host, issuer, types};
 
 /// The token issuer's public facts, as the `issuer` import returns them.
 #[derive(Debug, Clone)]
@@ -120,5 +120,11 @@ impl issuer::Host for GuestState {
     fn current(&mut self) -> issuer::IssuerInfo {
         let i = &self.ctx.issuer;
         issuer::IssuerInfo { issuer: i.issuer.clone(), audiences: i.audiences.clone(), jwks: i.jwks.clone() }
+    }
+}
+
+impl crypto::Host for GuestState {
+    fn verify(&mut self, alg: String, key: crypto::PublicKey, message: Vec<u8>, signature: Vec<u8>) -> bool {
+        crate::oauth::keys::verify_signature(&alg, key, &message, &signature)
     }
 }
