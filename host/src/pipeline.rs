@@ -33,6 +33,11 @@ use crate::wasm::bindings::routing::Target;
 use crate::wasm::bindings::shaping::{Exchange, UpstreamRequest};
 use crate::wasm::bindings::types::{Claims, Header, Interaction, Param, Request};
 use crate::wasm::{CallContext, Role};
+use sha2::{Digest as _, Sha256};
+
+/// Cache key of a validation verdict: the token's SHA-256 and the digest of
+/// the validator that judged it.
+pub type VerdictKey = ([u8; 32], Arc<str>);
 
 /// Entries one batch may hold. The app asks for a handful of resources at a
 /// time; 50 leaves room while bounding the work one request can cause.
@@ -337,7 +342,7 @@ fn clip(s: &str) -> String {
 }
 
 /// Phase 2: the token, checked by the token-validation module.
-async fn authenticate(ctx: &Ctx<'_>, headers: &HeaderMap, request: &Request) -> Result<Claims, Failure> {
+async fn authenticate(ctx: &Ctx<'_>, headers: &HeaderMap, request: &Request) -> Result<Arc<Claims>, Failure> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let value = values.next();
     if values.next().is_some() {
@@ -364,14 +369,23 @@ async fn authenticate(ctx: &Ctx<'_>, headers: &HeaderMap, request: &Request) -> 
     {
         return Err(Failure::bearer(StatusCode::UNAUTHORIZED, Some("invalid_token"), "The access token is malformed."));
     }
-    let claims = ctx
-        .policy
-        .validator
-        .module
-        .validate(ctx.call_ctx(Role::TokenValidation), token, request)
-        .await
-        .map_err(|f| Failure::from_fault(Role::TokenValidation, &f))?
-        .map_err(|d| Failure::denial(Role::TokenValidation, d.status, &d.code, &d.message))?;
+    // A verdict is cached per token and validator digest: a warm request
+    // skips the module; expiry and revocation are still checked below.
+    let validator = &ctx.policy.validator.module;
+    let key: VerdictKey = (Sha256::digest(token.as_bytes()).into(), validator.digest().clone());
+    let claims = match ctx.gw.verdicts.get(&key) {
+        Some(claims) => claims,
+        None => {
+            let claims = validator
+                .validate(ctx.call_ctx(Role::TokenValidation), token, request)
+                .await
+                .map_err(|f| Failure::from_fault(Role::TokenValidation, &f))?
+                .map_err(|d| Failure::denial(Role::TokenValidation, d.status, &d.code, &d.message))?;
+            let claims = Arc::new(claims);
+            ctx.gw.verdicts.insert(key, claims.clone());
+            claims
+        }
+    };
     // The module vouches for these; the host still refuses nonsense, so a
     // faulty validator cannot open the gate wider than a valid token would.
     if claims.client_id.is_empty() || !crate::policy::is_guid(&claims.tenant_id) {

@@ -48,6 +48,10 @@ pub struct Gateway {
     /// Algorithm of new signing keys and how long retired ones stay
     /// published, when keys live in the store.
     pub key_policy: Option<(jsonwebtoken::Algorithm, u64)>,
+    /// Successful token validations, so a warm request skips the module.
+    /// Bounded: 50 000 live tokens is far more than the apps one gateway
+    /// serves hold at once; the least recently used verdict goes first.
+    pub verdicts: quick_cache::sync::Cache<crate::pipeline::VerdictKey, Arc<crate::wasm::bindings::types::Claims>>,
 }
 
 impl Gateway {
@@ -75,6 +79,7 @@ impl Gateway {
             limits: config.limits.clone(),
             admin: config.admin.as_ref().map(|a| crate::admin::AdminAuth::from_hex(&a.token_sha256)).transpose()?,
             key_policy: None,
+            verdicts: quick_cache::sync::Cache::new(50_000),
         })
     }
 
