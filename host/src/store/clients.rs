@@ -405,16 +405,17 @@ impl Registry {
     /// client and a wrong secret both answer `None`.
     pub async fn authenticate(&self, client_id: &str, secret: &str) -> Result<Option<Client>, RegistryError> {
         let presented = self.hash(secret);
-        let Some(client) = self.get(client_id).await? else {
-            return Ok(None);
-        };
-        if client.status != ClientStatus::Active {
-            return Ok(None);
-        }
+        let client = self.get(client_id).await?;
+        // The secrets are read whether or not the client exists, so an
+        // unknown client costs the same work as a wrong secret.
         let rows = sqlx::query("SELECT secret_id, hash FROM client_secrets WHERE client_id = $1")
             .bind(client_id)
             .fetch_all(self.store.pool())
             .await?;
+        let Some(client) = client.filter(|c| c.status == ClientStatus::Active) else {
+            let _ = presented.as_bytes().ct_eq(&[0u8; 64]);
+            return Ok(None);
+        };
         let at = now();
         let mut matched = false;
         for r in rows {
