@@ -378,3 +378,43 @@ fn backend_services_clients_authenticate_with_signed_assertions() {
     let (status, _) = request(&assertion(&pem, "k1", jsonwebtoken::Algorithm::RS384, &claims("a-10")));
     assert_eq!(status, 200);
 }
+
+#[test]
+fn revocations_by_the_admin_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let created = cli(data.to_str().unwrap(), &["create", "--name", "App", "--tenant", TENANT]);
+    let (client_id, secret) = (
+        created["client"]["client_id"].as_str().unwrap().to_owned(),
+        created["client_secret"].as_str().unwrap().to_owned(),
+    );
+    let gw = Gateway::start(dir.path());
+    let (_, body) = token_status(&gw.base, &client_id, &secret);
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let read =
+        |base: &str| http().get(format!("{base}/stu3/Patient/pat-001")).bearer_auth(&token).send().unwrap().status();
+    assert_eq!(read(&gw.base), 200);
+
+    let resp = http()
+        .post(format!("{}/admin/revoke", gw.base))
+        .bearer_auth(ADMIN)
+        .form(&[("token", token.as_str())])
+        .send()
+        .unwrap();
+    assert_eq!(resp.json::<Value>().unwrap()["revoked"], true);
+    assert_eq!(read(&gw.base), 401);
+
+    // The same data directory, a new process: the signing key is the same,
+    // so only the recorded revocation keeps the token out.
+    drop(gw);
+    let gw = Gateway::start(dir.path());
+    assert_eq!(read(&gw.base), 401);
+    let (status, fresh) = token_status(&gw.base, &client_id, &secret);
+    assert_eq!(status, 200);
+    let resp = http()
+        .get(format!("{}/stu3/Patient/pat-001", gw.base))
+        .bearer_auth(fresh["access_token"].as_str().unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}

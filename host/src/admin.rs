@@ -12,6 +12,7 @@
 //! - `PUT    /admin/clients/{id}/jwks`               register the client's JWK Set (private_key_jwt)
 //! - `POST   /admin/clients/{id}/disable`, `/enable`
 //! - `POST   /admin/keys/rotate`                     new signing key; the old stays published
+//! - `POST   /admin/revoke`                          revoke any token this gateway issued (form `token`)
 //! - `POST   /admin/introspect`                      RFC 7662 answer for any token (form `token`)
 //! - `GET    /admin/audit?limit=n`                   newest registry events
 
@@ -193,6 +194,16 @@ pub async fn handle(
                     tracing::error!(error = %e, "admin API: key rotation failed");
                     problem(StatusCode::SERVICE_UNAVAILABLE, "The key rotation failed.")
                 }
+            };
+        }
+        (&Method::POST, ["revoke"]) => {
+            let token = form_urlencoded::parse(&body).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned());
+            return match token {
+                Some(t) => {
+                    let revoked = gw.auth.revoke_token(&t, None).await;
+                    answer(StatusCode::OK, json!({ "revoked": revoked }))
+                }
+                None => problem(StatusCode::BAD_REQUEST, "Send the token as the form parameter `token`."),
             };
         }
         (&Method::POST, ["introspect"]) => {

@@ -197,13 +197,14 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 let (alg, publish) = (config.token.algorithm()?, config.token.publish_seconds());
                 gateway.auth.set_keys(fhirgate::store::keys::load_ring(registry.store(), alg, publish).await?);
                 gateway.auth.registry = Some(registry);
+                gateway.auth.load_revocations().await;
                 gateway.key_policy = Some((alg, publish));
             }
             let gateway = Arc::new(gateway);
             if let Some(registry) = gateway.auth.registry.clone() {
-                // Keys rotated by another process (`fhirgate keys rotate`)
-                // are picked up here; retired keys drop out of the JWK Set
-                // when their publication window ends.
+                // Keys rotated and tokens revoked by another process are
+                // picked up here; retired keys drop out of the JWK Set when
+                // their publication window ends.
                 let gw = gateway.clone();
                 let (alg, publish) =
                     gateway.key_policy.unwrap_or((config.token.algorithm()?, config.token.publish_seconds()));
@@ -217,6 +218,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                                 tracing::warn!(error = %e, "reloading signing keys failed; keeping the current ones")
                             }
                         }
+                        gw.auth.load_revocations().await;
                     }
                 });
             }

@@ -314,14 +314,45 @@ impl AuthServer {
         let params = read_form(headers, query, body)?;
         let client = self.authenticate_request(headers, &params, peer, public_base).await?;
         let token = params.get("token").ok_or_else(|| OAuthError::InvalidRequest("`token` is missing.".into()))?;
-        if let Some(claims) = self.decode_own(token)
-            && claims["sub"] == client.client_id.as_str()
-            && let (Some(jti), Some(exp)) = (claims["jti"].as_str(), claims["exp"].as_u64())
-        {
-            self.revoked.revoke(jti, exp);
-            tracing::info!(target: "fhirgate::audit", event = "token-revoked", client_id = %client.client_id, jti, "token revoked");
-        }
+        self.revoke_token(token, Some(&client.client_id)).await;
         Ok(())
+    }
+
+    /// Revokes `token` if this server issued it and, unless `owner` is
+    /// `None` (the admin), it belongs to `owner`. Returns whether it did.
+    pub async fn revoke_token(&self, token: &str, owner: Option<&str>) -> bool {
+        let Some(claims) = self.decode_own(token) else {
+            return false;
+        };
+        if owner.is_some_and(|o| claims["sub"] != o) {
+            return false;
+        }
+        let (Some(jti), Some(exp)) = (claims["jti"].as_str(), claims["exp"].as_u64()) else {
+            return false;
+        };
+        self.revoked.revoke(jti, exp);
+        if let Some(registry) = &self.registry
+            && let Err(e) = registry.record_revocation(jti, exp.min(i64::MAX as u64) as i64).await
+        {
+            // The revocation holds in this process; it is not yet shared.
+            tracing::error!(error = %e, "recording a revocation in the store failed");
+        }
+        tracing::info!(target: "fhirgate::audit", event = "token-revoked", client_id = %claims["sub"], jti, by = if owner.is_some() { "client" } else { "admin" }, "token revoked");
+        true
+    }
+
+    /// Loads the revocations recorded in the store (at start-up, and
+    /// periodically so revocations made by other gateways arrive).
+    pub async fn load_revocations(&self) {
+        let Some(registry) = &self.registry else { return };
+        match registry.revocations().await {
+            Ok(list) => {
+                for (jti, exp) in list {
+                    self.revoked.revoke(&jti, exp.max(0) as u64);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "loading revocations from the store failed"),
+        }
     }
 
     /// RFC 7662: the client asks about one of its own tokens. A token that is

@@ -371,6 +371,26 @@ impl Registry {
         Ok(inserted.rows_affected() == 1)
     }
 
+    /// Records a revoked token until `expires_at`, and forgets expired ones.
+    pub async fn record_revocation(&self, jti: &str, expires_at: i64) -> Result<(), RegistryError> {
+        sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < $1").bind(now()).execute(self.store.pool()).await?;
+        sqlx::query("INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(jti)
+            .bind(expires_at)
+            .execute(self.store.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Every revoked token that has not expired yet, as (`jti`, `exp`).
+    pub async fn revocations(&self) -> Result<Vec<(String, i64)>, RegistryError> {
+        let rows = sqlx::query("SELECT jti, expires_at FROM revoked_tokens WHERE expires_at >= $1")
+            .bind(now())
+            .fetch_all(self.store.pool())
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get("jti")?, r.try_get("expires_at")?))).collect()
+    }
+
     /// Enables or disables a client.
     pub async fn set_status(&self, client_id: &str, status: ClientStatus, actor: &str) -> Result<(), RegistryError> {
         let done = sqlx::query("UPDATE clients SET status = $1, updated_at = $2 WHERE client_id = $3")
