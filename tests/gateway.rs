@@ -413,15 +413,18 @@ fn fake_provider(status: u16, body: &'static str) -> String {
 #[test]
 fn malformed_input_gets_clear_errors() {
     let garbage = fake_provider(200, "{this is not json");
+    let refusing =
+        fake_provider(401, r#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"login"}]}"#);
     let (_provider, good) = provider();
     let tenant = "33333333-3333-4333-8333-333333333333";
     let broken = "44444444-4444-4444-8444-444444444444";
+    let refused = "88888888-8888-4888-8888-888888888888";
     let gw = Setup {
         router: "fhirgate_router_table",
-        routes: &[(tenant, "good"), (broken, "garbage")],
-        tenants: &[(tenant, "good"), (broken, "garbage")],
-        providers: &[("good", &good), ("garbage", &garbage)],
-        client_tenants: &[tenant, broken],
+        routes: &[(tenant, "good"), (broken, "garbage"), (refused, "refusing")],
+        tenants: &[(tenant, "good"), (broken, "garbage"), (refused, "refusing")],
+        providers: &[("good", &good), ("garbage", &garbage), ("refusing", &refusing)],
+        client_tenants: &[tenant, broken, refused],
         extra_config: "[limits]\nmax_request_body_bytes = 4096\n",
     }
     .serve();
@@ -431,6 +434,13 @@ fn malformed_input_gets_clear_errors() {
     // Bad JSON from the provider: 502 with an OperationOutcome.
     let resp = http().get(format!("{stu3}/Patient/pat-001")).bearer_auth(gw.token(broken)).send().unwrap();
     assert_eq!(resp.status(), 502);
+    assert_outcome(&resp.json().unwrap());
+
+    // A provider refusing the gateway's credentials is the gateway's
+    // problem, not a 401 that would send the app back for a new token.
+    let resp = http().get(format!("{stu3}/Patient/pat-001")).bearer_auth(gw.token(refused)).send().unwrap();
+    assert_eq!(resp.status(), 502);
+    assert!(resp.headers().get("www-authenticate").is_none());
     assert_outcome(&resp.json().unwrap());
 
     // A _search body that is not a form.

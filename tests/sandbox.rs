@@ -33,6 +33,7 @@ fn runaway_and_faulty_routing_modules_are_contained() {
     assert_eq!(read("").status(), 200);
     for (mode, expect) in [
         ("loop", "time limit"),
+        ("sleep", "time limit"),
         ("grow", "memory"),
         ("recurse", "trapped"),
         ("panic", "trapped"),

@@ -204,8 +204,14 @@ impl Config {
                 bail!("`admin` needs `data_dir`: the admin API manages the client registry kept there");
             }
         }
-        if self.wasm.call_timeout_ms == 0 || self.wasm.memory_mib == 0 {
-            bail!("`wasm.call_timeout_ms` and `wasm.memory_mib` must be positive");
+        if !(1..=60_000).contains(&self.wasm.call_timeout_ms) {
+            bail!("`wasm.call_timeout_ms` must be between 1 and 60000");
+        }
+        if !(1..=4096).contains(&self.wasm.memory_mib) {
+            bail!("`wasm.memory_mib` must be between 1 and 4096");
+        }
+        if !(64..=65_536).contains(&self.wasm.stack_kib) {
+            bail!("`wasm.stack_kib` must be between 64 and 65536");
         }
         Ok(())
     }

@@ -166,6 +166,7 @@ pub fn oauth_error_response(err: &OAuthError) -> Response<Body> {
     let status = match err {
         OAuthError::InvalidClient { .. } => StatusCode::UNAUTHORIZED,
         OAuthError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+        OAuthError::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_REQUEST,
     };
     let body = json!({ "error": err.code(), "error_description": err.to_string() });

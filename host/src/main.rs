@@ -334,7 +334,7 @@ async fn client_command(data_dir: &std::path::Path, command: ClientCommand) -> a
             json!({ "revoked": secret_id })
         }
         ClientCommand::Rotate { client_id, grace_seconds } => {
-            let until = fhirgate::oauth::keys::now_seconds().saturating_add(grace_seconds) as i64;
+            let until = fhirgate::oauth::keys::now_seconds().saturating_add(grace_seconds).min(i64::MAX as u64) as i64;
             let (info, secret) = registry.rotate(&client_id, until, &actor).await?;
             json!({ "secret": info, "client_secret": secret, "previous_secrets_stop_at": until })
         }

@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 
 use crate::error::{Body, Failure, json_response};
 use crate::fhir::Version;
+use crate::oauth::token::{Verdict, VerdictKey};
 use crate::policy::{Policy, Provider};
 use crate::server::Gateway;
 use crate::upstream::UpstreamError;
@@ -34,10 +35,6 @@ use crate::wasm::bindings::shaping::{Exchange, UpstreamRequest};
 use crate::wasm::bindings::types::{Claims, Header, Interaction, Param, Request};
 use crate::wasm::{CallContext, Role};
 use sha2::{Digest as _, Sha256};
-
-/// Cache key of a validation verdict: the token's SHA-256 and the digest of
-/// the validator that judged it.
-pub type VerdictKey = ([u8; 32], Arc<str>);
 
 /// Entries one batch may hold. The app asks for a handful of resources at a
 /// time; 50 leaves room while bounding the work one request can cause.
@@ -369,20 +366,25 @@ async fn authenticate(ctx: &Ctx<'_>, headers: &HeaderMap, request: &Request) -> 
     {
         return Err(Failure::bearer(StatusCode::UNAUTHORIZED, Some("invalid_token"), "The access token is malformed."));
     }
-    // A verdict is cached per token and validator digest: a warm request
-    // skips the module; expiry and revocation are still checked below.
-    let validator = &ctx.policy.validator.module;
-    let key: VerdictKey = (Sha256::digest(token.as_bytes()).into(), validator.digest().clone());
-    let claims = match ctx.gw.verdicts.get(&key) {
-        Some(claims) => claims,
+    // A verdict is cached per token, validator and configuration: a warm
+    // request skips the module; expiry and revocation are still checked below.
+    let bound = &ctx.policy.validator;
+    let auth = &ctx.gw.auth;
+    let key: VerdictKey =
+        (Sha256::digest(token.as_bytes()).into(), bound.module.digest().clone(), bound.config_json.clone());
+    let now = crate::oauth::keys::now_seconds();
+    let claims = match auth.verdicts.get(&key).filter(|v| now < v.until) {
+        Some(verdict) => verdict.claims,
         None => {
-            let claims = validator
+            let claims = bound
+                .module
                 .validate(ctx.call_ctx(Role::TokenValidation), token, request)
                 .await
                 .map_err(|f| Failure::from_fault(Role::TokenValidation, &f))?
                 .map_err(|d| Failure::denial(Role::TokenValidation, d.status, &d.code, &d.message))?;
             let claims = Arc::new(claims);
-            ctx.gw.verdicts.insert(key, claims.clone());
+            let until = claims.expires_at.min(now.saturating_add(auth.lifetime_seconds));
+            auth.verdicts.insert(key, Verdict { claims: claims.clone(), until });
             claims
         }
     };

@@ -48,10 +48,6 @@ pub struct Gateway {
     /// Algorithm of new signing keys and how long retired ones stay
     /// published, when keys live in the store.
     pub key_policy: Option<(jsonwebtoken::Algorithm, u64)>,
-    /// Successful token validations, so a warm request skips the module.
-    /// Bounded: 50 000 live tokens is far more than the apps one gateway
-    /// serves hold at once; the least recently used verdict goes first.
-    pub verdicts: quick_cache::sync::Cache<crate::pipeline::VerdictKey, Arc<crate::wasm::bindings::types::Claims>>,
 }
 
 impl Gateway {
@@ -79,7 +75,6 @@ impl Gateway {
             limits: config.limits.clone(),
             admin: config.admin.as_ref().map(|a| crate::admin::AdminAuth::from_hex(&a.token_sha256)).transpose()?,
             key_policy: None,
-            verdicts: quick_cache::sync::Cache::new(50_000),
         })
     }
 
@@ -258,17 +253,16 @@ async fn oauth_endpoint(gw: &Gateway, req: Request<Incoming>, peer: IpAddr) -> R
         resp.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static("POST"));
         return resp;
     }
-    let public_base = gw.public_base(&req);
     let (parts, body) = req.into_parts();
     let body = match read_body(body, 64 * 1024).await {
         Ok(b) => b,
         Err(f) => return oauth_error_response(&OAuthError::InvalidRequest(f.message)),
     };
-    let (headers, query, base) = (&parts.headers, parts.uri.query(), public_base.as_str());
+    let (headers, query) = (&parts.headers, parts.uri.query());
     let result = match parts.uri.path() {
-        "/oauth2/token" => gw.auth.token(headers, query, &body, peer, base).await,
-        "/oauth2/revoke" => gw.auth.revoke(headers, query, &body, peer, base).await.map(|()| json!({})),
-        _ => gw.auth.introspect(headers, query, &body, peer, base).await,
+        "/oauth2/token" => gw.auth.token(headers, query, &body, peer).await,
+        "/oauth2/revoke" => gw.auth.revoke(headers, query, &body, peer).await.map(|()| json!({})),
+        _ => gw.auth.introspect(headers, query, &body, peer).await,
     };
     match result {
         Ok(answer) => no_store(json_response(StatusCode::OK, "application/json", answer.to_string())),

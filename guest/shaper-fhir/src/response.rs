@@ -24,8 +24,9 @@ pub fn shape(exchange: &Exchange, status: u16, body: &[u8]) -> Result<Shaped, De
     shape_resource(exchange, resource)?;
     let status = match status {
         // A provider's own failure is reported to the client as a bad gateway;
-        // its OperationOutcome, shaped, travels with it.
-        500..=599 => 502,
+        // its OperationOutcome, shaped, travels with it. So is a provider
+        // refusing the gateway's credentials: the app's token is not at fault.
+        500..=599 | 401 | 407 => 502,
         s => s,
     };
     let body = serde_json::to_vec(&value)
@@ -34,7 +35,7 @@ pub fn shape(exchange: &Exchange, status: u16, body: &[u8]) -> Result<Shaped, De
 }
 
 fn provider_error(status: u16, message: &str) -> Shaped {
-    let status = if status >= 500 { 502 } else { status };
+    let status = if status >= 500 || status == 401 || status == 407 { 502 } else { status };
     let body = serde_json::to_vec(&operation_outcome("error", "exception", message)).unwrap_or_default();
     Shaped { status, body }
 }

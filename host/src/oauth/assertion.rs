@@ -99,7 +99,10 @@ pub async fn verify(
                     .as_str()
                     .filter(|j| !j.is_empty() && j.len() <= 256)
                     .ok_or(AssertionError::Malformed)?;
-                if !registry.use_assertion(&client_id, jti, exp as i64).await.map_err(|_| AssertionError::Store)? {
+                // Remembered until the leeway past `exp` ends: until then the
+                // assertion would still verify.
+                let forget_at = exp.saturating_add(LEEWAY).min(i64::MAX as u64) as i64;
+                if !registry.use_assertion(&client_id, jti, forget_at).await.map_err(|_| AssertionError::Store)? {
                     return Err(AssertionError::Replay);
                 }
                 return Ok((client.client_id, client.tenants));

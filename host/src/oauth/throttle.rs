@@ -52,6 +52,18 @@ impl Throttle {
         by_addr.into_iter().chain(by_client).max()
     }
 
+    /// Takes back one recorded failure, for an attempt that was counted up
+    /// front and then succeeded.
+    pub fn forgive(&self, client_id: Option<&str>, addr: IpAddr) {
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let keys = std::iter::once(Key::Address(addr)).chain(client_id.map(|c| Key::Client(c.to_owned())));
+        for key in keys {
+            if let Some(w) = windows.get_mut(&key) {
+                w.failures = w.failures.saturating_sub(1);
+            }
+        }
+    }
+
     /// Records a failed authentication.
     pub fn failed(&self, client_id: Option<&str>, addr: IpAddr) {
         let now = Instant::now();

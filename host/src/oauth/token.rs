@@ -38,6 +38,9 @@ pub enum OAuthError {
     UnsupportedGrantType,
     #[error("{0}")]
     InvalidScope(String),
+    /// The server could not answer now (store or signing failure).
+    #[error("The server cannot issue tokens right now; retry later.")]
+    TemporarilyUnavailable,
     /// Too many failed authentications; retry after this many seconds.
     #[error("Too many failed attempts; retry later.")]
     Throttled(u64),
@@ -54,6 +57,7 @@ impl OAuthError {
             OAuthError::InvalidScope(_) => "invalid_scope",
             // RFC 6749 has no code for it; this is the one most clients know.
             OAuthError::Throttled(_) => "slow_down",
+            OAuthError::TemporarilyUnavailable => "temporarily_unavailable",
         }
     }
 }
@@ -74,6 +78,23 @@ pub struct AuthServer {
     facts: ArcSwap<IssuerFacts>,
     throttle: Throttle,
     pub revoked: RevocationList,
+    /// Successful token validations, so a warm request skips the module.
+    /// Bounded: 50 000 live tokens is far more than the apps one gateway
+    /// serves hold at once; the least recently used verdict goes first.
+    /// Cleared whenever the keys change.
+    pub verdicts: quick_cache::sync::Cache<VerdictKey, Verdict>,
+}
+
+/// Cache key of a validation verdict: the token's SHA-256, the digest of the
+/// validator that judged it and that validator's configuration.
+pub type VerdictKey = ([u8; 32], Arc<str>, Arc<str>);
+
+/// A cached verdict and when it stops counting: the token's expiry, capped
+/// at one token lifetime from when it was cached.
+#[derive(Clone)]
+pub struct Verdict {
+    pub claims: Arc<crate::wasm::bindings::types::Claims>,
+    pub until: u64,
 }
 
 impl AuthServer {
@@ -100,6 +121,7 @@ impl AuthServer {
             facts,
             throttle: Throttle::default(),
             revoked: RevocationList::default(),
+            verdicts: quick_cache::sync::Cache::new(50_000),
         }
     }
 
@@ -112,6 +134,8 @@ impl AuthServer {
             jwks: ring.jwks().to_string(),
         }));
         self.keys.store(Arc::new(ring));
+        // A verdict vouches for a token under the keys it was checked with.
+        self.verdicts.clear();
     }
 
     /// The current key ring.
@@ -131,7 +155,6 @@ impl AuthServer {
         query: Option<&str>,
         body: &[u8],
         peer: IpAddr,
-        public_base: &str,
     ) -> Result<Value, OAuthError> {
         let params = read_form(headers, query, body)?;
         match params.get("grant_type").map(String::as_str) {
@@ -139,7 +162,7 @@ impl AuthServer {
             Some("client_credentials") => {}
             Some(_) => return Err(OAuthError::UnsupportedGrantType),
         }
-        let client = self.authenticate_request(headers, &params, peer, public_base).await?;
+        let client = self.authenticate_request(headers, &params, peer).await?;
 
         let scope = params.get("scope").map(String::as_str).unwrap_or("");
         let mut tenants = Vec::new();
@@ -190,12 +213,7 @@ impl AuthServer {
             jti = %claims["jti"].as_str().unwrap_or_default(),
             "token issued"
         );
-        let token = self
-            .keys
-            .load()
-            .active()
-            .sign(&claims)
-            .map_err(|_| OAuthError::InvalidRequest("The token could not be issued.".into()))?;
+        let token = self.keys.load().active().sign(&claims).map_err(|_| OAuthError::TemporarilyUnavailable)?;
         Ok(json!({
             "access_token": token,
             "token_type": "Bearer",
@@ -219,10 +237,9 @@ impl AuthServer {
         headers: &HeaderMap,
         params: &HashMap<String, String>,
         peer: IpAddr,
-        public_base: &str,
     ) -> Result<Authenticated, OAuthError> {
         if params.contains_key("client_assertion_type") || params.contains_key("client_assertion") {
-            return self.authenticate_assertion(headers, params, peer, public_base).await;
+            return self.authenticate_assertion(headers, params, peer).await;
         }
         let credentials = client_credentials(headers, params);
         let claimed_id = credentials.as_ref().ok().map(|(id, _, _)| id.as_str());
@@ -230,12 +247,15 @@ impl AuthServer {
             return Err(OAuthError::Throttled(wait));
         }
         let (client_id, secret, basic) = credentials?;
+        // Counted as a failure before the (awaiting) check and forgiven on
+        // success, so a burst of concurrent guesses cannot all pass `check`.
+        self.throttle.failed(Some(&client_id), peer);
         match self.authenticate(&client_id, &secret).await? {
-            Some(client) => Ok(client),
-            None => {
-                self.throttle.failed(Some(&client_id), peer);
-                Err(OAuthError::InvalidClient { basic })
+            Some(client) => {
+                self.throttle.forgive(Some(&client_id), peer);
+                Ok(client)
             }
+            None => Err(OAuthError::InvalidClient { basic }),
         }
     }
 
@@ -245,7 +265,6 @@ impl AuthServer {
         headers: &HeaderMap,
         params: &HashMap<String, String>,
         peer: IpAddr,
-        public_base: &str,
     ) -> Result<Authenticated, OAuthError> {
         if params.get("client_assertion_type").map(String::as_str) != Some(assertion::ASSERTION_TYPE) {
             return Err(OAuthError::InvalidRequest(format!(
@@ -276,12 +295,17 @@ impl AuthServer {
         };
         // The assertion's audience is the token endpoint, as the client
         // reached it or under the issuer's address.
-        let audiences = [format!("{public_base}/oauth2/token"), format!("{}/oauth2/token", self.issuer)];
+        // Only the issuer's own token URL: an audience taken from the
+        // request's Host would accept assertions made for other servers.
+        let audiences = [format!("{}/oauth2/token", self.issuer)];
+        self.throttle.failed(claimed.as_deref(), peer);
         match assertion::verify(registry, jwt, &audiences).await {
-            Ok((client_id, tenants)) => Ok(Authenticated { client_id, tenants }),
+            Ok((client_id, tenants)) => {
+                self.throttle.forgive(claimed.as_deref(), peer);
+                Ok(Authenticated { client_id, tenants })
+            }
             Err(e) => {
                 tracing::debug!(reason = %e, "client assertion refused");
-                self.throttle.failed(claimed.as_deref(), peer);
                 Err(OAuthError::InvalidClient { basic: false })
             }
         }
@@ -309,10 +333,9 @@ impl AuthServer {
         query: Option<&str>,
         body: &[u8],
         peer: IpAddr,
-        public_base: &str,
     ) -> Result<(), OAuthError> {
         let params = read_form(headers, query, body)?;
-        let client = self.authenticate_request(headers, &params, peer, public_base).await?;
+        let client = self.authenticate_request(headers, &params, peer).await?;
         let token = params.get("token").ok_or_else(|| OAuthError::InvalidRequest("`token` is missing.".into()))?;
         self.revoke_token(token, Some(&client.client_id)).await;
         Ok(())
@@ -363,10 +386,9 @@ impl AuthServer {
         query: Option<&str>,
         body: &[u8],
         peer: IpAddr,
-        public_base: &str,
     ) -> Result<Value, OAuthError> {
         let params = read_form(headers, query, body)?;
-        let client = self.authenticate_request(headers, &params, peer, public_base).await?;
+        let client = self.authenticate_request(headers, &params, peer).await?;
         let token = params.get("token").ok_or_else(|| OAuthError::InvalidRequest("`token` is missing.".into()))?;
         Ok(self.introspection(token, Some(&client.client_id)))
     }
@@ -414,7 +436,7 @@ impl AuthServer {
             Ok(found) => Ok(found.map(|c| Authenticated { client_id: c.client_id, tenants: c.tenants })),
             Err(e) => {
                 tracing::error!(error = %e, "client registry unavailable at the token endpoint");
-                Err(OAuthError::InvalidClient { basic: false })
+                Err(OAuthError::TemporarilyUnavailable)
             }
         }
     }

@@ -26,7 +26,7 @@ pub async fn load_ring(store: &Store, alg: Algorithm, publish_seconds: u64) -> a
         let key_alg = Algorithm::from_str(&alg_name)?;
         match retired_at {
             None if active.is_none() => active = Some(SigningKey::from_pem(key_alg, &pem)?),
-            Some(at) if at.saturating_add(publish_seconds as i64) > now => {
+            Some(at) if at.saturating_add(publish_seconds.min(i64::MAX as u64) as i64) > now => {
                 retired.push(SigningKey::from_pem(key_alg, &pem)?)
             }
             _ => {}

@@ -39,7 +39,8 @@ pub enum GuestFault {
     Timeout(u64),
     #[error("the module exceeded its memory limit")]
     MemoryLimit,
-    #[error("the module trapped: {0}")]
+    /// The detail (trap code, backtrace) is for the log, not the client.
+    #[error("the module trapped")]
     Trap(String),
     #[error("the module does not export the {0} interface")]
     NotExported(Role),
@@ -140,17 +141,33 @@ impl Module {
         store
     }
 
+    /// Bounds a call in wall-clock time too: epoch interruption stops a
+    /// module that computes, this stops one that waits in a host call (a
+    /// WASI sleep or poll). Dropping the future drops the instance.
+    async fn bounded<R>(&self, call: impl std::future::Future<Output = wasmtime::Result<R>>) -> wasmtime::Result<R> {
+        let budget =
+            std::time::Duration::from_millis(self.runtime.limits().call_timeout_ms) + super::runtime::EPOCH_TICK;
+        match tokio::time::timeout(budget, call).await {
+            Ok(result) => result,
+            Err(_) => Err(wasmtime::Error::from(Trap::Interrupt)),
+        }
+    }
+
     fn classify(&self, err: wasmtime::Error) -> GuestFault {
         if let Some(trap) = err.downcast_ref::<Trap>() {
             return match trap {
                 Trap::Interrupt => GuestFault::Timeout(self.runtime.limits().call_timeout_ms),
-                other => GuestFault::Trap(other.to_string()),
+                other => {
+                    tracing::warn!(module = %self.name, trap = %other, "module trapped");
+                    GuestFault::Trap(other.to_string())
+                }
             };
         }
         let text = format!("{err:#}");
         if text.contains("growing memory") || text.contains("growing table") {
             GuestFault::MemoryLimit
         } else {
+            tracing::warn!(module = %self.name, error = %text, "module call failed");
             GuestFault::Trap(text)
         }
     }
@@ -164,12 +181,13 @@ impl Module {
     ) -> Result<Result<types::Claims, types::Denial>, GuestFault> {
         let indices = self.validation.as_ref().ok_or(GuestFault::NotExported(Role::TokenValidation))?;
         let mut store = self.store(ctx);
-        let result = async {
-            let instance = self.pre.instantiate_async(&mut store).await?;
-            let guest = indices.load(&mut store, &instance)?;
-            guest.call_validate(&mut store, token, request).await
-        }
-        .await;
+        let result = self
+            .bounded(async {
+                let instance = self.pre.instantiate_async(&mut store).await?;
+                let guest = indices.load(&mut store, &instance)?;
+                guest.call_validate(&mut store, token, request).await
+            })
+            .await;
         result.map_err(|e| self.classify(e))
     }
 
@@ -182,12 +200,13 @@ impl Module {
     ) -> Result<Result<routing::Target, types::Denial>, GuestFault> {
         let indices = self.routing.as_ref().ok_or(GuestFault::NotExported(Role::Routing))?;
         let mut store = self.store(ctx);
-        let result = async {
-            let instance = self.pre.instantiate_async(&mut store).await?;
-            let guest = indices.load(&mut store, &instance)?;
-            guest.call_route(&mut store, claims, request).await
-        }
-        .await;
+        let result = self
+            .bounded(async {
+                let instance = self.pre.instantiate_async(&mut store).await?;
+                let guest = indices.load(&mut store, &instance)?;
+                guest.call_route(&mut store, claims, request).await
+            })
+            .await;
         result.map_err(|e| self.classify(e))
     }
 
@@ -200,12 +219,13 @@ impl Module {
     ) -> Result<Result<shaping::UpstreamRequest, types::Denial>, GuestFault> {
         let indices = self.shaping.as_ref().ok_or(GuestFault::NotExported(Role::Shaping))?;
         let mut store = self.store(ctx);
-        let result = async {
-            let instance = self.pre.instantiate_async(&mut store).await?;
-            let guest = indices.load(&mut store, &instance)?;
-            guest.call_shape_request(&mut store, exchange, request).await
-        }
-        .await;
+        let result = self
+            .bounded(async {
+                let instance = self.pre.instantiate_async(&mut store).await?;
+                let guest = indices.load(&mut store, &instance)?;
+                guest.call_shape_request(&mut store, exchange, request).await
+            })
+            .await;
         result.map_err(|e| self.classify(e))
     }
 
@@ -219,12 +239,13 @@ impl Module {
     ) -> Result<Result<shaping::Shaped, types::Denial>, GuestFault> {
         let indices = self.shaping.as_ref().ok_or(GuestFault::NotExported(Role::Shaping))?;
         let mut store = self.store(ctx);
-        let result = async {
-            let instance = self.pre.instantiate_async(&mut store).await?;
-            let guest = indices.load(&mut store, &instance)?;
-            guest.call_shape_response(&mut store, exchange, status, body).await
-        }
-        .await;
+        let result = self
+            .bounded(async {
+                let instance = self.pre.instantiate_async(&mut store).await?;
+                let guest = indices.load(&mut store, &instance)?;
+                guest.call_shape_response(&mut store, exchange, status, body).await
+            })
+            .await;
         result.map_err(|e| self.classify(e))
     }
 }

@@ -37,7 +37,7 @@ pub struct CallContext {
 pub struct GuestState {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: CallLimits,
     /// Epoch ticks this call may still run for.
     pub(crate) ticks_left: u64,
     ctx: CallContext,
@@ -48,15 +48,57 @@ impl GuestState {
         // An empty WASI context: no preopened directories, no environment,
         // no arguments, no network, stdio discarded.
         let wasi = WasiCtx::builder().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build();
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(memory_bytes)
-            .instances(16)
-            .tables(16)
-            .memories(4)
-            .table_elements(100_000)
-            .trap_on_grow_failure(true)
-            .build();
+        let limits = CallLimits {
+            inner: StoreLimitsBuilder::new()
+                .memory_size(memory_bytes)
+                .instances(16)
+                .tables(16)
+                .memories(4)
+                .table_elements(100_000)
+                .trap_on_grow_failure(true)
+                .build(),
+            memory_cap: memory_bytes,
+            memory_total: 0,
+        };
         GuestState { wasi, table: ResourceTable::new(), limits, ticks_left: ticks, ctx }
+    }
+}
+
+/// Wasmtime's store limits, plus a cap on the sum of all linear memories of
+/// the call (its limits apply to each memory separately).
+pub struct CallLimits {
+    inner: StoreLimits,
+    memory_cap: usize,
+    memory_total: usize,
+}
+
+impl wasmtime::ResourceLimiter for CallLimits {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let total = self.memory_total.saturating_sub(current).saturating_add(desired);
+        if total > self.memory_cap {
+            return Err(wasmtime::Error::msg(format!("forcing trap when growing memory to {total} bytes in all")));
+        }
+        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.memory_total = total;
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
     }
 }
 

@@ -1,6 +1,7 @@
 //! A routing module for the gateway's own tests: it routes like the table
 //! router, except that the request parameter `_misbehave` makes it loop
-//! forever, exhaust memory, recurse without end, panic, or answer routes the
+//! forever, sleep in a host call, exhaust memory, recurse without end, panic,
+//! or answer routes the
 //! host must refuse. Never deploy it.
 
 use std::collections::BTreeMap;
@@ -76,6 +77,9 @@ impl exports::fhirgate::policy::routing::Guest for Misbehave {
                 std::hint::black_box(recurse(0, &mut trail));
             }
             "panic" => panic!("asked to panic"),
+            // Waits in a host call (a WASI poll), where epoch interruption
+            // cannot reach it.
+            "sleep" => std::thread::sleep(std::time::Duration::from_secs(3600)),
             "bad-header" => headers.push(Header { name: "x-note".into(), value: "line\r\nbreak".into() }),
             "auth-header" => headers.push(Header { name: "authorization".into(), value: "Bearer stolen".into() }),
             "foreign-provider" => provider_id = "not-approved".into(),
