@@ -43,13 +43,7 @@ impl AdminAuth {
     }
 
     fn allows(&self, headers: &HeaderMap) -> bool {
-        let Some(token) = headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim())
-        else {
+        let Some(token) = headers.get(AUTHORIZATION).and_then(crate::oauth::bearer_token) else {
             return false;
         };
         let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();

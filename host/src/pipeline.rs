@@ -352,12 +352,7 @@ async fn authenticate(ctx: &Ctx<'_>, headers: &HeaderMap, request: &Request) -> 
     let Some(value) = value else {
         return Err(Failure::bearer(StatusCode::UNAUTHORIZED, None, "A bearer token is required."));
     };
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim())
+    let token = crate::oauth::bearer_token(value)
         .ok_or_else(|| Failure::bearer(StatusCode::UNAUTHORIZED, None, "A bearer token is required."))?;
     // RFC 6750 b64token syntax; anything else cannot be a token of ours.
     if token.is_empty()

@@ -11,3 +11,14 @@ pub mod token;
 
 pub use clients::ClientRegistry;
 pub use keys::SigningKey;
+
+/// The token of an `Authorization: Bearer <token>` header value (scheme
+/// case-insensitive), if that is what the value is.
+pub fn bearer_token(value: &http::HeaderValue) -> Option<&str> {
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+}

@@ -62,8 +62,13 @@ pub struct SecretInfo {
 impl SecretInfo {
     /// Whether the secret works at `now`.
     pub fn usable(&self, now: i64) -> bool {
-        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| now < e)
+        usable(self.expires_at, self.revoked_at, now)
     }
+}
+
+/// Whether a secret with these end times works at `now`.
+fn usable(expires_at: Option<i64>, revoked_at: Option<i64>, now: i64) -> bool {
+    revoked_at.is_none() && expires_at.is_none_or(|e| now < e)
 }
 
 /// A registered client.
@@ -225,16 +230,10 @@ impl Registry {
 
     /// One client with its secrets' metadata.
     pub async fn get(&self, client_id: &str) -> Result<Option<Client>, RegistryError> {
-        let Some(row) = sqlx::query(
-            "SELECT client_id, name, tenants, status, created_at, updated_at, jwks FROM clients WHERE client_id = $1",
-        )
-        .bind(client_id)
-        .fetch_optional(self.store.pool())
-        .await?
-        else {
+        let Some(mut client) = self.client_row(client_id).await? else {
             return Ok(None);
         };
-        let secrets = sqlx::query(
+        client.secrets = sqlx::query(
             "SELECT secret_id, created_at, expires_at, revoked_at FROM client_secrets \
              WHERE client_id = $1 ORDER BY created_at, secret_id",
         )
@@ -251,6 +250,20 @@ impl Registry {
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(Some(client))
+    }
+
+    /// The client row alone, `secrets` left empty.
+    async fn client_row(&self, client_id: &str) -> Result<Option<Client>, RegistryError> {
+        let Some(row) = sqlx::query(
+            "SELECT client_id, name, tenants, status, created_at, updated_at, jwks FROM clients WHERE client_id = $1",
+        )
+        .bind(client_id)
+        .fetch_optional(self.store.pool())
+        .await?
+        else {
+            return Ok(None);
+        };
         let tenants: String = row.try_get("tenants")?;
         let status: String = row.try_get("status")?;
         let jwks: Option<String> = row.try_get("jwks")?;
@@ -261,7 +274,7 @@ impl Registry {
             status: if status == "active" { ClientStatus::Active } else { ClientStatus::Disabled },
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
-            secrets,
+            secrets: Vec::new(),
             jwks: jwks.and_then(|j| serde_json::from_str(&j).ok()),
         }))
     }
@@ -425,10 +438,10 @@ impl Registry {
     /// client and a wrong secret both answer `None`.
     pub async fn authenticate(&self, client_id: &str, secret: &str) -> Result<Option<Client>, RegistryError> {
         let presented = self.hash(secret);
-        let client = self.get(client_id).await?;
+        let client = self.client_row(client_id).await?;
         // The secrets are read whether or not the client exists, so an
         // unknown client costs the same work as a wrong secret.
-        let rows = sqlx::query("SELECT secret_id, hash FROM client_secrets WHERE client_id = $1")
+        let rows = sqlx::query("SELECT hash, expires_at, revoked_at FROM client_secrets WHERE client_id = $1")
             .bind(client_id)
             .fetch_all(self.store.pool())
             .await?;
@@ -439,11 +452,11 @@ impl Registry {
         let at = now();
         let mut matched = false;
         for r in rows {
-            let id: String = r.try_get("secret_id")?;
             let hash: String = r.try_get("hash")?;
+            let expires_at: Option<i64> = r.try_get("expires_at")?;
+            let revoked_at: Option<i64> = r.try_get("revoked_at")?;
             let equal: bool = hash.as_bytes().ct_eq(presented.as_bytes()).into();
-            let usable = client.secrets.iter().any(|s| s.secret_id == id && s.usable(at));
-            matched |= equal & usable;
+            matched |= equal & usable(expires_at, revoked_at, at);
         }
         Ok(matched.then_some(client))
     }
