@@ -125,6 +125,27 @@ fn table_router_maps_tenants_and_denies_unknown_ones() {
     assert_eq!(denial.code, "unknown-tenant");
 }
 
+#[test]
+fn table_router_falls_back_to_the_directory() {
+    let other = "00000000-0000-4000-8000-000000000000";
+    let h = Harness::load(guest("fhirgate_router_table")).unwrap().config(r#"{}"#).active_providers(&[
+        (TENANT, "st-mary", fhirgate::fhir::Version::R4),
+        (TENANT, "labs", fhirgate::fhir::Version::Stu3),
+    ]);
+    let claims = Claims {
+        client_id: "app".into(),
+        tenant_id: TENANT.to_uppercase(),
+        scopes: vec![TENANT.into()],
+        expires_at: NOW,
+        token_id: None,
+    };
+    let read = request(Interaction::Read, "Patient", Some("p1"));
+    assert_eq!(h.route(&claims, &read).unwrap().unwrap().provider_id, "st-mary", "the first active provider");
+    let stranger = Claims { tenant_id: other.into(), ..claims };
+    let denial = h.route(&stranger, &read).unwrap().expect_err("no active provider");
+    assert_eq!((denial.status, denial.code.as_str()), (403, "unknown-tenant"));
+}
+
 fn exchange(client: FhirVersion) -> Exchange {
     Exchange {
         client_version: client,
@@ -187,4 +208,58 @@ fn shaper_turns_r4_searchsets_into_stu3_and_dstu2() {
         UpstreamRequest { path: "Patient".into(), params: vec![Param { name: "family".into(), value: "chau".into() }] };
     let shaped = h.shape_request(&exchange(FhirVersion::Stu3), &req).unwrap().unwrap();
     assert_eq!(shaped.params[0].name, "family:contains");
+}
+
+#[test]
+fn rules_router_applies_rules_and_cutovers_on_the_host_clock() {
+    // 2026-12-01T00:00:00Z, in milliseconds.
+    const CUTOVER_MS: u64 = 1_796_083_200_000;
+    let config = json!({
+        "tenants": {TENANT: "main-ehr"},
+        "rules": [{"tenants": [TENANT.to_uppercase()], "resource_types": ["Observation", "DiagnosticReport"], "provider": "results"}],
+        "cutovers": [{"tenant": TENANT, "provider": "new-ehr", "at": "2026-12-01T01:00:00+01:00"}],
+    })
+    .to_string();
+    let at = |now_ms: u64| Harness::load(guest("fhirgate_router_rules")).unwrap().config(&config).now_ms(now_ms);
+    let claims = Claims {
+        client_id: "app".into(),
+        tenant_id: TENANT.into(),
+        scopes: vec![TENANT.into()],
+        expires_at: NOW,
+        token_id: None,
+    };
+    let before = at(CUTOVER_MS - 1);
+
+    let mut search = request(Interaction::Search, "Observation", None);
+    search.path = "Observation/_search".into();
+    search.params = vec![Param { name: "patient".into(), value: "p1".into() }];
+    let target = before.route(&claims, &search).unwrap().expect("routed");
+    assert_eq!(target.provider_id, "results");
+    assert_eq!(target.path, "Observation");
+    assert_eq!((target.params[0].name.as_str(), target.params[0].value.as_str()), ("patient", "p1"));
+
+    let patient = request(Interaction::Read, "Patient", Some("p1"));
+    let target = before.route(&claims, &patient).unwrap().expect("routed");
+    assert_eq!((target.provider_id.as_str(), target.path.as_str()), ("main-ehr", "Patient/p1"));
+
+    // From the cutover on, the tenant's base provider is the new one; the
+    // rule still sends results elsewhere.
+    let after = at(CUTOVER_MS);
+    assert_eq!(after.route(&claims, &patient).unwrap().unwrap().provider_id, "new-ehr");
+    assert_eq!(after.route(&claims, &search).unwrap().unwrap().provider_id, "results");
+
+    let stranger = Claims { tenant_id: "00000000-0000-4000-8000-000000000000".into(), ..claims.clone() };
+    let denial = after.route(&stranger, &patient).unwrap().expect_err("unknown tenant");
+    assert_eq!((denial.status, denial.code.as_str()), (403, "unknown-tenant"));
+
+    let bad = Harness::load(guest("fhirgate_router_rules")).unwrap().config(
+        &json!({
+            "tenants": {TENANT: "main-ehr"},
+            "cutovers": [{"tenant": TENANT, "provider": "new-ehr", "at": "2026-12-01 00:00"}],
+        })
+        .to_string(),
+    );
+    let denial = bad.route(&claims, &patient).unwrap().expect_err("bad configuration");
+    assert_eq!((denial.status, denial.code.as_str()), (500, "bad-config"));
+    assert!(denial.message.contains("`cutovers[0].at`"), "{}", denial.message);
 }

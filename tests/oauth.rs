@@ -223,27 +223,12 @@ fn forged_tokens_are_refused() {
     assert_eq!(resp.status(), 200);
 }
 
-/// The Python interpreter of the test virtualenv (the README's test command
-/// creates it in `target/py`).
-fn python() -> std::path::PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| support::repo_root().join("target"));
-    let py = target.join("py/bin/python");
-    assert!(
-        py.exists(),
-        "{} is missing: create it with `python3 -m venv target/py && target/py/bin/pip install -r tests/requirements.txt`",
-        py.display()
-    );
-    py
-}
-
 #[test]
 fn independent_oauth_and_jwt_libraries_interoperate() {
     let demo = demo();
     let gateway = demo.get("gateway");
     let issuer = claims_of(&token(&demo))["iss"].as_str().unwrap().to_owned();
-    let out = std::process::Command::new(python())
+    let out = std::process::Command::new(support::python())
         .arg(support::repo_root().join("tests/python/oauth_interop.py"))
         .args([
             demo.get("token_url"),

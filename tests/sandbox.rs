@@ -18,6 +18,7 @@ fn runaway_and_faulty_routing_modules_are_contained() {
         client_tenants: &[TENANT],
         // Tight limits keep the test quick; the defaults are larger.
         extra_config: "[wasm]\ncall_timeout_ms = 100\nmemory_mib = 32\n",
+        ..Default::default()
     }
     .serve();
     let token = gw.token(TENANT);
@@ -39,7 +40,7 @@ fn runaway_and_faulty_routing_modules_are_contained() {
         ("panic", "trapped"),
         ("bad-header", "invalid value"),
         ("auth-header", "authorization"),
-        ("foreign-provider", "not approved"),
+        ("foreign-provider", "not active"),
         ("escape-path", "path"),
     ] {
         let started = std::time::Instant::now();

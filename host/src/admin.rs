@@ -14,7 +14,28 @@
 //! - `POST   /admin/keys/rotate`                     new signing key; the old stays published
 //! - `POST   /admin/revoke`                          revoke any token this gateway issued (form `token`)
 //! - `POST   /admin/introspect`                      RFC 7662 answer for any token (form `token`)
-//! - `GET    /admin/audit?limit=n`                   newest registry events
+//! - `GET    /admin/audit?limit=n`                   newest change events (clients, secrets, tokens, directory)
+//!
+//! The tenant directory (onboarding with approval; mutations name their
+//! `actor`, and only the named `approver` may decide):
+//!
+//! - `GET    /admin/providers`                       list
+//! - `PUT    /admin/providers/{id}`                  register or edit `{actor, base_url, fhir_version, …}`;
+//!   the provider's `/metadata` is checked first
+//! - `GET    /admin/providers/{id}`                  show, with breaker state and history
+//! - `DELETE /admin/providers/{id}?actor=…`          remove one no tenant uses
+//! - `GET    /admin/tenants`                         every mapping by tenant
+//! - `GET    /admin/tenants/{tenant}`                one tenant's mappings and history
+//! - `PUT    /admin/tenants/{tenant}/providers/{id}` request or edit `{actor, approver}` → pending
+//! - `POST   /admin/tenants/{tenant}/providers/{id}/approve` `{actor, note?}` → active
+//! - `POST   /admin/tenants/{tenant}/providers/{id}/reject`  `{actor, note?}` → rejected
+//! - `DELETE /admin/tenants/{tenant}/providers/{id}?actor=…` disconnect
+//!
+//! The access log (one record per brokered access, no payloads):
+//!
+//! - `GET    /admin/access?tenant=&client=&patient=&request_id=&since=&until=&limit=` records as JSON
+//!   (`since`/`until` in ms since the epoch)
+//! - `GET    /admin/access/AuditEvent?…`             the same as a FHIR R4 Bundle of AuditEvent
 
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
@@ -24,8 +45,11 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::directory::ProviderSpec;
+use crate::directory::onboarding::DirectoryError;
 use crate::error::{Body, json_response, no_store};
 use crate::server::Gateway;
+use crate::store::access::{AccessQuery, audit_event_bundle};
 use crate::store::{ClientStatus, clients::RegistryError};
 
 /// The admin credential: the SHA-256 of the admin token.
@@ -107,8 +131,8 @@ pub async fn handle(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response<Body> {
-    let (Some(auth), Some(registry)) = (gw.admin.as_ref(), gw.auth.registry.as_ref()) else {
-        return problem(StatusCode::NOT_FOUND, "The admin API is not enabled (set [admin] and data_dir).");
+    let Some(auth) = gw.admin.as_ref() else {
+        return problem(StatusCode::NOT_FOUND, "The admin API is not enabled (set [admin]).");
     };
     if !auth.allows(headers) {
         let mut resp = problem(StatusCode::UNAUTHORIZED, "The admin API needs the admin bearer token.");
@@ -116,8 +140,14 @@ pub async fn handle(
             .insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"fhirgate-admin\""));
         return resp;
     }
-    let actor = "admin-api";
     let segments: Vec<&str> = path.trim_start_matches("/admin/").trim_end_matches('/').split('/').collect();
+    if let Some(resp) = directory_endpoint(gw, method, &segments, query, &body).await {
+        return resp;
+    }
+    let Some(registry) = gw.auth.registry.as_ref() else {
+        return problem(StatusCode::NOT_FOUND, "The client registry is not enabled (set data_dir).");
+    };
+    let actor = "admin-api";
     let result = match (method, segments.as_slice()) {
         (&Method::GET, ["clients"]) => registry.list().await.map(|c| answer(StatusCode::OK, json!({ "clients": c }))),
         (&Method::POST, ["clients"]) => {
@@ -218,4 +248,134 @@ pub async fn handle(
         _ => return problem(StatusCode::NOT_FOUND, "No such admin endpoint."),
     };
     result.unwrap_or_else(registry_error)
+}
+
+/// `{actor, …ProviderSpec}`: the actor beside the declaration's own fields.
+fn provider_put(body: &Bytes) -> Result<(String, ProviderSpec), String> {
+    let mut value: Value = parse_body(body, "{actor, base_url, fhir_version, ...}")?;
+    let actor = match value.as_object_mut().and_then(|o| o.remove("actor")) {
+        Some(Value::String(a)) => a,
+        _ => return Err("`actor` (a string) is required.".into()),
+    };
+    let spec = serde_json::from_value(value).map_err(|e| format!("Invalid provider: {e}"))?;
+    Ok((actor, spec))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MappingPut {
+    actor: String,
+    approver: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Decision {
+    actor: String,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+fn directory_error(e: DirectoryError) -> Response<Body> {
+    let status = match &e {
+        DirectoryError::Invalid(_) => StatusCode::BAD_REQUEST,
+        DirectoryError::NotFound(_) => StatusCode::NOT_FOUND,
+        DirectoryError::Conflict(_) => StatusCode::CONFLICT,
+        DirectoryError::Forbidden(_) => StatusCode::FORBIDDEN,
+        DirectoryError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        DirectoryError::Store(_) | DirectoryError::Reload(_) => {
+            tracing::error!(error = %e, "admin API: directory store failure");
+            return problem(StatusCode::SERVICE_UNAVAILABLE, "The store is unavailable.");
+        }
+    };
+    problem(status, e.to_string())
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query.and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned()))
+}
+
+/// The directory and access-log endpoints; `None` for any other path.
+async fn directory_endpoint(
+    gw: &Gateway,
+    method: &Method,
+    segments: &[&str],
+    query: Option<&str>,
+    body: &Bytes,
+) -> Option<Response<Body>> {
+    let dir = &gw.directory;
+    macro_rules! body {
+        ($t:ty, $expected:expr) => {
+            match parse_body::<$t>(body, $expected) {
+                Ok(v) => v,
+                Err(message) => return Some(problem(StatusCode::BAD_REQUEST, message)),
+            }
+        };
+    }
+    let actor_param = || query_param(query, "actor").unwrap_or_default();
+    let result = match (method, segments) {
+        (&Method::GET, ["providers"]) => {
+            dir.providers_view().await.map(|p| answer(StatusCode::OK, json!({ "providers": p })))
+        }
+        (&Method::GET, ["providers", id]) => {
+            dir.provider_view(&gw.upstream, id).await.map(|p| answer(StatusCode::OK, p))
+        }
+        (&Method::PUT, ["providers", id]) => {
+            let (actor, spec) = match provider_put(body) {
+                Ok(v) => v,
+                Err(message) => return Some(problem(StatusCode::BAD_REQUEST, message)),
+            };
+            dir.put_provider(&gw.upstream, id, spec, &actor)
+                .await
+                .map(|(p, validated)| answer(StatusCode::OK, json!({ "provider": p, "metadata": validated })))
+        }
+        (&Method::DELETE, ["providers", id]) => {
+            dir.remove_provider(id, &actor_param()).await.map(|()| answer(StatusCode::OK, json!({ "removed": id })))
+        }
+        (&Method::GET, ["tenants"]) => {
+            dir.tenants_view().await.map(|t| answer(StatusCode::OK, json!({ "tenants": t })))
+        }
+        (&Method::GET, ["tenants", tenant]) => dir.tenant_view(tenant).await.map(|t| answer(StatusCode::OK, t)),
+        (&Method::PUT, ["tenants", tenant, "providers", id]) => {
+            let req = body!(MappingPut, "{actor, approver}");
+            dir.request_mapping(&gw.upstream, tenant, id, &req.approver, &req.actor)
+                .await
+                .map(|m| answer(StatusCode::OK, json!({ "mapping": m })))
+        }
+        (&Method::POST, ["tenants", tenant, "providers", id, action @ ("approve" | "reject")]) => {
+            let req = body!(Decision, "{actor, note?}");
+            dir.decide(tenant, id, &req.actor, *action == "approve", req.note)
+                .await
+                .map(|m| answer(StatusCode::OK, json!({ "mapping": m })))
+        }
+        (&Method::DELETE, ["tenants", tenant, "providers", id]) => dir
+            .remove_mapping(tenant, id, &actor_param())
+            .await
+            .map(|()| answer(StatusCode::OK, json!({ "removed": { "tenant_id": tenant, "provider_id": id } }))),
+        (&Method::GET, ["access"]) | (&Method::GET, ["access", "AuditEvent"]) => {
+            let ms = |name: &str| query_param(query, name).and_then(|v| v.parse::<i64>().ok());
+            let q = AccessQuery {
+                tenant: query_param(query, "tenant").map(|t| t.to_ascii_lowercase()),
+                client: query_param(query, "client"),
+                patient: query_param(query, "patient"),
+                request_id: query_param(query, "request_id"),
+                since_ms: ms("since"),
+                until_ms: ms("until"),
+                limit: query_param(query, "limit").and_then(|v| v.parse().ok()),
+            };
+            return Some(match gw.access.query(&q).await {
+                Ok(records) if segments.len() == 2 => {
+                    let bundle = audit_event_bundle(&records, "fhirgate");
+                    no_store(json_response(StatusCode::OK, "application/fhir+json", bundle.to_string()))
+                }
+                Ok(records) => answer(StatusCode::OK, json!({ "records": records })),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "admin API: access log query failed");
+                    problem(StatusCode::SERVICE_UNAVAILABLE, "The store is unavailable.")
+                }
+            });
+        }
+        _ => return None,
+    };
+    Some(result.unwrap_or_else(directory_error))
 }

@@ -21,7 +21,7 @@ pub type Body = Full<Bytes>;
 pub enum Fault {
     /// The request was wrong (4xx).
     Client,
-    /// The provider failed or misbehaved (502/504).
+    /// The provider failed or misbehaved (502/503/504).
     Provider,
     /// The gateway itself failed (500/503).
     Gateway,
@@ -76,6 +76,14 @@ impl Failure {
 
     pub fn provider_bad_answer(message: impl Into<String>) -> Self {
         Failure::new(Fault::Provider, StatusCode::BAD_GATEWAY, "exception", message)
+    }
+
+    /// The provider's circuit breaker is open: 503 with `Retry-After`, so
+    /// the app backs off instead of piling onto a failing hospital.
+    pub fn provider_circuit_open(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        let mut f = Failure::new(Fault::Provider, StatusCode::SERVICE_UNAVAILABLE, "transient", message);
+        f.retry_after = Some(retry_after_secs.max(1));
+        f
     }
 
     pub fn gateway(message: impl Into<String>) -> Self {

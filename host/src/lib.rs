@@ -8,13 +8,16 @@
 //! - [`admin`]: the admin HTTP API over the client registry;
 //! - [`config`]: the gateway's own configuration file;
 //! - [`policy`]: a partner's policy bundle (modules, providers, tenants);
+//! - [`directory`]: tenants → providers, onboarding with approval;
 //! - [`server`]: HTTP serving and endpoint dispatch, and the [`run`] entry;
 //! - [`pipeline`]: the FHIR request phases (authenticate → route → forward →
 //!   shape → respond/audit);
+//! - [`paging`]: opaque, sealed cursors for search page links;
 //! - [`oauth`]: the authorization server (clients, signing keys, token endpoint);
 //! - [`fhir`]: what the host itself says in FHIR (metadata, OperationOutcome);
 //! - [`store`]: persistent state (client registry, secrets, audit of changes);
-//! - [`upstream`]: the pooled HTTP client to providers;
+//! - [`upstream`]: the HTTP client to providers (pools, TLS, timeouts, retries,
+//!   circuit breakers, upstream credentials);
 //! - [`wasm`]: the WebAssembly runtime and the modules;
 //! - [`error`]: the one place failures are classified and answered;
 //! - [`demo`]: the demo provider and the `fhirgate demo` wiring.
@@ -22,9 +25,11 @@
 pub mod admin;
 pub mod config;
 pub mod demo;
+pub mod directory;
 pub mod error;
 pub mod fhir;
 pub mod oauth;
+pub mod paging;
 pub mod pipeline;
 pub mod policy;
 pub mod server;

@@ -11,7 +11,7 @@ use fhirgate::config::Config;
 use fhirgate::demo::{DemoOptions, run_demo};
 use fhirgate::oauth::ClientRegistry;
 use fhirgate::policy::PolicyFile;
-use fhirgate::server::{Gateway, bind, run};
+use fhirgate::server::{Gateway, GatewayState, bind, run};
 use fhirgate::wasm::Runtime;
 use fhirgate::wasm::module::sha256_hex;
 use tracing_subscriber::EnvFilter;
@@ -56,9 +56,27 @@ enum Command {
     Provider {
         #[arg(long, default_value = "127.0.0.1:8081")]
         listen: SocketAddr,
-        /// Print one JSON line with the provider's base URL once ready.
+        /// Print one JSON line with the provider's address and base URL once ready.
         #[arg(long)]
         json: bool,
+        /// Synthetic patients served; the first 60 are always the same.
+        #[arg(long, default_value_t = fhirgate::demo::data::PATIENT_COUNT,
+              value_parser = clap::builder::RangedU64ValueParser::<usize>::new()
+                  .range(1..=fhirgate::demo::data::MAX_PATIENTS as u64))]
+        patients: usize,
+        /// Milliseconds to wait before answering each request except /metadata.
+        #[arg(long, default_value_t = 0)]
+        delay_ms: u64,
+        /// Append one JSON line per request received to this file.
+        #[arg(long)]
+        request_log: Option<PathBuf>,
+        /// Run a client-credentials token endpoint at /oauth2/token for this one
+        /// client, and require its bearer tokens on every FHIR interaction but /metadata.
+        #[arg(long, value_name = "ID:SECRET", value_parser = fhirgate::demo::provider::parse_client_credentials)]
+        client_credentials: Option<(String, String)>,
+        /// Lifetime of the tokens issued with --client-credentials.
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+        token_lifetime_seconds: u64,
     },
     /// Generate a client secret and the `secret_sha256` line for gateway.toml.
     Secret,
@@ -82,6 +100,81 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Onboard providers and tenants in a data directory: request a mapping
+    /// naming its approver, then approve or reject it. Running gateways sharing
+    /// the data directory pick changes up within 2 s.
+    Directory {
+        #[arg(long, env = "FHIRGATE_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Who makes the change, as the audit trail records it.
+        #[arg(long, env = "FHIRGATE_ACTOR")]
+        actor: Option<String>,
+        #[command(subcommand)]
+        command: DirectoryCommand,
+    },
+    /// Query the access log in a data directory.
+    Access {
+        #[arg(long, env = "FHIRGATE_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        client: Option<String>,
+        #[arg(long)]
+        patient: Option<String>,
+        /// Only records at or after this time (ms since the epoch).
+        #[arg(long)]
+        since: Option<i64>,
+        #[arg(long)]
+        until: Option<i64>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Print a FHIR R4 Bundle of AuditEvent instead of JSON records.
+        #[arg(long)]
+        fhir: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DirectoryCommand {
+    /// List providers.
+    Providers,
+    /// Register or edit a provider from a JSON declaration (the fields of a
+    /// policy's `[providers.<id>]`); its /metadata is checked first.
+    PutProvider {
+        provider_id: String,
+        /// The declaration as JSON, e.g. '{"base_url":"https://…/fhir","fhir_version":"r4"}'.
+        spec: String,
+    },
+    /// Remove a provider no tenant is mapped to.
+    RemoveProvider { provider_id: String },
+    /// List every tenant's mappings.
+    Tenants,
+    /// Show one tenant's mappings and their history.
+    Show { tenant: String },
+    /// Ask for tenant → provider; pending until the approver approves.
+    Request {
+        tenant: String,
+        provider_id: String,
+        #[arg(long)]
+        approver: String,
+    },
+    /// Approve a pending mapping (as its named approver).
+    Approve {
+        tenant: String,
+        provider_id: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Reject a pending mapping (as its named approver).
+    Reject {
+        tenant: String,
+        provider_id: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Disconnect a tenant from a provider.
+    Remove { tenant: String, provider_id: String },
 }
 
 #[derive(Subcommand)]
@@ -185,13 +278,17 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 config.data_dir = data_dir;
             }
             let runtime = Runtime::new(config.wasm.clone())?;
-            let policy = PolicyFile::read(&config.policy)?.load(&config.policy, &runtime)?;
+            let policy_file = PolicyFile::read(&config.policy)?;
+            let state = GatewayState::open(config.data_dir.as_deref(), &policy_file)
+                .await
+                .with_context(|| format!("in policy {}", config.policy.display()))?;
+            let policy = policy_file.load(&config.policy, &runtime)?;
             let clients = ClientRegistry::from_config(&config.clients)?;
             let addr = listen
                 .or(config.listen)
                 .context("no address to listen on: set `listen` in the config or pass --listen")?;
             let (listener, local) = bind(addr).await?;
-            let mut gateway = Gateway::new(&config, runtime, policy, clients, local)?;
+            let mut gateway = Gateway::new(&config, runtime, policy, state, clients, local)?;
             if let Some(dir) = &config.data_dir {
                 let registry = fhirgate::store::open_registry(dir).await?;
                 let (alg, publish) = (config.token.algorithm()?, config.token.publish_seconds());
@@ -201,6 +298,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 gateway.key_policy = Some((alg, publish));
             }
             let gateway = Arc::new(gateway);
+            fhirgate::server::watch_directory(gateway.clone());
             if let Some(registry) = gateway.auth.registry.clone() {
                 // Keys rotated and tokens revoked by another process are
                 // picked up here; retired keys drop out of the JWK Set when
@@ -231,30 +329,67 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
         Command::Demo { listen, json, policy } => {
             run_demo(DemoOptions { listen, json, policy }, shutdown_signal()).await
         }
-        Command::Provider { listen, json } => {
+        Command::Provider {
+            listen,
+            json,
+            patients,
+            delay_ms,
+            request_log,
+            client_credentials,
+            token_lifetime_seconds,
+        } => {
+            use fhirgate::demo::provider::{ProviderOptions, TOKEN_PATH, serve};
+            if let Some(path) = &request_log {
+                // Fail here, before the ready line, rather than once serving.
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("--request-log {}", path.display()))?;
+            }
             let (listener, local) = bind(listen).await?;
             let base = format!("http://{local}/fhir");
+            let token_url = client_credentials.as_ref().map(|_| format!("http://{local}{TOKEN_PATH}"));
             if json {
-                println!("{}", serde_json::json!({ "event": "ready", "base_url": base }));
+                let mut ready = serde_json::json!({ "event": "ready", "address": local.to_string(), "base_url": base });
+                if let Some(url) = &token_url {
+                    ready["token_url"] = url.as_str().into();
+                }
+                println!("{ready}");
             } else {
-                println!("demo provider (R4) at {base}");
+                println!("demo provider (R4, {patients} patients) at {base}");
+                if let Some(url) = &token_url {
+                    println!("token endpoint at {url}");
+                }
             }
+            let options = ProviderOptions {
+                patients,
+                delay: std::time::Duration::from_millis(delay_ms),
+                request_log,
+                client_credentials,
+                token_lifetime: std::time::Duration::from_secs(token_lifetime_seconds),
+            };
             tokio::select! {
-                () = fhirgate::demo::provider::serve(listener, base) => {}
+                served = serve(listener, base, options) => served.context("serving the demo provider")?,
                 () = shutdown_signal() => {}
             }
             Ok(())
         }
         Command::Policy { command: PolicyCommand::Check { policy } } => {
             let runtime = Runtime::new(Default::default())?;
-            let loaded = PolicyFile::read(&policy)?.load(&policy, &runtime)?;
+            let file = PolicyFile::read(&policy)?;
+            for (id, spec) in &file.providers {
+                spec.settings(id).with_context(|| format!("in policy {}: `providers.{id}`", policy.display()))?;
+            }
+            let (providers, tenants) = (file.providers.len(), file.tenants.len());
+            let loaded = file.load(&policy, &runtime)?;
             println!("policy {} (partner `{}`) is valid", policy.display(), loaded.partner);
             for (role, m) in
                 [("token-validation", &loaded.validator), ("routing", &loaded.router), ("shaping", &loaded.shaper)]
             {
                 println!("  {role:<17} {} sha256 {}", m.module.name(), m.module.digest());
             }
-            println!("  providers: {}  tenants: {}", loaded.providers.len(), loaded.tenants.len());
+            println!("  providers: {providers}  tenants: {tenants}");
             Ok(())
         }
         Command::Policy { command: PolicyCommand::Pin { policy } } => pin(&policy),
@@ -275,6 +410,28 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             println!("{}", serde_json::to_string_pretty(&ring.jwks())?);
+            Ok(())
+        }
+        Command::Directory { data_dir, actor, command } => directory_command(&data_dir, actor, command).await,
+        Command::Access { data_dir, tenant, client, patient, since, until, limit, fhir } => {
+            let store = fhirgate::store::Store::open_dir(&data_dir).await?;
+            let log = fhirgate::store::access::AccessLog::start(store);
+            let q = fhirgate::store::access::AccessQuery {
+                tenant: tenant.map(|t| t.to_ascii_lowercase()),
+                client,
+                patient,
+                request_id: None,
+                since_ms: since,
+                until_ms: until,
+                limit: Some(limit),
+            };
+            let records = log.query(&q).await?;
+            let out = if fhir {
+                fhirgate::store::access::audit_event_bundle(&records, "fhirgate")
+            } else {
+                serde_json::json!({ "records": records })
+            };
+            println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())
         }
         Command::Secret => {
@@ -351,6 +508,49 @@ async fn client_command(data_dir: &std::path::Path, command: ClientCommand) -> a
             json!({ "deleted": client_id })
         }
         ClientCommand::Audit { limit } => json!({ "events": registry.audit_events(limit).await? }),
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+/// Runs a `fhirgate directory …` command; results are JSON on stdout.
+async fn directory_command(
+    data_dir: &std::path::Path,
+    actor: Option<String>,
+    command: DirectoryCommand,
+) -> anyhow::Result<()> {
+    use fhirgate::directory::{Directory, ProviderSpec};
+    use serde_json::json;
+    let store = fhirgate::store::Store::open_dir(data_dir).await?;
+    let dir = Directory::open(store).await?;
+    let upstream = fhirgate::upstream::Upstream::new(fhirgate::config::HttpLimits::default().max_upstream_body_bytes);
+    let actor = || actor.clone().context("name who makes the change with --actor (or FHIRGATE_ACTOR)");
+    let out = match command {
+        DirectoryCommand::Providers => json!({ "providers": dir.providers_view().await? }),
+        DirectoryCommand::PutProvider { provider_id, spec } => {
+            let spec: ProviderSpec = serde_json::from_str(&spec).context("the provider declaration")?;
+            let (provider, metadata) = dir.put_provider(&upstream, &provider_id, spec, &actor()?).await?;
+            json!({ "provider": provider, "metadata": metadata })
+        }
+        DirectoryCommand::RemoveProvider { provider_id } => {
+            dir.remove_provider(&provider_id, &actor()?).await?;
+            json!({ "removed": provider_id })
+        }
+        DirectoryCommand::Tenants => json!({ "tenants": dir.tenants_view().await? }),
+        DirectoryCommand::Show { tenant } => dir.tenant_view(&tenant).await?,
+        DirectoryCommand::Request { tenant, provider_id, approver } => {
+            json!({ "mapping": dir.request_mapping(&upstream, &tenant, &provider_id, &approver, &actor()?).await? })
+        }
+        DirectoryCommand::Approve { tenant, provider_id, note } => {
+            json!({ "mapping": dir.decide(&tenant, &provider_id, &actor()?, true, note).await? })
+        }
+        DirectoryCommand::Reject { tenant, provider_id, note } => {
+            json!({ "mapping": dir.decide(&tenant, &provider_id, &actor()?, false, note).await? })
+        }
+        DirectoryCommand::Remove { tenant, provider_id } => {
+            dir.remove_mapping(&tenant, &provider_id, &actor()?).await?;
+            json!({ "removed": { "tenant_id": tenant, "provider_id": provider_id } })
+        }
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())

@@ -13,7 +13,13 @@
 //! 6. **shape response** (shaping module) — the answer in the client's
 //!    version with links on the gateway. A fault is an error: the app must
 //!    never receive a body in the wrong version.
-//! 7. **audit** — one record per brokered access, whatever the outcome.
+//! 7. **audit** — one record per brokered access, whatever the outcome,
+//!    written to the store's append-only access log.
+//!
+//! Search results' `next`/`previous` links come back as opaque cursors
+//! ([`crate::paging`]); following one skips routing (the router chose the
+//! provider for the first page) but not authentication, the tenant check or
+//! the directory's approval.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,11 +30,14 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use serde_json::{Value, json};
 
+use crate::directory::{ProviderRoute, Refusal, Snapshot};
 use crate::error::{Body, Failure, json_response};
 use crate::fhir::Version;
 use crate::oauth::token::{Verdict, VerdictKey};
-use crate::policy::{Policy, Provider};
+use crate::paging::{CURSOR_LIFETIME_SECONDS, Cursor, PAGE_PARAM};
+use crate::policy::Policy;
 use crate::server::Gateway;
+use crate::store::access::{AccessRecord, Outcome};
 use crate::upstream::UpstreamError;
 use crate::wasm::bindings::routing::Target;
 use crate::wasm::bindings::shaping::{Exchange, UpstreamRequest};
@@ -49,6 +58,8 @@ pub struct Ctx<'a> {
     pub gw: &'a Gateway,
     /// The policy this request started with; a reload does not affect it.
     pub policy: Arc<Policy>,
+    /// The directory view this request started with.
+    pub directory: Arc<Snapshot>,
     pub face: Version,
     /// `scheme://host[:port]` the client reached the gateway at.
     pub public_base: String,
@@ -72,6 +83,7 @@ impl Ctx<'_> {
             digest: bound.module.digest().clone(),
             config_json: bound.config_json.clone(),
             issuer: self.gw.auth.facts(),
+            directory: self.directory.clone(),
             request_id: self.request_id.clone(),
             fixed_now_ms: None,
         }
@@ -84,6 +96,9 @@ struct Audit {
     client_id: Option<String>,
     tenant: Option<String>,
     provider: Option<String>,
+    patient: Option<String>,
+    /// For a followed page link, the searched type from its cursor.
+    resource_type: Option<String>,
 }
 
 /// Handles a request under a face. `rest` is the path after `/{face}/`.
@@ -96,21 +111,31 @@ pub async fn handle(
     body: Bytes,
 ) -> Response<Body> {
     let started = Instant::now();
+    let at_ms = crate::oauth::keys::now_millis();
     let mut audit = Audit::default();
     let request = parse(ctx, method, rest, query, headers, body);
     let interaction = request.as_ref().map(|r| r.interaction).ok();
-    let resource_type = request.as_ref().ok().and_then(|r| r.resource_type.clone());
+    let mut resource_type = request.as_ref().ok().and_then(|r| r.resource_type.clone());
+    if let Ok(r) = &request {
+        audit.patient = patient_of(r);
+    }
     let result = match request {
         Ok(request) => run(ctx, headers, request, &mut audit).await,
         Err(f) => Err(f),
     };
-    let response = match result {
-        Ok(resp) => resp,
+    let (response, provider_fault) = match result {
+        Ok(resp) => (resp, false),
         Err(failure) => {
             log_failure(ctx, &failure);
-            failure.into_response(ctx.face)
+            let provider_fault = failure.fault == crate::error::Fault::Provider;
+            (failure.into_response(ctx.face), provider_fault)
         }
     };
+    if audit.resource_type.is_some() {
+        resource_type = audit.resource_type.take();
+    }
+    let status = response.status().as_u16();
+    let latency_us = started.elapsed().as_micros() as u64;
     tracing::info!(
         target: "fhirgate::audit",
         request_id = %ctx.request_id,
@@ -120,11 +145,46 @@ pub async fn handle(
         provider = audit.provider.as_deref().unwrap_or("-"),
         interaction = interaction.map(interaction_name).unwrap_or("-"),
         resource_type = resource_type.as_deref().unwrap_or("-"),
-        status = response.status().as_u16(),
-        latency_us = started.elapsed().as_micros() as u64,
+        status,
+        latency_us,
         "access"
     );
+    ctx.gw
+        .access
+        .record(AccessRecord {
+            request_id: ctx.request_id.clone(),
+            part: 0,
+            at_ms,
+            client_id: audit.client_id,
+            tenant_id: audit.tenant,
+            provider_id: audit.provider,
+            face: ctx.face.face().to_owned(),
+            interaction: interaction.map(interaction_name).unwrap_or("-").to_owned(),
+            resource_type,
+            patient_id: audit.patient,
+            outcome: Outcome::from_status(status, provider_fault),
+            status,
+            latency_us,
+        })
+        .await;
     response
+}
+
+/// The patient a request is about, when the request says: a Patient read,
+/// a Patient search by `_id`, or a search by `patient`/`subject`.
+fn patient_of(r: &Request) -> Option<String> {
+    let id = |v: &str| {
+        let v = v.strip_prefix("Patient/").unwrap_or(v);
+        is_id(v).then(|| v.to_owned())
+    };
+    match (r.interaction, r.resource_type.as_deref()) {
+        (Interaction::Read | Interaction::Vread, Some("Patient")) => r.resource_id.clone(),
+        (Interaction::Search, Some("Patient")) => r.params.iter().find(|p| p.name == "_id").and_then(|p| id(&p.value)),
+        (Interaction::Search, Some(_)) => {
+            r.params.iter().find(|p| p.name == "patient" || p.name == "subject").and_then(|p| id(&p.value))
+        }
+        _ => None,
+    }
 }
 
 fn log_failure(ctx: &Ctx<'_>, f: &Failure) {
@@ -160,6 +220,13 @@ async fn run(
     let claims = authenticate(ctx, headers, &request).await?;
     audit.client_id = Some(claims.client_id.clone());
     audit.tenant = Some(claims.tenant_id.clone());
+    // The tenant must be onboarded and approved before any module acts on
+    // its behalf.
+    ctx.directory.check_tenant(&claims.tenant_id).map_err(tenant_refused)?;
+    if let Some(cursor) = page_cursor(&request) {
+        let (status, body) = follow_page(ctx, &claims, cursor, audit).await?;
+        return Ok(json_response(status, ctx.face.content_type(), body));
+    }
     if request.interaction == Interaction::Batch {
         return batch(ctx, &claims, &request).await;
     }
@@ -176,13 +243,7 @@ async fn broker(
 ) -> Result<(StatusCode, Vec<u8>), Failure> {
     let (target, provider) = route(ctx, claims, request).await?;
     audit.provider = Some(provider.id.clone());
-    let exchange = Exchange {
-        client_version: ctx.face.wit(),
-        upstream_version: provider.fhir_version.wit(),
-        interaction: request.interaction,
-        gateway_base: ctx.gateway_base(),
-        upstream_base: provider.base_url.clone(),
-    };
+    let exchange = exchange(ctx, &provider, request.interaction);
     let shaped_request = {
         let shaper = &ctx.policy.shaper.module;
         let upstream = UpstreamRequest { path: target.path.clone(), params: target.params.clone() };
@@ -194,7 +255,33 @@ async fn broker(
     };
     check_path(&shaped_request.path).map_err(|m| Failure::module(Role::Shaping, m))?;
     let url = upstream_url(&provider.base_url, &shaped_request);
-    let mut headers = route_headers(&target.headers)?;
+    let headers = route_headers(&target.headers)?;
+    let (status, body) = forward_and_shape(ctx, &provider, &exchange, &url, headers).await?;
+    if request.interaction == Interaction::Search {
+        let body = seal_links(ctx, claims, &provider, request.resource_type.as_deref(), body);
+        return Ok((status, body));
+    }
+    Ok((status, body))
+}
+
+fn exchange(ctx: &Ctx<'_>, provider: &ProviderRoute, interaction: Interaction) -> Exchange {
+    Exchange {
+        client_version: ctx.face.wit(),
+        upstream_version: provider.fhir_version.wit(),
+        interaction,
+        gateway_base: ctx.gateway_base(),
+        upstream_base: provider.base_url.clone(),
+    }
+}
+
+/// Phases 5 and 6: the provider's answer, shaped into the client's version.
+async fn forward_and_shape(
+    ctx: &Ctx<'_>,
+    provider: &ProviderRoute,
+    exchange: &Exchange,
+    url: &str,
+    mut headers: HeaderMap,
+) -> Result<(StatusCode, Vec<u8>), Failure> {
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
         headers.insert(HeaderName::from_static("x-request-id"), v);
     }
@@ -202,22 +289,128 @@ async fn broker(
         Version::Dstu2 => "application/json+fhir",
         _ => "application/fhir+json",
     };
-    let upstream = ctx.gw.upstream.get(&url, headers, accept, provider.timeout).await.map_err(|e| match e {
-        UpstreamError::Timeout(_) => Failure::provider_timeout(format!("Provider `{}`: {e}.", provider.id)),
-        UpstreamError::Connect => Failure::provider_unreachable(format!("Provider `{}`: {e}.", provider.id)),
-        _ => Failure::provider_bad_answer(format!("Provider `{}`: {e}.", provider.id)),
+    let upstream = ctx.gw.upstream.get(&provider.settings, url, headers, accept).await.map_err(|e| {
+        let message = format!("Provider `{}`: {e}.", provider.id);
+        match e {
+            UpstreamError::Timeout(_) => Failure::provider_timeout(message),
+            UpstreamError::Connect => Failure::provider_unreachable(message),
+            UpstreamError::CircuitOpen { retry_after } => Failure::provider_circuit_open(
+                format!("Provider `{}` is failing; the gateway is giving it time to recover.", provider.id),
+                retry_after.as_secs_f64().ceil() as u64,
+            ),
+            _ => Failure::provider_bad_answer(message),
+        }
     })?;
     let shaped = ctx
         .policy
         .shaper
         .module
-        .shape_response(ctx.call_ctx(Role::Shaping), &exchange, upstream.status.as_u16(), &upstream.body)
+        .shape_response(ctx.call_ctx(Role::Shaping), exchange, upstream.status.as_u16(), &upstream.body)
         .await
         .map_err(|f| Failure::from_fault(Role::Shaping, &f))?
         .map_err(|d| Failure::denial(Role::Shaping, d.status, &d.code, &d.message))?;
     let status = StatusCode::from_u16(shaped.status)
         .map_err(|_| Failure::module(Role::Shaping, format!("answered with invalid status {}", shaped.status)))?;
     Ok((status, shaped.body))
+}
+
+/// A page link's cursor, when the request follows one.
+fn page_cursor(request: &Request) -> Option<&str> {
+    if request.interaction != Interaction::Search || request.resource_type.is_some() {
+        return None;
+    }
+    request.params.iter().find(|p| p.name == PAGE_PARAM).map(|p| p.value.as_str())
+}
+
+/// Follows a page link: the cursor must be ours, unexpired, issued on this
+/// face for this token's tenant, and its provider still active for it.
+async fn follow_page(
+    ctx: &Ctx<'_>,
+    claims: &Claims,
+    text: &str,
+    audit: &mut Audit,
+) -> Result<(StatusCode, Vec<u8>), Failure> {
+    let invalid = || Failure::client(StatusCode::BAD_REQUEST, "The page link is not valid; run the search again.");
+    let cursor = ctx.gw.sealer.open(text, crate::oauth::keys::now_seconds()).map_err(|e| match e {
+        crate::paging::CursorError::Expired => Failure::client(StatusCode::GONE, e.to_string()),
+        crate::paging::CursorError::Invalid => invalid(),
+    })?;
+    if !cursor.tenant.eq_ignore_ascii_case(&claims.tenant_id) || cursor.face != ctx.face.face() {
+        return Err(invalid());
+    }
+    audit.resource_type = cursor.resource_type.clone();
+    let provider = ctx.directory.resolve(&claims.tenant_id, &cursor.provider).map_err(tenant_refused)?;
+    audit.provider = Some(provider.id.clone());
+    let (path, query) = cursor.link.split_once('?').unwrap_or((cursor.link.as_str(), ""));
+    check_path(path).map_err(|_| invalid())?;
+    let url = if query.is_empty() {
+        format!("{}/{path}", provider.base_url)
+    } else {
+        format!("{}/{path}?{query}", provider.base_url)
+    };
+    let exchange = exchange(ctx, &provider, Interaction::Search);
+    let (status, body) = forward_and_shape(ctx, &provider, &exchange, &url, HeaderMap::new()).await?;
+    Ok((status, seal_links(ctx, claims, &provider, cursor.resource_type.as_deref(), body)))
+}
+
+/// Replaces the links of a shaped searchset (already moved onto the
+/// gateway's base by the shaping module) with sealed cursors.
+fn seal_links(
+    ctx: &Ctx<'_>,
+    claims: &Claims,
+    provider: &ProviderRoute,
+    resource_type: Option<&str>,
+    body: Vec<u8>,
+) -> Vec<u8> {
+    // Cheap pre-check: most answers to reads carry no links.
+    if !body.windows(6).any(|w| w == b"\"link\"") {
+        return body;
+    }
+    let Ok(mut bundle) = serde_json::from_slice::<Value>(&body) else { return body };
+    if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+        return body;
+    }
+    let base = ctx.gateway_base();
+    let expires_at = crate::oauth::keys::now_seconds() + CURSOR_LIFETIME_SECONDS;
+    let Some(Value::Array(links)) = bundle.get_mut("link") else { return body };
+    links.retain_mut(|link| {
+        let Some(url) = link.get("url").and_then(Value::as_str) else { return false };
+        let Some(rel) = url.strip_prefix(&base) else { return false };
+        let rel = rel.trim_start_matches('/');
+        if rel.is_empty() || rel.starts_with('?') {
+            return false;
+        }
+        let cursor = Cursor {
+            tenant: claims.tenant_id.to_ascii_lowercase(),
+            provider: provider.id.clone(),
+            face: ctx.face.face().to_owned(),
+            resource_type: resource_type.map(str::to_owned),
+            link: rel.to_owned(),
+            expires_at,
+        };
+        match ctx.gw.sealer.seal(&cursor) {
+            Some(sealed) => {
+                link["url"] = Value::String(format!("{base}?{PAGE_PARAM}={sealed}"));
+                true
+            }
+            None => false,
+        }
+    });
+    serde_json::to_vec(&bundle).unwrap_or(body)
+}
+
+/// The answer for a tenant the directory does not route.
+fn tenant_refused(r: Refusal) -> Failure {
+    let message = match r {
+        Refusal::UnknownTenant => "This token's tenant is not onboarded with any provider.",
+        Refusal::Pending => "This token's tenant is awaiting approval of its provider mapping.",
+        Refusal::Rejected => "This token's tenant's provider mapping was rejected.",
+        Refusal::NotApproved => "The provider is no longer active for this token's tenant; run the search again.",
+        Refusal::Unavailable => {
+            return Failure::gateway("The provider's settings could not be loaded; the operator has been told.");
+        }
+    };
+    Failure::client(StatusCode::FORBIDDEN, message)
 }
 
 /// Phase 1: the request as modules see it.
@@ -270,6 +463,9 @@ fn parse(
         }
         (&Method::GET, [t, id, "_history", vid]) if is_type(t) && is_id(id) && is_id(vid) => {
             (Interaction::Vread, Some(*t), Some(*id), None)
+        }
+        (&Method::GET, []) if params.len() == 1 && params[0].name == PAGE_PARAM => {
+            (Interaction::Search, None, None, None)
         }
         (&Method::GET, []) => {
             return Err(Failure::client(
@@ -398,7 +594,7 @@ async fn authenticate(ctx: &Ctx<'_>, headers: &HeaderMap, request: &Request) -> 
 }
 
 /// Phase 3: the routing module's answer, enforced.
-async fn route(ctx: &Ctx<'_>, claims: &Claims, request: &Request) -> Result<(Target, Provider), Failure> {
+async fn route(ctx: &Ctx<'_>, claims: &Claims, request: &Request) -> Result<(Target, Arc<ProviderRoute>), Failure> {
     let target = ctx
         .policy
         .router
@@ -407,13 +603,10 @@ async fn route(ctx: &Ctx<'_>, claims: &Claims, request: &Request) -> Result<(Tar
         .await
         .map_err(|f| Failure::from_fault(Role::Routing, &f))?
         .map_err(|d| Failure::denial(Role::Routing, d.status, &d.code, &d.message))?;
-    let provider = ctx
-        .policy
-        .provider_for(&claims.tenant_id, &target.provider_id)
-        .ok_or_else(|| {
-            Failure::module(Role::Routing, "it chose a provider that is not approved for this token's tenant")
-        })?
-        .clone();
+    let provider = ctx.directory.resolve(&claims.tenant_id, &target.provider_id).map_err(|r| match r {
+        Refusal::Unavailable => tenant_refused(r),
+        _ => Failure::module(Role::Routing, "it chose a provider that is not active for this token's tenant"),
+    })?;
     check_path(&target.path).map_err(|m| Failure::module(Role::Routing, m))?;
     Ok((target, provider))
 }
@@ -507,7 +700,8 @@ async fn batch(ctx: &Ctx<'_>, claims: &Claims, request: &Request) -> Result<Resp
     }
     // Collected first: a stream over a borrowing closure trips the compiler's
     // higher-ranked `Send` inference when the connection future is spawned.
-    let pending: Vec<_> = entries.iter().map(|e| batch_entry(ctx, claims, request, e)).collect();
+    let pending: Vec<_> =
+        entries.iter().enumerate().map(|(i, e)| batch_entry(ctx, claims, request, i as u32 + 1, e)).collect();
     let results: Vec<Value> = futures_util::stream::iter(pending).buffered(BATCH_PARALLELISM).collect().await;
     let out = json!({
         "resourceType": "Bundle",
@@ -518,7 +712,11 @@ async fn batch(ctx: &Ctx<'_>, claims: &Claims, request: &Request) -> Result<Resp
     Ok(json_response(StatusCode::OK, ctx.face.content_type(), out.to_string()))
 }
 
-async fn batch_entry(ctx: &Ctx<'_>, claims: &Claims, parent: &Request, entry: &Value) -> Value {
+async fn batch_entry(ctx: &Ctx<'_>, claims: &Claims, parent: &Request, part: u32, entry: &Value) -> Value {
+    let started = Instant::now();
+    let at_ms = crate::oauth::keys::now_millis();
+    let mut audit = Audit::default();
+    let mut sub_request: Option<(Interaction, Option<String>)> = None;
     let result = async {
         let req = entry
             .get("request")
@@ -546,21 +744,46 @@ async fn batch_entry(ctx: &Ctx<'_>, claims: &Claims, parent: &Request, entry: &V
         };
         let mut sub = parse(ctx, &Method::GET, path.trim_end_matches('/'), query, &HeaderMap::new(), Bytes::new())?;
         sub.headers = parent.headers.clone();
-        let mut audit = Audit::default();
+        sub_request = Some((sub.interaction, sub.resource_type.clone()));
+        audit.patient = patient_of(&sub);
+        if page_cursor(&sub).is_some() || sub.interaction == Interaction::Batch {
+            return Err(Failure::client(StatusCode::BAD_REQUEST, "Batch entries must be reads or searches."));
+        }
         let (status, body) = broker(ctx, claims, &sub, &mut audit).await?;
         let resource: Value = serde_json::from_slice(&body)
             .map_err(|_| Failure::module(Role::Shaping, "it answered a body that is not JSON"))?;
         Ok((status, resource))
     }
     .await;
+    let mut provider_fault = false;
     let (status, resource) = match result {
         Ok(r) => r,
         Err(f) => {
             log_failure(ctx, &f);
+            provider_fault = f.fault == crate::error::Fault::Provider;
             let severity = if f.status.is_server_error() { "fatal" } else { "error" };
             (f.status, crate::fhir::outcome::outcome(severity, f.issue, &f.message))
         }
     };
+    let (interaction, resource_type) = sub_request.unwrap_or((Interaction::Other, None));
+    ctx.gw
+        .access
+        .record(AccessRecord {
+            request_id: ctx.request_id.clone(),
+            part,
+            at_ms,
+            client_id: Some(claims.client_id.clone()),
+            tenant_id: Some(claims.tenant_id.clone()),
+            provider_id: audit.provider,
+            face: ctx.face.face().to_owned(),
+            interaction: interaction_name(interaction).to_owned(),
+            resource_type,
+            patient_id: audit.patient,
+            outcome: Outcome::from_status(status.as_u16(), provider_fault),
+            status: status.as_u16(),
+            latency_us: started.elapsed().as_micros() as u64,
+        })
+        .await;
     let mut out = json!({
         "resource": resource,
         "response": { "status": format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or("")).trim_end().to_owned() },

@@ -1,5 +1,6 @@
 //! A partner's policy bundle: which modules it runs for each role, their
-//! configuration, its providers and which tenants each provider serves.
+//! configuration, and the providers and tenants it declares (written into the
+//! tenant directory when the policy loads).
 //!
 //! Plain TOML a partner can read and diff. Modules are named by path
 //! (relative to the policy file) and pinned by SHA-256.
@@ -7,12 +8,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
 
-use crate::fhir::Version;
+use crate::directory::ProviderSpec;
+use crate::directory::spec::valid_provider_id;
 use crate::wasm::module::sha256_hex;
 use crate::wasm::{Module, Role, Runtime};
 
@@ -32,7 +33,12 @@ pub struct PolicyFile {
     #[serde(default)]
     pub on_pin_mismatch: PinMismatch,
     pub modules: ModulesFile,
-    pub providers: BTreeMap<String, ProviderFile>,
+    /// Providers this partner declares; written into the directory as the
+    /// partner's own (more can be onboarded through the admin API).
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderSpec>,
+    /// Tenants this partner declares, each approved for the providers named.
+    #[serde(default)]
     pub tenants: BTreeMap<String, TenantFile>,
 }
 
@@ -68,38 +74,10 @@ pub struct ModuleFile {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ProviderFile {
-    /// The provider's FHIR base URL.
-    pub base_url: String,
-    /// The FHIR version it speaks: `r4`, `stu3` or `dstu2`.
-    pub fhir_version: Version,
-    /// Budget for one upstream exchange, in milliseconds. 15 s: the app
-    /// gives up on a screen after about 30 s, and the gateway should answer
-    /// with a clear 504 before that.
-    #[serde(default = "default_timeout_ms")]
-    pub timeout_ms: u64,
-}
-
-fn default_timeout_ms() -> u64 {
-    15_000
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TenantFile {
     /// Providers approved for this tenant; a routing answer naming any other
     /// provider is refused.
     pub providers: Vec<String>,
-}
-
-/// A provider as the gateway uses it.
-#[derive(Debug, Clone)]
-pub struct Provider {
-    pub id: String,
-    /// Base URL without a trailing slash.
-    pub base_url: String,
-    pub fhir_version: Version,
-    pub timeout: Duration,
 }
 
 /// A module bound to a role, with its configuration.
@@ -115,18 +93,7 @@ pub struct Policy {
     pub validator: BoundModule,
     pub router: BoundModule,
     pub shaper: BoundModule,
-    pub providers: HashMap<String, Provider>,
-    /// Lower-case tenant id → approved provider ids.
-    pub tenants: HashMap<String, Vec<String>>,
     pub source: PathBuf,
-}
-
-impl Policy {
-    /// The provider `id` if it is approved for `tenant`.
-    pub fn provider_for(&self, tenant: &str, id: &str) -> Option<&Provider> {
-        let approved = self.tenants.get(&tenant.to_ascii_lowercase())?;
-        if approved.iter().any(|p| p == id) { self.providers.get(id) } else { None }
-    }
 }
 
 /// Whether `s` is a GUID (8-4-4-4-12 hex digits).
@@ -143,7 +110,11 @@ impl PolicyFile {
     /// Reads `path` without loading its modules.
     pub fn read(path: &Path) -> anyhow::Result<PolicyFile> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading policy {}", path.display()))?;
-        let file: PolicyFile = toml::from_str(&text).with_context(|| format!("in policy {}", path.display()))?;
+        let mut file: PolicyFile = toml::from_str(&text).with_context(|| format!("in policy {}", path.display()))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        for spec in file.providers.values_mut() {
+            spec.resolve_paths(dir);
+        }
         file.check().with_context(|| format!("in policy {}", path.display()))?;
         Ok(file)
     }
@@ -153,14 +124,10 @@ impl PolicyFile {
             bail!("`schema_version` is {}, expected {SCHEMA_VERSION}", self.schema_version);
         }
         for (id, p) in &self.providers {
-            let uri: http::Uri =
-                p.base_url.parse().with_context(|| format!("`providers.{id}.base_url` is not a URL"))?;
-            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() || uri.query().is_some() {
-                bail!("`providers.{id}.base_url` must be an absolute http(s) URL without a query");
+            if !valid_provider_id(id) {
+                bail!("`providers.{id}`: a provider id is 1–64 letters, digits, `-` or `_`");
             }
-            if p.timeout_ms == 0 {
-                bail!("`providers.{id}.timeout_ms` must be positive");
-            }
+            p.check().map_err(|e| anyhow::anyhow!("`providers.{id}`: {e:#}"))?;
         }
         for (tenant, t) in &self.tenants {
             if !is_guid(tenant) {
@@ -174,6 +141,11 @@ impl PolicyFile {
             }
         }
         Ok(())
+    }
+
+    /// The declared tenants: lower-case tenant id → provider ids.
+    pub fn declared_tenants(&self) -> BTreeMap<String, Vec<String>> {
+        self.tenants.iter().map(|(t, f)| (t.to_ascii_lowercase(), f.providers.clone())).collect()
     }
 
     /// Loads every module and builds the policy. `path` is where the file was
@@ -220,30 +192,6 @@ impl PolicyFile {
         let router = bind("routing", &self.modules.routing, Role::Routing)?;
         let shaper = bind("shaping", &self.modules.shaping, Role::Shaping)?;
 
-        let providers = self
-            .providers
-            .iter()
-            .map(|(id, p)| {
-                (
-                    id.clone(),
-                    Provider {
-                        id: id.clone(),
-                        base_url: p.base_url.trim_end_matches('/').to_owned(),
-                        fhir_version: p.fhir_version,
-                        timeout: Duration::from_millis(p.timeout_ms),
-                    },
-                )
-            })
-            .collect();
-        let tenants = self.tenants.iter().map(|(t, f)| (t.to_ascii_lowercase(), f.providers.clone())).collect();
-        Ok(Policy {
-            partner: self.partner.as_str().into(),
-            validator,
-            router,
-            shaper,
-            providers,
-            tenants,
-            source: path.to_owned(),
-        })
+        Ok(Policy { partner: self.partner.as_str().into(), validator, router, shaper, source: path.to_owned() })
     }
 }

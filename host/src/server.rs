@@ -22,21 +22,60 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, HttpLimits};
+use crate::directory::Directory;
 use crate::error::{Body, Failure, json_response, no_store, oauth_error_response};
 use crate::fhir::{FACES, Version, capability::capability_statement};
 use crate::oauth::discovery;
 use crate::oauth::token::{AuthServer, OAuthError};
 use crate::oauth::{ClientRegistry, SigningKey};
+use crate::paging::Sealer;
 use crate::pipeline::{self, Ctx};
-use crate::policy::Policy;
+use crate::policy::{Policy, PolicyFile};
+use crate::store::Store;
+use crate::store::access::AccessLog;
 use crate::upstream::Upstream;
 use crate::wasm::Runtime;
+
+/// What a gateway keeps in its store: the tenant directory, the access log
+/// and the paging key.
+pub struct GatewayState {
+    pub store: Store,
+    pub directory: Directory,
+    pub access: AccessLog,
+    pub sealer: Sealer,
+}
+
+impl GatewayState {
+    /// Opens the store in `data_dir` (or an in-memory one, for a gateway
+    /// that keeps nothing across restarts) and writes the policy file's
+    /// providers and tenants into the directory.
+    pub async fn open(data_dir: Option<&std::path::Path>, policy: &PolicyFile) -> anyhow::Result<GatewayState> {
+        let (store, sealer) = match data_dir {
+            Some(dir) => (Store::open_dir(dir).await?, Sealer::load_or_create(dir)?),
+            None => (Store::open("sqlite::memory:").await?, Sealer::random()?),
+        };
+        let directory = Directory::open(store.clone()).await?;
+        directory
+            .declare(&policy.partner, &policy.providers, &policy.declared_tenants())
+            .await
+            .with_context(|| "in the policy's [providers] and [tenants]".to_owned())?;
+        let access = AccessLog::start(store.clone());
+        Ok(GatewayState { store, directory, access, sealer })
+    }
+}
 
 /// Everything a running gateway owns.
 pub struct Gateway {
     pub auth: AuthServer,
     /// The partner policy; swapped whole on reload.
     pub policy: ArcSwap<Policy>,
+    /// Tenants → providers, with approval state.
+    pub directory: Directory,
+    /// The append-only access log.
+    pub access: AccessLog,
+    /// Seals paging cursors.
+    pub sealer: Sealer,
+    pub store: Store,
     pub runtime: Runtime,
     pub upstream: Upstream,
     /// Configured public URL, if any.
@@ -56,6 +95,7 @@ impl Gateway {
         config: &Config,
         runtime: Runtime,
         policy: Policy,
+        state: GatewayState,
         clients: ClientRegistry,
         local_addr: SocketAddr,
     ) -> anyhow::Result<Gateway> {
@@ -65,9 +105,15 @@ impl Gateway {
         };
         let issuer = config.public_url.clone().unwrap_or_else(|| format!("http://{local_addr}"));
         let audiences = FACES.iter().map(|f| format!("{issuer}/{}", f.face())).collect();
+        let mut auth = AuthServer::new(clients, key, issuer, audiences, config.token.lifetime_seconds);
+        auth.events = Some(state.store.clone());
         Ok(Gateway {
-            auth: AuthServer::new(clients, key, issuer, audiences, config.token.lifetime_seconds),
+            auth,
             policy: ArcSwap::from_pointee(policy),
+            directory: state.directory,
+            access: state.access,
+            sealer: state.sealer,
+            store: state.store,
             runtime,
             upstream: Upstream::new(config.limits.max_upstream_body_bytes),
             public_url: config.public_url.clone(),
@@ -97,6 +143,25 @@ impl Gateway {
             None => format!("http://{}", self.local_addr),
         }
     }
+}
+
+/// How often a gateway checks the store for directory changes made by
+/// another process (the CLI, another gateway); changes made through this
+/// gateway's admin API apply at once.
+const DIRECTORY_POLL: Duration = Duration::from_secs(2);
+
+/// Keeps `gateway`'s directory in step with its store.
+pub fn watch_directory(gateway: Arc<Gateway>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(DIRECTORY_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = gateway.directory.reload_if_changed().await {
+                tracing::warn!(error = %format!("{e:#}"), "reloading the directory failed; keeping the current one");
+            }
+        }
+    });
 }
 
 /// How long in-flight requests may take to finish after shutdown is asked.
@@ -146,6 +211,7 @@ pub async fn run(
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("in-flight connections did not finish in time"),
     }
+    gateway.access.flush().await;
     Ok(())
 }
 
@@ -229,7 +295,14 @@ async fn dispatch(gw: &Gateway, req: Request<Incoming>, request_id: &str, peer: 
         Ok(b) => b,
         Err(f) => return f.into_response(face),
     };
-    let ctx = Ctx { gw, policy: gw.policy.load_full(), face, public_base, request_id: request_id.to_owned() };
+    let ctx = Ctx {
+        gw,
+        policy: gw.policy.load_full(),
+        directory: gw.directory.snapshot(),
+        face,
+        public_base,
+        request_id: request_id.to_owned(),
+    };
     pipeline::handle(&ctx, &parts.method, rest, parts.uri.query(), &parts.headers, body).await
 }
 

@@ -126,7 +126,21 @@ pub fn sha256(path: &Path) -> String {
 
 /// Starts the demo provider alone and returns it with its base URL.
 pub fn provider() -> (Running, String) {
-    let p = start(&["provider", "--json", "--listen", "127.0.0.1:0"]);
+    provider_with(&[])
+}
+
+/// Starts the demo provider with extra `args` (`--patients`, `--delay-ms`,
+/// `--request-log`, `--client-credentials`, …) and returns it with its base
+/// URL. It listens on a free port unless `args` has `--listen`: to restart a
+/// provider on the same port, drop the first and pass
+/// `["--listen", &first.get("address")]`.
+pub fn provider_with(args: &[&str]) -> (Running, String) {
+    let mut all = vec!["provider", "--json"];
+    if !args.iter().any(|a| *a == "--listen" || a.starts_with("--listen=")) {
+        all.extend(["--listen", "127.0.0.1:0"]);
+    }
+    all.extend_from_slice(args);
+    let p = start(&all);
     let base = p.get("base_url");
     (p, base)
 }
@@ -135,7 +149,11 @@ pub fn provider() -> (Running, String) {
 /// test. `router` names the routing module; `routes` is the router's tenant
 /// table; `tenants` the policy's approved tenants → provider ids;
 /// `providers` (id, base URL). The client `app` with secret `secret` may ask
-/// for every tenant in `client_tenants`.
+/// for every tenant in `client_tenants`. `provider_settings` is TOML added
+/// to every provider's table (it may set `timeout_ms`, default 2000 here).
+/// `data_dir` keeps the store in the test's directory; `admin_token` enables
+/// the admin API with that bearer token.
+#[derive(Default)]
 pub struct Setup<'a> {
     pub router: &'a str,
     pub routes: &'a [(&'a str, &'a str)],
@@ -143,6 +161,9 @@ pub struct Setup<'a> {
     pub providers: &'a [(&'a str, &'a str)],
     pub client_tenants: &'a [&'a str],
     pub extra_config: &'a str,
+    pub provider_settings: &'a str,
+    pub data_dir: bool,
+    pub admin_token: Option<&'a str>,
 }
 
 pub const SECRET: &str = "test-secret-0123456789-abcdefghijklmnopqrstuv";
@@ -150,7 +171,7 @@ pub const SECRET: &str = "test-secret-0123456789-abcdefghijklmnopqrstuv";
 pub struct Served {
     pub running: Running,
     pub base: String,
-    _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 impl Setup<'_> {
@@ -162,22 +183,35 @@ impl Setup<'_> {
         };
         let mut policy = String::from("schema_version = 1\npartner = \"test\"\n\n");
         policy += &format!("[modules.token-validation]\n{}\n", module("fhirgate_token_jwt"));
-        policy += &format!("[modules.routing]\n{}\n[modules.routing.config.tenants]\n", module(self.router));
+        let router = if self.router.is_empty() { "fhirgate_router_table" } else { self.router };
+        policy += &format!("[modules.routing]\n{}\n[modules.routing.config.tenants]\n", module(router));
         for (t, p) in self.routes {
             policy += &format!("{t:?} = {p:?}\n");
         }
         policy += &format!("\n[modules.shaping]\n{}\n", module("fhirgate_shaper_fhir"));
         for (id, url) in self.providers {
-            policy += &format!("[providers.{id}]\nbase_url = {url:?}\nfhir_version = \"r4\"\ntimeout_ms = 2000\n\n");
+            let timeout = if self.provider_settings.contains("timeout_ms") { "" } else { "timeout_ms = 2000\n" };
+            policy += &format!(
+                "[providers.{id}]\nbase_url = {url:?}\nfhir_version = \"r4\"\n{timeout}{}\n\n",
+                self.provider_settings
+            );
         }
         for (t, p) in self.tenants {
             policy += &format!("[tenants.{t:?}]\nproviders = [{p:?}]\n\n");
         }
         std::fs::write(dir.path().join("policy.toml"), policy).expect("policy");
         let tenants: Vec<String> = self.client_tenants.iter().map(|t| format!("{t:?}")).collect();
+        let mut extra = String::new();
+        if self.data_dir {
+            extra += &format!("data_dir = {:?}\n", dir.path().join("data").display().to_string());
+        }
+        extra += self.extra_config;
+        if let Some(token) = self.admin_token {
+            extra += &format!("\n[admin]\ntoken_sha256 = {:?}\n", sha256_str(token));
+        }
         let config = format!(
             "schema_version = 1\npolicy = \"policy.toml\"\n{}\n\n[[clients]]\nclient_id = \"app\"\nsecret_sha256 = {:?}\ntenants = [{}]\n",
-            self.extra_config,
+            extra,
             sha256_str(SECRET),
             tenants.join(", ")
         );
@@ -185,7 +219,7 @@ impl Setup<'_> {
         std::fs::write(&config_path, config).expect("config");
         let running = start(&["serve", "--json", "--listen", "127.0.0.1:0", "--config", config_path.to_str().unwrap()]);
         let base = format!("http://{}", running.get("address"));
-        Served { running, base, _dir: dir }
+        Served { running, base, dir }
     }
 }
 
@@ -205,4 +239,39 @@ impl Served {
         let body: Value = resp.json().expect("token JSON");
         body["access_token"].as_str().expect("access_token").to_owned()
     }
+}
+
+/// The Python interpreter of the test virtualenv (the README's test command
+/// creates it in `target/py`).
+pub fn python() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
+    let py = target.join("py/bin/python");
+    assert!(
+        py.exists(),
+        "{} is missing: create it with `python3 -m venv target/py && target/py/bin/pip install -r tests/requirements.txt`",
+        py.display()
+    );
+    py
+}
+
+/// Validates `resource` with an independent FHIR library (the `fhir.resources`
+/// models of `version`: `r4` or `stu3`); panics with its errors.
+pub fn validate_fhir(version: &str, resource: &Value) {
+    use std::io::Write as _;
+    let mut child = Command::new(python())
+        .arg(repo_root().join("tests/python/validate_fhir.py"))
+        .args(["--version", version, "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting the FHIR validator");
+    child.stdin.take().expect("stdin").write_all(resource.to_string().as_bytes()).expect("writing to the validator");
+    let out = child.wait_with_output().expect("running the FHIR validator");
+    assert!(
+        out.status.success(),
+        "the FHIR validator refused the resource:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

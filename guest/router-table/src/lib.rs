@@ -1,5 +1,6 @@
-//! Default routing module: maps the token's tenant to a provider through a
-//! table in the module configuration, and forwards the request path and
+//! Default routing module: maps the token's tenant to a provider, through a
+//! table in the module configuration or else the provider the gateway's
+//! directory has active for the tenant, and forwards the request path and
 //! parameters unchanged.
 
 use std::collections::BTreeMap;
@@ -18,25 +19,30 @@ wit_bindgen::generate!({
         "fhirgate:policy/host@0.1.0": fhirgate_guest_sdk::host,
         "fhirgate:policy/issuer@0.1.0": fhirgate_guest_sdk::issuer,
         "fhirgate:policy/crypto@0.1.0": fhirgate_guest_sdk::crypto,
+        "fhirgate:policy/directory@0.1.0": fhirgate_guest_sdk::directory,
     },
 });
 
 /// Module configuration (`[modules.routing.config]` in the policy).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Tenant id (GUID, any case) → provider id.
+    /// Tenant id (GUID, any case) → provider id. Optional: a tenant not
+    /// listed goes to the first provider the directory has active for it.
+    #[serde(default)]
     pub tenants: BTreeMap<String, String>,
 }
 
-/// Picks the route for `request` made under `claims`.
-pub fn decide(config: &Config, claims: &Claims, request: &Request) -> Result<Target, Denial> {
+/// Picks the route for `request` made under `claims`; `active` lists the
+/// providers the directory has active for the tenant, in approval order.
+pub fn decide(config: &Config, claims: &Claims, request: &Request, active: &[String]) -> Result<Target, Denial> {
     let provider = config
         .tenants
         .iter()
         .find(|(tenant, _)| tenant.eq_ignore_ascii_case(&claims.tenant_id))
         .map(|(_, provider)| provider.clone())
-        .ok_or_else(|| deny(403, "unknown-tenant", "No provider is configured for this token's tenant."))?;
+        .or_else(|| active.first().cloned())
+        .ok_or_else(|| deny(403, "unknown-tenant", "No provider is active for this token's tenant."))?;
     let path = match request.interaction {
         // `POST Type/_search` arrives with its form body already in `params`;
         // upstream it is the plain type-level search.
@@ -55,7 +61,12 @@ struct Router;
 impl exports::fhirgate::policy::routing::Guest for Router {
     fn route(claims: Claims, request: Request) -> Result<Target, Denial> {
         let config: Config = fhirgate_guest_sdk::config().map_err(|m| deny(500, "module-config", m))?;
-        decide(&config, &claims, &request)
+        let active: Vec<String> = if config.tenants.keys().any(|t| t.eq_ignore_ascii_case(&claims.tenant_id)) {
+            Vec::new()
+        } else {
+            fhirgate_guest_sdk::directory::active_providers(&claims.tenant_id).into_iter().map(|p| p.id).collect()
+        };
+        decide(&config, &claims, &request, &active)
     }
 }
 

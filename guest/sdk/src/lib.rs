@@ -14,12 +14,14 @@
 //!         "fhirgate:policy/host@0.1.0": fhirgate_guest_sdk::host,
 //!         "fhirgate:policy/issuer@0.1.0": fhirgate_guest_sdk::issuer,
 //!         "fhirgate:policy/crypto@0.1.0": fhirgate_guest_sdk::crypto,
+//!         "fhirgate:policy/directory@0.1.0": fhirgate_guest_sdk::directory,
 //!     },
 //! });
 //! ```
 //!
 //! Layout:
-//! - [`types`], [`host`], [`issuer`], [`crypto`]: the generated bindings;
+//! - [`types`], [`host`], [`issuer`], [`crypto`], [`directory`]: the generated
+//!   bindings;
 //! - [`log`], [`config`], [`now_ms`], [`deny`]: ergonomic wrappers;
 //! - [`fhir`]: JSON helpers for FHIR resources and Bundles;
 //! - [`params`]: helpers for search parameters.
@@ -35,7 +37,7 @@ mod bindings {
     });
 }
 
-pub use bindings::fhirgate::policy::{crypto, host, issuer, types};
+pub use bindings::fhirgate::policy::{crypto, directory, host, issuer, types};
 
 use types::Denial;
 

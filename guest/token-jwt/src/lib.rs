@@ -18,6 +18,7 @@ wit_bindgen::generate!({
         "fhirgate:policy/host@0.1.0": fhirgate_guest_sdk::host,
         "fhirgate:policy/issuer@0.1.0": fhirgate_guest_sdk::issuer,
         "fhirgate:policy/crypto@0.1.0": fhirgate_guest_sdk::crypto,
+        "fhirgate:policy/directory@0.1.0": fhirgate_guest_sdk::directory,
     },
 });
 

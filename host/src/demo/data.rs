@@ -5,8 +5,11 @@
 
 use serde_json::{Value, json};
 
-/// Patients the demo provider serves.
+/// Patients the demo provider serves by default.
 pub const PATIENT_COUNT: usize = 60;
+/// The most patients `--patients` asks for: enough for paging benchmarks,
+/// small enough that the whole set stays a few megabytes in memory.
+pub const MAX_PATIENTS: usize = 10_000;
 
 const FAMILIES: &[&str] = &[
     "Chau",
@@ -148,7 +151,13 @@ pub fn patient(i: usize) -> Value {
 
 /// Every demo patient.
 pub fn patients() -> Vec<Value> {
-    (0..PATIENT_COUNT).map(patient).collect()
+    patients_n(PATIENT_COUNT)
+}
+
+/// The first `n` patients. Any prefix is the same as in a larger set, so the
+/// default 60 are always among them; ids and MRNs stay unique (names repeat).
+pub fn patients_n(n: usize) -> Vec<Value> {
+    (0..n).map(patient).collect()
 }
 
 #[cfg(test)]
@@ -163,5 +172,29 @@ mod tests {
         assert_eq!(ids.len(), PATIENT_COUNT);
         assert_eq!(patient(0)["name"][0]["family"], "Chau");
         assert_eq!(patient(0)["name"][0]["given"][0], "Hugh");
+    }
+
+    #[test]
+    fn larger_sets_extend_the_default_one() {
+        let many = patients_n(200);
+        assert_eq!(many.len(), 200);
+        assert_eq!(many[..PATIENT_COUNT], patients()[..]);
+        let ids: std::collections::BTreeSet<_> = many.iter().map(|p| p["id"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(ids.len(), 200);
+        assert_eq!(many[199]["id"], "pat-200");
+        // The default set is what existing tests name; it must not drift.
+        let digest = crate::wasm::module::sha256_hex(serde_json::to_string(&patients()).unwrap().as_bytes());
+        assert_eq!(digest, "669e18bb22993e444b5b727d9989442605b6e500c829d592a07d06190bf56680");
+    }
+
+    #[test]
+    fn ids_and_mrns_unique_up_to_the_maximum() {
+        let ids: std::collections::HashSet<_> = (0..MAX_PATIENTS).map(patient_id).collect();
+        let mrns: std::collections::HashSet<_> = (0..MAX_PATIENTS).map(mrn).collect();
+        assert_eq!(ids.len(), MAX_PATIENTS);
+        assert_eq!(mrns.len(), MAX_PATIENTS);
+        let last = patient(MAX_PATIENTS - 1);
+        assert_eq!(last["id"], patient_id(MAX_PATIENTS - 1));
+        assert_eq!(last["identifier"][0]["value"], mrn(MAX_PATIENTS - 1));
     }
 }

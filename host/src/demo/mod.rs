@@ -16,7 +16,7 @@ use crate::config::{Config, HttpLimits, SCHEMA_VERSION, TokenConfig};
 use crate::oauth::ClientRegistry;
 use crate::oauth::clients::generate_secret;
 use crate::policy::PolicyFile;
-use crate::server::{Gateway, bind, run};
+use crate::server::{Gateway, GatewayState, bind, run, watch_directory};
 use crate::wasm::{Limits, Runtime};
 
 /// The provider id the demo policy routes to; its `base_url` is replaced by
@@ -37,7 +37,7 @@ pub struct DemoOptions {
 pub async fn run_demo(opts: DemoOptions, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     let (provider_listener, provider_addr) = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let provider_base = format!("http://{provider_addr}/fhir");
-    tokio::spawn(provider::serve(provider_listener, provider_base.clone()));
+    tokio::spawn(provider::serve(provider_listener, provider_base.clone(), provider::ProviderOptions::default()));
 
     let mut file = PolicyFile::read(&opts.policy)?;
     let Some(p) = file.providers.get_mut(DEMO_PROVIDER_ID) else {
@@ -53,6 +53,7 @@ pub async fn run_demo(opts: DemoOptions, shutdown: impl std::future::Future<Outp
         .to_ascii_lowercase();
 
     let runtime = Runtime::new(Limits::default())?;
+    let state = GatewayState::open(None, &file).await?;
     let policy = file.load(&opts.policy, &runtime)?;
     let secret = generate_secret();
     let mut clients = ClientRegistry::default();
@@ -60,7 +61,8 @@ pub async fn run_demo(opts: DemoOptions, shutdown: impl std::future::Future<Outp
 
     let config = demo_config(&opts.policy, opts.listen);
     let (listener, addr) = bind(opts.listen).await?;
-    let gateway = Arc::new(Gateway::new(&config, runtime, policy, clients, addr)?);
+    let gateway = Arc::new(Gateway::new(&config, runtime, policy, state, clients, addr)?);
+    watch_directory(gateway.clone());
     let base = format!("http://{addr}");
     let facts = json!({
         "gateway": base,
@@ -80,7 +82,8 @@ pub async fn run_demo(opts: DemoOptions, shutdown: impl std::future::Future<Outp
     run(listener, gateway, shutdown).await
 }
 
-fn demo_config(policy: &Path, listen: SocketAddr) -> Config {
+/// The configuration the demo gateway runs with: everything at its default.
+pub fn demo_config(policy: &Path, listen: SocketAddr) -> Config {
     Config {
         schema_version: SCHEMA_VERSION,
         listen: Some(listen),

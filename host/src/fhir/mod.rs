@@ -4,12 +4,12 @@
 pub mod capability;
 pub mod outcome;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::wasm::bindings::types::FhirVersion;
 
 /// A FHIR release, as configuration names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Version {
     Dstu2,

@@ -83,6 +83,9 @@ pub struct AuthServer {
     /// serves hold at once; the least recently used verdict goes first.
     /// Cleared whenever the keys change.
     pub verdicts: quick_cache::sync::Cache<VerdictKey, Verdict>,
+    /// Where token issuance and refused client authentications are
+    /// recorded (the store's change audit trail).
+    pub events: Option<crate::store::Store>,
 }
 
 /// Cache key of a validation verdict: the token's SHA-256, the digest of the
@@ -122,7 +125,21 @@ impl AuthServer {
             throttle: Throttle::default(),
             revoked: RevocationList::default(),
             verdicts: quick_cache::sync::Cache::new(50_000),
+            events: None,
         }
+    }
+
+    /// Records a security event without holding up the answer; a failed
+    /// write is logged.
+    fn record(&self, action: &'static str, subject: String, detail: Value) {
+        let Some(store) = self.events.clone() else { return };
+        tokio::spawn(async move {
+            if let Err(e) =
+                crate::store::directory::record_event(&store, "token-endpoint", action, &subject, &detail).await
+            {
+                tracing::warn!(error = %e, action, "recording a security event failed");
+            }
+        });
     }
 
     /// Replaces the key ring (after a rotation, or when loaded from the
@@ -214,6 +231,11 @@ impl AuthServer {
             "token issued"
         );
         let token = self.keys.load().active().sign(&claims).map_err(|_| OAuthError::TemporarilyUnavailable)?;
+        self.record(
+            "token.issued",
+            format!("client:{}", client.client_id),
+            json!({ "scope": granted, "jti": claims["jti"], "expires_at": claims["exp"] }),
+        );
         Ok(json!({
             "access_token": token,
             "token_type": "Bearer",
@@ -255,7 +277,14 @@ impl AuthServer {
                 self.throttle.forgive(Some(&client_id), peer);
                 Ok(client)
             }
-            None => Err(OAuthError::InvalidClient { basic }),
+            None => {
+                self.record(
+                    "token.refused",
+                    format!("client:{}", client_id.chars().take(128).collect::<String>()),
+                    json!({ "error": "invalid_client", "peer": peer.to_string() }),
+                );
+                Err(OAuthError::InvalidClient { basic })
+            }
         }
     }
 

@@ -126,7 +126,7 @@ impl Registry {
         sqlx::query(
             "INSERT INTO audit_events (event_id, at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(new_id("evt_"))
+        .bind(super::event_id())
         .bind(now())
         .bind(actor)
         .bind(action)
@@ -140,7 +140,7 @@ impl Registry {
     /// The newest `limit` audit events, newest first.
     pub async fn audit_events(&self, limit: i64) -> Result<Vec<Value>, RegistryError> {
         let rows = sqlx::query(
-            "SELECT event_id, at, actor, action, subject, detail FROM audit_events ORDER BY at DESC, event_id LIMIT $1",
+            "SELECT event_id, at, actor, action, subject, detail FROM audit_events ORDER BY at DESC, event_id DESC LIMIT $1",
         )
         .bind(limit)
         .fetch_all(self.store.pool())

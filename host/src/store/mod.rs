@@ -1,9 +1,11 @@
-//! Persistent state: the client registry, its secrets and the audit trail of
-//! changes, in SQLite by default (a file in the data directory, created on
+//! Persistent state: the client registry, its secrets, the tenant directory,
+//! the access log and the audit trail of changes, in SQLite by default (a file in the data directory, created on
 //! first run). Queries go through `sqlx`'s `Any` driver in portable SQL so the
 //! same code can run on PostgreSQL.
 
+pub mod access;
 pub mod clients;
+pub mod directory;
 pub mod keys;
 
 use std::path::{Path, PathBuf};
@@ -49,6 +51,13 @@ impl Store {
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
+}
+
+/// A change-event id that sorts by creation time (nanoseconds, then random
+/// bits), so events recorded within the same second keep their order.
+pub fn event_id() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("evt_{nanos:020}{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 
 /// A database URL without any password in it, for messages.

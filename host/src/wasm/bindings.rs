@@ -10,5 +10,5 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use self::fhirgate::policy::{crypto, host, issuer, types};
+pub use self::fhirgate::policy::{crypto, directory, host, issuer, types};
 pub use exports::fhirgate::policy::{routing, shaping, token_validation};

@@ -25,6 +25,7 @@ pub struct Harness {
     config_json: Arc<str>,
     issuer: Arc<IssuerFacts>,
     now_ms: Option<u64>,
+    directory: Arc<crate::directory::Snapshot>,
 }
 
 impl Harness {
@@ -53,6 +54,7 @@ impl Harness {
                 jwks: r#"{"keys":[]}"#.into(),
             }),
             now_ms: None,
+            directory: Arc::default(),
         })
     }
 
@@ -74,6 +76,21 @@ impl Harness {
         self
     }
 
+    /// What the `directory` import answers: `(tenant, provider id, FHIR
+    /// version)` for each active mapping, in approval order.
+    pub fn active_providers(mut self, active: &[(&str, &str, crate::fhir::Version)]) -> Self {
+        let routes = active
+            .iter()
+            .filter_map(|(_, id, version)| {
+                let spec = crate::directory::ProviderSpec::new("http://127.0.0.1/fhir", *version);
+                spec.route(id).ok()
+            })
+            .collect();
+        let pairs: Vec<(&str, &str)> = active.iter().map(|(t, p, _)| (*t, *p)).collect();
+        self.directory = Arc::new(crate::directory::Snapshot::from_routes(routes, &pairs));
+        self
+    }
+
     pub fn module(&self) -> &Module {
         &self.module
     }
@@ -85,6 +102,7 @@ impl Harness {
             digest: self.module.digest().clone(),
             config_json: self.config_json.clone(),
             issuer: self.issuer.clone(),
+            directory: self.directory.clone(),
             request_id: "harness".into(),
             fixed_now_ms: self.now_ms,
         }

@@ -7,7 +7,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{crypto, host, issuer, types};
+use super::bindings::{crypto, directory, host, issuer, types};
 
 /// The token issuer's public facts, as the `issuer` import returns them.
 #[derive(Debug, Clone)]
@@ -27,6 +27,8 @@ pub struct CallContext {
     pub digest: Arc<str>,
     pub config_json: Arc<str>,
     pub issuer: Arc<IssuerFacts>,
+    /// The directory view the request routes on.
+    pub directory: Arc<crate::directory::Snapshot>,
     pub request_id: String,
     /// A fixed clock, in ms since the Unix epoch, for tests; `None` reads the
     /// system clock.
@@ -168,5 +170,16 @@ impl issuer::Host for GuestState {
 impl crypto::Host for GuestState {
     fn verify(&mut self, alg: String, key: crypto::PublicKey, message: Vec<u8>, signature: Vec<u8>) -> bool {
         crate::oauth::keys::verify_signature(&alg, key, &message, &signature)
+    }
+}
+
+impl directory::Host for GuestState {
+    fn active_providers(&mut self, tenant: String) -> Vec<directory::ProviderInfo> {
+        self.ctx
+            .directory
+            .active_providers(&tenant)
+            .into_iter()
+            .map(|(id, version)| directory::ProviderInfo { id, fhir_version: version.wit() })
+            .collect()
     }
 }

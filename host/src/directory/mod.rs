@@ -1,0 +1,231 @@
+//! The tenant directory: which provider serves which tenant, and whether that
+//! mapping is approved. The store is the one source of truth; providers and
+//! tenants declared in the partner's policy file are written into it as
+//! approved mappings, and the admin API and CLI onboard the rest (request →
+//! pending → approve or reject). Requests route on an immutable [`Snapshot`],
+//! rebuilt whenever the store changes.
+
+pub mod onboarding;
+pub mod spec;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+use crate::fhir::Version;
+use crate::store::Store;
+use crate::store::directory::{self as rows, MappingRow, ProviderRow};
+use crate::upstream::ProviderSettings;
+pub use spec::{AuthSpec, ProviderSpec};
+
+/// A mapping's approval state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MappingState {
+    Pending,
+    Active,
+    Rejected,
+}
+
+impl MappingState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MappingState::Pending => "pending",
+            MappingState::Active => "active",
+            MappingState::Rejected => "rejected",
+        }
+    }
+
+    fn parse(s: &str) -> Option<MappingState> {
+        match s {
+            "pending" => Some(MappingState::Pending),
+            "active" => Some(MappingState::Active),
+            "rejected" => Some(MappingState::Rejected),
+            _ => None,
+        }
+    }
+}
+
+/// A provider as requests reach it.
+#[derive(Debug)]
+pub struct ProviderRoute {
+    pub id: String,
+    /// Base URL without a trailing slash.
+    pub base_url: String,
+    pub fhir_version: Version,
+    pub settings: ProviderSettings,
+}
+
+/// Why a tenant or a routing answer is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No mapping at all for the tenant.
+    UnknownTenant,
+    /// The tenant's mappings await approval.
+    Pending,
+    /// The tenant's mappings were rejected.
+    Rejected,
+    /// The provider is not active for the tenant.
+    NotApproved,
+    /// The provider is active but its settings could not be loaded (a
+    /// credential or CA file went missing).
+    Unavailable,
+}
+
+/// One consistent view of the directory.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub generation: i64,
+    providers: HashMap<String, Arc<ProviderRoute>>,
+    /// Lower-case tenant id → (provider id, state), active ones in approval
+    /// order first.
+    tenants: HashMap<String, Vec<(String, MappingState)>>,
+}
+
+impl Snapshot {
+    /// Builds a snapshot from table rows. A provider whose settings cannot be
+    /// built is left out (and logged): its tenants get a clear error rather
+    /// than a half-configured upstream.
+    pub fn build(generation: i64, providers: &[ProviderRow], mappings: &[MappingRow]) -> Snapshot {
+        let mut by_id = HashMap::new();
+        for row in providers {
+            match ProviderSpec::from_json(&row.spec).and_then(|s| s.route(&row.provider_id)) {
+                Ok(route) => {
+                    by_id.insert(row.provider_id.clone(), Arc::new(route));
+                }
+                Err(e) => tracing::error!(provider = %row.provider_id, error = %format!("{e:#}"),
+                    "provider settings could not be loaded; its tenants cannot be routed"),
+            }
+        }
+        let mut tenants: HashMap<String, Vec<(String, MappingState, i64)>> = HashMap::new();
+        for m in mappings {
+            let Some(state) = MappingState::parse(&m.state) else { continue };
+            tenants.entry(m.tenant_id.to_ascii_lowercase()).or_default().push((
+                m.provider_id.clone(),
+                state,
+                m.decided_at.unwrap_or(i64::MAX),
+            ));
+        }
+        let tenants = tenants
+            .into_iter()
+            .map(|(t, mut list)| {
+                list.sort_by_key(|(_, s, at)| (*s != MappingState::Active, *at));
+                (t, list.into_iter().map(|(p, s, _)| (p, s)).collect())
+            })
+            .collect();
+        Snapshot { generation, providers: by_id, tenants }
+    }
+
+    /// Whether `tenant` may be routed at all.
+    pub fn check_tenant(&self, tenant: &str) -> Result<(), Refusal> {
+        let list = self.tenants.get(&tenant.to_ascii_lowercase()).ok_or(Refusal::UnknownTenant)?;
+        if list.iter().any(|(_, s)| *s == MappingState::Active) {
+            Ok(())
+        } else if list.iter().any(|(_, s)| *s == MappingState::Pending) {
+            Err(Refusal::Pending)
+        } else {
+            Err(Refusal::Rejected)
+        }
+    }
+
+    /// The provider `id`, if it is active for `tenant`.
+    pub fn resolve(&self, tenant: &str, id: &str) -> Result<Arc<ProviderRoute>, Refusal> {
+        let list = self.tenants.get(&tenant.to_ascii_lowercase()).ok_or(Refusal::UnknownTenant)?;
+        if !list.iter().any(|(p, s)| p == id && *s == MappingState::Active) {
+            return Err(Refusal::NotApproved);
+        }
+        self.providers.get(id).cloned().ok_or(Refusal::Unavailable)
+    }
+
+    /// Providers active for `tenant`, in approval order.
+    pub fn active_providers(&self, tenant: &str) -> Vec<(String, Version)> {
+        let Some(list) = self.tenants.get(&tenant.to_ascii_lowercase()) else { return Vec::new() };
+        list.iter()
+            .filter(|(_, s)| *s == MappingState::Active)
+            .filter_map(|(p, _)| self.providers.get(p).map(|r| (p.clone(), r.fhir_version)))
+            .collect()
+    }
+
+    pub fn provider_count(&self) -> usize {
+        self.providers.len()
+    }
+
+    pub fn tenant_count(&self) -> usize {
+        self.tenants.len()
+    }
+
+    /// A snapshot from in-memory routes, for tests and the module harness.
+    pub fn from_routes(routes: Vec<ProviderRoute>, active: &[(&str, &str)]) -> Snapshot {
+        let providers = routes.into_iter().map(|r| (r.id.clone(), Arc::new(r))).collect();
+        let mut tenants: HashMap<String, Vec<(String, MappingState)>> = HashMap::new();
+        for (t, p) in active {
+            tenants.entry(t.to_ascii_lowercase()).or_default().push(((*p).to_owned(), MappingState::Active));
+        }
+        Snapshot { generation: 0, providers, tenants }
+    }
+}
+
+/// The directory a gateway routes with: the store, and the snapshot built
+/// from it.
+pub struct Directory {
+    store: Store,
+    snapshot: ArcSwap<Snapshot>,
+    generation: AtomicI64,
+}
+
+impl Directory {
+    /// Opens the directory kept in `store`.
+    pub async fn open(store: Store) -> anyhow::Result<Directory> {
+        let dir =
+            Directory { store, snapshot: ArcSwap::from_pointee(Snapshot::default()), generation: AtomicI64::new(-1) };
+        dir.reload().await?;
+        Ok(dir)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The current view; requests keep the one they started with.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Rebuilds the snapshot from the store.
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        let generation = rows::generation(&self.store).await.context("reading the directory generation")?;
+        let providers = rows::providers(&self.store).await.context("reading providers")?;
+        let mappings = rows::mappings(&self.store).await.context("reading tenant mappings")?;
+        let snapshot = Snapshot::build(generation, &providers, &mappings);
+        tracing::info!(
+            generation,
+            providers = snapshot.provider_count(),
+            tenants = snapshot.tenant_count(),
+            "directory loaded"
+        );
+        self.snapshot.store(Arc::new(snapshot));
+        self.generation.store(generation, Ordering::Release);
+        Ok(())
+    }
+
+    /// Reloads when another process (the CLI, another gateway) changed the
+    /// store since the last load.
+    pub async fn reload_if_changed(&self) -> anyhow::Result<bool> {
+        let generation = rows::generation(&self.store).await?;
+        if generation == self.generation.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        self.reload().await?;
+        Ok(true)
+    }
+
+    /// Marks the directory changed and reloads it.
+    pub(crate) async fn changed(&self) -> anyhow::Result<()> {
+        rows::bump_generation(&self.store).await?;
+        self.reload().await
+    }
+}

@@ -1,0 +1,241 @@
+//! The tenant directory's tables: providers, tenant → provider mappings with
+//! their approval state, and the generation counter gateways poll to notice
+//! changes made by another process.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::Store;
+
+/// A provider row; `spec` is the JSON the directory understands.
+#[derive(Debug, Clone)]
+pub struct ProviderRow {
+    pub provider_id: String,
+    pub base_url: String,
+    pub spec: String,
+    pub source: String,
+    pub updated_at: i64,
+}
+
+/// A mapping row.
+#[derive(Debug, Clone, Serialize)]
+pub struct MappingRow {
+    pub tenant_id: String,
+    pub provider_id: String,
+    pub state: String,
+    pub approver: String,
+    pub requested_by: String,
+    pub requested_at: i64,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<i64>,
+    pub note: Option<String>,
+    pub source: String,
+}
+
+pub async fn generation(store: &Store) -> Result<i64, sqlx::Error> {
+    sqlx::query("SELECT generation FROM directory_generation WHERE id = 1")
+        .fetch_one(store.pool())
+        .await?
+        .try_get::<i64, _>("generation")
+}
+
+pub async fn bump_generation(store: &Store) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE directory_generation SET generation = generation + 1 WHERE id = 1")
+        .execute(store.pool())
+        .await?;
+    Ok(())
+}
+
+pub async fn providers(store: &Store) -> Result<Vec<ProviderRow>, sqlx::Error> {
+    let rows =
+        sqlx::query("SELECT provider_id, base_url, spec, source, updated_at FROM providers ORDER BY provider_id")
+            .fetch_all(store.pool())
+            .await?;
+    rows.iter().map(provider_row).collect()
+}
+
+pub async fn provider(store: &Store, id: &str) -> Result<Option<ProviderRow>, sqlx::Error> {
+    let row =
+        sqlx::query("SELECT provider_id, base_url, spec, source, updated_at FROM providers WHERE provider_id = $1")
+            .bind(id)
+            .fetch_optional(store.pool())
+            .await?;
+    row.as_ref().map(provider_row).transpose()
+}
+
+fn provider_row(r: &sqlx::any::AnyRow) -> Result<ProviderRow, sqlx::Error> {
+    Ok(ProviderRow {
+        provider_id: r.try_get("provider_id")?,
+        base_url: r.try_get("base_url")?,
+        spec: r.try_get("spec")?,
+        source: r.try_get("source")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+pub async fn upsert_provider(store: &Store, row: &ProviderRow) -> Result<(), sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE providers SET base_url = $2, spec = $3, source = $4, updated_at = $5 WHERE provider_id = $1",
+    )
+    .bind(&row.provider_id)
+    .bind(&row.base_url)
+    .bind(&row.spec)
+    .bind(&row.source)
+    .bind(row.updated_at)
+    .execute(store.pool())
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        sqlx::query(
+            "INSERT INTO providers (provider_id, base_url, spec, source, updated_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&row.provider_id)
+        .bind(&row.base_url)
+        .bind(&row.spec)
+        .bind(&row.source)
+        .bind(row.updated_at)
+        .execute(store.pool())
+        .await?;
+    }
+    Ok(())
+}
+
+pub async fn delete_provider(store: &Store, id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM providers WHERE provider_id = $1").bind(id).execute(store.pool()).await?;
+    Ok(())
+}
+
+const MAPPING_COLUMNS: &str =
+    "tenant_id, provider_id, state, approver, requested_by, requested_at, decided_by, decided_at, note, source";
+
+pub async fn mappings(store: &Store) -> Result<Vec<MappingRow>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {MAPPING_COLUMNS} FROM tenant_mappings ORDER BY tenant_id, decided_at, requested_at, provider_id"
+    ))
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter().map(mapping_row).collect()
+}
+
+pub async fn mapping(store: &Store, tenant: &str, provider: &str) -> Result<Option<MappingRow>, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "SELECT {MAPPING_COLUMNS} FROM tenant_mappings WHERE tenant_id = $1 AND provider_id = $2"
+    ))
+    .bind(tenant)
+    .bind(provider)
+    .fetch_optional(store.pool())
+    .await?;
+    row.as_ref().map(mapping_row).transpose()
+}
+
+fn mapping_row(r: &sqlx::any::AnyRow) -> Result<MappingRow, sqlx::Error> {
+    Ok(MappingRow {
+        tenant_id: r.try_get("tenant_id")?,
+        provider_id: r.try_get("provider_id")?,
+        state: r.try_get("state")?,
+        approver: r.try_get("approver")?,
+        requested_by: r.try_get("requested_by")?,
+        requested_at: r.try_get("requested_at")?,
+        decided_by: r.try_get("decided_by")?,
+        decided_at: r.try_get("decided_at")?,
+        note: r.try_get("note")?,
+        source: r.try_get("source")?,
+    })
+}
+
+pub async fn upsert_mapping(store: &Store, m: &MappingRow) -> Result<(), sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE tenant_mappings SET state = $3, approver = $4, requested_by = $5, requested_at = $6, \
+         decided_by = $7, decided_at = $8, note = $9, source = $10 WHERE tenant_id = $1 AND provider_id = $2",
+    )
+    .bind(&m.tenant_id)
+    .bind(&m.provider_id)
+    .bind(&m.state)
+    .bind(&m.approver)
+    .bind(&m.requested_by)
+    .bind(m.requested_at)
+    .bind(&m.decided_by)
+    .bind(m.decided_at)
+    .bind(&m.note)
+    .bind(&m.source)
+    .execute(store.pool())
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        sqlx::query(&format!(
+            "INSERT INTO tenant_mappings ({MAPPING_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        ))
+        .bind(&m.tenant_id)
+        .bind(&m.provider_id)
+        .bind(&m.state)
+        .bind(&m.approver)
+        .bind(&m.requested_by)
+        .bind(m.requested_at)
+        .bind(&m.decided_by)
+        .bind(m.decided_at)
+        .bind(&m.note)
+        .bind(&m.source)
+        .execute(store.pool())
+        .await?;
+    }
+    Ok(())
+}
+
+pub async fn delete_mapping(store: &Store, tenant: &str, provider: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM tenant_mappings WHERE tenant_id = $1 AND provider_id = $2")
+        .bind(tenant)
+        .bind(provider)
+        .execute(store.pool())
+        .await?;
+    Ok(())
+}
+
+/// Appends an event to the change audit trail shared with the client
+/// registry.
+pub async fn record_event(
+    store: &Store,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    detail: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO audit_events (event_id, at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(super::event_id())
+    .bind(crate::oauth::keys::now_seconds() as i64)
+    .bind(actor)
+    .bind(action)
+    .bind(subject)
+    .bind(detail.to_string())
+    .execute(store.pool())
+    .await?;
+    Ok(())
+}
+
+/// Events whose subject starts with `prefix`, oldest first.
+pub async fn events(store: &Store, prefix: &str, limit: i64) -> Result<Vec<serde_json::Value>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT event_id, at, actor, action, subject, detail FROM audit_events \
+         WHERE subject LIKE $1 ORDER BY at, event_id LIMIT $2",
+    )
+    // Subjects are `tenant:<guid>/provider:<id>` or `provider:<id>`; a `_`
+    // in a provider id matching any character only widens the history shown.
+    .bind(format!("{}%", prefix.replace('%', "")))
+    .bind(limit)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let detail: String = r.try_get("detail")?;
+            Ok(serde_json::json!({
+                "event_id": r.try_get::<String, _>("event_id")?,
+                "at": r.try_get::<i64, _>("at")?,
+                "actor": r.try_get::<String, _>("actor")?,
+                "action": r.try_get::<String, _>("action")?,
+                "subject": r.try_get::<String, _>("subject")?,
+                "detail": serde_json::from_str::<serde_json::Value>(&detail).unwrap_or(serde_json::Value::Null),
+            }))
+        })
+        .collect()
+}
