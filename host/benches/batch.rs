@@ -103,11 +103,11 @@ fn main() -> anyhow::Result<()> {
     let serial = one * 8;
 
     println!("batch latency (provider answers each request in {} ms; median of {rounds})", ms(PROVIDER_DELAY));
-    println!("{:<44} {:>10} {:>12}", "", "ms", "ratio");
-    println!("{:<44} {:>10.1} {:>12}", "single read (baseline)", ms(one), "1.00");
-    println!("{:<44} {:>10.1} {:>12.2}", "8 single reads one after another (8 × baseline)", ms(serial), 8.0);
+    println!("{:<50} {:>10} {:>12}", "", "ms", "ratio");
+    println!("{:<50} {:>10.1} {:>12}", "single read (baseline)", ms(one), "1.00");
+    println!("{:<50} {:>10.1} {:>12.2}", "8 single reads one after another (8 × baseline)", ms(serial), 8.0);
     println!(
-        "{:<44} {:>10.1} {:>12.2}",
+        "{:<50} {:>10.1} {:>12.2}",
         "batch of 8 reads, 1 failing",
         ms(eight),
         eight.as_secs_f64() / one.as_secs_f64()

@@ -25,6 +25,9 @@ CREATE TABLE tenant_mappings (
     decided_at   BIGINT,
     note         TEXT,
     source       TEXT NOT NULL,
+    -- SHA-256 of the provider's declaration the request was made for: an
+    -- approval applies to exactly what was reviewed.
+    spec_sha256  TEXT NOT NULL,
     PRIMARY KEY (tenant_id, provider_id)
 );
 

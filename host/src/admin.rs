@@ -363,6 +363,8 @@ async fn directory_endpoint(
                 until_ms: ms("until"),
                 limit: query_param(query, "limit").and_then(|v| v.parse().ok()),
             };
+            // What was recorded before this question is in the answer.
+            gw.access.flush().await;
             return Some(match gw.access.query(&q).await {
                 Ok(records) if segments.len() == 2 => {
                     let bundle = audit_event_bundle(&records, "fhirgate");

@@ -522,7 +522,7 @@ async fn directory_command(
     use fhirgate::directory::{Directory, ProviderSpec};
     use serde_json::json;
     let store = fhirgate::store::Store::open_dir(data_dir).await?;
-    let dir = Directory::open(store).await?;
+    let dir = Directory::open(store, Some(data_dir.join(fhirgate::directory::SECRETS_DIR))).await?;
     let upstream = fhirgate::upstream::Upstream::new(fhirgate::config::HttpLimits::default().max_upstream_body_bytes);
     let actor = || actor.clone().context("name who makes the change with --actor (or FHIRGATE_ACTOR)");
     let out = match command {

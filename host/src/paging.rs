@@ -1,7 +1,7 @@
 //! Opaque, tamper-proof paging cursors. A provider's `next`/`previous`
 //! links name the provider; the app gets a gateway link holding the link
 //! sealed (encrypted and authenticated) with a key only the gateway has, bound
-//! to the tenant, the face and an expiry. The provider's address never reaches
+//! to the tenant, the client, the face and an expiry. The provider's address never reaches
 //! the app, and a cursor cannot be edited or replayed under another tenant.
 
 use std::path::Path;
@@ -37,9 +37,16 @@ pub struct Cursor {
     /// The searched resource type, for the audit record.
     #[serde(rename = "r")]
     pub resource_type: Option<String>,
+    /// The client the search ran for: a cursor is not shared between apps.
+    #[serde(rename = "c")]
+    pub client: String,
     /// The provider's link relative to its base: `Patient?name=x&_offset=20`.
     #[serde(rename = "u")]
     pub link: String,
+    /// Extra headers the routing module sent with the first page (a
+    /// provider may scope requests by them), replayed on every page.
+    #[serde(rename = "h", default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
     /// Expiry, Unix seconds.
     #[serde(rename = "e")]
     pub expires_at: u64,
@@ -138,7 +145,9 @@ mod tests {
             provider: "demo".into(),
             face: "stu3".into(),
             resource_type: Some("Patient".into()),
+            client: "app".into(),
             link: "Patient?family=chau&_offset=20".into(),
+            headers: vec![("x-org".into(), "st-mary".into())],
             expires_at: 2_000,
         }
     }

@@ -97,30 +97,30 @@ struct Audit {
     tenant: Option<String>,
     provider: Option<String>,
     patient: Option<String>,
-    /// For a followed page link, the searched type from its cursor.
+    /// The resource type; for a followed page link, the searched type from
+    /// its cursor.
     resource_type: Option<String>,
 }
 
-/// Handles a request under a face. `rest` is the path after `/{face}/`.
+/// Handles a request under a face. `rest` is the path after `/{face}/`;
+/// `body` is the request body, or why it could not be read.
 pub async fn handle(
     ctx: &Ctx<'_>,
     method: &Method,
     rest: &str,
     query: Option<&str>,
     headers: &HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, Failure>,
 ) -> Response<Body> {
-    let started = Instant::now();
-    let at_ms = crate::oauth::keys::now_millis();
-    let mut audit = Audit::default();
-    let request = parse(ctx, method, rest, query, headers, body);
-    let interaction = request.as_ref().map(|r| r.interaction).ok();
-    let mut resource_type = request.as_ref().ok().and_then(|r| r.resource_type.clone());
+    let mut guard = AccessGuard::new(ctx);
+    let request = body.and_then(|body| parse(ctx, method, rest, query, headers, body));
     if let Ok(r) = &request {
-        audit.patient = patient_of(r);
+        guard.interaction = interaction_name(r.interaction);
+        guard.audit.resource_type = r.resource_type.clone();
+        guard.audit.patient = patient_of(r);
     }
     let result = match request {
-        Ok(request) => run(ctx, headers, request, &mut audit).await,
+        Ok(request) => run(ctx, headers, request, &mut guard.audit).await,
         Err(f) => Err(f),
     };
     let (response, provider_fault) = match result {
@@ -131,43 +131,91 @@ pub async fn handle(
             (failure.into_response(ctx.face), provider_fault)
         }
     };
-    if audit.resource_type.is_some() {
-        resource_type = audit.resource_type.take();
-    }
-    let status = response.status().as_u16();
-    let latency_us = started.elapsed().as_micros() as u64;
-    tracing::info!(
-        target: "fhirgate::audit",
-        request_id = %ctx.request_id,
-        face = ctx.face.face(),
-        client_id = audit.client_id.as_deref().unwrap_or("-"),
-        tenant = audit.tenant.as_deref().unwrap_or("-"),
-        provider = audit.provider.as_deref().unwrap_or("-"),
-        interaction = interaction.map(interaction_name).unwrap_or("-"),
-        resource_type = resource_type.as_deref().unwrap_or("-"),
-        status,
-        latency_us,
-        "access"
-    );
-    ctx.gw
-        .access
-        .record(AccessRecord {
+    guard.finish(response.status().as_u16(), provider_fault).await;
+    response
+}
+
+/// The access record of one request. Written when the request ends, and
+/// also when it never ends: if the client goes away mid-request (the future
+/// is dropped), the record is written with status 499, so an access that
+/// may have reached a provider is never left out.
+struct AccessGuard {
+    log: crate::store::access::AccessLog,
+    request_id: String,
+    face: Version,
+    at_ms: i64,
+    started: Instant,
+    interaction: &'static str,
+    audit: Audit,
+    done: bool,
+}
+
+/// The status recorded for a request its client abandoned.
+const CLIENT_CLOSED: u16 = 499;
+
+impl AccessGuard {
+    fn new(ctx: &Ctx<'_>) -> AccessGuard {
+        AccessGuard {
+            log: ctx.gw.access.clone(),
             request_id: ctx.request_id.clone(),
+            face: ctx.face,
+            at_ms: crate::oauth::keys::now_millis(),
+            started: Instant::now(),
+            interaction: "-",
+            audit: Audit::default(),
+            done: false,
+        }
+    }
+
+    fn record(&mut self, status: u16, provider_fault: bool) -> AccessRecord {
+        let audit = std::mem::take(&mut self.audit);
+        let latency_us = self.started.elapsed().as_micros() as u64;
+        tracing::info!(
+            target: "fhirgate::audit",
+            request_id = %self.request_id,
+            face = self.face.face(),
+            client_id = audit.client_id.as_deref().unwrap_or("-"),
+            tenant = audit.tenant.as_deref().unwrap_or("-"),
+            provider = audit.provider.as_deref().unwrap_or("-"),
+            interaction = self.interaction,
+            resource_type = audit.resource_type.as_deref().unwrap_or("-"),
+            status,
+            latency_us,
+            "access"
+        );
+        AccessRecord {
+            request_id: self.request_id.clone(),
             part: 0,
-            at_ms,
+            at_ms: self.at_ms,
             client_id: audit.client_id,
-            tenant_id: audit.tenant,
+            tenant_id: audit.tenant.map(|t| t.to_ascii_lowercase()),
             provider_id: audit.provider,
-            face: ctx.face.face().to_owned(),
-            interaction: interaction.map(interaction_name).unwrap_or("-").to_owned(),
-            resource_type,
+            face: self.face.face().to_owned(),
+            interaction: self.interaction.to_owned(),
+            resource_type: audit.resource_type,
             patient_id: audit.patient,
             outcome: Outcome::from_status(status, provider_fault),
             status,
             latency_us,
-        })
-        .await;
-    response
+        }
+    }
+
+    async fn finish(mut self, status: u16, provider_fault: bool) {
+        self.done = true;
+        let record = self.record(status, provider_fault);
+        self.log.record(record).await;
+    }
+}
+
+impl Drop for AccessGuard {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let record = self.record(CLIENT_CLOSED, false);
+        let log = self.log.clone();
+        tokio::spawn(async move { log.record(record).await });
+    }
 }
 
 /// The patient a request is about, when the request says: a Patient read,
@@ -258,7 +306,8 @@ async fn broker(
     let headers = route_headers(&target.headers)?;
     let (status, body) = forward_and_shape(ctx, &provider, &exchange, &url, headers).await?;
     if request.interaction == Interaction::Search {
-        let body = seal_links(ctx, claims, &provider, request.resource_type.as_deref(), body);
+        let headers: Vec<(String, String)> = target.headers.iter().map(|h| (h.name.clone(), h.value.clone())).collect();
+        let body = seal_links(ctx, claims, &provider, request.resource_type.as_deref(), &headers, body);
         return Ok((status, body));
     }
     Ok((status, body))
@@ -298,6 +347,15 @@ async fn forward_and_shape(
                 format!("Provider `{}` is failing; the gateway is giving it time to recover.", provider.id),
                 retry_after.as_secs_f64().ceil() as u64,
             ),
+            // The details (a file name, the provider's token endpoint's
+            // answer) are for the operator's log, not the app.
+            UpstreamError::Tls(_) | UpstreamError::Auth(_) => {
+                tracing::warn!(request_id = %ctx.request_id, provider = %provider.id, error = %e, "upstream credentials or TLS failed");
+                Failure::provider_bad_answer(format!(
+                    "The gateway could not authenticate to provider `{}`; the operator has been told.",
+                    provider.id
+                ))
+            }
             _ => Failure::provider_bad_answer(message),
         }
     })?;
@@ -335,7 +393,10 @@ async fn follow_page(
         crate::paging::CursorError::Expired => Failure::client(StatusCode::GONE, e.to_string()),
         crate::paging::CursorError::Invalid => invalid(),
     })?;
-    if !cursor.tenant.eq_ignore_ascii_case(&claims.tenant_id) || cursor.face != ctx.face.face() {
+    if !cursor.tenant.eq_ignore_ascii_case(&claims.tenant_id)
+        || cursor.client != claims.client_id
+        || cursor.face != ctx.face.face()
+    {
         return Err(invalid());
     }
     audit.resource_type = cursor.resource_type.clone();
@@ -349,8 +410,11 @@ async fn follow_page(
         format!("{}/{path}?{query}", provider.base_url)
     };
     let exchange = exchange(ctx, &provider, Interaction::Search);
-    let (status, body) = forward_and_shape(ctx, &provider, &exchange, &url, HeaderMap::new()).await?;
-    Ok((status, seal_links(ctx, claims, &provider, cursor.resource_type.as_deref(), body)))
+    let headers: Vec<Header> =
+        cursor.headers.iter().map(|(name, value)| Header { name: name.clone(), value: value.clone() }).collect();
+    let headers = route_headers(&headers)?;
+    let (status, body) = forward_and_shape(ctx, &provider, &exchange, &url, headers).await?;
+    Ok((status, seal_links(ctx, claims, &provider, cursor.resource_type.as_deref(), &cursor.headers, body)))
 }
 
 /// Replaces the links of a shaped searchset (already moved onto the
@@ -360,6 +424,7 @@ fn seal_links(
     claims: &Claims,
     provider: &ProviderRoute,
     resource_type: Option<&str>,
+    headers: &[(String, String)],
     body: Vec<u8>,
 ) -> Vec<u8> {
     // Cheap pre-check: most answers to reads carry no links.
@@ -385,7 +450,9 @@ fn seal_links(
             provider: provider.id.clone(),
             face: ctx.face.face().to_owned(),
             resource_type: resource_type.map(str::to_owned),
+            client: claims.client_id.clone(),
             link: rel.to_owned(),
+            headers: headers.to_vec(),
             expires_at,
         };
         match ctx.gw.sealer.seal(&cursor) {
@@ -773,7 +840,7 @@ async fn batch_entry(ctx: &Ctx<'_>, claims: &Claims, parent: &Request, part: u32
             part,
             at_ms,
             client_id: Some(claims.client_id.clone()),
-            tenant_id: Some(claims.tenant_id.clone()),
+            tenant_id: Some(claims.tenant_id.to_ascii_lowercase()),
             provider_id: audit.provider,
             face: ctx.face.face().to_owned(),
             interaction: interaction_name(interaction).to_owned(),

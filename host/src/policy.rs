@@ -129,9 +129,13 @@ impl PolicyFile {
             }
             p.check().map_err(|e| anyhow::anyhow!("`providers.{id}`: {e:#}"))?;
         }
+        let mut seen = std::collections::BTreeSet::new();
         for (tenant, t) in &self.tenants {
             if !is_guid(tenant) {
                 bail!("`tenants.{tenant}`: expected a tenant id in GUID form");
+            }
+            if !seen.insert(tenant.to_ascii_lowercase()) {
+                bail!("`tenants.{tenant}`: the same tenant id appears twice (ids are compared in any case)");
             }
             if t.providers.is_empty() {
                 bail!("`tenants.{tenant}.providers` is empty");

@@ -54,7 +54,8 @@ impl GatewayState {
             Some(dir) => (Store::open_dir(dir).await?, Sealer::load_or_create(dir)?),
             None => (Store::open("sqlite::memory:").await?, Sealer::random()?),
         };
-        let directory = Directory::open(store.clone()).await?;
+        let secrets = data_dir.map(|d| d.join(crate::directory::SECRETS_DIR));
+        let directory = Directory::open(store.clone(), secrets).await?;
         directory
             .declare(&policy.partner, &policy.providers, &policy.declared_tenants())
             .await
@@ -291,10 +292,8 @@ async fn dispatch(gw: &Gateway, req: Request<Incoming>, request_id: &str, peer: 
     }
 
     let (parts, body) = req.into_parts();
-    let body = match read_body(body, gw.limits.max_request_body_bytes).await {
-        Ok(b) => b,
-        Err(f) => return f.into_response(face),
-    };
+    // A body that cannot be read is still an access, recorded by the pipeline.
+    let body = read_body(body, gw.limits.max_request_body_bytes).await;
     let ctx = Ctx {
         gw,
         policy: gw.policy.load_full(),

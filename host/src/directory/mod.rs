@@ -9,6 +9,7 @@ pub mod onboarding;
 pub mod spec;
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -21,6 +22,10 @@ use crate::store::Store;
 use crate::store::directory::{self as rows, MappingRow, ProviderRow};
 use crate::upstream::ProviderSettings;
 pub use spec::{AuthSpec, ProviderSpec};
+
+/// The folder of the data directory that holds credential and CA files of
+/// providers registered through the admin API or CLI.
+pub const SECRETS_DIR: &str = "provider-secrets";
 
 /// A mapping's approval state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -175,19 +180,35 @@ pub struct Directory {
     store: Store,
     snapshot: ArcSwap<Snapshot>,
     generation: AtomicI64,
+    /// One reload at a time, so a slow poll cannot install an older view
+    /// over a newer one.
+    reloading: tokio::sync::Mutex<()>,
+    /// Where credential and CA files of providers registered through the
+    /// admin API or CLI must live (`<data_dir>/provider-secrets`); `None`
+    /// refuses such files.
+    secrets_dir: Option<PathBuf>,
 }
 
 impl Directory {
     /// Opens the directory kept in `store`.
-    pub async fn open(store: Store) -> anyhow::Result<Directory> {
-        let dir =
-            Directory { store, snapshot: ArcSwap::from_pointee(Snapshot::default()), generation: AtomicI64::new(-1) };
+    pub async fn open(store: Store, secrets_dir: Option<PathBuf>) -> anyhow::Result<Directory> {
+        let dir = Directory {
+            store,
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            generation: AtomicI64::new(-1),
+            reloading: tokio::sync::Mutex::new(()),
+            secrets_dir,
+        };
         dir.reload().await?;
         Ok(dir)
     }
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    pub fn secrets_dir(&self) -> Option<&Path> {
+        self.secrets_dir.as_deref()
     }
 
     /// The current view; requests keep the one they started with.
@@ -197,6 +218,7 @@ impl Directory {
 
     /// Rebuilds the snapshot from the store.
     pub async fn reload(&self) -> anyhow::Result<()> {
+        let _one = self.reloading.lock().await;
         let generation = rows::generation(&self.store).await.context("reading the directory generation")?;
         let providers = rows::providers(&self.store).await.context("reading providers")?;
         let mappings = rows::mappings(&self.store).await.context("reading tenant mappings")?;

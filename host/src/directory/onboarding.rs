@@ -85,11 +85,16 @@ pub fn release_of(fhir_version: &str) -> Option<Version> {
     }
 }
 
-/// Fetches `{base}/metadata` the way requests will reach the provider
-/// (its CA, timeouts and credentials) and checks it declares the FHIR
+/// Fetches `{base}/metadata` the way requests will reach the provider (its
+/// CA and timeouts, but not its credentials) and checks it declares the FHIR
 /// version the declaration says, one the shaping supports.
 pub async fn validate(upstream: &Upstream, id: &str, spec: &ProviderSpec) -> Result<Validated> {
-    let settings = spec.settings(id).map_err(|e| DirectoryError::Invalid(format!("{e:#}")))?;
+    // Without the provider's credentials: the URL is not approved yet, and
+    // a capability statement is public (SMART requires it). Under its own
+    // id, so a mistyped URL does not trip the live provider's breaker.
+    let mut settings = spec.settings(id).map_err(|e| DirectoryError::Invalid(format!("{e:#}")))?;
+    settings.auth = None;
+    settings.id = format!("{id}#validation");
     let accept = match spec.fhir_version {
         Version::Dstu2 => "application/json+fhir",
         _ => "application/fhir+json",
@@ -146,22 +151,43 @@ impl Directory {
         let mut changed = false;
         let existing: BTreeMap<String, ProviderRow> =
             rows::providers(store).await?.into_iter().map(|r| (r.provider_id.clone(), r)).collect();
+        let mappings = rows::mappings(store).await?;
+        // Everything that could refuse the declarations is checked before
+        // anything is written.
+        for id in existing.iter().filter(|(_, r)| r.source == "policy").map(|(id, _)| id) {
+            if !providers.contains_key(id) && mappings.iter().any(|m| &m.provider_id == id && m.source != "policy") {
+                anyhow::bail!("`providers.{id}` was removed but tenants onboarded through the admin API use it");
+            }
+        }
         for (id, spec) in providers {
             spec.route(id).map_err(|e| anyhow::anyhow!("`providers.{id}`: {e:#}"))?;
-            let json = spec.to_json();
-            match existing.get(id) {
-                Some(row) if row.source != "policy" => {
-                    anyhow::bail!("`providers.{id}`: a provider with this id is managed through the admin API")
-                }
-                Some(row) if row.spec == json => continue,
-                _ => {}
+            if existing.get(id).is_some_and(|r| r.source != "policy") {
+                anyhow::bail!("`providers.{id}`: a provider with this id is managed through the admin API");
             }
+        }
+        for (tenant, list) in tenants {
+            for provider in list {
+                let admin_managed = mappings
+                    .iter()
+                    .any(|m| m.tenant_id == *tenant && &m.provider_id == provider && m.source != "policy");
+                if admin_managed {
+                    anyhow::bail!("`tenants.{tenant}`: its mapping to `{provider}` is managed through the admin API");
+                }
+            }
+        }
+        for (id, spec) in providers {
+            let json = spec.to_json();
+            let previous = match existing.get(id) {
+                Some(row) if row.spec == json => continue,
+                Some(row) => ProviderSpec::from_json(&row.spec).ok(),
+                None => None,
+            };
             rows::upsert_provider(
                 store,
                 &ProviderRow {
                     provider_id: id.clone(),
                     base_url: spec.base().to_owned(),
-                    spec: json,
+                    spec: json.clone(),
                     source: "policy".into(),
                     updated_at: now,
                 },
@@ -176,20 +202,20 @@ impl Directory {
             )
             .await?;
             changed = true;
+            // Tenants onboarded through the admin API onto this provider
+            // were approved for where it pointed before.
+            if previous.is_some_and(|p| p.needs_reapproval(spec)) {
+                self.reset_mappings(id, &actor, &json, "provider changed in the policy file", true).await?;
+            }
         }
-        let mappings = rows::mappings(store).await?;
         let mut declared = BTreeSet::new();
         for (tenant, list) in tenants {
             let tenant = tenant.to_ascii_lowercase();
             for provider in list {
                 declared.insert((tenant.clone(), provider.clone()));
                 let current = mappings.iter().find(|m| m.tenant_id == tenant && &m.provider_id == provider);
-                match current {
-                    Some(m) if m.source != "policy" => anyhow::bail!(
-                        "`tenants.{tenant}`: its mapping to `{provider}` is managed through the admin API"
-                    ),
-                    Some(m) if m.state == "active" => continue,
-                    _ => {}
+                if current.is_some_and(|m| m.state == "active") {
+                    continue;
                 }
                 rows::upsert_mapping(
                     store,
@@ -204,6 +230,7 @@ impl Directory {
                         decided_at: Some(now),
                         note: Some("declared in the policy file".into()),
                         source: "policy".into(),
+                        spec_sha256: providers.get(provider).map(ProviderSpec::digest).unwrap_or_default(),
                     },
                 )
                 .await?;
@@ -234,10 +261,6 @@ impl Directory {
         }
         for (id, row) in existing.iter().filter(|(_, r)| r.source == "policy") {
             if !providers.contains_key(id) {
-                let still_used = rows::mappings(store).await?.iter().any(|m| &m.provider_id == id);
-                if still_used {
-                    anyhow::bail!("`providers.{id}` was removed but tenants onboarded through the admin API use it");
-                }
                 rows::delete_provider(store, id).await?;
                 rows::record_event(
                     store,
@@ -263,10 +286,11 @@ impl Directory {
         &self,
         upstream: &Upstream,
         id: &str,
-        spec: ProviderSpec,
+        mut spec: ProviderSpec,
         actor: &str,
     ) -> Result<(Value, Validated)> {
         check_actor(actor)?;
+        spec.confine(self.secrets_dir()).map_err(|e| DirectoryError::Invalid(format!("{e:#}")))?;
         if !valid_provider_id(id) {
             return Err(DirectoryError::Invalid("A provider id is 1–64 letters, digits, `-` or `_`.".into()));
         }
@@ -301,27 +325,54 @@ impl Directory {
             &json!({ "base_url": spec.base(), "fhir_version": spec.fhir_version, "metadata": validated }),
         )
         .await?;
-        if previous.is_some_and(|p| p.needs_reapproval(&spec)) {
-            for mut m in
-                rows::mappings(store).await?.into_iter().filter(|m| m.provider_id == id && m.state != "pending")
-            {
-                m.state = "pending".into();
+        let reapprove = previous.is_some_and(|p| p.needs_reapproval(&spec));
+        self.reset_mappings(id, actor, &spec.to_json(), "provider edited", reapprove).await?;
+        self.changed().await?;
+        Ok((provider_view(id, &spec, "admin", now), validated))
+    }
+
+    /// After a provider's declaration changed to `spec_json`: with
+    /// `reapprove`, its active and pending mappings return to pending as if
+    /// `actor` had requested them (so `actor` cannot approve them); without,
+    /// they stay as they are, now referring to the new declaration. Rejected
+    /// mappings stay rejected.
+    async fn reset_mappings(
+        &self,
+        provider: &str,
+        actor: &str,
+        spec_json: &str,
+        reason: &str,
+        reapprove: bool,
+    ) -> Result<()> {
+        let store = self.store();
+        let digest = crate::wasm::module::sha256_hex(spec_json.as_bytes());
+        let now = crate::oauth::keys::now_seconds() as i64;
+        for mut m in rows::mappings(store).await?.into_iter().filter(|m| m.provider_id == provider) {
+            if m.source == "policy" || m.state == "rejected" {
+                continue;
+            }
+            m.spec_sha256 = digest.clone();
+            if reapprove {
+                m.state = MappingState::Pending.as_str().into();
+                m.requested_by = actor.to_owned();
+                m.requested_at = now;
                 m.decided_by = None;
                 m.decided_at = None;
-                m.note = Some("provider edited; approval needed again".into());
-                rows::upsert_mapping(store, &m).await?;
+                m.note = Some(format!("{reason}; approval needed again"));
+            }
+            rows::upsert_mapping(store, &m).await?;
+            if reapprove {
                 rows::record_event(
                     store,
                     actor,
                     "mapping.pending",
-                    &subject(&m.tenant_id, id),
-                    &json!({ "reason": "provider edited" }),
+                    &subject(&m.tenant_id, provider),
+                    &json!({ "reason": reason, "approver": m.approver }),
                 )
                 .await?;
             }
         }
-        self.changed().await?;
-        Ok((provider_view(id, &spec, "admin", now), validated))
+        Ok(())
     }
 
     /// Removes a provider no tenant is mapped to.
@@ -387,6 +438,7 @@ impl Directory {
             decided_at: None,
             note: None,
             source: "admin".into(),
+            spec_sha256: crate::wasm::module::sha256_hex(row.spec.as_bytes()),
         };
         rows::upsert_mapping(store, &mapping).await?;
         let action = if current.is_some() { "mapping.edited" } else { "mapping.requested" };
@@ -427,12 +479,30 @@ impl Directory {
                 m.approver
             )));
         }
+        if m.requested_by == actor {
+            return Err(DirectoryError::Forbidden(
+                "The approver made the latest change to this mapping or its provider; another approver must be named."
+                    .into(),
+            ));
+        }
+        let current =
+            rows::provider(store, provider).await?.map(|r| crate::wasm::module::sha256_hex(r.spec.as_bytes()));
+        if current.as_deref() != Some(m.spec_sha256.as_str()) {
+            return Err(DirectoryError::Conflict(
+                "The provider changed since this mapping was requested; request it again.".into(),
+            ));
+        }
         let now = crate::oauth::keys::now_seconds() as i64;
-        m.state = if approve { MappingState::Active } else { MappingState::Rejected }.as_str().into();
+        let state = if approve { MappingState::Active } else { MappingState::Rejected }.as_str();
+        m.note = note.filter(|n| !n.is_empty()).map(|n| n.chars().take(500).collect());
+        // Only if nothing changed since it was read: an edit racing this
+        // decision wins, and the decision must be made again.
+        if !rows::decide_mapping(store, &m, state, actor, now).await? {
+            return Err(DirectoryError::Conflict("The mapping changed meanwhile; look at it again.".into()));
+        }
+        m.state = state.into();
         m.decided_by = Some(actor.to_owned());
         m.decided_at = Some(now);
-        m.note = note.filter(|n| !n.is_empty()).map(|n| n.chars().take(500).collect());
-        rows::upsert_mapping(store, &m).await?;
         let action = if approve { "mapping.approved" } else { "mapping.rejected" };
         rows::record_event(
             store,
@@ -490,7 +560,8 @@ impl Directory {
         let spec = ProviderSpec::from_json(&row.spec)?;
         let mut view = provider_view(id, &spec, &row.source, row.updated_at);
         view["breaker_state"] = json!(upstream.breaker_state(id).map(|s| format!("{s:?}")));
-        view["history"] = json!(rows::events(self.store(), &format!("provider:{id}"), 200).await?);
+        let subject = format!("provider:{id}");
+        view["history"] = json!(rows::events(self.store(), rows::Subject::Exact(&subject), 200).await?);
         Ok(view)
     }
 
@@ -508,7 +579,8 @@ impl Directory {
         let tenant = tenant_id(tenant)?;
         let mappings: Vec<MappingRow> =
             rows::mappings(self.store()).await?.into_iter().filter(|m| m.tenant_id == tenant).collect();
-        let history = rows::events(self.store(), &format!("tenant:{tenant}/"), 500).await?;
+        let prefix = format!("tenant:{tenant}/");
+        let history = rows::events(self.store(), rows::Subject::Prefix(&prefix), 500).await?;
         if mappings.is_empty() && history.is_empty() {
             return Err(DirectoryError::NotFound(format!("No tenant {tenant}.")));
         }

@@ -147,6 +147,44 @@ impl ProviderSpec {
         }
     }
 
+    /// For a declaration made through the admin API or CLI: credential and
+    /// CA files must be plain file names in `secrets_dir`, so an operator
+    /// cannot point the gateway at an arbitrary file on its host (and have
+    /// it sent to a token endpoint).
+    pub fn confine(&mut self, secrets_dir: Option<&Path>) -> anyhow::Result<()> {
+        let confine = |key: &str, p: &mut PathBuf| -> anyhow::Result<()> {
+            let Some(dir) = secrets_dir else {
+                bail!("`{key}`: this gateway has no data directory to keep provider secrets in");
+            };
+            let name = p.to_str().unwrap_or_default();
+            let plain = !name.is_empty()
+                && name != "."
+                && name != ".."
+                && name.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c));
+            if !plain {
+                bail!("`{key}` must be a file name in {} (no directories)", dir.display());
+            }
+            *p = dir.join(&*p);
+            Ok(())
+        };
+        if let Some(ca) = &mut self.ca_file {
+            confine("ca_file", ca)?;
+        }
+        match &mut self.auth {
+            Some(AuthSpec::ClientCredentials { client_secret_file, .. }) => {
+                confine("auth.client_secret_file", client_secret_file)?
+            }
+            Some(AuthSpec::Header { value_file, .. }) => confine("auth.value_file", value_file)?,
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// SHA-256 of the declaration as stored: what an approval refers to.
+    pub fn digest(&self) -> String {
+        crate::wasm::module::sha256_hex(self.to_json().as_bytes())
+    }
+
     /// Checks the declaration; messages name the key that is wrong.
     pub fn check(&self) -> anyhow::Result<()> {
         let uri: http::Uri = self.base_url.parse().context("`base_url` is not a URL")?;

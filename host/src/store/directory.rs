@@ -30,6 +30,9 @@ pub struct MappingRow {
     pub decided_at: Option<i64>,
     pub note: Option<String>,
     pub source: String,
+    /// SHA-256 of the provider declaration the mapping was requested for.
+    #[serde(skip)]
+    pub spec_sha256: String,
 }
 
 pub async fn generation(store: &Store) -> Result<i64, sqlx::Error> {
@@ -105,8 +108,8 @@ pub async fn delete_provider(store: &Store, id: &str) -> Result<(), sqlx::Error>
     Ok(())
 }
 
-const MAPPING_COLUMNS: &str =
-    "tenant_id, provider_id, state, approver, requested_by, requested_at, decided_by, decided_at, note, source";
+const MAPPING_COLUMNS: &str = "tenant_id, provider_id, state, approver, requested_by, requested_at, decided_by, \
+     decided_at, note, source, spec_sha256";
 
 pub async fn mappings(store: &Store) -> Result<Vec<MappingRow>, sqlx::Error> {
     let rows = sqlx::query(&format!(
@@ -140,13 +143,15 @@ fn mapping_row(r: &sqlx::any::AnyRow) -> Result<MappingRow, sqlx::Error> {
         decided_at: r.try_get("decided_at")?,
         note: r.try_get("note")?,
         source: r.try_get("source")?,
+        spec_sha256: r.try_get("spec_sha256")?,
     })
 }
 
 pub async fn upsert_mapping(store: &Store, m: &MappingRow) -> Result<(), sqlx::Error> {
     let updated = sqlx::query(
         "UPDATE tenant_mappings SET state = $3, approver = $4, requested_by = $5, requested_at = $6, \
-         decided_by = $7, decided_at = $8, note = $9, source = $10 WHERE tenant_id = $1 AND provider_id = $2",
+         decided_by = $7, decided_at = $8, note = $9, source = $10, spec_sha256 = $11 \
+         WHERE tenant_id = $1 AND provider_id = $2",
     )
     .bind(&m.tenant_id)
     .bind(&m.provider_id)
@@ -158,12 +163,13 @@ pub async fn upsert_mapping(store: &Store, m: &MappingRow) -> Result<(), sqlx::E
     .bind(m.decided_at)
     .bind(&m.note)
     .bind(&m.source)
+    .bind(&m.spec_sha256)
     .execute(store.pool())
     .await?
     .rows_affected();
     if updated == 0 {
         sqlx::query(&format!(
-            "INSERT INTO tenant_mappings ({MAPPING_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            "INSERT INTO tenant_mappings ({MAPPING_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         ))
         .bind(&m.tenant_id)
         .bind(&m.provider_id)
@@ -175,10 +181,39 @@ pub async fn upsert_mapping(store: &Store, m: &MappingRow) -> Result<(), sqlx::E
         .bind(m.decided_at)
         .bind(&m.note)
         .bind(&m.source)
+        .bind(&m.spec_sha256)
         .execute(store.pool())
         .await?;
     }
     Ok(())
+}
+
+/// Moves a pending mapping to `state` only if it is still pending, for the
+/// same approver and provider declaration; false if anything changed since
+/// it was read.
+pub async fn decide_mapping(
+    store: &Store,
+    m: &MappingRow,
+    state: &str,
+    decided_by: &str,
+    decided_at: i64,
+) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE tenant_mappings SET state = $3, decided_by = $4, decided_at = $5, note = $6 \
+         WHERE tenant_id = $1 AND provider_id = $2 AND state = 'pending' AND approver = $7 AND spec_sha256 = $8",
+    )
+    .bind(&m.tenant_id)
+    .bind(&m.provider_id)
+    .bind(state)
+    .bind(decided_by)
+    .bind(decided_at)
+    .bind(&m.note)
+    .bind(&m.approver)
+    .bind(&m.spec_sha256)
+    .execute(store.pool())
+    .await?
+    .rows_affected();
+    Ok(updated == 1)
 }
 
 pub async fn delete_mapping(store: &Store, tenant: &str, provider: &str) -> Result<(), sqlx::Error> {
@@ -213,15 +248,26 @@ pub async fn record_event(
     Ok(())
 }
 
-/// Events whose subject starts with `prefix`, oldest first.
-pub async fn events(store: &Store, prefix: &str, limit: i64) -> Result<Vec<serde_json::Value>, sqlx::Error> {
-    let rows = sqlx::query(
+/// The subjects events are looked up by.
+pub enum Subject<'a> {
+    /// Exactly this subject (`provider:<id>`).
+    Exact(&'a str),
+    /// Subjects starting with this (`tenant:<guid>/`); only for prefixes
+    /// without `%` or `_`, which LIKE would treat as wildcards.
+    Prefix(&'a str),
+}
+
+/// Events about `subject`, oldest first.
+pub async fn events(store: &Store, subject: Subject<'_>, limit: i64) -> Result<Vec<serde_json::Value>, sqlx::Error> {
+    let (condition, value) = match subject {
+        Subject::Exact(s) => ("subject = $1", s.to_owned()),
+        Subject::Prefix(p) => ("subject LIKE $1", format!("{}%", p.replace(['%', '_'], ""))),
+    };
+    let rows = sqlx::query(&format!(
         "SELECT event_id, at, actor, action, subject, detail FROM audit_events \
-         WHERE subject LIKE $1 ORDER BY at, event_id LIMIT $2",
-    )
-    // Subjects are `tenant:<guid>/provider:<id>` or `provider:<id>`; a `_`
-    // in a provider id matching any character only widens the history shown.
-    .bind(format!("{}%", prefix.replace('%', "")))
+         WHERE {condition} ORDER BY at, event_id LIMIT $2"
+    ))
+    .bind(value)
     .bind(limit)
     .fetch_all(store.pool())
     .await?;

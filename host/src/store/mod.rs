@@ -38,12 +38,14 @@ impl Store {
     pub async fn open(url: &str) -> anyhow::Result<Store> {
         sqlx::any::install_default_drivers();
         // An in-memory SQLite database lives as long as its one connection.
-        let max = if url.contains(":memory:") { 1 } else { 4 };
-        let pool = AnyPoolOptions::new()
-            .max_connections(max)
-            .connect(url)
-            .await
-            .with_context(|| format!("opening the store at {}", redact(url)))?;
+        let memory = url.contains(":memory:");
+        let mut options = AnyPoolOptions::new().max_connections(if memory { 1 } else { 4 });
+        if memory {
+            // The database lives and dies with its one connection: never
+            // recycle it.
+            options = options.min_connections(1).max_lifetime(None).idle_timeout(None);
+        }
+        let pool = options.connect(url).await.with_context(|| format!("opening the store at {}", redact(url)))?;
         MIGRATOR.run(&pool).await.context("applying store migrations")?;
         Ok(Store { pool })
     }

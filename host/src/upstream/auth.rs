@@ -133,9 +133,16 @@ async fn fetch(client: &HttpClient, c: Credentials<'_>) -> Result<Cached, Upstre
         .await
         .map_err(|e| UpstreamError::Auth(format!("the token endpoint failed: {e}")))?;
     let (bearer, lifetime) = parse_token_response(answer.status, &answer.body)?;
+    // A day at most: a provider answering an absurd `expires_in` must not
+    // overflow the clock, and a token re-fetched daily costs nothing.
+    let lifetime = lifetime.min(MAX_TOKEN_LIFETIME);
     let margin = REFRESH_MARGIN.min(lifetime / 10);
-    Ok(Cached { bearer, refresh_at: issued + lifetime.saturating_sub(margin) })
+    let refresh_at = issued.checked_add(lifetime.saturating_sub(margin)).unwrap_or(issued);
+    Ok(Cached { bearer, refresh_at })
 }
+
+/// The longest an upstream token is cached, whatever its `expires_in`.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(86_400);
 
 /// The request body of RFC 6749 §4.4.2.
 fn grant_form(scope: Option<&str>) -> String {
