@@ -219,9 +219,12 @@ impl Directory {
     /// Rebuilds the snapshot from the store.
     pub async fn reload(&self) -> anyhow::Result<()> {
         let _one = self.reloading.lock().await;
-        let generation = rows::generation(&self.store).await.context("reading the directory generation")?;
-        let providers = rows::providers(&self.store).await.context("reading providers")?;
-        let mappings = rows::mappings(&self.store).await.context("reading tenant mappings")?;
+        // One transaction: the generation and the rows it describes agree.
+        let mut tx = self.store.pool().begin().await.context("reading the directory")?;
+        let generation = rows::generation(&mut tx).await.context("reading the directory generation")?;
+        let providers = rows::providers(&mut tx).await.context("reading providers")?;
+        let mappings = rows::mappings(&mut tx).await.context("reading tenant mappings")?;
+        tx.commit().await.context("reading the directory")?;
         let snapshot = Snapshot::build(generation, &providers, &mappings);
         tracing::info!(
             generation,
@@ -237,7 +240,9 @@ impl Directory {
     /// Reloads when another process (the CLI, another gateway) changed the
     /// store since the last load.
     pub async fn reload_if_changed(&self) -> anyhow::Result<bool> {
-        let generation = rows::generation(&self.store).await?;
+        let mut conn = self.store.pool().acquire().await.context("reading the directory generation")?;
+        let generation = rows::generation(&mut conn).await.context("reading the directory generation")?;
+        drop(conn);
         if generation == self.generation.load(Ordering::Acquire) {
             return Ok(false);
         }
@@ -245,9 +250,100 @@ impl Directory {
         Ok(true)
     }
 
-    /// Marks the directory changed and reloads it.
-    pub(crate) async fn changed(&self) -> anyhow::Result<()> {
-        rows::bump_generation(&self.store).await?;
+    /// Commits a change (marking the directory changed in the same
+    /// transaction, so other gateways notice exactly the committed state) and
+    /// reloads.
+    pub(crate) async fn commit(&self, mut tx: sqlx::Transaction<'static, sqlx::Any>) -> anyhow::Result<()> {
+        rows::bump_generation(&mut tx).await?;
+        tx.commit().await?;
         self.reload().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    const T1: &str = "3f2b8c1e-6d4a-4b7f-9e21-5a0c7d9e4b13";
+    const T2: &str = "8e1c3a4e-2b51-4c1e-9d3a-0c6f5e2b8a11";
+
+    async fn directory() -> Directory {
+        Directory::open(Store::open("sqlite::memory:").await.unwrap(), None).await.unwrap()
+    }
+
+    fn providers(ids: &[&str]) -> BTreeMap<String, ProviderSpec> {
+        ids.iter()
+            .map(|id| (id.to_string(), ProviderSpec::new(&format!("http://{id}.example/fhir"), Version::R4)))
+            .collect()
+    }
+
+    fn tenants(pairs: &[(&str, &str)]) -> BTreeMap<String, Vec<String>> {
+        let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (t, p) in pairs {
+            map.entry(t.to_string()).or_default().push(p.to_string());
+        }
+        map
+    }
+
+    #[tokio::test]
+    async fn declarations_route_and_their_removal_stops_routing() {
+        let dir = directory().await;
+        dir.declare("acme", &providers(&["a", "b"]), &tenants(&[(T1, "a"), (T2, "b")])).await.unwrap();
+        let snap = dir.snapshot();
+        assert!(snap.check_tenant(T1).is_ok());
+        assert_eq!(snap.resolve(&T1.to_uppercase(), "a").unwrap().base_url, "http://a.example/fhir");
+        assert_eq!(snap.resolve(T1, "b").unwrap_err(), Refusal::NotApproved, "no cross-tenant routes");
+        assert_eq!(snap.active_providers(T2), vec![("b".to_owned(), Version::R4)]);
+        let generation = snap.generation;
+
+        // Declaring the same again changes nothing.
+        dir.declare("acme", &providers(&["a", "b"]), &tenants(&[(T1, "a"), (T2, "b")])).await.unwrap();
+        assert_eq!(dir.snapshot().generation, generation);
+
+        // Dropping T2 and provider b from the file removes them.
+        dir.declare("acme", &providers(&["a"]), &tenants(&[(T1, "a")])).await.unwrap();
+        let snap = dir.snapshot();
+        assert_eq!(snap.check_tenant(T2).unwrap_err(), Refusal::UnknownTenant);
+        assert_eq!(snap.provider_count(), 1);
+        assert!(snap.generation > generation);
+    }
+
+    #[tokio::test]
+    async fn a_rejected_or_pending_tenant_is_told_so() {
+        let pending = Snapshot::build(
+            1,
+            &[],
+            &[MappingRow {
+                tenant_id: T1.into(),
+                provider_id: "a".into(),
+                state: "pending".into(),
+                approver: "bob".into(),
+                requested_by: "alice".into(),
+                requested_at: 0,
+                decided_by: None,
+                decided_at: None,
+                note: None,
+                source: "admin".into(),
+                spec_sha256: String::new(),
+            }],
+        );
+        assert_eq!(pending.check_tenant(T1).unwrap_err(), Refusal::Pending);
+        assert_eq!(pending.resolve(T1, "a").unwrap_err(), Refusal::NotApproved);
+        assert!(pending.active_providers(T1).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_bad_declaration_changes_nothing() {
+        let dir = directory().await;
+        dir.declare("acme", &providers(&["a"]), &tenants(&[(T1, "a")])).await.unwrap();
+        let generation = dir.snapshot().generation;
+        let mut bad = providers(&["a"]);
+        bad.get_mut("a").unwrap().base_url = "ftp://nope".into();
+        let err = dir.declare("acme", &bad, &tenants(&[(T1, "a")])).await.unwrap_err();
+        assert!(format!("{err:#}").contains("providers.a"), "{err:#}");
+        assert_eq!(dir.snapshot().generation, generation);
+        assert!(dir.snapshot().resolve(T1, "a").is_ok());
     }
 }

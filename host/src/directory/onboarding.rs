@@ -145,13 +145,13 @@ impl Directory {
         providers: &BTreeMap<String, ProviderSpec>,
         tenants: &BTreeMap<String, Vec<String>>,
     ) -> anyhow::Result<()> {
-        let store = self.store();
+        let mut tx = self.store().pool().begin().await?;
         let actor = policy_actor(partner);
         let now = crate::oauth::keys::now_seconds() as i64;
         let mut changed = false;
         let existing: BTreeMap<String, ProviderRow> =
-            rows::providers(store).await?.into_iter().map(|r| (r.provider_id.clone(), r)).collect();
-        let mappings = rows::mappings(store).await?;
+            rows::providers(&mut tx).await?.into_iter().map(|r| (r.provider_id.clone(), r)).collect();
+        let mappings = rows::mappings(&mut tx).await?;
         // Everything that could refuse the declarations is checked before
         // anything is written.
         for id in existing.iter().filter(|(_, r)| r.source == "policy").map(|(id, _)| id) {
@@ -183,7 +183,7 @@ impl Directory {
                 None => None,
             };
             rows::upsert_provider(
-                store,
+                &mut tx,
                 &ProviderRow {
                     provider_id: id.clone(),
                     base_url: spec.base().to_owned(),
@@ -194,7 +194,7 @@ impl Directory {
             )
             .await?;
             rows::record_event(
-                store,
+                &mut tx,
                 &actor,
                 "provider.declared",
                 &format!("provider:{id}"),
@@ -205,7 +205,7 @@ impl Directory {
             // Tenants onboarded through the admin API onto this provider
             // were approved for where it pointed before.
             if previous.is_some_and(|p| p.needs_reapproval(spec)) {
-                self.reset_mappings(id, &actor, &json, "provider changed in the policy file", true).await?;
+                self.reset_mappings(&mut tx, id, &actor, &json, "provider changed in the policy file", true).await?;
             }
         }
         let mut declared = BTreeSet::new();
@@ -218,7 +218,7 @@ impl Directory {
                     continue;
                 }
                 rows::upsert_mapping(
-                    store,
+                    &mut tx,
                     &MappingRow {
                         tenant_id: tenant.clone(),
                         provider_id: provider.clone(),
@@ -235,7 +235,7 @@ impl Directory {
                 )
                 .await?;
                 rows::record_event(
-                    store,
+                    &mut tx,
                     &actor,
                     "mapping.declared",
                     &subject(&tenant, provider),
@@ -247,9 +247,9 @@ impl Directory {
         }
         for m in mappings.iter().filter(|m| m.source == "policy") {
             if !declared.contains(&(m.tenant_id.clone(), m.provider_id.clone())) {
-                rows::delete_mapping(store, &m.tenant_id, &m.provider_id).await?;
+                rows::delete_mapping(&mut tx, &m.tenant_id, &m.provider_id).await?;
                 rows::record_event(
-                    store,
+                    &mut tx,
                     &actor,
                     "mapping.undeclared",
                     &subject(&m.tenant_id, &m.provider_id),
@@ -261,9 +261,9 @@ impl Directory {
         }
         for (id, row) in existing.iter().filter(|(_, r)| r.source == "policy") {
             if !providers.contains_key(id) {
-                rows::delete_provider(store, id).await?;
+                rows::delete_provider(&mut tx, id).await?;
                 rows::record_event(
-                    store,
+                    &mut tx,
                     &actor,
                     "provider.undeclared",
                     &format!("provider:{id}"),
@@ -274,7 +274,7 @@ impl Directory {
             }
         }
         if changed {
-            self.changed().await?;
+            self.commit(tx).await?;
         }
         Ok(())
     }
@@ -295,18 +295,29 @@ impl Directory {
             return Err(DirectoryError::Invalid("A provider id is 1–64 letters, digits, `-` or `_`.".into()));
         }
         spec.check().map_err(|e| DirectoryError::Invalid(format!("{e:#}")))?;
-        let store = self.store();
-        let existing = rows::provider(store, id).await?;
-        if existing.as_ref().is_some_and(|r| r.source == "policy") {
-            return Err(DirectoryError::Conflict(format!(
+        let policy_conflict = || {
+            DirectoryError::Conflict(format!(
                 "Provider `{id}` is declared in the partner's policy file; change it there."
-            )));
+            ))
+        };
+        {
+            let mut conn = self.store().pool().acquire().await?;
+            if rows::provider(&mut conn, id).await?.is_some_and(|r| r.source == "policy") {
+                return Err(policy_conflict());
+            }
         }
+        // Over the network, before the transaction: no store lock is held
+        // while a provider takes its time.
         let validated = validate(upstream, id, &spec).await?;
+        let mut tx = self.store().pool().begin().await?;
+        let existing = rows::provider(&mut tx, id).await?;
+        if existing.as_ref().is_some_and(|r| r.source == "policy") {
+            return Err(policy_conflict());
+        }
         let now = crate::oauth::keys::now_seconds() as i64;
         let previous = existing.as_ref().and_then(|r| ProviderSpec::from_json(&r.spec).ok());
         rows::upsert_provider(
-            store,
+            &mut tx,
             &ProviderRow {
                 provider_id: id.to_owned(),
                 base_url: spec.base().to_owned(),
@@ -318,7 +329,7 @@ impl Directory {
         .await?;
         let action = if existing.is_some() { "provider.edited" } else { "provider.registered" };
         rows::record_event(
-            store,
+            &mut tx,
             actor,
             action,
             &format!("provider:{id}"),
@@ -326,8 +337,8 @@ impl Directory {
         )
         .await?;
         let reapprove = previous.is_some_and(|p| p.needs_reapproval(&spec));
-        self.reset_mappings(id, actor, &spec.to_json(), "provider edited", reapprove).await?;
-        self.changed().await?;
+        self.reset_mappings(&mut tx, id, actor, &spec.to_json(), "provider edited", reapprove).await?;
+        self.commit(tx).await?;
         Ok((provider_view(id, &spec, "admin", now), validated))
     }
 
@@ -338,16 +349,16 @@ impl Directory {
     /// mappings stay rejected.
     async fn reset_mappings(
         &self,
+        tx: &mut sqlx::AnyConnection,
         provider: &str,
         actor: &str,
         spec_json: &str,
         reason: &str,
         reapprove: bool,
     ) -> Result<()> {
-        let store = self.store();
         let digest = crate::wasm::module::sha256_hex(spec_json.as_bytes());
         let now = crate::oauth::keys::now_seconds() as i64;
-        for mut m in rows::mappings(store).await?.into_iter().filter(|m| m.provider_id == provider) {
+        for mut m in rows::mappings(&mut *tx).await?.into_iter().filter(|m| m.provider_id == provider) {
             if m.source == "policy" || m.state == "rejected" {
                 continue;
             }
@@ -360,10 +371,10 @@ impl Directory {
                 m.decided_at = None;
                 m.note = Some(format!("{reason}; approval needed again"));
             }
-            rows::upsert_mapping(store, &m).await?;
+            rows::upsert_mapping(&mut *tx, &m).await?;
             if reapprove {
                 rows::record_event(
-                    store,
+                    &mut *tx,
                     actor,
                     "mapping.pending",
                     &subject(&m.tenant_id, provider),
@@ -378,25 +389,26 @@ impl Directory {
     /// Removes a provider no tenant is mapped to.
     pub async fn remove_provider(&self, id: &str, actor: &str) -> Result<()> {
         check_actor(actor)?;
-        let store = self.store();
-        let row =
-            rows::provider(store, id).await?.ok_or_else(|| DirectoryError::NotFound(format!("No provider `{id}`.")))?;
+        let mut tx = self.store().pool().begin().await?;
+        let row = rows::provider(&mut tx, id)
+            .await?
+            .ok_or_else(|| DirectoryError::NotFound(format!("No provider `{id}`.")))?;
         if row.source == "policy" {
             return Err(DirectoryError::Conflict(format!("Provider `{id}` is declared in the partner's policy file.")));
         }
-        if rows::mappings(store).await?.iter().any(|m| m.provider_id == id) {
+        if rows::mappings(&mut tx).await?.iter().any(|m| m.provider_id == id) {
             return Err(DirectoryError::Conflict(format!("Tenants are still mapped to `{id}`; remove them first.")));
         }
-        rows::delete_provider(store, id).await?;
+        rows::delete_provider(&mut tx, id).await?;
         rows::record_event(
-            store,
+            &mut tx,
             actor,
             "provider.removed",
             &format!("provider:{id}"),
             &json!({ "base_url": row.base_url }),
         )
         .await?;
-        self.changed().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -416,16 +428,24 @@ impl Directory {
             return Err(DirectoryError::Invalid("The approver must be someone other than the requester.".into()));
         }
         let tenant = tenant_id(tenant)?;
-        let store = self.store();
-        let row = rows::provider(store, provider)
-            .await?
-            .ok_or_else(|| DirectoryError::NotFound(format!("No provider `{provider}`; register it first.")))?;
+        let no_provider = || DirectoryError::NotFound(format!("No provider `{provider}`; register it first."));
+        let checked = {
+            let mut conn = self.store().pool().acquire().await?;
+            rows::provider(&mut conn, provider).await?.ok_or_else(no_provider)?
+        };
+        // Over the network, before the transaction: no store lock is held
+        // while a provider takes its time.
+        let validated = validate(upstream, provider, &ProviderSpec::from_json(&checked.spec)?).await?;
+        let mut tx = self.store().pool().begin().await?;
+        let row = rows::provider(&mut tx, provider).await?.ok_or_else(no_provider)?;
+        if row.spec != checked.spec {
+            return Err(DirectoryError::Conflict("The provider changed meanwhile; request the mapping again.".into()));
+        }
         let spec = ProviderSpec::from_json(&row.spec)?;
-        let current = rows::mapping(store, &tenant, provider).await?;
+        let current = rows::mapping(&mut tx, &tenant, provider).await?;
         if current.as_ref().is_some_and(|m| m.source == "policy") {
             return Err(DirectoryError::Conflict("This mapping is declared in the partner's policy file.".into()));
         }
-        let validated = validate(upstream, provider, &spec).await?;
         let now = crate::oauth::keys::now_seconds() as i64;
         let mapping = MappingRow {
             tenant_id: tenant.clone(),
@@ -440,17 +460,17 @@ impl Directory {
             source: "admin".into(),
             spec_sha256: crate::wasm::module::sha256_hex(row.spec.as_bytes()),
         };
-        rows::upsert_mapping(store, &mapping).await?;
+        rows::upsert_mapping(&mut tx, &mapping).await?;
         let action = if current.is_some() { "mapping.edited" } else { "mapping.requested" };
         rows::record_event(
-            store,
+            &mut tx,
             actor,
             action,
             &subject(&tenant, provider),
             &json!({ "state": "pending", "approver": approver, "base_url": spec.base(), "metadata": validated }),
         )
         .await?;
-        self.changed().await?;
+        self.commit(tx).await?;
         Ok(mapping)
     }
 
@@ -466,8 +486,8 @@ impl Directory {
     ) -> Result<MappingRow> {
         check_actor(actor)?;
         let tenant = tenant_id(tenant)?;
-        let store = self.store();
-        let mut m = rows::mapping(store, &tenant, provider)
+        let mut tx = self.store().pool().begin().await?;
+        let mut m = rows::mapping(&mut tx, &tenant, provider)
             .await?
             .ok_or_else(|| DirectoryError::NotFound(format!("No mapping of tenant {tenant} to `{provider}`.")))?;
         if m.state != "pending" {
@@ -486,7 +506,7 @@ impl Directory {
             ));
         }
         let current =
-            rows::provider(store, provider).await?.map(|r| crate::wasm::module::sha256_hex(r.spec.as_bytes()));
+            rows::provider(&mut tx, provider).await?.map(|r| crate::wasm::module::sha256_hex(r.spec.as_bytes()));
         if current.as_deref() != Some(m.spec_sha256.as_str()) {
             return Err(DirectoryError::Conflict(
                 "The provider changed since this mapping was requested; request it again.".into(),
@@ -497,7 +517,7 @@ impl Directory {
         m.note = note.filter(|n| !n.is_empty()).map(|n| n.chars().take(500).collect());
         // Only if nothing changed since it was read: an edit racing this
         // decision wins, and the decision must be made again.
-        if !rows::decide_mapping(store, &m, state, actor, now).await? {
+        if !rows::decide_mapping(&mut tx, &m, state, actor, now).await? {
             return Err(DirectoryError::Conflict("The mapping changed meanwhile; look at it again.".into()));
         }
         m.state = state.into();
@@ -505,14 +525,14 @@ impl Directory {
         m.decided_at = Some(now);
         let action = if approve { "mapping.approved" } else { "mapping.rejected" };
         rows::record_event(
-            store,
+            &mut tx,
             actor,
             action,
             &subject(&tenant, provider),
             &json!({ "state": m.state, "note": m.note }),
         )
         .await?;
-        self.changed().await?;
+        self.commit(tx).await?;
         Ok(m)
     }
 
@@ -520,29 +540,30 @@ impl Directory {
     pub async fn remove_mapping(&self, tenant: &str, provider: &str, actor: &str) -> Result<()> {
         check_actor(actor)?;
         let tenant = tenant_id(tenant)?;
-        let store = self.store();
-        let m = rows::mapping(store, &tenant, provider)
+        let mut tx = self.store().pool().begin().await?;
+        let m = rows::mapping(&mut tx, &tenant, provider)
             .await?
             .ok_or_else(|| DirectoryError::NotFound(format!("No mapping of tenant {tenant} to `{provider}`.")))?;
         if m.source == "policy" {
             return Err(DirectoryError::Conflict("This mapping is declared in the partner's policy file.".into()));
         }
-        rows::delete_mapping(store, &tenant, provider).await?;
+        rows::delete_mapping(&mut tx, &tenant, provider).await?;
         rows::record_event(
-            store,
+            &mut tx,
             actor,
             "mapping.removed",
             &subject(&tenant, provider),
             &json!({ "previous_state": m.state }),
         )
         .await?;
-        self.changed().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
     /// Every provider, as the admin API shows it.
     pub async fn providers_view(&self) -> Result<Vec<Value>> {
-        let rows = rows::providers(self.store()).await?;
+        let mut tx = self.store().pool().acquire().await?;
+        let rows = rows::providers(&mut tx).await?;
         Ok(rows
             .iter()
             .filter_map(|r| {
@@ -554,21 +575,23 @@ impl Directory {
 
     /// One provider with its breaker state and change history.
     pub async fn provider_view(&self, upstream: &Upstream, id: &str) -> Result<Value> {
-        let row = rows::provider(self.store(), id)
+        let mut tx = self.store().pool().acquire().await?;
+        let row = rows::provider(&mut tx, id)
             .await?
             .ok_or_else(|| DirectoryError::NotFound(format!("No provider `{id}`.")))?;
         let spec = ProviderSpec::from_json(&row.spec)?;
         let mut view = provider_view(id, &spec, &row.source, row.updated_at);
         view["breaker_state"] = json!(upstream.breaker_state(id).map(|s| format!("{s:?}")));
         let subject = format!("provider:{id}");
-        view["history"] = json!(rows::events(self.store(), rows::Subject::Exact(&subject), 200).await?);
+        view["history"] = json!(rows::events(&mut tx, rows::Subject::Exact(&subject), 200).await?);
         Ok(view)
     }
 
     /// Every mapping, grouped by tenant.
     pub async fn tenants_view(&self) -> Result<Value> {
+        let mut tx = self.store().pool().acquire().await?;
         let mut by_tenant: BTreeMap<String, Vec<MappingRow>> = BTreeMap::new();
-        for m in rows::mappings(self.store()).await? {
+        for m in rows::mappings(&mut tx).await? {
             by_tenant.entry(m.tenant_id.clone()).or_default().push(m);
         }
         Ok(json!(by_tenant.into_iter().map(|(t, m)| json!({ "tenant_id": t, "mappings": m })).collect::<Vec<_>>()))
@@ -577,10 +600,11 @@ impl Directory {
     /// One tenant's mappings and their history.
     pub async fn tenant_view(&self, tenant: &str) -> Result<Value> {
         let tenant = tenant_id(tenant)?;
+        let mut tx = self.store().pool().acquire().await?;
         let mappings: Vec<MappingRow> =
-            rows::mappings(self.store()).await?.into_iter().filter(|m| m.tenant_id == tenant).collect();
+            rows::mappings(&mut tx).await?.into_iter().filter(|m| m.tenant_id == tenant).collect();
         let prefix = format!("tenant:{tenant}/");
-        let history = rows::events(self.store(), rows::Subject::Prefix(&prefix), 500).await?;
+        let history = rows::events(&mut tx, rows::Subject::Prefix(&prefix), 500).await?;
         if mappings.is_empty() && history.is_empty() {
             return Err(DirectoryError::NotFound(format!("No tenant {tenant}.")));
         }

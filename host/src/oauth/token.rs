@@ -134,9 +134,13 @@ impl AuthServer {
     fn record(&self, action: &'static str, subject: String, detail: Value) {
         let Some(store) = self.events.clone() else { return };
         tokio::spawn(async move {
-            if let Err(e) =
-                crate::store::directory::record_event(&store, "token-endpoint", action, &subject, &detail).await
-            {
+            let written = match store.pool().acquire().await {
+                Ok(mut conn) => {
+                    crate::store::directory::record_event(&mut conn, "token-endpoint", action, &subject, &detail).await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
                 tracing::warn!(error = %e, action, "recording a security event failed");
             }
         });

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use super::Store;
+use sqlx::AnyConnection;
 
 /// A provider row; `spec` is the JSON the directory understands.
 #[derive(Debug, Clone)]
@@ -35,33 +35,31 @@ pub struct MappingRow {
     pub spec_sha256: String,
 }
 
-pub async fn generation(store: &Store) -> Result<i64, sqlx::Error> {
+pub async fn generation(db: &mut AnyConnection) -> Result<i64, sqlx::Error> {
     sqlx::query("SELECT generation FROM directory_generation WHERE id = 1")
-        .fetch_one(store.pool())
+        .fetch_one(&mut *db)
         .await?
         .try_get::<i64, _>("generation")
 }
 
-pub async fn bump_generation(store: &Store) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE directory_generation SET generation = generation + 1 WHERE id = 1")
-        .execute(store.pool())
-        .await?;
+pub async fn bump_generation(db: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE directory_generation SET generation = generation + 1 WHERE id = 1").execute(&mut *db).await?;
     Ok(())
 }
 
-pub async fn providers(store: &Store) -> Result<Vec<ProviderRow>, sqlx::Error> {
+pub async fn providers(db: &mut AnyConnection) -> Result<Vec<ProviderRow>, sqlx::Error> {
     let rows =
         sqlx::query("SELECT provider_id, base_url, spec, source, updated_at FROM providers ORDER BY provider_id")
-            .fetch_all(store.pool())
+            .fetch_all(&mut *db)
             .await?;
     rows.iter().map(provider_row).collect()
 }
 
-pub async fn provider(store: &Store, id: &str) -> Result<Option<ProviderRow>, sqlx::Error> {
+pub async fn provider(db: &mut AnyConnection, id: &str) -> Result<Option<ProviderRow>, sqlx::Error> {
     let row =
         sqlx::query("SELECT provider_id, base_url, spec, source, updated_at FROM providers WHERE provider_id = $1")
             .bind(id)
-            .fetch_optional(store.pool())
+            .fetch_optional(&mut *db)
             .await?;
     row.as_ref().map(provider_row).transpose()
 }
@@ -76,7 +74,7 @@ fn provider_row(r: &sqlx::any::AnyRow) -> Result<ProviderRow, sqlx::Error> {
     })
 }
 
-pub async fn upsert_provider(store: &Store, row: &ProviderRow) -> Result<(), sqlx::Error> {
+pub async fn upsert_provider(db: &mut AnyConnection, row: &ProviderRow) -> Result<(), sqlx::Error> {
     let updated = sqlx::query(
         "UPDATE providers SET base_url = $2, spec = $3, source = $4, updated_at = $5 WHERE provider_id = $1",
     )
@@ -85,7 +83,7 @@ pub async fn upsert_provider(store: &Store, row: &ProviderRow) -> Result<(), sql
     .bind(&row.spec)
     .bind(&row.source)
     .bind(row.updated_at)
-    .execute(store.pool())
+    .execute(&mut *db)
     .await?
     .rows_affected();
     if updated == 0 {
@@ -97,36 +95,36 @@ pub async fn upsert_provider(store: &Store, row: &ProviderRow) -> Result<(), sql
         .bind(&row.spec)
         .bind(&row.source)
         .bind(row.updated_at)
-        .execute(store.pool())
+        .execute(&mut *db)
         .await?;
     }
     Ok(())
 }
 
-pub async fn delete_provider(store: &Store, id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM providers WHERE provider_id = $1").bind(id).execute(store.pool()).await?;
+pub async fn delete_provider(db: &mut AnyConnection, id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM providers WHERE provider_id = $1").bind(id).execute(&mut *db).await?;
     Ok(())
 }
 
 const MAPPING_COLUMNS: &str = "tenant_id, provider_id, state, approver, requested_by, requested_at, decided_by, \
      decided_at, note, source, spec_sha256";
 
-pub async fn mappings(store: &Store) -> Result<Vec<MappingRow>, sqlx::Error> {
+pub async fn mappings(db: &mut AnyConnection) -> Result<Vec<MappingRow>, sqlx::Error> {
     let rows = sqlx::query(&format!(
         "SELECT {MAPPING_COLUMNS} FROM tenant_mappings ORDER BY tenant_id, decided_at, requested_at, provider_id"
     ))
-    .fetch_all(store.pool())
+    .fetch_all(&mut *db)
     .await?;
     rows.iter().map(mapping_row).collect()
 }
 
-pub async fn mapping(store: &Store, tenant: &str, provider: &str) -> Result<Option<MappingRow>, sqlx::Error> {
+pub async fn mapping(db: &mut AnyConnection, tenant: &str, provider: &str) -> Result<Option<MappingRow>, sqlx::Error> {
     let row = sqlx::query(&format!(
         "SELECT {MAPPING_COLUMNS} FROM tenant_mappings WHERE tenant_id = $1 AND provider_id = $2"
     ))
     .bind(tenant)
     .bind(provider)
-    .fetch_optional(store.pool())
+    .fetch_optional(&mut *db)
     .await?;
     row.as_ref().map(mapping_row).transpose()
 }
@@ -147,7 +145,7 @@ fn mapping_row(r: &sqlx::any::AnyRow) -> Result<MappingRow, sqlx::Error> {
     })
 }
 
-pub async fn upsert_mapping(store: &Store, m: &MappingRow) -> Result<(), sqlx::Error> {
+pub async fn upsert_mapping(db: &mut AnyConnection, m: &MappingRow) -> Result<(), sqlx::Error> {
     let updated = sqlx::query(
         "UPDATE tenant_mappings SET state = $3, approver = $4, requested_by = $5, requested_at = $6, \
          decided_by = $7, decided_at = $8, note = $9, source = $10, spec_sha256 = $11 \
@@ -164,7 +162,7 @@ pub async fn upsert_mapping(store: &Store, m: &MappingRow) -> Result<(), sqlx::E
     .bind(&m.note)
     .bind(&m.source)
     .bind(&m.spec_sha256)
-    .execute(store.pool())
+    .execute(&mut *db)
     .await?
     .rows_affected();
     if updated == 0 {
@@ -182,7 +180,7 @@ pub async fn upsert_mapping(store: &Store, m: &MappingRow) -> Result<(), sqlx::E
         .bind(&m.note)
         .bind(&m.source)
         .bind(&m.spec_sha256)
-        .execute(store.pool())
+        .execute(&mut *db)
         .await?;
     }
     Ok(())
@@ -192,7 +190,7 @@ pub async fn upsert_mapping(store: &Store, m: &MappingRow) -> Result<(), sqlx::E
 /// same approver and provider declaration; false if anything changed since
 /// it was read.
 pub async fn decide_mapping(
-    store: &Store,
+    db: &mut AnyConnection,
     m: &MappingRow,
     state: &str,
     decided_by: &str,
@@ -210,17 +208,17 @@ pub async fn decide_mapping(
     .bind(&m.note)
     .bind(&m.approver)
     .bind(&m.spec_sha256)
-    .execute(store.pool())
+    .execute(&mut *db)
     .await?
     .rows_affected();
     Ok(updated == 1)
 }
 
-pub async fn delete_mapping(store: &Store, tenant: &str, provider: &str) -> Result<(), sqlx::Error> {
+pub async fn delete_mapping(db: &mut AnyConnection, tenant: &str, provider: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM tenant_mappings WHERE tenant_id = $1 AND provider_id = $2")
         .bind(tenant)
         .bind(provider)
-        .execute(store.pool())
+        .execute(&mut *db)
         .await?;
     Ok(())
 }
@@ -228,7 +226,7 @@ pub async fn delete_mapping(store: &Store, tenant: &str, provider: &str) -> Resu
 /// Appends an event to the change audit trail shared with the client
 /// registry.
 pub async fn record_event(
-    store: &Store,
+    db: &mut AnyConnection,
     actor: &str,
     action: &str,
     subject: &str,
@@ -243,7 +241,7 @@ pub async fn record_event(
     .bind(action)
     .bind(subject)
     .bind(detail.to_string())
-    .execute(store.pool())
+    .execute(&mut *db)
     .await?;
     Ok(())
 }
@@ -258,7 +256,11 @@ pub enum Subject<'a> {
 }
 
 /// Events about `subject`, oldest first.
-pub async fn events(store: &Store, subject: Subject<'_>, limit: i64) -> Result<Vec<serde_json::Value>, sqlx::Error> {
+pub async fn events(
+    db: &mut AnyConnection,
+    subject: Subject<'_>,
+    limit: i64,
+) -> Result<Vec<serde_json::Value>, sqlx::Error> {
     let (condition, value) = match subject {
         Subject::Exact(s) => ("subject = $1", s.to_owned()),
         Subject::Prefix(p) => ("subject LIKE $1", format!("{}%", p.replace(['%', '_'], ""))),
@@ -269,7 +271,7 @@ pub async fn events(store: &Store, subject: Subject<'_>, limit: i64) -> Result<V
     ))
     .bind(value)
     .bind(limit)
-    .fetch_all(store.pool())
+    .fetch_all(&mut *db)
     .await?;
     rows.iter()
         .map(|r| {
