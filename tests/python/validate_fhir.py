@@ -8,7 +8,7 @@ ships. The models check structure, cardinality, required elements and the
 formats of primitive values (ids, instants, codes); they do not check codes
 against value sets.
 
-usage: validate_fhir.py --version r4|stu3 FILE   (FILE `-` reads stdin)
+usage: validate_fhir.py --version r4|stu3|dstu2 FILE   (FILE `-` reads stdin)
 """
 
 import argparse
@@ -16,9 +16,9 @@ import importlib
 import json
 import sys
 
-from pydantic import ValidationError
+from pydantic.v1 import ValidationError
 
-PACKAGES = {"r4": "fhir.resources.R4B", "stu3": "fhir.resources.STU3"}
+PACKAGES = {"r4": "fhir.resources.R4B", "stu3": "fhir.resources.STU3", "dstu2": "fhir.resources.DSTU2"}
 
 
 def validate(version, text):
@@ -34,12 +34,12 @@ def validate(version, text):
     resource = importlib.import_module(PACKAGES[version] + ".resource").Resource
     try:
         model = package.get_fhir_model_class(resource_type)
-    except ValueError:
+    except (KeyError, ValueError):
         model = None
     if model is None or not issubclass(model, resource):
         return [f"`{resource_type}` is not a resource type of FHIR {version.upper()}"]
     try:
-        model.model_validate_json(text)
+        model.parse_raw(text, content_type="application/json")
     except ValidationError as e:
         return [str(e)]
     return []

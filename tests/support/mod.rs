@@ -255,7 +255,7 @@ pub fn python() -> PathBuf {
 }
 
 /// Validates `resource` with an independent FHIR library (the `fhir.resources`
-/// models of `version`: `r4` or `stu3`); panics with its errors.
+/// models of `version`: `r4`, `stu3` or `dstu2`); panics with its errors.
 pub fn validate_fhir(version: &str, resource: &Value) {
     use std::io::Write as _;
     let mut child = Command::new(python())
