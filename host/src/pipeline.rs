@@ -39,6 +39,7 @@ use crate::policy::Policy;
 use crate::server::Gateway;
 use crate::store::access::{AccessRecord, Outcome};
 use crate::upstream::UpstreamError;
+use crate::upstream::reads::ProviderReads;
 use crate::wasm::bindings::routing::Target;
 use crate::wasm::bindings::shaping::{Exchange, UpstreamRequest};
 use crate::wasm::bindings::types::{Claims, Header, Interaction, Param, Request};
@@ -84,6 +85,7 @@ impl Ctx<'_> {
             config_json: bound.config_json.clone(),
             issuer: self.gw.auth.facts(),
             directory: self.directory.clone(),
+            reads: None,
             request_id: self.request_id.clone(),
             fixed_now_ms: None,
         }
@@ -304,7 +306,7 @@ async fn broker(
     check_path(&shaped_request.path).map_err(|m| Failure::module(Role::Shaping, m))?;
     let url = upstream_url(&provider.base_url, &shaped_request);
     let headers = route_headers(&target.headers)?;
-    let (status, body) = forward_and_shape(ctx, &provider, &exchange, &url, headers).await?;
+    let (status, body) = forward_and_shape(ctx, &claims.tenant_id, &provider, &exchange, &url, headers).await?;
     if request.interaction == Interaction::Search {
         let headers: Vec<(String, String)> = target.headers.iter().map(|h| (h.name.clone(), h.value.clone())).collect();
         let body = seal_links(ctx, claims, &provider, request.resource_type.as_deref(), &headers, body);
@@ -326,6 +328,7 @@ fn exchange(ctx: &Ctx<'_>, provider: &ProviderRoute, interaction: Interaction) -
 /// Phases 5 and 6: the provider's answer, shaped into the client's version.
 async fn forward_and_shape(
     ctx: &Ctx<'_>,
+    tenant: &str,
     provider: &ProviderRoute,
     exchange: &Exchange,
     url: &str,
@@ -359,11 +362,23 @@ async fn forward_and_shape(
             _ => Failure::provider_bad_answer(message),
         }
     })?;
+    // The shaping module may read from this provider, for this tenant, to
+    // complete the answer (a Location's name on an Encounter).
+    let mut call = ctx.call_ctx(Role::Shaping);
+    call.reads = Some(Arc::new(ProviderReads::new(
+        ctx.gw.upstream.clone(),
+        provider.settings.clone(),
+        &provider.base_url,
+        accept,
+        tenant,
+        &ctx.request_id,
+        ctx.gw.read_cache.clone(),
+    )));
     let shaped = ctx
         .policy
         .shaper
         .module
-        .shape_response(ctx.call_ctx(Role::Shaping), exchange, upstream.status.as_u16(), &upstream.body)
+        .shape_response(call, exchange, upstream.status.as_u16(), &upstream.body)
         .await
         .map_err(|f| Failure::from_fault(Role::Shaping, &f))?
         .map_err(|d| Failure::denial(Role::Shaping, d.status, &d.code, &d.message))?;
@@ -413,7 +428,7 @@ async fn follow_page(
     let headers: Vec<Header> =
         cursor.headers.iter().map(|(name, value)| Header { name: name.clone(), value: value.clone() }).collect();
     let headers = route_headers(&headers)?;
-    let (status, body) = forward_and_shape(ctx, &provider, &exchange, &url, headers).await?;
+    let (status, body) = forward_and_shape(ctx, &claims.tenant_id, &provider, &exchange, &url, headers).await?;
     Ok((status, seal_links(ctx, claims, &provider, cursor.resource_type.as_deref(), &cursor.headers, body)))
 }
 

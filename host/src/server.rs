@@ -76,6 +76,8 @@ pub struct Gateway {
     pub access: AccessLog,
     /// Seals paging cursors.
     pub sealer: Sealer,
+    /// Answers of shaping modules' upstream reads, reused briefly.
+    pub read_cache: Arc<crate::upstream::reads::ReadCache>,
     pub store: Store,
     pub runtime: Runtime,
     pub upstream: Upstream,
@@ -114,6 +116,7 @@ impl Gateway {
             directory: state.directory,
             access: state.access,
             sealer: state.sealer,
+            read_cache: Arc::default(),
             store: state.store,
             runtime,
             upstream: Upstream::new(config.limits.max_upstream_body_bytes),

@@ -15,13 +15,14 @@
 //!         "fhirgate:policy/issuer@0.1.0": fhirgate_guest_sdk::issuer,
 //!         "fhirgate:policy/crypto@0.1.0": fhirgate_guest_sdk::crypto,
 //!         "fhirgate:policy/directory@0.1.0": fhirgate_guest_sdk::directory,
+//!         "fhirgate:policy/upstream@0.1.0": fhirgate_guest_sdk::upstream,
 //!     },
 //! });
 //! ```
 //!
 //! Layout:
-//! - [`types`], [`host`], [`issuer`], [`crypto`], [`directory`]: the generated
-//!   bindings;
+//! - [`types`], [`host`], [`issuer`], [`crypto`], [`directory`], [`upstream`]:
+//!   the generated bindings;
 //! - [`log`], [`config`], [`now_ms`], [`deny`]: ergonomic wrappers;
 //! - [`fhir`]: JSON helpers for FHIR resources and Bundles;
 //! - [`params`]: helpers for search parameters.
@@ -37,7 +38,7 @@ mod bindings {
     });
 }
 
-pub use bindings::fhirgate::policy::{crypto, directory, host, issuer, types};
+pub use bindings::fhirgate::policy::{crypto, directory, host, issuer, types, upstream};
 
 use types::Denial;
 

@@ -19,6 +19,7 @@ wit_bindgen::generate!({
         "fhirgate:policy/issuer@0.1.0": fhirgate_guest_sdk::issuer,
         "fhirgate:policy/crypto@0.1.0": fhirgate_guest_sdk::crypto,
         "fhirgate:policy/directory@0.1.0": fhirgate_guest_sdk::directory,
+        "fhirgate:policy/upstream@0.1.0": fhirgate_guest_sdk::upstream,
     },
 });
 

@@ -26,6 +26,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri}
 use http_body_util::{BodyExt, Full, Limited};
 use tokio::time::Instant;
 
+pub mod reads;
+
 pub use auth::UpstreamAuth;
 pub use breaker::{BreakerSettings, BreakerState};
 pub use retry::RetrySettings;

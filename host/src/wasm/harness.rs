@@ -26,6 +26,7 @@ pub struct Harness {
     issuer: Arc<IssuerFacts>,
     now_ms: Option<u64>,
     directory: Arc<crate::directory::Snapshot>,
+    reads: Option<Arc<dyn super::state::UpstreamReads>>,
 }
 
 impl Harness {
@@ -55,6 +56,7 @@ impl Harness {
             }),
             now_ms: None,
             directory: Arc::default(),
+            reads: None,
         })
     }
 
@@ -91,6 +93,14 @@ impl Harness {
         self
     }
 
+    /// What the `upstream` import answers during `shape_response`: path
+    /// (`Type/id`) → body; other paths are not found.
+    pub fn upstream_answers(mut self, answers: &[(&str, &str)]) -> Self {
+        let answers = answers.iter().map(|(p, b)| ((*p).to_owned(), b.as_bytes().to_vec())).collect();
+        self.reads = Some(Arc::new(crate::upstream::reads::FixedReads { answers }));
+        self
+    }
+
     pub fn module(&self) -> &Module {
         &self.module
     }
@@ -103,6 +113,7 @@ impl Harness {
             config_json: self.config_json.clone(),
             issuer: self.issuer.clone(),
             directory: self.directory.clone(),
+            reads: None,
             request_id: "harness".into(),
             fixed_now_ms: self.now_ms,
         }
@@ -138,7 +149,9 @@ impl Harness {
         status: u16,
         body: &[u8],
     ) -> Result<Result<shaping::Shaped, types::Denial>, GuestFault> {
-        self.executor.block_on(self.module.shape_response(self.ctx(), exchange, status, body))
+        let mut ctx = self.ctx();
+        ctx.reads = self.reads.clone();
+        self.executor.block_on(self.module.shape_response(ctx, exchange, status, body))
     }
 }
 

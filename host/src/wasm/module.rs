@@ -144,9 +144,15 @@ impl Module {
     /// Bounds a call in wall-clock time too: epoch interruption stops a
     /// module that computes, this stops one that waits in a host call (a
     /// WASI sleep or poll). Dropping the future drops the instance.
-    async fn bounded<R>(&self, call: impl std::future::Future<Output = wasmtime::Result<R>>) -> wasmtime::Result<R> {
-        let budget =
-            std::time::Duration::from_millis(self.runtime.limits().call_timeout_ms) + super::runtime::EPOCH_TICK;
+    /// `waits` is the time the call may spend in upstream reads.
+    async fn bounded<R>(
+        &self,
+        waits: std::time::Duration,
+        call: impl std::future::Future<Output = wasmtime::Result<R>>,
+    ) -> wasmtime::Result<R> {
+        let budget = std::time::Duration::from_millis(self.runtime.limits().call_timeout_ms)
+            + super::runtime::EPOCH_TICK
+            + waits;
         match tokio::time::timeout(budget, call).await {
             Ok(result) => result,
             Err(_) => Err(wasmtime::Error::from(Trap::Interrupt)),
@@ -180,9 +186,10 @@ impl Module {
         request: &types::Request,
     ) -> Result<Result<types::Claims, types::Denial>, GuestFault> {
         let indices = self.validation.as_ref().ok_or(GuestFault::NotExported(Role::TokenValidation))?;
+        let waits = ctx.reads.as_ref().map(|r| r.budget()).unwrap_or_default();
         let mut store = self.store(ctx);
         let result = self
-            .bounded(async {
+            .bounded(waits, async {
                 let instance = self.pre.instantiate_async(&mut store).await?;
                 let guest = indices.load(&mut store, &instance)?;
                 guest.call_validate(&mut store, token, request).await
@@ -199,9 +206,10 @@ impl Module {
         request: &types::Request,
     ) -> Result<Result<routing::Target, types::Denial>, GuestFault> {
         let indices = self.routing.as_ref().ok_or(GuestFault::NotExported(Role::Routing))?;
+        let waits = ctx.reads.as_ref().map(|r| r.budget()).unwrap_or_default();
         let mut store = self.store(ctx);
         let result = self
-            .bounded(async {
+            .bounded(waits, async {
                 let instance = self.pre.instantiate_async(&mut store).await?;
                 let guest = indices.load(&mut store, &instance)?;
                 guest.call_route(&mut store, claims, request).await
@@ -218,9 +226,10 @@ impl Module {
         request: &shaping::UpstreamRequest,
     ) -> Result<Result<shaping::UpstreamRequest, types::Denial>, GuestFault> {
         let indices = self.shaping.as_ref().ok_or(GuestFault::NotExported(Role::Shaping))?;
+        let waits = ctx.reads.as_ref().map(|r| r.budget()).unwrap_or_default();
         let mut store = self.store(ctx);
         let result = self
-            .bounded(async {
+            .bounded(waits, async {
                 let instance = self.pre.instantiate_async(&mut store).await?;
                 let guest = indices.load(&mut store, &instance)?;
                 guest.call_shape_request(&mut store, exchange, request).await
@@ -238,9 +247,10 @@ impl Module {
         body: &[u8],
     ) -> Result<Result<shaping::Shaped, types::Denial>, GuestFault> {
         let indices = self.shaping.as_ref().ok_or(GuestFault::NotExported(Role::Shaping))?;
+        let waits = ctx.reads.as_ref().map(|r| r.budget()).unwrap_or_default();
         let mut store = self.store(ctx);
         let result = self
-            .bounded(async {
+            .bounded(waits, async {
                 let instance = self.pre.instantiate_async(&mut store).await?;
                 let guest = indices.load(&mut store, &instance)?;
                 guest.call_shape_response(&mut store, exchange, status, body).await

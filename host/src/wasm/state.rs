@@ -7,7 +7,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{crypto, directory, host, issuer, types};
+use super::bindings::{crypto, directory, host, issuer, types, upstream};
 
 /// The token issuer's public facts, as the `issuer` import returns them.
 #[derive(Debug, Clone)]
@@ -16,6 +16,21 @@ pub struct IssuerFacts {
     pub audiences: Vec<String>,
     /// JWK Set JSON.
     pub jwks: String,
+}
+
+/// What the `upstream` import reads through during one call: the provider
+/// of the request being shaped (see `crate::upstream::reads`), or fixed
+/// answers in the harness.
+pub trait UpstreamReads: Send + Sync + std::fmt::Debug {
+    /// Reads `path` (`Type/id`).
+    fn read<'a>(
+        &'a self,
+        path: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, upstream::ReadError>> + Send + 'a>>;
+
+    /// Wall-clock time all reads of one call may take; the call's own
+    /// bound is extended by it, since the module waits meanwhile.
+    fn budget(&self) -> std::time::Duration;
 }
 
 /// What one call may see: its module's config and identity, for logs, and
@@ -29,6 +44,8 @@ pub struct CallContext {
     pub issuer: Arc<IssuerFacts>,
     /// The directory view the request routes on.
     pub directory: Arc<crate::directory::Snapshot>,
+    /// Reads the `upstream` import may make; `None` outside response shaping.
+    pub reads: Option<Arc<dyn UpstreamReads>>,
     pub request_id: String,
     /// A fixed clock, in ms since the Unix epoch, for tests; `None` reads the
     /// system clock.
@@ -181,5 +198,14 @@ impl directory::Host for GuestState {
             .into_iter()
             .map(|(id, version)| directory::ProviderInfo { id, fhir_version: version.wit() })
             .collect()
+    }
+}
+
+impl upstream::Host for GuestState {
+    async fn read(&mut self, path: String) -> Result<Vec<u8>, upstream::ReadError> {
+        let Some(reads) = self.ctx.reads.clone() else {
+            return Err(upstream::ReadError::NotAllowed("reads are only available while shaping a response".into()));
+        };
+        reads.read(&path).await
     }
 }

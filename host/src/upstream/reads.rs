@@ -1,0 +1,193 @@
+//! The reads a shaping module may make through the `upstream` import: `Type/id`
+//! only, only from the provider answering the current request, a few per
+//! call within one time budget, cached briefly per tenant and provider (an
+//! Encounter page names the same few Locations over and over).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+use super::{ProviderSettings, Upstream};
+use crate::wasm::bindings::upstream::ReadError;
+use crate::wasm::state::UpstreamReads;
+
+/// Reads one shaping call may make: a searchset page of Encounters names a
+/// handful of distinct Locations; more would be a module fetching data it
+/// was not asked for.
+pub const MAX_READS_PER_CALL: u32 = 16;
+
+/// Time all reads of one call may take together: the app is waiting.
+const READ_BUDGET: Duration = Duration::from_secs(5);
+
+/// How long a read answer is reused. Long enough to serve a page of
+/// Encounters and the next one, short enough that a renamed ward shows.
+const CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// Cached answers, shared by all requests: (tenant, provider, path) → body.
+pub struct ReadCache {
+    entries: quick_cache::sync::Cache<(String, String, String), (Instant, Bytes)>,
+}
+
+impl Default for ReadCache {
+    fn default() -> Self {
+        // 10 000 small resources: a few MB at most.
+        ReadCache { entries: quick_cache::sync::Cache::new(10_000) }
+    }
+}
+
+/// The reads of one shaping call.
+pub struct ProviderReads {
+    upstream: Upstream,
+    settings: ProviderSettings,
+    base_url: String,
+    accept: &'static str,
+    tenant: String,
+    request_id: String,
+    cache: Arc<ReadCache>,
+    left: AtomicU32,
+    deadline: Instant,
+}
+
+impl std::fmt::Debug for ProviderReads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderReads").field("provider", &self.settings.id).finish_non_exhaustive()
+    }
+}
+
+impl ProviderReads {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        upstream: Upstream,
+        settings: ProviderSettings,
+        base_url: &str,
+        accept: &'static str,
+        tenant: &str,
+        request_id: &str,
+        cache: Arc<ReadCache>,
+    ) -> ProviderReads {
+        let budget = READ_BUDGET.min(settings.timeout);
+        ProviderReads {
+            upstream,
+            settings,
+            base_url: base_url.to_owned(),
+            accept,
+            tenant: tenant.to_ascii_lowercase(),
+            request_id: request_id.to_owned(),
+            cache,
+            left: AtomicU32::new(MAX_READS_PER_CALL),
+            deadline: Instant::now() + budget,
+        }
+    }
+
+    async fn fetch(&self, path: &str) -> Result<Vec<u8>, ReadError> {
+        if !is_type_and_id(path) {
+            return Err(ReadError::NotAllowed(format!("`{}` is not a `Type/id` path", clip(path))));
+        }
+        let key = (self.tenant.clone(), self.settings.id.clone(), path.to_owned());
+        if let Some((at, body)) = self.cache.entries.get(&key)
+            && at.elapsed() < CACHE_TTL
+        {
+            return Ok(body.to_vec());
+        }
+        let claimed = self.left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        if claimed.is_err() {
+            return Err(ReadError::NotAllowed(format!("at most {MAX_READS_PER_CALL} reads per call")));
+        }
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(ReadError::Failed("the time for reads in this call is spent".into()));
+        }
+        let mut settings = self.settings.clone();
+        settings.timeout = remaining.min(settings.timeout);
+        let mut headers = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_str(&self.request_id) {
+            headers.insert(HeaderName::from_static("x-request-id"), v);
+        }
+        let url = format!("{}/{path}", self.base_url);
+        let answer = self
+            .upstream
+            .get(&settings, &url, headers, self.accept)
+            .await
+            .map_err(|e| ReadError::Failed(format!("the provider could not be read: {e}")))?;
+        match answer.status {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND | StatusCode::GONE => return Err(ReadError::NotFound),
+            s => return Err(ReadError::Failed(format!("the provider answered {s}"))),
+        }
+        if serde_json::from_slice::<serde::de::IgnoredAny>(&answer.body).is_err() {
+            return Err(ReadError::Failed("the provider's answer is not JSON".into()));
+        }
+        self.cache.entries.insert(key, (Instant::now(), answer.body.clone()));
+        Ok(answer.body.to_vec())
+    }
+}
+
+impl UpstreamReads for ProviderReads {
+    fn read<'a>(
+        &'a self,
+        path: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, ReadError>> + Send + 'a>> {
+        Box::pin(self.fetch(path))
+    }
+
+    fn budget(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+}
+
+/// `Type/id` with a FHIR resource type and id.
+fn is_type_and_id(path: &str) -> bool {
+    let Some((t, id)) = path.split_once('/') else { return false };
+    let type_ok = (2..=64).contains(&t.len())
+        && t.as_bytes()[0].is_ascii_uppercase()
+        && t.bytes().all(|c| c.is_ascii_alphabetic());
+    let id_ok = (1..=64).contains(&id.len()) && id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.');
+    type_ok && id_ok
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+/// Fixed answers for the module harness: path → body.
+#[derive(Debug, Default)]
+pub struct FixedReads {
+    pub answers: std::collections::HashMap<String, Vec<u8>>,
+}
+
+impl UpstreamReads for FixedReads {
+    fn read<'a>(
+        &'a self,
+        path: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, ReadError>> + Send + 'a>> {
+        let answer = if is_type_and_id(path) {
+            self.answers.get(path).cloned().ok_or(ReadError::NotFound)
+        } else {
+            Err(ReadError::NotAllowed(format!("`{}` is not a `Type/id` path", clip(path))))
+        };
+        Box::pin(std::future::ready(answer))
+    }
+
+    fn budget(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_type_and_id() {
+        assert!(is_type_and_id("Location/ward-1"));
+        assert!(!is_type_and_id("Location"));
+        assert!(!is_type_and_id("Location/a/b"));
+        assert!(!is_type_and_id("../admin"));
+        assert!(!is_type_and_id("http://evil/Location/1"));
+        assert!(!is_type_and_id("location/1"));
+        assert!(!is_type_and_id("Location/1?x=2"));
+    }
+}
