@@ -52,7 +52,7 @@ enum Command {
         #[arg(long, default_value = "policies/demo/policy.toml")]
         policy: PathBuf,
     },
-    /// Serve only the demo R4 provider.
+    /// Serve only the demo provider (R4 unless --fhir-version says otherwise).
     Provider {
         #[arg(long, default_value = "127.0.0.1:8081")]
         listen: SocketAddr,
@@ -77,6 +77,12 @@ enum Command {
         /// Lifetime of the tokens issued with --client-credentials.
         #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
         token_lifetime_seconds: u64,
+        /// The FHIR release spoken: r4, stu3 or dstu2.
+        #[arg(long, default_value = "r4", value_parser = fhirgate::demo::provider::parse_fhir_version)]
+        fhir_version: fhirgate::fhir::Version,
+        /// A resource type not to serve (absent from /metadata, 404 otherwise); repeatable.
+        #[arg(long, value_name = "TYPE")]
+        without: Vec<String>,
     },
     /// Generate a client secret and the `secret_sha256` line for gateway.toml.
     Secret,
@@ -337,10 +343,22 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             request_log,
             client_credentials,
             token_lifetime_seconds,
+            fhir_version,
+            without,
         } => {
             use fhirgate::demo::provider::{ProviderOptions, TOKEN_PATH, serve};
-            if let Some(path) = &request_log {
-                // Fail here, before the ready line, rather than once serving.
+            let options = ProviderOptions {
+                patients,
+                delay: std::time::Duration::from_millis(delay_ms),
+                request_log,
+                client_credentials,
+                token_lifetime: std::time::Duration::from_secs(token_lifetime_seconds),
+                fhir_version,
+                without,
+            };
+            // Bad arguments fail here, before the ready line, rather than once serving.
+            options.served().map_err(anyhow::Error::msg).context("--without")?;
+            if let Some(path) = &options.request_log {
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
@@ -349,26 +367,25 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             }
             let (listener, local) = bind(listen).await?;
             let base = format!("http://{local}/fhir");
-            let token_url = client_credentials.as_ref().map(|_| format!("http://{local}{TOKEN_PATH}"));
+            let token_url = options.client_credentials.as_ref().map(|_| format!("http://{local}{TOKEN_PATH}"));
             if json {
-                let mut ready = serde_json::json!({ "event": "ready", "address": local.to_string(), "base_url": base });
+                let mut ready = serde_json::json!({
+                    "event": "ready",
+                    "address": local.to_string(),
+                    "base_url": base,
+                    "fhir_version": fhir_version.number(),
+                });
                 if let Some(url) = &token_url {
                     ready["token_url"] = url.as_str().into();
                 }
                 println!("{ready}");
             } else {
-                println!("demo provider (R4, {patients} patients) at {base}");
+                let release = fhir_version.face().to_ascii_uppercase();
+                println!("demo provider ({release}, {patients} patients) at {base}");
                 if let Some(url) = &token_url {
                     println!("token endpoint at {url}");
                 }
             }
-            let options = ProviderOptions {
-                patients,
-                delay: std::time::Duration::from_millis(delay_ms),
-                request_log,
-                client_credentials,
-                token_lifetime: std::time::Duration::from_secs(token_lifetime_seconds),
-            };
             tokio::select! {
                 served = serve(listener, base, options) => served.context("serving the demo provider")?,
                 () = shutdown_signal() => {}

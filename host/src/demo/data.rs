@@ -1,5 +1,6 @@
-//! Deterministic synthetic patients for the demo provider. The same index
-//! always yields the same patient, so tests can name expected results.
+//! Deterministic synthetic patients for the demo provider, in R4. The same
+//! index always yields the same patient, so tests can name expected results;
+//! their clinical data and the other releases' shapes are in `resources`.
 //! Realistic imperfections are deliberate: some patients have a second name,
 //! no name prefix, no practitioner or no telecom.
 
@@ -51,7 +52,7 @@ const PRACTITIONERS: &[(&str, &str)] =
     &[("prac-1", "Dr. Adele Byrne"), ("prac-2", "Dr. Samuel Osei"), ("prac-3", "Dr. Mei Lin")];
 
 /// splitmix64: a tiny, well-known generator; enough for varied fake data.
-fn mix(mut x: u64) -> u64 {
+pub(crate) fn mix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -61,6 +62,12 @@ fn mix(mut x: u64) -> u64 {
 /// The id of patient `i`.
 pub fn patient_id(i: usize) -> String {
     format!("pat-{:03}", i + 1)
+}
+
+/// The practitioner (id, display name) who looks after patient `i`: the
+/// patient's `generalPractitioner` where the Patient names one.
+pub fn practitioner(i: usize) -> (&'static str, &'static str) {
+    PRACTITIONERS[i % PRACTITIONERS.len()]
 }
 
 /// The MRN of patient `i`.
@@ -143,7 +150,7 @@ pub fn patient(i: usize) -> Value {
         ]);
     }
     if i % 5 != 2 {
-        let (id, display) = PRACTITIONERS[i % PRACTITIONERS.len()];
+        let (id, display) = practitioner(i);
         p["generalPractitioner"] = json!([{ "reference": format!("Practitioner/{id}"), "display": display }]);
     }
     p

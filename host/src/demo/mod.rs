@@ -1,9 +1,13 @@
-//! The demo: a synthetic R4 provider, and the wiring that starts it with a
-//! gateway serving the demo partner's policy.
+//! The demo: a synthetic provider (R4 by default, or STU3 or DSTU2), and the
+//! wiring that starts it with a gateway serving the demo partner's policy.
+//!
+//! Layout: `data` the synthetic patients; `resources` everything served, in
+//! each release; `search` the strict searches; `provider` the HTTP server.
 
 pub mod data;
-
 pub mod provider;
+pub mod resources;
+pub mod search;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

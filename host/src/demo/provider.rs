@@ -1,9 +1,12 @@
-//! The demo provider: an R4 FHIR server over the synthetic patients, with the
-//! Patient search parameters the app uses. It is strict: an unknown search
-//! parameter is a 400 OperationOutcome, so nothing the gateway sends is
-//! silently ignored. For end-to-end tests and benchmarks it can also serve
-//! more patients, answer slowly, record each request it sees, and require
-//! bearer tokens from its own client-credentials token endpoint.
+//! The demo provider: a FHIR server speaking R4, STU3 or DSTU2 over the
+//! synthetic patients and their clinical data (`resources`), with reads of
+//! every type it serves and the searches a server of that release offers
+//! (`search`). It is strict: an unknown search parameter is a 400
+//! OperationOutcome, so nothing the gateway sends is silently ignored. It can
+//! leave resource types out, to test what checks a provider's capabilities.
+//! For end-to-end tests and benchmarks it can also serve more patients,
+//! answer slowly, record each request it sees, and require bearer tokens from
+//! its own client-credentials token endpoint.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -15,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -29,14 +31,13 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
 use super::data;
+use super::resources::{Dataset, Kind};
+use super::search;
 use crate::error::{Body, json_response, no_store};
+use crate::fhir::Version;
 use crate::fhir::outcome::outcome;
 use crate::oauth::bearer_token;
 
-const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
-/// Page size when `_count` is absent, and the largest accepted.
-const DEFAULT_COUNT: usize = 20;
-const MAX_COUNT: usize = 100;
 /// The token endpoint, outside the FHIR base like a real authorization server.
 pub const TOKEN_PATH: &str = "/oauth2/token";
 /// Largest request body read, form or search.
@@ -58,6 +59,12 @@ pub struct ProviderOptions {
     pub client_credentials: Option<(String, String)>,
     /// Lifetime of the tokens issued.
     pub token_lifetime: Duration,
+    /// The FHIR release spoken: resource shapes, search syntax, `/metadata`
+    /// and media type.
+    pub fhir_version: Version,
+    /// Resource types not served: absent from `/metadata`, and a 404 for
+    /// every interaction, as on a server that lacks them.
+    pub without: Vec<String>,
 }
 
 impl Default for ProviderOptions {
@@ -69,7 +76,39 @@ impl Default for ProviderOptions {
             client_credentials: None,
             // Five minutes: short, as providers' client-credentials tokens are.
             token_lifetime: Duration::from_secs(300),
+            fhir_version: Version::R4,
+            without: Vec::new(),
         }
+    }
+}
+
+impl ProviderOptions {
+    /// The resource types served: those of the release but `without`.
+    /// Naming a type the release does not define is an error, so a typo
+    /// cannot leave everything served.
+    pub fn served(&self) -> Result<Vec<Kind>, String> {
+        let v = self.fhir_version;
+        for name in &self.without {
+            if Kind::named(v, name).is_none() {
+                let known: Vec<&str> = Kind::of_release(v).map(Kind::name).collect();
+                return Err(format!(
+                    "`{name}` is not a resource type this provider serves in FHIR {}; expected one of {}",
+                    v.number(),
+                    known.join(", ")
+                ));
+            }
+        }
+        Ok(Kind::of_release(v).filter(|k| !self.without.iter().any(|w| w == k.name())).collect())
+    }
+}
+
+/// Parses `r4`, `stu3` or `dstu2` (as given to `--fhir-version`).
+pub fn parse_fhir_version(s: &str) -> Result<Version, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "r4" => Ok(Version::R4),
+        "stu3" => Ok(Version::Stu3),
+        "dstu2" => Ok(Version::Dstu2),
+        _ => Err("expected r4, stu3 or dstu2".to_owned()),
     }
 }
 
@@ -84,9 +123,8 @@ pub fn parse_client_credentials(s: &str) -> Result<(String, String), String> {
 
 struct Provider {
     base: String,
-    patients: Vec<Value>,
-    /// Patient id → index in `patients`.
-    by_id: HashMap<String, usize>,
+    data: Dataset,
+    served: Vec<Kind>,
     delay: Duration,
     log: Option<Mutex<File>>,
     issuer: Option<Issuer>,
@@ -141,16 +179,15 @@ impl Provider {
             Some(path) => Some(Mutex::new(OpenOptions::new().create(true).append(true).open(path)?)),
             None => None,
         };
-        let patients = data::patients_n(options.patients);
-        let by_id =
-            patients.iter().enumerate().filter_map(|(i, pt)| pt["id"].as_str().map(|id| (id.to_owned(), i))).collect();
+        let served = options.served().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let data = Dataset::new(options.fhir_version, options.patients);
         let issuer = options.client_credentials.map(|(client_id, secret)| Issuer {
             client_id,
             secret_sha256: Sha256::digest(secret.as_bytes()).into(),
             lifetime: options.token_lifetime,
             issued: Mutex::default(),
         });
-        Ok(Self { base, patients, by_id, delay: options.delay, log, issuer })
+        Ok(Self { base, data, served, delay: options.delay, log, issuer })
     }
 
     fn auth_seen(&self, headers: &HeaderMap) -> AuthSeen {
@@ -219,7 +256,8 @@ impl Issuer {
 
 /// Serves the provider on `listener` until the task is dropped; `base` is its
 /// own absolute base URL (ending in `/fhir`), used in `fullUrl`s and links.
-/// Fails only if the request log cannot be opened.
+/// Fails only if the request log cannot be opened or `without` names a type
+/// the release does not have.
 pub async fn serve(listener: TcpListener, base: String, options: ProviderOptions) -> io::Result<()> {
     let provider = Arc::new(Provider::new(base, options)?);
     let builder = auto::Builder::new(TokioExecutor::new());
@@ -239,8 +277,9 @@ pub async fn serve(listener: TcpListener, base: String, options: ProviderOptions
     }
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    json_response(status, FHIR_JSON, outcome("error", code, message).to_string())
+/// An OperationOutcome in the release's media type.
+fn error(v: Version, status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    json_response(status, v.content_type(), outcome("error", code, message).to_string())
 }
 
 async fn handle(p: &Provider, req: Request<Incoming>) -> Response<Body> {
@@ -275,12 +314,17 @@ async fn handle(p: &Provider, req: Request<Incoming>) -> Response<Body> {
         p.delay().await;
     }
 
+    let v = p.data.version();
     if fhir_path.is_none() {
-        return error(StatusCode::NOT_FOUND, "not-found", "Unknown path.");
+        return error(v, StatusCode::NOT_FOUND, "not-found", "Unknown path.");
     }
     if p.issuer.is_some() && !is_metadata && auth != AuthSeen::Valid {
-        let mut resp =
-            error(StatusCode::UNAUTHORIZED, "login", "A bearer token from this provider's token endpoint is required.");
+        let mut resp = error(
+            v,
+            StatusCode::UNAUTHORIZED,
+            "login",
+            "A bearer token from this provider's token endpoint is required.",
+        );
         resp.headers_mut().insert(
             WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer realm=\"demo-provider\", error=\"invalid_token\""),
@@ -290,16 +334,28 @@ async fn handle(p: &Provider, req: Request<Incoming>) -> Response<Body> {
     let is_form = is_form(req.headers());
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "too-costly", "Body too large."),
+        Err(_) => return error(v, StatusCode::PAYLOAD_TOO_LARGE, "too-costly", "Body too large."),
     };
-    match (&method, segments.as_slice()) {
-        (&Method::GET, ["metadata"]) => json_response(StatusCode::OK, FHIR_JSON, capability(p).to_string()),
-        (&Method::GET, ["Patient", id]) => match p.by_id.get(*id) {
-            Some(&i) => json_response(StatusCode::OK, FHIR_JSON, p.patients[i].to_string()),
-            None => error(StatusCode::NOT_FOUND, "not-found", &format!("Patient/{id} is not known.")),
+    if is_metadata {
+        return if method == Method::GET {
+            json_response(StatusCode::OK, v.content_type(), capability(p).to_string())
+        } else {
+            error(v, StatusCode::BAD_REQUEST, "not-supported", "Unsupported interaction.")
+        };
+    }
+    let Some(&t) = segments.first() else {
+        return error(v, StatusCode::BAD_REQUEST, "not-supported", "Unsupported interaction.");
+    };
+    let Some(kind) = p.served.iter().copied().find(|k| k.name() == t) else {
+        return error(v, StatusCode::NOT_FOUND, "not-supported", &format!("This server does not serve {t}."));
+    };
+    match (&method, &segments[1..]) {
+        (&Method::GET, [id]) => match p.data.read(kind, id) {
+            Some(resource) => json_response(StatusCode::OK, v.content_type(), resource.to_string()),
+            None => error(v, StatusCode::NOT_FOUND, "not-found", &format!("{t}/{id} is not known.")),
         },
-        (&Method::GET, ["Patient"]) => search(p, &query),
-        (&Method::POST, ["Patient", "_search"]) if is_form || body.is_empty() => {
+        (&Method::GET, []) => search(p, kind, &query),
+        (&Method::POST, ["_search"]) if is_form || body.is_empty() => {
             let mut q = query;
             if !body.is_empty() {
                 if !q.is_empty() {
@@ -307,12 +363,17 @@ async fn handle(p: &Provider, req: Request<Incoming>) -> Response<Body> {
                 }
                 q.push_str(&String::from_utf8_lossy(&body));
             }
-            search(p, &q)
+            search(p, kind, &q)
         }
-        (_, [t, ..]) if *t != "Patient" => {
-            error(StatusCode::NOT_FOUND, "not-supported", &format!("The demo provider serves Patient only, not {t}."))
-        }
-        _ => error(StatusCode::BAD_REQUEST, "not-supported", "Unsupported interaction."),
+        _ => error(v, StatusCode::BAD_REQUEST, "not-supported", "Unsupported interaction."),
+    }
+}
+
+fn search(p: &Provider, kind: Kind, query: &str) -> Response<Body> {
+    let v = p.data.version();
+    match search::search(&p.data, &p.base, kind, query) {
+        Ok(bundle) => json_response(StatusCode::OK, v.content_type(), bundle.to_string()),
+        Err(refusal) => error(v, refusal.status, refusal.code, &refusal.message),
     }
 }
 
@@ -428,234 +489,59 @@ fn form_decode(s: &str) -> String {
     form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
 }
 
+/// The provider's CapabilityStatement (Conformance in DSTU2): its release,
+/// the types it serves with their search parameters and, when it issues
+/// tokens, where (SMART's `oauth-uris`).
 fn capability(p: &Provider) -> Value {
-    let search_params: Vec<Value> = [
-        ("_id", "token"),
-        ("family", "string"),
-        ("given", "string"),
-        ("name", "string"),
-        ("birthdate", "date"),
-        ("gender", "token"),
-        ("identifier", "token"),
-    ]
-    .iter()
-    .map(|(name, ty)| json!({ "name": name, "type": ty }))
-    .collect();
-    json!({
-        "resourceType": "CapabilityStatement",
+    let v = p.data.version();
+    let resources: Vec<Value> = p
+        .served
+        .iter()
+        .map(|&kind| {
+            let params: Vec<Value> =
+                search::parameters(v, kind).into_iter().map(|(name, ty)| json!({ "name": name, "type": ty })).collect();
+            json!({
+                "type": kind.name(),
+                "interaction": [{ "code": "read" }, { "code": "search-type" }],
+                "searchParam": params,
+            })
+        })
+        .collect();
+    let mut rest = json!({ "mode": "server", "resource": resources });
+    if p.issuer.is_some() {
+        let root = p.base.strip_suffix("/fhir").unwrap_or(&p.base);
+        rest["security"] = json!({
+            "extension": [{
+                "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                "extension": [{ "url": "token", "valueUri": format!("{root}{TOKEN_PATH}") }]
+            }],
+            "description": "Bearer tokens from the client-credentials grant at the token URL."
+        });
+    }
+    let release = v.face().to_ascii_uppercase();
+    let mut statement = json!({
+        "resourceType": if v == Version::Dstu2 { "Conformance" } else { "CapabilityStatement" },
         "status": "active",
         "date": "2026-01-01",
         "kind": "instance",
         "software": { "name": "fhirgate demo provider" },
-        "implementation": { "description": "Synthetic R4 data", "url": p.base },
-        "fhirVersion": "4.0.1",
+        "implementation": { "description": format!("Synthetic {release} data"), "url": p.base },
+        "fhirVersion": v.number(),
         "format": ["json"],
-        "rest": [{
-            "mode": "server",
-            "resource": [{
-                "type": "Patient",
-                "interaction": [{ "code": "read" }, { "code": "search-type" }],
-                "searchParam": search_params,
-            }]
-        }]
-    })
-}
-
-/// How a string parameter matches (FHIR R4 §3.1.1.5.7).
-#[derive(Clone, Copy)]
-enum StringMatch {
-    StartsWith,
-    Contains,
-    Exact,
-}
-
-fn string_matches(candidate: &str, wanted: &str, how: StringMatch) -> bool {
-    match how {
-        StringMatch::Exact => candidate == wanted,
-        StringMatch::StartsWith => candidate.to_lowercase().starts_with(&wanted.to_lowercase()),
-        StringMatch::Contains => candidate.to_lowercase().contains(&wanted.to_lowercase()),
-    }
-}
-
-fn strs(v: &Value) -> Vec<&str> {
-    match v {
-        Value::String(s) => vec![s.as_str()],
-        Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
-    }
-}
-
-fn name_parts<'a>(pt: &'a Value, part: &str) -> Vec<&'a str> {
-    pt["name"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|n| match part {
-            "any" => ["family", "given", "prefix", "suffix", "text"].iter().flat_map(|k| strs(&n[*k])).collect(),
-            k => strs(&n[k]),
-        })
-        .collect()
-}
-
-type Filter = Box<dyn Fn(&Value) -> bool>;
-
-fn search(p: &Provider, query: &str) -> Response<Body> {
-    let mut filters: Vec<Filter> = Vec::new();
-    let mut count = DEFAULT_COUNT;
-    let mut offset = 0usize;
-    let mut kept = Vec::new();
-    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-        let (name, value) = (name.into_owned(), value.into_owned());
-        let (base, modifier) = match name.split_once(':') {
-            Some((b, m)) => (b.to_owned(), Some(m.to_owned())),
-            None => (name.clone(), None),
-        };
-        let alternatives: Vec<String> = value.split(',').map(str::to_owned).collect();
-        match (base.as_str(), modifier.as_deref()) {
-            ("_count", None) => match value.parse::<usize>() {
-                Ok(c) => count = c.min(MAX_COUNT),
-                Err(_) => return error(StatusCode::BAD_REQUEST, "invalid", "`_count` must be a number."),
-            },
-            ("_offset", None) => match value.parse::<usize>() {
-                Ok(o) => offset = o,
-                Err(_) => return error(StatusCode::BAD_REQUEST, "invalid", "`_offset` must be a number."),
-            },
-            ("_format" | "_pretty", _) => continue,
-            ("_id", None) => filters.push(Box::new(move |pt| alternatives.iter().any(|a| pt["id"] == a.as_str()))),
-            ("family" | "given" | "name", m) => {
-                let how = match m {
-                    None => StringMatch::StartsWith,
-                    Some("contains") => StringMatch::Contains,
-                    Some("exact") => StringMatch::Exact,
-                    Some(other) => {
-                        return error(
-                            StatusCode::BAD_REQUEST,
-                            "not-supported",
-                            &format!("Unsupported modifier `:{other}`."),
-                        );
-                    }
-                };
-                let part = if base == "name" { "any".to_owned() } else { base.clone() };
-                filters.push(Box::new(move |pt| {
-                    let parts = name_parts(pt, &part);
-                    alternatives.iter().any(|a| parts.iter().any(|c| string_matches(c, a, how)))
-                }));
-            }
-            ("birthdate", None) => {
-                let mut tests = Vec::new();
-                for a in &alternatives {
-                    let (prefix, date) = match a.get(..2) {
-                        Some(pre @ ("eq" | "ne" | "lt" | "le" | "gt" | "ge")) => (pre.to_owned(), a[2..].to_owned()),
-                        _ => ("eq".to_owned(), a.clone()),
-                    };
-                    if !valid_date(&date) {
-                        return error(StatusCode::BAD_REQUEST, "invalid", &format!("`{a}` is not a FHIR date."));
-                    }
-                    tests.push((prefix, date));
-                }
-                filters.push(Box::new(move |pt| {
-                    let Some(b) = pt["birthDate"].as_str() else { return false };
-                    tests.iter().any(|(pre, d)| {
-                        let cmp = b.get(..d.len()).unwrap_or(b).cmp(d.as_str());
-                        match pre.as_str() {
-                            "eq" => cmp.is_eq(),
-                            "ne" => !cmp.is_eq(),
-                            "lt" => cmp.is_lt(),
-                            "le" => cmp.is_le(),
-                            "gt" => cmp.is_gt(),
-                            _ => cmp.is_ge(),
-                        }
-                    })
-                }));
-            }
-            ("gender", None) => {
-                filters.push(Box::new(move |pt| alternatives.iter().any(|a| pt["gender"] == a.as_str())))
-            }
-            ("identifier", None) => filters.push(Box::new(move |pt| {
-                alternatives.iter().any(|a| {
-                    let (system, v) = match a.split_once('|') {
-                        Some((s, v)) => (Some(s), v),
-                        None => (None, a.as_str()),
-                    };
-                    pt["identifier"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .any(|id| id["value"] == v && system.is_none_or(|s| s.is_empty() || id["system"] == s))
-                })
-            })),
-            _ => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "not-supported",
-                    &format!("Unknown or unsupported search parameter `{name}`."),
-                );
-            }
-        }
-        if base != "_offset" {
-            kept.push((name, value));
-        }
-    }
-    let matches: Vec<&Value> = p.patients.iter().filter(|pt| filters.iter().all(|f| f(pt))).collect();
-    let total = matches.len();
-    let page: Vec<&Value> = matches.iter().skip(offset).take(count).copied().collect();
-    let link = |off: usize| {
-        let mut ser = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in &kept {
-            ser.append_pair(k, v);
-        }
-        if !kept.iter().any(|(k, _)| k == "_count") {
-            ser.append_pair("_count", &count.to_string());
-        }
-        if off > 0 {
-            ser.append_pair("_offset", &off.to_string());
-        }
-        format!("{}/Patient?{}", p.base, ser.finish())
-    };
-    let mut links = vec![json!({ "relation": "self", "url": link(offset) })];
-    if count > 0 && offset + count < total {
-        links.push(json!({ "relation": "next", "url": link(offset + count) }));
-    }
-    if offset > 0 {
-        links.push(json!({ "relation": "previous", "url": link(offset.saturating_sub(count)) }));
-    }
-    let bundle = json!({
-        "resourceType": "Bundle",
-        "id": format!("search-{:016x}", fxhash(query)),
-        "meta": { "lastUpdated": "2026-01-15T09:30:00Z" },
-        "type": "searchset",
-        "timestamp": "2026-01-15T09:30:00Z",
-        "total": total,
-        "link": links,
-        "entry": page.iter().map(|pt| json!({
-            "fullUrl": format!("{}/Patient/{}", p.base, pt["id"].as_str().unwrap_or_default()),
-            "resource": pt,
-            "search": { "mode": "match" }
-        })).collect::<Vec<_>>(),
+        "rest": [rest],
     });
-    json_response(StatusCode::OK, FHIR_JSON, Bytes::from(bundle.to_string()))
-}
-
-fn valid_date(d: &str) -> bool {
-    let b = d.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
-    match b.len() {
-        4 => digits(0..4),
-        7 => digits(0..4) && b[4] == b'-' && digits(5..7),
-        10 => digits(0..4) && b[4] == b'-' && digits(5..7) && b[7] == b'-' && digits(8..10),
-        _ => false,
+    if v != Version::R4 {
+        // Required before R4, which dropped it.
+        statement["acceptUnknown"] = json!("no");
     }
-}
-
-/// FNV-1a, for stable Bundle ids.
-fn fxhash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    statement
 }
 
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
 
+    use bytes::Bytes;
     use http_body_util::Full;
     use hyper_util::client::legacy::Client;
     use hyper_util::client::legacy::connect::HttpConnector;
@@ -934,5 +820,246 @@ mod tests {
         assert_eq!(second.addr, addr);
         assert_eq!(get(&url, &[]).await.status, StatusCode::OK);
         drop(pooled);
+    }
+
+    const RELEASES: [Version; 3] = [Version::R4, Version::Stu3, Version::Dstu2];
+
+    fn speaking(v: Version) -> ProviderOptions {
+        ProviderOptions { fhir_version: v, ..Default::default() }
+    }
+
+    fn listed_types(metadata: &Value) -> Vec<String> {
+        metadata["rest"][0]["resource"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["type"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn fhir_version_argument() {
+        assert_eq!(parse_fhir_version("r4"), Ok(Version::R4));
+        assert_eq!(parse_fhir_version("STU3"), Ok(Version::Stu3));
+        assert_eq!(parse_fhir_version("dstu2"), Ok(Version::Dstu2));
+        assert!(parse_fhir_version("r5").is_err());
+    }
+
+    #[tokio::test]
+    async fn metadata_declares_the_release_and_every_search_it_lists_works() {
+        for (v, resource_type, number, media_type) in [
+            (Version::R4, "CapabilityStatement", "4.0.1", "application/fhir+json"),
+            (Version::Stu3, "CapabilityStatement", "3.0.2", "application/fhir+json"),
+            (Version::Dstu2, "Conformance", "1.0.2", "application/json+fhir"),
+        ] {
+            let p = start(speaking(v)).await;
+            let a = get(&format!("{}/metadata", p.base), &[]).await;
+            assert_eq!(a.status, StatusCode::OK);
+            assert!(header(&a, "content-type").starts_with(media_type), "{v:?}");
+            assert_eq!(a.json["resourceType"], resource_type);
+            assert_eq!(a.json["fhirVersion"], number);
+            let expected: Vec<&str> = Kind::of_release(v).map(Kind::name).collect();
+            assert_eq!(listed_types(&a.json), expected);
+            assert_eq!(expected.len(), 9, "the eight types of the app and MedicationStatement");
+
+            for resource in a.json["rest"][0]["resource"].as_array().unwrap() {
+                let t = resource["type"].as_str().unwrap();
+                for param in resource["searchParam"].as_array().unwrap() {
+                    let name = param["name"].as_str().unwrap();
+                    let value = match param["type"].as_str().unwrap() {
+                        "reference" => "pat-001",
+                        "date" => "ge2000",
+                        _ if name == "category" => "vital-signs",
+                        _ if name == "_id" || name == "identifier" => "x",
+                        "token" => "female",
+                        _ => "a",
+                    };
+                    let a = get(&format!("{}/{t}?{name}={value}", p.base), &[]).await;
+                    assert_eq!(a.status, StatusCode::OK, "{v:?} {t}?{name}={value}: {}", a.json);
+                    assert!(header(&a, "content-type").starts_with(media_type));
+                }
+            }
+            // Outcomes are in the release's media type too.
+            let a = get(&format!("{}/Observation?bogus=1", p.base), &[]).await;
+            assert_eq!(a.status, StatusCode::BAD_REQUEST);
+            assert!(header(&a, "content-type").starts_with(media_type));
+        }
+    }
+
+    #[tokio::test]
+    async fn without_leaves_types_out_of_metadata_and_answers_404() {
+        let options =
+            ProviderOptions { without: vec!["Coverage".into(), "Encounter".into()], ..speaking(Version::Stu3) };
+        let p = start(options).await;
+        let listed = listed_types(&get(&format!("{}/metadata", p.base), &[]).await.json);
+        assert!(!listed.iter().any(|t| t == "Coverage" || t == "Encounter"), "{listed:?}");
+        assert!(listed.iter().any(|t| t == "Observation"));
+        for url in ["Coverage?patient=pat-001", "Coverage/cov-001-1", "Encounter", "Encounter/enc-001-1"] {
+            let a = get(&format!("{}/{url}", p.base), &[]).await;
+            assert_eq!(a.status, StatusCode::NOT_FOUND, "{url}");
+            assert_eq!(a.json["resourceType"], "OperationOutcome");
+        }
+        let a =
+            send(&client(), Method::POST, &format!("{}/Coverage/_search", p.base), &[FORM], "patient=pat-001").await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND);
+        let a = get(&format!("{}/Observation?patient=pat-001", p.base), &[]).await;
+        assert_eq!(a.status, StatusCode::OK);
+
+        // A type the release does not define cannot be left out.
+        let r4_order = ProviderOptions { without: vec!["MedicationOrder".into()], ..Default::default() };
+        assert!(r4_order.served().unwrap_err().contains("MedicationOrder"));
+        let dstu2_order = ProviderOptions { without: vec!["MedicationOrder".into()], ..speaking(Version::Dstu2) };
+        assert!(!dstu2_order.served().unwrap().contains(&Kind::MedicationOrder));
+        let (listener, _) = crate::server::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+        let refused = serve(listener, "http://x/fhir".into(), r4_order).await.unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[tokio::test]
+    async fn every_type_is_read_by_id_in_every_release() {
+        for v in RELEASES {
+            let p = start(speaking(v)).await;
+            for kind in Kind::of_release(v) {
+                let t = kind.name();
+                let bundle = get(&format!("{}/{t}?_count=3&_offset=2", p.base), &[]).await.json;
+                let entry = &bundle["entry"][0];
+                let id = entry["resource"]["id"].as_str().unwrap_or_else(|| panic!("{v:?} {t}: {bundle}"));
+                assert_eq!(entry["fullUrl"], format!("{}/{t}/{id}", p.base));
+                let a = get(&format!("{}/{t}/{id}", p.base), &[]).await;
+                assert_eq!(a.status, StatusCode::OK, "{t}/{id}");
+                assert_eq!(a.json, entry["resource"], "{t}/{id}");
+                let a = get(&format!("{}/{t}/{id}9", p.base), &[]).await;
+                assert_eq!(
+                    (a.status, a.json["resourceType"].as_str()),
+                    (StatusCode::NOT_FOUND, Some("OperationOutcome"))
+                );
+            }
+            // A type of another release is not served.
+            let other = if v == Version::Dstu2 { "MedicationRequest" } else { "MedicationOrder" };
+            assert_eq!(get(&format!("{}/{other}?patient=pat-001", p.base), &[]).await.status, StatusCode::NOT_FOUND);
+        }
+    }
+
+    #[tokio::test]
+    async fn searches_accept_only_the_parameters_of_their_release() {
+        let cases: &[(Version, &str, StatusCode)] = &[
+            (Version::R4, "Observation?patient=pat-001&_sort=-date&category=vital-signs", StatusCode::OK),
+            (Version::R4, "Observation?patient=pat-001&_sort:desc=date", StatusCode::BAD_REQUEST),
+            (Version::R4, "Observation?patient=pat-001&_sort=-code", StatusCode::BAD_REQUEST),
+            (Version::R4, "Observation?patient:Patient=pat-001", StatusCode::BAD_REQUEST),
+            (Version::R4, "Observation?patient=pat-001&code=8867-4", StatusCode::BAD_REQUEST),
+            (Version::R4, "Condition?subject=Patient/pat-001&_sort=-recorded-date", StatusCode::OK),
+            (Version::R4, "Condition?patient=pat-001&category=problem-list-item", StatusCode::BAD_REQUEST),
+            (Version::R4, "AllergyIntolerance?subject=pat-001", StatusCode::BAD_REQUEST),
+            (Version::R4, "Coverage?patient=pat-001", StatusCode::OK),
+            (Version::R4, "Coverage?patient=pat-001&_sort=-date", StatusCode::BAD_REQUEST),
+            (Version::R4, "MedicationRequest?patient=pat-001&_sort=-authoredon", StatusCode::OK),
+            (Version::R4, "Location?name=spring", StatusCode::OK),
+            (Version::R4, "Location?patient=pat-001", StatusCode::BAD_REQUEST),
+            (Version::R4, "Patient?_sort=-date", StatusCode::BAD_REQUEST),
+            (Version::Stu3, "Encounter?patient=pat-001&_sort=-date&_count=2", StatusCode::OK),
+            (Version::Stu3, "Condition?patient=pat-001&_sort=-asserted-date", StatusCode::OK),
+            (Version::Stu3, "Condition?patient=pat-001&_sort=-recorded-date", StatusCode::BAD_REQUEST),
+            (Version::Stu3, "Coverage?beneficiary=pat-001", StatusCode::OK),
+            (Version::Stu3, "MedicationStatement?subject=pat-001&_sort=effective", StatusCode::OK),
+            (Version::Dstu2, "Observation?patient=pat-001&_sort:desc=date&category=vital-signs", StatusCode::OK),
+            (Version::Dstu2, "Observation?patient=pat-001&_sort:asc=date", StatusCode::OK),
+            (Version::Dstu2, "Observation?patient=pat-001&_sort=-date", StatusCode::BAD_REQUEST),
+            (Version::Dstu2, "Condition?subject=pat-001", StatusCode::BAD_REQUEST),
+            (Version::Dstu2, "Condition?patient=pat-001&_sort:desc=date-recorded", StatusCode::OK),
+            (Version::Dstu2, "Encounter?subject=pat-001", StatusCode::BAD_REQUEST),
+            (Version::Dstu2, "Encounter?patient=pat-001&_sort:desc=date&_count=2", StatusCode::OK),
+            (Version::Dstu2, "MedicationOrder?patient=pat-001&_sort:desc=datewritten", StatusCode::OK),
+            (Version::Dstu2, "Coverage?beneficiary=pat-001", StatusCode::BAD_REQUEST),
+        ];
+        for v in RELEASES {
+            let p = start(speaking(v)).await;
+            for (_, url, status) in cases.iter().filter(|(case, ..)| *case == v) {
+                let a = get(&format!("{}/{url}", p.base), &[]).await;
+                assert_eq!(a.status, *status, "{v:?} {url}: {}", a.json);
+                let expected = if *status == StatusCode::OK { "Bundle" } else { "OperationOutcome" };
+                assert_eq!(a.json["resourceType"], expected, "{url}");
+            }
+        }
+    }
+
+    /// The Python that runs `tests/python/validate_fhir.py`: the one
+    /// `FHIR_VALIDATOR_PYTHON` names, else the tests' virtualenv `target/py`
+    /// (see the README), provided it has the `fhir.resources` models.
+    fn validator_python() -> Option<PathBuf> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned();
+        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+        let candidates = std::env::var_os("FHIR_VALIDATOR_PYTHON").map(PathBuf::from).into_iter();
+        candidates.chain([target.join("py/bin/python")]).find(|py| {
+            std::process::Command::new(py)
+                .args(["-c", "import fhir.resources.R4B, fhir.resources.STU3, fhir.resources.DSTU2"])
+                .output()
+                .is_ok_and(|out| out.status.success())
+        })
+    }
+
+    /// Every page of a search, following `next` links.
+    async fn all_pages(first: &str) -> Vec<Value> {
+        let mut pages = Vec::new();
+        let mut url = Some(first.to_owned());
+        while let Some(u) = url {
+            let a = get(&u, &[]).await;
+            assert_eq!(a.status, StatusCode::OK, "{u}: {}", a.json);
+            url = a.json["link"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["relation"] == "next")
+                .map(|l| l["url"].as_str().unwrap().to_owned());
+            pages.push(a.json);
+        }
+        pages
+    }
+
+    #[tokio::test]
+    async fn every_type_validates_in_every_release() {
+        let Some(python) = validator_python() else {
+            println!(
+                "note: FHIR validation skipped; set FHIR_VALIDATOR_PYTHON to a Python with fhir.resources==7.1.0, \
+                 or create target/py from tests/requirements.txt"
+            );
+            return;
+        };
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python/validate_fhir.py");
+        for v in RELEASES {
+            let p = start(speaking(v)).await;
+            let dir = tempfile::tempdir().unwrap();
+            let mut files = Vec::new();
+            let mut write = |name: String, json: &Value| {
+                let path = dir.path().join(name);
+                std::fs::write(&path, json.to_string()).unwrap();
+                files.push(path);
+            };
+            write("metadata.json".into(), &get(&format!("{}/metadata", p.base), &[]).await.json);
+            write("outcome.json".into(), &get(&format!("{}/Patient?bogus=1", p.base), &[]).await.json);
+            // Every resource of the default patients, a searchset per page.
+            for kind in Kind::of_release(v) {
+                let pages = all_pages(&format!("{}/{}?_count=100", p.base, kind.name())).await;
+                assert!(pages[0]["total"].as_u64().unwrap() > 0, "{v:?} {kind:?}");
+                for (n, page) in pages.iter().enumerate() {
+                    write(format!("{}-{n}.json", kind.name()), page);
+                }
+            }
+            let out = std::process::Command::new(&python)
+                .arg(&script)
+                .args(["--version", v.face()])
+                .args(&files)
+                .output()
+                .expect("running the FHIR validator");
+            let report = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "FHIR {} refused:\n{}{}",
+                v.number(),
+                report.lines().filter(|l| !l.contains(": valid ")).collect::<Vec<_>>().join("\n"),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(report.lines().count(), files.len(), "{report}");
+        }
     }
 }

@@ -155,6 +155,32 @@ impl Harness {
     }
 }
 
+impl Harness {
+    /// One instance of the module's shaping export kept for repeated calls
+    /// (the gateway instantiates per call; this measures the module alone).
+    pub fn warm_shaper(&self) -> anyhow::Result<WarmHarnessShaper<'_>> {
+        let shaper = self.executor.block_on(self.module.warm_shaper(self.ctx())).map_err(anyhow::Error::msg)?;
+        Ok(WarmHarnessShaper { harness: self, shaper })
+    }
+}
+
+/// A kept shaping instance driven by the harness's executor.
+pub struct WarmHarnessShaper<'h> {
+    harness: &'h Harness,
+    shaper: super::module::WarmShaper,
+}
+
+impl WarmHarnessShaper<'_> {
+    pub fn shape_response(
+        &mut self,
+        exchange: &shaping::Exchange,
+        status: u16,
+        body: &[u8],
+    ) -> anyhow::Result<Result<shaping::Shaped, types::Denial>> {
+        self.harness.executor.block_on(self.shaper.shape_response(exchange, status, body)).map_err(anyhow::Error::from)
+    }
+}
+
 /// A request record with everything but the interaction and path empty, for
 /// tests to fill in.
 pub fn request(interaction: types::Interaction, resource_type: &str, resource_id: Option<&str>) -> types::Request {

@@ -238,6 +238,21 @@ impl Module {
         result.map_err(|e| self.classify(e))
     }
 
+    /// One instance of the shaping export kept for repeated calls, to
+    /// measure a module's own speed apart from instantiation. The gateway
+    /// itself never reuses an instance: every request gets a fresh one.
+    pub async fn warm_shaper(&self, ctx: CallContext) -> Result<WarmShaper, GuestFault> {
+        let indices = self.shaping.as_ref().ok_or(GuestFault::NotExported(Role::Shaping))?;
+        let mut store = self.store(ctx);
+        let guest = async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            indices.load(&mut store, &instance)
+        }
+        .await
+        .map_err(|e| self.classify(e))?;
+        Ok(WarmShaper { store, guest, ticks: self.runtime.budget_ticks() })
+    }
+
     /// The response half of the shaping export.
     pub async fn shape_response(
         &self,
@@ -257,5 +272,25 @@ impl Module {
             })
             .await;
         result.map_err(|e| self.classify(e))
+    }
+}
+
+/// A shaping instance kept across calls (see [`Module::warm_shaper`]).
+pub struct WarmShaper {
+    store: Store<GuestState>,
+    guest: shaping::Guest,
+    ticks: u64,
+}
+
+impl WarmShaper {
+    /// Calls `shape-response` on the kept instance, with a fresh time budget.
+    pub async fn shape_response(
+        &mut self,
+        exchange: &shaping::Exchange,
+        status: u16,
+        body: &[u8],
+    ) -> wasmtime::Result<Result<shaping::Shaped, types::Denial>> {
+        self.store.data_mut().ticks_left = self.ticks;
+        self.guest.call_shape_response(&mut self.store, exchange, status, body).await
     }
 }

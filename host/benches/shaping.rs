@@ -1,0 +1,145 @@
+//! Response shaping cost: the default shaping module in its WebAssembly
+//! component against the same shaping code compiled natively (the baseline),
+//! measured in the same run on a ~170 KB R4 searchset of Patients and a ~1 KB
+//! R4 Patient, shaped for the STU3 and the DSTU2 face. Two guest figures: a
+//! warm instance called repeatedly (the module's own speed), and a fresh
+//! instance per call, as the gateway runs it (instantiation included).
+//!
+//! Run with `cargo build-guests && cargo bench -p fhirgate --bench shaping`.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use fhirgate::demo::data::patients_n;
+use fhirgate::wasm::bindings::shaping as host;
+use fhirgate::wasm::bindings::types::{FhirVersion as HostVersion, Interaction as HostInteraction};
+use fhirgate::wasm::harness::Harness;
+use fhirgate_guest_sdk::types::{FhirVersion, Interaction};
+use fhirgate_shaper_fhir::wit as guest;
+use serde_json::{Value, json};
+
+const UPSTREAM: &str = "http://hospital.example/fhir";
+const GATEWAY: &str = "http://gateway.example";
+
+/// Median time per call over `rounds` rounds of `batch` calls.
+fn measure(batch: u32, rounds: u32, mut op: impl FnMut()) -> Duration {
+    for _ in 0..batch {
+        op();
+    }
+    let mut samples: Vec<Duration> = (0..rounds)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..batch {
+                op();
+            }
+            start.elapsed() / batch
+        })
+        .collect();
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// An R4 searchset of the first `n` demo patients.
+fn searchset(n: usize) -> Value {
+    let entries: Vec<Value> = patients_n(n)
+        .into_iter()
+        .map(|p| {
+            let url = format!("{UPSTREAM}/Patient/{}", p["id"].as_str().unwrap_or_default());
+            json!({ "fullUrl": url, "resource": p, "search": { "mode": "match" } })
+        })
+        .collect();
+    json!({
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": n,
+        "link": [
+            { "relation": "self", "url": format!("{UPSTREAM}/Patient?_count={n}") },
+            { "relation": "next", "url": format!("{UPSTREAM}/Patient?_count={n}&_offset={n}") },
+        ],
+        "entry": entries,
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let wasm = target.join("wasm32-wasip2/guest/fhirgate_shaper_fhir.wasm");
+    anyhow::ensure!(wasm.exists(), "{} is missing: run `cargo build-guests` first", wasm.display());
+    let harness = Harness::load(&wasm)?;
+
+    // The first patients count that makes a ~170 KB searchset.
+    let mut n = 50;
+    let mut big = serde_json::to_vec(&searchset(n))?;
+    while big.len() < 170 * 1024 {
+        n += 5;
+        big = serde_json::to_vec(&searchset(n))?;
+    }
+    let small = serde_json::to_vec(&patients_n(1)[0])?;
+
+    println!("response shaping, R4 provider (median per call)");
+    println!("{:<44} {:>10} {:>10} {:>7} {:>12} {:>7}", "", "native µs", "warm µs", "ratio", "per-call µs", "ratio");
+    let mut warm_shaper = harness.warm_shaper()?;
+    for (face, host_face, guest_face) in
+        [("STU3", HostVersion::Stu3, FhirVersion::Stu3), ("DSTU2", HostVersion::Dstu2, FhirVersion::Dstu2)]
+    {
+        let guest_exchange = |interaction| guest::Exchange {
+            client_version: guest_face,
+            upstream_version: FhirVersion::R4,
+            interaction,
+            gateway_base: format!("{GATEWAY}/{}", face.to_lowercase()),
+            upstream_base: UPSTREAM.into(),
+        };
+        let host_exchange = |interaction| host::Exchange {
+            client_version: host_face,
+            upstream_version: HostVersion::R4,
+            interaction,
+            gateway_base: format!("{GATEWAY}/{}", face.to_lowercase()),
+            upstream_base: UPSTREAM.into(),
+        };
+        for (label, body, interaction, host_interaction, batch) in [
+            (
+                format!("{:.0} KB searchset ({n} Patients) → {face}", big.len() as f64 / 1024.0),
+                &big,
+                Interaction::Search,
+                HostInteraction::Search,
+                10,
+            ),
+            (
+                format!("{:.1} KB Patient → {face}", small.len() as f64 / 1024.0),
+                &small,
+                Interaction::Read,
+                HostInteraction::Read,
+                200,
+            ),
+        ] {
+            let (ge, he) = (guest_exchange(interaction), host_exchange(host_interaction));
+            // Both must agree before their speed is compared.
+            let native_out =
+                fhirgate_shaper_fhir::response::shape(&ge, 200, body).map_err(|d| anyhow::anyhow!(d.message))?;
+            let guest_out = harness.shape_response(&he, 200, body)?.map_err(|d| anyhow::anyhow!(d.message))?;
+            anyhow::ensure!(native_out.body == guest_out.body, "the module and the native code disagree on {label}");
+
+            let native = measure(batch, 15, || {
+                black_box(fhirgate_shaper_fhir::response::shape(&ge, 200, black_box(body)).ok());
+            });
+            let warm = measure(batch, 15, || {
+                black_box(warm_shaper.shape_response(&he, 200, black_box(body)).ok());
+            });
+            let fresh = measure(batch, 15, || {
+                black_box(harness.shape_response(&he, 200, black_box(body)).ok());
+            });
+            let us = |d: Duration| d.as_secs_f64() * 1e6;
+            let ratio = |d: Duration| d.as_secs_f64() / native.as_secs_f64();
+            println!(
+                "{label:<44} {:>10.1} {:>10.1} {:>6.2}× {:>12.1} {:>6.2}×",
+                us(native),
+                us(warm),
+                ratio(warm),
+                us(fresh),
+                ratio(fresh)
+            );
+        }
+    }
+    Ok(())
+}
