@@ -10,11 +10,14 @@
 //!
 //! Run with `cargo build-guests && cargo bench -p fhirgate --bench auth`.
 
+mod common;
+
 use std::hint::black_box;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::{measure, us};
 use fhirgate::oauth::keys::now_seconds;
 use fhirgate::oauth::token::AuthServer;
 use fhirgate::oauth::{ClientRegistry, SigningKey};
@@ -26,28 +29,6 @@ use sha2::{Digest, Sha256};
 
 const TENANT: &str = "3f2b8c1e-6d4a-4b7f-9e21-5a0c7d9e4b13";
 const ISSUER: &str = "http://127.0.0.1:8080";
-
-/// Median time per operation over `rounds` rounds of `batch` operations.
-fn measure(batch: u32, rounds: u32, mut op: impl FnMut()) -> Duration {
-    for _ in 0..batch {
-        op();
-    }
-    let mut samples: Vec<Duration> = (0..rounds)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..batch {
-                op();
-            }
-            start.elapsed() / batch
-        })
-        .collect();
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
 
 fn main() -> anyhow::Result<()> {
     let target = std::env::var_os("CARGO_TARGET_DIR")

@@ -7,9 +7,12 @@
 //!
 //! Run with `cargo build-guests && cargo bench -p fhirgate --bench shaping`.
 
-use std::hint::black_box;
-use std::time::{Duration, Instant};
+mod common;
 
+use std::hint::black_box;
+use std::time::Duration;
+
+use common::{measure, us};
 use fhirgate::demo::data::patients_n;
 use fhirgate::wasm::bindings::shaping as host;
 use fhirgate::wasm::bindings::types::{FhirVersion as HostVersion, Interaction as HostInteraction};
@@ -20,24 +23,6 @@ use serde_json::{Value, json};
 
 const UPSTREAM: &str = "http://hospital.example/fhir";
 const GATEWAY: &str = "http://gateway.example";
-
-/// Median time per call over `rounds` rounds of `batch` calls.
-fn measure(batch: u32, rounds: u32, mut op: impl FnMut()) -> Duration {
-    for _ in 0..batch {
-        op();
-    }
-    let mut samples: Vec<Duration> = (0..rounds)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..batch {
-                op();
-            }
-            start.elapsed() / batch
-        })
-        .collect();
-    samples.sort();
-    samples[samples.len() / 2]
-}
 
 /// An R4 searchset of the first `n` demo patients.
 fn searchset(n: usize) -> Value {
@@ -129,7 +114,6 @@ fn main() -> anyhow::Result<()> {
             let fresh = measure(batch, 15, || {
                 black_box(harness.shape_response(&he, 200, black_box(body)).ok());
             });
-            let us = |d: Duration| d.as_secs_f64() * 1e6;
             let ratio = |d: Duration| d.as_secs_f64() / native.as_secs_f64();
             println!(
                 "{label:<44} {:>10.1} {:>10.1} {:>6.2}× {:>12.1} {:>6.2}×",
