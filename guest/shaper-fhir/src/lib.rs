@@ -3,9 +3,12 @@
 //! app reads, with every link and `fullUrl` pointing at the gateway.
 //!
 //! Layout:
-//! - [`request`]: search parameter translation between versions;
-//! - [`response`]: status handling and Bundle walking;
-//! - [`resources`]: per-resource conversions between versions.
+//! - [`request`]: resource type renames and the search parameters each face
+//!   accepts, as the provider's version writes them;
+//! - [`response`]: status handling, Bundle walking, provider URLs and
+//!   Location displays;
+//! - [`resources`]: per-resource conversions between versions, one module
+//!   per resource family.
 //!
 //! The conversion code is plain Rust over `serde_json` values, so the same
 //! code compiles natively for tests and benchmarks.

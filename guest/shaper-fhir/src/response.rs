@@ -22,6 +22,7 @@ pub fn shape(exchange: &Exchange, status: u16, body: &[u8]) -> Result<Shaped, De
         return Err(deny(502, "bad-upstream-body", "The provider's answer is not a FHIR resource."));
     };
     shape_resource(exchange, resource)?;
+    fill_location_displays(resource);
     let status = match status {
         // A provider's own failure is reported to the client as a bad gateway;
         // its OperationOutcome, shaped, travels with it. So is a provider
@@ -48,7 +49,28 @@ pub fn shape_resource(exchange: &Exchange, resource: &mut Map<String, Value>) ->
     if rt == "Bundle" {
         return shape_bundle(exchange, resource);
     }
-    resources::convert(&rt, resource, exchange.upstream_version, exchange.client_version)
+    resources::convert(resource, exchange.upstream_version, exchange.client_version)?;
+    for (key, value) in resource.iter_mut() {
+        rebase_provider_urls(value, key, &exchange.upstream_base, &exchange.gateway_base);
+    }
+    Ok(())
+}
+
+/// Moves every URL under the provider's base onto the gateway's: the
+/// provider's address must never reach the app. A reference becomes relative
+/// (`Type/id`), which the app resolves against the gateway's base.
+fn rebase_provider_urls(value: &mut Value, key: &str, from: &str, to: &str) {
+    match value {
+        Value::String(s) => {
+            if let Some(rebased) = rebase_url(s, from, to) {
+                let relative = rebased[to.trim_end_matches('/').len()..].trim_start_matches('/');
+                *s = if key == "reference" && !relative.is_empty() { relative.to_owned() } else { rebased };
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| rebase_provider_urls(v, key, from, to)),
+        Value::Object(obj) => obj.iter_mut().for_each(|(k, v)| rebase_provider_urls(v, k, from, to)),
+        _ => {}
+    }
 }
 
 fn shape_bundle(exchange: &Exchange, bundle: &mut Map<String, Value>) -> Result<(), Denial> {
@@ -57,7 +79,20 @@ fn shape_bundle(exchange: &Exchange, bundle: &mut Map<String, Value>) -> Result<
         // `Bundle.timestamp` is new in R4.
         bundle.remove("timestamp");
     }
+    if exchange.client_version == FhirVersion::Dstu2 {
+        // `Bundle.identifier` is new in STU3.
+        bundle.remove("identifier");
+    }
     resources::strip_meta(bundle, exchange.client_version);
+    if exchange.upstream_version != exchange.client_version
+        && let Some(Value::Object(meta)) = bundle.get_mut("meta")
+    {
+        // Profiles are claims about one release.
+        meta.remove("profile");
+        if meta.is_empty() {
+            bundle.remove("meta");
+        }
+    }
     if let Some(Value::Array(links)) = bundle.get_mut("link") {
         links.retain_mut(|link| {
             let Some(url) = link.get("url").and_then(Value::as_str) else {
@@ -75,12 +110,22 @@ fn shape_bundle(exchange: &Exchange, bundle: &mut Map<String, Value>) -> Result<
         });
     }
     if let Some(Value::Array(entries)) = bundle.get_mut("entry") {
-        for entry in entries {
+        let mut shaped = Vec::with_capacity(entries.len());
+        for mut entry in std::mem::take(entries) {
             let Some(entry) = entry.as_object_mut() else {
                 return Err(deny(502, "bad-upstream-body", "A Bundle entry is not an object."));
             };
             if let Some(Value::Object(resource)) = entry.get_mut("resource") {
-                shape_resource(exchange, resource)?;
+                if let Err(denial) = shape_resource(exchange, resource) {
+                    // A resource the provider added to a search (an
+                    // `_include`) that cannot be shown in the client's version
+                    // is left out; a match the client asked for is not.
+                    let mode = entry.get("search").and_then(|s| s.get("mode")).and_then(Value::as_str);
+                    if denial.status == 501 && mode == Some("include") {
+                        continue;
+                    }
+                    return Err(denial);
+                }
                 match full_url(to, resource) {
                     Some(url) => {
                         entry.insert("fullUrl".into(), Value::String(url));
@@ -94,7 +139,11 @@ fn shape_bundle(exchange: &Exchange, bundle: &mut Map<String, Value>) -> Result<
             }
             if let Some(Value::Object(response)) = entry.get_mut("response") {
                 if let Some(location) = response.get("location").and_then(Value::as_str) {
-                    match rebase_url(location, from, to) {
+                    let location = match resources::retype_reference(location, exchange.client_version) {
+                        Some(retyped) if exchange.client_version != exchange.upstream_version => retyped,
+                        _ => location.to_owned(),
+                    };
+                    match rebase_url(&location, from, to) {
                         Some(l) => {
                             response.insert("location".into(), Value::String(l));
                         }
@@ -103,11 +152,117 @@ fn shape_bundle(exchange: &Exchange, bundle: &mut Map<String, Value>) -> Result<
                         }
                     }
                 }
-                if let Some(Value::Object(outcome)) = response.get_mut("outcome") {
+                if exchange.client_version == FhirVersion::Dstu2 {
+                    // `Bundle.entry.response.outcome` is new in STU3.
+                    response.remove("outcome");
+                } else if let Some(Value::Object(outcome)) = response.get_mut("outcome") {
                     shape_resource(exchange, outcome)?;
                 }
             }
+            shaped.push(Value::Object(std::mem::take(entry)));
         }
+        *entries = shaped;
     }
     Ok(())
+}
+
+/// Fills the display of each Encounter's Location references from the
+/// Locations the answer itself carries (contained, or entries of the same
+/// Bundle): the app shows the patient's location by that display alone.
+pub fn fill_location_displays(resource: &mut Map<String, Value>) {
+    let included: Vec<(String, String)> = resource
+        .get("entry")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| location_name(e.get("resource")?, "Location/"))
+        .collect();
+    for encounter in encounters_mut(resource) {
+        let contained: Vec<(String, String)> = encounter
+            .get("contained")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| location_name(c, "#"))
+            .collect();
+        for reference in location_references_mut(encounter) {
+            if reference.contains_key("display") {
+                continue;
+            }
+            let Some(target) = reference.get("reference").and_then(Value::as_str) else { continue };
+            let name = contained
+                .iter()
+                .chain(&included)
+                .find(|(r, _)| target == r || target.ends_with(&format!("/{r}")))
+                .map(|(_, name)| name.clone());
+            if let Some(name) = name {
+                reference.insert("display".into(), Value::String(name));
+            }
+        }
+    }
+}
+
+/// The Location references of the Encounters in `resource` (an Encounter or
+/// a Bundle of them) that still have no display once the answer is shaped:
+/// the Locations to read from the provider (the `upstream` host import) for
+/// their names before the answer goes to the app. Each is listed once, as
+/// the shaped answer writes it (`Location/id` for the provider's own).
+pub fn missing_location_displays(resource: &Map<String, Value>) -> Vec<String> {
+    let mut missing: Vec<String> = Vec::new();
+    let encounters: Vec<&Map<String, Value>> = match resource.get("resourceType").and_then(Value::as_str) {
+        Some("Encounter") => vec![resource],
+        Some("Bundle") => resource
+            .get("entry")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.get("resource").and_then(Value::as_object))
+            .filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("Encounter"))
+            .collect(),
+        _ => Vec::new(),
+    };
+    for encounter in encounters {
+        for location in encounter.get("location").and_then(Value::as_array).into_iter().flatten() {
+            let Some(reference) = location.get("location") else { continue };
+            if reference.get("display").is_none()
+                && let Some(r) = reference.get("reference").and_then(Value::as_str)
+                && !missing.iter().any(|m| m == r)
+            {
+                missing.push(r.to_owned());
+            }
+        }
+    }
+    missing
+}
+
+/// A Location's reference (`prefix` and id) and name.
+fn location_name(resource: &Value, prefix: &str) -> Option<(String, String)> {
+    if resource.get("resourceType")?.as_str()? != "Location" {
+        return None;
+    }
+    Some((format!("{prefix}{}", resource.get("id")?.as_str()?), resource.get("name")?.as_str()?.to_owned()))
+}
+
+fn encounters_mut(resource: &mut Map<String, Value>) -> Vec<&mut Map<String, Value>> {
+    match resource.get("resourceType").and_then(Value::as_str) {
+        Some("Encounter") => vec![resource],
+        Some("Bundle") => resource
+            .get_mut("entry")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.get_mut("resource").and_then(Value::as_object_mut))
+            .filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("Encounter"))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn location_references_mut(encounter: &mut Map<String, Value>) -> impl Iterator<Item = &mut Map<String, Value>> {
+    encounter
+        .get_mut("location")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l.get_mut("location").and_then(Value::as_object_mut))
 }
