@@ -263,3 +263,38 @@ fn rules_router_applies_rules_and_cutovers_on_the_host_clock() {
     assert_eq!((denial.status, denial.code.as_str()), (500, "bad-config"));
     assert!(denial.message.contains("`cutovers[0].at`"), "{}", denial.message);
 }
+
+#[test]
+fn shaper_reads_missing_location_names_from_the_provider() {
+    let encounter = |id: &str, display: Option<&str>| {
+        let mut reference = json!({ "reference": "Location/loc-3" });
+        if let Some(d) = display {
+            reference["display"] = json!(d);
+        }
+        json!({
+            "resourceType": "Encounter", "id": id, "status": "finished",
+            "class": { "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB" },
+            "type": [{ "coding": [{ "system": "http://snomed.info/sct", "code": "185349003", "display": "Encounter for check up" }] }],
+            "subject": { "reference": "Patient/pat-001" },
+            "location": [{ "location": reference }],
+        })
+    };
+    let bundle = json!({
+        "resourceType": "Bundle", "type": "searchset", "total": 2,
+        "entry": [{ "resource": encounter("enc-1", None) }, { "resource": encounter("enc-2", Some("Ward 7")) }],
+    });
+    let body = serde_json::to_vec(&bundle).unwrap();
+    let location = r#"{"resourceType":"Location","id":"loc-3","name":"Cardiology clinic"}"#;
+    let h = Harness::load(guest("fhirgate_shaper_fhir")).unwrap().upstream_answers(&[("Location/loc-3", location)]);
+    for face in [FhirVersion::Stu3, FhirVersion::Dstu2] {
+        let shaped = h.shape_response(&exchange(face), 200, &body).unwrap().expect("shaped");
+        let out: Value = serde_json::from_slice(&shaped.body).unwrap();
+        assert_eq!(out["entry"][0]["resource"]["location"][0]["location"]["display"], "Cardiology clinic", "{out}");
+        assert_eq!(out["entry"][1]["resource"]["location"][0]["location"]["display"], "Ward 7", "kept as given");
+    }
+    // Without the provider's answer the display stays out rather than wrong.
+    let h = Harness::load(guest("fhirgate_shaper_fhir")).unwrap().upstream_answers(&[]);
+    let shaped = h.shape_response(&exchange(FhirVersion::Stu3), 200, &body).unwrap().expect("shaped");
+    let out: Value = serde_json::from_slice(&shaped.body).unwrap();
+    assert!(out["entry"][0]["resource"]["location"][0]["location"].get("display").is_none());
+}

@@ -164,6 +164,8 @@ pub struct Setup<'a> {
     pub provider_settings: &'a str,
     pub data_dir: bool,
     pub admin_token: Option<&'a str>,
+    /// Provider id → FHIR version (`r4` when not listed).
+    pub versions: &'a [(&'a str, &'a str)],
 }
 
 pub const SECRET: &str = "test-secret-0123456789-abcdefghijklmnopqrstuv";
@@ -191,8 +193,9 @@ impl Setup<'_> {
         policy += &format!("\n[modules.shaping]\n{}\n", module("fhirgate_shaper_fhir"));
         for (id, url) in self.providers {
             let timeout = if self.provider_settings.contains("timeout_ms") { "" } else { "timeout_ms = 2000\n" };
+            let version = self.versions.iter().find(|(p, _)| p == id).map(|(_, v)| *v).unwrap_or("r4");
             policy += &format!(
-                "[providers.{id}]\nbase_url = {url:?}\nfhir_version = \"r4\"\n{timeout}{}\n\n",
+                "[providers.{id}]\nbase_url = {url:?}\nfhir_version = {version:?}\n{timeout}{}\n\n",
                 self.provider_settings
             );
         }
@@ -271,6 +274,31 @@ pub fn validate_fhir(version: &str, resource: &Value) {
     assert!(
         out.status.success(),
         "the FHIR validator refused the resource:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Validates many resources of one FHIR version in one run of the
+/// independent validator; panics naming each that does not parse.
+pub fn validate_fhir_all(version: &str, resources: &[(String, Value)]) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut files = Vec::new();
+    for (i, (name, resource)) in resources.iter().enumerate() {
+        let safe: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).take(80).collect();
+        let path = dir.path().join(format!("{i:03}-{safe}.json"));
+        std::fs::write(&path, resource.to_string()).expect("writing a resource");
+        files.push(path);
+    }
+    let out = Command::new(python())
+        .arg(repo_root().join("tests/python/validate_fhir.py"))
+        .args(["--version", version])
+        .args(&files)
+        .output()
+        .expect("running the FHIR validator");
+    assert!(
+        out.status.success(),
+        "the FHIR validator refused {version} resources:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );

@@ -45,7 +45,29 @@ impl exports::fhirgate::policy::shaping::Guest for Shaper {
     }
 
     fn shape_response(exchange: Exchange, status: u16, body: Vec<u8>) -> Result<Shaped, Denial> {
-        response::shape(&exchange, status, &body)
+        response::shape_with(&exchange, status, &body, &ProviderLookup)
+    }
+}
+
+/// Reads through the gateway's `upstream` import: from the provider that
+/// answered this request only. A read that fails leaves the display out.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+struct ProviderLookup;
+
+impl response::Lookup for ProviderLookup {
+    fn read(&self, path: &str) -> Option<serde_json::Value> {
+        match fhirgate_guest_sdk::upstream::read(path) {
+            Ok(body) => serde_json::from_slice(&body).ok(),
+            Err(e) => {
+                let reason = match e {
+                    fhirgate_guest_sdk::upstream::ReadError::NotAllowed(m) => m,
+                    fhirgate_guest_sdk::upstream::ReadError::NotFound => "not found".into(),
+                    fhirgate_guest_sdk::upstream::ReadError::Failed(m) => m,
+                };
+                fhirgate_guest_sdk::log::debug("a Location could not be read", &[("path", path), ("reason", &reason)]);
+                None
+            }
+        }
     }
 }
 

@@ -9,8 +9,30 @@ use serde_json::{Map, Value};
 use crate::resources;
 use crate::wit::{Exchange, Shaped};
 
-/// Shapes one upstream response.
+/// Reads what an answer lacks from the provider: the `upstream` host import
+/// in the module, fixed answers in tests.
+pub trait Lookup {
+    /// The resource at `path` (`Type/id`) on the provider, if it can be read.
+    fn read(&self, path: &str) -> Option<Value>;
+}
+
+/// No reads: only what the answer itself carries.
+pub struct NoLookup;
+
+impl Lookup for NoLookup {
+    fn read(&self, _path: &str) -> Option<Value> {
+        None
+    }
+}
+
+/// Shapes one upstream response from what it carries alone.
 pub fn shape(exchange: &Exchange, status: u16, body: &[u8]) -> Result<Shaped, Denial> {
+    shape_with(exchange, status, body, &NoLookup)
+}
+
+/// Shapes one upstream response, reading the Locations of Encounters whose
+/// references have no display through `lookup`.
+pub fn shape_with(exchange: &Exchange, status: u16, body: &[u8], lookup: &dyn Lookup) -> Result<Shaped, Denial> {
     let mut value: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(_) if status >= 400 => {
@@ -22,7 +44,18 @@ pub fn shape(exchange: &Exchange, status: u16, body: &[u8]) -> Result<Shaped, De
         return Err(deny(502, "bad-upstream-body", "The provider's answer is not a FHIR resource."));
     };
     shape_resource(exchange, resource)?;
-    fill_location_displays(resource);
+    fill_location_displays(resource, &[]);
+    let read: Vec<(String, String)> = missing_location_displays(resource)
+        .into_iter()
+        .filter(|r| r.starts_with("Location/"))
+        .filter_map(|r| {
+            let location = lookup.read(&r)?;
+            Some((r, location.get("name")?.as_str()?.to_owned()))
+        })
+        .collect();
+    if !read.is_empty() {
+        fill_location_displays(resource, &read);
+    }
     let status = match status {
         // A provider's own failure is reported to the client as a bad gateway;
         // its OperationOutcome, shaped, travels with it. So is a provider
@@ -168,15 +201,17 @@ fn shape_bundle(exchange: &Exchange, bundle: &mut Map<String, Value>) -> Result<
 
 /// Fills the display of each Encounter's Location references from the
 /// Locations the answer itself carries (contained, or entries of the same
-/// Bundle): the app shows the patient's location by that display alone.
-pub fn fill_location_displays(resource: &mut Map<String, Value>) {
-    let included: Vec<(String, String)> = resource
+/// Bundle) and the `read` ones (reference → name): the app shows the
+/// patient's location by that display alone.
+pub fn fill_location_displays(resource: &mut Map<String, Value>, read: &[(String, String)]) {
+    let mut included: Vec<(String, String)> = resource
         .get("entry")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .filter_map(|e| location_name(e.get("resource")?, "Location/"))
         .collect();
+    included.extend_from_slice(read);
     for encounter in encounters_mut(resource) {
         let contained: Vec<(String, String)> = encounter
             .get("contained")

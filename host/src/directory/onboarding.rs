@@ -145,7 +145,7 @@ impl Directory {
         providers: &BTreeMap<String, ProviderSpec>,
         tenants: &BTreeMap<String, Vec<String>>,
     ) -> anyhow::Result<()> {
-        let mut tx = self.store().pool().begin().await?;
+        let mut tx = self.store().begin_write().await?;
         let actor = policy_actor(partner);
         let now = crate::oauth::keys::now_seconds() as i64;
         let mut changed = false;
@@ -309,7 +309,7 @@ impl Directory {
         // Over the network, before the transaction: no store lock is held
         // while a provider takes its time.
         let validated = validate(upstream, id, &spec).await?;
-        let mut tx = self.store().pool().begin().await?;
+        let mut tx = self.store().begin_write().await?;
         let existing = rows::provider(&mut tx, id).await?;
         if existing.as_ref().is_some_and(|r| r.source == "policy") {
             return Err(policy_conflict());
@@ -389,7 +389,7 @@ impl Directory {
     /// Removes a provider no tenant is mapped to.
     pub async fn remove_provider(&self, id: &str, actor: &str) -> Result<()> {
         check_actor(actor)?;
-        let mut tx = self.store().pool().begin().await?;
+        let mut tx = self.store().begin_write().await?;
         let row = rows::provider(&mut tx, id)
             .await?
             .ok_or_else(|| DirectoryError::NotFound(format!("No provider `{id}`.")))?;
@@ -436,7 +436,7 @@ impl Directory {
         // Over the network, before the transaction: no store lock is held
         // while a provider takes its time.
         let validated = validate(upstream, provider, &ProviderSpec::from_json(&checked.spec)?).await?;
-        let mut tx = self.store().pool().begin().await?;
+        let mut tx = self.store().begin_write().await?;
         let row = rows::provider(&mut tx, provider).await?.ok_or_else(no_provider)?;
         if row.spec != checked.spec {
             return Err(DirectoryError::Conflict("The provider changed meanwhile; request the mapping again.".into()));
@@ -486,7 +486,7 @@ impl Directory {
     ) -> Result<MappingRow> {
         check_actor(actor)?;
         let tenant = tenant_id(tenant)?;
-        let mut tx = self.store().pool().begin().await?;
+        let mut tx = self.store().begin_write().await?;
         let mut m = rows::mapping(&mut tx, &tenant, provider)
             .await?
             .ok_or_else(|| DirectoryError::NotFound(format!("No mapping of tenant {tenant} to `{provider}`.")))?;
@@ -540,7 +540,7 @@ impl Directory {
     pub async fn remove_mapping(&self, tenant: &str, provider: &str, actor: &str) -> Result<()> {
         check_actor(actor)?;
         let tenant = tenant_id(tenant)?;
-        let mut tx = self.store().pool().begin().await?;
+        let mut tx = self.store().begin_write().await?;
         let m = rows::mapping(&mut tx, &tenant, provider)
             .await?
             .ok_or_else(|| DirectoryError::NotFound(format!("No mapping of tenant {tenant} to `{provider}`.")))?;

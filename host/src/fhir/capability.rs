@@ -6,36 +6,46 @@ use serde_json::{Value, json};
 
 use super::Version;
 
-/// One resource the face serves, with its search parameters per face.
+/// One resource the faces serve, with its search parameters (name, type) as
+/// the app sends them; the same on both faces unless the type is renamed.
 struct ResourceCapability {
-    kind: &'static str,
-    /// (name, type) pairs, as the app sends them on each face.
-    stu3_params: &'static [(&'static str, &'static str)],
-    dstu2_params: &'static [(&'static str, &'static str)],
+    stu3: &'static str,
+    dstu2: &'static str,
+    params: &'static [(&'static str, &'static str)],
 }
 
-/// What the gateway serves today (interfaces.md, Patient).
-const RESOURCES: &[ResourceCapability] = &[ResourceCapability {
-    kind: "Patient",
-    stu3_params: &[
-        ("_id", "token"),
-        ("family", "string"),
-        ("given", "string"),
-        ("name", "string"),
-        ("birthdate", "date"),
-        ("gender", "token"),
-        ("identifier", "token"),
-    ],
-    dstu2_params: &[
-        ("_id", "token"),
-        ("family", "string"),
-        ("given", "string"),
-        ("name", "string"),
-        ("birthdate", "date"),
-        ("gender", "token"),
-        ("identifier", "token"),
-    ],
-}];
+const BY_PATIENT: &[(&str, &str)] = &[("patient", "reference")];
+
+/// What the gateway serves (interfaces.md), with the parameters the default
+/// shaping module translates for every provider version; `_id` and `_count`
+/// work on every type.
+const RESOURCES: &[ResourceCapability] = &[
+    ResourceCapability {
+        stu3: "Patient",
+        dstu2: "Patient",
+        params: &[
+            ("_id", "token"),
+            ("family", "string"),
+            ("given", "string"),
+            ("name", "string"),
+            ("birthdate", "date"),
+            ("gender", "token"),
+            ("identifier", "token"),
+        ],
+    },
+    ResourceCapability {
+        stu3: "Observation",
+        dstu2: "Observation",
+        params: &[("patient", "reference"), ("category", "token")],
+    },
+    ResourceCapability { stu3: "Condition", dstu2: "Condition", params: BY_PATIENT },
+    ResourceCapability { stu3: "Encounter", dstu2: "Encounter", params: BY_PATIENT },
+    ResourceCapability { stu3: "AllergyIntolerance", dstu2: "AllergyIntolerance", params: BY_PATIENT },
+    ResourceCapability { stu3: "MedicationRequest", dstu2: "MedicationOrder", params: BY_PATIENT },
+    ResourceCapability { stu3: "MedicationStatement", dstu2: "MedicationStatement", params: BY_PATIENT },
+    ResourceCapability { stu3: "Coverage", dstu2: "Coverage", params: BY_PATIENT },
+    ResourceCapability { stu3: "Location", dstu2: "Location", params: &[("_id", "token")] },
+];
 
 /// The capability statement of `face` for a gateway reached at `public_base`
 /// (`scheme://host[:port]`).
@@ -61,12 +71,13 @@ pub fn capability_statement(face: Version, public_base: &str) -> Value {
     let resources: Vec<Value> = RESOURCES
         .iter()
         .map(|r| {
-            let params = match face {
-                Version::Dstu2 => r.dstu2_params,
-                _ => r.stu3_params,
+            let kind = match face {
+                Version::Dstu2 => r.dstu2,
+                _ => r.stu3,
             };
+            let params = r.params;
             json!({
-                "type": r.kind,
+                "type": kind,
                 "interaction": [{ "code": "read" }, { "code": "search-type" }],
                 "searchParam": params.iter().map(|(name, ty)| json!({ "name": name, "type": ty })).collect::<Vec<_>>(),
             })

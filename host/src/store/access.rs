@@ -271,7 +271,7 @@ async fn write(store: &Store, batch: &mut Vec<AccessRecord>, stats: &Stats) {
 }
 
 async fn insert_all(store: &Store, batch: &[AccessRecord]) -> Result<(), sqlx::Error> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     for r in batch {
         insert(&mut *tx, r).await?;
     }

@@ -23,6 +23,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    sqlite: bool,
 }
 
 impl Store {
@@ -47,11 +48,19 @@ impl Store {
         }
         let pool = options.connect(url).await.with_context(|| format!("opening the store at {}", redact(url)))?;
         MIGRATOR.run(&pool).await.context("applying store migrations")?;
-        Ok(Store { pool })
+        Ok(Store { pool, sqlite: url.starts_with("sqlite:") })
     }
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// A transaction that reads and then writes. On SQLite it takes the
+    /// write lock up front (`BEGIN IMMEDIATE`), waiting its turn behind other
+    /// writers, instead of failing when another connection wrote after it
+    /// first read.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        if self.sqlite { self.pool.begin_with("BEGIN IMMEDIATE").await } else { self.pool.begin().await }
     }
 }
 

@@ -1,0 +1,179 @@
+//! Every resource and search of the app's interfaces, on both faces, from an
+//! R4, an STU3 and a DSTU2 provider: each answer parses in the face's FHIR
+//! version with an independent FHIR library, and carries the fields the app
+//! requires.
+
+mod support;
+
+use serde_json::Value;
+use support::{Setup, http, provider_with, validate_fhir_all};
+
+const T_R4: &str = "a4a4a4a4-0000-4000-8000-000000000004";
+const T_STU3: &str = "a3a3a3a3-0000-4000-8000-000000000003";
+const T_DSTU2: &str = "a2a2a2a2-0000-4000-8000-000000000002";
+const PATIENT: &str = "pat-007";
+
+/// The app's calls on `face`, as interfaces.md lists them: (label, method,
+/// path and query, form body).
+fn calls(face: &str) -> Vec<(&'static str, &'static str, String, Option<String>)> {
+    let meds = if face == "dstu2" { "MedicationOrder" } else { "MedicationRequest" };
+    let sort = if face == "dstu2" { "_sort:desc=date" } else { "_sort=-date" };
+    vec![
+        ("patient search", "POST", "Patient/_search".into(), Some("given=hugh&family=chau".into())),
+        ("patient read", "GET", format!("Patient/{PATIENT}"), None),
+        ("vital signs", "GET", format!("Observation?patient={PATIENT}&{sort}&category=vital-signs"), None),
+        ("conditions", "GET", format!("Condition?patient={PATIENT}&_count=5"), None),
+        ("encounters", "GET", format!("Encounter?patient={PATIENT}&_sort:desc=date&_count=5"), None),
+        ("allergies", "GET", format!("AllergyIntolerance?patient={PATIENT}"), None),
+        ("medications", "GET", format!("{meds}?patient={PATIENT}&_count=5"), None),
+        ("coverage", "GET", format!("Coverage?patient={PATIENT}"), None),
+        ("location read", "GET", "Location/loc-1".into(), None),
+    ]
+}
+
+fn entries(bundle: &Value) -> Vec<&Value> {
+    bundle["entry"].as_array().map(|e| e.iter().map(|e| &e["resource"]).collect()).unwrap_or_default()
+}
+
+/// The required fields of interfaces.md, on `face`, for one resource.
+fn assert_required(face: &str, r: &Value, label: &str) {
+    let has = |ptr: &str| r.pointer(ptr).is_some_and(|v| !v.is_null());
+    let rt = r["resourceType"].as_str().unwrap_or_default();
+    let ok = match rt {
+        "Patient" => {
+            let family =
+                if face == "dstu2" { r["name"][0]["family"].is_array() } else { r["name"][0]["family"].is_string() };
+            let mrn = r["identifier"].as_array().is_some_and(|ids| {
+                ids.iter().any(|i| i["type"]["coding"].as_array().is_some_and(|c| c.iter().any(|c| c["code"] == "MR")))
+            });
+            family && has("/name/0/given/0") && has("/gender") && has("/birthDate") && mrn
+        }
+        "Observation" => {
+            let effective = has("/effectiveDateTime") || has("/effectivePeriod");
+            let value = has("/valueQuantity/value") || has("/component/0/valueQuantity/value");
+            let category = if face == "dstu2" { r["category"].is_object() } else { r["category"].is_array() };
+            effective && has("/code/coding/0/code") && value && category
+        }
+        "Condition" => has("/code/coding/0/display"),
+        "Encounter" => {
+            let subject = if face == "dstu2" { has("/patient") && !has("/subject") } else { has("/subject") };
+            has("/status") && has("/type/0/coding/0/display") && subject && has("/location/0/location/display")
+        }
+        "AllergyIntolerance" if face == "dstu2" => {
+            has("/substance/text") && has("/substance/coding/0/display") && has("/status")
+        }
+        "AllergyIntolerance" => {
+            has("/code/text") && has("/code/coding/0/display") && has("/clinicalStatus") && has("/verificationStatus")
+        }
+        "MedicationOrder" => {
+            has("/dateWritten")
+                && has("/prescriber/display")
+                && (has("/medicationReference/display") || has("/medicationCodeableConcept/text"))
+        }
+        "MedicationRequest" => {
+            has("/authoredOn")
+                && has("/requester/agent/display")
+                && (has("/medicationReference/display") || has("/medicationCodeableConcept/text"))
+        }
+        "Coverage" if face == "dstu2" => (has("/plan") || has("/issuer")) && has("/subscriberId"),
+        "Coverage" => {
+            has("/grouping/groupDisplay") && has("/grouping/planDisplay") && has("/period") && has("/subscriberId")
+        }
+        "Location" => has("/name"),
+        other => panic!("{label}: unexpected resource type {other}"),
+    };
+    assert!(ok, "{label} on {face}: a required field is missing: {r}");
+}
+
+#[test]
+fn every_call_of_the_app_answers_valid_fhir_with_its_required_fields_from_every_dialect() {
+    let (_r4, r4) = provider_with(&["--fhir-version", "r4"]);
+    let (_stu3, stu3) = provider_with(&["--fhir-version", "stu3"]);
+    let (_dstu2, dstu2) = provider_with(&["--fhir-version", "dstu2"]);
+    let gw = Setup {
+        tenants: &[(T_R4, "hospital-r4"), (T_STU3, "hospital-stu3"), (T_DSTU2, "hospital-dstu2")],
+        providers: &[("hospital-r4", &r4), ("hospital-stu3", &stu3), ("hospital-dstu2", &dstu2)],
+        versions: &[("hospital-r4", "r4"), ("hospital-stu3", "stu3"), ("hospital-dstu2", "dstu2")],
+        client_tenants: &[T_R4, T_STU3, T_DSTU2],
+        ..Default::default()
+    }
+    .serve();
+    let mut received: Vec<(&str, String, Value)> = Vec::new();
+    for (tenant, dialect) in [(T_R4, "r4"), (T_STU3, "stu3"), (T_DSTU2, "dstu2")] {
+        let token = gw.token(tenant);
+        for face in ["stu3", "dstu2"] {
+            for (label, method, path, form) in calls(face) {
+                let url = format!("{}/{face}/{path}", gw.base);
+                let req = match form {
+                    Some(body) => {
+                        http().post(&url).header("content-type", "application/x-www-form-urlencoded").body(body)
+                    }
+                    None => http().request(method.parse().unwrap(), &url),
+                };
+                let resp = req.bearer_auth(&token).send().unwrap();
+                let status = resp.status();
+                let body: Value = resp.json().unwrap_or(Value::Null);
+                let what = format!("{label} ({dialect} provider → {face})");
+                assert_eq!(status, 200, "{what}: {body}");
+                if body["resourceType"] == "Bundle" {
+                    assert!(body["total"].is_u64(), "{what}: a searchset carries `total`");
+                    let found = entries(&body);
+                    assert!(!found.is_empty(), "{what}: the demo patient has data: {body}");
+                    for r in found {
+                        assert_required(face, r, &what);
+                    }
+                    if label == "vital signs" {
+                        let dates: Vec<&str> = entries(&body)
+                            .iter()
+                            .filter_map(|o| o["effectiveDateTime"].as_str().or(o["effectivePeriod"]["start"].as_str()))
+                            .collect();
+                        assert!(dates.windows(2).all(|w| w[0] >= w[1]), "{what}: newest first: {dates:?}");
+                    }
+                } else {
+                    assert_required(face, &body, &what);
+                }
+                let text = body.to_string();
+                for base in [&r4, &stu3, &dstu2] {
+                    assert!(!text.contains(base.as_str()), "{what}: the provider's URL leaked");
+                }
+                received.push((face, what, body));
+            }
+        }
+    }
+    for face in ["stu3", "dstu2"] {
+        let bodies: Vec<(String, Value)> = received
+            .iter()
+            .filter(|(f, _, _)| *f == face)
+            .map(|(_, what, body)| (what.clone(), body.clone()))
+            .collect();
+        validate_fhir_all(face, &bodies);
+    }
+}
+
+#[test]
+fn a_parameter_the_gateway_cannot_honour_is_refused_not_dropped() {
+    let (_p, base) = provider_with(&[]);
+    let tenant = T_R4;
+    let gw = Setup {
+        tenants: &[(tenant, "p")],
+        providers: &[("p", &base)],
+        client_tenants: &[tenant],
+        ..Default::default()
+    }
+    .serve();
+    let token = gw.token(tenant);
+    for (face, path) in [
+        ("stu3", "Observation?patient=pat-001&code=8867-4"),
+        ("dstu2", "Condition?patient=pat-001&onset=2020"),
+        ("stu3", "Patient?shoe-size=9"),
+    ] {
+        let resp = http().get(format!("{}/{face}/{path}", gw.base)).bearer_auth(&token).send().unwrap();
+        assert_eq!(resp.status(), 400, "{face} {path}");
+        let body: Value = resp.json().unwrap();
+        let diag = support::assert_outcome(&body);
+        let name = path.split('&').next_back().unwrap().split('=').next().unwrap();
+        let name = name.rsplit('?').next().unwrap();
+        assert!(diag.contains(name), "{face} {path}: {diag}");
+        validate_fhir_all(face, &[(path.to_owned(), body)]);
+    }
+}
