@@ -177,3 +177,50 @@ fn a_parameter_the_gateway_cannot_honour_is_refused_not_dropped() {
         validate_fhir_all(face, &[(path.to_owned(), body)]);
     }
 }
+
+/// Runs `fhirgate check-provider … --json`; the exit status and the report.
+fn check_provider(base: &str, version: &str) -> (bool, Value) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fhirgate"))
+        .args(["check-provider", base, "--fhir-version", version, "--json"])
+        .current_dir(support::repo_root())
+        .env("FHIRGATE_LOG", "warn")
+        .output()
+        .expect("running check-provider");
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    });
+    (out.status.success(), report)
+}
+
+fn not_working(report: &Value) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for c in report["calls"].as_array().unwrap() {
+        let resource = c["resource"].as_str().unwrap().to_owned();
+        if !matches!(c["verdict"].as_str(), Some("ok" | "no-data")) && !out.contains(&resource) {
+            out.push(resource);
+        }
+    }
+    out
+}
+
+#[test]
+fn check_provider_passes_every_dialect_and_names_a_missing_resource() {
+    for version in ["r4", "stu3", "dstu2"] {
+        let (_p, base) = provider_with(&["--fhir-version", version]);
+        let (ok, report) = check_provider(&base, version);
+        assert!(ok, "{version}: {report}");
+        assert!(not_working(&report).is_empty(), "{version}: {report}");
+        assert_eq!(report["calls"].as_array().unwrap().len(), 16, "8 calls on each face");
+    }
+    // A provider without Coverage: exactly Coverage is reported, and the app
+    // still loads.
+    let (_p, base) = provider_with(&["--fhir-version", "stu3", "--without", "Coverage"]);
+    let (ok, report) = check_provider(&base, "stu3");
+    assert!(ok, "{report}");
+    assert_eq!(not_working(&report), vec!["Coverage"], "{report}");
+    // Without Patient the app would not load: the check fails.
+    let (_p, base) = provider_with(&["--fhir-version", "r4", "--without", "Patient"]);
+    let (ok, report) = check_provider(&base, "r4");
+    assert!(!ok, "{report}");
+    assert!(not_working(&report).contains(&"Patient".to_owned()), "{report}");
+}

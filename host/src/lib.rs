@@ -7,6 +7,7 @@
 //! Layout:
 //! - [`admin`]: the admin HTTP API over the client registry;
 //! - [`config`]: the gateway's own configuration file;
+//! - [`conformance`]: `check-provider`, the app's call set against a provider;
 //! - [`policy`]: a partner's policy bundle (modules, providers, tenants);
 //! - [`directory`]: tenants → providers, onboarding with approval;
 //! - [`server`]: HTTP serving and endpoint dispatch, and the [`run`] entry;
@@ -24,6 +25,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod conformance;
 pub mod demo;
 pub mod directory;
 pub mod error;

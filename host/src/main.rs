@@ -118,6 +118,31 @@ enum Command {
         #[command(subcommand)]
         command: DirectoryCommand,
     },
+    /// Run the app's whole call set against a provider through the partner's
+    /// shaping module and report, per resource and per face, what works.
+    /// Exits non-zero when Patient fails (the app would not load).
+    CheckProvider {
+        /// The provider's FHIR base URL.
+        base_url: String,
+        /// The FHIR version the provider speaks: r4, stu3 or dstu2.
+        #[arg(long, value_parser = fhirgate::demo::provider::parse_fhir_version)]
+        fhir_version: fhirgate::fhir::Version,
+        /// A bearer token the provider accepts, if it needs one.
+        #[arg(long, env = "FHIRGATE_PROVIDER_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// The patient whose data the calls read (default: the first found).
+        #[arg(long)]
+        patient: Option<String>,
+        /// The policy whose shaping module is used.
+        #[arg(long, default_value = "policies/demo/policy.toml")]
+        policy: PathBuf,
+        /// Budget of each call to the provider, in milliseconds.
+        #[arg(long, default_value_t = 15_000)]
+        timeout_ms: u64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Query the access log in a data directory.
     Access {
         #[arg(long, env = "FHIRGATE_DATA_DIR")]
@@ -427,6 +452,27 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             println!("{}", serde_json::to_string_pretty(&ring.jwks())?);
+            Ok(())
+        }
+        Command::CheckProvider { base_url, fhir_version, token, patient, policy, timeout_ms, json } => {
+            let runtime = Runtime::new(Default::default())?;
+            let loaded = PolicyFile::read(&policy)?.load(&policy, &runtime)?;
+            let options = fhirgate::conformance::CheckOptions {
+                base_url,
+                fhir_version,
+                token,
+                patient,
+                timeout: std::time::Duration::from_millis(timeout_ms),
+            };
+            let report = fhirgate::conformance::check(&loaded.shaper, &options).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.render());
+            }
+            if !report.app_loads() {
+                anyhow::bail!("Patient does not work with this provider: the app would not load");
+            }
             Ok(())
         }
         Command::Directory { data_dir, actor, command } => directory_command(&data_dir, actor, command).await,
