@@ -12,7 +12,7 @@ mod common;
 use std::hint::black_box;
 use std::time::Duration;
 
-use common::{measure, us};
+use common::{measure_interleaved, us};
 use fhirgate::demo::data::patients_n;
 use fhirgate::wasm::bindings::shaping as host;
 use fhirgate::wasm::bindings::types::{FhirVersion as HostVersion, Interaction as HostInteraction};
@@ -105,15 +105,21 @@ fn main() -> anyhow::Result<()> {
             let guest_out = harness.shape_response(&he, 200, body)?.map_err(|d| anyhow::anyhow!(d.message))?;
             anyhow::ensure!(native_out.body == guest_out.body, "the module and the native code disagree on {label}");
 
-            let native = measure(batch, 15, || {
-                black_box(fhirgate_shaper_fhir::response::shape(&ge, 200, black_box(body)).ok());
-            });
-            let warm = measure(batch, 15, || {
-                black_box(warm_shaper.shape_response(&he, 200, black_box(body)).ok());
-            });
-            let fresh = measure(batch, 15, || {
-                black_box(harness.shape_response(&he, 200, black_box(body)).ok());
-            });
+            let [native, warm, fresh] = measure_interleaved(
+                batch,
+                31,
+                &mut [
+                    &mut || {
+                        black_box(fhirgate_shaper_fhir::response::shape(&ge, 200, black_box(body)).ok());
+                    },
+                    &mut || {
+                        black_box(warm_shaper.shape_response(&he, 200, black_box(body)).ok());
+                    },
+                    &mut || {
+                        black_box(harness.shape_response(&he, 200, black_box(body)).ok());
+                    },
+                ],
+            );
             let ratio = |d: Duration| d.as_secs_f64() / native.as_secs_f64();
             println!(
                 "{label:<44} {:>10.1} {:>10.1} {:>6.2}× {:>12.1} {:>6.2}×",

@@ -27,3 +27,28 @@ pub fn measure(batch: u32, rounds: u32, mut op: impl FnMut()) -> Duration {
 pub fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
+
+/// Like [`measure`] for several operations at once, interleaved round by
+/// round so that a noisy neighbour slows them alike: the median time per
+/// operation of each.
+pub fn measure_interleaved<const N: usize>(batch: u32, rounds: u32, ops: &mut [&mut dyn FnMut(); N]) -> [Duration; N] {
+    for op in ops.iter_mut() {
+        for _ in 0..batch {
+            op();
+        }
+    }
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(rounds as usize); N];
+    for _ in 0..rounds {
+        for (i, op) in ops.iter_mut().enumerate() {
+            let start = Instant::now();
+            for _ in 0..batch {
+                op();
+            }
+            samples[i].push(start.elapsed() / batch);
+        }
+    }
+    std::array::from_fn(|i| {
+        samples[i].sort();
+        samples[i][samples[i].len() / 2]
+    })
+}
