@@ -224,3 +224,91 @@ fn check_provider_passes_every_dialect_and_names_a_missing_resource() {
     assert!(!ok, "{report}");
     assert!(not_working(&report).contains(&"Patient".to_owned()), "{report}");
 }
+
+/// The name parts of an R4 demo patient (`family`, `given`, or `any`).
+fn name_parts(p: &Value, part: &str) -> Vec<String> {
+    let keys: &[&str] = match part {
+        "family" => &["family"],
+        "given" => &["given"],
+        _ => &["family", "given", "prefix", "suffix", "text"],
+    };
+    let mut out = Vec::new();
+    for n in p["name"].as_array().into_iter().flatten() {
+        for k in keys {
+            match &n[*k] {
+                Value::String(s) => out.push(s.to_lowercase()),
+                Value::Array(a) => out.extend(a.iter().filter_map(Value::as_str).map(str::to_lowercase)),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_patient_search_parameter_finds_exactly_the_expected_patients() {
+    use std::collections::BTreeSet;
+    let data = fhirgate::demo::data::patients();
+    let ids = |f: &dyn Fn(&Value) -> bool| -> BTreeSet<String> {
+        data.iter().filter(|p| f(p)).map(|p| p["id"].as_str().unwrap().to_owned()).collect()
+    };
+    let contains =
+        |part: &'static str, s: &'static str| move |p: &Value| name_parts(p, part).iter().any(|n| n.contains(s));
+    let mrn10 = fhirgate::demo::data::mrn(10);
+    // (face, form body, expected ids), per interfaces.md's search params of each face.
+    let cases: Vec<(&str, String, BTreeSet<String>)> = vec![
+        ("stu3", "_id=pat-005".into(), BTreeSet::from(["pat-005".to_owned()])),
+        ("dstu2", "_id=pat-005".into(), BTreeSet::from(["pat-005".to_owned()])),
+        ("stu3", "family=ha".into(), ids(&contains("family", "ha"))),
+        ("dstu2", "family:contains=ha".into(), ids(&contains("family", "ha"))),
+        ("stu3", "given=an".into(), ids(&contains("given", "an"))),
+        ("dstu2", "given=an".into(), ids(&contains("given", "an"))),
+        ("dstu2", "name=ar".into(), ids(&contains("any", "ar"))),
+        ("stu3", "birthdate=1970-01-01".into(), ids(&|p: &Value| p["birthDate"] == "1970-01-01")),
+        ("dstu2", "birthdate=1970-01-01".into(), ids(&|p: &Value| p["birthDate"] == "1970-01-01")),
+        ("stu3", "gender=female".into(), ids(&|p: &Value| p["gender"] == "female")),
+        ("stu3", format!("identifier={mrn10}"), BTreeSet::from(["pat-011".to_owned()])),
+        ("dstu2", format!("identifier={mrn10}"), BTreeSet::from(["pat-011".to_owned()])),
+        ("stu3", "given=hugh&family=chau".into(), BTreeSet::from(["pat-001".to_owned()])),
+    ];
+    let (_r4, r4) = provider_with(&["--fhir-version", "r4"]);
+    let (_stu3, stu3) = provider_with(&["--fhir-version", "stu3"]);
+    let (_dstu2, dstu2) = provider_with(&["--fhir-version", "dstu2"]);
+    let gw = Setup {
+        tenants: &[(T_R4, "hospital-r4"), (T_STU3, "hospital-stu3"), (T_DSTU2, "hospital-dstu2")],
+        providers: &[("hospital-r4", &r4), ("hospital-stu3", &stu3), ("hospital-dstu2", &dstu2)],
+        versions: &[("hospital-r4", "r4"), ("hospital-stu3", "stu3"), ("hospital-dstu2", "dstu2")],
+        client_tenants: &[T_R4, T_STU3, T_DSTU2],
+        ..Default::default()
+    }
+    .serve();
+    for (tenant, dialect) in [(T_R4, "r4"), (T_STU3, "stu3"), (T_DSTU2, "dstu2")] {
+        let token = gw.token(tenant);
+        for (face, form, expected) in &cases {
+            assert!(!expected.is_empty(), "{form}: the oracle expects someone");
+            let resp = http()
+                .post(format!("{}/{face}/Patient/_search", gw.base))
+                .bearer_auth(&token)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("{form}&_count=100"))
+                .send()
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{form} on {face} from {dialect}");
+            let bundle: Value = resp.json().unwrap();
+            let found: BTreeSet<String> =
+                entries(&bundle).iter().map(|p| p["id"].as_str().unwrap().to_owned()).collect();
+            assert_eq!(&found, expected, "{form} on {face} from {dialect}");
+            assert_eq!(bundle["total"].as_u64().unwrap() as usize, expected.len(), "{form}: total");
+        }
+        // `_count` limits the page; `total` still counts every match.
+        let bundle: Value = http()
+            .get(format!("{}/stu3/Patient?_count=3", gw.base))
+            .bearer_auth(&token)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(entries(&bundle).len(), 3);
+        assert_eq!(bundle["total"].as_u64().unwrap() as usize, data.len());
+    }
+}
