@@ -55,6 +55,16 @@ fn metadata_is_public_and_advertises_oauth_on_both_faces() {
         };
         assert_eq!(uri("token"), format!("{gateway}/oauth2/token"));
         assert_eq!(uri("authorize"), format!("{gateway}/oauth2/authorize"));
+        // Every resource of the app's interfaces is advertised, under the
+        // face's own names.
+        let types: Vec<&str> = rest["resource"].as_array().unwrap().iter().filter_map(|r| r["type"].as_str()).collect();
+        let meds = if face == "dstu2" { "MedicationOrder" } else { "MedicationRequest" };
+        for t in
+            ["Patient", "Observation", "Condition", "Encounter", "AllergyIntolerance", meds, "Coverage", "Location"]
+        {
+            assert!(types.contains(&t), "{face}: {t} not advertised: {types:?}");
+        }
+        support::validate_fhir(face, &cs);
     }
 
     // The URLs follow the address the client used.

@@ -99,7 +99,7 @@ fn every_call_of_the_app_answers_valid_fhir_with_its_required_fields_from_every_
     }
     .serve();
     let mut received: Vec<(&str, String, Value)> = Vec::new();
-    for (tenant, dialect) in [(T_R4, "r4"), (T_STU3, "stu3"), (T_DSTU2, "dstu2")] {
+    for (tenant, dialect, provider) in [(T_R4, "r4", &r4), (T_STU3, "stu3", &stu3), (T_DSTU2, "dstu2", &dstu2)] {
         let token = gw.token(tenant);
         for face in ["stu3", "dstu2"] {
             for (label, method, path, form) in calls(face) {
@@ -121,6 +121,29 @@ fn every_call_of_the_app_answers_valid_fhir_with_its_required_fields_from_every_
                     assert!(!found.is_empty(), "{what}: the demo patient has data: {body}");
                     for r in found {
                         assert_required(face, r, &what);
+                    }
+                    if path.contains("patient=") {
+                        // The oracle: the provider's own answer to the same
+                        // question, asked in its own dialect.
+                        let rt = path.split('?').next().unwrap();
+                        let rt = match (rt, dialect) {
+                            ("MedicationRequest" | "MedicationOrder", "dstu2") => "MedicationOrder",
+                            ("MedicationRequest" | "MedicationOrder", _) => "MedicationRequest",
+                            (rt, _) => rt,
+                        };
+                        let category = if rt == "Observation" { "&category=vital-signs" } else { "" };
+                        let direct: Value = http()
+                            .get(format!("{provider}/{rt}?patient={PATIENT}{category}&_count=100"))
+                            .send()
+                            .unwrap()
+                            .json()
+                            .unwrap();
+                        let all: Vec<&str> = entries(&direct).iter().filter_map(|r| r["id"].as_str()).collect();
+                        let got: Vec<&str> = entries(&body).iter().filter_map(|r| r["id"].as_str()).collect();
+                        assert_eq!(body["total"], direct["total"], "{what}: total as the provider counts it");
+                        assert!(got.iter().all(|id| all.contains(id)), "{what}: {got:?} not all in {all:?}");
+                        let page = if path.contains("_count=5") { all.len().min(5) } else { all.len() };
+                        assert_eq!(got.len(), page, "{what}: {got:?} vs {all:?}");
                     }
                     if label == "vital signs" {
                         let dates: Vec<&str> = entries(&body)
