@@ -296,5 +296,7 @@ fn shaper_reads_missing_location_names_from_the_provider() {
     let h = Harness::load(guest("fhirgate_shaper_fhir")).unwrap().upstream_answers(&[]);
     let shaped = h.shape_response(&exchange(FhirVersion::Stu3), 200, &body).unwrap().expect("shaped");
     let out: Value = serde_json::from_slice(&shaped.body).unwrap();
-    assert!(out["entry"][0]["resource"]["location"][0]["location"].get("display").is_none());
+    let reference = &out["entry"][0]["resource"]["location"][0]["location"];
+    assert_eq!(reference["reference"], "Location/loc-3", "{out}");
+    assert!(reference.get("display").is_none(), "{out}");
 }

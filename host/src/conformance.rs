@@ -104,13 +104,13 @@ impl Report {
         }
         let failing = self.failing_resources();
         out += "\n";
-        if failing.is_empty() {
-            out += "Every call of the app works.\n";
-        } else {
+        if !failing.is_empty() {
             out += &format!("Not working: {}.\n", failing.join(", "));
         }
         if !self.app_loads() {
             out += "Patient does not work: the app would not load.\n";
+        } else if failing.is_empty() {
+            out += "Every call of the app works.\n";
         }
         out
     }
@@ -227,9 +227,13 @@ pub async fn check(shaper: &BoundModule, options: &CheckOptions) -> anyhow::Resu
     let base = options.base_url.trim_end_matches('/').to_owned();
     let checker = Checker { shaper, upstream, settings, base, version: options.fhir_version, cache: Arc::default() };
 
-    let patient = match &options.patient {
-        Some(p) => Some(p.clone()),
-        None => checker.first_patient().await,
+    let (patient, why_none) = match &options.patient {
+        Some(p) => (Some(p.clone()), String::new()),
+        None => match checker.first_patient().await {
+            Ok(Some(p)) => (Some(p), String::new()),
+            Ok(None) => (None, "a Patient search found no patient; name one with --patient".to_owned()),
+            Err(e) => (None, e),
+        },
     };
     let mut report = Report {
         provider: checker.base.clone(),
@@ -244,7 +248,7 @@ pub async fn check(shaper: &BoundModule, options: &CheckOptions) -> anyhow::Resu
                 face: face.face(),
                 call: "Patient?_count=1".into(),
                 verdict: Verdict::Failed,
-                details: vec!["no patient could be found; name one with --patient".into()],
+                details: vec![why_none.clone()],
             });
             continue;
         };
@@ -300,12 +304,28 @@ impl Checker<'_> {
         }
     }
 
-    /// The id of the first patient a plain Patient search returns.
-    async fn first_patient(&self) -> Option<String> {
+    /// The id of the first patient a plain Patient search returns; why the
+    /// search failed, if it did.
+    async fn first_patient(&self) -> Result<Option<String>, String> {
         let url = format!("{}/Patient?_count=1", self.base);
-        let resp = self.upstream.get(&self.settings, &url, HeaderMap::new(), self.accept()).await.ok()?;
-        let bundle: Value = serde_json::from_slice(&resp.body).ok()?;
-        bundle.pointer("/entry/0/resource/id")?.as_str().map(str::to_owned)
+        let resp = self
+            .upstream
+            .get(&self.settings, &url, HeaderMap::new(), self.accept())
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        if !resp.status.is_success() {
+            return Err(format!("GET {url} answered {}", resp.status));
+        }
+        let bundle: Value = serde_json::from_slice(&resp.body).map_err(|_| format!("GET {url}: not JSON"))?;
+        Ok(bundle
+            .get("entry")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.get("resource"))
+            .find(|r| r["resourceType"] == "Patient")
+            .and_then(|r| r["id"].as_str())
+            .map(str::to_owned))
     }
 
     async fn run(&self, face: Version, resource: &'static str, path: &str, params: &[(&str, String)]) -> CallReport {
@@ -381,10 +401,11 @@ impl Checker<'_> {
         let tenant = "check-provider";
         ctx.reads = Some(Arc::new(ProviderReads::new(
             self.upstream.clone(),
-            self.settings.clone(),
+            &self.settings,
             &self.base,
             self.accept(),
             tenant,
+            HeaderMap::new(),
             &ctx.request_id,
             self.cache.clone(),
         )));
@@ -397,8 +418,18 @@ impl Checker<'_> {
         let Ok(out) = serde_json::from_slice::<Value>(&out) else {
             return report(Verdict::Failed, vec!["the shaped answer is not JSON".into()]);
         };
+        // Matches only: an OperationOutcome saying "nothing found" is not data.
         let resources: Vec<&Value> = if out["resourceType"] == "Bundle" {
-            out["entry"].as_array().map(|e| e.iter().map(|e| &e["resource"]).collect()).unwrap_or_default()
+            out["entry"]
+                .as_array()
+                .map(|e| {
+                    e.iter()
+                        .filter(|e| e["search"]["mode"] != "outcome")
+                        .map(|e| &e["resource"])
+                        .filter(|r| r["resourceType"] != "OperationOutcome")
+                        .collect()
+                })
+                .unwrap_or_default()
         } else {
             vec![&out]
         };

@@ -102,6 +102,16 @@ impl Failure {
     }
 
     pub fn from_fault(role: Role, fault: &GuestFault) -> Self {
+        if matches!(fault, GuestFault::Busy) {
+            let mut f = Failure::new(
+                Fault::Gateway,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "transient",
+                "The gateway is busy; try again shortly.",
+            );
+            f.retry_after = Some(1);
+            return f;
+        }
         let mut f = Failure::module(role, fault.to_string());
         if matches!(fault, GuestFault::Timeout(_)) {
             f.issue = "timeout";

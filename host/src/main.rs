@@ -120,7 +120,7 @@ enum Command {
     },
     /// Run the app's whole call set against a provider through the partner's
     /// shaping module and report, per resource and per face, what works.
-    /// Exits non-zero when Patient fails (the app would not load).
+    /// Exits 2 when Patient fails (the app would not load), 1 on other errors.
     CheckProvider {
         /// The provider's FHIR base URL.
         base_url: String,
@@ -471,7 +471,11 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 print!("{}", report.render());
             }
             if !report.app_loads() {
-                anyhow::bail!("Patient does not work with this provider: the app would not load");
+                // 2, not 1: the check ran and the provider failed it.
+                eprintln!("Patient does not work with this provider: the app would not load");
+                use std::io::Write as _;
+                let _ = std::io::stdout().flush();
+                std::process::exit(2);
             }
             Ok(())
         }

@@ -334,6 +334,8 @@ async fn forward_and_shape(
     url: &str,
     mut headers: HeaderMap,
 ) -> Result<(StatusCode, Vec<u8>), Failure> {
+    // Reads a shaping module makes go out with the same routing headers.
+    let routing_headers = headers.clone();
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
         headers.insert(HeaderName::from_static("x-request-id"), v);
     }
@@ -367,10 +369,11 @@ async fn forward_and_shape(
     let mut call = ctx.call_ctx(Role::Shaping);
     call.reads = Some(Arc::new(ProviderReads::new(
         ctx.gw.upstream.clone(),
-        provider.settings.clone(),
+        &provider.settings,
         &provider.base_url,
         accept,
         tenant,
+        routing_headers,
         &ctx.request_id,
         ctx.gw.read_cache.clone(),
     )));

@@ -50,6 +50,11 @@ pub fn shape_with(exchange: &Exchange, status: u16, body: &[u8], lookup: &dyn Lo
         .filter(|r| r.starts_with("Location/"))
         .filter_map(|r| {
             let location = lookup.read(&r)?;
+            let id = r.strip_prefix("Location/")?;
+            // Only the Location asked for names the reference.
+            if location.get("resourceType")?.as_str()? != "Location" || location.get("id")?.as_str()? != id {
+                return None;
+            }
             Some((r, location.get("name")?.as_str()?.to_owned()))
         })
         .collect();

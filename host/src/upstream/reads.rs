@@ -1,7 +1,11 @@
 //! The reads a shaping module may make through the `upstream` import: `Type/id`
-//! only, only from the provider answering the current request, a few per
-//! call within one time budget, cached briefly per tenant and provider (an
-//! Encounter page names the same few Locations over and over).
+//! of the types the gateway allows (Locations today: what a shaping module
+//! needs to name an Encounter's location, and no patient data), only from
+//! the provider answering the current request with that request's routing
+//! headers, a few per call within one time budget, cached briefly per tenant,
+//! provider and headers (an Encounter page names the same few Locations over
+//! and over). Reads have their own circuit breaker and no retries, so a
+//! module's reads cannot open the breaker the app's requests depend on.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -10,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-use super::{ProviderSettings, Upstream};
+use super::{ProviderSettings, Upstream, UpstreamError};
 use crate::wasm::bindings::upstream::ReadError;
 use crate::wasm::state::UpstreamReads;
 
@@ -26,15 +30,23 @@ const READ_BUDGET: Duration = Duration::from_secs(5);
 /// Encounters and the next one, short enough that a renamed ward shows.
 const CACHE_TTL: Duration = Duration::from_secs(60);
 
-/// Cached answers, shared by all requests: (tenant, provider, path) → body.
+/// Resource types a module may read.
+const READABLE_TYPES: &[&str] = &["Location"];
+
+/// Largest answer a read may return: a Location is a few hundred bytes.
+const MAX_READ_BODY: usize = 64 * 1024;
+
+/// Cached answers, shared by all requests, keyed by tenant, provider (id,
+/// base URL and routing headers) and path.
 pub struct ReadCache {
     entries: quick_cache::sync::Cache<(String, String, String), (Instant, Bytes)>,
 }
 
 impl Default for ReadCache {
     fn default() -> Self {
-        // 10 000 small resources: a few MB at most.
-        ReadCache { entries: quick_cache::sync::Cache::new(10_000) }
+        // 4 096 answers of at most 64 KiB: 256 MiB at the very worst, a few
+        // MiB for real Locations.
+        ReadCache { entries: quick_cache::sync::Cache::new(4096) }
     }
 }
 
@@ -45,6 +57,10 @@ pub struct ProviderReads {
     base_url: String,
     accept: &'static str,
     tenant: String,
+    /// Provider id, base URL and routing headers: what makes two reads of
+    /// the same path the same read.
+    scope: String,
+    headers: HeaderMap,
     request_id: String,
     cache: Arc<ReadCache>,
     left: AtomicU32,
@@ -58,23 +74,36 @@ impl std::fmt::Debug for ProviderReads {
 }
 
 impl ProviderReads {
+    /// Reads for a request to the provider of `settings` at `base_url`,
+    /// for `tenant`, with the request's routing `headers`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         upstream: Upstream,
-        settings: ProviderSettings,
+        settings: &ProviderSettings,
         base_url: &str,
         accept: &'static str,
         tenant: &str,
+        headers: HeaderMap,
         request_id: &str,
         cache: Arc<ReadCache>,
     ) -> ProviderReads {
         let budget = READ_BUDGET.min(settings.timeout);
+        let mut scope = format!("{}\n{base_url}", settings.id);
+        for (name, value) in &headers {
+            scope.push_str(&format!("\n{name}: {}", String::from_utf8_lossy(value.as_bytes())));
+        }
+        // Their own breaker and retry budget, no retries.
+        let mut settings = settings.clone();
+        settings.id = format!("{}#reads", settings.id);
+        settings.retry.max_retries = 0;
         ProviderReads {
             upstream,
             settings,
             base_url: base_url.to_owned(),
             accept,
             tenant: tenant.to_ascii_lowercase(),
+            scope,
+            headers,
             request_id: request_id.to_owned(),
             cache,
             left: AtomicU32::new(MAX_READS_PER_CALL),
@@ -86,7 +115,10 @@ impl ProviderReads {
         if !is_type_and_id(path) {
             return Err(ReadError::NotAllowed(format!("`{}` is not a `Type/id` path", clip(path))));
         }
-        let key = (self.tenant.clone(), self.settings.id.clone(), path.to_owned());
+        if !READABLE_TYPES.iter().any(|t| path.split('/').next() == Some(*t)) {
+            return Err(ReadError::NotAllowed(format!("only {} can be read", READABLE_TYPES.join(", "))));
+        }
+        let key = (self.tenant.clone(), self.scope.clone(), path.to_owned());
         if let Some((at, body)) = self.cache.entries.get(&key)
             && at.elapsed() < CACHE_TTL
         {
@@ -102,20 +134,25 @@ impl ProviderReads {
         }
         let mut settings = self.settings.clone();
         settings.timeout = remaining.min(settings.timeout);
-        let mut headers = HeaderMap::new();
+        let mut headers = self.headers.clone();
         if let Ok(v) = HeaderValue::from_str(&self.request_id) {
             headers.insert(HeaderName::from_static("x-request-id"), v);
         }
         let url = format!("{}/{path}", self.base_url);
-        let answer = self
-            .upstream
-            .get(&settings, &url, headers, self.accept)
-            .await
-            .map_err(|e| ReadError::Failed(format!("the provider could not be read: {e}")))?;
+        let answer = self.upstream.get(&settings, &url, headers, self.accept).await.map_err(|e| match e {
+            // Details of the gateway's own credentials stay in its log.
+            UpstreamError::Tls(_) | UpstreamError::Auth(_) => {
+                ReadError::Failed("the gateway could not authenticate to the provider".into())
+            }
+            e => ReadError::Failed(format!("the provider could not be read: {e}")),
+        })?;
         match answer.status {
             StatusCode::OK => {}
             StatusCode::NOT_FOUND | StatusCode::GONE => return Err(ReadError::NotFound),
             s => return Err(ReadError::Failed(format!("the provider answered {s}"))),
+        }
+        if answer.body.len() > MAX_READ_BODY {
+            return Err(ReadError::Failed(format!("the answer is larger than {MAX_READ_BODY} bytes")));
         }
         if serde_json::from_slice::<serde::de::IgnoredAny>(&answer.body).is_err() {
             return Err(ReadError::Failed("the provider's answer is not JSON".into()));
@@ -144,7 +181,10 @@ fn is_type_and_id(path: &str) -> bool {
     let type_ok = (2..=64).contains(&t.len())
         && t.as_bytes()[0].is_ascii_uppercase()
         && t.bytes().all(|c| c.is_ascii_alphabetic());
-    let id_ok = (1..=64).contains(&id.len()) && id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.');
+    let id_ok = (1..=64).contains(&id.len())
+        && id != "."
+        && id != ".."
+        && id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.');
     type_ok && id_ok
 }
 
@@ -189,5 +229,7 @@ mod tests {
         assert!(!is_type_and_id("http://evil/Location/1"));
         assert!(!is_type_and_id("location/1"));
         assert!(!is_type_and_id("Location/1?x=2"));
+        assert!(!is_type_and_id("Location/."));
+        assert!(!is_type_and_id("Location/.."));
     }
 }

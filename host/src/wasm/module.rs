@@ -44,6 +44,10 @@ pub enum GuestFault {
     Trap(String),
     #[error("the module does not export the {0} interface")]
     NotExported(Role),
+    /// Every instance slot is in use: the gateway is overloaded, the module
+    /// is not at fault.
+    #[error("the gateway is busy")]
+    Busy,
 }
 
 impl GuestFault {
@@ -54,6 +58,7 @@ impl GuestFault {
             GuestFault::MemoryLimit => "memory",
             GuestFault::Trap(_) => "trap",
             GuestFault::NotExported(_) => "not-exported",
+            GuestFault::Busy => "busy",
         }
     }
 }
@@ -160,6 +165,10 @@ impl Module {
     }
 
     fn classify(&self, err: wasmtime::Error) -> GuestFault {
+        if err.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+            tracing::warn!(module = %self.name, "every module instance slot is in use");
+            return GuestFault::Busy;
+        }
         if let Some(trap) = err.downcast_ref::<Trap>() {
             return match trap {
                 Trap::Interrupt => GuestFault::Timeout(self.runtime.limits().call_timeout_ms),

@@ -51,13 +51,20 @@ impl Default for Limits {
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// Module calls that can run at once, across all modules. Each holds a slot
-/// while it runs (a fraction of a millisecond for the default modules);
-/// 1000 covers far more concurrent requests than one gateway serves.
-const POOL_SLOTS: u32 = 1000;
+/// while it runs: well under a millisecond for the default modules, up to
+/// the read budget (5 s) for a shaping call waiting on upstream reads. A call
+/// that finds every slot taken is answered 503 with `Retry-After`. Each slot
+/// reserves (not commits) 4 GiB of address space for its memory.
+const POOL_SLOTS: u32 = 500;
 
 /// Bytes of each linear memory, table and stack kept resident between calls
-/// and reset with `memset`: what a default module touches in a call.
+/// and reset with `memset` instead of being unmapped: what a default module
+/// touches shaping a large page. At most `POOL_SLOTS` × this stays resident
+/// after a burst.
 const KEEP_RESIDENT: usize = 8 * 1024 * 1024;
+
+/// Largest `memory_mib`: the pool reserves 4 GiB per memory.
+const MAX_MEMORY_MIB: usize = 4096;
 
 /// The shared engine and linker.
 #[derive(Clone)]
@@ -83,8 +90,12 @@ impl Runtime {
             .cranelift_opt_level(wasmtime::OptLevel::Speed);
         // Every call gets a fresh instance; the pooling allocator makes that
         // cheap: instance slots, linear memories and async stacks are
-        // reserved once and reset between calls (the first MiB of memory
-        // with `memset`, without page faults) instead of mapped per call.
+        // reserved once and reset between calls (up to `KEEP_RESIDENT` with
+        // `memset`, without page faults) instead of mapped per call.
+        anyhow::ensure!(
+            (1..=MAX_MEMORY_MIB).contains(&limits.memory_mib),
+            "`wasm.memory_mib` must be between 1 and {MAX_MEMORY_MIB}"
+        );
         let memory_bytes = limits.memory_mib.saturating_mul(1024 * 1024);
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(POOL_SLOTS)

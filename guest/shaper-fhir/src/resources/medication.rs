@@ -366,8 +366,14 @@ pub fn medication_dstu2_to_stu3(res: &mut Obj) {
             res.insert("ingredient".into(), Value::Array(ingredients));
         }
         if let Some(batch) = product.remove("batch") {
-            let package = res.entry("package").or_insert_with(|| json!({}));
-            package["batch"] = batch;
+            // A `package` that is not an object is malformed; the batch
+            // replaces it rather than be lost.
+            if !res.get("package").is_some_and(Value::is_object) {
+                res.insert("package".into(), json!({}));
+            }
+            if let Some(Value::Object(package)) = res.get_mut("package") {
+                package.insert("batch".into(), batch);
+            }
         }
     }
     if let Some(package) = object_mut(res, "package") {
