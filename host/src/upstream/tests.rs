@@ -590,3 +590,98 @@ async fn an_https_provider_is_reachable_only_with_its_extra_ca() {
     assert_eq!(status_of(get(&up, &with_ca, &url).await), 200);
     assert_eq!(server.hits(), 1);
 }
+
+// ---- reads for shaping modules ----
+
+mod reads {
+    use super::*;
+    use crate::upstream::reads::{MAX_READS_PER_CALL, ProviderReads, ReadCache};
+    use crate::wasm::bindings::upstream::ReadError;
+    use crate::wasm::state::UpstreamReads as _;
+
+    const LOCATION: &str = r#"{"resourceType":"Location","id":"loc-1","name":"Ward 7"}"#;
+
+    fn reads_with(
+        up: &Upstream,
+        provider: &ProviderSettings,
+        server: &Server,
+        tenant: &str,
+        headers: HeaderMap,
+        cache: &Arc<ReadCache>,
+    ) -> ProviderReads {
+        ProviderReads::new(up.clone(), provider, &server.url("/fhir"), FHIR, tenant, headers, "req-1", cache.clone())
+    }
+
+    fn reads(server: &Server, tenant: &str, headers: HeaderMap, cache: &Arc<ReadCache>) -> ProviderReads {
+        ProviderReads::new(
+            Upstream::new(1 << 20),
+            &settings("hospital"),
+            &server.url("/fhir"),
+            FHIR,
+            tenant,
+            headers,
+            "req-1",
+            cache.clone(),
+        )
+    }
+
+    #[tokio::test]
+    async fn only_locations_by_id_and_a_bounded_number() {
+        let server = serve(|_| async { answer(200, LOCATION) }).await;
+        let cache = Arc::new(ReadCache::default());
+        let r = reads(&server, "t1", HeaderMap::new(), &cache);
+        assert!(r.read("Location/loc-1").await.is_ok());
+        for path in ["Patient/pat-1", "Location", "Location/..", "Location/a/b", "../Location/1"] {
+            assert!(matches!(r.read(path).await, Err(ReadError::NotAllowed(_))), "{path}");
+        }
+        assert_eq!(server.hits(), 1, "refused reads never reach the provider");
+        // The call's budget of distinct reads (cache hits are free).
+        for i in 1..MAX_READS_PER_CALL {
+            assert!(r.read(&format!("Location/l{i}")).await.is_ok());
+        }
+        assert!(matches!(r.read("Location/one-too-many").await, Err(ReadError::NotAllowed(_))));
+        assert!(r.read("Location/loc-1").await.is_ok(), "a cached answer costs no read");
+    }
+
+    #[tokio::test]
+    async fn answers_are_cached_per_tenant_and_routing_headers() {
+        let server = serve(|_| async { answer(200, LOCATION) }).await;
+        let cache = Arc::new(ReadCache::default());
+        let mut scoped = HeaderMap::new();
+        scoped.insert("x-org", HeaderValue::from_static("st-mary"));
+        for _ in 0..3 {
+            reads(&server, "t1", HeaderMap::new(), &cache).read("Location/loc-1").await.unwrap();
+        }
+        assert_eq!(server.hits(), 1, "one fetch serves later calls");
+        reads(&server, "t2", HeaderMap::new(), &cache).read("Location/loc-1").await.unwrap();
+        reads(&server, "t1", scoped, &cache).read("Location/loc-1").await.unwrap();
+        assert_eq!(server.hits(), 3, "another tenant, or other routing headers, read for themselves");
+    }
+
+    #[tokio::test]
+    async fn failures_are_reported_and_do_not_open_the_providers_breaker() {
+        let server = serve(|req: Request<Incoming>| async move {
+            match req.uri().path() {
+                "/fhir/Location/gone" => answer(404, "{}"),
+                "/fhir/Location/big" => answer(200, format!("\"{}\"", "x".repeat(70 * 1024))),
+                _ => answer(503, "{}"),
+            }
+        })
+        .await;
+        let cache = Arc::new(ReadCache::default());
+        let up = Upstream::new(1 << 20);
+        let mut provider = settings("hospital");
+        provider.breaker = breaker(3, 60_000);
+        let r = reads_with(&up, &provider, &server, "t1", HeaderMap::new(), &cache);
+        assert!(matches!(r.read("Location/gone").await, Err(ReadError::NotFound)));
+        assert!(matches!(r.read("Location/big").await, Err(ReadError::Failed(_))));
+        for i in 0..8 {
+            assert!(matches!(r.read(&format!("Location/down-{i}")).await, Err(ReadError::Failed(_))));
+        }
+        // The reads tripped their own breaker, not the provider's: the app's
+        // next request still goes out.
+        assert!(matches!(up.breaker_state("hospital#reads"), Some(BreakerState::Open { .. })));
+        assert!(!matches!(up.breaker_state("hospital"), Some(BreakerState::Open { .. })));
+        assert_eq!(status_of(get(&up, &provider, &server.url("/fhir/Location/gone")).await), 404);
+    }
+}
