@@ -230,7 +230,10 @@ fn patient_search(base: &str, token: &str, form: &str) -> Value {
         .send()
         .unwrap();
     assert_eq!(resp.status(), 200, "{form}");
-    resp.json().unwrap()
+    let bundle: Value = resp.json().unwrap();
+    // Every searchset parses in the face's FHIR version.
+    support::validate_fhir(if base.ends_with("/dstu2") { "dstu2" } else { "stu3" }, &bundle);
+    bundle
 }
 
 #[test]
@@ -251,6 +254,7 @@ fn patient_read_and_search_on_both_faces() {
     let mrn = p["identifier"].as_array().unwrap().iter().find(|i| i["type"]["coding"][0]["code"] == "MR").expect("MRN");
     assert_eq!(mrn["type"]["coding"][0]["system"], "http://hl7.org/fhir/v2/0203");
     assert_eq!(mrn["value"], "MRN100001");
+    support::validate_fhir("stu3", &p);
 
     // DSTU2: family is an array, the practitioner is careProvider.
     let resp = http().get(format!("{dstu2}/Patient/pat-001")).bearer_auth(&token).send().unwrap();
@@ -259,6 +263,7 @@ fn patient_read_and_search_on_both_faces() {
     assert_eq!(p["name"][0]["family"], serde_json::json!(["Chau"]));
     assert_eq!(p["careProvider"][0]["display"], "Dr. Adele Byrne");
     assert!(p.get("generalPractitioner").is_none());
+    support::validate_fhir("dstu2", &p);
 
     // The documented example: given=hugh&family=chau on STU3.
     let bundle = patient_search(&stu3, &token, "given=hugh&family=chau");

@@ -290,7 +290,9 @@ fn an_outage_stays_with_its_tenant_and_the_breaker_recovers() {
             let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
             assert!((1..=4).contains(&retry), "Retry-After {retry}");
         }
-        assert_outcome(&resp.json().unwrap());
+        let outcome: Value = resp.json().unwrap();
+        assert_outcome(&outcome);
+        support::validate_fhir("dstu2", &outcome);
         statuses.push(status);
         let (resp, took) = timed(&url_a, &ta);
         assert_eq!(resp.status(), 200, "the other tenant keeps working");
@@ -336,6 +338,7 @@ fn a_slow_provider_gets_a_504_in_the_clients_version() {
     let body: Value = resp.json().unwrap();
     assert_outcome(&body);
     assert_eq!(body["issue"][0]["code"], "timeout");
+    support::validate_fhir("stu3", &body);
 }
 
 #[test]
@@ -365,6 +368,7 @@ fn a_batch_answers_every_entry_and_refuses_writes() {
     assert!(statuses[4].starts_with("404"), "{statuses:?}");
     assert_eq!(out["entry"][4]["resource"]["resourceType"], "OperationOutcome");
     assert_eq!(out["entry"][0]["resource"]["id"], "pat-001");
+    support::validate_fhir("stu3", &out);
 
     // Writes inside a batch fail alone; transactions are refused whole.
     let mixed = json!({ "resourceType": "Bundle", "type": "batch", "entry": [
