@@ -123,17 +123,8 @@ impl Registry {
 
     /// Records an audit event. `detail` must not hold secrets.
     pub async fn audit(&self, actor: &str, action: &str, subject: &str, detail: Value) -> Result<(), RegistryError> {
-        sqlx::query(
-            "INSERT INTO audit_events (event_id, at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(super::event_id())
-        .bind(now())
-        .bind(actor)
-        .bind(action)
-        .bind(subject)
-        .bind(detail.to_string())
-        .execute(self.store.pool())
-        .await?;
+        let mut conn = self.store.pool().acquire().await?;
+        super::directory::record_event(&mut conn, actor, action, subject, &detail).await?;
         Ok(())
     }
 

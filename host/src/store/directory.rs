@@ -75,8 +75,10 @@ fn provider_row(r: &sqlx::any::AnyRow) -> Result<ProviderRow, sqlx::Error> {
 }
 
 pub async fn upsert_provider(db: &mut AnyConnection, row: &ProviderRow) -> Result<(), sqlx::Error> {
-    let updated = sqlx::query(
-        "UPDATE providers SET base_url = $2, spec = $3, source = $4, updated_at = $5 WHERE provider_id = $1",
+    sqlx::query(
+        "INSERT INTO providers (provider_id, base_url, spec, source, updated_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (provider_id) DO UPDATE SET base_url = excluded.base_url, spec = excluded.spec, \
+         source = excluded.source, updated_at = excluded.updated_at",
     )
     .bind(&row.provider_id)
     .bind(&row.base_url)
@@ -84,20 +86,7 @@ pub async fn upsert_provider(db: &mut AnyConnection, row: &ProviderRow) -> Resul
     .bind(&row.source)
     .bind(row.updated_at)
     .execute(&mut *db)
-    .await?
-    .rows_affected();
-    if updated == 0 {
-        sqlx::query(
-            "INSERT INTO providers (provider_id, base_url, spec, source, updated_at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&row.provider_id)
-        .bind(&row.base_url)
-        .bind(&row.spec)
-        .bind(&row.source)
-        .bind(row.updated_at)
-        .execute(&mut *db)
-        .await?;
-    }
+    .await?;
     Ok(())
 }
 
@@ -146,11 +135,13 @@ fn mapping_row(r: &sqlx::any::AnyRow) -> Result<MappingRow, sqlx::Error> {
 }
 
 pub async fn upsert_mapping(db: &mut AnyConnection, m: &MappingRow) -> Result<(), sqlx::Error> {
-    let updated = sqlx::query(
-        "UPDATE tenant_mappings SET state = $3, approver = $4, requested_by = $5, requested_at = $6, \
-         decided_by = $7, decided_at = $8, note = $9, source = $10, spec_sha256 = $11 \
-         WHERE tenant_id = $1 AND provider_id = $2",
-    )
+    sqlx::query(&format!(
+        "INSERT INTO tenant_mappings ({MAPPING_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (tenant_id, provider_id) DO UPDATE SET state = excluded.state, approver = excluded.approver, \
+         requested_by = excluded.requested_by, requested_at = excluded.requested_at, \
+         decided_by = excluded.decided_by, decided_at = excluded.decided_at, note = excluded.note, \
+         source = excluded.source, spec_sha256 = excluded.spec_sha256"
+    ))
     .bind(&m.tenant_id)
     .bind(&m.provider_id)
     .bind(&m.state)
@@ -163,26 +154,7 @@ pub async fn upsert_mapping(db: &mut AnyConnection, m: &MappingRow) -> Result<()
     .bind(&m.source)
     .bind(&m.spec_sha256)
     .execute(&mut *db)
-    .await?
-    .rows_affected();
-    if updated == 0 {
-        sqlx::query(&format!(
-            "INSERT INTO tenant_mappings ({MAPPING_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-        ))
-        .bind(&m.tenant_id)
-        .bind(&m.provider_id)
-        .bind(&m.state)
-        .bind(&m.approver)
-        .bind(&m.requested_by)
-        .bind(m.requested_at)
-        .bind(&m.decided_by)
-        .bind(m.decided_at)
-        .bind(&m.note)
-        .bind(&m.source)
-        .bind(&m.spec_sha256)
-        .execute(&mut *db)
-        .await?;
-    }
+    .await?;
     Ok(())
 }
 
@@ -223,8 +195,8 @@ pub async fn delete_mapping(db: &mut AnyConnection, tenant: &str, provider: &str
     Ok(())
 }
 
-/// Appends an event to the change audit trail shared with the client
-/// registry.
+/// Appends an event to the change audit trail (clients, secrets, tokens,
+/// the directory); `detail` must not hold secrets.
 pub async fn record_event(
     db: &mut AnyConnection,
     actor: &str,

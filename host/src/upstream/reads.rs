@@ -57,9 +57,8 @@ pub struct ProviderReads {
     base_url: String,
     accept: &'static str,
     tenant: String,
-    /// Provider id, base URL and routing headers: what makes two reads of
-    /// the same path the same read.
-    scope: String,
+    /// The provider's own id (reads use their own breaker id).
+    provider_id: String,
     headers: HeaderMap,
     request_id: String,
     cache: Arc<ReadCache>,
@@ -88,10 +87,7 @@ impl ProviderReads {
         cache: Arc<ReadCache>,
     ) -> ProviderReads {
         let budget = READ_BUDGET.min(settings.timeout);
-        let mut scope = format!("{}\n{base_url}", settings.id);
-        for (name, value) in &headers {
-            scope.push_str(&format!("\n{name}: {}", String::from_utf8_lossy(value.as_bytes())));
-        }
+        let provider_id = settings.id.clone();
         // Their own breaker and retry budget, no retries.
         let mut settings = settings.clone();
         settings.id = format!("{}#reads", settings.id);
@@ -102,7 +98,7 @@ impl ProviderReads {
             base_url: base_url.to_owned(),
             accept,
             tenant: tenant.to_ascii_lowercase(),
-            scope,
+            provider_id,
             headers,
             request_id: request_id.to_owned(),
             cache,
@@ -118,7 +114,7 @@ impl ProviderReads {
         if !READABLE_TYPES.iter().any(|t| path.split('/').next() == Some(*t)) {
             return Err(ReadError::NotAllowed(format!("only {} can be read", READABLE_TYPES.join(", "))));
         }
-        let key = (self.tenant.clone(), self.scope.clone(), path.to_owned());
+        let key = (self.tenant.clone(), self.scope(), path.to_owned());
         if let Some((at, body)) = self.cache.entries.get(&key)
             && at.elapsed() < CACHE_TTL
         {
@@ -159,6 +155,18 @@ impl ProviderReads {
         }
         self.cache.entries.insert(key, (Instant::now(), answer.body.clone()));
         Ok(answer.body.to_vec())
+    }
+}
+
+impl ProviderReads {
+    /// Provider id, base URL and routing headers: what makes two reads of
+    /// the same path the same read. Built only when a module reads.
+    fn scope(&self) -> String {
+        let mut scope = format!("{}\n{}", self.provider_id, self.base_url);
+        for (name, value) in &self.headers {
+            scope.push_str(&format!("\n{name}: {}", String::from_utf8_lossy(value.as_bytes())));
+        }
+        scope
     }
 }
 
