@@ -211,6 +211,30 @@ fn shaper_turns_r4_searchsets_into_stu3_and_dstu2() {
 }
 
 #[test]
+fn a_kept_shaping_instance_reuses_its_memory_call_after_call() {
+    // The shaper allocates from a per-call arena that restarts once a call's
+    // values are all freed: a kept instance must not grow with every call.
+    let h = Harness::load(guest("fhirgate_shaper_fhir")).unwrap();
+    let mut warm = h.warm_shaper().unwrap();
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": fhirgate::demo::data::patients_n(40).into_iter().map(|p| json!({"resource": p})).collect::<Vec<_>>(),
+    });
+    let body = serde_json::to_vec(&bundle).unwrap();
+    let mut sizes = Vec::new();
+    for _ in 0..200 {
+        let out = warm.shape_response(&exchange(FhirVersion::Dstu2), 200, &body).unwrap().expect("shaped");
+        assert_eq!(out.status, 200);
+        sizes.push(warm.memory_bytes());
+    }
+    // Shaping 40 Patients allocates far more than a page each time; 200
+    // calls without reuse would take megabytes more than the first.
+    assert!(sizes[0] > 0);
+    assert_eq!(sizes[10], sizes[199], "memory grew between calls: {:?} … {:?}", &sizes[..10], &sizes[190..]);
+}
+
+#[test]
 fn rules_router_applies_rules_and_cutovers_on_the_host_clock() {
     // 2026-12-01T00:00:00Z, in milliseconds.
     const CUTOVER_MS: u64 = 1_796_083_200_000;

@@ -541,3 +541,8 @@ mod tests {
         assert!(Config::parse("not json").is_err());
     }
 }
+
+// Each call's values are freed before the next: a per-call arena serves them.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: fhirgate_guest_sdk::alloc::CallArena = fhirgate_guest_sdk::alloc::CallArena::new();

@@ -76,3 +76,8 @@ impl exports::fhirgate::policy::routing::Guest for Router {
 // builds exist only to unit-test the logic.
 #[cfg(target_arch = "wasm32")]
 export!(Router);
+
+// Each call's values are freed before the next: a per-call arena serves them.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: fhirgate_guest_sdk::alloc::CallArena = fhirgate_guest_sdk::alloc::CallArena::new();

@@ -25,8 +25,10 @@
 //!   the generated bindings;
 //! - [`log`], [`config`], [`now_ms`], [`deny`]: ergonomic wrappers;
 //! - [`fhir`]: JSON helpers for FHIR resources and Bundles;
-//! - [`params`]: helpers for search parameters.
+//! - [`params`]: helpers for search parameters;
+//! - [`alloc`]: a per-call arena allocator modules can opt into.
 
+pub mod alloc;
 pub mod fhir;
 pub mod params;
 

@@ -68,8 +68,11 @@ pub fn shape_with(exchange: &Exchange, status: u16, body: &[u8], lookup: &dyn Lo
         500..=599 | 401 | 407 => 502,
         s => s,
     };
-    let body = serde_json::to_vec(&value)
+    // Shaped JSON is about as long as the provider's.
+    let mut out = Vec::with_capacity(body.len() + body.len() / 8 + 64);
+    serde_json::to_writer(&mut out, &value)
         .map_err(|_| deny(500, "shaping-failed", "The shaped resource could not be serialised."))?;
+    let body = out;
     Ok(Shaped { status, body })
 }
 
@@ -88,20 +91,23 @@ pub fn shape_resource(exchange: &Exchange, resource: &mut Map<String, Value>) ->
         return shape_bundle(exchange, resource);
     }
     resources::convert(resource, exchange.upstream_version, exchange.client_version)?;
+    let (from, to) = (exchange.upstream_base.trim_end_matches('/'), exchange.gateway_base.trim_end_matches('/'));
     for (key, value) in resource.iter_mut() {
-        rebase_provider_urls(value, key, &exchange.upstream_base, &exchange.gateway_base);
+        rebase_provider_urls(value, key, from, to);
     }
     Ok(())
 }
 
 /// Moves every URL under the provider's base onto the gateway's: the
 /// provider's address must never reach the app. A reference becomes relative
-/// (`Type/id`), which the app resolves against the gateway's base.
+/// (`Type/id`), which the app resolves against the gateway's base. Both
+/// bases come without a trailing `/`.
 fn rebase_provider_urls(value: &mut Value, key: &str, from: &str, to: &str) {
     match value {
-        Value::String(s) => {
+        // Most strings are shorter than a base URL and are not looked at.
+        Value::String(s) if s.len() >= from.len() => {
             if let Some(rebased) = rebase_url(s, from, to) {
-                let relative = rebased[to.trim_end_matches('/').len()..].trim_start_matches('/');
+                let relative = rebased[to.len()..].trim_start_matches('/');
                 *s = if key == "reference" && !relative.is_empty() { relative.to_owned() } else { rebased };
             }
         }

@@ -215,3 +215,8 @@ impl exports::fhirgate::policy::token_validation::Guest for Validator {
 // builds exist only to unit-test the logic.
 #[cfg(target_arch = "wasm32")]
 export!(Validator);
+
+// Each call's values are freed before the next: a per-call arena serves them.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: fhirgate_guest_sdk::alloc::CallArena = fhirgate_guest_sdk::alloc::CallArena::new();

@@ -179,6 +179,11 @@ impl WarmHarnessShaper<'_> {
     ) -> anyhow::Result<Result<shaping::Shaped, types::Denial>> {
         self.harness.executor.block_on(self.shaper.shape_response(exchange, status, body)).map_err(anyhow::Error::from)
     }
+
+    /// Bytes of linear memory the kept instance holds now.
+    pub fn memory_bytes(&self) -> usize {
+        self.shaper.memory_bytes()
+    }
 }
 
 /// A request record with everything but the interaction and path empty, for

@@ -302,4 +302,9 @@ impl WarmShaper {
         self.store.data_mut().ticks_left = self.ticks;
         self.guest.call_shape_response(&mut self.store, exchange, status, body).await
     }
+
+    /// Bytes of linear memory the instance holds now.
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().limits.memory_total
+    }
 }

@@ -88,7 +88,7 @@ impl GuestState {
 pub struct CallLimits {
     inner: StoreLimits,
     memory_cap: usize,
-    memory_total: usize,
+    pub(crate) memory_total: usize,
 }
 
 impl wasmtime::ResourceLimiter for CallLimits {

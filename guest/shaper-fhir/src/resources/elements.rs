@@ -220,25 +220,70 @@ fn walk(value: &mut Value, from: FhirVersion, to: FhirVersion) {
 }
 
 fn walk_object(obj: &mut Obj, from: FhirVersion, to: FhirVersion, resource: bool) {
+    // One pass over the keys tells what this element needs; the few that
+    // need a change are then looked up by name. Most elements need none.
+    let mut shape = Shape::default();
+    for (key, value) in obj.iter() {
+        shape.note(key, value);
+    }
     if from == FhirVersion::R4
+        && shape.system
         && let Some(Value::String(system)) = obj.get_mut("system")
         && let Some(mapped) = map_terminology_url(system)
     {
         *system = mapped;
     }
-    if !resource && is_reference(obj) {
+    if !resource && shape.is_reference() {
         clean_reference(obj, to);
     }
-    for key in ["extension", "modifierExtension"] {
-        if let Some(Value::Array(extensions)) = obj.get_mut(key) {
-            extensions.retain_mut(|e| e.as_object_mut().is_some_and(|e| convert_extension(e, from, to)));
+    for (key, child) in obj.iter_mut() {
+        match (key.as_str(), child) {
+            // Contained resources are converted on their own.
+            ("contained", _) if resource => {}
+            ("extension" | "modifierExtension", Value::Array(extensions)) => {
+                extensions.retain_mut(|e| e.as_object_mut().is_some_and(|e| convert_extension(e, from, to)));
+                for e in extensions {
+                    walk(e, from, to);
+                }
+            }
+            (_, child) => walk(child, from, to),
         }
     }
-    for (key, child) in obj.iter_mut() {
-        // Contained resources are converted on their own.
-        if !(resource && key == "contained") {
-            walk(child, from, to);
+}
+
+/// What one pass over an element's keys tells about it.
+#[derive(Default)]
+struct Shape {
+    system: bool,
+    reference: bool,
+    display: bool,
+    typed: bool,
+    identifier: bool,
+    /// A key that a Reference does not have.
+    other: bool,
+}
+
+impl Shape {
+    fn note(&mut self, key: &str, value: &Value) {
+        match key {
+            "system" => self.system = true,
+            "reference" => self.reference = true,
+            "display" => self.display = true,
+            "type" => self.typed = value.is_string(),
+            "identifier" => self.identifier = value.is_object(),
+            _ => {}
         }
+        let name = key.strip_prefix('_').unwrap_or(key);
+        if !matches!(name, "id" | "extension" | "reference" | "display" | "identifier" | "type") {
+            self.other = true;
+        }
+    }
+
+    /// A Reference is recognised by its element names: nothing but
+    /// Reference elements, and a `reference`, an `identifier`, or a display
+    /// with R4's `type` uri.
+    fn is_reference(&self) -> bool {
+        !self.other && (self.reference || self.identifier || (self.display && self.typed))
     }
 }
 
@@ -255,19 +300,39 @@ pub fn prune(obj: &mut Obj) {
             Value::Array(items) => {
                 // A primitive extension list (`_given`) keeps its nulls, which
                 // line it up with the values.
-                items.retain_mut(|i| match i {
-                    Value::Object(o) => {
+                let mut emptied = false;
+                for item in items.iter_mut() {
+                    if let Value::Object(o) = item {
                         prune(o);
-                        !o.is_empty()
+                        emptied |= o.is_empty();
                     }
-                    _ => true,
-                });
+                }
+                if emptied {
+                    items.retain(|i| !matches!(i, Value::Object(o) if o.is_empty()));
+                }
                 items.is_empty() || items.iter().all(Value::is_null)
             }
             _ => false,
         }
     }
-    obj.retain(|_, v| !empty(v));
+    // Rebuilding the map is only worth it when something must go.
+    let mut emptied = false;
+    for v in obj.values_mut() {
+        emptied |= empty(v);
+    }
+    if emptied {
+        obj.retain(|_, v| !is_empty(v));
+    }
+}
+
+/// Whether a pruned value is empty (see [`prune`]).
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Object(o) => o.is_empty(),
+        Value::Array(items) => items.iter().all(Value::is_null),
+        _ => false,
+    }
 }
 
 /// R4 moved HL7's code systems to `terminology.hl7.org`; STU3 and DSTU2 use
@@ -297,17 +362,6 @@ pub fn to_terminology_url(url: &str) -> Option<String> {
     })
 }
 
-const REFERENCE_KEYS: &[&str] = &["id", "extension", "reference", "display", "identifier", "type"];
-
-/// A Reference is recognised by its element names: nothing but Reference
-/// elements, and a `reference`, an `identifier`, or a display with R4's
-/// `type` uri.
-fn is_reference(obj: &Obj) -> bool {
-    let typed_display = obj.contains_key("display") && obj.get("type").is_some_and(Value::is_string);
-    (obj.contains_key("reference") || obj.get("identifier").is_some_and(Value::is_object) || typed_display)
-        && obj.keys().all(|k| REFERENCE_KEYS.contains(&k.strip_prefix('_').unwrap_or(k)))
-}
-
 /// A reference or URL to a MedicationRequest (STU3, R4) as the same resource
 /// is known in `to`: a MedicationOrder in DSTU2, and back. `None` when it
 /// needs no change.
@@ -316,8 +370,10 @@ pub fn retype_reference(url: &str, to: FhirVersion) -> Option<String> {
         FhirVersion::Dstu2 => ("MedicationRequest", "MedicationOrder"),
         _ => ("MedicationOrder", "MedicationRequest"),
     };
-    let segment = format!("{from_type}/");
-    let at = if url.starts_with(&segment) { 0 } else { url.find(&format!("/{segment}"))? + 1 };
+    // `Type/...` at the start or after a `/`.
+    let at = std::iter::once(0)
+        .chain(url.match_indices('/').map(|(i, _)| i + 1))
+        .find(|&i| url[i..].strip_prefix(from_type).is_some_and(|rest| rest.starts_with('/')))?;
     Some(format!("{}{to_type}{}", &url[..at], &url[at + from_type.len()..]))
 }
 
