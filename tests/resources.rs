@@ -258,6 +258,61 @@ fn check_provider_passes_every_dialect_and_names_a_missing_resource() {
     assert!(not_working(&report).contains(&"Patient".to_owned()), "{report}");
 }
 
+/// The calls `check-provider` judged with `verdict`, as `resource face`.
+fn calls_judged(report: &Value, verdict: &str) -> Vec<String> {
+    report["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["verdict"] == verdict)
+        .map(|c| format!("{} {}", c["resource"].as_str().unwrap(), c["face"].as_str().unwrap()))
+        .collect()
+}
+
+#[test]
+fn check_provider_catches_a_provider_that_skips_parameters() {
+    // A provider that answers every search as if `patient` had not been
+    // sent: every patient's data, which the app would show as this one's.
+    let (_p, base) = provider_with(&["--fhir-version", "stu3", "--ignore", "patient"]);
+    let (code, report) = check_provider(&base, "stu3");
+    assert_eq!(code, 0, "Patient itself works: {report}");
+    let ignored = calls_judged(&report, "parameter-ignored");
+    // STU3 Coverage is searched by `beneficiary`, which the provider applies.
+    let expected: Vec<String> = [
+        "Observation stu3",
+        "Condition stu3",
+        "Encounter stu3",
+        "AllergyIntolerance stu3",
+        "MedicationRequest stu3",
+        "Observation dstu2",
+        "Condition dstu2",
+        "Encounter dstu2",
+        "AllergyIntolerance dstu2",
+        "MedicationOrder dstu2",
+    ]
+    .map(String::from)
+    .to_vec();
+    assert_eq!(ignored, expected, "{report}");
+    for c in report["calls"].as_array().unwrap().iter().filter(|c| c["verdict"] == "parameter-ignored") {
+        assert!(c["details"][0].as_str().unwrap().starts_with("`patient`: "), "{c}");
+    }
+
+    // One that ignores `_sort`: the vital signs come oldest first. (The
+    // patient checked, pat-001, has a single Encounter: its order tells
+    // nothing.)
+    let (_p, base) = provider_with(&["--fhir-version", "r4", "--ignore", "_sort"]);
+    let (code, report) = check_provider(&base, "r4");
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(calls_judged(&report, "parameter-ignored"), vec!["Observation stu3", "Observation dstu2"], "{report}");
+
+    // One that ignores `_id`: the Patient search lists everyone; the app
+    // would not load.
+    let (_p, base) = provider_with(&["--fhir-version", "dstu2", "--ignore", "_id"]);
+    let (code, report) = check_provider(&base, "dstu2");
+    assert_eq!(code, 2, "{report}");
+    assert_eq!(calls_judged(&report, "parameter-ignored"), vec!["Patient stu3", "Patient dstu2"], "{report}");
+}
+
 /// The name parts of an R4 demo patient (`family`, `given`, or `any`).
 fn name_parts(p: &Value, part: &str) -> Vec<String> {
     let keys: &[&str] = match part {

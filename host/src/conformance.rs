@@ -44,6 +44,10 @@ pub enum Verdict {
     MissingFields,
     /// The shaping module or the provider refused a search parameter.
     UnsupportedParameter,
+    /// The provider answered as if a search parameter had not been sent
+    /// (another patient's data, more than `_count`, the wrong order): the
+    /// app would show wrong data.
+    ParameterIgnored,
     /// The provider does not serve the resource.
     NotServed,
     /// Anything else: the provider failed, or the answer could not be shaped.
@@ -436,6 +440,10 @@ impl Checker<'_> {
         if resources.is_empty() {
             return report(Verdict::NoData, vec!["the search found nothing for this patient".into()]);
         }
+        let ignored = disregarded_parameters(&out, path, params);
+        if !ignored.is_empty() {
+            return report(Verdict::ParameterIgnored, ignored);
+        }
         let mut details: Vec<String> = Vec::new();
         for r in &resources {
             for field in missing_fields(face, r) {
@@ -447,6 +455,104 @@ impl Checker<'_> {
         }
         if details.is_empty() { report(Verdict::Ok, Vec::new()) } else { report(Verdict::MissingFields, details) }
     }
+}
+
+/// What the shaped answer `out` to the call (`path`, `params`, as the app
+/// sends them) shows the provider did not apply: one line per parameter.
+/// A provider that skips a parameter it does not support answers 200 with
+/// the wrong data, which only the data itself tells.
+fn disregarded_parameters(out: &Value, path: &str, params: &[(&str, String)]) -> Vec<String> {
+    let mut found = Vec::new();
+    if let Some((rt, id)) = path.split_once('/') {
+        if out["resourceType"] != rt || out["id"] != id {
+            found.push(format!("reading {path} answered {} {}", out["resourceType"], out["id"]));
+        }
+        return found;
+    }
+    // The matches of the search, as the app lists them.
+    let matches: Vec<&Value> = out["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| matches!(e["search"]["mode"].as_str(), None | Some("match")))
+        .map(|e| &e["resource"])
+        .filter(|r| r["resourceType"] == path)
+        .collect();
+    let total = matches.len();
+    for (name, value) in params {
+        let base = name.split(':').next().unwrap_or_default();
+        let others = |keep: &dyn Fn(&Value) -> bool| matches.iter().filter(|r| !keep(r)).count();
+        match (base, value.as_str()) {
+            ("_id", id) => {
+                let n = others(&|r| r["id"] == id);
+                if n > 0 {
+                    found.push(format!("`_id`: {n} of {total} matches have another id"));
+                }
+            }
+            ("patient", patient) => {
+                let n = others(&|r| refers_to_patient(r, patient));
+                if n > 0 {
+                    found.push(format!("`patient`: {n} of {total} matches are about another patient"));
+                }
+            }
+            ("_count", count) => {
+                if let Ok(count) = count.parse::<usize>()
+                    && total > count
+                {
+                    found.push(format!("`_count={count}`: {total} matches on one page"));
+                }
+            }
+            ("category", code) => {
+                let n = others(&|r| has_code(&r["category"], code));
+                if n > 0 {
+                    found.push(format!("`category={code}`: {n} of {total} matches are in another category"));
+                }
+            }
+            ("_sort", "-date") | ("_sort", "date") if name.ends_with(":desc") || value.starts_with('-') => {
+                let dates: Vec<&str> = matches.iter().filter_map(|r| clinical_date(r)).collect();
+                if dates.windows(2).any(|w| w[0] < w[1]) {
+                    found.push(format!("`{name}={value}`: the matches are not newest first"));
+                }
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+/// Whether `resource` holds a Reference to `Patient/{id}` (relative or
+/// absolute, with or without a version).
+fn refers_to_patient(resource: &Value, id: &str) -> bool {
+    match resource {
+        Value::Object(o) => {
+            let here = o.get("reference").and_then(Value::as_str).is_some_and(|r| {
+                let r = r.split("/_history/").next().unwrap_or(r);
+                r.strip_suffix(id)
+                    .and_then(|head| head.strip_suffix("Patient/"))
+                    .is_some_and(|head| head.is_empty() || head.ends_with('/'))
+            });
+            here || o.values().any(|v| refers_to_patient(v, id))
+        }
+        Value::Array(items) => items.iter().any(|v| refers_to_patient(v, id)),
+        _ => false,
+    }
+}
+
+/// Whether a CodeableConcept (or a list of them) has a coding with `code`.
+fn has_code(concepts: &Value, code: &str) -> bool {
+    let one = |cc: &Value| cc["coding"].as_array().into_iter().flatten().any(|c| c["code"] == code);
+    match concepts {
+        Value::Array(items) => items.iter().any(one),
+        cc => one(cc),
+    }
+}
+
+/// The day an Observation or Encounter happened, as the app sorts them.
+fn clinical_date(r: &Value) -> Option<&str> {
+    ["/effectiveDateTime", "/effectivePeriod/start", "/issued", "/period/start"]
+        .iter()
+        .find_map(|p| r.pointer(p).and_then(Value::as_str))
+        .map(|d| d.get(..10).unwrap_or(d))
 }
 
 #[cfg(test)]
@@ -469,5 +575,55 @@ mod tests {
             missing_fields(Version::Stu3, &coverage),
             vec!["grouping.groupDisplay", "grouping.planDisplay", "period"]
         );
+    }
+
+    #[test]
+    fn answers_that_disregard_a_parameter_are_told_apart() {
+        let obs = |id: &str, patient: &str, day: &str, category: &str| {
+            json!({"fullUrl": format!("Observation/{id}"), "search": {"mode": "match"}, "resource": {
+                "resourceType": "Observation", "id": id,
+                "subject": {"reference": format!("https://p.example/fhir/Patient/{patient}/_history/2")},
+                "effectiveDateTime": day,
+                "category": [{"coding": [{"code": category}]}],
+            }})
+        };
+        let bundle = |entries: Vec<Value>| json!({"resourceType": "Bundle", "type": "searchset", "entry": entries});
+        let params = [
+            ("patient", "pat-1".to_owned()),
+            ("_sort", "-date".to_owned()),
+            ("category", "vital-signs".to_owned()),
+            ("_count", "2".to_owned()),
+        ];
+        let good = bundle(vec![
+            obs("a", "pat-1", "2026-03-01T10:00:00Z", "vital-signs"),
+            obs("b", "pat-1", "2026-02-01", "vital-signs"),
+            // Not a match: its patient and category do not count.
+            json!({"search": {"mode": "include"}, "resource": {"resourceType": "Observation", "id": "x"}}),
+        ]);
+        assert!(disregarded_parameters(&good, "Observation", &params).is_empty());
+
+        let bad = bundle(vec![
+            obs("a", "pat-1", "2026-01-01", "vital-signs"),
+            obs("b", "pat-11", "2026-02-01", "laboratory"),
+            obs("c", "pat-1", "2026-03-01", "vital-signs"),
+        ]);
+        assert_eq!(
+            disregarded_parameters(&bad, "Observation", &params),
+            vec![
+                "`patient`: 1 of 3 matches are about another patient",
+                "`_sort=-date`: the matches are not newest first",
+                "`category=vital-signs`: 1 of 3 matches are in another category",
+                "`_count=2`: 3 matches on one page",
+            ]
+        );
+
+        let patients = bundle(vec![json!({"resource": {"resourceType": "Patient", "id": "pat-2"}})]);
+        assert_eq!(
+            disregarded_parameters(&patients, "Patient", &[("_id", "pat-1".to_owned())]),
+            vec!["`_id`: 1 of 1 matches have another id"]
+        );
+        let read = json!({"resourceType": "Patient", "id": "pat-2"});
+        assert_eq!(disregarded_parameters(&read, "Patient/pat-1", &[]).len(), 1);
+        assert!(disregarded_parameters(&read, "Patient/pat-2", &[]).is_empty());
     }
 }

@@ -83,6 +83,10 @@ enum Command {
         /// A resource type not to serve (absent from /metadata, 404 otherwise); repeatable.
         #[arg(long, value_name = "TYPE")]
         without: Vec<String>,
+        /// A search parameter accepted but not applied, as on servers that silently skip
+        /// what they do not support; repeatable.
+        #[arg(long, value_name = "PARAMETER")]
+        ignore: Vec<String>,
     },
     /// Generate a client secret and the `secret_sha256` line for gateway.toml.
     Secret,
@@ -370,6 +374,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             token_lifetime_seconds,
             fhir_version,
             without,
+            ignore,
         } => {
             use fhirgate::demo::provider::{ProviderOptions, TOKEN_PATH, serve};
             let options = ProviderOptions {
@@ -380,6 +385,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 token_lifetime: std::time::Duration::from_secs(token_lifetime_seconds),
                 fhir_version,
                 without,
+                ignore,
             };
             // Bad arguments fail here, before the ready line, rather than once serving.
             options.served().map_err(anyhow::Error::msg).context("--without")?;

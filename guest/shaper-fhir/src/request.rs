@@ -56,6 +56,11 @@ fn rule(face: FhirVersion, upstream: FhirVersion, rt: &str, base: &str, modifier
         // STU3 Coverage has no `patient` parameter: the patient is the
         // beneficiary.
         ("Coverage", "patient") if plain && upstream == Stu3 => Rule::Renamed("beneficiary"),
+        // DSTU2 defines no `patient` search on Coverage; DSTU2 servers that
+        // serve Coverage commonly accept it all the same, so it is sent as
+        // the app wrote it. A provider that refuses it answers 400, which the
+        // app gets as an OperationOutcome; `check-provider` reports a
+        // provider that refuses or ignores it.
         (
             "Observation"
             | "Condition"

@@ -65,6 +65,10 @@ pub struct ProviderOptions {
     /// Resource types not served: absent from `/metadata`, and a 404 for
     /// every interaction, as on a server that lacks them.
     pub without: Vec<String>,
+    /// Search parameters accepted but not applied (with any modifier), as
+    /// on servers that silently skip what they do not support: a provider
+    /// to test `check-provider` against.
+    pub ignore: Vec<String>,
 }
 
 impl Default for ProviderOptions {
@@ -78,6 +82,7 @@ impl Default for ProviderOptions {
             token_lifetime: Duration::from_secs(300),
             fhir_version: Version::R4,
             without: Vec::new(),
+            ignore: Vec::new(),
         }
     }
 }
@@ -128,6 +133,7 @@ struct Provider {
     delay: Duration,
     log: Option<Mutex<File>>,
     issuer: Option<Issuer>,
+    ignore: Vec<String>,
 }
 
 /// The provider's own authorization server: one client, opaque random tokens
@@ -187,7 +193,7 @@ impl Provider {
             lifetime: options.token_lifetime,
             issued: Mutex::default(),
         });
-        Ok(Self { base, data, served, delay: options.delay, log, issuer })
+        Ok(Self { base, data, served, delay: options.delay, log, issuer, ignore: options.ignore })
     }
 
     fn auth_seen(&self, headers: &HeaderMap) -> AuthSeen {
@@ -371,6 +377,20 @@ async fn handle(p: &Provider, req: Request<Incoming>) -> Response<Body> {
 
 fn search(p: &Provider, kind: Kind, query: &str) -> Response<Body> {
     let v = p.data.version();
+    let applied;
+    let query = if p.ignore.is_empty() {
+        query
+    } else {
+        let mut kept = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            let base = name.split(':').next().unwrap_or_default();
+            if !p.ignore.iter().any(|i| i == base) {
+                kept.append_pair(&name, &value);
+            }
+        }
+        applied = kept.finish();
+        &applied
+    };
     match search::search(&p.data, &p.base, kind, query) {
         Ok(bundle) => json_response(StatusCode::OK, v.content_type(), bundle.to_string()),
         Err(refusal) => error(v, refusal.status, refusal.code, &refusal.message),
