@@ -400,3 +400,397 @@ fn every_patient_search_parameter_finds_exactly_the_expected_patients() {
         assert_eq!(bundle["total"].as_u64().unwrap() as usize, data.len());
     }
 }
+
+/// A field the app reads (interfaces.md): whether it is required, where it
+/// is on a face, and where its data is in a provider's own dialect.
+struct Field {
+    name: &'static str,
+    required: bool,
+    on_face: fn(&str, &Value) -> bool,
+    in_source: fn(&str, &Value) -> bool,
+}
+
+/// Whether `v` has a non-empty value at `ptr`.
+fn at(v: &Value, ptr: &str) -> bool {
+    match v.pointer(ptr) {
+        None | Some(Value::Null) => false,
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::Object(o)) => !o.is_empty(),
+        Some(_) => true,
+    }
+}
+
+/// Whether any element of the list at `list` has a value at `ptr`.
+fn any_at(v: &Value, list: &str, ptr: &str) -> bool {
+    v.pointer(list).and_then(Value::as_array).is_some_and(|items| items.iter().any(|i| at(i, ptr)))
+}
+
+fn has_mrn(r: &Value) -> bool {
+    r["identifier"].as_array().is_some_and(|ids| {
+        ids.iter().any(|i| i["type"]["coding"].as_array().is_some_and(|c| c.iter().any(|c| c["code"] == "MR")))
+    })
+}
+
+/// The fields the app reads of a resource of type `rt` (its STU3 name).
+fn fields(rt: &str) -> Vec<Field> {
+    macro_rules! f {
+        ($name:literal, $required:literal, |$face:ident, $r:ident| $on_face:expr, |$dialect:ident, $s:ident| $in_source:expr) => {
+            Field {
+                name: $name,
+                required: $required,
+                on_face: |$face: &str, $r: &Value| {
+                    let _ = $face;
+                    $on_face
+                },
+                in_source: |$dialect: &str, $s: &Value| {
+                    let _ = $dialect;
+                    $in_source
+                },
+            }
+        };
+    }
+    match rt {
+        "Patient" => vec![
+            f!(
+                "name.family",
+                true,
+                |face, r| if face == "dstu2" { at(r, "/name/0/family/0") } else { r["name"][0]["family"].is_string() },
+                |d, s| at(s, "/name/0/family")
+            ),
+            f!("name.given", true, |face, r| at(r, "/name/0/given/0"), |d, s| at(s, "/name/0/given/0")),
+            f!("gender", true, |face, r| at(r, "/gender"), |d, s| at(s, "/gender")),
+            f!("birthDate", true, |face, r| at(r, "/birthDate"), |d, s| at(s, "/birthDate")),
+            f!("identifier (MRN)", true, |face, r| has_mrn(r), |d, s| has_mrn(s)),
+            f!("name.use", false, |face, r| at(r, "/name/0/use"), |d, s| at(s, "/name/0/use")),
+            f!("name.prefix", false, |face, r| at(r, "/name/0/prefix/0"), |d, s| at(s, "/name/0/prefix/0")),
+            f!(
+                "careProvider / generalPractitioner display",
+                false,
+                |face, r| at(
+                    r,
+                    if face == "dstu2" { "/careProvider/0/display" } else { "/generalPractitioner/0/display" }
+                ),
+                |d, s| at(s, if d == "dstu2" { "/careProvider/0/display" } else { "/generalPractitioner/0/display" })
+            ),
+        ],
+        "Observation" => vec![
+            f!("effective[x]", true, |face, r| at(r, "/effectiveDateTime") || at(r, "/effectivePeriod"), |d, s| at(
+                s,
+                "/effectiveDateTime"
+            )
+                || at(s, "/effectivePeriod")),
+            f!("code.coding.code", true, |face, r| at(r, "/code/coding/0/code"), |d, s| at(s, "/code/coding/0/code")),
+            f!(
+                "valueQuantity.value",
+                true,
+                |face, r| at(r, "/valueQuantity/value") || any_at(r, "/component", "/valueQuantity/value"),
+                |d, s| at(s, "/valueQuantity/value") || any_at(s, "/component", "/valueQuantity/value")
+            ),
+            f!(
+                "category",
+                true,
+                |face, r| if face == "dstu2" {
+                    at(r, "/category/coding/0/code")
+                } else {
+                    r["category"][0]["coding"][0]["system"] == "http://hl7.org/fhir/observation-category"
+                },
+                |d, s| at(s, "/category")
+            ),
+            f!("code.coding.display", false, |face, r| at(r, "/code/coding/0/display"), |d, s| at(
+                s,
+                "/code/coding/0/display"
+            )),
+            f!(
+                "valueQuantity.unit",
+                false,
+                |face, r| at(r, "/valueQuantity/unit") || any_at(r, "/component", "/valueQuantity/unit"),
+                |d, s| at(s, "/valueQuantity/unit") || any_at(s, "/component", "/valueQuantity/unit")
+            ),
+            f!(
+                "component code and value",
+                false,
+                |face, r| r["component"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().all(|c| at(c, "/code/coding/0/code") && at(c, "/valueQuantity/value"))),
+                |d, s| any_at(s, "/component", "/valueQuantity/value")
+            ),
+        ],
+        "Condition" => vec![
+            f!("code.coding[0].display", true, |face, r| at(r, "/code/coding/0/display"), |d, s| at(
+                s,
+                "/code/coding/0/display"
+            )),
+            f!(
+                "dateRecorded / assertedDate",
+                false,
+                |face, r| at(r, if face == "dstu2" { "/dateRecorded" } else { "/assertedDate" }),
+                |d, s| at(
+                    s,
+                    match d {
+                        "dstu2" => "/dateRecorded",
+                        "stu3" => "/assertedDate",
+                        _ => "/recordedDate",
+                    }
+                )
+            ),
+            f!("severity", false, |face, r| at(r, "/severity"), |d, s| at(s, "/severity")),
+        ],
+        "Encounter" => {
+            vec![
+                f!("status", true, |face, r| at(r, "/status"), |d, s| at(s, "/status")),
+                f!("type[0].coding[0].display", true, |face, r| at(r, "/type/0/coding/0/display"), |d, s| at(
+                    s,
+                    "/type/0/coding/0/display"
+                )),
+                f!(
+                    "patient / subject",
+                    true,
+                    |face, r| if face == "dstu2" { at(r, "/patient") && !at(r, "/subject") } else { at(r, "/subject") },
+                    |d, s| at(s, if d == "dstu2" { "/patient" } else { "/subject" })
+                ),
+                f!("period.start", false, |face, r| at(r, "/period/start"), |d, s| at(s, "/period/start")),
+                f!("location[0].location.display", false, |face, r| at(r, "/location/0/location/display"), |d, s| at(
+                    s,
+                    "/location/0/location/reference"
+                )
+                    || at(s, "/location/0/location/display")),
+            ]
+        }
+        "AllergyIntolerance" => vec![
+            f!(
+                "substance / code text",
+                true,
+                |face, r| at(r, if face == "dstu2" { "/substance/text" } else { "/code/text" }),
+                |d, s| at(s, if d == "dstu2" { "/substance/text" } else { "/code/text" })
+            ),
+            f!(
+                "substance / code first coding's display",
+                true,
+                |face, r| at(r, if face == "dstu2" { "/substance/coding/0/display" } else { "/code/coding/0/display" }),
+                |d, s| at(s, if d == "dstu2" { "/substance/coding/0/display" } else { "/code/coding/0/display" })
+            ),
+            f!(
+                "status / clinicalStatus",
+                true,
+                |face, r| at(r, if face == "dstu2" { "/status" } else { "/clinicalStatus" }),
+                |d, s| if d == "dstu2" {
+                    matches!(
+                        s["status"].as_str(),
+                        Some("active" | "inactive" | "resolved" | "confirmed" | "unconfirmed")
+                    )
+                } else {
+                    at(s, "/clinicalStatus")
+                }
+            ),
+            f!(
+                "status / verificationStatus",
+                true,
+                |face, r| at(r, if face == "dstu2" { "/status" } else { "/verificationStatus" }),
+                |d, s| at(s, if d == "dstu2" { "/status" } else { "/verificationStatus" })
+            ),
+            f!(
+                "recordedDate / assertedDate",
+                false,
+                |face, r| at(r, if face == "dstu2" { "/recordedDate" } else { "/assertedDate" }),
+                |d, s| at(s, if d == "stu3" { "/assertedDate" } else { "/recordedDate" })
+            ),
+            f!("note.text", false, |face, r| at(r, "/note/text") || at(r, "/note/0/text"), |d, s| at(s, "/note/text")
+                || at(s, "/note/0/text")),
+            f!(
+                "reaction substance",
+                false,
+                |face, r| if face == "dstu2" {
+                    any_at(r, "/reaction", "/substance/text")
+                } else {
+                    any_at(r, "/reaction", "/substance/coding/0")
+                },
+                |d, s| if d == "dstu2" {
+                    any_at(s, "/reaction", "/substance/text")
+                } else {
+                    any_at(s, "/reaction", "/substance/coding/0")
+                }
+            ),
+            f!(
+                "reaction manifestation",
+                false,
+                |face, r| if face == "dstu2" {
+                    any_at(r, "/reaction", "/manifestation/0/text")
+                } else {
+                    any_at(r, "/reaction", "/manifestation/0/coding/0")
+                },
+                |d, s| if d == "dstu2" {
+                    any_at(s, "/reaction", "/manifestation/0/text")
+                } else {
+                    any_at(s, "/reaction", "/manifestation/0/coding/0")
+                }
+            ),
+        ],
+        "MedicationRequest" => vec![
+            f!(
+                "dateWritten / authoredOn",
+                true,
+                |face, r| at(r, if face == "dstu2" { "/dateWritten" } else { "/authoredOn" }),
+                |d, s| at(s, if d == "dstu2" { "/dateWritten" } else { "/authoredOn" })
+            ),
+            f!(
+                "prescriber / requester display",
+                true,
+                |face, r| at(r, if face == "dstu2" { "/prescriber/display" } else { "/requester/agent/display" }),
+                |d, s| at(
+                    s,
+                    match d {
+                        "dstu2" => "/prescriber/display",
+                        "stu3" => "/requester/agent/display",
+                        _ => "/requester/display",
+                    }
+                )
+            ),
+            f!(
+                "medication display or text",
+                true,
+                |face, r| at(r, "/medicationReference/display") || at(r, "/medicationCodeableConcept/text"),
+                |d, s| at(s, "/medicationReference/display") || at(s, "/medicationCodeableConcept/text")
+            ),
+            f!("dateEnded", false, |face, r| face != "dstu2" || at(r, "/dateEnded"), |d, s| at(s, "/dateEnded")),
+            f!("dosageInstruction.text", false, |face, r| at(r, "/dosageInstruction/0/text"), |d, s| at(
+                s,
+                "/dosageInstruction/0/text"
+            )),
+            f!("text.div", false, |face, r| at(r, "/text/div"), |d, s| at(s, "/text/div")),
+        ],
+        "Coverage" => vec![
+            f!(
+                "plan / grouping.planDisplay",
+                true,
+                |face, r| at(r, if face == "dstu2" { "/plan" } else { "/grouping/planDisplay" }),
+                |d, s| match d {
+                    "dstu2" => at(s, "/plan"),
+                    "stu3" => at(s, "/grouping/planDisplay"),
+                    _ => s["class"]
+                        .as_array()
+                        .is_some_and(|c| c.iter().any(|c| c["type"]["coding"][0]["code"] == "plan" && at(c, "/name"))),
+                }
+            ),
+            f!("grouping.groupDisplay", true, |face, r| face == "dstu2" || at(r, "/grouping/groupDisplay"), |d, s| {
+                match d {
+                    "dstu2" => at(s, "/group"),
+                    "stu3" => at(s, "/grouping/groupDisplay"),
+                    _ => s["class"]
+                        .as_array()
+                        .is_some_and(|c| c.iter().any(|c| c["type"]["coding"][0]["code"] == "group" && at(c, "/name"))),
+                }
+            }),
+            f!(
+                "issuer / payor",
+                true,
+                |face, r| at(r, if face == "dstu2" { "/issuer" } else { "/payor/0" }),
+                |d, s| at(s, if d == "dstu2" { "/issuer" } else { "/payor/0" })
+            ),
+            f!("period", true, |face, r| at(r, "/period"), |d, s| at(s, "/period")),
+            f!("subscriberId", true, |face, r| at(r, "/subscriberId"), |d, s| at(s, "/subscriberId")),
+        ],
+        "Location" => vec![f!("name", true, |face, r| at(r, "/name"), |d, s| at(s, "/name"))],
+        other => panic!("no fields listed for {other}"),
+    }
+}
+
+#[test]
+fn every_field_the_app_reads_is_carried_whenever_the_provider_has_it() {
+    // Twelve consecutive patients: every variant of the demo data (second
+    // names, no prefix, no telephone, no practitioner; Coverage without a
+    // period, Encounters without Location displays, medications by
+    // reference or by code, …) from each dialect, on both faces.
+    let patients: Vec<String> = (0..12).map(fhirgate::demo::data::patient_id).collect();
+    let (_r4, r4) = provider_with(&["--fhir-version", "r4"]);
+    let (_stu3, stu3) = provider_with(&["--fhir-version", "stu3"]);
+    let (_dstu2, dstu2) = provider_with(&["--fhir-version", "dstu2"]);
+    let gw = Setup {
+        tenants: &[(T_R4, "hospital-r4"), (T_STU3, "hospital-stu3"), (T_DSTU2, "hospital-dstu2")],
+        providers: &[("hospital-r4", &r4), ("hospital-stu3", &stu3), ("hospital-dstu2", &dstu2)],
+        versions: &[("hospital-r4", "r4"), ("hospital-stu3", "stu3"), ("hospital-dstu2", "dstu2")],
+        client_tenants: &[T_R4, T_STU3, T_DSTU2],
+        ..Default::default()
+    }
+    .serve();
+    // (face, field) → times the provider had the data.
+    let mut exercised: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    let mut missing: Vec<String> = Vec::new();
+    let mut received: Vec<(&str, String, Value)> = Vec::new();
+    for (tenant, dialect, provider) in [(T_R4, "r4", &r4), (T_STU3, "stu3", &stu3), (T_DSTU2, "dstu2", &dstu2)] {
+        let token = gw.token(tenant);
+        for patient in &patients {
+            for (rt, face_rt_dstu2, dialect_rt) in [
+                ("Patient", "Patient", "Patient"),
+                ("Observation", "Observation", "Observation"),
+                ("Condition", "Condition", "Condition"),
+                ("Encounter", "Encounter", "Encounter"),
+                ("AllergyIntolerance", "AllergyIntolerance", "AllergyIntolerance"),
+                (
+                    "MedicationRequest",
+                    "MedicationOrder",
+                    if dialect == "dstu2" { "MedicationOrder" } else { "MedicationRequest" },
+                ),
+                ("Coverage", "Coverage", "Coverage"),
+            ] {
+                // The provider's own answer, in its dialect: the data it has.
+                let direct_url = match (rt, dialect) {
+                    ("Patient", _) => format!("{provider}/Patient?_id={patient}"),
+                    ("Coverage", "stu3") => format!("{provider}/Coverage?beneficiary={patient}&_count=100"),
+                    _ => format!("{provider}/{dialect_rt}?patient={patient}&_count=100"),
+                };
+                let direct: Value = http().get(&direct_url).send().unwrap().json().unwrap();
+                let sources = entries(&direct);
+                for face in ["stu3", "dstu2"] {
+                    let face_rt = if face == "dstu2" { face_rt_dstu2 } else { rt };
+                    let query = if rt == "Patient" {
+                        format!("Patient?_id={patient}")
+                    } else {
+                        format!("{face_rt}?patient={patient}&_count=100")
+                    };
+                    let what = format!("{query} ({dialect} provider → {face})");
+                    let resp = http().get(format!("{}/{face}/{query}", gw.base)).bearer_auth(&token).send().unwrap();
+                    assert_eq!(resp.status(), 200, "{what}");
+                    let body: Value = resp.json().unwrap();
+                    let shaped = entries(&body);
+                    assert_eq!(shaped.len(), sources.len(), "{what}: every resource the provider has");
+                    for source in &sources {
+                        let id = source["id"].as_str().unwrap();
+                        let Some(r) = shaped.iter().find(|r| r["id"] == id) else { panic!("{what}: {id} is missing") };
+                        for field in fields(rt) {
+                            if !(field.in_source)(dialect, source) {
+                                continue;
+                            }
+                            *exercised.entry((face.to_owned(), format!("{rt}.{}", field.name))).or_default() += 1;
+                            if !(field.on_face)(face, r) {
+                                let kind = if field.required { "required" } else { "also read" };
+                                missing.push(format!("{what}: {id} lost {kind} `{}`: {r}", field.name));
+                            }
+                        }
+                    }
+                    received.push((face, what, body));
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "{} fields lost:\n{}", missing.len(), missing.join("\n"));
+    // Every field was put to the test on both faces: the data has them all.
+    for face in ["stu3", "dstu2"] {
+        for rt in
+            ["Patient", "Observation", "Condition", "Encounter", "AllergyIntolerance", "MedicationRequest", "Coverage"]
+        {
+            for field in fields(rt) {
+                let key = (face.to_owned(), format!("{rt}.{}", field.name));
+                assert!(exercised.get(&key).is_some_and(|n| *n > 0), "{key:?}: no provider data had this field");
+            }
+        }
+    }
+    for face in ["stu3", "dstu2"] {
+        let bodies: Vec<(String, Value)> = received
+            .iter()
+            .filter(|(f, _, _)| *f == face)
+            .map(|(_, what, body)| (what.clone(), body.clone()))
+            .collect();
+        validate_fhir_all(face, &bodies);
+    }
+}
