@@ -9,7 +9,7 @@ use std::net::TcpListener;
 use oauth2::basic::BasicClient;
 use oauth2::{ClientId, ClientSecret, Scope, TokenResponse, TokenUrl};
 use serde_json::Value;
-use support::{Setup, assert_outcome, demo, http, provider, token};
+use support::{Setup, demo, http, provider, token};
 
 const OAUTH_URIS: &str = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris";
 
@@ -238,6 +238,7 @@ fn patient_search(base: &str, token: &str, form: &str) -> Value {
 
 #[test]
 fn patient_read_and_search_on_both_faces() {
+    let mut outcomes = support::Outcomes::default();
     let demo = demo();
     let token = token(&demo);
     let (stu3, dstu2) = (demo.get("stu3_base"), demo.get("dstu2_base"));
@@ -317,11 +318,13 @@ fn patient_read_and_search_on_both_faces() {
     // An unknown patient is a 404 OperationOutcome in the face's version.
     let resp = http().get(format!("{dstu2}/Patient/nope")).bearer_auth(&token).send().unwrap();
     assert_eq!(resp.status(), 404);
-    assert_outcome(&resp.json().unwrap());
+    outcomes.check("dstu2", resp.json().unwrap());
+    outcomes.validate();
 }
 
 #[test]
 fn batch_of_reads_answers_each_entry() {
+    let mut outcomes = support::Outcomes::default();
     let demo = demo();
     let token = token(&demo);
     let stu3 = demo.get("stu3_base");
@@ -345,7 +348,7 @@ fn batch_of_reads_answers_each_entry() {
     assert_eq!(entries[0]["resource"]["id"], "pat-002");
     assert_eq!(entries[0]["fullUrl"], format!("{stu3}/Patient/pat-002"));
     assert!(entries[1]["response"]["status"].as_str().unwrap().starts_with("404"));
-    assert_outcome(&entries[1]["resource"]);
+    outcomes.check("stu3", entries[1]["resource"].clone());
     assert_eq!(entries[2]["resource"]["type"], "searchset");
     assert!(entries[3]["response"]["status"].as_str().unwrap().starts_with("405"));
 
@@ -353,11 +356,13 @@ fn batch_of_reads_answers_each_entry() {
     let tx = serde_json::json!({ "resourceType": "Bundle", "type": "transaction", "entry": [] });
     let resp = http().post(&stu3).bearer_auth(&token).json(&tx).send().unwrap();
     assert_eq!(resp.status(), 422);
-    assert_outcome(&resp.json().unwrap());
+    outcomes.check("stu3", resp.json().unwrap());
+    outcomes.validate();
 }
 
 #[test]
 fn bearer_errors_follow_rfc_6750() {
+    let mut outcomes = support::Outcomes::default();
     let demo = demo();
     let stu3 = demo.get("stu3_base");
 
@@ -366,14 +371,14 @@ fn bearer_errors_follow_rfc_6750() {
     let www = resp.headers()["www-authenticate"].to_str().unwrap().to_owned();
     assert!(www.starts_with("Bearer"), "{www}");
     assert!(!www.contains("error="), "no error code without a token: {www}");
-    assert_outcome(&resp.json().unwrap());
+    outcomes.check("stu3", resp.json().unwrap());
 
     for bad in ["not-a-jwt", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.", "a.b.c"] {
         let resp = http().get(format!("{stu3}/Patient/pat-001")).bearer_auth(bad).send().unwrap();
         assert_eq!(resp.status(), 401, "{bad}");
         let www = resp.headers()["www-authenticate"].to_str().unwrap().to_owned();
         assert!(www.contains("error=\"invalid_token\""), "{www}");
-        assert_outcome(&resp.json().unwrap());
+        outcomes.check("stu3", resp.json().unwrap());
     }
 
     // A token signed by someone else's key, with our claims, is refused.
@@ -386,11 +391,13 @@ fn bearer_errors_follow_rfc_6750() {
     // Tokens in the URL are refused.
     let resp = http().get(format!("{stu3}/Patient/pat-001?access_token={token}")).send().unwrap();
     assert_eq!(resp.status(), 400);
-    assert_outcome(&resp.json().unwrap());
+    outcomes.check("stu3", resp.json().unwrap());
+    outcomes.validate();
 }
 
 #[test]
 fn a_tenant_without_a_route_is_refused_with_an_outcome() {
+    let mut outcomes = support::Outcomes::default();
     let (_provider, base) = provider();
     let routed = "11111111-1111-4111-8111-111111111111";
     let unrouted = "22222222-2222-4222-8222-222222222222";
@@ -408,8 +415,9 @@ fn a_tenant_without_a_route_is_refused_with_an_outcome() {
     assert_eq!(resp.status(), 200);
     let resp = http().get(format!("{}/stu3/Patient/pat-001", gw.base)).bearer_auth(gw.token(unrouted)).send().unwrap();
     assert_eq!(resp.status(), 403);
-    let diag = assert_outcome(&resp.json().unwrap());
+    let diag = outcomes.check("stu3", resp.json().unwrap());
     assert!(diag.contains("tenant"), "{diag}");
+    outcomes.validate();
 }
 
 /// A provider that answers every request with `body` and `status`.
@@ -433,6 +441,7 @@ fn fake_provider(status: u16, body: &'static str) -> String {
 
 #[test]
 fn malformed_input_gets_clear_errors() {
+    let mut outcomes = support::Outcomes::default();
     let garbage = fake_provider(200, "{this is not json");
     let refusing =
         fake_provider(401, r#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"login"}]}"#);
@@ -456,14 +465,14 @@ fn malformed_input_gets_clear_errors() {
     // Bad JSON from the provider: 502 with an OperationOutcome.
     let resp = http().get(format!("{stu3}/Patient/pat-001")).bearer_auth(gw.token(broken)).send().unwrap();
     assert_eq!(resp.status(), 502);
-    assert_outcome(&resp.json().unwrap());
+    outcomes.check("stu3", resp.json().unwrap());
 
     // A provider refusing the gateway's credentials is the gateway's
     // problem, not a 401 that would send the app back for a new token.
     let resp = http().get(format!("{stu3}/Patient/pat-001")).bearer_auth(gw.token(refused)).send().unwrap();
     assert_eq!(resp.status(), 502);
     assert!(resp.headers().get("www-authenticate").is_none());
-    assert_outcome(&resp.json().unwrap());
+    outcomes.check("stu3", resp.json().unwrap());
 
     // A _search body that is not a form.
     let resp = http()
@@ -474,7 +483,7 @@ fn malformed_input_gets_clear_errors() {
         .send()
         .unwrap();
     assert_eq!(resp.status(), 415);
-    assert_outcome(&resp.json().unwrap());
+    outcomes.check("stu3", resp.json().unwrap());
 
     // An oversized body.
     let resp = http()
@@ -485,34 +494,36 @@ fn malformed_input_gets_clear_errors() {
         .send()
         .unwrap();
     assert_eq!(resp.status(), 413);
-    assert_outcome(&resp.json().unwrap());
+    outcomes.check("stu3", resp.json().unwrap());
 
     // A batch body that is not JSON, an invalid id, a write, an unknown path.
     let resp = http().post(&stu3).bearer_auth(&token).body("nope").send().unwrap();
     assert_eq!(resp.status(), 400);
-    assert_outcome(&resp.json().unwrap());
+    outcomes.check("stu3", resp.json().unwrap());
     let resp = http().get(format!("{stu3}/Patient/bad$id")).bearer_auth(&token).send().unwrap();
     assert_eq!(resp.status(), 400);
-    assert_outcome(&resp.json().unwrap());
+    outcomes.check("stu3", resp.json().unwrap());
     let resp = http().put(format!("{stu3}/Patient/pat-001")).bearer_auth(&token).body("{}").send().unwrap();
     assert_eq!(resp.status(), 405);
-    assert_outcome(&resp.json().unwrap());
+    outcomes.check("stu3", resp.json().unwrap());
     let resp = http().get(format!("{}/nowhere", gw.base)).send().unwrap();
     assert_eq!(resp.status(), 404);
-    assert_outcome(&resp.json().unwrap());
+    outcomes.check("stu3", resp.json().unwrap());
 
     // A parameter the provider rejects comes back as its OperationOutcome.
     let resp = http().get(format!("{stu3}/Patient?shoe-size=9")).bearer_auth(&token).send().unwrap();
     assert_eq!(resp.status(), 400);
-    assert_outcome(&resp.json().unwrap());
+    outcomes.check("stu3", resp.json().unwrap());
 
     // After all that, the gateway still serves.
     let resp = http().get(format!("{stu3}/Patient/pat-001")).bearer_auth(&token).send().unwrap();
     assert_eq!(resp.status(), 200);
+    outcomes.validate();
 }
 
 #[test]
 fn a_provider_that_is_down_is_a_502_outcome() {
+    let mut outcomes = support::Outcomes::default();
     // Bind then drop: the port is closed when the gateway forwards.
     let closed = {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -532,7 +543,8 @@ fn a_provider_that_is_down_is_a_502_outcome() {
     let resp = http().get(format!("{}/dstu2/Patient/pat-001", gw.base)).bearer_auth(gw.token(tenant)).send().unwrap();
     assert_eq!(resp.status(), 502);
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("application/json+fhir"));
-    assert_outcome(&resp.json().unwrap());
+    outcomes.check("dstu2", resp.json().unwrap());
+    outcomes.validate();
 }
 
 /// Runs `fhirgate <args>` to completion and returns (success, stdout + stderr).

@@ -70,6 +70,7 @@ fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn each_tenant_reaches_only_its_provider_and_forged_routes_are_refused() {
+    let mut outcomes = support::Outcomes::default();
     let logs = tempfile::tempdir().unwrap();
     let (log1, log2) = (logs.path().join("p1.log"), logs.path().join("p2.log"));
     let (_p1, base1) = provider_with(&["--request-log", log1.to_str().unwrap()]);
@@ -96,7 +97,7 @@ fn each_tenant_reaches_only_its_provider_and_forged_routes_are_refused() {
     let resp = get(&format!("{}/stu3/Patient/pat-001", gw.base), &tf);
     assert_eq!(resp.status(), 500, "a routing answer naming an unapproved provider is refused");
     let forged_id = request_id(&resp);
-    assert!(assert_outcome(&resp.json().unwrap()).contains("not active for this token's tenant"));
+    assert!(outcomes.check("stu3", resp.json().unwrap()).contains("not active for this token's tenant"));
 
     let (seen1, seen2) = (seen_ids(&log1), seen_ids(&log2));
     assert_eq!(seen1, sent[TENANT_A], "provider 1 saw exactly tenant A's requests");
@@ -106,10 +107,12 @@ fn each_tenant_reaches_only_its_provider_and_forged_routes_are_refused() {
     for line in log_lines(&log1).iter().chain(log_lines(&log2).iter()) {
         assert_eq!(line["auth"], "none", "{line}");
     }
+    outcomes.validate();
 }
 
 #[test]
 fn onboarding_needs_approval_and_an_edit_needs_it_again() {
+    let mut outcomes = support::Outcomes::default();
     let log_dir = tempfile::tempdir().unwrap();
     let log = log_dir.path().join("p.log");
     let (_p, base) = provider_with(&["--request-log", log.to_str().unwrap()]);
@@ -122,7 +125,7 @@ fn onboarding_needs_approval_and_an_edit_needs_it_again() {
     // Unknown tenant.
     let resp = read();
     assert_eq!(resp.status(), 403);
-    assert!(assert_outcome(&resp.json().unwrap()).contains("not onboarded"));
+    assert!(outcomes.check("stu3", resp.json().unwrap()).contains("not onboarded"));
 
     // A provider whose /metadata does not answer is not registered.
     let (status, body) = admin(
@@ -156,7 +159,7 @@ fn onboarding_needs_approval_and_an_edit_needs_it_again() {
     assert_eq!(body["mapping"]["state"], "pending");
     let resp = read();
     assert_eq!(resp.status(), 403);
-    assert!(assert_outcome(&resp.json().unwrap()).contains("awaiting approval"));
+    assert!(outcomes.check("stu3", resp.json().unwrap()).contains("awaiting approval"));
     assert!(seen_ids(&log).is_empty(), "a pending mapping sends nothing upstream");
 
     // Only the named approver decides.
@@ -182,7 +185,7 @@ fn onboarding_needs_approval_and_an_edit_needs_it_again() {
     assert_eq!(status, 200);
     let resp = read();
     assert_eq!(resp.status(), 403);
-    assert!(assert_outcome(&resp.json().unwrap()).contains("rejected"));
+    assert!(outcomes.check("stu3", resp.json().unwrap()).contains("rejected"));
     assert_eq!(seen_ids(&log).len(), 1, "nothing more reached the provider");
 
     // The history says who did what.
@@ -251,6 +254,7 @@ fn onboarding_needs_approval_and_an_edit_needs_it_again() {
     );
     assert_eq!(status, 400, "{body}");
     assert!(body["error"].as_str().unwrap().contains("provider-secrets"), "{body}");
+    outcomes.validate();
 }
 
 #[test]
@@ -343,6 +347,7 @@ fn a_slow_provider_gets_a_504_in_the_clients_version() {
 
 #[test]
 fn a_batch_answers_every_entry_and_refuses_writes() {
+    let mut outcomes = support::Outcomes::default();
     let (_p, base) = provider_with(&[]);
     let gw = Setup {
         routes: &[(TENANT_A, "p")],
@@ -382,11 +387,13 @@ fn a_batch_answers_every_entry_and_refuses_writes() {
     let tx = json!({ "resourceType": "Bundle", "type": "transaction", "entry": [] });
     let resp = http().post(format!("{}/dstu2", gw.base)).bearer_auth(&token).json(&tx).send().unwrap();
     assert_eq!(resp.status(), 422);
-    assert!(assert_outcome(&resp.json().unwrap()).contains("Transactions are not supported"));
+    assert!(outcomes.check("dstu2", resp.json().unwrap()).contains("Transactions are not supported"));
+    outcomes.validate();
 }
 
 #[test]
 fn paging_through_200_patients_returns_each_once() {
+    let mut outcomes = support::Outcomes::default();
     let log_dir = tempfile::tempdir().unwrap();
     let log = log_dir.path().join("p.log");
     let (_p, base) = provider_with(&["--patients", "200", "--request-log", log.to_str().unwrap()]);
@@ -439,7 +446,7 @@ fn paging_through_200_patients_returns_each_once() {
         let second = second_page.unwrap();
         let resp = get(&second, &gw.token(TENANT_B));
         assert_eq!(resp.status(), 400, "another tenant's cursor");
-        assert_outcome(&resp.json().unwrap());
+        outcomes.check(face, resp.json().unwrap());
         let mut tampered = second.clone();
         let last = tampered.pop().unwrap();
         tampered.push(if last == 'A' { 'B' } else { 'A' });
@@ -447,6 +454,7 @@ fn paging_through_200_patients_returns_each_once() {
         // A page link needs a token like any request.
         assert_eq!(http().get(&second).send().unwrap().status(), 401);
     }
+    outcomes.validate();
 }
 
 #[test]

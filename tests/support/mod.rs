@@ -119,6 +119,38 @@ pub fn assert_outcome(body: &Value) -> String {
     issue["diagnostics"].as_str().unwrap_or_default().to_owned()
 }
 
+/// The OperationOutcomes a test receives: each checked as it comes (see
+/// [`assert_outcome`]), all validated in their face's FHIR version at the
+/// end by [`Outcomes::validate`], one validator run per face.
+#[derive(Default)]
+pub struct Outcomes(Vec<(&'static str, Value)>);
+
+impl Outcomes {
+    /// Checks `body` is an OperationOutcome and keeps it for validation in
+    /// `face` (`stu3` or `dstu2`); its diagnostics.
+    pub fn check(&mut self, face: &'static str, body: Value) -> String {
+        let diagnostics = assert_outcome(&body);
+        self.0.push((face, body));
+        diagnostics
+    }
+
+    /// Validates every outcome kept.
+    pub fn validate(self) {
+        for face in ["stu3", "dstu2"] {
+            let bodies: Vec<(String, Value)> = self
+                .0
+                .iter()
+                .enumerate()
+                .filter(|(_, (f, _))| *f == face)
+                .map(|(i, (_, body))| (format!("outcome-{i}"), body.clone()))
+                .collect();
+            if !bodies.is_empty() {
+                validate_fhir_all(face, &bodies);
+            }
+        }
+    }
+}
+
 /// Sha256 hex of a file, for writing pinned policies.
 pub fn sha256(path: &Path) -> String {
     fhirgate::wasm::module::sha256_hex(&std::fs::read(path).expect("reading module"))
