@@ -111,9 +111,27 @@ fn rebase_provider_urls(value: &mut Value, key: &str, from: &str, to: &str) {
                 *s = if key == "reference" && !relative.is_empty() { relative.to_owned() } else { rebased };
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|v| rebase_provider_urls(v, key, from, to)),
-        Value::Object(obj) => obj.iter_mut().for_each(|(k, v)| rebase_provider_urls(v, k, from, to)),
+        Value::Array(items) => {
+            for v in items.iter_mut().filter(|v| worth_a_look(v, from)) {
+                rebase_provider_urls(v, key, from, to);
+            }
+        }
+        Value::Object(obj) => {
+            for (k, v) in obj.iter_mut().filter(|(_, v)| worth_a_look(v, from)) {
+                rebase_provider_urls(v, k, from, to);
+            }
+        }
         _ => {}
+    }
+}
+
+/// Whether `value` may hold a URL under `from`: a container, or a string as
+/// long as the base at least.
+fn worth_a_look(value: &Value, from: &str) -> bool {
+    match value {
+        Value::String(s) => s.len() >= from.len(),
+        Value::Array(_) | Value::Object(_) => true,
+        _ => false,
     }
 }
 

@@ -31,25 +31,32 @@ pub fn keep(obj: &mut Obj, base: &[&str], allowed: &[&str]) {
     });
 }
 
+/// The key of element `name`'s primitive extension: `_name`.
+fn extension_key(name: &str) -> String {
+    // Not `format!`: this runs for every element moved, and the formatting
+    // machinery costs more than the copy.
+    ["_", name].concat()
+}
+
 /// Moves element `from` to `to`, with its primitive extension.
 pub fn rename(obj: &mut Obj, from: &str, to: &str) {
     if let Some(v) = obj.remove(from) {
         obj.insert(to.to_owned(), v);
     }
-    if let Some(v) = obj.remove(&format!("_{from}")) {
-        obj.insert(format!("_{to}"), v);
+    if let Some(v) = obj.remove(&extension_key(from)) {
+        obj.insert(extension_key(to), v);
     }
 }
 
 /// Removes element `key` and its primitive extension, returning the value.
 pub fn take(obj: &mut Obj, key: &str) -> Option<Value> {
-    obj.remove(&format!("_{key}"));
+    obj.remove(&extension_key(key));
     obj.remove(key)
 }
 
 /// A `0..*` element that is `0..1` in the target release: keeps the first.
 pub fn to_single(obj: &mut Obj, key: &str) {
-    for k in [key.to_owned(), format!("_{key}")] {
+    for k in [key.to_owned(), extension_key(key)] {
         match obj.remove(&k) {
             Some(Value::Array(items)) => {
                 if let Some(first) = items.into_iter().next().filter(|v| !v.is_null()) {
@@ -66,7 +73,7 @@ pub fn to_single(obj: &mut Obj, key: &str) {
 
 /// A `0..1` element that is `0..*` in the target release.
 pub fn to_list(obj: &mut Obj, key: &str) {
-    for k in [key.to_owned(), format!("_{key}")] {
+    for k in [key.to_owned(), extension_key(key)] {
         if let Some(v) = obj.remove(&k) {
             let list = if v.is_array() { v } else { Value::Array(vec![v]) };
             obj.insert(k, list);
@@ -246,7 +253,9 @@ fn walk_object(obj: &mut Obj, from: FhirVersion, to: FhirVersion, resource: bool
                     walk(e, from, to);
                 }
             }
-            (_, child) => walk(child, from, to),
+            // Leaves need nothing: not even a call.
+            (_, child @ (Value::Object(_) | Value::Array(_))) => walk(child, from, to),
+            _ => {}
         }
     }
 }
@@ -318,7 +327,11 @@ pub fn prune(obj: &mut Obj) {
     // Rebuilding the map is only worth it when something must go.
     let mut emptied = false;
     for v in obj.values_mut() {
-        emptied |= empty(v);
+        emptied |= match v {
+            Value::Null => true,
+            Value::Object(_) | Value::Array(_) => empty(v),
+            _ => false,
+        };
     }
     if emptied {
         obj.retain(|_, v| !is_empty(v));
