@@ -144,6 +144,9 @@ pub async fn handle(
     if let Some(resp) = directory_endpoint(gw, method, &segments, query, &body).await {
         return resp;
     }
+    if let Some(resp) = modules_endpoint(gw, method, &segments).await {
+        return resp;
+    }
     let Some(registry) = gw.auth.registry.as_ref() else {
         return problem(StatusCode::NOT_FOUND, "The client registry is not enabled (set data_dir).");
     };
@@ -380,4 +383,29 @@ async fn directory_endpoint(
         _ => return None,
     };
     Some(result.unwrap_or_else(directory_error))
+}
+
+/// `GET /admin/modules` (what serves, what it replaced, the last policy
+/// refused), `POST /admin/modules/reload` (load the policy file now) and
+/// `POST /admin/modules/rollback` (back one step).
+async fn modules_endpoint(gw: &Gateway, method: &Method, segments: &[&str]) -> Option<Response<Body>> {
+    let ["modules", rest @ ..] = segments else { return None };
+    let Some(activation) = gw.activation.as_ref() else {
+        return Some(problem(StatusCode::NOT_FOUND, "This gateway does not watch a policy file."));
+    };
+    Some(match (method, rest) {
+        (&Method::GET, []) => answer(StatusCode::OK, json!(activation.status(gw))),
+        (&Method::POST, ["reload"]) => match activation.reload(gw).await {
+            Ok(status) => answer(StatusCode::OK, json!(status)),
+            Err(rejection) => answer(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({ "error": "The policy was not activated; the active one keeps serving.", "rejection": rejection }),
+            ),
+        },
+        (&Method::POST, ["rollback"]) => match activation.rollback(gw) {
+            Ok(status) => answer(StatusCode::OK, json!(status)),
+            Err(message) => problem(StatusCode::CONFLICT, message),
+        },
+        _ => problem(StatusCode::NOT_FOUND, "Unknown modules endpoint."),
+    })
 }

@@ -9,6 +9,7 @@
 //! - [`config`]: the gateway's own configuration file;
 //! - [`conformance`]: `check-provider`, the app's call set against a provider;
 //! - [`policy`]: a partner's policy bundle (modules, providers, tenants);
+//! - [`activation`]: a changed policy checked and swapped in while serving;
 //! - [`directory`]: tenants → providers, onboarding with approval;
 //! - [`server`]: HTTP serving and endpoint dispatch, and the [`run`] entry;
 //! - [`pipeline`]: the FHIR request phases (authenticate → route → forward →
@@ -20,9 +21,11 @@
 //! - [`upstream`]: the HTTP client to providers (pools, TLS, timeouts, retries,
 //!   circuit breakers, upstream credentials);
 //! - [`wasm`]: the WebAssembly runtime and the modules;
+//! - [`metrics`]: the figures at `/metrics` (Prometheus text format);
 //! - [`error`]: the one place failures are classified and answered;
 //! - [`demo`]: the demo provider and the `fhirgate demo` wiring.
 
+pub mod activation;
 pub mod admin;
 pub mod config;
 pub mod conformance;
@@ -30,6 +33,7 @@ pub mod demo;
 pub mod directory;
 pub mod error;
 pub mod fhir;
+pub mod metrics;
 pub mod oauth;
 pub mod paging;
 pub mod pipeline;

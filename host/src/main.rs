@@ -312,7 +312,10 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             if data_dir.is_some() {
                 config.data_dir = data_dir;
             }
-            let runtime = Runtime::new(config.wasm.clone())?;
+            let runtime = Runtime::with_artifacts(
+                config.wasm.clone(),
+                config.data_dir.as_ref().map(|d| d.join("compiled-modules")),
+            )?;
             let policy_file = PolicyFile::read(&config.policy)?;
             let state = GatewayState::open(config.data_dir.as_deref(), &policy_file)
                 .await
@@ -324,6 +327,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 .context("no address to listen on: set `listen` in the config or pass --listen")?;
             let (listener, local) = bind(addr).await?;
             let mut gateway = Gateway::new(&config, runtime, policy, state, clients, local)?;
+            gateway.activation = Some(fhirgate::activation::Activation::new(&config.policy, None));
             if let Some(dir) = &config.data_dir {
                 let registry = fhirgate::store::open_registry(dir).await?;
                 let (alg, publish) = (config.token.algorithm()?, config.token.publish_seconds());
@@ -334,6 +338,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             }
             let gateway = Arc::new(gateway);
             fhirgate::server::watch_directory(gateway.clone());
+            fhirgate::activation::watch(gateway.clone());
             if let Some(registry) = gateway.auth.registry.clone() {
                 // Keys rotated and tokens revoked by another process are
                 // picked up here; retired keys drop out of the JWK Set when

@@ -110,13 +110,24 @@ impl PolicyFile {
     /// Reads `path` without loading its modules.
     pub fn read(path: &Path) -> anyhow::Result<PolicyFile> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading policy {}", path.display()))?;
-        let mut file: PolicyFile = toml::from_str(&text).with_context(|| format!("in policy {}", path.display()))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses `text`, the policy at `path` (relative paths in it are
+    /// relative to that file).
+    pub fn parse(text: &str, path: &Path) -> anyhow::Result<PolicyFile> {
+        let mut file: PolicyFile = toml::from_str(text).with_context(|| format!("in policy {}", path.display()))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         for spec in file.providers.values_mut() {
             spec.resolve_paths(dir);
         }
         file.check().with_context(|| format!("in policy {}", path.display()))?;
         Ok(file)
+    }
+
+    /// The module of each role.
+    pub fn module_files(&self) -> [&ModuleFile; 3] {
+        [&self.modules.token_validation, &self.modules.routing, &self.modules.shaping]
     }
 
     fn check(&self) -> anyhow::Result<()> {

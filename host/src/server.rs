@@ -70,6 +70,8 @@ pub struct Gateway {
     pub auth: AuthServer,
     /// The partner policy; swapped whole on reload.
     pub policy: ArcSwap<Policy>,
+    /// The policy file watched for changes, when it is.
+    pub activation: Option<crate::activation::Activation>,
     /// Tenants → providers, with approval state.
     pub directory: Directory,
     /// The append-only access log.
@@ -113,6 +115,7 @@ impl Gateway {
         Ok(Gateway {
             auth,
             policy: ArcSwap::from_pointee(policy),
+            activation: None,
             directory: state.directory,
             access: state.access,
             sealer: state.sealer,
@@ -240,6 +243,14 @@ async fn dispatch(gw: &Gateway, req: Request<Incoming>, request_id: &str, peer: 
     let path = req.uri().path().to_owned();
     match path.as_str() {
         "/healthz" => return json_response(StatusCode::OK, "application/json", r#"{"status":"ok"}"#),
+        // Figures only: no tokens, tenants or patient data, so no credential.
+        "/metrics" => {
+            return json_response(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                gw.runtime.metrics().render(),
+            );
+        }
         "/oauth2/token" | "/oauth2/revoke" | "/oauth2/introspect" => return oauth_endpoint(gw, req, peer).await,
         "/.well-known/oauth-authorization-server" => {
             let body = discovery::authorization_server(&gw.auth, &gw.public_base(&req));

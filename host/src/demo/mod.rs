@@ -65,8 +65,20 @@ pub async fn run_demo(opts: DemoOptions, shutdown: impl std::future::Future<Outp
 
     let config = demo_config(&opts.policy, opts.listen);
     let (listener, addr) = bind(opts.listen).await?;
-    let gateway = Arc::new(Gateway::new(&config, runtime, policy, state, clients, addr)?);
+    let mut gateway = Gateway::new(&config, runtime, policy, state, clients, addr)?;
+    // Edits to the demo policy apply while it runs, still on the demo provider.
+    let demo_base = provider_base.clone();
+    gateway.activation = Some(crate::activation::Activation::new(
+        &opts.policy,
+        Some(Box::new(move |file: &mut PolicyFile| {
+            if let Some(p) = file.providers.get_mut(DEMO_PROVIDER_ID) {
+                p.base_url = demo_base.clone();
+            }
+        })),
+    ));
+    let gateway = Arc::new(gateway);
     watch_directory(gateway.clone());
+    crate::activation::watch(gateway.clone());
     let base = format!("http://{addr}");
     let facts = json!({
         "gateway": base,

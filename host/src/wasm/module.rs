@@ -4,15 +4,17 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, InstancePre};
+use wasmtime::component::InstancePre;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::{routing, shaping, token_validation, types};
 use super::runtime::Runtime;
 use super::state::{CallContext, GuestState};
+use crate::metrics::ModuleLabels;
 
 /// The three roles a module can play.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -84,9 +86,8 @@ impl Module {
     /// module is not a component or imports anything the gateway does not
     /// grant.
     pub fn load(runtime: &Runtime, name: &str, bytes: &[u8]) -> anyhow::Result<Module> {
-        let component = Component::from_binary(runtime.engine(), bytes)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("module `{name}` is not a valid WebAssembly component"))?;
+        let component =
+            runtime.compile(bytes).with_context(|| format!("module `{name}` is not a valid WebAssembly component"))?;
         let pre = runtime
             .linker()
             .instantiate_pre(&component)
@@ -164,6 +165,29 @@ impl Module {
         }
     }
 
+    /// Counts one call in the runtime's metrics.
+    fn record<T>(
+        &self,
+        role: Role,
+        partner: &str,
+        started: Instant,
+        memory_bytes: usize,
+        result: &Result<Result<T, types::Denial>, GuestFault>,
+    ) {
+        let outcome = match result {
+            Ok(Ok(_)) => "ok",
+            Ok(Err(_)) => "denied",
+            Err(fault) => fault.kind(),
+        };
+        let labels = ModuleLabels {
+            partner: partner.to_owned(),
+            role: role.to_string(),
+            module: self.name.to_string(),
+            digest: self.digest.to_string(),
+        };
+        self.runtime.metrics().module_call(&labels, outcome, started.elapsed(), memory_bytes);
+    }
+
     fn classify(&self, err: wasmtime::Error) -> GuestFault {
         if err.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
             tracing::warn!(module = %self.name, "every module instance slot is in use");
@@ -196,6 +220,7 @@ impl Module {
     ) -> Result<Result<types::Claims, types::Denial>, GuestFault> {
         let indices = self.validation.as_ref().ok_or(GuestFault::NotExported(Role::TokenValidation))?;
         let waits = ctx.reads.as_ref().map(|r| r.budget()).unwrap_or_default();
+        let (partner, started) = (ctx.partner.clone(), Instant::now());
         let mut store = self.store(ctx);
         let result = self
             .bounded(waits, async {
@@ -203,8 +228,10 @@ impl Module {
                 let guest = indices.load(&mut store, &instance)?;
                 guest.call_validate(&mut store, token, request).await
             })
-            .await;
-        result.map_err(|e| self.classify(e))
+            .await
+            .map_err(|e| self.classify(e));
+        self.record(Role::TokenValidation, &partner, started, store.data().limits.memory_total, &result);
+        result
     }
 
     /// The routing export.
@@ -216,6 +243,7 @@ impl Module {
     ) -> Result<Result<routing::Target, types::Denial>, GuestFault> {
         let indices = self.routing.as_ref().ok_or(GuestFault::NotExported(Role::Routing))?;
         let waits = ctx.reads.as_ref().map(|r| r.budget()).unwrap_or_default();
+        let (partner, started) = (ctx.partner.clone(), Instant::now());
         let mut store = self.store(ctx);
         let result = self
             .bounded(waits, async {
@@ -223,8 +251,10 @@ impl Module {
                 let guest = indices.load(&mut store, &instance)?;
                 guest.call_route(&mut store, claims, request).await
             })
-            .await;
-        result.map_err(|e| self.classify(e))
+            .await
+            .map_err(|e| self.classify(e));
+        self.record(Role::Routing, &partner, started, store.data().limits.memory_total, &result);
+        result
     }
 
     /// The request half of the shaping export.
@@ -236,6 +266,7 @@ impl Module {
     ) -> Result<Result<shaping::UpstreamRequest, types::Denial>, GuestFault> {
         let indices = self.shaping.as_ref().ok_or(GuestFault::NotExported(Role::Shaping))?;
         let waits = ctx.reads.as_ref().map(|r| r.budget()).unwrap_or_default();
+        let (partner, started) = (ctx.partner.clone(), Instant::now());
         let mut store = self.store(ctx);
         let result = self
             .bounded(waits, async {
@@ -243,8 +274,10 @@ impl Module {
                 let guest = indices.load(&mut store, &instance)?;
                 guest.call_shape_request(&mut store, exchange, request).await
             })
-            .await;
-        result.map_err(|e| self.classify(e))
+            .await
+            .map_err(|e| self.classify(e));
+        self.record(Role::Shaping, &partner, started, store.data().limits.memory_total, &result);
+        result
     }
 
     /// One instance of the shaping export kept for repeated calls, to
@@ -272,6 +305,7 @@ impl Module {
     ) -> Result<Result<shaping::Shaped, types::Denial>, GuestFault> {
         let indices = self.shaping.as_ref().ok_or(GuestFault::NotExported(Role::Shaping))?;
         let waits = ctx.reads.as_ref().map(|r| r.budget()).unwrap_or_default();
+        let (partner, started) = (ctx.partner.clone(), Instant::now());
         let mut store = self.store(ctx);
         let result = self
             .bounded(waits, async {
@@ -279,8 +313,10 @@ impl Module {
                 let guest = indices.load(&mut store, &instance)?;
                 guest.call_shape_response(&mut store, exchange, status, body).await
             })
-            .await;
-        result.map_err(|e| self.classify(e))
+            .await
+            .map_err(|e| self.classify(e));
+        self.record(Role::Shaping, &partner, started, store.data().limits.memory_total, &result);
+        result
     }
 }
 

@@ -1,15 +1,19 @@
 //! The engine and linker every module shares.
 
+use std::hash::Hash;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use serde::Deserialize;
-use wasmtime::component::{HasSelf, Linker};
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::GatewayModule;
 use super::state::GuestState;
+use crate::metrics::Metrics;
 
 /// Sandbox limits for every call. The defaults leave each role an order of
 /// magnitude above what the default modules need (they run in well under a
@@ -76,12 +80,42 @@ struct Inner {
     engine: Engine,
     linker: Linker<GuestState>,
     limits: Limits,
+    metrics: Arc<Metrics>,
+    /// Compiled components by module digest: a few in memory (a rollback or
+    /// an unchanged module in a reloaded policy is not compiled again) and,
+    /// with a directory, all of them on disk across restarts.
+    compiled: quick_cache::sync::Cache<String, Component>,
+    artifacts: Option<PathBuf>,
+    /// Identifies this engine's compiler settings in artifact names.
+    engine_id: String,
+}
+
+/// Compiled components kept in memory.
+const COMPILED_IN_MEMORY: usize = 16;
+
+/// A `Hasher` over SHA-256, to name artifacts by the engine's settings.
+struct ShaHasher(Sha256);
+
+impl std::hash::Hasher for ShaHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+    fn finish(&self) -> u64 {
+        0
+    }
 }
 
 impl Runtime {
     /// Builds the engine with `limits` and starts its epoch ticker, which
     /// stops by itself when the engine is dropped.
     pub fn new(limits: Limits) -> anyhow::Result<Self> {
+        Self::with_artifacts(limits, None)
+    }
+
+    /// Like [`Runtime::new`], keeping precompiled modules in `artifacts`
+    /// (created `0700` if missing) so that a restart or an activation of a
+    /// module compiled before does not compile it again.
+    pub fn with_artifacts(limits: Limits, artifacts: Option<PathBuf>) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
@@ -131,7 +165,29 @@ impl Runtime {
             })
             .context("starting the epoch ticker")?;
 
-        Ok(Runtime { inner: Arc::new(Inner { engine, linker, limits }) })
+        if let Some(dir) = &artifacts {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                    .with_context(|| format!("restricting {}", dir.display()))?;
+            }
+        }
+        let mut hasher = ShaHasher(Sha256::new());
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_id = hex::encode(&hasher.0.finalize()[..8]);
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                limits,
+                metrics: Arc::default(),
+                compiled: quick_cache::sync::Cache::new(COMPILED_IN_MEMORY),
+                artifacts,
+                engine_id,
+            }),
+        })
     }
 
     pub fn engine(&self) -> &Engine {
@@ -144,6 +200,51 @@ impl Runtime {
 
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// `bytes` compiled for this engine: from memory, from a precompiled
+    /// artifact on disk, or compiled now (and kept in both).
+    pub fn compile(&self, bytes: &[u8]) -> anyhow::Result<Component> {
+        let digest = crate::wasm::module::sha256_hex(bytes);
+        if let Some(component) = self.inner.compiled.get(&digest) {
+            return Ok(component);
+        }
+        let artifact =
+            self.inner.artifacts.as_ref().map(|d| d.join(format!("{digest}-{}.cwasm", self.inner.engine_id)));
+        if let Some(path) = artifact.as_ref().filter(|p| p.exists()) {
+            // SAFETY: the artifact was written by this gateway, for this
+            // engine's settings (its name says so), into its own data
+            // directory; whoever can write there can already change the
+            // gateway's state.
+            match unsafe { Component::deserialize_file(self.engine(), path) } {
+                Ok(component) => {
+                    self.inner.compiled.insert(digest, component.clone());
+                    return Ok(component);
+                }
+                Err(e) => {
+                    tracing::warn!(artifact = %path.display(), error = %e, "unusable precompiled module; compiling again")
+                }
+            }
+        }
+        let component = Component::from_binary(self.engine(), bytes).map_err(anyhow::Error::from)?;
+        if let Some(path) = &artifact {
+            let written = component.serialize().map_err(anyhow::Error::from).and_then(|data| {
+                let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+                std::fs::write(&tmp, data)?;
+                std::fs::rename(&tmp, path)?;
+                Ok(())
+            });
+            if let Err(e) = written {
+                tracing::warn!(artifact = %path.display(), error = %e, "could not keep the precompiled module");
+            }
+        }
+        self.inner.compiled.insert(digest, component.clone());
+        Ok(component)
+    }
+
+    /// Where every module call is counted.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
     }
 
     /// The budget of one call, in epoch ticks. A call yields to the executor

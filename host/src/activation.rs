@@ -1,0 +1,302 @@
+//! Activating a partner's policy while the gateway serves.
+//!
+//! The gateway watches its policy file and the module files it names. When
+//! either changes, the new policy is loaded and checked: every module must
+//! compile, link against the host's interfaces, export its role, and answer
+//! a probe call under its configuration (a trap, a timeout or a 5xx denial
+//! means the configuration is not accepted). Only then is it swapped in,
+//! whole and at once; requests in flight finish on the policy they started
+//! with. A policy that fails is rejected with its reason (log, metric,
+//! `GET /admin/modules`) and the active one keeps serving. One step of
+//! history is kept for `POST /admin/modules/rollback`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context as _, anyhow};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::policy::{BoundModule, Policy, PolicyFile};
+use crate::server::Gateway;
+use crate::wasm::bindings::shaping::{Exchange, UpstreamRequest};
+use crate::wasm::bindings::types::{self, Claims, FhirVersion, Interaction};
+use crate::wasm::harness::request;
+use crate::wasm::{CallContext, IssuerFacts};
+
+/// How often the policy file and its modules are looked at.
+pub const POLL: Duration = Duration::from_millis(100);
+
+/// Adjusts a policy file as read, before it is loaded (the demo points the
+/// demo provider's base URL at the address it bound).
+pub type Adjust = Box<dyn Fn(&mut PolicyFile) + Send + Sync>;
+
+/// Where the active policy came from, what it replaced, and what was refused.
+pub struct Activation {
+    path: PathBuf,
+    adjust: Option<Adjust>,
+    state: Mutex<State>,
+}
+
+/// One file as looked at: path, size, modification time and, for the small
+/// policy file, a digest of its text.
+type Look = (PathBuf, u64, Option<SystemTime>, [u8; 32]);
+
+#[derive(Default)]
+struct State {
+    /// What the files looked like when last loaded (or refused).
+    seen: Vec<Look>,
+    previous: Option<Arc<Policy>>,
+    activated_at: Option<SystemTime>,
+    /// Activations and rollbacks since start.
+    generation: u64,
+    rejection: Option<Rejection>,
+}
+
+/// A policy that was not activated, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rejection {
+    /// Seconds since the Unix epoch.
+    pub at: u64,
+    pub reason: String,
+}
+
+/// What `GET /admin/modules` shows.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub policy: String,
+    /// Counts activations and rollbacks since the gateway started.
+    pub generation: u64,
+    pub partner: String,
+    pub activated_at: Option<u64>,
+    pub modules: Vec<ModuleStatus>,
+    pub previous: Option<Vec<ModuleStatus>>,
+    pub last_rejection: Option<Rejection>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ModuleStatus {
+    pub role: &'static str,
+    pub module: String,
+    pub digest: String,
+}
+
+fn modules_of(p: &Policy) -> Vec<ModuleStatus> {
+    [("token-validation", &p.validator), ("routing", &p.router), ("shaping", &p.shaper)]
+        .into_iter()
+        .map(|(role, b)| ModuleStatus {
+            role,
+            module: b.module.name().to_string(),
+            digest: b.module.digest().to_string(),
+        })
+        .collect()
+}
+
+fn seconds(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl Activation {
+    /// Watches `path`, the policy the gateway started with.
+    pub fn new(path: &Path, adjust: Option<Adjust>) -> Self {
+        let activation = Activation { path: path.to_owned(), adjust, state: Mutex::default() };
+        let seen = activation.look().unwrap_or_default();
+        activation.lock().seen = seen;
+        activation.lock().activated_at = Some(SystemTime::now());
+        activation
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The policy file and the module files it names, as they are now: size,
+    /// modification time and (for the small policy file) a digest.
+    fn look(&self) -> anyhow::Result<Vec<Look>> {
+        let text = std::fs::read(&self.path).with_context(|| format!("reading {}", self.path.display()))?;
+        let meta = std::fs::metadata(&self.path)?;
+        let mut out = vec![(self.path.clone(), meta.len(), meta.modified().ok(), Sha256::digest(&text).into())];
+        if let Ok(file) = PolicyFile::parse(&String::from_utf8_lossy(&text), &self.path) {
+            let dir = self.path.parent().unwrap_or(Path::new("."));
+            for m in file.module_files() {
+                let p = dir.join(&m.path);
+                let (len, modified) = match std::fs::metadata(&p) {
+                    Ok(meta) => (meta.len(), meta.modified().ok()),
+                    Err(_) => (0, None),
+                };
+                out.push((p, len, modified, [0; 32]));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether the files changed since they were last loaded or refused.
+    pub fn changed(&self) -> bool {
+        match self.look() {
+            Ok(now) => now != self.lock().seen,
+            Err(_) => false,
+        }
+    }
+
+    pub fn status(&self, gw: &Gateway) -> Status {
+        let active = gw.policy.load_full();
+        let state = self.lock();
+        Status {
+            policy: self.path.display().to_string(),
+            generation: state.generation,
+            partner: active.partner.to_string(),
+            activated_at: state.activated_at.map(seconds),
+            modules: modules_of(&active),
+            previous: state.previous.as_deref().map(modules_of),
+            last_rejection: state.rejection.clone(),
+        }
+    }
+
+    /// Loads the policy file as it is now, checks it, and activates it; on
+    /// failure the active policy stays and the reason is kept and returned.
+    pub async fn reload(&self, gw: &Gateway) -> Result<Status, Rejection> {
+        let seen = self.look().unwrap_or_default();
+        match self.prepare(gw).await {
+            Ok(policy) => {
+                let partner = policy.partner.to_string();
+                let digests: Vec<String> = modules_of(&policy).iter().map(|m| m.digest[..12].to_owned()).collect();
+                let previous = gw.policy.swap(Arc::new(policy));
+                {
+                    let mut state = self.lock();
+                    state.previous = Some(previous);
+                    state.activated_at = Some(SystemTime::now());
+                    state.generation += 1;
+                    state.seen = seen;
+                }
+                gw.runtime.metrics().policy_event(&partner, "activated");
+                tracing::info!(partner, modules = ?digests, "policy activated");
+                Ok(self.status(gw))
+            }
+            Err(e) => {
+                let reason = format!("{e:#}");
+                let rejection = Rejection { at: seconds(SystemTime::now()), reason: reason.clone() };
+                {
+                    let mut state = self.lock();
+                    state.rejection = Some(rejection.clone());
+                    state.seen = seen;
+                }
+                let partner = gw.policy.load().partner.to_string();
+                gw.runtime.metrics().policy_event(&partner, "rejected");
+                tracing::warn!(policy = %self.path.display(), reason, "new policy rejected; the active one keeps serving");
+                Err(rejection)
+            }
+        }
+    }
+
+    async fn prepare(&self, gw: &Gateway) -> anyhow::Result<Policy> {
+        let text = std::fs::read_to_string(&self.path).with_context(|| format!("reading {}", self.path.display()))?;
+        let mut file = PolicyFile::parse(&text, &self.path)?;
+        if let Some(adjust) = &self.adjust {
+            adjust(&mut file);
+        }
+        for (id, spec) in &file.providers {
+            spec.settings(id).with_context(|| format!("`providers.{id}`"))?;
+        }
+        let (path, runtime) = (self.path.clone(), gw.runtime.clone());
+        let loading = file.clone();
+        // Compiling is CPU work: off the request threads.
+        let policy = tokio::task::spawn_blocking(move || loading.load(&path, &runtime))
+            .await
+            .map_err(|e| anyhow!("loading the modules stopped: {e}"))??;
+        probe(&policy).await?;
+        gw.directory
+            .declare(&file.partner, &file.providers, &file.declared_tenants())
+            .await
+            .context("in the policy's [providers] and [tenants]")?;
+        Ok(policy)
+    }
+
+    /// Makes the policy active before the last activation active again.
+    pub fn rollback(&self, gw: &Gateway) -> Result<Status, String> {
+        let previous = self.lock().previous.take().ok_or("There is no earlier policy to go back to.")?;
+        let partner = previous.partner.to_string();
+        let replaced = gw.policy.swap(previous);
+        {
+            let mut state = self.lock();
+            state.previous = Some(replaced);
+            state.activated_at = Some(SystemTime::now());
+            state.generation += 1;
+        }
+        gw.runtime.metrics().policy_event(&partner, "rolled-back");
+        tracing::info!(partner, "policy rolled back one step");
+        Ok(self.status(gw))
+    }
+}
+
+/// Keeps `gateway` on the policy its file describes, checking every
+/// [`POLL`].
+pub fn watch(gateway: Arc<Gateway>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(activation) = gateway.activation.as_ref() else { return };
+            if activation.changed() {
+                // A file caught half-written fails to load and is looked at
+                // again on its next change; the active policy serves meanwhile.
+                let _ = activation.reload(&gateway).await;
+            }
+        }
+    });
+}
+
+fn probe_ctx(partner: &Arc<str>, b: &BoundModule) -> CallContext {
+    CallContext {
+        partner: partner.clone(),
+        module: b.module.name().clone(),
+        digest: b.module.digest().clone(),
+        config_json: b.config_json.clone(),
+        issuer: Arc::new(IssuerFacts { issuer: String::new(), audiences: Vec::new(), jwks: "{\"keys\":[]}".into() }),
+        directory: Arc::default(),
+        reads: None,
+        request_id: "policy-check".into(),
+        fixed_now_ms: None,
+    }
+}
+
+/// One call to each module under its configuration: it must answer, and
+/// not with a server error (how modules report a configuration they cannot
+/// use).
+async fn probe(policy: &Policy) -> anyhow::Result<()> {
+    let p = &policy.partner;
+    let read = request(Interaction::Read, "Patient", Some("policy-check"));
+    let verdict = |role: &str, outcome: Result<Option<types::Denial>, crate::wasm::GuestFault>| match outcome {
+        Err(fault) => Err(anyhow!("the {role} module failed its check call: {fault}")),
+        Ok(Some(d)) if d.status >= 500 => {
+            Err(anyhow!("the {role} module refused its configuration: {} ({})", d.message, d.code))
+        }
+        Ok(_) => Ok(()),
+    };
+    let v = &policy.validator;
+    let outcome = v.module.validate(probe_ctx(p, v), "policy-check", &read).await.map(|r| r.err());
+    verdict("token-validation", outcome)?;
+    let r = &policy.router;
+    let claims = Claims {
+        client_id: "policy-check".into(),
+        tenant_id: "00000000-0000-4000-8000-000000000000".into(),
+        scopes: Vec::new(),
+        expires_at: u64::MAX,
+        token_id: None,
+    };
+    let outcome = r.module.route(probe_ctx(p, r), &claims, &read).await.map(|r| r.err());
+    verdict("routing", outcome)?;
+    let s = &policy.shaper;
+    let exchange = Exchange {
+        client_version: FhirVersion::Stu3,
+        upstream_version: FhirVersion::R4,
+        interaction: Interaction::Read,
+        gateway_base: "https://gateway.invalid/stu3".into(),
+        upstream_base: "https://provider.invalid/fhir".into(),
+    };
+    let upstream = UpstreamRequest { path: "Patient/policy-check".into(), params: Vec::new() };
+    let outcome = s.module.shape_request(probe_ctx(p, s), &exchange, &upstream).await.map(|r| r.err());
+    verdict("shaping", outcome)?;
+    Ok(())
+}

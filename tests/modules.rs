@@ -1,0 +1,178 @@
+//! Partner modules swapped while the gateway serves: policy edits activate
+//! without a restart, a policy that fails its checks is refused while the
+//! active one keeps serving, one step can be rolled back, and every module
+//! call is counted at `/metrics`.
+
+mod support;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{Setup, http, provider_with};
+
+const TENANT: &str = "6c1e0f9a-3b2d-4e5f-8a7b-9c0d1e2f3a4b";
+const ADMIN: &str = "admin-token-for-module-tests-0123456789";
+
+fn admin(method: reqwest::Method, url: &str) -> (u16, Value) {
+    let resp = http().request(method, url).bearer_auth(ADMIN).send().expect("admin request");
+    let status = resp.status().as_u16();
+    (status, resp.json().unwrap_or(Value::Null))
+}
+
+fn status(base: &str) -> Value {
+    admin(reqwest::Method::GET, &format!("{base}/admin/modules")).1
+}
+
+/// The request ids a provider's request log has seen.
+fn seen(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["x_request_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Writes the policy with the tenant routed to `provider`, and waits until
+/// the gateway reports a new activation or a rejection; how long that took.
+fn edit(base: &str, policy: &Path, text: &str) -> (Value, Duration) {
+    let before = status(base);
+    let started = Instant::now();
+    std::fs::write(policy, text).unwrap();
+    loop {
+        let now = status(base);
+        if now["generation"] != before["generation"] || now["last_rejection"] != before["last_rejection"] {
+            return (now, started.elapsed());
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the edit was never picked up: {now}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn policy_edits_swap_modules_under_load_and_a_bad_policy_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let (_a, a) = provider_with(&["--request-log", log_a.to_str().unwrap()]);
+    let (_b, b) = provider_with(&["--request-log", log_b.to_str().unwrap()]);
+    let gw = Setup {
+        routes: &[(TENANT, "a")],
+        tenants: &[(TENANT, "a")],
+        providers: &[("a", &a), ("b", &b)],
+        client_tenants: &[TENANT],
+        admin_token: Some(ADMIN),
+        data_dir: true,
+        ..Default::default()
+    }
+    .serve();
+    let policy = gw.dir.path().join("policy.toml");
+    let original = std::fs::read_to_string(&policy).unwrap();
+    // Both providers approved for the tenant; the routing table decides.
+    let both = original.replace("providers = [\"a\"]", "providers = [\"a\", \"b\"]");
+    let routed_to = |p: &str| both.replace(&format!("{TENANT:?} = \"a\""), &format!("{TENANT:?} = {p:?}"));
+    let (s, _) = edit(&gw.base, &policy, &routed_to("a"));
+    assert!(s["last_rejection"].is_null(), "{s}");
+
+    // Continuous load: two clients reading all along.
+    let token = gw.token(TENANT);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (served, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(Mutex::<Vec<String>>::default()));
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, served, failed) = (stop.clone(), served.clone(), failed.clone());
+            let (url, token) = (format!("{}/stu3/Patient/pat-001", gw.base), token.clone());
+            std::thread::spawn(move || {
+                let client = http();
+                while !stop.load(Ordering::Relaxed) {
+                    match client.get(&url).bearer_auth(&token).send() {
+                        Ok(r) if r.status() == 200 => {
+                            served.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(r) => {
+                            failed.lock().unwrap().push(format!("{}: {}", r.status(), r.text().unwrap_or_default()))
+                        }
+                        Err(e) => failed.lock().unwrap().push(e.to_string()),
+                    }
+                }
+            })
+        })
+        .collect();
+
+    // A module file that is not a component, pinned correctly: it fails to
+    // compile. And a configuration the table router cannot use.
+    let bad = gw.dir.path().join("bad.wasm");
+    std::fs::write(&bad, b"\0asm\x0d\0\x01\0not a component").unwrap();
+    let bad_sha = support::sha256(&bad);
+    let router = support::guest("fhirgate_router_table");
+    let not_a_component = routed_to("b")
+        .replacen(
+            &format!("path = {:?}", router.display().to_string()),
+            &format!("path = {:?}", bad.display().to_string()),
+            1,
+        )
+        .replacen(&support::sha256(&router), &bad_sha, 1);
+    assert_ne!(not_a_component, routed_to("b"));
+    let bad_config = routed_to("b").replace(&format!("{TENANT:?} = \"b\""), &format!("{TENANT:?} = 42"));
+
+    let mut times = Vec::new();
+    let mut target = "a";
+    for round in 0..22 {
+        if round == 7 || round == 15 {
+            let text = if round == 7 { &not_a_component } else { &bad_config };
+            let (s, took) = edit(&gw.base, &policy, text);
+            let reason = s["last_rejection"]["reason"].as_str().unwrap_or_default().to_owned();
+            assert!(s["last_rejection"].is_object(), "round {round}: not refused: {s}");
+            let expected = if round == 7 { "not a valid WebAssembly component" } else { "refused its configuration" };
+            assert!(reason.contains(expected), "round {round}: {reason}");
+            println!("round {round}: refused in {took:?}: {reason}");
+        } else {
+            target = if target == "a" { "b" } else { "a" };
+            let (s, took) = edit(&gw.base, &policy, &routed_to(target));
+            assert!(s["generation"].is_u64(), "{s}");
+            times.push(took);
+        }
+        // The next request is served by the policy now active.
+        let resp = http().get(format!("{}/stu3/Patient/pat-001", gw.base)).bearer_auth(&token).send().unwrap();
+        assert_eq!(resp.status(), 200);
+        let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let (in_a, in_b) = (seen(&log_a).contains(&id), seen(&log_b).contains(&id));
+        assert_eq!((in_a, in_b), (target == "a", target == "b"), "round {round}: routed to {target}?");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let failed = failed.lock().unwrap();
+    assert!(failed.is_empty(), "{} failed requests: {:?}", failed.len(), &failed[..failed.len().min(5)]);
+    assert!(served.load(Ordering::Relaxed) > 100, "the load ran: {}", served.load(Ordering::Relaxed));
+    times.sort();
+    println!(
+        "{} activations under load, {} requests served, 0 failed; file written → active: median {:?}, max {:?}",
+        times.len(),
+        served.load(Ordering::Relaxed),
+        times[times.len() / 2],
+        times[times.len() - 1]
+    );
+
+    // One step back, and the module calls were counted.
+    let before = status(&gw.base);
+    let (code, s) = admin(reqwest::Method::POST, &format!("{}/admin/modules/rollback", gw.base));
+    assert_eq!(code, 200, "{s}");
+    assert_eq!(s["generation"].as_u64(), before["generation"].as_u64().map(|g| g + 1));
+    let metrics = http().get(format!("{}/metrics", gw.base)).send().unwrap().text().unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("fhirgate_module_calls_total{")
+                && l.contains("role=\"routing\"")
+                && l.contains("outcome=\"ok\"")
+        })
+        .unwrap_or_else(|| panic!("no routing calls counted:\n{metrics}"));
+    let count: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count > 100.0, "{line}");
+    assert!(metrics.contains("fhirgate_policy_changes_total{partner=\"test\",event=\"rejected\"} 2"), "{metrics}");
+    assert!(metrics.contains("fhirgate_module_call_duration_seconds_bucket{"), "{metrics}");
+}
