@@ -211,6 +211,35 @@ fn shaper_turns_r4_searchsets_into_stu3_and_dstu2() {
 }
 
 #[test]
+fn every_default_module_passes_the_cases_it_ships() {
+    for (module, dir) in [
+        ("fhirgate_token_jwt", "guest/token-jwt/cases"),
+        ("fhirgate_router_table", "guest/router-table/cases"),
+        ("fhirgate_router_rules", "guest/router-rules/cases"),
+        ("fhirgate_shaper_fhir", "guest/shaper-fhir/cases"),
+    ] {
+        let h = Harness::load(guest(module)).unwrap();
+        let results = h.run_cases(&[support::repo_root().join(dir)]).unwrap();
+        assert!(results.len() >= 4, "{module}: {} cases", results.len());
+        for r in &results {
+            assert!(r.failure.is_none(), "{module}: case `{}` failed:\n{}", r.name, r.failure.as_deref().unwrap_or(""));
+        }
+    }
+    // A case that does not hold says what differed.
+    let h = Harness::load(guest("fhirgate_router_table")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let case = json!({
+        "name": "wrong on purpose",
+        "config": {"tenants": {TENANT: "st-mary"}},
+        "route": {"claims": {"tenant-id": TENANT}, "request": {"resource-type": "Patient", "resource-id": "p1"}},
+        "expect": {"ok": {"provider-id": "st-elsewhere", "path": "Patient/p1"}}
+    });
+    std::fs::write(dir.path().join("case.json"), case.to_string()).unwrap();
+    let results = h.run_cases(&[dir.path()]).unwrap();
+    assert_eq!(results[0].failure.as_deref(), Some("/provider-id: expected \"st-elsewhere\", got \"st-mary\""));
+}
+
+#[test]
 fn a_kept_shaping_instance_reuses_its_memory_call_after_call() {
     // The shaper allocates from a per-call arena that restarts once a call's
     // values are all freed: a kept instance must not grow with every call.

@@ -52,16 +52,13 @@ fn edit(base: &str, policy: &Path, text: &str) -> (Value, Duration) {
     }
 }
 
-#[test]
-fn policy_edits_swap_modules_under_load_and_a_bad_policy_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
-    let (_a, a) = provider_with(&["--request-log", log_a.to_str().unwrap()]);
-    let (_b, b) = provider_with(&["--request-log", log_b.to_str().unwrap()]);
+/// A gateway with the admin API and a data directory, the tenant routed to
+/// provider `a`; its policy file and that file's text.
+fn gateway(providers: &[(&str, &str)]) -> (support::Served, std::path::PathBuf, String) {
     let gw = Setup {
         routes: &[(TENANT, "a")],
         tenants: &[(TENANT, "a")],
-        providers: &[("a", &a), ("b", &b)],
+        providers,
         client_tenants: &[TENANT],
         admin_token: Some(ADMIN),
         data_dir: true,
@@ -70,6 +67,16 @@ fn policy_edits_swap_modules_under_load_and_a_bad_policy_is_refused() {
     .serve();
     let policy = gw.dir.path().join("policy.toml");
     let original = std::fs::read_to_string(&policy).unwrap();
+    (gw, policy, original)
+}
+
+#[test]
+fn policy_edits_swap_modules_under_load_and_a_bad_policy_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let (_a, a) = provider_with(&["--request-log", log_a.to_str().unwrap()]);
+    let (_b, b) = provider_with(&["--request-log", log_b.to_str().unwrap()]);
+    let (gw, policy, original) = gateway(&[("a", &a), ("b", &b)]);
     // Both providers approved for the tenant; the routing table decides.
     let both = original.replace("providers = [\"a\"]", "providers = [\"a\", \"b\"]");
     let routed_to = |p: &str| both.replace(&format!("{TENANT:?} = \"a\""), &format!("{TENANT:?} = {p:?}"));
@@ -175,4 +182,73 @@ fn policy_edits_swap_modules_under_load_and_a_bad_policy_is_refused() {
     assert!(count > 100.0, "{line}");
     assert!(metrics.contains("fhirgate_policy_changes_total{partner=\"test\",event=\"rejected\"} 2"), "{metrics}");
     assert!(metrics.contains("fhirgate_module_call_duration_seconds_bucket{"), "{metrics}");
+}
+
+/// Runs `fhirgate guest test <args>`; exit code and stdout.
+fn guest_test(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fhirgate"))
+        .arg("guest")
+        .arg("test")
+        .args(args)
+        .current_dir(support::repo_root())
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn a_module_is_tested_alone_and_refused_live_when_its_cases_fail() {
+    let router = support::guest("fhirgate_router_table");
+    let router_path = router.to_str().unwrap();
+    let (code, out) = guest_test(&[router_path, "guest/router-table/cases"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("5 cases: 5 passed, 0 failed"), "{out}");
+
+    let cases = tempfile::tempdir().unwrap();
+    let write_case = |provider: &str| {
+        let case = serde_json::json!({
+            "name": "the tenant goes to hospital a",
+            "route": {"claims": {"tenant-id": TENANT}, "request": {"resource-type": "Patient", "resource-id": "p1"}},
+            "expect": {"ok": {"provider-id": provider}}
+        });
+        std::fs::write(cases.path().join("tenant.json"), case.to_string()).unwrap();
+    };
+    write_case("b");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let config = elsewhere.path().join("config.json");
+    std::fs::write(&config, serde_json::json!({"tenants": {TENANT: "a"}}).to_string()).unwrap();
+    let (code, out) = guest_test(&[
+        router_path,
+        cases.path().join("tenant.json").to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAILED  the tenant goes to hospital a"), "{out}");
+    assert!(out.contains("/provider-id: expected \"b\", got \"a\""), "{out}");
+
+    // The same case named in a running gateway's policy: the edit is refused
+    // until the case holds.
+    let (_a, a) = provider_with(&[]);
+    let (gw, policy, original) = gateway(&[("a", &a)]);
+    let with_cases = original.replacen(
+        "[modules.routing.config.tenants]",
+        &format!("cases = {:?}\n\n[modules.routing.config.tenants]", cases.path().display().to_string()),
+        1,
+    );
+    assert_ne!(with_cases, original);
+    let (s, _) = edit(&gw.base, &policy, &with_cases);
+    let reason = s["last_rejection"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("routing module's cases") && reason.contains("/provider-id"), "{s}");
+    let token = gw.token(TENANT);
+    assert_eq!(
+        http().get(format!("{}/stu3/Patient/pat-001", gw.base)).bearer_auth(&token).send().unwrap().status(),
+        200
+    );
+
+    write_case("a");
+    // The case directory is not watched: ask for the reload.
+    let (code, s) = admin(reqwest::Method::POST, &format!("{}/admin/modules/reload", gw.base));
+    assert_eq!(code, 200, "{s}");
+    assert_eq!(s["generation"], 1, "{s}");
 }

@@ -204,7 +204,7 @@ impl Activation {
         let policy = tokio::task::spawn_blocking(move || loading.load(&path, &runtime))
             .await
             .map_err(|e| anyhow!("loading the modules stopped: {e}"))??;
-        probe(&policy).await?;
+        check(&policy).await?;
         gw.directory
             .declare(&file.partner, &file.providers, &file.declared_tenants())
             .await
@@ -259,6 +259,22 @@ fn probe_ctx(partner: &Arc<str>, b: &BoundModule) -> CallContext {
         request_id: "policy-check".into(),
         fixed_now_ms: None,
     }
+}
+
+/// What a policy must pass before it serves: a check call to each module,
+/// then each module's own test cases, when the policy names them.
+pub async fn check(policy: &Policy) -> anyhow::Result<()> {
+    probe(policy).await?;
+    for (role, b) in [("token-validation", &policy.validator), ("routing", &policy.router), ("shaping", &policy.shaper)]
+    {
+        if let Some(dir) = &b.cases {
+            let n = crate::wasm::cases::require_passing(&b.module, dir, &b.config_json)
+                .await
+                .with_context(|| format!("the {role} module's cases"))?;
+            tracing::debug!(role, cases = n, "module cases passed");
+        }
+    }
+    Ok(())
 }
 
 /// One call to each module under its configuration: it must answer, and

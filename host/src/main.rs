@@ -110,6 +110,11 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Work with policy modules.
+    Guest {
+        #[command(subcommand)]
+        command: GuestCommand,
+    },
     /// Onboard providers and tenants in a data directory: request a mapping
     /// naming its approver, then approve or reject it. Running gateways sharing
     /// the data directory pick changes up within 2 s.
@@ -267,6 +272,22 @@ enum KeysCommand {
 }
 
 #[derive(Subcommand)]
+enum GuestCommand {
+    /// Run case files (JSON; see the README) against a module, the same
+    /// `.wasm` the gateway loads; exits 1 if any case fails.
+    Test {
+        /// The module component.
+        module: PathBuf,
+        /// Case files, or directories of them.
+        #[arg(required = true)]
+        cases: Vec<PathBuf>,
+        /// The module configuration (JSON) for cases that set none.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum PolicyCommand {
     /// Load a policy and its modules and report what would serve.
     Check { policy: PathBuf },
@@ -321,6 +342,9 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("in policy {}", config.policy.display()))?;
             let policy = policy_file.load(&config.policy, &runtime)?;
+            fhirgate::activation::check(&policy)
+                .await
+                .with_context(|| format!("in policy {}", config.policy.display()))?;
             let clients = ClientRegistry::from_config(&config.clients)?;
             let addr = listen
                 .or(config.listen)
@@ -436,6 +460,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             }
             let (providers, tenants) = (file.providers.len(), file.tenants.len());
             let loaded = file.load(&policy, &runtime)?;
+            fhirgate::activation::check(&loaded).await.with_context(|| format!("in policy {}", policy.display()))?;
             println!("policy {} (partner `{}`) is valid", policy.display(), loaded.partner);
             for (role, m) in
                 [("token-validation", &loaded.validator), ("routing", &loaded.router), ("shaping", &loaded.shaper)]
@@ -446,6 +471,9 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Policy { command: PolicyCommand::Pin { policy } } => pin(&policy),
+        Command::Guest { command: GuestCommand::Test { module, cases, config } } => {
+            guest_test(&module, &cases, config.as_deref()).await
+        }
         Command::Client { data_dir, command } => client_command(&data_dir, command).await,
         Command::Keys { data_dir, command } => {
             let store = fhirgate::store::Store::open_dir(&data_dir).await?;
@@ -631,5 +659,48 @@ async fn directory_command(
         }
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+/// `fhirgate guest test`: runs case files against a module and prints a
+/// line per case, with what differed under each failure.
+async fn guest_test(
+    module: &std::path::Path,
+    cases: &[PathBuf],
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use fhirgate::wasm::cases::{case_files, run_files};
+    let config = match config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let value: serde_json::Value =
+                serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+            value.to_string()
+        }
+        None => "{}".to_owned(),
+    };
+    let bytes = std::fs::read(module).with_context(|| format!("reading {}", module.display()))?;
+    let runtime = Runtime::new(Default::default())?;
+    let name = module.file_stem().and_then(|s| s.to_str()).unwrap_or("module");
+    let loaded = fhirgate::wasm::Module::load(&runtime, name, &bytes)?;
+    let files = case_files(cases)?;
+    anyhow::ensure!(!files.is_empty(), "no case files found");
+    let results = run_files(&loaded, &files, &config).await;
+    let failed = results.iter().filter(|r| r.failure.is_some()).count();
+    for r in &results {
+        match &r.failure {
+            None => println!("ok      {}", r.name),
+            Some(f) => {
+                println!("FAILED  {}  ({})", r.name, r.file.display());
+                for line in f.lines() {
+                    println!("        {line}");
+                }
+            }
+        }
+    }
+    println!("{} cases: {} passed, {failed} failed", results.len(), results.len() - failed);
+    if failed > 0 {
+        std::process::exit(1);
+    }
     Ok(())
 }

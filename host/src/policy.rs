@@ -70,6 +70,10 @@ pub struct ModuleFile {
     /// The module's own configuration, handed to it as JSON.
     #[serde(default)]
     pub config: Option<toml::Table>,
+    /// A directory of the module's test cases (relative to the policy file),
+    /// run before the module goes live; one failing case refuses it.
+    #[serde(default)]
+    pub cases: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -84,6 +88,8 @@ pub struct TenantFile {
 pub struct BoundModule {
     pub module: Arc<Module>,
     pub config_json: Arc<str>,
+    /// Where the module's test cases are, if the policy names them.
+    pub cases: Option<PathBuf>,
 }
 
 /// A loaded, checked policy. Immutable: a reload builds a new one and swaps it
@@ -201,7 +207,7 @@ impl PolicyFile {
             }
             let config = m.config.clone().unwrap_or_default();
             let config_json = serde_json::to_string(&config).context("module configuration")?;
-            Ok(BoundModule { module, config_json: config_json.into() })
+            Ok(BoundModule { module, config_json: config_json.into(), cases: m.cases.as_ref().map(|c| dir.join(c)) })
         };
         let validator = bind("token-validation", &self.modules.token_validation, Role::TokenValidation)?;
         let router = bind("routing", &self.modules.routing, Role::Routing)?;

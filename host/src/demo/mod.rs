@@ -59,6 +59,7 @@ pub async fn run_demo(opts: DemoOptions, shutdown: impl std::future::Future<Outp
     let runtime = Runtime::new(Limits::default())?;
     let state = GatewayState::open(None, &file).await?;
     let policy = file.load(&opts.policy, &runtime)?;
+    crate::activation::check(&policy).await.with_context(|| format!("in policy {}", opts.policy.display()))?;
     let secret = generate_secret();
     let mut clients = ClientRegistry::default();
     clients.add(DEMO_CLIENT_ID, "Demo care-team app", &secret, std::slice::from_ref(&tenant));

@@ -105,6 +105,15 @@ impl Harness {
         &self.module
     }
 
+    /// Runs case files (files, or directories of `*.json`) against the
+    /// module, with the harness's configuration for cases that set none:
+    /// the module's shipped cases from its own `cargo test`.
+    pub fn run_cases(&self, paths: &[impl AsRef<Path>]) -> anyhow::Result<Vec<super::cases::CaseResult>> {
+        let paths: Vec<std::path::PathBuf> = paths.iter().map(|p| p.as_ref().to_owned()).collect();
+        let files = super::cases::case_files(&paths)?;
+        Ok(self.executor.block_on(super::cases::run_files(&self.module, &files, &self.config_json)))
+    }
+
     fn ctx(&self) -> CallContext {
         CallContext {
             partner: "harness".into(),

@@ -9,6 +9,7 @@
 //!   supplied by the test (no server).
 
 pub mod bindings;
+pub mod cases;
 pub mod harness;
 pub mod module;
 pub mod runtime;
