@@ -252,3 +252,65 @@ fn a_module_is_tested_alone_and_refused_live_when_its_cases_fail() {
     assert_eq!(code, 200, "{s}");
     assert_eq!(s["generation"], 1, "{s}");
 }
+
+#[test]
+fn a_shadow_router_that_differs_on_one_tenant_reports_exactly_its_requests() {
+    const OTHER: &str = "0d9c8b7a-6f5e-4d3c-9b2a-1f0e9d8c7b6a";
+    let dir = tempfile::tempdir().unwrap();
+    let log_b = dir.path().join("b.log");
+    let (_a, a) = provider_with(&[]);
+    let (_b, b) = provider_with(&["--request-log", log_b.to_str().unwrap()]);
+    let gw = Setup {
+        routes: &[(TENANT, "a"), (OTHER, "a")],
+        tenants: &[(TENANT, "a"), (OTHER, "a")],
+        providers: &[("a", &a), ("b", &b)],
+        client_tenants: &[TENANT, OTHER],
+        admin_token: Some(ADMIN),
+        data_dir: true,
+        ..Default::default()
+    }
+    .serve();
+    let policy = gw.dir.path().join("policy.toml");
+    let router = support::guest("fhirgate_router_table");
+    // The candidate sends OTHER to b (approved for it), TENANT to a as now.
+    let text = std::fs::read_to_string(&policy).unwrap().replace(
+        &format!("[tenants.{OTHER:?}]\nproviders = [\"a\"]"),
+        &format!("[tenants.{OTHER:?}]\nproviders = [\"a\", \"b\"]"),
+    ) + &format!(
+        "\n[modules.routing.shadow]\npath = {:?}\nsha256 = {:?}\nsample = 1.0\n\n[modules.routing.shadow.config.tenants]\n{TENANT:?} = \"a\"\n{OTHER:?} = \"b\"\n",
+        router.display().to_string(),
+        support::sha256(&router)
+    );
+    let (s, _) = edit(&gw.base, &policy, &text);
+    assert!(s["last_rejection"].is_null() && s["shadow"]["compared"] == 0, "{s}");
+
+    let (t1, t2) = (gw.token(TENANT), gw.token(OTHER));
+    for (token, n) in [(&t1, 5), (&t2, 7)] {
+        for _ in 0..n {
+            let resp = http().get(format!("{}/stu3/Patient/pat-001", gw.base)).bearer_auth(token).send().unwrap();
+            assert_eq!(resp.status(), 200);
+        }
+    }
+    let started = Instant::now();
+    let report = loop {
+        let s = status(&gw.base);
+        if s["shadow"]["compared"] == 12 {
+            break s["shadow"].clone();
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{s}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(report["same"], 5, "{report}");
+    assert_eq!(report["different"], 7, "{report}");
+    assert_eq!(report["differing_tenants"], serde_json::json!({ OTHER: 7 }), "{report}");
+    assert_eq!(report["candidate_faults"], 0, "{report}");
+    // Never served: nothing reached the candidate's provider.
+    assert!(seen(&log_b).is_empty(), "the shadow decision was served");
+    let metrics = http().get(format!("{}/metrics", gw.base)).send().unwrap().text().unwrap();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("fhirgate_shadow_decisions_total{")
+            && l.contains("result=\"different\"")
+            && l.ends_with(" 7")),
+        "{metrics}"
+    );
+}

@@ -73,6 +73,8 @@ pub struct Status {
     pub modules: Vec<ModuleStatus>,
     pub previous: Option<Vec<ModuleStatus>>,
     pub last_rejection: Option<Rejection>,
+    /// The candidate router's comparison with the active one, if one runs.
+    pub shadow: Option<crate::shadow::Report>,
 }
 
 #[derive(Debug, Serialize)]
@@ -150,6 +152,7 @@ impl Activation {
             modules: modules_of(&active),
             previous: state.previous.as_deref().map(modules_of),
             last_rejection: state.rejection.clone(),
+            shadow: active.router_shadow.as_ref().map(|s| s.report()),
         }
     }
 
@@ -277,23 +280,9 @@ pub async fn check(policy: &Policy) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One call to each module under its configuration: it must answer, and
-/// not with a server error (how modules report a configuration they cannot
-/// use).
-async fn probe(policy: &Policy) -> anyhow::Result<()> {
-    let p = &policy.partner;
+/// The routing module's check call: a request for a tenant nobody has.
+async fn probe_router(partner: &Arc<str>, r: &BoundModule) -> anyhow::Result<()> {
     let read = request(Interaction::Read, "Patient", Some("policy-check"));
-    let verdict = |role: &str, outcome: Result<Option<types::Denial>, crate::wasm::GuestFault>| match outcome {
-        Err(fault) => Err(anyhow!("the {role} module failed its check call: {fault}")),
-        Ok(Some(d)) if d.status >= 500 => {
-            Err(anyhow!("the {role} module refused its configuration: {} ({})", d.message, d.code))
-        }
-        Ok(_) => Ok(()),
-    };
-    let v = &policy.validator;
-    let outcome = v.module.validate(probe_ctx(p, v), "policy-check", &read).await.map(|r| r.err());
-    verdict("token-validation", outcome)?;
-    let r = &policy.router;
     let claims = Claims {
         client_id: "policy-check".into(),
         tenant_id: "00000000-0000-4000-8000-000000000000".into(),
@@ -301,8 +290,30 @@ async fn probe(policy: &Policy) -> anyhow::Result<()> {
         expires_at: u64::MAX,
         token_id: None,
     };
-    let outcome = r.module.route(probe_ctx(p, r), &claims, &read).await.map(|r| r.err());
-    verdict("routing", outcome)?;
+    let outcome = r.module.route(probe_ctx(partner, r), &claims, &read).await.map(|r| r.err());
+    verdict("routing", outcome)
+}
+
+fn verdict(role: &str, outcome: Result<Option<types::Denial>, crate::wasm::GuestFault>) -> anyhow::Result<()> {
+    match outcome {
+        Err(fault) => Err(anyhow!("the {role} module failed its check call: {fault}")),
+        Ok(Some(d)) if d.status >= 500 => {
+            Err(anyhow!("the {role} module refused its configuration: {} ({})", d.message, d.code))
+        }
+        Ok(_) => Ok(()),
+    }
+}
+
+/// One call to each module under its configuration: it must answer, and
+/// not with a server error (how modules report a configuration they cannot
+/// use).
+async fn probe(policy: &Policy) -> anyhow::Result<()> {
+    let p = &policy.partner;
+    let read = request(Interaction::Read, "Patient", Some("policy-check"));
+    let v = &policy.validator;
+    let outcome = v.module.validate(probe_ctx(p, v), "policy-check", &read).await.map(|r| r.err());
+    verdict("token-validation", outcome)?;
+    probe_router(p, &policy.router).await?;
     let s = &policy.shaper;
     let exchange = Exchange {
         client_version: FhirVersion::Stu3,

@@ -10,6 +10,7 @@
 //! - [`conformance`]: `check-provider`, the app's call set against a provider;
 //! - [`policy`]: a partner's policy bundle (modules, providers, tenants);
 //! - [`activation`]: a changed policy checked and swapped in while serving;
+//! - [`shadow`]: a candidate router deciding beside the active one, compared;
 //! - [`directory`]: tenants → providers, onboarding with approval;
 //! - [`server`]: HTTP serving and endpoint dispatch, and the [`run`] entry;
 //! - [`pipeline`]: the FHIR request phases (authenticate → route → forward →
@@ -39,6 +40,7 @@ pub mod paging;
 pub mod pipeline;
 pub mod policy;
 pub mod server;
+pub mod shadow;
 pub mod store;
 pub mod upstream;
 pub mod wasm;

@@ -47,6 +47,14 @@ impl CallLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShadowLabels {
+    partner: String,
+    role: &'static str,
+    digest: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PolicyLabels {
     partner: String,
     event: &'static str,
@@ -64,6 +72,7 @@ pub struct Metrics {
     durations: Family<ModuleLabels, Histogram, fn() -> Histogram>,
     peak_memory: Family<ModuleLabels, Gauge>,
     policy: Family<PolicyLabels, Counter>,
+    shadow: Family<ShadowLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -95,7 +104,13 @@ impl Metrics {
             "Policy activations, rejections of a new policy, and rollbacks",
             policy.clone(),
         );
-        Metrics { registry, calls, durations, peak_memory, policy }
+        let shadow = Family::<ShadowLabels, Counter>::default();
+        registry.register(
+            "shadow_decisions",
+            "Decisions of shadow (candidate) modules, the same as or different from the one served",
+            shadow.clone(),
+        );
+        Metrics { registry, calls, durations, peak_memory, policy, shadow }
     }
 
     /// Records one module call.
@@ -109,6 +124,14 @@ impl Metrics {
     /// Records a policy event: `activated`, `rejected` or `rolled-back`.
     pub fn policy_event(&self, partner: &str, event: &'static str) {
         self.policy.get_or_create(&PolicyLabels { partner: partner.to_owned(), event }).inc();
+    }
+
+    /// Records one decision of a shadow module (`digest`, the candidate's).
+    pub fn shadow_decision(&self, partner: &str, role: &'static str, digest: &str, same: bool) {
+        let result = if same { "same" } else { "different" };
+        self.shadow
+            .get_or_create(&ShadowLabels { partner: partner.to_owned(), role, digest: digest.to_owned(), result })
+            .inc();
     }
 
     /// Calls of `module` that ended with `outcome`, so far.

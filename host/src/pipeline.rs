@@ -78,6 +78,10 @@ impl Ctx<'_> {
             Role::Routing => &self.policy.router,
             Role::Shaping => &self.policy.shaper,
         };
+        self.call_ctx_of(bound)
+    }
+
+    fn call_ctx_of(&self, bound: &crate::policy::BoundModule) -> CallContext {
         CallContext {
             partner: self.policy.partner.clone(),
             module: bound.module.name().clone(),
@@ -680,12 +684,11 @@ async fn authenticate(ctx: &Ctx<'_>, headers: &HeaderMap, request: &Request) -> 
 
 /// Phase 3: the routing module's answer, enforced.
 async fn route(ctx: &Ctx<'_>, claims: &Claims, request: &Request) -> Result<(Target, Arc<ProviderRoute>), Failure> {
-    let target = ctx
-        .policy
-        .router
-        .module
-        .route(ctx.call_ctx(Role::Routing), claims, request)
-        .await
+    let answer = ctx.policy.router.module.route(ctx.call_ctx(Role::Routing), claims, request).await;
+    if let Some(shadow) = &ctx.policy.router_shadow {
+        shadow.route_beside(ctx.call_ctx_of(&shadow.bound), claims, request, &answer);
+    }
+    let target = answer
         .map_err(|f| Failure::from_fault(Role::Routing, &f))?
         .map_err(|d| Failure::denial(Role::Routing, d.status, &d.code, &d.message))?;
     let provider = ctx.directory.resolve(&claims.tenant_id, &target.provider_id).map_err(|r| match r {

@@ -74,6 +74,23 @@ pub struct ModuleFile {
     /// run before the module goes live; one failing case refuses it.
     #[serde(default)]
     pub cases: Option<PathBuf>,
+    /// A candidate module run beside this one on a sample of requests, its
+    /// decisions compared and never served (routing only).
+    #[serde(default)]
+    pub shadow: Option<ShadowFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowFile {
+    pub path: PathBuf,
+    pub sha256: String,
+    #[serde(default)]
+    pub config: Option<toml::Table>,
+    #[serde(default)]
+    pub cases: Option<PathBuf>,
+    /// Share of requests the candidate also decides, above 0 and at most 1.
+    pub sample: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -99,6 +116,8 @@ pub struct Policy {
     pub validator: BoundModule,
     pub router: BoundModule,
     pub shaper: BoundModule,
+    /// The candidate router deciding beside the active one, if any.
+    pub router_shadow: Option<Arc<crate::shadow::Shadow>>,
     pub source: PathBuf,
 }
 
@@ -145,6 +164,16 @@ impl PolicyFile {
                 bail!("`providers.{id}`: a provider id is 1–64 letters, digits, `-` or `_`");
             }
             p.check().map_err(|e| anyhow::anyhow!("`providers.{id}`: {e:#}"))?;
+        }
+        for (key, m) in [("token-validation", &self.modules.token_validation), ("shaping", &self.modules.shaping)] {
+            if m.shadow.is_some() {
+                bail!("`modules.{key}.shadow`: shadow runs are for routing modules");
+            }
+        }
+        if let Some(s) = &self.modules.routing.shadow
+            && !(s.sample > 0.0 && s.sample <= 1.0)
+        {
+            bail!("`modules.routing.shadow.sample` must be above 0 and at most 1");
         }
         let mut seen = std::collections::BTreeSet::new();
         for (tenant, t) in &self.tenants {
@@ -212,7 +241,28 @@ impl PolicyFile {
         let validator = bind("token-validation", &self.modules.token_validation, Role::TokenValidation)?;
         let router = bind("routing", &self.modules.routing, Role::Routing)?;
         let shaper = bind("shaping", &self.modules.shaping, Role::Shaping)?;
+        let router_shadow = match &self.modules.routing.shadow {
+            Some(s) => {
+                let file = ModuleFile {
+                    path: s.path.clone(),
+                    sha256: s.sha256.clone(),
+                    config: s.config.clone(),
+                    cases: s.cases.clone(),
+                    shadow: None,
+                };
+                let bound = bind("routing.shadow", &file, Role::Routing)?;
+                Some(Arc::new(crate::shadow::Shadow::new(bound, s.sample)))
+            }
+            None => None,
+        };
 
-        Ok(Policy { partner: self.partner.as_str().into(), validator, router, shaper, source: path.to_owned() })
+        Ok(Policy {
+            partner: self.partner.as_str().into(),
+            validator,
+            router,
+            shaper,
+            router_shadow,
+            source: path.to_owned(),
+        })
     }
 }

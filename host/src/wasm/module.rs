@@ -108,6 +108,11 @@ impl Module {
         &self.name
     }
 
+    /// The engine the module runs on (and its metrics).
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
     pub fn digest(&self) -> &Arc<str> {
         &self.digest
     }
