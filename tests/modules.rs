@@ -70,6 +70,17 @@ fn gateway(providers: &[(&str, &str)]) -> (support::Served, std::path::PathBuf, 
     (gw, policy, original)
 }
 
+/// `fhirgate_module_calls_total` for `role` and `outcome` at `/metrics`.
+fn module_calls(base: &str, role: &str, outcome: &str) -> u64 {
+    let metrics = http().get(format!("{base}/metrics")).send().unwrap().text().unwrap();
+    let (role, outcome) = (format!("role=\"{role}\""), format!("outcome=\"{outcome}\""));
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("fhirgate_module_calls_total{") && l.contains(&role) && l.contains(&outcome))
+        .unwrap_or_else(|| panic!("no {role} {outcome} calls counted:\n{metrics}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
 #[test]
 fn policy_edits_swap_modules_under_load_and_a_bad_policy_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -169,17 +180,9 @@ fn policy_edits_swap_modules_under_load_and_a_bad_policy_is_refused() {
     let (code, s) = admin(reqwest::Method::POST, &format!("{}/admin/modules/rollback", gw.base));
     assert_eq!(code, 200, "{s}");
     assert_eq!(s["generation"].as_u64(), before["generation"].as_u64().map(|g| g + 1));
+    let count = module_calls(&gw.base, "routing", "ok");
+    assert!(count > 100, "{count}");
     let metrics = http().get(format!("{}/metrics", gw.base)).send().unwrap().text().unwrap();
-    let line = metrics
-        .lines()
-        .find(|l| {
-            l.starts_with("fhirgate_module_calls_total{")
-                && l.contains("role=\"routing\"")
-                && l.contains("outcome=\"ok\"")
-        })
-        .unwrap_or_else(|| panic!("no routing calls counted:\n{metrics}"));
-    let count: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
-    assert!(count > 100.0, "{line}");
     assert!(metrics.contains("fhirgate_policy_changes_total{partner=\"test\",event=\"rejected\"} 2"), "{metrics}");
     assert!(metrics.contains("fhirgate_module_call_duration_seconds_bucket{"), "{metrics}");
 }
@@ -313,4 +316,66 @@ fn a_shadow_router_that_differs_on_one_tenant_reports_exactly_its_requests() {
             && l.ends_with(" 7")),
         "{metrics}"
     );
+}
+
+#[test]
+fn a_failing_shaper_passes_same_version_answers_through_only_when_the_policy_says_so() {
+    let (_p, stu3) = provider_with(&["--fhir-version", "stu3"]);
+    let gw = Setup {
+        routes: &[(TENANT, "p")],
+        tenants: &[(TENANT, "p")],
+        providers: &[("p", &stu3)],
+        versions: &[("p", "stu3")],
+        client_tenants: &[TENANT],
+        admin_token: Some(ADMIN),
+        data_dir: true,
+        ..Default::default()
+    }
+    .serve();
+    let policy = gw.dir.path().join("policy.toml");
+    let shaper = support::guest("fhirgate_shaper_fhir");
+    let misbehave = support::guest("fhirgate_misbehave");
+    let original = std::fs::read_to_string(&policy).unwrap();
+    let failing = |on_fault: &str| {
+        original.replacen(
+            &format!("path = {:?}\nsha256 = {:?}\n", shaper.display().to_string(), support::sha256(&shaper)),
+            &format!(
+                "path = {:?}\nsha256 = {:?}\non_fault = {on_fault:?}\nconfig = {{ shaping = \"panic\" }}\n",
+                misbehave.display().to_string(),
+                support::sha256(&misbehave)
+            ),
+            1,
+        )
+    };
+    let pass_through = failing("pass-through");
+    assert!(pass_through.contains("pass-through"));
+    let (s, _) = edit(&gw.base, &policy, &pass_through);
+    assert!(s["last_rejection"].is_null(), "{s}");
+    let token = gw.token(TENANT);
+    let get = |path: &str| http().get(format!("{}/{path}", gw.base)).bearer_auth(&token).send().unwrap();
+
+    // STU3 provider, STU3 face: the provider's own answer, its address replaced.
+    let resp = get("stu3/Patient/pat-001");
+    assert_eq!(resp.status(), 200);
+    let patient: Value = resp.json().unwrap();
+    assert_eq!(patient["id"], "pat-001");
+    support::validate_fhir("stu3", &patient);
+    let resp = get("stu3/Patient?family=chau");
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().unwrap();
+    assert!(!text.contains(&stu3), "the provider's address leaked: {text}");
+    let bundle: Value = serde_json::from_str(&text).unwrap();
+    assert!(bundle["entry"][0]["fullUrl"].as_str().unwrap().starts_with(&format!("{}/stu3/Patient/", gw.base)));
+    // The DSTU2 face needs shaping: the fault is the answer.
+    let resp = get("dstu2/Patient/pat-001");
+    assert_eq!(resp.status(), 500);
+    let outcome: Value = resp.json().unwrap();
+    assert!(support::assert_outcome(&outcome).contains("shaping module"), "{outcome}");
+
+    // By default a shaping fault fails the request.
+    let (s, _) = edit(&gw.base, &policy, &failing("error"));
+    assert!(s["last_rejection"].is_null(), "{s}");
+    assert_eq!(get("stu3/Patient/pat-001").status(), 500);
+
+    assert_eq!(module_calls(&gw.base, "shaping", "trap"), 4);
 }

@@ -301,11 +301,15 @@ async fn broker(
     let shaped_request = {
         let shaper = &ctx.policy.shaper.module;
         let upstream = UpstreamRequest { path: target.path.clone(), params: target.params.clone() };
-        shaper
-            .shape_request(ctx.call_ctx(Role::Shaping), &exchange, &upstream)
-            .await
-            .map_err(|f| Failure::from_fault(Role::Shaping, &f))?
-            .map_err(|d| Failure::denial(Role::Shaping, d.status, &d.code, &d.message))?
+        match shaper.shape_request(ctx.call_ctx(Role::Shaping), &exchange, &upstream).await {
+            Ok(answer) => answer.map_err(|d| Failure::denial(Role::Shaping, d.status, &d.code, &d.message))?,
+            Err(fault) if passes_through(ctx, &exchange) => {
+                tracing::warn!(request_id = %ctx.request_id, fault = fault.kind(),
+                    "the shaping module failed; the request goes to the provider as routed (on_fault = \"pass-through\")");
+                upstream
+            }
+            Err(fault) => return Err(Failure::from_fault(Role::Shaping, &fault)),
+        }
     };
     check_path(&shaped_request.path).map_err(|m| Failure::module(Role::Shaping, m))?;
     let url = upstream_url(&provider.base_url, &shaped_request);
@@ -327,6 +331,31 @@ fn exchange(ctx: &Ctx<'_>, provider: &ProviderRoute, interaction: Interaction) -
         gateway_base: ctx.gateway_base(),
         upstream_base: provider.base_url.clone(),
     }
+}
+
+/// Whether a shaping fault lets the exchange through unshaped: the policy
+/// says so, and the provider speaks the client's version.
+fn passes_through(ctx: &Ctx<'_>, exchange: &Exchange) -> bool {
+    ctx.policy.shaping_on_fault == crate::policy::OnFault::PassThrough
+        && exchange.client_version == exchange.upstream_version
+}
+
+/// `body` with every occurrence of the provider's base URL replaced by the
+/// gateway's: an unshaped answer must not show the app where the provider is.
+fn rebase_body(body: &[u8], provider_base: &str, gateway_base: &str) -> Vec<u8> {
+    let from = provider_base.trim_end_matches('/').as_bytes();
+    if from.is_empty() {
+        return body.to_vec();
+    }
+    let mut out = Vec::with_capacity(body.len());
+    let mut rest = body;
+    while let Some(at) = rest.windows(from.len()).position(|w| w == from) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(gateway_base.as_bytes());
+        rest = &rest[at + from.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
 }
 
 /// Phases 5 and 6: the provider's answer, shaped into the client's version.
@@ -381,14 +410,23 @@ async fn forward_and_shape(
         &ctx.request_id,
         ctx.gw.read_cache.clone(),
     )));
-    let shaped = ctx
-        .policy
-        .shaper
-        .module
-        .shape_response(call, exchange, upstream.status.as_u16(), &upstream.body)
-        .await
-        .map_err(|f| Failure::from_fault(Role::Shaping, &f))?
-        .map_err(|d| Failure::denial(Role::Shaping, d.status, &d.code, &d.message))?;
+    let shaped =
+        match ctx.policy.shaper.module.shape_response(call, exchange, upstream.status.as_u16(), &upstream.body).await {
+            Ok(answer) => answer.map_err(|d| Failure::denial(Role::Shaping, d.status, &d.code, &d.message))?,
+            Err(fault) if passes_through(ctx, exchange) => {
+                tracing::warn!(request_id = %ctx.request_id, fault = fault.kind(), provider = %provider.id,
+                "the shaping module failed; the provider's answer goes through unshaped (on_fault = \"pass-through\")");
+                let status = match upstream.status.as_u16() {
+                    500..=599 | 401 | 407 => 502,
+                    s => s,
+                };
+                crate::wasm::bindings::shaping::Shaped {
+                    status,
+                    body: rebase_body(&upstream.body, &provider.base_url, &ctx.gateway_base()),
+                }
+            }
+            Err(fault) => return Err(Failure::from_fault(Role::Shaping, &fault)),
+        };
     let status = StatusCode::from_u16(shaped.status)
         .map_err(|_| Failure::module(Role::Shaping, format!("answered with invalid status {}", shaped.status)))?;
     Ok((status, shaped.body))

@@ -78,6 +78,23 @@ pub struct ModuleFile {
     /// decisions compared and never served (routing only).
     #[serde(default)]
     pub shadow: Option<ShadowFile>,
+    /// What a fault of this module (a trap, its time or memory limit) means
+    /// for the request (shaping only; token validation and routing always
+    /// fail closed).
+    #[serde(default)]
+    pub on_fault: Option<OnFault>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFault {
+    /// The request fails with a 500 OperationOutcome (the default).
+    #[default]
+    Error,
+    /// When the provider speaks the client's FHIR version, its answer goes
+    /// to the client unshaped, but for its own base URL, replaced with the
+    /// gateway's; otherwise the request fails as with `error`.
+    PassThrough,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -118,6 +135,8 @@ pub struct Policy {
     pub shaper: BoundModule,
     /// The candidate router deciding beside the active one, if any.
     pub router_shadow: Option<Arc<crate::shadow::Shadow>>,
+    /// What a shaping module's fault means.
+    pub shaping_on_fault: OnFault,
     pub source: PathBuf,
 }
 
@@ -168,6 +187,11 @@ impl PolicyFile {
         for (key, m) in [("token-validation", &self.modules.token_validation), ("shaping", &self.modules.shaping)] {
             if m.shadow.is_some() {
                 bail!("`modules.{key}.shadow`: shadow runs are for routing modules");
+            }
+        }
+        for (key, m) in [("token-validation", &self.modules.token_validation), ("routing", &self.modules.routing)] {
+            if m.on_fault.is_some() {
+                bail!("`modules.{key}.on_fault`: token validation and routing always fail closed");
             }
         }
         if let Some(s) = &self.modules.routing.shadow
@@ -249,6 +273,7 @@ impl PolicyFile {
                     config: s.config.clone(),
                     cases: s.cases.clone(),
                     shadow: None,
+                    on_fault: None,
                 };
                 let bound = bind("routing.shadow", &file, Role::Routing)?;
                 Some(Arc::new(crate::shadow::Shadow::new(bound, s.sample)))
@@ -262,6 +287,7 @@ impl PolicyFile {
             router,
             shaper,
             router_shadow,
+            shaping_on_fault: self.modules.shaping.on_fault.unwrap_or_default(),
             source: path.to_owned(),
         })
     }

@@ -1,8 +1,10 @@
-//! A routing module for the gateway's own tests: it routes like the table
-//! router, except that the request parameter `_misbehave` makes it loop
-//! forever, sleep in a host call, exhaust memory, recurse without end, panic,
-//! or answer routes the
-//! host must refuse. Never deploy it.
+//! A module for the gateway's own tests. As a router it routes like the
+//! table router, except that the request parameter `_misbehave` makes it
+//! loop forever, sleep in a host call, exhaust memory, recurse without end,
+//! panic, or answer routes the host must refuse. As a shaper it passes
+//! requests and answers through unchanged, or, with `shaping = "panic"` or
+//! `"loop"` in its configuration, fails on every answer. As a token validator it refuses
+//! every token. Never deploy it.
 
 use std::collections::BTreeMap;
 
@@ -11,9 +13,10 @@ use fhirgate_guest_sdk::types::{Claims, Denial, Header, Request};
 use serde::Deserialize;
 
 use exports::fhirgate::policy::routing::Target;
+use exports::fhirgate::policy::shaping::{Exchange, Shaped, UpstreamRequest};
 
 wit_bindgen::generate!({
-    world: "router",
+    world: "gateway-module",
     path: "../../../wit",
     with: {
         "fhirgate:policy/types@0.1.0": fhirgate_guest_sdk::types,
@@ -43,6 +46,44 @@ fn recurse(depth: u64, trail: &mut Vec<u64>) -> u64 {
 
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 struct Misbehave;
+
+#[derive(Deserialize, Default)]
+struct ShapingConfig {
+    #[serde(default)]
+    shaping: String,
+}
+
+/// Fails as the shaping configuration says.
+fn shaping_fault() {
+    let config: ShapingConfig = fhirgate_guest_sdk::config().unwrap_or_default();
+    match config.shaping.as_str() {
+        "panic" => panic!("asked to fail shaping"),
+        "loop" => {
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        _ => {}
+    }
+}
+
+impl exports::fhirgate::policy::shaping::Guest for Misbehave {
+    fn shape_request(_exchange: Exchange, request: UpstreamRequest) -> Result<UpstreamRequest, Denial> {
+        Ok(request)
+    }
+
+    fn shape_response(_exchange: Exchange, status: u16, body: Vec<u8>) -> Result<Shaped, Denial> {
+        shaping_fault();
+        Ok(Shaped { status, body })
+    }
+}
+
+impl exports::fhirgate::policy::token_validation::Guest for Misbehave {
+    fn validate(_token: String, _request: Request) -> Result<Claims, Denial> {
+        Err(deny(401, "invalid_token", "This test module accepts no token."))
+    }
+}
 
 impl exports::fhirgate::policy::routing::Guest for Misbehave {
     fn route(claims: Claims, request: Request) -> Result<Target, Denial> {
