@@ -14,6 +14,7 @@ use serde_json::Value;
 use support::{Setup, http, provider_with};
 
 const TENANT: &str = "6c1e0f9a-3b2d-4e5f-8a7b-9c0d1e2f3a4b";
+const OTHER: &str = "0d9c8b7a-6f5e-4d3c-9b2a-1f0e9d8c7b6a";
 const ADMIN: &str = "admin-token-for-module-tests-0123456789";
 
 fn admin(method: reqwest::Method, url: &str) -> (u16, Value) {
@@ -55,11 +56,17 @@ fn edit(base: &str, policy: &Path, text: &str) -> (Value, Duration) {
 /// A gateway with the admin API and a data directory, the tenant routed to
 /// provider `a`; its policy file and that file's text.
 fn gateway(providers: &[(&str, &str)]) -> (support::Served, std::path::PathBuf, String) {
+    gateway_for(&[TENANT], providers)
+}
+
+/// Like [`gateway`], with each of `tenants` routed to `a`.
+fn gateway_for(tenants: &[&str], providers: &[(&str, &str)]) -> (support::Served, std::path::PathBuf, String) {
+    let routes: Vec<(&str, &str)> = tenants.iter().map(|t| (*t, "a")).collect();
     let gw = Setup {
-        routes: &[(TENANT, "a")],
-        tenants: &[(TENANT, "a")],
+        routes: &routes,
+        tenants: &routes,
         providers,
-        client_tenants: &[TENANT],
+        client_tenants: tenants,
         admin_token: Some(ADMIN),
         data_dir: true,
         ..Default::default()
@@ -256,34 +263,30 @@ fn a_module_is_tested_alone_and_refused_live_when_its_cases_fail() {
     assert_eq!(s["generation"], 1, "{s}");
 }
 
+/// `original` with provider `b` approved for OTHER too, and the table
+/// router added as `[{table}]` (with `extra` lines), sending OTHER to `b`
+/// and TENANT to `a`.
+fn with_router_sending_other_to_b(original: &str, table: &str, extra: &str) -> String {
+    let router = support::guest("fhirgate_router_table");
+    original.replace(
+        &format!("[tenants.{OTHER:?}]\nproviders = [\"a\"]"),
+        &format!("[tenants.{OTHER:?}]\nproviders = [\"a\", \"b\"]"),
+    ) + &format!(
+        "\n[{table}]\npath = {:?}\nsha256 = {:?}\n{extra}\n[{table}.config.tenants]\n{TENANT:?} = \"a\"\n{OTHER:?} = \"b\"\n",
+        router.display().to_string(),
+        support::sha256(&router)
+    )
+}
+
 #[test]
 fn a_shadow_router_that_differs_on_one_tenant_reports_exactly_its_requests() {
-    const OTHER: &str = "0d9c8b7a-6f5e-4d3c-9b2a-1f0e9d8c7b6a";
     let dir = tempfile::tempdir().unwrap();
     let log_b = dir.path().join("b.log");
     let (_a, a) = provider_with(&[]);
     let (_b, b) = provider_with(&["--request-log", log_b.to_str().unwrap()]);
-    let gw = Setup {
-        routes: &[(TENANT, "a"), (OTHER, "a")],
-        tenants: &[(TENANT, "a"), (OTHER, "a")],
-        providers: &[("a", &a), ("b", &b)],
-        client_tenants: &[TENANT, OTHER],
-        admin_token: Some(ADMIN),
-        data_dir: true,
-        ..Default::default()
-    }
-    .serve();
-    let policy = gw.dir.path().join("policy.toml");
-    let router = support::guest("fhirgate_router_table");
+    let (gw, policy, original) = gateway_for(&[TENANT, OTHER], &[("a", &a), ("b", &b)]);
     // The candidate sends OTHER to b (approved for it), TENANT to a as now.
-    let text = std::fs::read_to_string(&policy).unwrap().replace(
-        &format!("[tenants.{OTHER:?}]\nproviders = [\"a\"]"),
-        &format!("[tenants.{OTHER:?}]\nproviders = [\"a\", \"b\"]"),
-    ) + &format!(
-        "\n[modules.routing.shadow]\npath = {:?}\nsha256 = {:?}\nsample = 1.0\n\n[modules.routing.shadow.config.tenants]\n{TENANT:?} = \"a\"\n{OTHER:?} = \"b\"\n",
-        router.display().to_string(),
-        support::sha256(&router)
-    );
+    let text = with_router_sending_other_to_b(&original, "modules.routing.shadow", "sample = 1.0\n");
     let (s, _) = edit(&gw.base, &policy, &text);
     assert!(s["last_rejection"].is_null() && s["shadow"]["compared"] == 0, "{s}");
 
@@ -316,6 +319,10 @@ fn a_shadow_router_that_differs_on_one_tenant_reports_exactly_its_requests() {
             && l.ends_with(" 7")),
         "{metrics}"
     );
+    // A candidate is checked like an active module before it runs.
+    let broken = text.replace(&format!("{OTHER:?} = \"b\""), &format!("{OTHER:?} = 9"));
+    let (s, _) = edit(&gw.base, &policy, &broken);
+    assert!(s["last_rejection"]["reason"].as_str().unwrap_or_default().contains("shadow routing"), "{s}");
 }
 
 #[test]
@@ -378,4 +385,32 @@ fn a_failing_shaper_passes_same_version_answers_through_only_when_the_policy_say
     assert_eq!(get("stu3/Patient/pat-001").status(), 500);
 
     assert_eq!(module_calls(&gw.base, "shaping", "trap"), 4);
+}
+
+#[test]
+fn a_tenant_can_have_its_own_router() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let (_a, a) = provider_with(&["--request-log", log_a.to_str().unwrap()]);
+    let (_b, b) = provider_with(&["--request-log", log_b.to_str().unwrap()]);
+    let (gw, policy, original) = gateway_for(&[TENANT, OTHER], &[("a", &a), ("b", &b)]);
+    let text = with_router_sending_other_to_b(&original, &format!("tenant_modules.{OTHER:?}.routing"), "");
+    let (s, _) = edit(&gw.base, &policy, &text);
+    assert!(s["last_rejection"].is_null(), "{s}");
+    let own: Vec<&Value> = s["modules"].as_array().unwrap().iter().filter(|m| m["tenant"] == OTHER).collect();
+    assert_eq!(own.len(), 1, "{s}");
+    assert_eq!(own[0]["role"], "routing");
+
+    for (tenant, log, other_log) in [(TENANT, &log_a, &log_b), (OTHER, &log_b, &log_a)] {
+        let resp =
+            http().get(format!("{}/stu3/Patient/pat-001", gw.base)).bearer_auth(gw.token(tenant)).send().unwrap();
+        assert_eq!(resp.status(), 200);
+        let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert!(seen(log).contains(&id) && !seen(other_log).contains(&id), "{tenant}");
+    }
+
+    // A tenant's own module is checked like the partner's.
+    let (s, _) = edit(&gw.base, &policy, &text.replace(&format!("{OTHER:?} = \"b\""), &format!("{OTHER:?} = 7")));
+    let reason = s["last_rejection"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains(&format!("tenant {OTHER}'s routing")), "{s}");
 }

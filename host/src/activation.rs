@@ -80,15 +80,19 @@ pub struct Status {
 #[derive(Debug, Serialize)]
 pub struct ModuleStatus {
     pub role: &'static str,
+    /// The tenant a tenant's own module serves; absent for the partner's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     pub module: String,
     pub digest: String,
 }
 
 fn modules_of(p: &Policy) -> Vec<ModuleStatus> {
-    [("token-validation", &p.validator), ("routing", &p.router), ("shaping", &p.shaper)]
+    p.bound()
         .into_iter()
-        .map(|(role, b)| ModuleStatus {
+        .map(|(role, tenant, b)| ModuleStatus {
             role,
+            tenant: tenant.map(str::to_owned),
             module: b.module.name().to_string(),
             digest: b.module.digest().to_string(),
         })
@@ -268,8 +272,26 @@ fn probe_ctx(partner: &Arc<str>, b: &BoundModule) -> CallContext {
 /// then each module's own test cases, when the policy names them.
 pub async fn check(policy: &Policy) -> anyhow::Result<()> {
     probe(policy).await?;
-    for (role, b) in [("token-validation", &policy.validator), ("routing", &policy.router), ("shaping", &policy.shaper)]
-    {
+    let shadow = policy.router_shadow.as_ref().map(|s| ("shadow routing".to_owned(), &s.bound));
+    if let Some((_, b)) = &shadow {
+        probe_router(&policy.partner, b).await.context("the shadow routing module")?;
+    }
+    let mut bound: Vec<(String, &BoundModule)> = Vec::new();
+    for (role, tenant, b) in policy.bound() {
+        let Some(tenant) = tenant else {
+            bound.push((role.to_owned(), b));
+            continue;
+        };
+        // A tenant's own module is checked like the partner's.
+        let what = format!("tenant {tenant}'s {role}");
+        match role {
+            "routing" => probe_router(&policy.partner, b).await,
+            _ => probe_shaper(&policy.partner, b).await,
+        }
+        .with_context(|| format!("the {what} module"))?;
+        bound.push((what, b));
+    }
+    for (role, b) in bound.into_iter().chain(shadow) {
         if let Some(dir) = &b.cases {
             let n = crate::wasm::cases::require_passing(&b.module, dir, &b.config_json)
                 .await
@@ -314,7 +336,11 @@ async fn probe(policy: &Policy) -> anyhow::Result<()> {
     let outcome = v.module.validate(probe_ctx(p, v), "policy-check", &read).await.map(|r| r.err());
     verdict("token-validation", outcome)?;
     probe_router(p, &policy.router).await?;
-    let s = &policy.shaper;
+    probe_shaper(p, &policy.shaper).await
+}
+
+/// The shaping module's check call: an STU3 read of a Patient from R4.
+async fn probe_shaper(p: &Arc<str>, s: &BoundModule) -> anyhow::Result<()> {
     let exchange = Exchange {
         client_version: FhirVersion::Stu3,
         upstream_version: FhirVersion::R4,
@@ -324,6 +350,5 @@ async fn probe(policy: &Policy) -> anyhow::Result<()> {
     };
     let upstream = UpstreamRequest { path: "Patient/policy-check".into(), params: Vec::new() };
     let outcome = s.module.shape_request(probe_ctx(p, s), &exchange, &upstream).await.map(|r| r.err());
-    verdict("shaping", outcome)?;
-    Ok(())
+    verdict("shaping", outcome)
 }

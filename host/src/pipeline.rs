@@ -299,9 +299,9 @@ async fn broker(
     audit.provider = Some(provider.id.clone());
     let exchange = exchange(ctx, &provider, request.interaction);
     let shaped_request = {
-        let shaper = &ctx.policy.shaper.module;
+        let shaper = ctx.policy.shaper_for(&claims.tenant_id);
         let upstream = UpstreamRequest { path: target.path.clone(), params: target.params.clone() };
-        match shaper.shape_request(ctx.call_ctx(Role::Shaping), &exchange, &upstream).await {
+        match shaper.module.shape_request(ctx.call_ctx_of(shaper), &exchange, &upstream).await {
             Ok(answer) => answer.map_err(|d| Failure::denial(Role::Shaping, d.status, &d.code, &d.message))?,
             Err(fault) if passes_through(ctx, &exchange) => {
                 tracing::warn!(request_id = %ctx.request_id, fault = fault.kind(),
@@ -399,7 +399,8 @@ async fn forward_and_shape(
     })?;
     // The shaping module may read from this provider, for this tenant, to
     // complete the answer (a Location's name on an Encounter).
-    let mut call = ctx.call_ctx(Role::Shaping);
+    let shaper = ctx.policy.shaper_for(tenant);
+    let mut call = ctx.call_ctx_of(shaper);
     call.reads = Some(Arc::new(ProviderReads::new(
         ctx.gw.upstream.clone(),
         &provider.settings,
@@ -410,23 +411,22 @@ async fn forward_and_shape(
         &ctx.request_id,
         ctx.gw.read_cache.clone(),
     )));
-    let shaped =
-        match ctx.policy.shaper.module.shape_response(call, exchange, upstream.status.as_u16(), &upstream.body).await {
-            Ok(answer) => answer.map_err(|d| Failure::denial(Role::Shaping, d.status, &d.code, &d.message))?,
-            Err(fault) if passes_through(ctx, exchange) => {
-                tracing::warn!(request_id = %ctx.request_id, fault = fault.kind(), provider = %provider.id,
+    let shaped = match shaper.module.shape_response(call, exchange, upstream.status.as_u16(), &upstream.body).await {
+        Ok(answer) => answer.map_err(|d| Failure::denial(Role::Shaping, d.status, &d.code, &d.message))?,
+        Err(fault) if passes_through(ctx, exchange) => {
+            tracing::warn!(request_id = %ctx.request_id, fault = fault.kind(), provider = %provider.id,
                 "the shaping module failed; the provider's answer goes through unshaped (on_fault = \"pass-through\")");
-                let status = match upstream.status.as_u16() {
-                    500..=599 | 401 | 407 => 502,
-                    s => s,
-                };
-                crate::wasm::bindings::shaping::Shaped {
-                    status,
-                    body: rebase_body(&upstream.body, &provider.base_url, &ctx.gateway_base()),
-                }
+            let status = match upstream.status.as_u16() {
+                500..=599 | 401 | 407 => 502,
+                s => s,
+            };
+            crate::wasm::bindings::shaping::Shaped {
+                status,
+                body: rebase_body(&upstream.body, &provider.base_url, &ctx.gateway_base()),
             }
-            Err(fault) => return Err(Failure::from_fault(Role::Shaping, &fault)),
-        };
+        }
+        Err(fault) => return Err(Failure::from_fault(Role::Shaping, &fault)),
+    };
     let status = StatusCode::from_u16(shaped.status)
         .map_err(|_| Failure::module(Role::Shaping, format!("answered with invalid status {}", shaped.status)))?;
     Ok((status, shaped.body))
@@ -722,7 +722,8 @@ async fn authenticate(ctx: &Ctx<'_>, headers: &HeaderMap, request: &Request) -> 
 
 /// Phase 3: the routing module's answer, enforced.
 async fn route(ctx: &Ctx<'_>, claims: &Claims, request: &Request) -> Result<(Target, Arc<ProviderRoute>), Failure> {
-    let answer = ctx.policy.router.module.route(ctx.call_ctx(Role::Routing), claims, request).await;
+    let router = ctx.policy.router_for(&claims.tenant_id);
+    let answer = router.module.route(ctx.call_ctx_of(router), claims, request).await;
     if let Some(shadow) = &ctx.policy.router_shadow {
         shadow.route_beside(ctx.call_ctx_of(&shadow.bound), claims, request, &answer);
     }

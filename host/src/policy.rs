@@ -40,6 +40,19 @@ pub struct PolicyFile {
     /// Tenants this partner declares, each approved for the providers named.
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantFile>,
+    /// Modules that replace the partner's for one tenant (routing, shaping).
+    #[serde(default)]
+    pub tenant_modules: BTreeMap<String, TenantModulesFile>,
+}
+
+/// One tenant's own modules; a role not named uses the partner's.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantModulesFile {
+    #[serde(default)]
+    pub routing: Option<ModuleFile>,
+    #[serde(default)]
+    pub shaping: Option<ModuleFile>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -126,6 +139,13 @@ pub struct BoundModule {
     pub cases: Option<PathBuf>,
 }
 
+/// One tenant's own modules, loaded.
+#[derive(Default)]
+pub struct TenantModules {
+    pub router: Option<BoundModule>,
+    pub shaper: Option<BoundModule>,
+}
+
 /// A loaded, checked policy. Immutable: a reload builds a new one and swaps it
 /// in, so requests in flight finish on the one they started with.
 pub struct Policy {
@@ -137,7 +157,48 @@ pub struct Policy {
     pub router_shadow: Option<Arc<crate::shadow::Shadow>>,
     /// What a shaping module's fault means.
     pub shaping_on_fault: OnFault,
+    /// Lower-case tenant id → the modules that replace the partner's for it.
+    pub tenant_modules: HashMap<String, TenantModules>,
     pub source: PathBuf,
+}
+
+impl Policy {
+    /// The routing module for `tenant`: its own, else the partner's.
+    pub fn router_for(&self, tenant: &str) -> &BoundModule {
+        self.tenant_override(tenant, |m| m.router.as_ref()).unwrap_or(&self.router)
+    }
+
+    /// The shaping module for `tenant`: its own, else the partner's.
+    pub fn shaper_for(&self, tenant: &str) -> &BoundModule {
+        self.tenant_override(tenant, |m| m.shaper.as_ref()).unwrap_or(&self.shaper)
+    }
+
+    fn tenant_override<'a>(
+        &'a self,
+        tenant: &str,
+        pick: impl Fn(&'a TenantModules) -> Option<&'a BoundModule>,
+    ) -> Option<&'a BoundModule> {
+        if self.tenant_modules.is_empty() {
+            return None;
+        }
+        self.tenant_modules.get(&tenant.to_ascii_lowercase()).and_then(pick)
+    }
+
+    /// Every module bound, with its role and, for a tenant's own, the tenant.
+    pub fn bound(&self) -> Vec<(&'static str, Option<&str>, &BoundModule)> {
+        let mut out = vec![
+            ("token-validation", None, &self.validator),
+            ("routing", None, &self.router),
+            ("shaping", None, &self.shaper),
+        ];
+        let mut tenants: Vec<(&String, &TenantModules)> = self.tenant_modules.iter().collect();
+        tenants.sort_by(|a, b| a.0.cmp(b.0));
+        for (tenant, m) in tenants {
+            out.extend(m.router.as_ref().map(|b| ("routing", Some(tenant.as_str()), b)));
+            out.extend(m.shaper.as_ref().map(|b| ("shaping", Some(tenant.as_str()), b)));
+        }
+        out
+    }
 }
 
 /// Whether `s` is a GUID (8-4-4-4-12 hex digits).
@@ -198,6 +259,16 @@ impl PolicyFile {
             && !(s.sample > 0.0 && s.sample <= 1.0)
         {
             bail!("`modules.routing.shadow.sample` must be above 0 and at most 1");
+        }
+        for (tenant, m) in &self.tenant_modules {
+            if !is_guid(tenant) {
+                bail!("`tenant_modules.{tenant}`: expected a tenant id in GUID form");
+            }
+            for (role, f) in [("routing", &m.routing), ("shaping", &m.shaping)] {
+                if f.as_ref().is_some_and(|f| f.shadow.is_some() || f.on_fault.is_some()) {
+                    bail!("`tenant_modules.{tenant}.{role}`: `shadow` and `on_fault` are set on the partner's modules");
+                }
+            }
         }
         let mut seen = std::collections::BTreeSet::new();
         for (tenant, t) in &self.tenants {
@@ -281,6 +352,14 @@ impl PolicyFile {
             None => None,
         };
 
+        let mut tenant_modules = HashMap::new();
+        for (tenant, m) in &self.tenant_modules {
+            let key = |role: &str| format!("tenant_modules.{tenant}.{role}");
+            let router = m.routing.as_ref().map(|f| bind(&key("routing"), f, Role::Routing)).transpose()?;
+            let shaper = m.shaping.as_ref().map(|f| bind(&key("shaping"), f, Role::Shaping)).transpose()?;
+            tenant_modules.insert(tenant.to_ascii_lowercase(), TenantModules { router, shaper });
+        }
+
         Ok(Policy {
             partner: self.partner.as_str().into(),
             validator,
@@ -288,6 +367,7 @@ impl PolicyFile {
             shaper,
             router_shadow,
             shaping_on_fault: self.modules.shaping.on_fault.unwrap_or_default(),
+            tenant_modules,
             source: path.to_owned(),
         })
     }
