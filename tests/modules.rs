@@ -414,3 +414,71 @@ fn a_tenant_can_have_its_own_router() {
     let reason = s["last_rejection"]["reason"].as_str().unwrap_or_default();
     assert!(reason.contains(&format!("tenant {OTHER}'s routing")), "{s}");
 }
+
+#[test]
+fn a_partner_creates_tests_and_activates_its_own_module_on_a_running_gateway() {
+    let work = tempfile::tempdir().unwrap();
+    let fhirgate = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_fhirgate")).args(args).output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), text)
+    };
+    let dir = work.path().to_str().unwrap();
+    let (code, out) = fhirgate(&["guest", "new", "st-mary-router", "--role", "router", "--dir", dir]);
+    assert_eq!(code, Some(0), "{out}");
+    let root = work.path().join("st-mary-router");
+
+    // The partner's edit: an unknown tenant is a 404 of its own, and the
+    // case that says so.
+    let lib = root.join("src/lib.rs");
+    let source = std::fs::read_to_string(&lib).unwrap();
+    assert!(source.contains("deny(403, \"unknown-tenant\""));
+    std::fs::write(&lib, source.replace("deny(403, \"unknown-tenant\"", "deny(404, \"no-such-tenant\"")).unwrap();
+    let case = root.join("cases/unknown-tenant.json");
+    let text = std::fs::read_to_string(&case).unwrap();
+    std::fs::write(&case, text.replace("403", "404").replace("\"unknown-tenant\"", "\"no-such-tenant\"")).unwrap();
+
+    // Build it as the README says (sharing a target directory across runs).
+    let target = support::repo_root().join("target/scaffold");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let build = std::process::Command::new(cargo)
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .current_dir(&root)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "{}", String::from_utf8_lossy(&build.stderr));
+    let wasm = target.join("wasm32-wasip2/release/st_mary_router.wasm");
+    let cases = root.join("cases");
+    let (code, out) = fhirgate(&["guest", "test", wasm.to_str().unwrap(), cases.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("2 cases: 2 passed, 0 failed"), "{out}");
+
+    // Activate it on a running gateway by editing the policy.
+    let (_a, a) = provider_with(&[]);
+    let (gw, policy, original) = gateway_for(&[TENANT, OTHER], &[("a", &a)]);
+    let table = support::guest("fhirgate_router_table");
+    let text = original
+        .replacen(
+            &format!("path = {:?}\nsha256 = {:?}\n", table.display().to_string(), support::sha256(&table)),
+            &format!(
+                "path = {:?}\nsha256 = {:?}\ncases = {:?}\n",
+                wasm.display().to_string(),
+                support::sha256(&wasm),
+                cases.display().to_string()
+            ),
+            1,
+        )
+        .replacen(&format!("{OTHER:?} = \"a\"\n"), "", 1);
+    let (s, _) = edit(&gw.base, &policy, &text);
+    assert!(s["last_rejection"].is_null(), "{s}");
+    assert!(s["modules"].as_array().unwrap().iter().any(|m| m["module"] == "st_mary_router"), "{s}");
+    let get = |tenant: &str| {
+        http().get(format!("{}/stu3/Patient/pat-001", gw.base)).bearer_auth(gw.token(tenant)).send().unwrap()
+    };
+    assert_eq!(get(TENANT).status(), 200);
+    let resp = get(OTHER);
+    assert_eq!(resp.status(), 404);
+    let outcome: Value = resp.json().unwrap();
+    assert!(support::assert_outcome(&outcome).contains("No provider for this token's tenant"), "{outcome}");
+}

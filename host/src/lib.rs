@@ -11,6 +11,7 @@
 //! - [`policy`]: a partner's policy bundle (modules, providers, tenants);
 //! - [`activation`]: a changed policy checked and swapped in while serving;
 //! - [`shadow`]: a candidate router deciding beside the active one, compared;
+//! - [`scaffold`]: `fhirgate guest new`, a module crate to start from;
 //! - [`directory`]: tenants → providers, onboarding with approval;
 //! - [`server`]: HTTP serving and endpoint dispatch, and the [`run`] entry;
 //! - [`pipeline`]: the FHIR request phases (authenticate → route → forward →
@@ -39,6 +40,7 @@ pub mod oauth;
 pub mod paging;
 pub mod pipeline;
 pub mod policy;
+pub mod scaffold;
 pub mod server;
 pub mod shadow;
 pub mod store;

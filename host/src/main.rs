@@ -273,6 +273,22 @@ enum KeysCommand {
 
 #[derive(Subcommand)]
 enum GuestCommand {
+    /// Create a buildable module crate (source, README, cases, WIT contract)
+    /// to start a module from.
+    New {
+        /// The module's name: lower-case letters, digits and `-`.
+        name: String,
+        /// What the module does.
+        #[arg(long, value_enum)]
+        role: fhirgate::scaffold::NewRole,
+        /// Where to create it.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The fhirgate-guest-sdk crate to depend on (by default, the one of the
+        /// source tree this build came from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
     /// Run case files (JSON; see the README) against a module, the same
     /// `.wasm` the gateway loads; exits 1 if any case fails.
     Test {
@@ -471,6 +487,16 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Policy { command: PolicyCommand::Pin { policy } } => pin(&policy),
+        Command::Guest { command: GuestCommand::New { name, role, dir, sdk } } => {
+            let sdk = sdk
+                .or_else(fhirgate::scaffold::default_sdk)
+                .context("the SDK is not where this build was made; name it with --sdk")?;
+            let root = fhirgate::scaffold::new_module(&dir, &name, role, &sdk)?;
+            println!("created {}", root.display());
+            println!("build:  cd {} && cargo build --release --target wasm32-wasip2", root.display());
+            println!("test:   fhirgate guest test target/wasm32-wasip2/release/{}.wasm cases", name.replace('-', "_"));
+            Ok(())
+        }
         Command::Guest { command: GuestCommand::Test { module, cases, config } } => {
             guest_test(&module, &cases, config.as_deref()).await
         }

@@ -1,0 +1,140 @@
+//! `fhirgate guest new`: a buildable module crate to start from, with its
+//! README, test cases, build settings and a copy of the WIT contract.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use serde_json::json;
+
+/// The roles a new module can be made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NewRole {
+    Router,
+    Shaper,
+}
+
+const WIT: &[(&str, &str)] = &[
+    ("types.wit", include_str!("../../wit/types.wit")),
+    ("host.wit", include_str!("../../wit/host.wit")),
+    ("roles.wit", include_str!("../../wit/roles.wit")),
+    ("worlds.wit", include_str!("../../wit/worlds.wit")),
+    ("README.md", include_str!("../../wit/README.md")),
+];
+
+/// Where this build's SDK is, if the source tree it was built from is still
+/// there.
+pub fn default_sdk() -> Option<PathBuf> {
+    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest/sdk");
+    sdk.canonicalize().ok().filter(|p| p.join("Cargo.toml").exists())
+}
+
+/// Creates the crate `dir/name` for a `role` module depending on the SDK at
+/// `sdk`; returns its directory.
+pub fn new_module(dir: &Path, name: &str, role: NewRole, sdk: &Path) -> anyhow::Result<PathBuf> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !valid {
+        bail!("`{name}`: a module name is lower-case letters, digits and `-`, starting with a letter");
+    }
+    let root = dir.join(name);
+    if root.exists() {
+        bail!("{} already exists", root.display());
+    }
+    let sdk = sdk.canonicalize().with_context(|| format!("the SDK at {}", sdk.display()))?;
+    let crate_name = name.replace('-', "_");
+    let (role_name, policy_role, source) = match role {
+        NewRole::Router => ("routing", "routing", include_str!("../templates/guest/router.rs.tmpl")),
+        NewRole::Shaper => ("shaping", "shaping", include_str!("../templates/guest/shaper.rs.tmpl")),
+    };
+    let fill = |t: &str| {
+        t.replace("{{name}}", name)
+            .replace("{{crate}}", &crate_name)
+            .replace("{{role}}", policy_role)
+            .replace("{{sdk}}", &sdk.display().to_string())
+    };
+    let write = |rel: &str, text: &str| -> anyhow::Result<()> {
+        let path = root.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+    };
+    write("Cargo.toml", &fill(include_str!("../templates/guest/Cargo.toml.tmpl")))?;
+    write("src/lib.rs", &fill(source))?;
+    write("README.md", &fill(include_str!("../templates/guest/README.md.tmpl")))?;
+    write(".gitignore", "/target\n")?;
+    for (file, text) in WIT {
+        write(&format!("wit/{file}"), text)?;
+    }
+    for (file, case) in cases(role) {
+        write(&format!("cases/{file}"), &(serde_json::to_string_pretty(&case)? + "\n"))?;
+    }
+    tracing::debug!(module = name, role = role_name, "module crate created");
+    Ok(root)
+}
+
+/// The cases a new module starts with: what its template does.
+fn cases(role: NewRole) -> Vec<(&'static str, serde_json::Value)> {
+    let tenant = "3f2b8c1e-6d4a-4b7f-9e21-5a0c7d9e4b13";
+    match role {
+        NewRole::Router => vec![
+            (
+                "known-tenant.json",
+                json!({
+                    "name": "a tenant in the configuration goes to its provider",
+                    "config": { "tenants": { tenant: "st-mary" } },
+                    "route": {
+                        "claims": { "tenant-id": tenant },
+                        "request": { "interaction": "read", "resource-type": "Patient", "resource-id": "p1" }
+                    },
+                    "expect": { "ok": { "provider-id": "st-mary", "path": "Patient/p1" } }
+                }),
+            ),
+            (
+                "unknown-tenant.json",
+                json!({
+                    "name": "any other tenant is refused",
+                    "config": { "tenants": { tenant: "st-mary" } },
+                    "route": {
+                        "claims": { "tenant-id": "8e1c3a4e-2b51-4c1e-9d3a-0c6f5e2b8a11" },
+                        "request": { "interaction": "read", "resource-type": "Patient", "resource-id": "p1" }
+                    },
+                    "expect": { "denial": { "status": 403, "code": "unknown-tenant" } }
+                }),
+            ),
+        ],
+        NewRole::Shaper => vec![
+            (
+                "same-version.json",
+                json!({
+                    "name": "an answer in the client's version comes through on the gateway's URLs",
+                    "shape-response": {
+                        "exchange": {
+                            "client-version": "stu3", "upstream-version": "stu3", "interaction": "read",
+                            "gateway-base": "https://gateway.example/stu3", "upstream-base": "https://ehr.example/fhir"
+                        },
+                        "status": 200,
+                        "body": { "resourceType": "Patient", "id": "p1",
+                                  "managingOrganization": { "reference": "https://ehr.example/fhir/Organization/o1" } }
+                    },
+                    "expect": { "ok": { "status": 200, "body": {
+                        "id": "p1", "managingOrganization": { "reference": "https://gateway.example/stu3/Organization/o1" }
+                    } } }
+                }),
+            ),
+            (
+                "other-version.json",
+                json!({
+                    "name": "other versions are refused until the module converts them",
+                    "shape-request": {
+                        "exchange": { "client-version": "dstu2", "upstream-version": "r4", "interaction": "read" },
+                        "request": { "path": "Patient/p1" }
+                    },
+                    "expect": { "denial": { "status": 501 } }
+                }),
+            ),
+        ],
+    }
+}
