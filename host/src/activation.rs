@@ -51,6 +51,8 @@ struct State {
     activated_at: Option<SystemTime>,
     /// Activations and rollbacks since start.
     generation: u64,
+    /// The partner, providers and tenants last written into the directory.
+    declared: Option<String>,
     rejection: Option<Rejection>,
 }
 
@@ -212,10 +214,16 @@ impl Activation {
             .await
             .map_err(|e| anyhow!("loading the modules stopped: {e}"))??;
         check(&policy).await?;
-        gw.directory
-            .declare(&file.partner, &file.providers, &file.declared_tenants())
-            .await
-            .context("in the policy's [providers] and [tenants]")?;
+        // The directory is written only when the declarations changed: most
+        // edits are to modules.
+        let declared = serde_json::to_string(&(&file.partner, &file.providers, &file.declared_tenants()))?;
+        if self.lock().declared.as_deref() != Some(declared.as_str()) {
+            gw.directory
+                .declare(&file.partner, &file.providers, &file.declared_tenants())
+                .await
+                .context("in the policy's [providers] and [tenants]")?;
+            self.lock().declared = Some(declared);
+        }
         Ok(policy)
     }
 

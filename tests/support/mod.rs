@@ -42,8 +42,10 @@ impl Drop for Running {
 }
 
 /// Starts `fhirgate <args>` and waits for the JSON line it prints when ready.
+/// It logs warnings, or what `FHIRGATE_LOG` says.
 pub fn start(args: &[&str]) -> Running {
-    start_with(args, "warn", Stdio::inherit())
+    let level = std::env::var("FHIRGATE_LOG").unwrap_or_else(|_| "warn".into());
+    start_with(args, &level, Stdio::inherit())
 }
 
 /// Starts `fhirgate <args>` logging at `level` into `stderr`.
@@ -83,6 +85,11 @@ pub fn demo() -> Running {
 }
 
 impl Running {
+    /// The process id, to watch its resources.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn get(&self, key: &str) -> String {
         self.ready[key].as_str().unwrap_or_else(|| panic!("no `{key}` in {}", self.ready)).to_owned()
     }
