@@ -240,6 +240,20 @@ fn every_default_module_passes_the_cases_it_ships() {
 }
 
 #[test]
+fn a_module_importing_what_the_gateway_does_not_grant_is_refused_at_load() {
+    let err = match Harness::load(guest("fhirgate_sockets")) {
+        Ok(_) => panic!("a module importing wasi:sockets loaded"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("wasi:sockets/") && err.contains("does not grant"), "{err}");
+    // The default modules import nothing outside the grant.
+    for module in ["fhirgate_token_jwt", "fhirgate_router_table", "fhirgate_router_rules", "fhirgate_shaper_fhir"] {
+        let imports = Harness::load(guest(module)).unwrap().module().import_names();
+        assert!(imports.iter().all(|i| !i.starts_with("wasi:sockets") && !i.starts_with("wasi:http")), "{imports:?}");
+    }
+}
+
+#[test]
 fn a_kept_shaping_instance_reuses_its_memory_call_after_call() {
     // The shaper allocates from a per-call arena that restarts once a call's
     // values are all freed: a kept instance must not grow with every call.

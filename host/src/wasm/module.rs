@@ -76,6 +76,13 @@ pub struct Module {
     shaping: Option<shaping::GuestIndices>,
 }
 
+/// What a module may import: the gateway's interfaces, and the WASI a
+/// language's standard library links (its context has no files, network,
+/// environment or arguments: see `GuestState::new`). Network interfaces are
+/// refused at load, so a module that would open a connection never runs.
+const GRANTED: &[&str] =
+    &["fhirgate:policy/", "wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:filesystem/"];
+
 /// The lower-case hex SHA-256 of `bytes`, the digest policies pin modules by.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -88,6 +95,19 @@ impl Module {
     pub fn load(runtime: &Runtime, name: &str, bytes: &[u8]) -> anyhow::Result<Module> {
         let component =
             runtime.compile(bytes).with_context(|| format!("module `{name}` is not a valid WebAssembly component"))?;
+        let refused: Vec<String> = component
+            .component_type()
+            .imports(runtime.engine())
+            .map(|(import, _)| import.to_owned())
+            .filter(|import| !GRANTED.iter().any(|g| import.starts_with(g)))
+            .collect();
+        if !refused.is_empty() {
+            anyhow::bail!(
+                "module `{name}` imports {}, which the gateway does not grant (modules get the gateway's own \
+                 interfaces and the parts of WASI a language runtime needs: no sockets, no HTTP)",
+                refused.join(", ")
+            );
+        }
         let pre = runtime
             .linker()
             .instantiate_pre(&component)
