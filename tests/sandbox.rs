@@ -43,6 +43,7 @@ fn runaway_and_faulty_routing_modules_are_contained() {
         ("auth-header", "authorization"),
         ("foreign-provider", "not active"),
         ("escape-path", "path"),
+        ("huge", "upstream parameters"),
     ] {
         let started = std::time::Instant::now();
         let resp = read(mode);

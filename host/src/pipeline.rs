@@ -312,6 +312,7 @@ async fn broker(
         }
     };
     check_path(&shaped_request.path).map_err(|m| Failure::module(Role::Shaping, m))?;
+    check_params(&shaped_request.params).map_err(|m| Failure::module(Role::Shaping, m))?;
     let url = upstream_url(&provider.base_url, &shaped_request);
     let headers = route_headers(&target.headers)?;
     let (status, body) = forward_and_shape(ctx, &claims.tenant_id, &provider, &exchange, &url, headers).await?;
@@ -735,7 +736,24 @@ async fn route(ctx: &Ctx<'_>, claims: &Claims, request: &Request) -> Result<(Tar
         _ => Failure::module(Role::Routing, "it chose a provider that is not active for this token's tenant"),
     })?;
     check_path(&target.path).map_err(|m| Failure::module(Role::Routing, m))?;
+    check_params(&target.params).map_err(|m| Failure::module(Role::Routing, m))?;
     Ok((target, provider))
+}
+
+/// Most parameters, and longest parameter name or value, a module may send
+/// upstream: generous for FHIR searches, and far below what makes an
+/// upstream URL a problem.
+const MAX_UPSTREAM_PARAMS: usize = 4 * MAX_PARAMS;
+const MAX_PARAM_TEXT: usize = 4096;
+
+fn check_params(params: &[Param]) -> Result<(), String> {
+    if params.len() > MAX_UPSTREAM_PARAMS {
+        return Err(format!("it answered {} upstream parameters (at most {MAX_UPSTREAM_PARAMS})", params.len()));
+    }
+    if params.iter().any(|p| p.name.len() > MAX_PARAM_TEXT || p.value.len() > MAX_PARAM_TEXT) {
+        return Err(format!("it answered an upstream parameter longer than {MAX_PARAM_TEXT} bytes"));
+    }
+    Ok(())
 }
 
 /// An upstream path is FHIR path segments only: no scheme, no `..`, no

@@ -1,7 +1,8 @@
 //! A module for the gateway's own tests. As a router it routes like the
 //! table router, except that the request parameter `_misbehave` makes it
 //! loop forever, sleep in a host call, exhaust memory, recurse without end,
-//! panic, or answer routes the host must refuse. As a shaper it passes
+//! panic, answer a route with 100,000 parameters, or answer routes the host
+//! must refuse. As a shaper it passes
 //! requests and answers through unchanged, or, with `shaping = "panic"` or
 //! `"loop"` in its configuration, fails on every answer. As a token validator it refuses
 //! every token. Never deploy it.
@@ -9,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use fhirgate_guest_sdk::deny;
-use fhirgate_guest_sdk::types::{Claims, Denial, Header, Request};
+use fhirgate_guest_sdk::types::{Claims, Denial, Header, Param, Request};
 use serde::Deserialize;
 
 use exports::fhirgate::policy::routing::Target;
@@ -127,6 +128,10 @@ impl exports::fhirgate::policy::routing::Guest for Misbehave {
             "auth-header" => headers.push(Header { name: "authorization".into(), value: "Bearer stolen".into() }),
             "foreign-provider" => provider_id = "not-approved".into(),
             "escape-path" => path = "../../admin".into(),
+            "huge" => {
+                let params = (0..100_000).map(|i| Param { name: format!("p{i}"), value: "x".repeat(64) }).collect();
+                return Ok(Target { provider_id, path, params, headers });
+            }
             other => return Err(deny(400, "unknown-mode", format!("Unknown _misbehave mode `{other}`."))),
         }
         Ok(Target {
