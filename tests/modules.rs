@@ -482,3 +482,51 @@ fn a_partner_creates_tests_and_activates_its_own_module_on_a_running_gateway() {
     let outcome: Value = resp.json().unwrap();
     assert!(support::assert_outcome(&outcome).contains("No provider for this token's tenant"), "{outcome}");
 }
+
+#[test]
+fn a_module_uploaded_through_the_admin_api_goes_live_or_changes_nothing() {
+    let (_a, a) = provider_with(&[]);
+    let (gw, policy, original) = gateway(&[("a", &a)]);
+    let upload = |role: &str, query: &str, bytes: Vec<u8>| {
+        let resp = http()
+            .put(format!("{}/admin/modules/{role}{query}", gw.base))
+            .bearer_auth(ADMIN)
+            .body(bytes)
+            .send()
+            .unwrap();
+        (resp.status().as_u16(), resp.json::<Value>().unwrap_or(Value::Null))
+    };
+    // The rules router reads the same table: it can replace the table router.
+    let rules = std::fs::read(support::guest("fhirgate_router_rules")).unwrap();
+    let digest = support::sha256(&support::guest("fhirgate_router_rules"));
+    let (code, s) = upload("routing", &format!("?name=router-rules&sha256={digest}"), rules.clone());
+    assert_eq!(code, 200, "{s}");
+    assert_eq!(s["generation"], 1, "{s}");
+    let routing = s["modules"].as_array().unwrap().iter().find(|m| m["role"] == "routing").unwrap().clone();
+    assert_eq!(routing["digest"], digest);
+    let now = std::fs::read_to_string(&policy).unwrap();
+    assert!(now.contains(&digest) && now.contains("router-rules-"), "the policy file names it: {now}");
+    assert_ne!(now, original);
+    let token = gw.token(TENANT);
+    assert_eq!(
+        http().get(format!("{}/stu3/Patient/pat-001", gw.base)).bearer_auth(&token).send().unwrap().status(),
+        200
+    );
+
+    // Not a component: refused, and neither the file nor what serves changes.
+    let (code, s) = upload("routing", "?name=broken", b"\0asm\x0d\0\x01\0nope".to_vec());
+    assert_eq!(code, 422, "{s}");
+    assert!(s["rejection"]["reason"].as_str().unwrap().contains("not a valid WebAssembly component"), "{s}");
+    assert_eq!(std::fs::read_to_string(&policy).unwrap(), now);
+    assert_eq!(status(&gw.base)["modules"][1]["digest"], digest);
+    // A wrong digest, an unknown role, and no admin token.
+    assert_eq!(upload("routing", "?sha256=00", rules.clone()).0, 400);
+    assert_eq!(upload("billing", "", rules.clone()).0, 400);
+    let resp = http().put(format!("{}/admin/modules/routing", gw.base)).body(rules).send().unwrap();
+    assert_eq!(resp.status(), 401);
+
+    // One step back: the table router again.
+    let (code, s) = admin(reqwest::Method::POST, &format!("{}/admin/modules/rollback", gw.base));
+    assert_eq!(code, 200, "{s}");
+    assert_eq!(s["modules"][1]["module"], "fhirgate_router_table", "{s}");
+}

@@ -37,7 +37,23 @@ pub struct Activation {
     path: PathBuf,
     adjust: Option<Adjust>,
     state: Mutex<State>,
+    /// One load at a time: the watcher, the admin API and uploads.
+    loading: tokio::sync::Mutex<()>,
+    /// Where uploaded modules are kept (`<data_dir>/modules`), if anywhere.
+    uploads: Option<PathBuf>,
 }
+
+/// Why an uploaded module was not activated.
+#[derive(Debug)]
+pub enum UploadError {
+    /// The request was wrong: the role, the digest, no place to keep it.
+    Invalid(String),
+    /// The module or the policy with it failed its checks; nothing changed.
+    Refused(Rejection),
+}
+
+/// The largest module accepted by upload.
+pub const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
 
 /// One file as looked at: path, size, modification time and, for the small
 /// policy file, a digest of its text.
@@ -108,7 +124,19 @@ fn seconds(t: SystemTime) -> u64 {
 impl Activation {
     /// Watches `path`, the policy the gateway started with.
     pub fn new(path: &Path, adjust: Option<Adjust>) -> Self {
-        let activation = Activation { path: path.to_owned(), adjust, state: Mutex::default() };
+        Self::with_uploads(path, adjust, None)
+    }
+
+    /// Like [`Activation::new`], keeping modules uploaded through the admin
+    /// API in `uploads`.
+    pub fn with_uploads(path: &Path, adjust: Option<Adjust>, uploads: Option<PathBuf>) -> Self {
+        let activation = Activation {
+            path: path.to_owned(),
+            adjust,
+            state: Mutex::default(),
+            loading: tokio::sync::Mutex::new(()),
+            uploads,
+        };
         let seen = activation.look().unwrap_or_default();
         activation.lock().seen = seen;
         activation.lock().activated_at = Some(SystemTime::now());
@@ -165,6 +193,71 @@ impl Activation {
     /// Loads the policy file as it is now, checks it, and activates it; on
     /// failure the active policy stays and the reason is kept and returned.
     pub async fn reload(&self, gw: &Gateway) -> Result<Status, Rejection> {
+        let _one = self.loading.lock().await;
+        self.reload_now(gw).await
+    }
+
+    /// Reloads if the files changed since they were last looked at.
+    pub async fn reload_if_changed(&self, gw: &Gateway) {
+        let _one = self.loading.lock().await;
+        if self.changed() {
+            // A file caught half-written fails to load and is looked at
+            // again on its next change; the active policy serves meanwhile.
+            let _ = self.reload_now(gw).await;
+        }
+    }
+
+    /// Keeps `bytes` as the module of `role` (`token-validation`, `routing`
+    /// or `shaping`) and activates it: the policy file is edited to name it
+    /// and reloaded; if the new policy is refused the file is put back.
+    pub async fn upload(
+        &self,
+        gw: &Gateway,
+        role: &str,
+        name: &str,
+        bytes: &[u8],
+        sha256: Option<&str>,
+    ) -> Result<Status, UploadError> {
+        let invalid = |m: String| UploadError::Invalid(m);
+        if !matches!(role, "token-validation" | "routing" | "shaping") {
+            return Err(invalid(format!("`{role}` is not a role: token-validation, routing or shaping")));
+        }
+        let valid_name = !name.is_empty()
+            && name.len() <= 64
+            && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+        if !valid_name {
+            return Err(invalid("`name` is 1–64 letters, digits, `-` or `_`".into()));
+        }
+        let dir = self.uploads.as_ref().ok_or_else(|| invalid("Uploading modules needs a data_dir.".into()))?;
+        let digest = crate::wasm::module::sha256_hex(bytes);
+        if sha256.is_some_and(|s| !s.eq_ignore_ascii_case(&digest)) {
+            return Err(invalid(format!("The module's sha256 is {digest}, not the one given.")));
+        }
+        let _one = self.loading.lock().await;
+        let refused = |reason: String| UploadError::Refused(Rejection { at: seconds(SystemTime::now()), reason });
+        std::fs::create_dir_all(dir).map_err(|e| refused(format!("creating {}: {e}", dir.display())))?;
+        let file = dir.join(format!("{name}-{}.wasm", &digest[..16]));
+        std::fs::write(&file, bytes).map_err(|e| refused(format!("writing {}: {e}", file.display())))?;
+        let before = std::fs::read_to_string(&self.path).map_err(|e| refused(format!("reading the policy: {e}")))?;
+        let edited = name_module(&before, role, &file, &digest).map_err(|e| refused(format!("{e:#}")))?;
+        write_atomically(&self.path, &edited).map_err(|e| refused(format!("writing the policy: {e}")))?;
+        match self.reload_now(gw).await {
+            Ok(status) => {
+                tracing::info!(role, module = %file.display(), "uploaded module activated");
+                Ok(status)
+            }
+            Err(rejection) => {
+                // The file must not name a module that does not serve.
+                if let Err(e) = write_atomically(&self.path, &before) {
+                    tracing::error!(policy = %self.path.display(), error = %e, "could not restore the policy file");
+                }
+                self.lock().seen = self.look().unwrap_or_default();
+                Err(UploadError::Refused(rejection))
+            }
+        }
+    }
+
+    async fn reload_now(&self, gw: &Gateway) -> Result<Status, Rejection> {
         let seen = self.look().unwrap_or_default();
         match self.prepare(gw).await {
             Ok(policy) => {
@@ -254,12 +347,32 @@ pub fn watch(gateway: Arc<Gateway>) {
             tick.tick().await;
             let Some(activation) = gateway.activation.as_ref() else { return };
             if activation.changed() {
-                // A file caught half-written fails to load and is looked at
-                // again on its next change; the active policy serves meanwhile.
-                let _ = activation.reload(&gateway).await;
+                activation.reload_if_changed(&gateway).await;
             }
         }
     });
+}
+
+/// `policy` (TOML text) with `modules.<role>` naming `file` and `digest`;
+/// its configuration and cases stay.
+fn name_module(policy: &str, role: &str, file: &Path, digest: &str) -> anyhow::Result<String> {
+    let mut doc: toml_edit::DocumentMut = policy.parse().context("parsing the policy")?;
+    let table = doc
+        .get_mut("modules")
+        .and_then(|m| m.get_mut(role))
+        .and_then(|t| t.as_table_like_mut())
+        .with_context(|| format!("the policy has no [modules.{role}]"))?;
+    table.insert("path", toml_edit::value(file.display().to_string()));
+    table.insert("sha256", toml_edit::value(digest));
+    Ok(doc.to_string())
+}
+
+/// Replaces `path` with `text` in one step (a reader sees the old file or
+/// the new one, never half of it).
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
 }
 
 fn probe_ctx(partner: &Arc<str>, b: &BoundModule) -> CallContext {

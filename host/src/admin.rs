@@ -66,7 +66,7 @@ impl AdminAuth {
         Ok(AdminAuth { token_sha256 })
     }
 
-    fn allows(&self, headers: &HeaderMap) -> bool {
+    pub fn allows(&self, headers: &HeaderMap) -> bool {
         let Some(token) = headers.get(AUTHORIZATION).and_then(crate::oauth::bearer_token) else {
             return false;
         };
@@ -144,7 +144,7 @@ pub async fn handle(
     if let Some(resp) = directory_endpoint(gw, method, &segments, query, &body).await {
         return resp;
     }
-    if let Some(resp) = modules_endpoint(gw, method, &segments).await {
+    if let Some(resp) = modules_endpoint(gw, method, &segments, query, &body).await {
         return resp;
     }
     let Some(registry) = gw.auth.registry.as_ref() else {
@@ -386,9 +386,17 @@ async fn directory_endpoint(
 }
 
 /// `GET /admin/modules` (what serves, what it replaced, the last policy
-/// refused), `POST /admin/modules/reload` (load the policy file now) and
-/// `POST /admin/modules/rollback` (back one step).
-async fn modules_endpoint(gw: &Gateway, method: &Method, segments: &[&str]) -> Option<Response<Body>> {
+/// refused), `POST /admin/modules/reload` (load the policy file now),
+/// `PUT /admin/modules/{role}?name=&sha256=` (a module's bytes: kept, named
+/// in the policy file, activated) and `POST /admin/modules/rollback` (back
+/// one step).
+async fn modules_endpoint(
+    gw: &Gateway,
+    method: &Method,
+    segments: &[&str],
+    query: Option<&str>,
+    body: &Bytes,
+) -> Option<Response<Body>> {
     let ["modules", rest @ ..] = segments else { return None };
     let Some(activation) = gw.activation.as_ref() else {
         return Some(problem(StatusCode::NOT_FOUND, "This gateway does not watch a policy file."));
@@ -402,6 +410,18 @@ async fn modules_endpoint(gw: &Gateway, method: &Method, segments: &[&str]) -> O
                 json!({ "error": "The policy was not activated; the active one keeps serving.", "rejection": rejection }),
             ),
         },
+        (&Method::PUT, [role]) => {
+            let name = query_param(query, "name").unwrap_or_else(|| (*role).to_owned());
+            let sha256 = query_param(query, "sha256");
+            match activation.upload(gw, role, &name, body, sha256.as_deref()).await {
+                Ok(status) => answer(StatusCode::OK, json!(status)),
+                Err(crate::activation::UploadError::Invalid(message)) => problem(StatusCode::BAD_REQUEST, message),
+                Err(crate::activation::UploadError::Refused(rejection)) => answer(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    json!({ "error": "The module was not activated; the active one keeps serving.", "rejection": rejection }),
+                ),
+            }
+        }
         (&Method::POST, ["rollback"]) => match activation.rollback(gw) {
             Ok(status) => answer(StatusCode::OK, json!(status)),
             Err(message) => problem(StatusCode::CONFLICT, message),

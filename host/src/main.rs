@@ -367,7 +367,11 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 .context("no address to listen on: set `listen` in the config or pass --listen")?;
             let (listener, local) = bind(addr).await?;
             let mut gateway = Gateway::new(&config, runtime, policy, state, clients, local)?;
-            gateway.activation = Some(fhirgate::activation::Activation::new(&config.policy, None));
+            gateway.activation = Some(fhirgate::activation::Activation::with_uploads(
+                &config.policy,
+                None,
+                config.data_dir.as_ref().map(|d| d.join("modules")),
+            ));
             if let Some(dir) = &config.data_dir {
                 let registry = fhirgate::store::open_registry(dir).await?;
                 let (alg, publish) = (config.token.algorithm()?, config.token.publish_seconds());

@@ -265,11 +265,19 @@ async fn dispatch(gw: &Gateway, req: Request<Incoming>, request_id: &str, peer: 
         }
         p if p == "/admin" || p.starts_with("/admin/") => {
             let (parts, body) = req.into_parts();
-            let body = match read_body(body, 64 * 1024).await {
-                Ok(b) => b,
-                Err(f) => {
-                    return json_response(f.status, "application/json", json!({ "error": f.message }).to_string());
+            let admin = gw.admin.as_ref().is_some_and(|a| a.allows(&parts.headers));
+            // Only the admin may send a module's worth of bytes; anyone else
+            // is answered without the body being read.
+            let limit = if p.starts_with("/admin/modules/") { crate::activation::MAX_UPLOAD_BYTES } else { 64 * 1024 };
+            let body = if admin || limit == 64 * 1024 {
+                match read_body(body, limit).await {
+                    Ok(b) => b,
+                    Err(f) => {
+                        return json_response(f.status, "application/json", json!({ "error": f.message }).to_string());
+                    }
                 }
+            } else {
+                Bytes::new()
             };
             return crate::admin::handle(gw, &parts.method, &path, parts.uri.query(), &parts.headers, body).await;
         }
