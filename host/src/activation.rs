@@ -64,13 +64,23 @@ struct State {
     /// What the files looked like when last loaded (or refused).
     seen: Vec<Look>,
     previous: Option<Arc<Policy>>,
+    /// What the previous policy's file declared into the directory.
+    previous_declared: Option<Declared>,
     activated_at: Option<SystemTime>,
     /// Activations and rollbacks since start.
     generation: u64,
     /// The partner, providers and tenants last written into the directory.
-    declared: Option<String>,
+    declared: Option<Declared>,
     rejection: Option<Rejection>,
 }
+
+/// A policy file's partner, providers and tenants, as written into the
+/// directory.
+type Declared = (
+    String,
+    std::collections::BTreeMap<String, crate::directory::ProviderSpec>,
+    std::collections::BTreeMap<String, Vec<String>>,
+);
 
 /// A policy that was not activated, and why.
 #[derive(Debug, Clone, Serialize)]
@@ -139,6 +149,13 @@ impl Activation {
         };
         let seen = activation.look().unwrap_or_default();
         activation.lock().seen = seen;
+        // What the gateway declared from this file when it started.
+        if let Ok(mut file) = PolicyFile::read(path) {
+            if let Some(adjust) = &activation.adjust {
+                adjust(&mut file);
+            }
+            activation.lock().declared = Some((file.partner.clone(), file.providers.clone(), file.declared_tenants()));
+        }
         activation.lock().activated_at = Some(SystemTime::now());
         activation
     }
@@ -155,8 +172,8 @@ impl Activation {
         let mut out = vec![(self.path.clone(), meta.len(), meta.modified().ok(), Sha256::digest(&text).into())];
         if let Ok(file) = PolicyFile::parse(&String::from_utf8_lossy(&text), &self.path) {
             let dir = self.path.parent().unwrap_or(Path::new("."));
-            for m in file.module_files() {
-                let p = dir.join(&m.path);
+            for path in file.module_paths() {
+                let p = dir.join(path);
                 let (len, modified) = match std::fs::metadata(&p) {
                     Ok(meta) => (meta.len(), meta.modified().ok()),
                     Err(_) => (0, None),
@@ -236,7 +253,10 @@ impl Activation {
         let _one = self.loading.lock().await;
         let refused = |reason: String| UploadError::Refused(Rejection { at: seconds(SystemTime::now()), reason });
         std::fs::create_dir_all(dir).map_err(|e| refused(format!("creating {}: {e}", dir.display())))?;
-        let file = dir.join(format!("{name}-{}.wasm", &digest[..16]));
+        // Absolute: the policy resolves module paths from its own directory.
+        let file = std::path::absolute(dir.join(format!("{name}-{}.wasm", &digest[..16])))
+            .map_err(|e| refused(format!("resolving {}: {e}", dir.display())))?;
+        let new_file = !file.exists();
         std::fs::write(&file, bytes).map_err(|e| refused(format!("writing {}: {e}", file.display())))?;
         let before = std::fs::read_to_string(&self.path).map_err(|e| refused(format!("reading the policy: {e}")))?;
         let edited = name_module(&before, role, &file, &digest).map_err(|e| refused(format!("{e:#}")))?;
@@ -250,6 +270,9 @@ impl Activation {
                 // The file must not name a module that does not serve.
                 if let Err(e) = write_atomically(&self.path, &before) {
                     tracing::error!(policy = %self.path.display(), error = %e, "could not restore the policy file");
+                }
+                if new_file {
+                    let _ = std::fs::remove_file(&file);
                 }
                 self.lock().seen = self.look().unwrap_or_default();
                 Err(UploadError::Refused(rejection))
@@ -309,20 +332,40 @@ impl Activation {
         check(&policy).await?;
         // The directory is written only when the declarations changed: most
         // edits are to modules.
-        let declared = serde_json::to_string(&(&file.partner, &file.providers, &file.declared_tenants()))?;
-        if self.lock().declared.as_deref() != Some(declared.as_str()) {
-            gw.directory
-                .declare(&file.partner, &file.providers, &file.declared_tenants())
-                .await
-                .context("in the policy's [providers] and [tenants]")?;
-            self.lock().declared = Some(declared);
-        }
+        let declared: Declared = (file.partner.clone(), file.providers.clone(), file.declared_tenants());
+        self.declare(gw, &declared).await?;
         Ok(policy)
     }
 
-    /// Makes the policy active before the last activation active again.
-    pub fn rollback(&self, gw: &Gateway) -> Result<Status, String> {
+    /// Writes `declared` into the directory unless it is what is there.
+    async fn declare(&self, gw: &Gateway, declared: &Declared) -> anyhow::Result<()> {
+        let before = self.lock().declared.clone();
+        if before.as_ref() != Some(declared) {
+            let (partner, providers, tenants) = declared;
+            gw.directory
+                .declare(partner, providers, tenants)
+                .await
+                .context("in the policy's [providers] and [tenants]")?;
+        }
+        let mut state = self.lock();
+        state.declared = Some(declared.clone());
+        state.previous_declared = before;
+        Ok(())
+    }
+
+    /// Makes the policy active before the last activation active again,
+    /// with the providers and tenants its file declared. The policy file is
+    /// not rewritten: its next change, or a restart, loads it again.
+    pub async fn rollback(&self, gw: &Gateway) -> Result<Status, String> {
+        let _one = self.loading.lock().await;
         let previous = self.lock().previous.take().ok_or("There is no earlier policy to go back to.")?;
+        let declared = self.lock().previous_declared.clone();
+        if let Some(declared) = declared
+            && let Err(e) = self.declare(gw, &declared).await
+        {
+            self.lock().previous = Some(previous);
+            return Err(format!("The earlier providers and tenants could not be restored: {e:#}"));
+        }
         let partner = previous.partner.to_string();
         let replaced = gw.policy.swap(previous);
         {
@@ -386,6 +429,7 @@ fn probe_ctx(partner: &Arc<str>, b: &BoundModule) -> CallContext {
         reads: None,
         request_id: "policy-check".into(),
         fixed_now_ms: None,
+        counted: false,
     }
 }
 
@@ -440,7 +484,9 @@ async fn probe_router(partner: &Arc<str>, r: &BoundModule) -> anyhow::Result<()>
 fn verdict(role: &str, outcome: Result<Option<types::Denial>, crate::wasm::GuestFault>) -> anyhow::Result<()> {
     match outcome {
         Err(fault) => Err(anyhow!("the {role} module failed its check call: {fault}")),
-        Ok(Some(d)) if d.status >= 500 => {
+        // 500 is how modules say their configuration is unusable; 501 and
+        // the rest are answers (a shaper refusing a version it does not convert).
+        Ok(Some(d)) if d.status == 500 => {
             Err(anyhow!("the {role} module refused its configuration: {} ({})", d.message, d.code))
         }
         Ok(_) => Ok(()),
@@ -460,11 +506,12 @@ async fn probe(policy: &Policy) -> anyhow::Result<()> {
     probe_shaper(p, &policy.shaper).await
 }
 
-/// The shaping module's check call: an STU3 read of a Patient from R4.
+/// The shaping module's check call: an STU3 read of a Patient from an STU3
+/// provider (any shaper serves a provider of the client's version).
 async fn probe_shaper(p: &Arc<str>, s: &BoundModule) -> anyhow::Result<()> {
     let exchange = Exchange {
         client_version: FhirVersion::Stu3,
-        upstream_version: FhirVersion::R4,
+        upstream_version: FhirVersion::Stu3,
         interaction: Interaction::Read,
         gateway_base: "https://gateway.invalid/stu3".into(),
         upstream_base: "https://provider.invalid/fhir".into(),

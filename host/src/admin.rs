@@ -422,7 +422,7 @@ async fn modules_endpoint(
                 ),
             }
         }
-        (&Method::POST, ["rollback"]) => match activation.rollback(gw) {
+        (&Method::POST, ["rollback"]) => match activation.rollback(gw).await {
             Ok(status) => answer(StatusCode::OK, json!(status)),
             Err(message) => problem(StatusCode::CONFLICT, message),
         },

@@ -288,6 +288,7 @@ impl Checker<'_> {
             reads: None,
             request_id: uuid::Uuid::new_v4().simple().to_string(),
             fixed_now_ms: None,
+            counted: false,
         }
     }
 

@@ -92,6 +92,7 @@ impl Ctx<'_> {
             reads: None,
             request_id: self.request_id.clone(),
             fixed_now_ms: None,
+            counted: true,
         }
     }
 }
@@ -341,22 +342,52 @@ fn passes_through(ctx: &Ctx<'_>, exchange: &Exchange) -> bool {
         && exchange.client_version == exchange.upstream_version
 }
 
-/// `body` with every occurrence of the provider's base URL replaced by the
-/// gateway's: an unshaped answer must not show the app where the provider is.
+/// `body` with the provider's base URL replaced by the gateway's wherever a
+/// URL starts with it (followed by `/`, `?`, `#`, a quote or the end), also
+/// where JSON escapes its slashes: an unshaped answer must not show the app
+/// where the provider is.
 fn rebase_body(body: &[u8], provider_base: &str, gateway_base: &str) -> Vec<u8> {
-    let from = provider_base.trim_end_matches('/').as_bytes();
+    let from = provider_base.trim_end_matches('/');
     if from.is_empty() {
         return body.to_vec();
     }
+    let escaped_from = from.replace('/', "\\/");
+    let escaped_to = gateway_base.replace('/', "\\/");
+    let pairs = [(from.as_bytes(), gateway_base.as_bytes()), (escaped_from.as_bytes(), escaped_to.as_bytes())];
     let mut out = Vec::with_capacity(body.len());
-    let mut rest = body;
-    while let Some(at) = rest.windows(from.len()).position(|w| w == from) {
-        out.extend_from_slice(&rest[..at]);
-        out.extend_from_slice(gateway_base.as_bytes());
-        rest = &rest[at + from.len()..];
+    let mut i = 0;
+    'scan: while i < body.len() {
+        if body[i] == from.as_bytes()[0] {
+            for (pattern, replacement) in &pairs {
+                if body[i..].starts_with(pattern) {
+                    let next = body.get(i + pattern.len()).copied();
+                    if matches!(next, None | Some(b'/' | b'?' | b'#' | b'"' | b'\\')) {
+                        out.extend_from_slice(replacement);
+                        i += pattern.len();
+                        continue 'scan;
+                    }
+                }
+            }
+        }
+        out.push(body[i]);
+        i += 1;
     }
-    out.extend_from_slice(rest);
     out
+}
+
+#[cfg(test)]
+mod rebase_tests {
+    use super::rebase_body;
+
+    #[test]
+    fn only_whole_bases_are_replaced_escaped_or_not() {
+        let body = br#"{"a":"https://p/fhir/Patient/1","b":"https://p/fhir","c":"https://p/fhir-internal/x","d":"https:\/\/p\/fhir\/Patient\/2","e":"https://p/fhir?x=1"}"#;
+        let out = String::from_utf8(rebase_body(body, "https://p/fhir/", "https://g/stu3")).unwrap();
+        assert_eq!(
+            out,
+            r#"{"a":"https://g/stu3/Patient/1","b":"https://g/stu3","c":"https://p/fhir-internal/x","d":"https:\/\/g\/stu3\/Patient\/2","e":"https://g/stu3?x=1"}"#
+        );
+    }
 }
 
 /// Phases 5 and 6: the provider's answer, shaped into the client's version.
@@ -725,7 +756,9 @@ async fn authenticate(ctx: &Ctx<'_>, headers: &HeaderMap, request: &Request) -> 
 async fn route(ctx: &Ctx<'_>, claims: &Claims, request: &Request) -> Result<(Target, Arc<ProviderRoute>), Failure> {
     let router = ctx.policy.router_for(&claims.tenant_id);
     let answer = router.module.route(ctx.call_ctx_of(router), claims, request).await;
-    if let Some(shadow) = &ctx.policy.router_shadow {
+    // The candidate stands in for the partner's router: tenants with their
+    // own are not compared.
+    if let Some(shadow) = ctx.policy.router_shadow.as_ref().filter(|_| std::ptr::eq(router, &ctx.policy.router)) {
         shadow.route_beside(ctx.call_ctx_of(&shadow.bound), claims, request, &answer);
     }
     let target = answer

@@ -230,9 +230,17 @@ impl PolicyFile {
         Ok(file)
     }
 
-    /// The module of each role.
-    pub fn module_files(&self) -> [&ModuleFile; 3] {
-        [&self.modules.token_validation, &self.modules.routing, &self.modules.shaping]
+    /// Every module file the policy names (relative to it): each role's,
+    /// the shadow candidate's and tenants' own.
+    pub fn module_paths(&self) -> Vec<&Path> {
+        let m = &self.modules;
+        let mut out: Vec<&Path> =
+            [&m.token_validation, &m.routing, &m.shaping].iter().map(|f| f.path.as_path()).collect();
+        out.extend(m.routing.shadow.as_ref().map(|s| s.path.as_path()));
+        for t in self.tenant_modules.values() {
+            out.extend([&t.routing, &t.shaping].into_iter().flatten().map(|f| f.path.as_path()));
+        }
+        out
     }
 
     fn check(&self) -> anyhow::Result<()> {

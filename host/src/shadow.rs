@@ -20,6 +20,10 @@ use crate::wasm::{CallContext, GuestFault};
 /// Distinct tenants counted by name; the rest are counted together.
 const TENANTS_NAMED: usize = 1000;
 
+/// Shadow calls running at once; a sampled request finding none free is not
+/// compared, so candidates never take the instance slots live calls need.
+const AT_ONCE: usize = 16;
+
 /// A candidate module and what its decisions came to.
 pub struct Shadow {
     pub bound: BoundModule,
@@ -27,6 +31,7 @@ pub struct Shadow {
     pub sample: f64,
     seen: AtomicU64,
     stats: Mutex<Stats>,
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Default)]
@@ -35,6 +40,8 @@ struct Stats {
     same: u64,
     different: u64,
     candidate_faults: u64,
+    /// Sampled requests not compared: too many shadow calls were running.
+    skipped: u64,
     differing_tenants: BTreeMap<String, u64>,
 }
 
@@ -49,6 +56,7 @@ pub struct Report {
     pub same: u64,
     pub different: u64,
     pub candidate_faults: u64,
+    pub skipped: u64,
     /// Tenant → requests on which the candidate decided differently.
     pub differing_tenants: BTreeMap<String, u64>,
 }
@@ -88,7 +96,13 @@ impl Decision {
 
 impl Shadow {
     pub fn new(bound: BoundModule, sample: f64) -> Shadow {
-        Shadow { bound, sample, seen: AtomicU64::new(0), stats: Mutex::default() }
+        Shadow {
+            bound,
+            sample,
+            seen: AtomicU64::new(0),
+            stats: Mutex::default(),
+            permits: Arc::new(tokio::sync::Semaphore::new(AT_ONCE)),
+        }
     }
 
     /// Whether this request is in the sample: spread evenly, `sample` of
@@ -110,10 +124,15 @@ impl Shadow {
         if !self.sampled() {
             return;
         }
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            self.stats.lock().unwrap_or_else(|e| e.into_inner()).skipped += 1;
+            return;
+        };
         let served = Decision::of(served);
         let (shadow, claims, request) = (self.clone(), claims.clone(), request.clone());
         let partner = ctx.partner.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let outcome = shadow.bound.module.route(ctx, &claims, &request).await;
             let candidate = Decision::of(&outcome);
             let same = candidate == served;
@@ -143,8 +162,9 @@ impl Shadow {
             s.same += 1;
         } else {
             s.different += 1;
-            let key = if s.differing_tenants.len() < TENANTS_NAMED || s.differing_tenants.contains_key(tenant) {
-                tenant.to_ascii_lowercase()
+            let tenant = tenant.to_ascii_lowercase();
+            let key = if s.differing_tenants.len() < TENANTS_NAMED || s.differing_tenants.contains_key(&tenant) {
+                tenant
             } else {
                 "(other tenants)".to_owned()
             };
@@ -163,6 +183,7 @@ impl Shadow {
             same: s.same,
             different: s.different,
             candidate_faults: s.candidate_faults,
+            skipped: s.skipped,
             differing_tenants: s.differing_tenants.clone(),
         }
     }

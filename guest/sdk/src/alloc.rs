@@ -10,10 +10,13 @@
 //!
 //! It stays bounded: blocks of [`CallArena::LARGE`] bytes or more (bodies,
 //! large buffers) and everything beyond [`CallArena::LIMIT`] bytes of chunks
-//! come from the backing allocator, which frees and reuses them as usual. A
-//! value a module keeps across calls (a parsed configuration in a static)
-//! only delays the restart; the arena then fills up to its limit and hands
-//! the rest to the backing allocator.
+//! come from the backing allocator, which frees and reuses them as usual.
+//! Space freed during a call is reused only after the call, so a call holds
+//! up to `LIMIT` bytes more than it would with the backing allocator alone.
+//! A value a module keeps across calls (a parsed configuration in a static)
+//! keeps the arena from ever starting over: it then fills up to its limit
+//! once and serves everything else from the backing allocator. Modules that
+//! keep such values should not use it.
 //!
 //! A module opts in with two lines:
 //!
@@ -49,10 +52,11 @@ pub struct CallArena<B: GlobalAlloc = System> {
     live: Cell<usize>,
 }
 
-// SAFETY: WebAssembly modules run single-threaded; the arena is only ever
-// touched by one thread at a time there. (Natively it is not `Sync` and can
-// only be used as a local value, as the tests do.)
-#[cfg(target_arch = "wasm32")]
+// SAFETY: without the `atomics` feature a WebAssembly module runs on one
+// thread; the arena is only ever touched by that thread. (Threaded wasm and
+// native builds do not get this: there it can only be a local value, as the
+// tests use it.)
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
 unsafe impl<B: GlobalAlloc + Sync> Sync for CallArena<B> {}
 
 impl CallArena<System> {

@@ -353,6 +353,7 @@ pub async fn run_case(module: &Module, case: &Case, config: &str) -> Result<(), 
         reads: None,
         request_id: "case".into(),
         fixed_now_ms: h.now_ms,
+        counted: false,
     };
     let outcome = if let Some(v) = &case.validate {
         came(module.validate(ctx, &v.token, &request(&v.request)).await, |c: Claims| {

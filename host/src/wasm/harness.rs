@@ -125,6 +125,7 @@ impl Harness {
             reads: None,
             request_id: "harness".into(),
             fixed_now_ms: self.now_ms,
+            counted: true,
         }
     }
 

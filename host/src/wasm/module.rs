@@ -194,18 +194,19 @@ impl Module {
     fn record<T>(
         &self,
         role: Role,
-        partner: &str,
+        partner: &Option<Arc<str>>,
         started: Instant,
         memory_bytes: usize,
         result: &Result<Result<T, types::Denial>, GuestFault>,
     ) {
+        let Some(partner) = partner else { return };
         let outcome = match result {
             Ok(Ok(_)) => "ok",
             Ok(Err(_)) => "denied",
             Err(fault) => fault.kind(),
         };
         let labels = ModuleLabels {
-            partner: partner.to_owned(),
+            partner: partner.to_string(),
             role: role.to_string(),
             module: self.name.to_string(),
             digest: self.digest.to_string(),
@@ -245,7 +246,7 @@ impl Module {
     ) -> Result<Result<types::Claims, types::Denial>, GuestFault> {
         let indices = self.validation.as_ref().ok_or(GuestFault::NotExported(Role::TokenValidation))?;
         let waits = ctx.reads.as_ref().map(|r| r.budget()).unwrap_or_default();
-        let (partner, started) = (ctx.partner.clone(), Instant::now());
+        let (partner, started) = (ctx.counted.then(|| ctx.partner.clone()), Instant::now());
         let mut store = self.store(ctx);
         let result = self
             .bounded(waits, async {
@@ -268,7 +269,7 @@ impl Module {
     ) -> Result<Result<routing::Target, types::Denial>, GuestFault> {
         let indices = self.routing.as_ref().ok_or(GuestFault::NotExported(Role::Routing))?;
         let waits = ctx.reads.as_ref().map(|r| r.budget()).unwrap_or_default();
-        let (partner, started) = (ctx.partner.clone(), Instant::now());
+        let (partner, started) = (ctx.counted.then(|| ctx.partner.clone()), Instant::now());
         let mut store = self.store(ctx);
         let result = self
             .bounded(waits, async {
@@ -291,7 +292,7 @@ impl Module {
     ) -> Result<Result<shaping::UpstreamRequest, types::Denial>, GuestFault> {
         let indices = self.shaping.as_ref().ok_or(GuestFault::NotExported(Role::Shaping))?;
         let waits = ctx.reads.as_ref().map(|r| r.budget()).unwrap_or_default();
-        let (partner, started) = (ctx.partner.clone(), Instant::now());
+        let (partner, started) = (ctx.counted.then(|| ctx.partner.clone()), Instant::now());
         let mut store = self.store(ctx);
         let result = self
             .bounded(waits, async {
@@ -330,7 +331,7 @@ impl Module {
     ) -> Result<Result<shaping::Shaped, types::Denial>, GuestFault> {
         let indices = self.shaping.as_ref().ok_or(GuestFault::NotExported(Role::Shaping))?;
         let waits = ctx.reads.as_ref().map(|r| r.budget()).unwrap_or_default();
-        let (partner, started) = (ctx.partner.clone(), Instant::now());
+        let (partner, started) = (ctx.counted.then(|| ctx.partner.clone()), Instant::now());
         let mut store = self.store(ctx);
         let result = self
             .bounded(waits, async {

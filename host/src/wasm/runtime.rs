@@ -93,6 +93,32 @@ struct Inner {
 /// Compiled components kept in memory.
 const COMPILED_IN_MEMORY: usize = 16;
 
+/// Writes a precompiled artifact and, beside it, its digest: each through a
+/// uniquely named, synced temporary file renamed into place, so a reader
+/// finds a whole file or none.
+fn keep_artifact(path: &std::path::Path, data: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let put = |target: &std::path::Path, bytes: &[u8]| -> std::io::Result<()> {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = target.with_extension(format!("tmp-{}-{n}", std::process::id()));
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, target)
+    };
+    // The digest last: an artifact without its digest is not used.
+    put(path, data)?;
+    put(&path.with_extension("cwasm.sha256"), hex::encode(Sha256::digest(data)).as_bytes())?;
+    Ok(())
+}
+
+/// Whether the artifact at `path` is the one written: its digest matches.
+fn artifact_intact(path: &std::path::Path) -> bool {
+    let Ok(expected) = std::fs::read_to_string(path.with_extension("cwasm.sha256")) else { return false };
+    std::fs::read(path).is_ok_and(|data| hex::encode(Sha256::digest(&data)) == expected.trim())
+}
+
 /// A `Hasher` over SHA-256, to name artifacts by the engine's settings.
 struct ShaHasher(Sha256);
 
@@ -211,11 +237,12 @@ impl Runtime {
         }
         let artifact =
             self.inner.artifacts.as_ref().map(|d| d.join(format!("{digest}-{}.cwasm", self.inner.engine_id)));
-        if let Some(path) = artifact.as_ref().filter(|p| p.exists()) {
+        if let Some(path) = artifact.as_ref().filter(|p| p.exists()).filter(|p| artifact_intact(p)) {
             // SAFETY: the artifact was written by this gateway, for this
             // engine's settings (its name says so), into its own data
-            // directory; whoever can write there can already change the
-            // gateway's state.
+            // directory, and is byte for byte what it wrote (its digest,
+            // kept beside it, matches); whoever can write there can already
+            // change the gateway's state.
             match unsafe { Component::deserialize_file(self.engine(), path) } {
                 Ok(component) => {
                     self.inner.compiled.insert(digest, component.clone());
@@ -228,12 +255,8 @@ impl Runtime {
         }
         let component = Component::from_binary(self.engine(), bytes).map_err(anyhow::Error::from)?;
         if let Some(path) = &artifact {
-            let written = component.serialize().map_err(anyhow::Error::from).and_then(|data| {
-                let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-                std::fs::write(&tmp, data)?;
-                std::fs::rename(&tmp, path)?;
-                Ok(())
-            });
+            let written =
+                component.serialize().map_err(anyhow::Error::from).and_then(|data| keep_artifact(path, &data));
             if let Err(e) = written {
                 tracing::warn!(artifact = %path.display(), error = %e, "could not keep the precompiled module");
             }

@@ -50,6 +50,9 @@ pub struct CallContext {
     /// A fixed clock, in ms since the Unix epoch, for tests; `None` reads the
     /// system clock.
     pub fixed_now_ms: Option<u64>,
+    /// Whether the call counts in the metrics: live requests do; checks
+    /// before activation and test cases do not.
+    pub counted: bool,
 }
 
 /// The data of a store: one per call.
