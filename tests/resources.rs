@@ -406,8 +406,36 @@ fn every_patient_search_parameter_finds_exactly_the_expected_patients() {
 struct Field {
     name: &'static str,
     required: bool,
-    on_face: fn(&str, &Value) -> bool,
-    in_source: fn(&str, &Value) -> bool,
+    on_face: Check,
+    in_source: Check,
+}
+
+/// A test of a resource in a FHIR version (`stu3`/`dstu2` for a face,
+/// `r4`/`stu3`/`dstu2` for a provider's dialect).
+#[derive(Clone, Copy)]
+enum Check {
+    /// A value at one pointer in DSTU2 and another in STU3 and R4.
+    At {
+        dstu2: &'static str,
+        other: &'static str,
+    },
+    Fn(fn(&str, &Value) -> bool),
+}
+
+impl Check {
+    fn holds(self, version: &str, v: &Value) -> bool {
+        match self {
+            Check::At { dstu2, other } => at(v, if version == "dstu2" { dstu2 } else { other }),
+            Check::Fn(f) => f(version, v),
+        }
+    }
+}
+
+/// A field at `dstu2` in DSTU2 and at `other` in STU3 and R4, on the face
+/// and in the provider's resource alike.
+fn field(name: &'static str, required: bool, dstu2: &'static str, other: &'static str) -> Field {
+    let check = Check::At { dstu2, other };
+    Field { name, required, on_face: check, in_source: check }
 }
 
 /// Whether `v` has a non-empty value at `ptr`.
@@ -439,14 +467,14 @@ fn fields(rt: &str) -> Vec<Field> {
             Field {
                 name: $name,
                 required: $required,
-                on_face: |$face: &str, $r: &Value| {
+                on_face: Check::Fn(|$face: &str, $r: &Value| {
                     let _ = $face;
                     $on_face
-                },
-                in_source: |$dialect: &str, $s: &Value| {
+                }),
+                in_source: Check::Fn(|$dialect: &str, $s: &Value| {
                     let _ = $dialect;
                     $in_source
-                },
+                }),
             }
         };
     }
@@ -458,12 +486,12 @@ fn fields(rt: &str) -> Vec<Field> {
                 |face, r| if face == "dstu2" { at(r, "/name/0/family/0") } else { r["name"][0]["family"].is_string() },
                 |d, s| at(s, "/name/0/family")
             ),
-            f!("name.given", true, |face, r| at(r, "/name/0/given/0"), |d, s| at(s, "/name/0/given/0")),
-            f!("gender", true, |face, r| at(r, "/gender"), |d, s| at(s, "/gender")),
-            f!("birthDate", true, |face, r| at(r, "/birthDate"), |d, s| at(s, "/birthDate")),
+            field("name.given", true, "/name/0/given/0", "/name/0/given/0"),
+            field("gender", true, "/gender", "/gender"),
+            field("birthDate", true, "/birthDate", "/birthDate"),
             f!("identifier (MRN)", true, |face, r| has_mrn(r), |d, s| has_mrn(s)),
-            f!("name.use", false, |face, r| at(r, "/name/0/use"), |d, s| at(s, "/name/0/use")),
-            f!("name.prefix", false, |face, r| at(r, "/name/0/prefix/0"), |d, s| at(s, "/name/0/prefix/0")),
+            field("name.use", false, "/name/0/use", "/name/0/use"),
+            field("name.prefix", false, "/name/0/prefix/0", "/name/0/prefix/0"),
             f!(
                 "careProvider / generalPractitioner display",
                 false,
@@ -480,7 +508,7 @@ fn fields(rt: &str) -> Vec<Field> {
                 "/effectiveDateTime"
             )
                 || at(s, "/effectivePeriod")),
-            f!("code.coding.code", true, |face, r| at(r, "/code/coding/0/code"), |d, s| at(s, "/code/coding/0/code")),
+            field("code.coding.code", true, "/code/coding/0/code", "/code/coding/0/code"),
             f!(
                 "valueQuantity.value",
                 true,
@@ -497,10 +525,7 @@ fn fields(rt: &str) -> Vec<Field> {
                 },
                 |d, s| at(s, "/category")
             ),
-            f!("code.coding.display", false, |face, r| at(r, "/code/coding/0/display"), |d, s| at(
-                s,
-                "/code/coding/0/display"
-            )),
+            field("code.coding.display", false, "/code/coding/0/display", "/code/coding/0/display"),
             f!(
                 "valueQuantity.unit",
                 false,
@@ -517,10 +542,7 @@ fn fields(rt: &str) -> Vec<Field> {
             ),
         ],
         "Condition" => vec![
-            f!("code.coding[0].display", true, |face, r| at(r, "/code/coding/0/display"), |d, s| at(
-                s,
-                "/code/coding/0/display"
-            )),
+            field("code.coding[0].display", true, "/code/coding/0/display", "/code/coding/0/display"),
             f!(
                 "dateRecorded / assertedDate",
                 false,
@@ -534,22 +556,19 @@ fn fields(rt: &str) -> Vec<Field> {
                     }
                 )
             ),
-            f!("severity", false, |face, r| at(r, "/severity"), |d, s| at(s, "/severity")),
+            field("severity", false, "/severity", "/severity"),
         ],
         "Encounter" => {
             vec![
-                f!("status", true, |face, r| at(r, "/status"), |d, s| at(s, "/status")),
-                f!("type[0].coding[0].display", true, |face, r| at(r, "/type/0/coding/0/display"), |d, s| at(
-                    s,
-                    "/type/0/coding/0/display"
-                )),
+                field("status", true, "/status", "/status"),
+                field("type[0].coding[0].display", true, "/type/0/coding/0/display", "/type/0/coding/0/display"),
                 f!(
                     "patient / subject",
                     true,
                     |face, r| if face == "dstu2" { at(r, "/patient") && !at(r, "/subject") } else { at(r, "/subject") },
                     |d, s| at(s, if d == "dstu2" { "/patient" } else { "/subject" })
                 ),
-                f!("period.start", false, |face, r| at(r, "/period/start"), |d, s| at(s, "/period/start")),
+                field("period.start", false, "/period/start", "/period/start"),
                 f!("location[0].location.display", false, |face, r| at(r, "/location/0/location/display"), |d, s| at(
                     s,
                     "/location/0/location/reference"
@@ -558,17 +577,12 @@ fn fields(rt: &str) -> Vec<Field> {
             ]
         }
         "AllergyIntolerance" => vec![
-            f!(
-                "substance / code text",
-                true,
-                |face, r| at(r, if face == "dstu2" { "/substance/text" } else { "/code/text" }),
-                |d, s| at(s, if d == "dstu2" { "/substance/text" } else { "/code/text" })
-            ),
-            f!(
+            field("substance / code text", true, "/substance/text", "/code/text"),
+            field(
                 "substance / code first coding's display",
                 true,
-                |face, r| at(r, if face == "dstu2" { "/substance/coding/0/display" } else { "/code/coding/0/display" }),
-                |d, s| at(s, if d == "dstu2" { "/substance/coding/0/display" } else { "/code/coding/0/display" })
+                "/substance/coding/0/display",
+                "/code/coding/0/display",
             ),
             f!(
                 "status / clinicalStatus",
@@ -583,12 +597,7 @@ fn fields(rt: &str) -> Vec<Field> {
                     at(s, "/clinicalStatus")
                 }
             ),
-            f!(
-                "status / verificationStatus",
-                true,
-                |face, r| at(r, if face == "dstu2" { "/status" } else { "/verificationStatus" }),
-                |d, s| at(s, if d == "dstu2" { "/status" } else { "/verificationStatus" })
-            ),
+            field("status / verificationStatus", true, "/status", "/verificationStatus"),
             f!(
                 "recordedDate / assertedDate",
                 false,
@@ -627,12 +636,7 @@ fn fields(rt: &str) -> Vec<Field> {
             ),
         ],
         "MedicationRequest" => vec![
-            f!(
-                "dateWritten / authoredOn",
-                true,
-                |face, r| at(r, if face == "dstu2" { "/dateWritten" } else { "/authoredOn" }),
-                |d, s| at(s, if d == "dstu2" { "/dateWritten" } else { "/authoredOn" })
-            ),
+            field("dateWritten / authoredOn", true, "/dateWritten", "/authoredOn"),
             f!(
                 "prescriber / requester display",
                 true,
@@ -653,11 +657,8 @@ fn fields(rt: &str) -> Vec<Field> {
                 |d, s| at(s, "/medicationReference/display") || at(s, "/medicationCodeableConcept/text")
             ),
             f!("dateEnded", false, |face, r| face != "dstu2" || at(r, "/dateEnded"), |d, s| at(s, "/dateEnded")),
-            f!("dosageInstruction.text", false, |face, r| at(r, "/dosageInstruction/0/text"), |d, s| at(
-                s,
-                "/dosageInstruction/0/text"
-            )),
-            f!("text.div", false, |face, r| at(r, "/text/div"), |d, s| at(s, "/text/div")),
+            field("dosageInstruction.text", false, "/dosageInstruction/0/text", "/dosageInstruction/0/text"),
+            field("text.div", false, "/text/div", "/text/div"),
         ],
         "Coverage" => vec![
             f!(
@@ -681,16 +682,11 @@ fn fields(rt: &str) -> Vec<Field> {
                         .is_some_and(|c| c.iter().any(|c| c["type"]["coding"][0]["code"] == "group" && at(c, "/name"))),
                 }
             }),
-            f!(
-                "issuer / payor",
-                true,
-                |face, r| at(r, if face == "dstu2" { "/issuer" } else { "/payor/0" }),
-                |d, s| at(s, if d == "dstu2" { "/issuer" } else { "/payor/0" })
-            ),
-            f!("period", true, |face, r| at(r, "/period"), |d, s| at(s, "/period")),
-            f!("subscriberId", true, |face, r| at(r, "/subscriberId"), |d, s| at(s, "/subscriberId")),
+            field("issuer / payor", true, "/issuer", "/payor/0"),
+            field("period", true, "/period", "/period"),
+            field("subscriberId", true, "/subscriberId", "/subscriberId"),
         ],
-        "Location" => vec![f!("name", true, |face, r| at(r, "/name"), |d, s| at(s, "/name"))],
+        "Location" => vec![field("name", true, "/name", "/name")],
         other => panic!("no fields listed for {other}"),
     }
 }
@@ -758,11 +754,11 @@ fn every_field_the_app_reads_is_carried_whenever_the_provider_has_it() {
                         let id = source["id"].as_str().unwrap();
                         let Some(r) = shaped.iter().find(|r| r["id"] == id) else { panic!("{what}: {id} is missing") };
                         for field in fields(rt) {
-                            if !(field.in_source)(dialect, source) {
+                            if !field.in_source.holds(dialect, source) {
                                 continue;
                             }
                             *exercised.entry((face.to_owned(), format!("{rt}.{}", field.name))).or_default() += 1;
-                            if !(field.on_face)(face, r) {
+                            if !field.on_face.holds(face, r) {
                                 let kind = if field.required { "required" } else { "also read" };
                                 missing.push(format!("{what}: {id} lost {kind} `{}`: {r}", field.name));
                             }

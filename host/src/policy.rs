@@ -90,7 +90,11 @@ pub struct ModuleFile {
     /// A candidate module run beside this one on a sample of requests, its
     /// decisions compared and never served (routing only).
     #[serde(default)]
-    pub shadow: Option<ShadowFile>,
+    pub shadow: Option<Box<ModuleFile>>,
+    /// For a shadow candidate: the share of requests it also decides, above
+    /// 0 and at most 1.
+    #[serde(default)]
+    pub sample: Option<f64>,
     /// What a fault of this module (a trap, its time or memory limit) means
     /// for the request (shaping only; token validation and routing always
     /// fail closed).
@@ -108,19 +112,6 @@ pub enum OnFault {
     /// to the client unshaped, but for its own base URL, replaced with the
     /// gateway's; otherwise the request fails as with `error`.
     PassThrough,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ShadowFile {
-    pub path: PathBuf,
-    pub sha256: String,
-    #[serde(default)]
-    pub config: Option<toml::Table>,
-    #[serde(default)]
-    pub cases: Option<PathBuf>,
-    /// Share of requests the candidate also decides, above 0 and at most 1.
-    pub sample: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -263,20 +254,36 @@ impl PolicyFile {
                 bail!("`modules.{key}.on_fault`: token validation and routing always fail closed");
             }
         }
-        if let Some(s) = &self.modules.routing.shadow
-            && !(s.sample > 0.0 && s.sample <= 1.0)
-        {
-            bail!("`modules.routing.shadow.sample` must be above 0 and at most 1");
+        if let Some(s) = &self.modules.routing.shadow {
+            if !s.sample.is_some_and(|x| x > 0.0 && x <= 1.0) {
+                bail!("`modules.routing.shadow.sample` must be above 0 and at most 1");
+            }
+            if s.shadow.is_some() || s.on_fault.is_some() {
+                bail!("`modules.routing.shadow`: a candidate has no `shadow` or `on_fault` of its own");
+            }
         }
+        let mut active: Vec<(String, &ModuleFile)> = vec![
+            ("modules.token-validation".into(), &self.modules.token_validation),
+            ("modules.routing".into(), &self.modules.routing),
+            ("modules.shaping".into(), &self.modules.shaping),
+        ];
         for (tenant, m) in &self.tenant_modules {
             if !is_guid(tenant) {
                 bail!("`tenant_modules.{tenant}`: expected a tenant id in GUID form");
             }
             for (role, f) in [("routing", &m.routing), ("shaping", &m.shaping)] {
-                if f.as_ref().is_some_and(|f| f.shadow.is_some() || f.on_fault.is_some()) {
-                    bail!("`tenant_modules.{tenant}.{role}`: `shadow` and `on_fault` are set on the partner's modules");
+                if let Some(f) = f {
+                    if f.shadow.is_some() || f.on_fault.is_some() {
+                        bail!(
+                            "`tenant_modules.{tenant}.{role}`: `shadow` and `on_fault` are set on the partner's modules"
+                        );
+                    }
+                    active.push((format!("tenant_modules.{tenant}.{role}"), f));
                 }
             }
+        }
+        if let Some((key, _)) = active.iter().find(|(_, m)| m.sample.is_some()) {
+            bail!("`{key}.sample`: only a shadow candidate has a sample");
         }
         let mut seen = std::collections::BTreeSet::new();
         for (tenant, t) in &self.tenants {
@@ -346,16 +353,8 @@ impl PolicyFile {
         let shaper = bind("shaping", &self.modules.shaping, Role::Shaping)?;
         let router_shadow = match &self.modules.routing.shadow {
             Some(s) => {
-                let file = ModuleFile {
-                    path: s.path.clone(),
-                    sha256: s.sha256.clone(),
-                    config: s.config.clone(),
-                    cases: s.cases.clone(),
-                    shadow: None,
-                    on_fault: None,
-                };
-                let bound = bind("routing.shadow", &file, Role::Routing)?;
-                Some(Arc::new(crate::shadow::Shadow::new(bound, s.sample)))
+                let bound = bind("routing.shadow", s, Role::Routing)?;
+                Some(Arc::new(crate::shadow::Shadow::new(bound, s.sample.unwrap_or(1.0))))
             }
             None => None,
         };
