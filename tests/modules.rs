@@ -415,44 +415,62 @@ fn a_tenant_can_have_its_own_router() {
     assert!(reason.contains(&format!("tenant {OTHER}'s routing")), "{s}");
 }
 
-#[test]
-fn a_partner_creates_tests_and_activates_its_own_module_on_a_running_gateway() {
-    let work = tempfile::tempdir().unwrap();
-    let fhirgate = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_fhirgate")).args(args).output().unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        (out.status.code(), text)
-    };
-    let dir = work.path().to_str().unwrap();
-    let (code, out) = fhirgate(&["guest", "new", "st-mary-router", "--role", "router", "--dir", dir]);
+/// Runs the gateway's command line; its exit code and output.
+fn fhirgate(args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fhirgate")).args(args).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), text)
+}
+
+/// `fhirgate guest new <name> --role <role>` in `dir`: the crate's root.
+fn new_module(dir: &Path, name: &str, role: &str) -> std::path::PathBuf {
+    let (code, out) = fhirgate(&["guest", "new", name, "--role", role, "--dir", dir.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{out}");
-    let root = work.path().join("st-mary-router");
+    dir.join(name)
+}
 
-    // The partner's edit: an unknown tenant is a 404 of its own, and the
-    // case that says so.
-    let lib = root.join("src/lib.rs");
-    let source = std::fs::read_to_string(&lib).unwrap();
-    assert!(source.contains("deny(403, \"unknown-tenant\""));
-    std::fs::write(&lib, source.replace("deny(403, \"unknown-tenant\"", "deny(404, \"no-such-tenant\"")).unwrap();
-    let case = root.join("cases/unknown-tenant.json");
-    let text = std::fs::read_to_string(&case).unwrap();
-    std::fs::write(&case, text.replace("403", "404").replace("\"unknown-tenant\"", "\"no-such-tenant\"")).unwrap();
+/// Replaces `from` (which must be there) with `to` in the file at `path`.
+fn replace_in(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{} has no {from:?}", path.display());
+    std::fs::write(path, text.replace(from, to)).unwrap();
+}
 
-    // Build it as the README says (sharing a target directory across runs).
+/// Builds a module crate as its README says (sharing a target directory
+/// across runs), then runs its cases with `fhirgate guest test`, expecting
+/// `cases` to pass; the module's `.wasm`.
+fn build_and_test(root: &Path, cases: usize) -> std::path::PathBuf {
     let target = support::repo_root().join("target/scaffold");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let build = std::process::Command::new(cargo)
         .args(["build", "--release", "--target", "wasm32-wasip2"])
-        .current_dir(&root)
+        .current_dir(root)
         .env("CARGO_TARGET_DIR", &target)
         .output()
         .unwrap();
     assert!(build.status.success(), "{}", String::from_utf8_lossy(&build.stderr));
-    let wasm = target.join("wasm32-wasip2/release/st_mary_router.wasm");
-    let cases = root.join("cases");
-    let (code, out) = fhirgate(&["guest", "test", wasm.to_str().unwrap(), cases.to_str().unwrap()]);
+    let name = root.file_name().unwrap().to_str().unwrap().replace('-', "_");
+    let wasm = target.join(format!("wasm32-wasip2/release/{name}.wasm"));
+    let dir = root.join("cases");
+    let (code, out) = fhirgate(&["guest", "test", wasm.to_str().unwrap(), dir.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("2 cases: 2 passed, 0 failed"), "{out}");
+    assert!(out.contains(&format!("{cases} cases: {cases} passed, 0 failed")), "{out}");
+    wasm
+}
+
+#[test]
+fn a_partner_creates_tests_and_activates_its_own_module_on_a_running_gateway() {
+    let work = tempfile::tempdir().unwrap();
+    let root = new_module(work.path(), "st-mary-router", "router");
+
+    // The partner's edit: an unknown tenant is a 404 of its own, and the
+    // case that says so.
+    replace_in(&root.join("src/lib.rs"), "deny(403, \"unknown-tenant\"", "deny(404, \"no-such-tenant\"");
+    let case = root.join("cases/unknown-tenant.json");
+    replace_in(&case, "403", "404");
+    replace_in(&case, "\"unknown-tenant\"", "\"no-such-tenant\"");
+    let wasm = build_and_test(&root, 2);
+    let cases = root.join("cases");
 
     // Activate it on a running gateway by editing the policy.
     let (_a, a) = provider_with(&[]);
@@ -481,6 +499,56 @@ fn a_partner_creates_tests_and_activates_its_own_module_on_a_running_gateway() {
     assert_eq!(resp.status(), 404);
     let outcome: Value = resp.json().unwrap();
     assert!(support::assert_outcome(&outcome).contains("No provider for this token's tenant"), "{outcome}");
+}
+
+#[test]
+fn a_partner_creates_tests_and_activates_its_own_token_validator() {
+    let work = tempfile::tempdir().unwrap();
+    let root = new_module(work.path(), "st-mary-validator", "validator");
+
+    // The partner's edit: its own words for a client it does not list, and
+    // the case that expects them.
+    replace_in(&root.join("src/lib.rs"), "This client may not use this gateway.", "Ask St Mary's IT to list this app.");
+    replace_in(
+        &root.join("cases/other-client.json"),
+        "\"code\": \"insufficient_scope\"",
+        "\"code\": \"insufficient_scope\", \"message-contains\": \"St Mary's IT\"",
+    );
+    let wasm = build_and_test(&root, 6);
+
+    let (_a, a) = provider_with(&[]);
+    let (gw, policy, original) = gateway_for(&[TENANT], &[("a", &a)]);
+    let jwt = support::guest("fhirgate_token_jwt");
+    let with_clients = |clients: &str| {
+        original.replacen(
+            &format!("path = {:?}\nsha256 = {:?}\n", jwt.display().to_string(), support::sha256(&jwt)),
+            &format!(
+                "path = {:?}\nsha256 = {:?}\ncases = {:?}\n[modules.token-validation.config]\nclients = {clients}\n",
+                wasm.display().to_string(),
+                support::sha256(&wasm),
+                root.join("cases").display().to_string()
+            ),
+            1,
+        )
+    };
+    let get = || http().get(format!("{}/stu3/Patient/pat-001", gw.base)).bearer_auth(gw.token(TENANT)).send().unwrap();
+
+    // Live with the test client listed: served.
+    let (s, _) = edit(&gw.base, &policy, &with_clients(r#"["app"]"#));
+    assert!(s["last_rejection"].is_null(), "{s}");
+    assert!(s["modules"].as_array().unwrap().iter().any(|m| m["module"] == "st_mary_validator"), "{s}");
+    assert_eq!(get().status(), 200);
+
+    // Listing only another client refuses this one, in RFC 6750 terms.
+    let (s, _) = edit(&gw.base, &policy, &with_clients(r#"["another-app"]"#));
+    assert!(s["last_rejection"].is_null(), "{s}");
+    let resp = get();
+    assert_eq!(resp.status(), 403);
+    let challenge = resp.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(challenge.contains("error=\"insufficient_scope\""), "{challenge}");
+    let outcome: Value = resp.json().unwrap();
+    assert!(support::assert_outcome(&outcome).contains("St Mary's IT"), "{outcome}");
+    assert!(module_calls(&gw.base, "token-validation", "denied") >= 1);
 }
 
 #[test]

@@ -10,6 +10,7 @@ use serde_json::json;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum NewRole {
     Router,
+    Validator,
     Shaper,
 }
 
@@ -44,15 +45,19 @@ pub fn new_module(dir: &Path, name: &str, role: NewRole, sdk: &Path) -> anyhow::
     }
     let sdk = sdk.canonicalize().with_context(|| format!("the SDK at {}", sdk.display()))?;
     let crate_name = name.replace('-', "_");
-    let (role_name, policy_role, source) = match role {
-        NewRole::Router => ("routing", "routing", include_str!("../templates/guest/router.rs.tmpl")),
-        NewRole::Shaper => ("shaping", "shaping", include_str!("../templates/guest/shaper.rs.tmpl")),
+    let (policy_role, source) = match role {
+        NewRole::Router => ("routing", include_str!("../templates/guest/router.rs.tmpl")),
+        NewRole::Validator => ("token-validation", include_str!("../templates/guest/validator.rs.tmpl")),
+        NewRole::Shaper => ("shaping", include_str!("../templates/guest/shaper.rs.tmpl")),
     };
+    // A validator verifies tokens with the SDK's `jwt` feature.
+    let sdk_features = if role == NewRole::Validator { r#", features = ["jwt"]"# } else { "" };
     let fill = |t: &str| {
         t.replace("{{name}}", name)
             .replace("{{crate}}", &crate_name)
             .replace("{{role}}", policy_role)
             .replace("{{sdk}}", &sdk.display().to_string())
+            .replace("{{sdk_features}}", sdk_features)
     };
     let write = |rel: &str, text: &str| -> anyhow::Result<()> {
         let path = root.join(rel);
@@ -68,17 +73,17 @@ pub fn new_module(dir: &Path, name: &str, role: NewRole, sdk: &Path) -> anyhow::
     for (file, text) in WIT {
         write(&format!("wit/{file}"), text)?;
     }
-    for (file, case) in cases(role) {
+    for (file, case) in cases(role)? {
         write(&format!("cases/{file}"), &(serde_json::to_string_pretty(&case)? + "\n"))?;
     }
-    tracing::debug!(module = name, role = role_name, "module crate created");
+    tracing::debug!(module = name, role = policy_role, "module crate created");
     Ok(root)
 }
 
 /// The cases a new module starts with: what its template does.
-fn cases(role: NewRole) -> Vec<(&'static str, serde_json::Value)> {
+fn cases(role: NewRole) -> anyhow::Result<Vec<(&'static str, serde_json::Value)>> {
     let tenant = "3f2b8c1e-6d4a-4b7f-9e21-5a0c7d9e4b13";
-    match role {
+    Ok(match role {
         NewRole::Router => vec![
             (
                 "known-tenant.json",
@@ -105,6 +110,30 @@ fn cases(role: NewRole) -> Vec<(&'static str, serde_json::Value)> {
                 }),
             ),
         ],
+        NewRole::Validator => {
+            // The default validator's cases: tokens signed by a fixed test
+            // key, under a fixed clock, for the client `care-team-app`.
+            let shipped = |text: &str| serde_json::from_str::<serde_json::Value>(text);
+            let mut good = shipped(include_str!("../../guest/token-jwt/cases/good-token.json"))?;
+            // Whatever clients a deployment lists, this token passes the
+            // checks every configuration shares.
+            good["config"] = json!({});
+            let mut other_client = good.clone();
+            other_client["name"] = json!("a client the configuration does not list is refused");
+            other_client["config"] = json!({ "clients": ["another-app"] });
+            other_client["expect"] = json!({ "denial": { "status": 403, "code": "insufficient_scope" } });
+            let mut listed = good.clone();
+            listed["name"] = json!("a client the configuration lists gets through");
+            listed["config"] = json!({ "clients": ["care-team-app"], "token": { "leeway_seconds": 60 } });
+            vec![
+                ("good-token.json", good),
+                ("listed-client.json", listed),
+                ("other-client.json", other_client),
+                ("expired.json", shipped(include_str!("../../guest/token-jwt/cases/expired.json"))?),
+                ("garbage.json", shipped(include_str!("../../guest/token-jwt/cases/garbage.json"))?),
+                ("no-tenant.json", shipped(include_str!("../../guest/token-jwt/cases/no-tenant.json"))?),
+            ]
+        }
         NewRole::Shaper => vec![
             (
                 "same-version.json",
@@ -136,5 +165,5 @@ fn cases(role: NewRole) -> Vec<(&'static str, serde_json::Value)> {
                 }),
             ),
         ],
-    }
+    })
 }

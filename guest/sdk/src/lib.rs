@@ -26,10 +26,14 @@
 //! - [`log`], [`config`], [`now_ms`], [`deny`]: ergonomic wrappers;
 //! - [`fhir`]: JSON helpers for FHIR resources and Bundles;
 //! - [`params`]: helpers for search parameters;
-//! - [`alloc`]: a per-call arena allocator modules can opt into.
+//! - [`alloc`]: a per-call arena allocator modules can opt into;
+//! - `jwt` (feature `jwt`): verification of the gateway's access tokens, for
+//!   validators that add rules of their own.
 
 pub mod alloc;
 pub mod fhir;
+#[cfg(feature = "jwt")]
+pub mod jwt;
 pub mod params;
 
 mod bindings {
