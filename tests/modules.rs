@@ -288,7 +288,7 @@ fn a_shadow_router_that_differs_on_one_tenant_reports_exactly_its_requests() {
     // The candidate sends OTHER to b (approved for it), TENANT to a as now.
     let text = with_router_sending_other_to_b(&original, "modules.routing.shadow", "sample = 1.0\n");
     let (s, _) = edit(&gw.base, &policy, &text);
-    assert!(s["last_rejection"].is_null() && s["shadow"]["compared"] == 0, "{s}");
+    assert!(s["last_rejection"].is_null() && s["shadows"][0]["compared"] == 0, "{s}");
 
     let (t1, t2) = (gw.token(TENANT), gw.token(OTHER));
     for (token, n) in [(&t1, 5), (&t2, 7)] {
@@ -300,8 +300,8 @@ fn a_shadow_router_that_differs_on_one_tenant_reports_exactly_its_requests() {
     let started = Instant::now();
     let report = loop {
         let s = status(&gw.base);
-        if s["shadow"]["compared"] == 12 {
-            break s["shadow"].clone();
+        if s["shadows"][0]["compared"] == 12 {
+            break s["shadows"][0].clone();
         }
         assert!(started.elapsed() < Duration::from_secs(10), "{s}");
         std::thread::sleep(Duration::from_millis(20));
@@ -310,6 +310,7 @@ fn a_shadow_router_that_differs_on_one_tenant_reports_exactly_its_requests() {
     assert_eq!(report["different"], 7, "{report}");
     assert_eq!(report["differing_tenants"], serde_json::json!({ OTHER: 7 }), "{report}");
     assert_eq!(report["candidate_faults"], 0, "{report}");
+    assert_eq!(report["role"], "routing", "{report}");
     // Never served: nothing reached the candidate's provider.
     assert!(seen(&log_b).is_empty(), "the shadow decision was served");
     let metrics = http().get(format!("{}/metrics", gw.base)).send().unwrap().text().unwrap();
@@ -323,6 +324,72 @@ fn a_shadow_router_that_differs_on_one_tenant_reports_exactly_its_requests() {
     let broken = text.replace(&format!("{OTHER:?} = \"b\""), &format!("{OTHER:?} = 9"));
     let (s, _) = edit(&gw.base, &policy, &broken);
     assert!(s["last_rejection"]["reason"].as_str().unwrap_or_default().contains("shadow routing"), "{s}");
+}
+
+#[test]
+fn shadow_validators_and_shapers_are_compared_on_every_call_and_never_served() {
+    let (_a, a) = provider_with(&[]);
+    let (gw, policy, original) = gateway_for(&[TENANT, OTHER], &[("a", &a)]);
+    // Candidates for both: a validator refusing every token, and a shaper
+    // passing requests through as the active one shapes them but R4 answers
+    // through unshaped.
+    let candidate = support::guest("fhirgate_misbehave");
+    let module = format!(
+        "path = {:?}\nsha256 = {:?}\nsample = 1.0\n",
+        candidate.display().to_string(),
+        support::sha256(&candidate)
+    );
+    let text = format!("{original}\n[modules.token-validation.shadow]\n{module}\n[modules.shaping.shadow]\n{module}");
+    let read = |token: &str| {
+        let resp = http().get(format!("{}/stu3/Patient/pat-001", gw.base)).bearer_auth(token).send().unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.json::<Value>().unwrap()
+    };
+    let (t1, t2) = (gw.token(TENANT), gw.token(OTHER));
+    let before = read(&t1);
+    let (s, _) = edit(&gw.base, &policy, &text);
+    assert!(s["last_rejection"].is_null(), "{s}");
+    let roles: Vec<&str> = s["shadows"].as_array().unwrap().iter().map(|r| r["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["token-validation", "shaping"], "{s}");
+
+    // 3 requests on one token (its verdict is cached after the first), 2 on
+    // another; every one served as the active modules answer it.
+    for (token, n) in [(&t1, 3), (&t2, 2)] {
+        for _ in 0..n {
+            assert_eq!(read(token), before, "a candidate's answer was served");
+        }
+    }
+    let started = Instant::now();
+    let (validation, shaping) = loop {
+        let s = status(&gw.base);
+        let (v, sh) = (s["shadows"][0].clone(), s["shadows"][1].clone());
+        if v["compared"] == 5 && sh["compared"] == 10 {
+            break (v, sh);
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{s}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // The candidate validator refused all five requests the active one let
+    // through; each counted under the tenant the served claims named.
+    assert_eq!(validation["different"], 5, "{validation}");
+    assert_eq!(validation["differing_tenants"], serde_json::json!({ TENANT: 3, OTHER: 2 }), "{validation}");
+    // The candidate shaper forwarded the same requests (5 the same) and
+    // answered with the provider's R4 body (5 different).
+    assert_eq!(shaping["same"], 5, "{shaping}");
+    assert_eq!(shaping["different"], 5, "{shaping}");
+    assert_eq!(shaping["candidate_faults"], 0, "{shaping}");
+    assert_eq!(shaping["differing_tenants"], serde_json::json!({ TENANT: 3, OTHER: 2 }), "{shaping}");
+    let metrics = http().get(format!("{}/metrics", gw.base)).send().unwrap().text().unwrap();
+    for (role, result, n) in [("token-validation", "different", 5), ("shaping", "same", 5), ("shaping", "different", 5)]
+    {
+        assert!(
+            metrics.lines().any(|l| l.starts_with("fhirgate_shadow_decisions_total{")
+                && l.contains(&format!("role=\"{role}\""))
+                && l.contains(&format!("result=\"{result}\""))
+                && l.ends_with(&format!(" {n}"))),
+            "{role} {result}: {metrics}"
+        );
+    }
 }
 
 #[test]

@@ -23,7 +23,7 @@ use crate::server::Gateway;
 use crate::wasm::bindings::shaping::{Exchange, UpstreamRequest};
 use crate::wasm::bindings::types::{self, Claims, FhirVersion, Interaction};
 use crate::wasm::harness::request;
-use crate::wasm::{CallContext, IssuerFacts};
+use crate::wasm::{CallContext, IssuerFacts, Role};
 
 /// How often the policy file and its modules are looked at.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -101,8 +101,8 @@ pub struct Status {
     pub modules: Vec<ModuleStatus>,
     pub previous: Option<Vec<ModuleStatus>>,
     pub last_rejection: Option<Rejection>,
-    /// The candidate router's comparison with the active one, if one runs.
-    pub shadow: Option<crate::shadow::Report>,
+    /// Each shadow candidate's comparison with the active module of its role.
+    pub shadows: Vec<crate::shadow::Report>,
 }
 
 #[derive(Debug, Serialize)]
@@ -203,7 +203,7 @@ impl Activation {
             modules: modules_of(&active),
             previous: state.previous.as_deref().map(modules_of),
             last_rejection: state.rejection.clone(),
-            shadow: active.router_shadow.as_ref().map(|s| s.report()),
+            shadows: active.shadows.all().map(|s| s.report()).collect(),
         }
     }
 
@@ -437,9 +437,17 @@ fn probe_ctx(partner: &Arc<str>, b: &BoundModule) -> CallContext {
 /// then each module's own test cases, when the policy names them.
 pub async fn check(policy: &Policy) -> anyhow::Result<()> {
     probe(policy).await?;
-    let shadow = policy.router_shadow.as_ref().map(|s| ("shadow routing".to_owned(), &s.bound));
-    if let Some((_, b)) = &shadow {
-        probe_router(&policy.partner, b).await.context("the shadow routing module")?;
+    let mut shadows: Vec<(String, &BoundModule)> = Vec::new();
+    for s in policy.shadows.all() {
+        let what = format!("shadow {}", s.role);
+        let p = &policy.partner;
+        match s.role {
+            Role::TokenValidation => probe_validator(p, &s.bound).await,
+            Role::Routing => probe_router(p, &s.bound).await,
+            Role::Shaping => probe_shaper(p, &s.bound).await,
+        }
+        .with_context(|| format!("the {what} module"))?;
+        shadows.push((what, &s.bound));
     }
     let mut bound: Vec<(String, &BoundModule)> = Vec::new();
     for (role, tenant, b) in policy.bound() {
@@ -456,7 +464,7 @@ pub async fn check(policy: &Policy) -> anyhow::Result<()> {
         .with_context(|| format!("the {what} module"))?;
         bound.push((what, b));
     }
-    for (role, b) in bound.into_iter().chain(shadow) {
+    for (role, b) in bound.into_iter().chain(shadows) {
         if let Some(dir) = &b.cases {
             let n = crate::wasm::cases::require_passing(&b.module, dir, &b.config_json)
                 .await
@@ -498,12 +506,16 @@ fn verdict(role: &str, outcome: Result<Option<types::Denial>, crate::wasm::Guest
 /// use).
 async fn probe(policy: &Policy) -> anyhow::Result<()> {
     let p = &policy.partner;
-    let read = request(Interaction::Read, "Patient", Some("policy-check"));
-    let v = &policy.validator;
-    let outcome = v.module.validate(probe_ctx(p, v), "policy-check", &read).await.map(|r| r.err());
-    verdict("token-validation", outcome)?;
+    probe_validator(p, &policy.validator).await?;
     probe_router(p, &policy.router).await?;
     probe_shaper(p, &policy.shaper).await
+}
+
+/// The validator's check call: a token that is not one.
+async fn probe_validator(p: &Arc<str>, v: &BoundModule) -> anyhow::Result<()> {
+    let read = request(Interaction::Read, "Patient", Some("policy-check"));
+    let outcome = v.module.validate(probe_ctx(p, v), "policy-check", &read).await.map(|r| r.err());
+    verdict("token-validation", outcome)
 }
 
 /// The shaping module's check call: an STU3 read of a Patient from an STU3

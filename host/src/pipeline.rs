@@ -81,6 +81,26 @@ impl Ctx<'_> {
         self.call_ctx_of(bound)
     }
 
+    /// A sampled run of `shadow`, the candidate for the partner's module of
+    /// its role, when `serving` is that module (a tenant's own is not
+    /// compared).
+    fn shadow_of<'s>(
+        &self,
+        shadow: &'s Option<Arc<crate::shadow::Shadow>>,
+        serving: &crate::policy::BoundModule,
+    ) -> Option<(crate::shadow::Run, &'s crate::policy::BoundModule)> {
+        let shadow = shadow.as_ref()?;
+        let partners = match shadow.role {
+            Role::TokenValidation => &self.policy.validator,
+            Role::Routing => &self.policy.router,
+            Role::Shaping => &self.policy.shaper,
+        };
+        if !std::ptr::eq(serving, partners) {
+            return None;
+        }
+        Some((shadow.sample()?, &shadow.bound))
+    }
+
     fn call_ctx_of(&self, bound: &crate::policy::BoundModule) -> CallContext {
         CallContext {
             partner: self.policy.partner.clone(),
@@ -302,7 +322,11 @@ async fn broker(
     let shaped_request = {
         let shaper = ctx.policy.shaper_for(&claims.tenant_id);
         let upstream = UpstreamRequest { path: target.path.clone(), params: target.params.clone() };
-        match shaper.module.shape_request(ctx.call_ctx_of(shaper), &exchange, &upstream).await {
+        let answer = shaper.module.shape_request(ctx.call_ctx_of(shaper), &exchange, &upstream).await;
+        if let Some((run, bound)) = ctx.shadow_of(&ctx.policy.shadows.shaper, shaper) {
+            run.shape_request(ctx.call_ctx_of(bound), &claims.tenant_id, &exchange, &upstream, &answer);
+        }
+        match answer {
             Ok(answer) => answer.map_err(|d| Failure::denial(Role::Shaping, d.status, &d.code, &d.message))?,
             Err(fault) if passes_through(ctx, &exchange) => {
                 tracing::warn!(request_id = %ctx.request_id, fault = fault.kind(),
@@ -443,7 +467,14 @@ async fn forward_and_shape(
         &ctx.request_id,
         ctx.gw.read_cache.clone(),
     )));
-    let shaped = match shaper.module.shape_response(call, exchange, upstream.status.as_u16(), &upstream.body).await {
+    let reads = call.reads.clone();
+    let answer = shaper.module.shape_response(call, exchange, upstream.status.as_u16(), &upstream.body).await;
+    if let Some((run, bound)) = ctx.shadow_of(&ctx.policy.shadows.shaper, shaper) {
+        let mut call = ctx.call_ctx_of(bound);
+        call.reads = reads;
+        run.shape_response(call, tenant, exchange, upstream.status.as_u16(), upstream.body.clone(), &answer);
+    }
+    let shaped = match answer {
         Ok(answer) => answer.map_err(|d| Failure::denial(Role::Shaping, d.status, &d.code, &d.message))?,
         Err(fault) if passes_through(ctx, exchange) => {
             tracing::warn!(request_id = %ctx.request_id, fault = fault.kind(), provider = %provider.id,
@@ -724,12 +755,18 @@ async fn authenticate(ctx: &Ctx<'_>, headers: &HeaderMap, request: &Request) -> 
         (Sha256::digest(token.as_bytes()).into(), bound.module.digest().clone(), bound.config_json.clone());
     let now = crate::oauth::keys::now_seconds();
     let claims = match auth.verdicts.get(&key).filter(|v| now < v.until) {
-        Some(verdict) => verdict.claims,
+        Some(verdict) => {
+            if let Some((run, shadow)) = ctx.shadow_of(&ctx.policy.shadows.validator, bound) {
+                run.validate(ctx.call_ctx_of(shadow), token, request, &Ok(Ok((*verdict.claims).clone())));
+            }
+            verdict.claims
+        }
         None => {
-            let claims = bound
-                .module
-                .validate(ctx.call_ctx(Role::TokenValidation), token, request)
-                .await
+            let answer = bound.module.validate(ctx.call_ctx(Role::TokenValidation), token, request).await;
+            if let Some((run, shadow)) = ctx.shadow_of(&ctx.policy.shadows.validator, bound) {
+                run.validate(ctx.call_ctx_of(shadow), token, request, &answer);
+            }
+            let claims = answer
                 .map_err(|f| Failure::from_fault(Role::TokenValidation, &f))?
                 .map_err(|d| Failure::denial(Role::TokenValidation, d.status, &d.code, &d.message))?;
             let claims = Arc::new(claims);
@@ -758,8 +795,8 @@ async fn route(ctx: &Ctx<'_>, claims: &Claims, request: &Request) -> Result<(Tar
     let answer = router.module.route(ctx.call_ctx_of(router), claims, request).await;
     // The candidate stands in for the partner's router: tenants with their
     // own are not compared.
-    if let Some(shadow) = ctx.policy.router_shadow.as_ref().filter(|_| std::ptr::eq(router, &ctx.policy.router)) {
-        shadow.route_beside(ctx.call_ctx_of(&shadow.bound), claims, request, &answer);
+    if let Some((run, bound)) = ctx.shadow_of(&ctx.policy.shadows.router, router) {
+        run.route(ctx.call_ctx_of(bound), claims, request, &answer);
     }
     let target = answer
         .map_err(|f| Failure::from_fault(Role::Routing, &f))?

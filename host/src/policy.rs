@@ -73,6 +73,13 @@ pub struct ModulesFile {
     pub shaping: ModuleFile,
 }
 
+impl ModulesFile {
+    /// Each role's module file, with the role's name.
+    pub fn roles(&self) -> [(&'static str, &ModuleFile); 3] {
+        [("token-validation", &self.token_validation), ("routing", &self.routing), ("shaping", &self.shaping)]
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModuleFile {
@@ -88,7 +95,7 @@ pub struct ModuleFile {
     #[serde(default)]
     pub cases: Option<PathBuf>,
     /// A candidate module run beside this one on a sample of requests, its
-    /// decisions compared and never served (routing only).
+    /// answers compared and never served.
     #[serde(default)]
     pub shadow: Option<Box<ModuleFile>>,
     /// For a shadow candidate: the share of requests it also decides, above
@@ -144,13 +151,27 @@ pub struct Policy {
     pub validator: BoundModule,
     pub router: BoundModule,
     pub shaper: BoundModule,
-    /// The candidate router deciding beside the active one, if any.
-    pub router_shadow: Option<Arc<crate::shadow::Shadow>>,
+    /// Candidates answering beside the partner's modules, if any.
+    pub shadows: Shadows,
     /// What a shaping module's fault means.
     pub shaping_on_fault: OnFault,
     /// Lower-case tenant id → the modules that replace the partner's for it.
     pub tenant_modules: HashMap<String, TenantModules>,
     pub source: PathBuf,
+}
+
+/// A shadow candidate per role, each optional.
+#[derive(Default)]
+pub struct Shadows {
+    pub validator: Option<Arc<crate::shadow::Shadow>>,
+    pub router: Option<Arc<crate::shadow::Shadow>>,
+    pub shaper: Option<Arc<crate::shadow::Shadow>>,
+}
+
+impl Shadows {
+    pub fn all(&self) -> impl Iterator<Item = &Arc<crate::shadow::Shadow>> {
+        [&self.validator, &self.router, &self.shaper].into_iter().flatten()
+    }
 }
 
 impl Policy {
@@ -222,12 +243,14 @@ impl PolicyFile {
     }
 
     /// Every module file the policy names (relative to it): each role's,
-    /// the shadow candidate's and tenants' own.
+    /// shadow candidates' and tenants' own.
     pub fn module_paths(&self) -> Vec<&Path> {
         let m = &self.modules;
-        let mut out: Vec<&Path> =
-            [&m.token_validation, &m.routing, &m.shaping].iter().map(|f| f.path.as_path()).collect();
-        out.extend(m.routing.shadow.as_ref().map(|s| s.path.as_path()));
+        let mut out: Vec<&Path> = Vec::new();
+        for (_, f) in m.roles() {
+            out.push(f.path.as_path());
+            out.extend(f.shadow.as_ref().map(|s| s.path.as_path()));
+        }
         for t in self.tenant_modules.values() {
             out.extend([&t.routing, &t.shaping].into_iter().flatten().map(|f| f.path.as_path()));
         }
@@ -244,22 +267,18 @@ impl PolicyFile {
             }
             p.check().map_err(|e| anyhow::anyhow!("`providers.{id}`: {e:#}"))?;
         }
-        for (key, m) in [("token-validation", &self.modules.token_validation), ("shaping", &self.modules.shaping)] {
-            if m.shadow.is_some() {
-                bail!("`modules.{key}.shadow`: shadow runs are for routing modules");
-            }
-        }
         for (key, m) in [("token-validation", &self.modules.token_validation), ("routing", &self.modules.routing)] {
             if m.on_fault.is_some() {
                 bail!("`modules.{key}.on_fault`: token validation and routing always fail closed");
             }
         }
-        if let Some(s) = &self.modules.routing.shadow {
+        for (key, m) in self.modules.roles() {
+            let Some(s) = &m.shadow else { continue };
             if !s.sample.is_some_and(|x| x > 0.0 && x <= 1.0) {
-                bail!("`modules.routing.shadow.sample` must be above 0 and at most 1");
+                bail!("`modules.{key}.shadow.sample` must be above 0 and at most 1");
             }
             if s.shadow.is_some() || s.on_fault.is_some() {
-                bail!("`modules.routing.shadow`: a candidate has no `shadow` or `on_fault` of its own");
+                bail!("`modules.{key}.shadow`: a candidate has no `shadow` or `on_fault` of its own");
             }
         }
         let mut active: Vec<(String, &ModuleFile)> = vec![
@@ -351,12 +370,15 @@ impl PolicyFile {
         let validator = bind("token-validation", &self.modules.token_validation, Role::TokenValidation)?;
         let router = bind("routing", &self.modules.routing, Role::Routing)?;
         let shaper = bind("shaping", &self.modules.shaping, Role::Shaping)?;
-        let router_shadow = match &self.modules.routing.shadow {
-            Some(s) => {
-                let bound = bind("routing.shadow", s, Role::Routing)?;
-                Some(Arc::new(crate::shadow::Shadow::new(bound, s.sample.unwrap_or(1.0))))
-            }
-            None => None,
+        let mut shadow = |key: &str, m: &ModuleFile, role: Role| -> anyhow::Result<_> {
+            let Some(s) = &m.shadow else { return Ok(None) };
+            let bound = bind(&format!("{key}.shadow"), s, role)?;
+            Ok(Some(Arc::new(crate::shadow::Shadow::new(bound, role, s.sample.unwrap_or(1.0)))))
+        };
+        let shadows = Shadows {
+            validator: shadow("token-validation", &self.modules.token_validation, Role::TokenValidation)?,
+            router: shadow("routing", &self.modules.routing, Role::Routing)?,
+            shaper: shadow("shaping", &self.modules.shaping, Role::Shaping)?,
         };
 
         let mut tenant_modules = HashMap::new();
@@ -372,7 +394,7 @@ impl PolicyFile {
             validator,
             router,
             shaper,
-            router_shadow,
+            shadows,
             shaping_on_fault: self.modules.shaping.on_fault.unwrap_or_default(),
             tenant_modules,
             source: path.to_owned(),

@@ -24,13 +24,20 @@ pub enum Role {
     Shaping,
 }
 
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Role {
+    /// The role's name, as policies, metrics and logs spell it.
+    pub fn name(self) -> &'static str {
+        match self {
             Role::TokenValidation => "token-validation",
             Role::Routing => "routing",
             Role::Shaping => "shaping",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
