@@ -64,6 +64,10 @@ struct State {
     /// What the files looked like when last loaded (or refused).
     seen: Vec<Look>,
     previous: Option<Arc<Policy>>,
+    /// The policy file's text behind the active policy, and behind the
+    /// previous one: a rollback writes the latter back.
+    text: Option<String>,
+    previous_text: Option<String>,
     /// What the previous policy's file declared into the directory.
     previous_declared: Option<Declared>,
     activated_at: Option<SystemTime>,
@@ -149,6 +153,7 @@ impl Activation {
         };
         let seen = activation.look().unwrap_or_default();
         activation.lock().seen = seen;
+        activation.lock().text = std::fs::read_to_string(path).ok();
         // What the gateway declared from this file when it started.
         if let Ok(mut file) = PolicyFile::read(path) {
             if let Some(adjust) = &activation.adjust {
@@ -283,13 +288,15 @@ impl Activation {
     async fn reload_now(&self, gw: &Gateway) -> Result<Status, Rejection> {
         let seen = self.look().unwrap_or_default();
         match self.prepare(gw).await {
-            Ok(policy) => {
+            Ok((mut policy, text)) => {
+                policy.shadows.continue_from(&gw.policy.load().shadows);
                 let partner = policy.partner.to_string();
                 let digests: Vec<String> = modules_of(&policy).iter().map(|m| m.digest[..12].to_owned()).collect();
                 let previous = gw.policy.swap(Arc::new(policy));
                 {
                     let mut state = self.lock();
                     state.previous = Some(previous);
+                    state.previous_text = state.text.replace(text);
                     state.activated_at = Some(SystemTime::now());
                     state.generation += 1;
                     state.seen = seen;
@@ -314,7 +321,8 @@ impl Activation {
         }
     }
 
-    async fn prepare(&self, gw: &Gateway) -> anyhow::Result<Policy> {
+    /// The policy file loaded, checked and declared, with its text.
+    async fn prepare(&self, gw: &Gateway) -> anyhow::Result<(Policy, String)> {
         let text = std::fs::read_to_string(&self.path).with_context(|| format!("reading {}", self.path.display()))?;
         let mut file = PolicyFile::parse(&text, &self.path)?;
         if let Some(adjust) = &self.adjust {
@@ -334,7 +342,7 @@ impl Activation {
         // edits are to modules.
         let declared: Declared = (file.partner.clone(), file.providers.clone(), file.declared_tenants());
         self.declare(gw, &declared).await?;
-        Ok(policy)
+        Ok((policy, text))
     }
 
     /// Writes `declared` into the directory unless it is what is there.
@@ -354,23 +362,43 @@ impl Activation {
     }
 
     /// Makes the policy active before the last activation active again,
-    /// with the providers and tenants its file declared. The policy file is
-    /// not rewritten: its next change, or a restart, loads it again.
+    /// with the providers and tenants its file declared, and writes that
+    /// file back, so that a restart or the next look at the file keeps it.
     pub async fn rollback(&self, gw: &Gateway) -> Result<Status, String> {
         let _one = self.loading.lock().await;
         let previous = self.lock().previous.take().ok_or("There is no earlier policy to go back to.")?;
-        let declared = self.lock().previous_declared.clone();
+        let (declared, previous_text) = {
+            let state = self.lock();
+            (state.previous_declared.clone(), state.previous_text.clone())
+        };
+        let on_disk = std::fs::read_to_string(&self.path).ok();
+        if let Some(text) = &previous_text
+            && let Err(e) = write_atomically(&self.path, text)
+        {
+            self.lock().previous = Some(previous);
+            return Err(format!("The policy file could not be written back: {e}"));
+        }
         if let Some(declared) = declared
             && let Err(e) = self.declare(gw, &declared).await
         {
+            if let (Some(_), Some(text)) = (&previous_text, &on_disk)
+                && let Err(e) = write_atomically(&self.path, text)
+            {
+                tracing::error!(policy = %self.path.display(), error = %e, "could not restore the policy file");
+            }
             self.lock().previous = Some(previous);
             return Err(format!("The earlier providers and tenants could not be restored: {e:#}"));
         }
+        let seen = self.look().unwrap_or_default();
         let partner = previous.partner.to_string();
         let replaced = gw.policy.swap(previous);
         {
             let mut state = self.lock();
             state.previous = Some(replaced);
+            let text = state.text.take();
+            state.text = state.previous_text.take();
+            state.previous_text = text;
+            state.seen = seen;
             state.activated_at = Some(SystemTime::now());
             state.generation += 1;
         }

@@ -83,11 +83,13 @@ impl Ctx<'_> {
 
     /// A sampled run of `shadow`, the candidate for the partner's module of
     /// its role, when `serving` is that module (a tenant's own is not
-    /// compared).
+    /// compared). `call` is which of the role's calls (a shaper's second is
+    /// the answer), each sampled on its own.
     fn shadow_of<'s>(
         &self,
         shadow: &'s Option<Arc<crate::shadow::Shadow>>,
         serving: &crate::policy::BoundModule,
+        call: usize,
     ) -> Option<(crate::shadow::Run, &'s crate::policy::BoundModule)> {
         let shadow = shadow.as_ref()?;
         let partners = match shadow.role {
@@ -98,7 +100,7 @@ impl Ctx<'_> {
         if !std::ptr::eq(serving, partners) {
             return None;
         }
-        Some((shadow.sample()?, &shadow.bound))
+        Some((shadow.sample(call)?, &shadow.bound))
     }
 
     fn call_ctx_of(&self, bound: &crate::policy::BoundModule) -> CallContext {
@@ -323,7 +325,7 @@ async fn broker(
         let shaper = ctx.policy.shaper_for(&claims.tenant_id);
         let upstream = UpstreamRequest { path: target.path.clone(), params: target.params.clone() };
         let answer = shaper.module.shape_request(ctx.call_ctx_of(shaper), &exchange, &upstream).await;
-        if let Some((run, bound)) = ctx.shadow_of(&ctx.policy.shadows.shaper, shaper) {
+        if let Some((run, bound)) = ctx.shadow_of(&ctx.policy.shadows.shaper, shaper, 0) {
             run.shape_request(ctx.call_ctx_of(bound), &claims.tenant_id, &exchange, &upstream, &answer);
         }
         match answer {
@@ -456,22 +458,25 @@ async fn forward_and_shape(
     // The shaping module may read from this provider, for this tenant, to
     // complete the answer (a Location's name on an Encounter).
     let shaper = ctx.policy.shaper_for(tenant);
+    // Each call its own allowance of reads; all share the read cache.
+    let reads = || -> Option<Arc<dyn crate::wasm::state::UpstreamReads>> {
+        Some(Arc::new(ProviderReads::new(
+            ctx.gw.upstream.clone(),
+            &provider.settings,
+            &provider.base_url,
+            accept,
+            tenant,
+            routing_headers.clone(),
+            &ctx.request_id,
+            ctx.gw.read_cache.clone(),
+        )))
+    };
     let mut call = ctx.call_ctx_of(shaper);
-    call.reads = Some(Arc::new(ProviderReads::new(
-        ctx.gw.upstream.clone(),
-        &provider.settings,
-        &provider.base_url,
-        accept,
-        tenant,
-        routing_headers,
-        &ctx.request_id,
-        ctx.gw.read_cache.clone(),
-    )));
-    let reads = call.reads.clone();
+    call.reads = reads();
     let answer = shaper.module.shape_response(call, exchange, upstream.status.as_u16(), &upstream.body).await;
-    if let Some((run, bound)) = ctx.shadow_of(&ctx.policy.shadows.shaper, shaper) {
+    if let Some((run, bound)) = ctx.shadow_of(&ctx.policy.shadows.shaper, shaper, 1) {
         let mut call = ctx.call_ctx_of(bound);
-        call.reads = reads;
+        call.reads = reads();
         run.shape_response(call, tenant, exchange, upstream.status.as_u16(), upstream.body.clone(), &answer);
     }
     let shaped = match answer {
@@ -756,14 +761,14 @@ async fn authenticate(ctx: &Ctx<'_>, headers: &HeaderMap, request: &Request) -> 
     let now = crate::oauth::keys::now_seconds();
     let claims = match auth.verdicts.get(&key).filter(|v| now < v.until) {
         Some(verdict) => {
-            if let Some((run, shadow)) = ctx.shadow_of(&ctx.policy.shadows.validator, bound) {
+            if let Some((run, shadow)) = ctx.shadow_of(&ctx.policy.shadows.validator, bound, 0) {
                 run.validate(ctx.call_ctx_of(shadow), token, request, &Ok(Ok((*verdict.claims).clone())));
             }
             verdict.claims
         }
         None => {
             let answer = bound.module.validate(ctx.call_ctx(Role::TokenValidation), token, request).await;
-            if let Some((run, shadow)) = ctx.shadow_of(&ctx.policy.shadows.validator, bound) {
+            if let Some((run, shadow)) = ctx.shadow_of(&ctx.policy.shadows.validator, bound, 0) {
                 run.validate(ctx.call_ctx_of(shadow), token, request, &answer);
             }
             let claims = answer
@@ -795,7 +800,7 @@ async fn route(ctx: &Ctx<'_>, claims: &Claims, request: &Request) -> Result<(Tar
     let answer = router.module.route(ctx.call_ctx_of(router), claims, request).await;
     // The candidate stands in for the partner's router: tenants with their
     // own are not compared.
-    if let Some((run, bound)) = ctx.shadow_of(&ctx.policy.shadows.router, router) {
+    if let Some((run, bound)) = ctx.shadow_of(&ctx.policy.shadows.router, router, 0) {
         run.route(ctx.call_ctx_of(bound), claims, request, &answer);
     }
     let target = answer

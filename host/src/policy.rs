@@ -172,6 +172,23 @@ impl Shadows {
     pub fn all(&self) -> impl Iterator<Item = &Arc<crate::shadow::Shadow>> {
         [&self.validator, &self.router, &self.shaper].into_iter().flatten()
     }
+
+    /// Keeps `before`'s candidates, and the comparisons they made so far,
+    /// where this policy runs the same ones: an edit elsewhere in the policy
+    /// does not start them over.
+    pub fn continue_from(&mut self, before: &Shadows) {
+        for (now, was) in [
+            (&mut self.validator, &before.validator),
+            (&mut self.router, &before.router),
+            (&mut self.shaper, &before.shaper),
+        ] {
+            if let (Some(n), Some(w)) = (now.as_ref(), was)
+                && n.continues(w)
+            {
+                *now = Some(w.clone());
+            }
+        }
+    }
 }
 
 impl Policy {

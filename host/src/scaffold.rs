@@ -80,6 +80,16 @@ pub fn new_module(dir: &Path, name: &str, role: NewRole, sdk: &Path) -> anyhow::
     Ok(root)
 }
 
+/// The `exp` of the token a validation case validates.
+fn expiry(case: &serde_json::Value) -> anyhow::Result<u64> {
+    use base64::Engine as _;
+    let token = case["validate"]["token"].as_str().context("a validation case without a token")?;
+    let payload = token.split('.').nth(1).context("a case token that is not a JWT")?;
+    let claims: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload)?)?;
+    claims["exp"].as_u64().context("a case token without `exp`")
+}
+
 /// The cases a new module starts with: what its template does.
 fn cases(role: NewRole) -> anyhow::Result<Vec<(&'static str, serde_json::Value)>> {
     let tenant = "3f2b8c1e-6d4a-4b7f-9e21-5a0c7d9e4b13";
@@ -122,12 +132,20 @@ fn cases(role: NewRole) -> anyhow::Result<Vec<(&'static str, serde_json::Value)>
             other_client["name"] = json!("a client the configuration does not list is refused");
             other_client["config"] = json!({ "clients": ["another-app"] });
             other_client["expect"] = json!({ "denial": { "status": 403, "code": "insufficient_scope" } });
+            // 45 s after the token expired: through only under the 60 s
+            // leeway configured, not the default 30.
             let mut listed = good.clone();
-            listed["name"] = json!("a client the configuration lists gets through");
+            listed["name"] = json!("a listed client gets through within the configured leeway");
             listed["config"] = json!({ "clients": ["care-team-app"], "token": { "leeway_seconds": 60 } });
+            listed["host"]["now-ms"] = json!((expiry(&good)? + 45) * 1000);
+            let mut late = listed.clone();
+            late["name"] = json!("the default leeway is 30 s");
+            late["config"] = json!({ "clients": ["care-team-app"] });
+            late["expect"] = json!({ "denial": { "status": 401, "code": "invalid_token" } });
             vec![
                 ("good-token.json", good),
                 ("listed-client.json", listed),
+                ("default-leeway.json", late),
                 ("other-client.json", other_client),
                 ("expired.json", shipped(include_str!("../../guest/token-jwt/cases/expired.json"))?),
                 ("garbage.json", shipped(include_str!("../../guest/token-jwt/cases/garbage.json"))?),

@@ -37,13 +37,20 @@ const AT_ONCE: usize = 16;
 /// both modules refused).
 const NO_TENANT: &str = "(no tenant)";
 
+/// Largest provider answer, and shaped answer, a candidate shaper is
+/// compared on: each run in flight holds both and parses them when they
+/// differ. Larger ones are counted as skipped.
+const COMPARED_BODY_MAX: usize = 4 * 1024 * 1024;
+
 /// A candidate module and what its answers came to.
 pub struct Shadow {
     pub bound: BoundModule,
     pub role: Role,
     /// Share of calls the candidate also answers (0 < sample ≤ 1).
     pub sample: f64,
-    seen: AtomicU64,
+    /// Calls seen, for each of the role's calls (a shaper has two), so that
+    /// each is sampled evenly on its own.
+    seen: [AtomicU64; 2],
     stats: Mutex<Stats>,
     permits: Arc<tokio::sync::Semaphore>,
 }
@@ -130,12 +137,23 @@ impl Decision {
     /// values, tokens or bodies, which can carry patient identifiers.
     fn describe(&self) -> String {
         match self {
-            Decision::Accepted { client_id, .. } => format!("accepted (client {client_id})"),
+            Decision::Accepted { client_id, .. } => format!("accepted (client {})", printable(client_id)),
             Decision::Routed { provider, .. } => format!("provider {provider}"),
             Decision::Forwarded { params, .. } => format!("upstream request ({} parameters)", params.len()),
             Decision::Shaped { status, body } => format!("status {status}, {} bytes", body.len()),
             Decision::Denied { status, code } => format!("denial {status} {code}"),
             Decision::Fault(kind) => format!("fault ({kind})"),
+        }
+    }
+
+    /// Whether the two answers are the same: equal, or for shaped answers,
+    /// the same status and the same JSON (key order and spacing aside).
+    fn same(&self, other: &Decision) -> bool {
+        match (self, other) {
+            (Decision::Shaped { status: s1, body: b1 }, Decision::Shaped { status: s2, body: b2 }) => {
+                s1 == s2 && (b1 == b2 || json(b1).is_some_and(|a| json(b2).is_some_and(|b| a == b)))
+            }
+            _ => self == other,
         }
     }
 
@@ -146,6 +164,16 @@ impl Decision {
             _ => None,
         }
     }
+}
+
+/// `s` cut to 64 characters with anything but printable ASCII replaced: a
+/// module's answer, written into a log line.
+fn printable(s: &str) -> String {
+    s.chars().take(64).map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect()
+}
+
+fn json(body: &[u8]) -> Option<Value> {
+    serde_json::from_slice(body).ok()
 }
 
 /// Where two answers of the same kind differ: field names, or for shaped
@@ -177,8 +205,11 @@ fn differences(served: &Decision, candidate: &Decision) -> String {
         (Decision::Shaped { status: s1, body: b1 }, Decision::Shaped { status: s2, body: b2 }) => {
             let mut out = if s1 != s2 { vec!["status".to_owned()] } else { Vec::new() };
             if b1 != b2 {
-                match (serde_json::from_slice::<Value>(b1), serde_json::from_slice::<Value>(b2)) {
-                    (Ok(a), Ok(b)) => out.push(format!("body at {}", first_difference(&a, &b, String::new()))),
+                match (json(b1), json(b2)) {
+                    (Some(a), Some(b)) if a != b => {
+                        out.push(format!("body at {}", first_difference(&a, &b, String::new())));
+                    }
+                    (Some(_), Some(_)) => {}
                     _ => out.push("body".to_owned()),
                 }
             }
@@ -241,7 +272,7 @@ impl Shadow {
             bound,
             role,
             sample,
-            seen: AtomicU64::new(0),
+            seen: [AtomicU64::new(0), AtomicU64::new(0)],
             stats: Mutex::default(),
             permits: Arc::new(tokio::sync::Semaphore::new(AT_ONCE)),
         }
@@ -249,19 +280,33 @@ impl Shadow {
 
     /// A run when this call is in the sample (spread evenly: `sample` of
     /// every run of calls) and a slot is free; otherwise nothing, at the cost
-    /// of a counter.
-    pub fn sample(self: &Arc<Self>) -> Option<Run> {
-        let n = self.seen.fetch_add(1, Ordering::Relaxed) as f64;
+    /// of a counter. `call` is which of the role's calls: 0, or 1 for a
+    /// shaper's answer.
+    pub fn sample(self: &Arc<Self>, call: usize) -> Option<Run> {
+        let n = self.seen[call.min(1)].fetch_add(1, Ordering::Relaxed) as f64;
         if ((n + 1.0) * self.sample).floor() <= (n * self.sample).floor() {
             return None;
         }
         match self.permits.clone().try_acquire_owned() {
             Ok(permit) => Some(Run { shadow: self.clone(), permit }),
             Err(_) => {
-                self.stats.lock().unwrap_or_else(|e| e.into_inner()).skipped += 1;
+                self.skipped();
                 None
             }
         }
+    }
+
+    fn skipped(&self) {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner()).skipped += 1;
+    }
+
+    /// Whether this candidate is `other` under the same settings: the same
+    /// module, configuration and sample.
+    pub fn continues(&self, other: &Shadow) -> bool {
+        self.role == other.role
+            && self.sample == other.sample
+            && self.bound.module.digest() == other.bound.module.digest()
+            && self.bound.config_json == other.bound.config_json
     }
 
     fn record(&self, tenant: &str, same: bool, fault: bool) {
@@ -322,7 +367,7 @@ impl Run {
         tokio::spawn(async move {
             let _permit = permit;
             let candidate = candidate.await;
-            let same = candidate == served;
+            let same = served.same(&candidate);
             let tenant = call
                 .tenant
                 .as_deref()
@@ -428,6 +473,11 @@ impl Run {
         body: Bytes,
         served: &Result<Result<Shaped, Denial>, GuestFault>,
     ) {
+        let too_big = |b: &[u8]| b.len() > COMPARED_BODY_MAX;
+        if too_big(&body) || matches!(served, Ok(Ok(s)) if too_big(&s.body)) {
+            self.shadow.skipped();
+            return;
+        }
         let call = Call {
             partner: ctx.partner.clone(),
             name: "shape-response",
@@ -492,6 +542,20 @@ mod tests {
         assert!(!a.describe().contains("Chalmers") && !differences(&a, &b).contains("Chalmer"));
         let other = Decision::Shaped { status: 502, body: Bytes::from_static(b"not json") };
         assert_eq!(differences(&a, &other), "status, body");
+        // The same JSON written differently is the same answer.
+        let spaced = Decision::Shaped {
+            status: 200,
+            body: Bytes::from_static(
+                b"{ \"gender\": \"male\", \"name\": [{\"family\": \"Chalmers\"}], \"resourceType\": \"Patient\" }",
+            ),
+        };
+        assert!(a.same(&spaced) && !a.same(&b) && !a.same(&other));
+    }
+
+    #[test]
+    fn a_modules_words_reach_the_log_printable_and_short() {
+        assert_eq!(printable("app\nFAKE LINE"), "app?FAKE LINE");
+        assert_eq!(printable(&"x".repeat(100)).len(), 64);
     }
 
     #[test]

@@ -50,9 +50,9 @@ impl Default for Limits {
 }
 
 /// Epoch tick. Deadlines are rounded up to whole ticks, so a runaway call
-/// stops within one tick of its budget; 2 ms keeps that well inside the
-/// promised 10 ms while the ticker (one thread waking 500 times a second)
-/// and the yield at each tick stay negligible.
+/// stops within about one tick of its budget; 2 ms keeps a failing request
+/// within a few ms of `call_timeout_ms` while the ticker (one thread waking
+/// 500 times a second) and the yield at each tick stay negligible.
 pub const EPOCH_TICK: Duration = Duration::from_millis(2);
 
 /// Module calls that can run at once, across all modules. Each holds a slot
@@ -69,11 +69,12 @@ const POOL_SLOTS: u32 = 500;
 const KEEP_RESIDENT: usize = 8 * 1024 * 1024;
 
 /// Idle slots kept warm for the module that last ran in them, so that its
-/// next instance reuses the memory image already in place. A slot used once
-/// keeps up to `KEEP_RESIDENT` of memory, so the slots ever used, and with
-/// them resident memory, are bounded by the most calls that ran at once plus
-/// this number (wasmtime's default, 100, would let an idle gateway hold
-/// 800 MiB more than its busiest moment needed).
+/// next instance reuses the memory image already in place (wasmtime divides
+/// this among its pool shards). A slot used once keeps up to
+/// `KEEP_RESIDENT` of memory; with few warm slots a new call reuses a slot
+/// used before rather than a fresh one, so the slots ever used, and with
+/// them resident memory, follow the most calls that ran at once (per shard)
+/// instead of growing towards wasmtime's default of 100 idle slots, 800 MiB.
 const WARM_SLOTS: u32 = 8;
 
 /// Largest `memory_mib`: the pool reserves 4 GiB per memory.
@@ -202,10 +203,10 @@ impl Runtime {
                     drop(engine);
                     next += EPOCH_TICK;
                     let now = std::time::Instant::now();
-                    if next < now {
-                        // Stalled (a suspended process): start over rather
-                        // than tick in a burst.
-                        next = now;
+                    if next <= now {
+                        // Late (a stalled or suspended process): start over
+                        // rather than tick in a burst.
+                        next = now + EPOCH_TICK;
                     }
                     std::thread::sleep(next - now);
                 }
