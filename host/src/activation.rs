@@ -237,7 +237,7 @@ impl Activation {
         gw: &Gateway,
         role: &str,
         name: &str,
-        bytes: &[u8],
+        bytes: bytes::Bytes,
         sha256: Option<&str>,
     ) -> Result<Status, UploadError> {
         let invalid = |m: String| UploadError::Invalid(m);
@@ -251,7 +251,12 @@ impl Activation {
             return Err(invalid("`name` is 1–64 letters, digits, `-` or `_`".into()));
         }
         let dir = self.uploads.as_ref().ok_or_else(|| invalid("Uploading modules needs a data_dir.".into()))?;
-        let digest = crate::wasm::module::sha256_hex(bytes);
+        // Hashing and writing up to 64 MiB is blocking work: off the
+        // request threads.
+        let hashing = bytes.clone();
+        let digest = tokio::task::spawn_blocking(move || crate::wasm::module::sha256_hex(&hashing))
+            .await
+            .map_err(|e| invalid(format!("hashing the module stopped: {e}")))?;
         if sha256.is_some_and(|s| !s.eq_ignore_ascii_case(&digest)) {
             return Err(invalid(format!("The module's sha256 is {digest}, not the one given.")));
         }
@@ -262,7 +267,11 @@ impl Activation {
         let file = std::path::absolute(dir.join(format!("{name}-{}.wasm", &digest[..16])))
             .map_err(|e| refused(format!("resolving {}: {e}", dir.display())))?;
         let new_file = !file.exists();
-        std::fs::write(&file, bytes).map_err(|e| refused(format!("writing {}: {e}", file.display())))?;
+        let (path, data) = (file.clone(), bytes.clone());
+        tokio::task::spawn_blocking(move || std::fs::write(&path, &data))
+            .await
+            .map_err(|e| refused(format!("writing {}: {e}", file.display())))?
+            .map_err(|e| refused(format!("writing {}: {e}", file.display())))?;
         let before = std::fs::read_to_string(&self.path).map_err(|e| refused(format!("reading the policy: {e}")))?;
         let edited = name_module(&before, role, &file, &digest).map_err(|e| refused(format!("{e:#}")))?;
         write_atomically(&self.path, &edited).map_err(|e| refused(format!("writing the policy: {e}")))?;

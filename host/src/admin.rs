@@ -413,7 +413,7 @@ async fn modules_endpoint(
         (&Method::PUT, [role]) => {
             let name = query_param(query, "name").unwrap_or_else(|| (*role).to_owned());
             let sha256 = query_param(query, "sha256");
-            match activation.upload(gw, role, &name, body, sha256.as_deref()).await {
+            match activation.upload(gw, role, &name, body.clone(), sha256.as_deref()).await {
                 Ok(status) => answer(StatusCode::OK, json!(status)),
                 Err(crate::activation::UploadError::Invalid(message)) => problem(StatusCode::BAD_REQUEST, message),
                 Err(crate::activation::UploadError::Refused(rejection)) => answer(
