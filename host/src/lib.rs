@@ -40,6 +40,7 @@ pub mod oauth;
 pub mod paging;
 pub mod pipeline;
 pub mod policy;
+pub mod proxy;
 pub mod scaffold;
 pub mod server;
 pub mod shadow;

@@ -52,6 +52,22 @@ enum Command {
         #[arg(long, default_value = "policies/demo/policy.toml")]
         policy: PathBuf,
     },
+    /// Forward GETs to one upstream base with the gateway's transport and
+    /// nothing else (no tokens, modules or shaping): the baseline the
+    /// comparative benchmark measures the gateway against. Not for apps.
+    Proxy {
+        /// The upstream base URL; `GET /x?y` goes to `<upstream>/x?y`.
+        #[arg(long)]
+        upstream: String,
+        #[arg(long, default_value = "127.0.0.1:8082")]
+        listen: SocketAddr,
+        /// Timeout of each upstream request, in milliseconds.
+        #[arg(long, default_value_t = 10_000)]
+        timeout_ms: u64,
+        /// Print one JSON line with the real address once ready.
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve only the demo provider (R4 unless --fhir-version says otherwise).
     Provider {
         #[arg(long, default_value = "127.0.0.1:8081")]
@@ -470,6 +486,17 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 served = serve(listener, base, options) => served.context("serving the demo provider")?,
                 () = shutdown_signal() => {}
             }
+            Ok(())
+        }
+        Command::Proxy { upstream, listen, timeout_ms, json } => {
+            let proxy = fhirgate::proxy::Proxy::new(&upstream, std::time::Duration::from_millis(timeout_ms))?;
+            let (listener, local) = bind(listen).await?;
+            if json {
+                println!("{}", serde_json::json!({ "event": "ready", "address": local.to_string() }));
+            } else {
+                println!("proxy at http://{local}/ → {upstream}");
+            }
+            fhirgate::proxy::run(listener, proxy, shutdown_signal()).await;
             Ok(())
         }
         Command::Policy { command: PolicyCommand::Check { policy } } => {

@@ -181,6 +181,28 @@ pub async fn run(
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let gw = gateway.clone();
+    serve_connections(
+        listener,
+        move |req, peer| {
+            let gw = gw.clone();
+            async move { handle(&gw, req, peer).await }
+        },
+        shutdown,
+    )
+    .await;
+    gateway.access.flush().await;
+    Ok(())
+}
+
+/// The gateway's transport: accepts connections on `listener` (HTTP/1.1 and
+/// HTTP/2, `TCP_NODELAY`), answers each request with `handler`, and when
+/// `shutdown` resolves stops accepting and drains in-flight connections.
+pub async fn serve_connections<H, F>(listener: TcpListener, handler: H, shutdown: impl Future<Output = ()>)
+where
+    H: Fn(Request<Incoming>, IpAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
     tokio::pin!(shutdown);
@@ -197,10 +219,10 @@ pub async fn run(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let gw = gateway.clone();
+                let handler = handler.clone();
                 let service = service_fn(move |req| {
-                    let gw = gw.clone();
-                    async move { Ok::<_, Infallible>(handle(&gw, req, peer.ip()).await) }
+                    let answer = handler(req, peer.ip());
+                    async move { Ok::<_, Infallible>(answer.await) }
                 });
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn.into_owned());
@@ -218,8 +240,6 @@ pub async fn run(
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("in-flight connections did not finish in time"),
     }
-    gateway.access.flush().await;
-    Ok(())
 }
 
 /// Binds `addr` and returns the listener with its real address (port 0 is

@@ -1,0 +1,424 @@
+//! What the gateway costs, side by side, in one run on loopback:
+//!
+//! - (A) the demo provider directly;
+//! - (B) `fhirgate proxy`: the gateway binary's transport and upstream
+//!   client with no modules (no token check, routing or shaping);
+//! - (C) the full gateway (`fhirgate serve`) with its default modules, an
+//!   access log on disk, the token of a registered client;
+//! - (D) nginx `proxy_pass` to the same provider, with upstream keep-alive,
+//!   when `nginx` is on the PATH.
+//!
+//! Workloads: a Patient read, ~40 KB and ~170 KB searchsets of Patients,
+//! and, on the gateway only, the token endpoint and an 8-entry batch against
+//! its slowest entry. For each system and workload: saturation (closed loop,
+//! 16 connections), then latency at 50% and 75% of that system's own
+//! saturation with an open-loop generator timed from when each request was
+//! due (no coordinated omission): p50, p99 and p99.9; the system's CPU during
+//! saturation and its peak resident memory. Prints one table and the ratios
+//! C/B, C/D and the p99 C adds over B, and writes them to
+//! `target/bench/compare.json` and `target/bench/compare.md`.
+//!
+//! Everything shares the machine: provider, systems and the load generator
+//! compete for the same cores, alike for every system.
+//!
+//! Run with `cargo build-guests && cargo bench -p fhirgate --bench compare`
+//! (`FHIRGATE_BENCH_SECONDS` sets each measurement's length, default 3).
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+#[path = "common/load.rs"]
+mod load;
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use load::{Outcome, Target, closed_loop, open_loop};
+use serde_json::{Value, json};
+use support::{SECRET, Setup, provider_with, start};
+
+const TENANT: &str = "3f2b8c1e-6d4a-4b7f-9e21-5a0c7d9e4b13";
+const CONNECTIONS: usize = 16;
+
+/// A process under measurement: its pid, and its children's (nginx workers).
+struct Proc {
+    pid: u32,
+}
+
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+impl Proc {
+    /// The process and its children.
+    fn pids(&self) -> Vec<u32> {
+        let mut out = vec![self.pid];
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for entry in dir.flatten() {
+                let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+                let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+                let fields: Vec<&str> =
+                    stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+                if fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(self.pid) {
+                    out.push(pid);
+                }
+            }
+        }
+        out
+    }
+
+    /// CPU seconds used so far (user + system), children included.
+    fn cpu_seconds(&self, ticks: f64) -> f64 {
+        self.pids()
+            .iter()
+            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+            .map(|stat| {
+                let fields: Vec<&str> =
+                    stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+                // utime and stime are fields 14 and 15; 12 and 13 after the name.
+                let t = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+                (t(11) + t(12)) / ticks
+            })
+            .sum()
+    }
+
+    /// Peak resident memory in MiB (VmHWM), children included.
+    fn peak_mib(&self) -> f64 {
+        self.pids()
+            .iter()
+            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+            .filter_map(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            })
+            .sum::<f64>()
+            / 1024.0
+    }
+}
+
+/// A system under test: how to reach it and what to measure.
+struct System {
+    key: &'static str,
+    name: String,
+    addr: SocketAddr,
+    /// Prefix of FHIR paths (`/fhir`, `/stu3`, or empty).
+    base_path: &'static str,
+    bearer: Option<String>,
+    proc: Proc,
+}
+
+impl System {
+    fn target(&self, path: &str) -> Target {
+        let t = Target::get(self.addr, &format!("{}/{path}", self.base_path));
+        match &self.bearer {
+            Some(token) => t.header("authorization", format!("Bearer {token}")),
+            None => t,
+        }
+    }
+}
+
+/// One system's figures on one workload.
+struct Figures {
+    saturation: f64,
+    errors: u64,
+    at50: Outcome,
+    at75: Outcome,
+    cpu_percent: f64,
+    peak_mib: f64,
+}
+
+fn addr_of(url: &str) -> SocketAddr {
+    let rest = url.trim_start_matches("http://");
+    rest.split('/').next().unwrap().parse().expect("a loopback address")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// nginx proxying to `provider` (host:port, base path `/fhir`), as a user
+/// would set it up: worker processes per core, access log on, HTTP/1.1 to
+/// the upstream with idle connections kept.
+fn nginx(dir: &std::path::Path, provider: SocketAddr) -> Option<(std::process::Child, SocketAddr)> {
+    let bin = ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx", "/usr/local/bin/nginx"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())?;
+    let port = free_port();
+    let d = dir.display();
+    let conf = format!(
+        "worker_processes auto;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+         fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+         upstream provider {{ server {provider}; keepalive 32; }}\n\
+         server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://provider/fhir/;\n\
+         proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }}\n  }}\n}}\n"
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).ok()?;
+    let child = std::process::Command::new(bin)
+        .args(["-p", &d.to_string(), "-c", &path.display().to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return Some((child, addr));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+fn seconds() -> Duration {
+    let s = std::env::var("FHIRGATE_BENCH_SECONDS").ok().and_then(|v| v.parse::<f64>().ok()).unwrap_or(3.0);
+    Duration::from_secs_f64(s.clamp(0.5, 60.0))
+}
+
+async fn measure(system: &System, target: &Target, ticks: f64) -> Figures {
+    let span = seconds();
+    // Warm-up: connections, pools, instances.
+    closed_loop(target, CONNECTIONS, Duration::from_millis(300)).await;
+    let cpu_before = system.proc.cpu_seconds(ticks);
+    let sat = closed_loop(target, CONNECTIONS, span).await;
+    let cpu = system.proc.cpu_seconds(ticks) - cpu_before;
+    let saturation = sat.per_second();
+    let at50 = open_loop(target, CONNECTIONS, (saturation * 0.5).max(1.0), span).await;
+    let at75 = open_loop(target, CONNECTIONS, (saturation * 0.75).max(1.0), span).await;
+    Figures {
+        saturation,
+        errors: sat.errors + at50.errors + at75.errors,
+        at50,
+        at75,
+        cpu_percent: 100.0 * cpu / sat.elapsed.as_secs_f64(),
+        peak_mib: system.proc.peak_mib(),
+    }
+}
+
+/// The `_count` of a Patient searchset of at least `bytes` from `provider`.
+fn count_for(provider: &str, bytes: usize) -> usize {
+    let http = reqwest::blocking::Client::new();
+    let mut n = 10;
+    loop {
+        let len = http.get(format!("{provider}/Patient?_count={n}")).send().unwrap().bytes().unwrap().len();
+        if len >= bytes || n >= 250 {
+            return n;
+        }
+        n += 2;
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    // SAFETY: no other thread runs yet. Per-request logs would cost the
+    // gateway time the bare proxies do not spend.
+    unsafe { std::env::set_var("FHIRGATE_LOG", "warn") };
+    let ticks = clock_ticks();
+    let dir = tempfile::tempdir()?;
+
+    // The provider, and the systems in front of it.
+    let (provider, provider_base) = provider_with(&["--patients", "300"]);
+    let provider_addr = addr_of(&provider_base);
+    let proxy = start(&["proxy", "--upstream", &provider_base, "--listen", "127.0.0.1:0", "--json"]);
+    let gw = Setup {
+        routes: &[(TENANT, "a")],
+        tenants: &[(TENANT, "a")],
+        providers: &[("a", &provider_base)],
+        client_tenants: &[TENANT],
+        data_dir: true,
+        provider_settings: "timeout_ms = 10000\n",
+        ..Default::default()
+    }
+    .serve();
+    let token = gw.token(TENANT);
+    let nginx = nginx(dir.path(), provider_addr);
+
+    let mut systems = vec![
+        System {
+            key: "A",
+            name: "provider directly".into(),
+            addr: provider_addr,
+            base_path: "/fhir",
+            bearer: None,
+            proc: Proc { pid: provider.pid() },
+        },
+        System {
+            key: "B",
+            name: "fhirgate proxy (no modules)".into(),
+            addr: proxy.get("address").parse()?,
+            base_path: "",
+            bearer: None,
+            proc: Proc { pid: proxy.pid() },
+        },
+        System {
+            key: "C",
+            name: "fhirgate, default modules".into(),
+            addr: addr_of(&gw.base),
+            base_path: "/stu3",
+            bearer: Some(token.clone()),
+            proc: Proc { pid: gw.running.pid() },
+        },
+    ];
+    if let Some((child, addr)) = &nginx {
+        systems.push(System {
+            key: "D",
+            name: "nginx proxy_pass".into(),
+            addr: *addr,
+            base_path: "",
+            bearer: None,
+            proc: Proc { pid: child.id() },
+        });
+    }
+
+    let small = count_for(&provider_base, 40 * 1024);
+    let large = count_for(&provider_base, 170 * 1024);
+    let workloads = [
+        ("Patient read (~1 KB)".to_owned(), "Patient/pat-001".to_owned()),
+        (format!("searchset, {small} Patients (~40 KB)"), format!("Patient?_count={small}")),
+        (format!("searchset, {large} Patients (~170 KB)"), format!("Patient?_count={large}")),
+    ];
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let mut report = String::new();
+    let mut results = Vec::new();
+    let line = |out: &mut String, text: String| {
+        println!("{text}");
+        let _ = writeln!(out, "{text}");
+    };
+    line(
+        &mut report,
+        format!("{} s per measurement, {CONNECTIONS} connections; latency in ms", seconds().as_secs_f64()),
+    );
+    for (label, path) in &workloads {
+        line(&mut report, format!("\n{label}"));
+        line(
+            &mut report,
+            format!(
+                "| {:<30} | {:>9} | {:>23} | {:>23} | {:>6} | {:>8} |",
+                "system", "req/s", "50%: p50 / p99 / p99.9", "75%: p50 / p99 / p99.9", "CPU %", "peak MiB"
+            ),
+        );
+        line(&mut report, format!("|{:-<32}|{:->11}|{:->25}|{:->25}|{:->8}|{:->10}|", "", "", "", "", "", ""));
+        let mut by_key = std::collections::BTreeMap::new();
+        for system in &systems {
+            let target = system.target(path);
+            let f = runtime.block_on(measure(system, &target, ticks));
+            let lat = |o: &Outcome| format!("{:.2} / {:.2} / {:.2}", o.ms(0.5), o.ms(0.99), o.ms(0.999));
+            line(
+                &mut report,
+                format!(
+                    "| {:<30} | {:>9.0} | {:>23} | {:>23} | {:>6.0} | {:>8.1} |{}",
+                    format!("{} {}", system.key, system.name),
+                    f.saturation,
+                    lat(&f.at50),
+                    lat(&f.at75),
+                    f.cpu_percent,
+                    f.peak_mib,
+                    if f.errors > 0 { format!(" {} errors", f.errors) } else { String::new() }
+                ),
+            );
+            results.push(json!({
+                "workload": label, "system": system.key, "name": system.name,
+                "saturation_rps": f.saturation, "errors": f.errors,
+                "p50_ms_at_50": f.at50.ms(0.5), "p99_ms_at_50": f.at50.ms(0.99), "p999_ms_at_50": f.at50.ms(0.999),
+                "p50_ms_at_75": f.at75.ms(0.5), "p99_ms_at_75": f.at75.ms(0.99), "p999_ms_at_75": f.at75.ms(0.999),
+                "cpu_percent": f.cpu_percent, "peak_rss_mib": f.peak_mib,
+            }));
+            by_key.insert(system.key, f);
+        }
+        let (b, c) = (&by_key["B"], &by_key["C"]);
+        let mut ratios = format!(
+            "C/B req/s {:.2}; added p99 of C over B at 50% load {:+.2} ms",
+            c.saturation / b.saturation,
+            c.at50.ms(0.99) - b.at50.ms(0.99)
+        );
+        if let Some(d) = by_key.get("D") {
+            let _ = write!(ratios, "; C/D req/s {:.2}", c.saturation / d.saturation);
+        }
+        line(&mut report, ratios);
+    }
+    if nginx.is_none() {
+        line(&mut report, "\n(D) not measured: nginx is not installed".into());
+    }
+
+    // The gateway alone: its token endpoint, and a batch against its entries.
+    let c = &systems[2];
+    let token_target = Target::get(c.addr, "/oauth2/token")
+        .header("authorization", basic())
+        .post("application/x-www-form-urlencoded", format!("grant_type=client_credentials&scope={TENANT}"));
+    let f = runtime.block_on(measure(c, &token_target, ticks));
+    line(
+        &mut report,
+        format!(
+            "\ntoken endpoint (C): {:.0} req/s; at 50%: p50 {:.2} / p99 {:.2} ms; CPU {:.0}%",
+            f.saturation,
+            f.at50.ms(0.5),
+            f.at50.ms(0.99),
+            f.cpu_percent
+        ),
+    );
+    results.push(json!({ "workload": "token endpoint", "system": "C", "saturation_rps": f.saturation,
+        "p50_ms_at_50": f.at50.ms(0.5), "p99_ms_at_50": f.at50.ms(0.99), "errors": f.errors }));
+
+    let entries = [
+        "Patient/pat-001".to_owned(),
+        "Patient/pat-002".to_owned(),
+        format!("Patient?_count={small}"),
+        "Condition?patient=pat-001".to_owned(),
+        "Observation?patient=pat-001".to_owned(),
+        "AllergyIntolerance?patient=pat-001".to_owned(),
+        "MedicationRequest?patient=pat-001".to_owned(),
+        "Encounter?patient=pat-001".to_owned(),
+    ];
+    let bundle = json!({
+        "resourceType": "Bundle", "type": "batch",
+        "entry": entries.iter().map(|u| json!({ "request": { "method": "GET", "url": u } })).collect::<Vec<Value>>(),
+    });
+    // The batch goes to the face's base, `/stu3`.
+    let mut batch = c.target("").post("application/fhir+json", bundle.to_string());
+    batch.path = c.base_path.into();
+    let (batch_p50, slowest) = runtime.block_on(async {
+        let one = |t: Target| async move { closed_loop(&t, 1, seconds()).await.ms(0.5) };
+        let mut slowest = (String::new(), 0.0f64);
+        for e in &entries {
+            let ms = one(c.target(e)).await;
+            if ms > slowest.1 {
+                slowest = (e.clone(), ms);
+            }
+        }
+        (one(batch.clone()).await, slowest)
+    });
+    line(
+        &mut report,
+        format!(
+            "8-entry batch (C, one at a time): p50 {batch_p50:.2} ms; slowest entry alone ({}) p50 {:.2} ms; ratio {:.2}",
+            slowest.0,
+            slowest.1,
+            batch_p50 / slowest.1
+        ),
+    );
+    results.push(json!({ "workload": "8-entry batch", "system": "C", "p50_ms": batch_p50,
+        "slowest_entry": slowest.0, "slowest_entry_p50_ms": slowest.1, "ratio": batch_p50 / slowest.1 }));
+
+    let out = support::repo_root().join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("compare.md"), &report)?;
+    std::fs::write(out.join("compare.json"), serde_json::to_string_pretty(&json!({ "results": results }))?)?;
+    println!("\nwritten to {}", out.display());
+    drop(nginx.map(|(mut child, _)| child.kill()));
+    Ok(())
+}
+
+fn basic() -> String {
+    use base64::Engine as _;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("app:{SECRET}")))
+}
