@@ -59,3 +59,48 @@ fn runaway_and_faulty_routing_modules_are_contained() {
     }
     outcomes.validate();
 }
+
+/// Every call gets a fresh instance: what one call leaves in the module's
+/// memory (another tenant's data, say) is gone for the next, however the
+/// instance slots are reused and reset.
+#[test]
+fn nothing_a_call_leaves_in_module_memory_reaches_the_next() {
+    let (_provider, base) = provider();
+    let gw = Setup {
+        router: "fhirgate_misbehave",
+        routes: &[(TENANT, "p")],
+        tenants: &[(TENANT, "p")],
+        providers: &[("p", &base)],
+        client_tenants: &[TENANT],
+        ..Default::default()
+    }
+    .serve();
+    let token = gw.token(TENANT);
+    let read = |query: &str| {
+        http().get(format!("{}/stu3/Patient/pat-001?{query}", gw.base)).bearer_auth(&token).send().unwrap()
+    };
+    // Sequential calls reuse one slot; concurrent ones spread over several.
+    for round in 0..20 {
+        let note = format!("secret-{round}");
+        assert_eq!(read(&format!("_misbehave=remember&_note={note}")).status(), 200);
+        let resp = read("_misbehave=recall");
+        assert_eq!(resp.status(), 409);
+        let body: serde_json::Value = resp.json().unwrap();
+        let diag = support::assert_outcome(&body);
+        assert!(diag.contains("kept: []"), "round {round}: {diag}");
+    }
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let read = &read;
+            s.spawn(move || {
+                for i in 0..25 {
+                    let note = format!("secret-{t}-{i}");
+                    assert_eq!(read(&format!("_misbehave=remember&_note={note}")).status(), 200);
+                    let body: serde_json::Value = read("_misbehave=recall").json().unwrap();
+                    let diag = support::assert_outcome(&body);
+                    assert!(diag.contains("kept: []"), "{diag}");
+                }
+            });
+        }
+    });
+}

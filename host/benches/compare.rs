@@ -21,8 +21,10 @@
 //! Everything shares the machine: provider, systems and the load generator
 //! compete for the same cores, alike for every system.
 //!
-//! Run with `cargo build-guests && cargo bench -p fhirgate --bench compare`
-//! (`FHIRGATE_BENCH_SECONDS` sets each measurement's length, default 3).
+//! Run with `cargo build-guests && cargo bench -p fhirgate --bench compare`.
+//! `FHIRGATE_BENCH_SECONDS` sets each measurement's length (default 3);
+//! `FHIRGATE_BENCH_ONLY` limits the workloads to a comma-separated list of
+//! `read`, `search40`, `search170`, `token`, `batch`.
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -180,6 +182,11 @@ fn nginx(dir: &std::path::Path, provider: SocketAddr) -> Option<(std::process::C
     None
 }
 
+/// Whether the workload `key` is to run.
+fn selected(key: &str) -> bool {
+    std::env::var("FHIRGATE_BENCH_ONLY").map_or(true, |only| only.split(',').any(|k| k.trim() == key))
+}
+
 fn seconds() -> Duration {
     let s = std::env::var("FHIRGATE_BENCH_SECONDS").ok().and_then(|v| v.parse::<f64>().ok()).unwrap_or(3.0);
     Duration::from_secs_f64(s.clamp(0.5, 60.0))
@@ -282,9 +289,9 @@ fn main() -> anyhow::Result<()> {
     let small = count_for(&provider_base, 40 * 1024);
     let large = count_for(&provider_base, 170 * 1024);
     let workloads = [
-        ("Patient read (~1 KB)".to_owned(), "Patient/pat-001".to_owned()),
-        (format!("searchset, {small} Patients (~40 KB)"), format!("Patient?_count={small}")),
-        (format!("searchset, {large} Patients (~170 KB)"), format!("Patient?_count={large}")),
+        ("read", "Patient read (~1 KB)".to_owned(), "Patient/pat-001".to_owned()),
+        ("search40", format!("searchset, {small} Patients (~40 KB)"), format!("Patient?_count={small}")),
+        ("search170", format!("searchset, {large} Patients (~170 KB)"), format!("Patient?_count={large}")),
     ];
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
@@ -298,7 +305,7 @@ fn main() -> anyhow::Result<()> {
         &mut report,
         format!("{} s per measurement, {CONNECTIONS} connections; latency in ms", seconds().as_secs_f64()),
     );
-    for (label, path) in &workloads {
+    for (_, label, path) in workloads.iter().filter(|(key, ..)| selected(key)) {
         line(&mut report, format!("\n{label}"));
         line(
             &mut report,
@@ -352,62 +359,66 @@ fn main() -> anyhow::Result<()> {
 
     // The gateway alone: its token endpoint, and a batch against its entries.
     let c = &systems[2];
-    let token_target = Target::get(c.addr, "/oauth2/token")
-        .header("authorization", basic())
-        .post("application/x-www-form-urlencoded", format!("grant_type=client_credentials&scope={TENANT}"));
-    let f = runtime.block_on(measure(c, &token_target, ticks));
-    line(
-        &mut report,
-        format!(
-            "\ntoken endpoint (C): {:.0} req/s; at 50%: p50 {:.2} / p99 {:.2} ms; CPU {:.0}%",
-            f.saturation,
-            f.at50.ms(0.5),
-            f.at50.ms(0.99),
-            f.cpu_percent
-        ),
-    );
-    results.push(json!({ "workload": "token endpoint", "system": "C", "saturation_rps": f.saturation,
+    if selected("token") {
+        let token_target = Target::get(c.addr, "/oauth2/token")
+            .header("authorization", basic())
+            .post("application/x-www-form-urlencoded", format!("grant_type=client_credentials&scope={TENANT}"));
+        let f = runtime.block_on(measure(c, &token_target, ticks));
+        line(
+            &mut report,
+            format!(
+                "\ntoken endpoint (C): {:.0} req/s; at 50%: p50 {:.2} / p99 {:.2} ms; CPU {:.0}%",
+                f.saturation,
+                f.at50.ms(0.5),
+                f.at50.ms(0.99),
+                f.cpu_percent
+            ),
+        );
+        results.push(json!({ "workload": "token endpoint", "system": "C", "saturation_rps": f.saturation,
         "p50_ms_at_50": f.at50.ms(0.5), "p99_ms_at_50": f.at50.ms(0.99), "errors": f.errors }));
+    }
 
-    let entries = [
-        "Patient/pat-001".to_owned(),
-        "Patient/pat-002".to_owned(),
-        format!("Patient?_count={small}"),
-        "Condition?patient=pat-001".to_owned(),
-        "Observation?patient=pat-001".to_owned(),
-        "AllergyIntolerance?patient=pat-001".to_owned(),
-        "MedicationRequest?patient=pat-001".to_owned(),
-        "Encounter?patient=pat-001".to_owned(),
-    ];
-    let bundle = json!({
-        "resourceType": "Bundle", "type": "batch",
-        "entry": entries.iter().map(|u| json!({ "request": { "method": "GET", "url": u } })).collect::<Vec<Value>>(),
-    });
-    // The batch goes to the face's base, `/stu3`.
-    let mut batch = c.target("").post("application/fhir+json", bundle.to_string());
-    batch.path = c.base_path.into();
-    let (batch_p50, slowest) = runtime.block_on(async {
-        let one = |t: Target| async move { closed_loop(&t, 1, seconds()).await.ms(0.5) };
-        let mut slowest = (String::new(), 0.0f64);
-        for e in &entries {
-            let ms = one(c.target(e)).await;
-            if ms > slowest.1 {
-                slowest = (e.clone(), ms);
+    if selected("batch") {
+        let entries = [
+            "Patient/pat-001".to_owned(),
+            "Patient/pat-002".to_owned(),
+            format!("Patient?_count={small}"),
+            "Condition?patient=pat-001".to_owned(),
+            "Observation?patient=pat-001".to_owned(),
+            "AllergyIntolerance?patient=pat-001".to_owned(),
+            "MedicationRequest?patient=pat-001".to_owned(),
+            "Encounter?patient=pat-001".to_owned(),
+        ];
+        let bundle = json!({
+            "resourceType": "Bundle", "type": "batch",
+            "entry": entries.iter().map(|u| json!({ "request": { "method": "GET", "url": u } })).collect::<Vec<Value>>(),
+        });
+        // The batch goes to the face's base, `/stu3`.
+        let mut batch = c.target("").post("application/fhir+json", bundle.to_string());
+        batch.path = c.base_path.into();
+        let (batch_p50, slowest) = runtime.block_on(async {
+            let one = |t: Target| async move { closed_loop(&t, 1, seconds()).await.ms(0.5) };
+            let mut slowest = (String::new(), 0.0f64);
+            for e in &entries {
+                let ms = one(c.target(e)).await;
+                if ms > slowest.1 {
+                    slowest = (e.clone(), ms);
+                }
             }
-        }
-        (one(batch.clone()).await, slowest)
-    });
-    line(
-        &mut report,
-        format!(
-            "8-entry batch (C, one at a time): p50 {batch_p50:.2} ms; slowest entry alone ({}) p50 {:.2} ms; ratio {:.2}",
-            slowest.0,
-            slowest.1,
-            batch_p50 / slowest.1
-        ),
-    );
-    results.push(json!({ "workload": "8-entry batch", "system": "C", "p50_ms": batch_p50,
+            (one(batch.clone()).await, slowest)
+        });
+        line(
+            &mut report,
+            format!(
+                "8-entry batch (C, one at a time): p50 {batch_p50:.2} ms; slowest entry alone ({}) p50 {:.2} ms; ratio {:.2}",
+                slowest.0,
+                slowest.1,
+                batch_p50 / slowest.1
+            ),
+        );
+        results.push(json!({ "workload": "8-entry batch", "system": "C", "p50_ms": batch_p50,
         "slowest_entry": slowest.0, "slowest_entry_p50_ms": slowest.1, "ratio": batch_p50 / slowest.1 }));
+    }
 
     let out = support::repo_root().join("target/bench");
     std::fs::create_dir_all(&out)?;

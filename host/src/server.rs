@@ -111,7 +111,7 @@ impl Gateway {
         let issuer = config.public_url.clone().unwrap_or_else(|| format!("http://{local_addr}"));
         let audiences = FACES.iter().map(|f| format!("{issuer}/{}", f.face())).collect();
         let mut auth = AuthServer::new(clients, key, issuer, audiences, config.token.lifetime_seconds);
-        auth.events = Some(state.store.clone());
+        auth.events = Some(state.access.clone());
         Ok(Gateway {
             auth,
             policy: ArcSwap::from_pointee(policy),

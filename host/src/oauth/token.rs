@@ -84,8 +84,9 @@ pub struct AuthServer {
     /// Cleared whenever the keys change.
     pub verdicts: quick_cache::sync::Cache<VerdictKey, Verdict>,
     /// Where token issuance and refused client authentications are
-    /// recorded (the store's change audit trail).
-    pub events: Option<crate::store::Store>,
+    /// recorded: the store's change audit trail, written in batches by the
+    /// access log's writer.
+    pub events: Option<crate::store::access::AccessLog>,
 }
 
 /// Cache key of a validation verdict: the token's SHA-256, the digest of the
@@ -129,21 +130,12 @@ impl AuthServer {
         }
     }
 
-    /// Records a security event without holding up the answer; a failed
-    /// write is logged.
-    fn record(&self, action: &'static str, subject: String, detail: Value) {
-        let Some(store) = self.events.clone() else { return };
-        tokio::spawn(async move {
-            let written = match store.pool().acquire().await {
-                Ok(mut conn) => {
-                    crate::store::directory::record_event(&mut conn, "token-endpoint", action, &subject, &detail).await
-                }
-                Err(e) => Err(e),
-            };
-            if let Err(e) = written {
-                tracing::warn!(error = %e, action, "recording a security event failed");
-            }
-        });
+    /// Queues a security event for the audit trail: the answer waits only
+    /// while the writer's queue is full, never for the database.
+    async fn record(&self, action: &'static str, subject: String, detail: Value) {
+        if let Some(log) = &self.events {
+            log.event("token-endpoint", action, subject, &detail).await;
+        }
     }
 
     /// Replaces the key ring (after a rotation, or when loaded from the
@@ -239,7 +231,8 @@ impl AuthServer {
             "token.issued",
             format!("client:{}", client.client_id),
             json!({ "scope": granted, "jti": claims["jti"], "expires_at": claims["exp"] }),
-        );
+        )
+        .await;
         Ok(json!({
             "access_token": token,
             "token_type": "Bearer",
@@ -286,7 +279,8 @@ impl AuthServer {
                     "token.refused",
                     format!("client:{}", client_id.chars().take(128).collect::<String>()),
                     json!({ "error": "invalid_client", "peer": peer.to_string() }),
-                );
+                )
+                .await;
                 Err(OAuthError::InvalidClient { basic })
             }
         }

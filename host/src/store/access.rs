@@ -114,9 +114,22 @@ impl AccessQuery {
     }
 }
 
+/// An event of the change audit trail (`audit_events`) queued for the
+/// writer: token issuance and refused client authentications come at
+/// request rate, so they are written in batches like access records.
+pub struct Event {
+    event_id: String,
+    at: i64,
+    actor: &'static str,
+    action: &'static str,
+    subject: String,
+    detail: String,
+}
+
 /// What the writer task receives.
 enum Message {
     Record(Box<AccessRecord>),
+    Event(Box<Event>),
     /// Answered once every record received before it is committed.
     Flush(oneshot::Sender<()>),
 }
@@ -157,6 +170,24 @@ impl AccessLog {
         if let Err(mpsc::error::SendError(Message::Record(r))) = self.tx.send(Message::Record(Box::new(r))).await {
             self.stats.failed.fetch_add(1, Ordering::Relaxed);
             tracing::error!(request_id = %r.request_id, part = r.part, "access log: the writer has stopped; record lost");
+        }
+    }
+
+    /// Queues an event for the change audit trail, written with the next
+    /// batch; waits while the queue is full, like [`AccessLog::record`].
+    /// `detail` must not hold secrets.
+    pub async fn event(&self, actor: &'static str, action: &'static str, subject: String, detail: &serde_json::Value) {
+        let event = Event {
+            event_id: super::event_id(),
+            at: crate::oauth::keys::now_seconds() as i64,
+            actor,
+            action,
+            subject,
+            detail: detail.to_string(),
+        };
+        if self.tx.send(Message::Event(Box::new(event))).await.is_err() {
+            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(action, "audit trail: the writer has stopped; event lost");
         }
     }
 
@@ -230,11 +261,12 @@ const COLUMNS: &str = "request_id, part, at_ms, client_id, tenant_id, provider_i
 /// one transaction; answers flushes in queue order.
 async fn run_writer(store: Store, mut rx: mpsc::Receiver<Message>, stats: Arc<Stats>) {
     let mut inbox = Vec::with_capacity(BATCH_MAX);
-    let mut batch = Vec::with_capacity(BATCH_MAX);
+    let mut batch = Batch::default();
     while rx.recv_many(&mut inbox, BATCH_MAX).await > 0 {
         for message in inbox.drain(..) {
             match message {
-                Message::Record(r) => batch.push(*r),
+                Message::Record(r) => batch.records.push(*r),
+                Message::Event(e) => batch.events.push(*e),
                 Message::Flush(done) => {
                     write(&store, &mut batch, &stats).await;
                     let _ = done.send(());
@@ -245,17 +277,25 @@ async fn run_writer(store: Store, mut rx: mpsc::Receiver<Message>, stats: Arc<St
     }
 }
 
-/// Writes and empties `batch`, counting every record as written or failed.
-async fn write(store: &Store, batch: &mut Vec<AccessRecord>, stats: &Stats) {
-    if batch.is_empty() {
+/// Access records and audit events written in one transaction.
+#[derive(Default)]
+struct Batch {
+    records: Vec<AccessRecord>,
+    events: Vec<Event>,
+}
+
+/// Writes and empties `batch`, counting every record and event as written
+/// or failed.
+async fn write(store: &Store, batch: &mut Batch, stats: &Stats) {
+    if batch.records.is_empty() && batch.events.is_empty() {
         return;
     }
     if insert_all(store, batch).await.is_ok() {
-        stats.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        stats.written.fetch_add((batch.records.len() + batch.events.len()) as u64, Ordering::Relaxed);
     } else {
         // One bad record (a repeated id) must not cost the others theirs, so
         // the batch is retried record by record, each on its own.
-        for r in batch.iter() {
+        for r in &batch.records {
             match insert(store.pool(), r).await {
                 Ok(()) => {
                     stats.written.fetch_add(1, Ordering::Relaxed);
@@ -266,16 +306,49 @@ async fn write(store: &Store, batch: &mut Vec<AccessRecord>, stats: &Stats) {
                 }
             }
         }
+        for e in &batch.events {
+            match insert_event(store.pool(), e).await {
+                Ok(()) => {
+                    stats.written.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(err) => {
+                    stats.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(event_id = %e.event_id, action = e.action, error = %err, "audit trail: event not written");
+                }
+            }
+        }
     }
-    batch.clear();
+    batch.records.clear();
+    batch.events.clear();
 }
 
-async fn insert_all(store: &Store, batch: &[AccessRecord]) -> Result<(), sqlx::Error> {
+async fn insert_all(store: &Store, batch: &Batch) -> Result<(), sqlx::Error> {
     let mut tx = store.begin_write().await?;
-    for r in batch {
+    for r in &batch.records {
         insert(&mut *tx, r).await?;
     }
+    for e in &batch.events {
+        insert_event(&mut *tx, e).await?;
+    }
     tx.commit().await
+}
+
+async fn insert_event<'e, E>(executor: E, e: &Event) -> Result<(), sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "INSERT INTO audit_events (event_id, at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&e.event_id)
+    .bind(e.at)
+    .bind(e.actor)
+    .bind(e.action)
+    .bind(&e.subject)
+    .bind(&e.detail)
+    .execute(executor)
+    .await?;
+    Ok(())
 }
 
 async fn insert<'e, E>(executor: E, r: &AccessRecord) -> Result<(), sqlx::Error>
@@ -573,6 +646,34 @@ mod tests {
         assert_eq!(count, 4000);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn audit_events_are_written_in_the_same_batches_as_records() {
+        let log = log().await;
+        let mut tasks = Vec::new();
+        for t in 0..4 {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..250 {
+                    log.event("token-endpoint", "token.issued", format!("client:c{t}"), &json!({ "n": i })).await;
+                    log.record(rec(&format!("req-{t}-{i}"), 0, T0 + i)).await;
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        log.flush().await;
+        assert_eq!(log.stats(), (2000, 0));
+        let (events,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_events WHERE action = 'token.issued'")
+            .fetch_one(log.store.pool())
+            .await
+            .unwrap();
+        assert_eq!(events, 1000);
+        let (records,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM access_log").fetch_one(log.store.pool()).await.unwrap();
+        assert_eq!(records, 1000);
+    }
+
     #[tokio::test]
     async fn a_full_queue_makes_record_wait_not_drop() {
         let log = AccessLog::with_capacity(Store::open("sqlite::memory:").await.unwrap(), 2);
@@ -727,9 +828,12 @@ mod tests {
     async fn a_batch_with_a_repeated_id_writes_the_rest() {
         let store = Store::open("sqlite::memory:").await.unwrap();
         let stats = Stats::default();
-        let mut batch = vec![rec("a", 0, T0), rec("b", 0, T0), rec("a", 0, T0 + 1), rec("c", 0, T0)];
+        let mut batch = Batch {
+            records: vec![rec("a", 0, T0), rec("b", 0, T0), rec("a", 0, T0 + 1), rec("c", 0, T0)],
+            events: Vec::new(),
+        };
         write(&store, &mut batch, &stats).await;
-        assert!(batch.is_empty());
+        assert!(batch.records.is_empty());
         assert_eq!((stats.written.load(Ordering::Relaxed), stats.failed.load(Ordering::Relaxed)), (3, 1));
         let rows: Vec<(String, i64)> = sqlx::query_as("SELECT request_id, at_ms FROM access_log ORDER BY request_id")
             .fetch_all(store.pool())

@@ -176,6 +176,9 @@ impl Runtime {
             .max_memory_size(memory_bytes)
             .linear_memory_keep_resident(KEEP_RESIDENT)
             .max_unused_warm_slots(WARM_SLOTS)
+            // Reset only the pages a call dirtied (Linux 6.7+), not every
+            // kept-resident byte: most calls touch a few pages.
+            .pagemap_scan(wasmtime::Enabled::Auto)
             .table_keep_resident(KEEP_RESIDENT)
             .async_stack_keep_resident(KEEP_RESIDENT);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));

@@ -1,8 +1,9 @@
 //! A module for the gateway's own tests. As a router it routes like the
 //! table router, except that the request parameter `_misbehave` makes it
 //! loop forever, sleep in a host call, exhaust memory, recurse without end,
-//! panic, answer a route with 100,000 parameters, or answer routes the host
-//! must refuse. As a shaper it passes
+//! panic, answer a route with 100,000 parameters, answer routes the host
+//! must refuse, or keep a note in memory (`remember`) and tell it
+//! (`recall`), which a fresh instance per call must never do. As a shaper it passes
 //! requests and answers through unchanged, or, with `shaping = "panic"` or
 //! `"loop"` in its configuration, fails on every answer. As a token validator it refuses
 //! every token. Never deploy it.
@@ -28,6 +29,9 @@ wit_bindgen::generate!({
         "fhirgate:policy/upstream@0.1.0": fhirgate_guest_sdk::upstream,
     },
 });
+
+/// What `remember` keeps: in linear memory, like everything a module holds.
+static NOTE: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
 
 #[derive(Deserialize)]
 struct Config {
@@ -128,6 +132,16 @@ impl exports::fhirgate::policy::routing::Guest for Misbehave {
             "auth-header" => headers.push(Header { name: "authorization".into(), value: "Bearer stolen".into() }),
             "foreign-provider" => provider_id = "not-approved".into(),
             "escape-path" => path = "../../admin".into(),
+            // Keeps the `_note` parameter in memory that outlives the call
+            // only if the instance does; `recall` answers with what is kept.
+            "remember" => {
+                let note = request.params.iter().find(|p| p.name == "_note").map(|p| p.value.clone());
+                *NOTE.lock().unwrap_or_else(|e| e.into_inner()) = note.unwrap_or_default();
+            }
+            "recall" => {
+                let note = NOTE.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                return Err(deny(409, "recalled", format!("kept: [{note}]")));
+            }
             "huge" => {
                 let params = (0..100_000).map(|i| Param { name: format!("p{i}"), value: "x".repeat(64) }).collect();
                 return Ok(Target { provider_id, path, params, headers });
@@ -137,7 +151,7 @@ impl exports::fhirgate::policy::routing::Guest for Misbehave {
         Ok(Target {
             provider_id,
             path,
-            params: request.params.into_iter().filter(|p| p.name != "_misbehave").collect(),
+            params: request.params.into_iter().filter(|p| p.name != "_misbehave" && p.name != "_note").collect(),
             headers,
         })
     }
