@@ -322,32 +322,77 @@ async fn write(store: &Store, batch: &mut Batch, stats: &Stats) {
     batch.events.clear();
 }
 
+/// Rows per `INSERT` statement: one statement, one round trip to the
+/// database (for SQLite, to its worker thread), for many rows.
+const ROWS_PER_STATEMENT: usize = 64;
+
+/// `INSERT INTO {table} ({columns}) VALUES (…), (…), …` for `rows` rows of
+/// `columns` placeholders each.
+fn insert_rows(table: &str, columns: &str, rows: usize) -> String {
+    let width = columns.split(',').count();
+    let mut sql = format!("INSERT INTO {table} ({columns}) VALUES ");
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for col in 0..width {
+            let _ = write!(sql, "{}${}", if col == 0 { "" } else { ", " }, row * width + col + 1);
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+const EVENT_COLUMNS: &str = "event_id, at, actor, action, subject, detail";
+
 async fn insert_all(store: &Store, batch: &Batch) -> Result<(), sqlx::Error> {
     let mut tx = store.begin_write().await?;
-    for r in &batch.records {
-        insert(&mut *tx, r).await?;
+    for chunk in batch.records.chunks(ROWS_PER_STATEMENT) {
+        let sql = insert_rows("access_log", COLUMNS, chunk.len());
+        let mut query = sqlx::query(&sql);
+        for r in chunk {
+            query = bind_record(query, r);
+        }
+        query.execute(&mut *tx).await?;
     }
-    for e in &batch.events {
-        insert_event(&mut *tx, e).await?;
+    for chunk in batch.events.chunks(ROWS_PER_STATEMENT) {
+        let sql = insert_rows("audit_events", EVENT_COLUMNS, chunk.len());
+        let mut query = sqlx::query(&sql);
+        for e in chunk {
+            query = bind_event(query, e);
+        }
+        query.execute(&mut *tx).await?;
     }
     tx.commit().await
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+fn bind_record<'q>(query: AnyQuery<'q>, r: &'q AccessRecord) -> AnyQuery<'q> {
+    query
+        .bind(&r.request_id)
+        .bind(i64::from(r.part))
+        .bind(r.at_ms)
+        .bind(&r.client_id)
+        .bind(&r.tenant_id)
+        .bind(&r.provider_id)
+        .bind(&r.face)
+        .bind(&r.interaction)
+        .bind(&r.resource_type)
+        .bind(&r.patient_id)
+        .bind(r.outcome.as_str())
+        .bind(i64::from(r.status))
+        .bind(i64::try_from(r.latency_us).unwrap_or(i64::MAX))
+}
+
+fn bind_event<'q>(query: AnyQuery<'q>, e: &'q Event) -> AnyQuery<'q> {
+    query.bind(&e.event_id).bind(e.at).bind(e.actor).bind(e.action).bind(&e.subject).bind(&e.detail)
 }
 
 async fn insert_event<'e, E>(executor: E, e: &Event) -> Result<(), sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    sqlx::query(
-        "INSERT INTO audit_events (event_id, at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&e.event_id)
-    .bind(e.at)
-    .bind(e.actor)
-    .bind(e.action)
-    .bind(&e.subject)
-    .bind(&e.detail)
-    .execute(executor)
-    .await?;
+    let sql = insert_rows("audit_events", EVENT_COLUMNS, 1);
+    bind_event(sqlx::query(&sql), e).execute(executor).await?;
     Ok(())
 }
 
@@ -355,26 +400,8 @@ async fn insert<'e, E>(executor: E, r: &AccessRecord) -> Result<(), sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    sqlx::query(
-        "INSERT INTO access_log (request_id, part, at_ms, client_id, tenant_id, provider_id, face, interaction, \
-         resource_type, patient_id, outcome, status, latency_us) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-    )
-    .bind(&r.request_id)
-    .bind(i64::from(r.part))
-    .bind(r.at_ms)
-    .bind(&r.client_id)
-    .bind(&r.tenant_id)
-    .bind(&r.provider_id)
-    .bind(&r.face)
-    .bind(&r.interaction)
-    .bind(&r.resource_type)
-    .bind(&r.patient_id)
-    .bind(r.outcome.as_str())
-    .bind(i64::from(r.status))
-    .bind(i64::try_from(r.latency_us).unwrap_or(i64::MAX))
-    .execute(executor)
-    .await?;
+    let sql = insert_rows("access_log", COLUMNS, 1);
+    bind_record(sqlx::query(&sql), r).execute(executor).await?;
     Ok(())
 }
 

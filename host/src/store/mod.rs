@@ -45,6 +45,19 @@ impl Store {
             // The database lives and dies with its one connection: never
             // recycle it.
             options = options.min_connections(1).max_lifetime(None).idle_timeout(None);
+        } else if url.starts_with("sqlite:") {
+            // Write-ahead logging: a commit appends to the log and syncs it
+            // once (synchronous = FULL: a committed access record survives a
+            // power cut), where the default rollback journal writes, syncs
+            // and deletes a journal file besides; and readers (audit
+            // queries) do not block the writer.
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Executor as _;
+                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;").await?;
+                    Ok(())
+                })
+            });
         }
         let pool = options.connect(url).await.with_context(|| format!("opening the store at {}", redact(url)))?;
         MIGRATOR.run(&pool).await.context("applying store migrations")?;
