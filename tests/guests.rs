@@ -157,6 +157,34 @@ fn exchange(client: FhirVersion) -> Exchange {
 }
 
 #[test]
+fn deeply_nested_answers_are_shaped_or_refused_never_a_fault() {
+    let h = Harness::load(guest("fhirgate_shaper_fhir")).unwrap();
+    // Extensions within extensions: each level is an object in an array,
+    // two levels of JSON nesting.
+    let nested = |levels: usize| {
+        let mut ext = json!({ "url": "https://example.org/leaf", "valueString": "x" });
+        for _ in 0..levels {
+            ext = json!({ "url": "https://example.org/level", "extension": [ext] });
+        }
+        let mut patient = fhirgate::demo::data::patient(0);
+        patient["extension"] = json!([ext]);
+        let bundle = json!({
+            "resourceType": "Bundle", "type": "searchset",
+            "entry": [{ "fullUrl": "https://ehr.example/fhir/r4/Patient/p1", "resource": patient }]
+        });
+        serde_json::to_vec(&bundle).unwrap()
+    };
+    for face in [FhirVersion::Stu3, FhirVersion::Dstu2] {
+        // Within serde_json's 128 levels: shaped.
+        let out = h.shape_response(&exchange(face), 200, &nested(58)).expect("no fault");
+        assert_eq!(out.expect("shaped").status, 200);
+        // Past them: a denial, not a trap.
+        let out = h.shape_response(&exchange(face), 200, &nested(200)).expect("no fault");
+        assert_eq!(out.expect_err("too deep").status, 502);
+    }
+}
+
+#[test]
 fn shaper_turns_r4_searchsets_into_stu3_and_dstu2() {
     let h = Harness::load(guest("fhirgate_shaper_fhir")).unwrap();
     let bundle = json!({
