@@ -82,7 +82,10 @@ fn nothing_a_call_leaves_in_module_memory_reaches_the_next() {
     // Sequential calls reuse one slot; concurrent ones spread over several.
     for round in 0..20 {
         let note = format!("secret-{round}");
-        assert_eq!(read(&format!("_misbehave=remember&_note={note}")).status(), 200);
+        // Kept while the instance lives…
+        let body: serde_json::Value = read(&format!("_misbehave=remember&_note={note}")).json().unwrap();
+        assert!(support::assert_outcome(&body).contains(&format!("kept: [{note}]")), "{body}");
+        // …and gone for the next call's instance.
         let resp = read("_misbehave=recall");
         assert_eq!(resp.status(), 409);
         let body: serde_json::Value = resp.json().unwrap();
@@ -95,7 +98,8 @@ fn nothing_a_call_leaves_in_module_memory_reaches_the_next() {
             s.spawn(move || {
                 for i in 0..25 {
                     let note = format!("secret-{t}-{i}");
-                    assert_eq!(read(&format!("_misbehave=remember&_note={note}")).status(), 200);
+                    let body: serde_json::Value = read(&format!("_misbehave=remember&_note={note}")).json().unwrap();
+                    assert!(support::assert_outcome(&body).contains(&format!("kept: [{note}]")), "{body}");
                     let body: serde_json::Value = read("_misbehave=recall").json().unwrap();
                     let diag = support::assert_outcome(&body);
                     assert!(diag.contains("kept: []"), "{diag}");

@@ -12,9 +12,11 @@
 //! and, on the gateway only, the token endpoint and an 8-entry batch against
 //! its slowest entry. For each system and workload: saturation (closed loop,
 //! 16 connections), then latency at 50% and 75% of that system's own
-//! saturation with an open-loop generator timed from when each request was
-//! due (no coordinated omission): p50, p99 and p99.9; the system's CPU during
-//! saturation and its peak resident memory. Prints one table and the ratios
+//! saturation with an open-loop generator that charges a request held up by
+//! the system from when it was due (no coordinated omission): p50, p99 and
+//! p99.9; the system's own CPU during saturation (the provider's not
+//! included) and its resident-memory high-water mark so far (VmHWM, summed
+//! over its processes). Prints one table and the ratios
 //! C/B, C/D and the p99 C adds over B, and writes them to
 //! `target/bench/compare.json` and `target/bench/compare.md`.
 //!

@@ -43,6 +43,15 @@ impl Proxy {
             return json_response(StatusCode::METHOD_NOT_ALLOWED, "application/json", r#"{"error":"GET only"}"#);
         }
         let target = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        // Nothing outside the upstream base: no dot segments, even encoded.
+        let path = req.uri().path().to_ascii_lowercase().replace("%2e", ".");
+        if path.split('/').any(|seg| seg == "." || seg == "..") || path.contains('\\') || path.contains("%2f") {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                "application/json",
+                r#"{"error":"path outside the upstream base"}"#,
+            );
+        }
         let url = format!("{}{target}", self.base);
         match self.upstream.get(&self.settings, &url, HeaderMap::new(), "application/fhir+json").await {
             Ok(answer) => json_response(answer.status, "application/fhir+json", answer.body),

@@ -696,6 +696,26 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(events, 1000);
+        // Every field in its column, whatever row of a statement it was.
+        let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as(
+            "SELECT actor, action, subject, detail, at FROM audit_events WHERE subject = 'client:c2' ORDER BY event_id",
+        )
+        .fetch_all(log.store.pool())
+        .await
+        .unwrap();
+        assert_eq!(rows.len(), 250);
+        let numbers: HashSet<i64> = rows
+            .iter()
+            .map(|(actor, action, subject, detail, at)| {
+                assert_eq!(
+                    (actor.as_str(), action.as_str(), subject.as_str()),
+                    ("token-endpoint", "token.issued", "client:c2")
+                );
+                assert!(*at > 1_700_000_000, "{at}");
+                serde_json::from_str::<Value>(detail).unwrap()["n"].as_i64().unwrap()
+            })
+            .collect();
+        assert_eq!(numbers, (0..250).collect());
         let (records,): (i64,) =
             sqlx::query_as("SELECT COUNT(*) FROM access_log").fetch_one(log.store.pool()).await.unwrap();
         assert_eq!(records, 1000);

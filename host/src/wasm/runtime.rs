@@ -176,9 +176,12 @@ impl Runtime {
             .max_memory_size(memory_bytes)
             .linear_memory_keep_resident(KEEP_RESIDENT)
             .max_unused_warm_slots(WARM_SLOTS)
-            // Reset only the pages a call dirtied (Linux 6.7+), not every
-            // kept-resident byte: most calls touch a few pages.
-            .pagemap_scan(wasmtime::Enabled::Auto)
+            // Not `pagemap_scan`: in this wasmtime it resets only pages
+            // that are present, so a page of a previous call swapped out
+            // would survive into the next call's instance. The reset
+            // `memset`s the whole kept-resident part a module can reach,
+            // which the modules' small stack keeps small.
+            .pagemap_scan(wasmtime::Enabled::No)
             .table_keep_resident(KEEP_RESIDENT)
             .async_stack_keep_resident(KEEP_RESIDENT);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));

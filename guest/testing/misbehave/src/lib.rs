@@ -137,6 +137,9 @@ impl exports::fhirgate::policy::routing::Guest for Misbehave {
             "remember" => {
                 let note = request.params.iter().find(|p| p.name == "_note").map(|p| p.value.clone());
                 *NOTE.lock().unwrap_or_else(|e| e.into_inner()) = note.unwrap_or_default();
+                // Read back, to show it is kept for as long as the instance.
+                let kept = NOTE.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                return Err(deny(409, "remembered", format!("kept: [{kept}]")));
             }
             "recall" => {
                 let note = NOTE.lock().unwrap_or_else(|e| e.into_inner()).clone();
