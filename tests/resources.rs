@@ -463,6 +463,14 @@ fn has_mrn(r: &Value) -> bool {
 /// The fields the app reads of a resource of type `rt` (its STU3 name).
 fn fields(rt: &str) -> Vec<Field> {
     macro_rules! f {
+        // One check for the face and the provider's resource alike.
+        ($name:literal, $required:literal, |$version:ident, $v:ident| $both:expr) => {{
+            let check = Check::Fn(|$version: &str, $v: &Value| {
+                let _ = $version;
+                $both
+            });
+            Field { name: $name, required: $required, on_face: check, in_source: check }
+        }};
         ($name:literal, $required:literal, |$face:ident, $r:ident| $on_face:expr, |$dialect:ident, $s:ident| $in_source:expr) => {
             Field {
                 name: $name,
@@ -489,32 +497,19 @@ fn fields(rt: &str) -> Vec<Field> {
             field("name.given", true, "/name/0/given/0", "/name/0/given/0"),
             field("gender", true, "/gender", "/gender"),
             field("birthDate", true, "/birthDate", "/birthDate"),
-            f!("identifier (MRN)", true, |face, r| has_mrn(r), |d, s| has_mrn(s)),
+            f!("identifier (MRN)", true, |version, v| has_mrn(v)),
             field("name.use", false, "/name/0/use", "/name/0/use"),
             field("name.prefix", false, "/name/0/prefix/0", "/name/0/prefix/0"),
-            f!(
-                "careProvider / generalPractitioner display",
-                false,
-                |face, r| at(
-                    r,
-                    if face == "dstu2" { "/careProvider/0/display" } else { "/generalPractitioner/0/display" }
-                ),
-                |d, s| at(s, if d == "dstu2" { "/careProvider/0/display" } else { "/generalPractitioner/0/display" })
-            ),
+            f!("careProvider / generalPractitioner display", false, |version, v| at(
+                v,
+                if version == "dstu2" { "/careProvider/0/display" } else { "/generalPractitioner/0/display" }
+            )),
         ],
         "Observation" => vec![
-            f!("effective[x]", true, |face, r| at(r, "/effectiveDateTime") || at(r, "/effectivePeriod"), |d, s| at(
-                s,
-                "/effectiveDateTime"
-            )
-                || at(s, "/effectivePeriod")),
+            f!("effective[x]", true, |version, v| at(v, "/effectiveDateTime") || at(v, "/effectivePeriod")),
             field("code.coding.code", true, "/code/coding/0/code", "/code/coding/0/code"),
-            f!(
-                "valueQuantity.value",
-                true,
-                |face, r| at(r, "/valueQuantity/value") || any_at(r, "/component", "/valueQuantity/value"),
-                |d, s| at(s, "/valueQuantity/value") || any_at(s, "/component", "/valueQuantity/value")
-            ),
+            f!("valueQuantity.value", true, |version, v| at(v, "/valueQuantity/value")
+                || any_at(v, "/component", "/valueQuantity/value")),
             f!(
                 "category",
                 true,
@@ -526,12 +521,8 @@ fn fields(rt: &str) -> Vec<Field> {
                 |d, s| at(s, "/category")
             ),
             field("code.coding.display", false, "/code/coding/0/display", "/code/coding/0/display"),
-            f!(
-                "valueQuantity.unit",
-                false,
-                |face, r| at(r, "/valueQuantity/unit") || any_at(r, "/component", "/valueQuantity/unit"),
-                |d, s| at(s, "/valueQuantity/unit") || any_at(s, "/component", "/valueQuantity/unit")
-            ),
+            f!("valueQuantity.unit", false, |version, v| at(v, "/valueQuantity/unit")
+                || any_at(v, "/component", "/valueQuantity/unit")),
             f!(
                 "component code and value",
                 false,
@@ -604,36 +595,17 @@ fn fields(rt: &str) -> Vec<Field> {
                 |face, r| at(r, if face == "dstu2" { "/recordedDate" } else { "/assertedDate" }),
                 |d, s| at(s, if d == "stu3" { "/assertedDate" } else { "/recordedDate" })
             ),
-            f!("note.text", false, |face, r| at(r, "/note/text") || at(r, "/note/0/text"), |d, s| at(s, "/note/text")
-                || at(s, "/note/0/text")),
-            f!(
-                "reaction substance",
-                false,
-                |face, r| if face == "dstu2" {
-                    any_at(r, "/reaction", "/substance/text")
-                } else {
-                    any_at(r, "/reaction", "/substance/coding/0")
-                },
-                |d, s| if d == "dstu2" {
-                    any_at(s, "/reaction", "/substance/text")
-                } else {
-                    any_at(s, "/reaction", "/substance/coding/0")
-                }
-            ),
-            f!(
-                "reaction manifestation",
-                false,
-                |face, r| if face == "dstu2" {
-                    any_at(r, "/reaction", "/manifestation/0/text")
-                } else {
-                    any_at(r, "/reaction", "/manifestation/0/coding/0")
-                },
-                |d, s| if d == "dstu2" {
-                    any_at(s, "/reaction", "/manifestation/0/text")
-                } else {
-                    any_at(s, "/reaction", "/manifestation/0/coding/0")
-                }
-            ),
+            f!("note.text", false, |version, v| at(v, "/note/text") || at(v, "/note/0/text")),
+            f!("reaction substance", false, |version, v| if version == "dstu2" {
+                any_at(v, "/reaction", "/substance/text")
+            } else {
+                any_at(v, "/reaction", "/substance/coding/0")
+            }),
+            f!("reaction manifestation", false, |version, v| if version == "dstu2" {
+                any_at(v, "/reaction", "/manifestation/0/text")
+            } else {
+                any_at(v, "/reaction", "/manifestation/0/coding/0")
+            }),
         ],
         "MedicationRequest" => vec![
             field("dateWritten / authoredOn", true, "/dateWritten", "/authoredOn"),
@@ -650,12 +622,8 @@ fn fields(rt: &str) -> Vec<Field> {
                     }
                 )
             ),
-            f!(
-                "medication display or text",
-                true,
-                |face, r| at(r, "/medicationReference/display") || at(r, "/medicationCodeableConcept/text"),
-                |d, s| at(s, "/medicationReference/display") || at(s, "/medicationCodeableConcept/text")
-            ),
+            f!("medication display or text", true, |version, v| at(v, "/medicationReference/display")
+                || at(v, "/medicationCodeableConcept/text")),
             f!("dateEnded", false, |face, r| face != "dstu2" || at(r, "/dateEnded"), |d, s| at(s, "/dateEnded")),
             field("dosageInstruction.text", false, "/dosageInstruction/0/text", "/dosageInstruction/0/text"),
             field("text.div", false, "/text/div", "/text/div"),
