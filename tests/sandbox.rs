@@ -7,21 +7,27 @@ use support::{Setup, http, provider};
 
 const TENANT: &str = "66666666-6666-4666-8666-666666666666";
 
+/// A gateway routing TENANT to the provider at `base` through the test
+/// module that misbehaves on request, with `extra_config`.
+fn misbehaving(base: &str, extra_config: &str) -> support::Served {
+    Setup {
+        router: "fhirgate_misbehave",
+        routes: &[(TENANT, "p")],
+        tenants: &[(TENANT, "p")],
+        providers: &[("p", base)],
+        client_tenants: &[TENANT],
+        extra_config,
+        ..Default::default()
+    }
+    .serve()
+}
+
 #[test]
 fn runaway_and_faulty_routing_modules_are_contained() {
     let mut outcomes = support::Outcomes::default();
     let (_provider, base) = provider();
-    let gw = Setup {
-        router: "fhirgate_misbehave",
-        routes: &[(TENANT, "p")],
-        tenants: &[(TENANT, "p")],
-        providers: &[("p", &base)],
-        client_tenants: &[TENANT],
-        // Tight limits keep the test quick; the defaults are larger.
-        extra_config: "[wasm]\ncall_timeout_ms = 100\nmemory_mib = 32\n",
-        ..Default::default()
-    }
-    .serve();
+    // Tight limits keep the test quick; the defaults are larger.
+    let gw = misbehaving(&base, "[wasm]\ncall_timeout_ms = 100\nmemory_mib = 32\n");
     let token = gw.token(TENANT);
     let read = |mode: &str| {
         let url = if mode.is_empty() {
@@ -66,15 +72,7 @@ fn runaway_and_faulty_routing_modules_are_contained() {
 #[test]
 fn nothing_a_call_leaves_in_module_memory_reaches_the_next() {
     let (_provider, base) = provider();
-    let gw = Setup {
-        router: "fhirgate_misbehave",
-        routes: &[(TENANT, "p")],
-        tenants: &[(TENANT, "p")],
-        providers: &[("p", &base)],
-        client_tenants: &[TENANT],
-        ..Default::default()
-    }
-    .serve();
+    let gw = misbehaving(&base, "");
     let token = gw.token(TENANT);
     let read = |query: &str| {
         http().get(format!("{}/stu3/Patient/pat-001?{query}", gw.base)).bearer_auth(&token).send().unwrap()
