@@ -77,6 +77,14 @@ fn gateway_for(tenants: &[&str], providers: &[(&str, &str)]) -> (support::Served
     (gw, policy, original)
 }
 
+/// A demo provider logging each request it receives to `<dir>/<name>.log`:
+/// the provider, its base URL and the log's path.
+fn logged_provider(dir: &Path, name: &str) -> (support::Running, String, std::path::PathBuf) {
+    let log = dir.join(format!("{name}.log"));
+    let (provider, base) = provider_with(&["--request-log", log.to_str().unwrap()]);
+    (provider, base, log)
+}
+
 /// `fhirgate_module_calls_total` for `role` and `outcome` at `/metrics`.
 fn module_calls(base: &str, role: &str, outcome: &str) -> u64 {
     let metrics = http().get(format!("{base}/metrics")).send().unwrap().text().unwrap();
@@ -91,9 +99,7 @@ fn module_calls(base: &str, role: &str, outcome: &str) -> u64 {
 #[test]
 fn policy_edits_swap_modules_under_load_and_a_bad_policy_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
-    let (_a, a) = provider_with(&["--request-log", log_a.to_str().unwrap()]);
-    let (_b, b) = provider_with(&["--request-log", log_b.to_str().unwrap()]);
+    let ((_a, a, log_a), (_b, b, log_b)) = (logged_provider(dir.path(), "a"), logged_provider(dir.path(), "b"));
     let (gw, policy, original) = gateway(&[("a", &a), ("b", &b)]);
     // Both providers approved for the tenant; the routing table decides.
     let both = original.replace("providers = [\"a\"]", "providers = [\"a\", \"b\"]");
@@ -281,9 +287,8 @@ fn with_router_sending_other_to_b(original: &str, table: &str, extra: &str) -> S
 #[test]
 fn a_shadow_router_that_differs_on_one_tenant_reports_exactly_its_requests() {
     let dir = tempfile::tempdir().unwrap();
-    let log_b = dir.path().join("b.log");
     let (_a, a) = provider_with(&[]);
-    let (_b, b) = provider_with(&["--request-log", log_b.to_str().unwrap()]);
+    let (_b, b, log_b) = logged_provider(dir.path(), "b");
     let (gw, policy, original) = gateway_for(&[TENANT, OTHER], &[("a", &a), ("b", &b)]);
     // The candidate sends OTHER to b (approved for it), TENANT to a as now.
     let text = with_router_sending_other_to_b(&original, "modules.routing.shadow", "sample = 1.0\n");
@@ -465,9 +470,7 @@ fn a_failing_shaper_passes_same_version_answers_through_only_when_the_policy_say
 #[test]
 fn a_tenant_can_have_its_own_router() {
     let dir = tempfile::tempdir().unwrap();
-    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
-    let (_a, a) = provider_with(&["--request-log", log_a.to_str().unwrap()]);
-    let (_b, b) = provider_with(&["--request-log", log_b.to_str().unwrap()]);
+    let ((_a, a, log_a), (_b, b, log_b)) = (logged_provider(dir.path(), "a"), logged_provider(dir.path(), "b"));
     let (gw, policy, original) = gateway_for(&[TENANT, OTHER], &[("a", &a), ("b", &b)]);
     let text = with_router_sending_other_to_b(&original, &format!("tenant_modules.{OTHER:?}.routing"), "");
     let (s, _) = edit(&gw.base, &policy, &text);
