@@ -161,8 +161,9 @@ fn policy_edits_swap_modules_under_load_and_a_bad_policy_is_refused() {
             println!("round {round}: refused in {took:?}: {reason}");
         } else {
             target = if target == "a" { "b" } else { "a" };
+            let before = status(&gw.base)["generation"].as_u64().unwrap();
             let (s, took) = edit(&gw.base, &policy, &routed_to(target));
-            assert!(s["generation"].is_u64(), "{s}");
+            assert_eq!(s["generation"].as_u64(), Some(before + 1), "round {round}: not activated: {s}");
             times.push(took);
         }
         // The next request is served by the policy now active.

@@ -23,7 +23,8 @@ use crate::server::Gateway;
 use crate::wasm::bindings::shaping::{Exchange, UpstreamRequest};
 use crate::wasm::bindings::types::{self, Claims, FhirVersion, Interaction};
 use crate::wasm::harness::request;
-use crate::wasm::{CallContext, IssuerFacts, Role};
+use crate::wasm::runtime::write_atomically;
+use crate::wasm::{CallContext, Role};
 
 /// How often the policy file and its modules are looked at.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -274,7 +275,7 @@ impl Activation {
             .map_err(|e| refused(format!("writing {}: {e}", file.display())))?;
         let before = std::fs::read_to_string(&self.path).map_err(|e| refused(format!("reading the policy: {e}")))?;
         let edited = name_module(&before, role, &file, &digest).map_err(|e| refused(format!("{e:#}")))?;
-        write_atomically(&self.path, &edited).map_err(|e| refused(format!("writing the policy: {e}")))?;
+        write_atomically(&self.path, edited.as_bytes()).map_err(|e| refused(format!("writing the policy: {e}")))?;
         match self.reload_now(gw).await {
             Ok(status) => {
                 tracing::info!(role, module = %file.display(), "uploaded module activated");
@@ -282,7 +283,7 @@ impl Activation {
             }
             Err(rejection) => {
                 // The file must not name a module that does not serve.
-                if let Err(e) = write_atomically(&self.path, &before) {
+                if let Err(e) = write_atomically(&self.path, before.as_bytes()) {
                     tracing::error!(policy = %self.path.display(), error = %e, "could not restore the policy file");
                 }
                 if new_file {
@@ -382,7 +383,7 @@ impl Activation {
         };
         let on_disk = std::fs::read_to_string(&self.path).ok();
         if let Some(text) = &previous_text
-            && let Err(e) = write_atomically(&self.path, text)
+            && let Err(e) = write_atomically(&self.path, text.as_bytes())
         {
             self.lock().previous = Some(previous);
             return Err(format!("The policy file could not be written back: {e}"));
@@ -391,7 +392,7 @@ impl Activation {
             && let Err(e) = self.declare(gw, &declared).await
         {
             if let (Some(_), Some(text)) = (&previous_text, &on_disk)
-                && let Err(e) = write_atomically(&self.path, text)
+                && let Err(e) = write_atomically(&self.path, text.as_bytes())
             {
                 tracing::error!(policy = %self.path.display(), error = %e, "could not restore the policy file");
             }
@@ -447,21 +448,13 @@ fn name_module(policy: &str, role: &str, file: &Path, digest: &str) -> anyhow::R
     Ok(doc.to_string())
 }
 
-/// Replaces `path` with `text` in one step (a reader sees the old file or
-/// the new one, never half of it).
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
-}
-
 fn probe_ctx(partner: &Arc<str>, b: &BoundModule) -> CallContext {
     CallContext {
         partner: partner.clone(),
         module: b.module.name().clone(),
         digest: b.module.digest().clone(),
         config_json: b.config_json.clone(),
-        issuer: Arc::new(IssuerFacts { issuer: String::new(), audiences: Vec::new(), jwks: "{\"keys\":[]}".into() }),
+        issuer: Arc::default(),
         directory: Arc::default(),
         reads: None,
         request_id: "policy-check".into(),

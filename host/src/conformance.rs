@@ -16,9 +16,9 @@ use crate::fhir::Version;
 use crate::policy::BoundModule;
 use crate::upstream::reads::{ProviderReads, ReadCache};
 use crate::upstream::{ProviderSettings, Upstream, UpstreamAuth};
+use crate::wasm::CallContext;
 use crate::wasm::bindings::shaping::{Exchange, UpstreamRequest};
 use crate::wasm::bindings::types::{Interaction, Param};
-use crate::wasm::{CallContext, IssuerFacts};
 
 /// What to check.
 pub struct CheckOptions {
@@ -279,11 +279,7 @@ impl Checker<'_> {
             module: self.shaper.module.name().clone(),
             digest: self.shaper.module.digest().clone(),
             config_json: self.shaper.config_json.clone(),
-            issuer: Arc::new(IssuerFacts {
-                issuer: String::new(),
-                audiences: Vec::new(),
-                jwks: "{\"keys\":[]}".into(),
-            }),
+            issuer: Arc::default(),
             directory: Arc::default(),
             reads: None,
             request_id: uuid::Uuid::new_v4().simple().to_string(),

@@ -72,15 +72,6 @@ impl Ctx<'_> {
         format!("{}/{}", self.public_base, self.face.face())
     }
 
-    fn call_ctx(&self, role: Role) -> CallContext {
-        let bound = match role {
-            Role::TokenValidation => &self.policy.validator,
-            Role::Routing => &self.policy.router,
-            Role::Shaping => &self.policy.shaper,
-        };
-        self.call_ctx_of(bound)
-    }
-
     /// A sampled run of `shadow`, the candidate for the partner's module of
     /// its role, when `serving` is that module (a tenant's own is not
     /// compared). `call` is which of the role's calls (a shaper's second is
@@ -92,12 +83,7 @@ impl Ctx<'_> {
         call: usize,
     ) -> Option<(crate::shadow::Run, &'s crate::policy::BoundModule)> {
         let shadow = shadow.as_ref()?;
-        let partners = match shadow.role {
-            Role::TokenValidation => &self.policy.validator,
-            Role::Routing => &self.policy.router,
-            Role::Shaping => &self.policy.shaper,
-        };
-        if !std::ptr::eq(serving, partners) {
+        if !std::ptr::eq(serving, self.policy.module(shadow.role)) {
             return None;
         }
         Some((shadow.sample(call)?, &shadow.bound))
@@ -321,8 +307,8 @@ async fn broker(
     let (target, provider) = route(ctx, claims, request).await?;
     audit.provider = Some(provider.id.clone());
     let exchange = exchange(ctx, &provider, request.interaction);
+    let shaper = ctx.policy.shaper_for(&claims.tenant_id);
     let shaped_request = {
-        let shaper = ctx.policy.shaper_for(&claims.tenant_id);
         let upstream = UpstreamRequest { path: target.path.clone(), params: target.params.clone() };
         let answer = shaper.module.shape_request(ctx.call_ctx_of(shaper), &exchange, &upstream).await;
         if let Some((run, bound)) = ctx.shadow_of(&ctx.policy.shadows.shaper, shaper, 0) {
@@ -342,7 +328,7 @@ async fn broker(
     check_params(&shaped_request.params).map_err(|m| Failure::module(Role::Shaping, m))?;
     let url = upstream_url(&provider.base_url, &shaped_request);
     let headers = route_headers(&target.headers)?;
-    let (status, body) = forward_and_shape(ctx, &claims.tenant_id, &provider, &exchange, &url, headers).await?;
+    let (status, body) = forward_and_shape(ctx, shaper, &claims.tenant_id, &provider, &exchange, &url, headers).await?;
     if request.interaction == Interaction::Search {
         let headers: Vec<(String, String)> = target.headers.iter().map(|h| (h.name.clone(), h.value.clone())).collect();
         let body = seal_links(ctx, claims, &provider, request.resource_type.as_deref(), &headers, body);
@@ -419,6 +405,7 @@ mod rebase_tests {
 /// Phases 5 and 6: the provider's answer, shaped into the client's version.
 async fn forward_and_shape(
     ctx: &Ctx<'_>,
+    shaper: &crate::policy::BoundModule,
     tenant: &str,
     provider: &ProviderRoute,
     exchange: &Exchange,
@@ -457,7 +444,6 @@ async fn forward_and_shape(
     })?;
     // The shaping module may read from this provider, for this tenant, to
     // complete the answer (a Location's name on an Encounter).
-    let shaper = ctx.policy.shaper_for(tenant);
     // Each call its own allowance of reads; all share the read cache.
     let reads = || -> Option<Arc<dyn crate::wasm::state::UpstreamReads>> {
         Some(Arc::new(ProviderReads::new(
@@ -541,7 +527,16 @@ async fn follow_page(
     let headers: Vec<Header> =
         cursor.headers.iter().map(|(name, value)| Header { name: name.clone(), value: value.clone() }).collect();
     let headers = route_headers(&headers)?;
-    let (status, body) = forward_and_shape(ctx, &claims.tenant_id, &provider, &exchange, &url, headers).await?;
+    let (status, body) = forward_and_shape(
+        ctx,
+        ctx.policy.shaper_for(&claims.tenant_id),
+        &claims.tenant_id,
+        &provider,
+        &exchange,
+        &url,
+        headers,
+    )
+    .await?;
     Ok((status, seal_links(ctx, claims, &provider, cursor.resource_type.as_deref(), &cursor.headers, body)))
 }
 
@@ -767,7 +762,7 @@ async fn authenticate(ctx: &Ctx<'_>, headers: &HeaderMap, request: &Request) -> 
             verdict.claims
         }
         None => {
-            let answer = bound.module.validate(ctx.call_ctx(Role::TokenValidation), token, request).await;
+            let answer = bound.module.validate(ctx.call_ctx_of(bound), token, request).await;
             if let Some((run, shadow)) = ctx.shadow_of(&ctx.policy.shadows.validator, bound, 0) {
                 run.validate(ctx.call_ctx_of(shadow), token, request, &answer);
             }

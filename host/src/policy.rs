@@ -192,6 +192,15 @@ impl Shadows {
 }
 
 impl Policy {
+    /// The partner's module of `role`.
+    pub fn module(&self, role: Role) -> &BoundModule {
+        match role {
+            Role::TokenValidation => &self.validator,
+            Role::Routing => &self.router,
+            Role::Shaping => &self.shaper,
+        }
+    }
+
     /// The routing module for `tenant`: its own, else the partner's.
     pub fn router_for(&self, tenant: &str) -> &BoundModule {
         self.tenant_override(tenant, |m| m.router.as_ref()).unwrap_or(&self.router)

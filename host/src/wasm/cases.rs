@@ -335,14 +335,11 @@ pub async fn run_case(module: &Module, case: &Case, config: &str) -> Result<(), 
         .collect();
     let active: Vec<(&str, &str)> =
         h.active_providers.iter().flat_map(|(t, ps)| ps.iter().map(move |p| (t.as_str(), p.id.as_str()))).collect();
-    let issuer = h.issuer.as_ref().map_or_else(
-        || IssuerFacts { issuer: String::new(), audiences: Vec::new(), jwks: r#"{"keys":[]}"#.into() },
-        |i| IssuerFacts {
-            issuer: i.issuer.clone(),
-            audiences: i.audiences.clone(),
-            jwks: i.jwks.clone().unwrap_or_else(|| json!({ "keys": [] })).to_string(),
-        },
-    );
+    let issuer = h.issuer.as_ref().map_or_else(IssuerFacts::default, |i| IssuerFacts {
+        issuer: i.issuer.clone(),
+        audiences: i.audiences.clone(),
+        jwks: i.jwks.clone().unwrap_or_else(|| json!({ "keys": [] })).to_string(),
+    });
     let ctx = CallContext {
         partner: "case".into(),
         module: module.name().clone(),

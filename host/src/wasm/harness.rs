@@ -49,11 +49,7 @@ impl Harness {
             executor,
             module: Module::load(&runtime, name, &bytes)?,
             config_json: "{}".into(),
-            issuer: Arc::new(IssuerFacts {
-                issuer: String::new(),
-                audiences: Vec::new(),
-                jwks: r#"{"keys":[]}"#.into(),
-            }),
+            issuer: Arc::default(),
             now_ms: None,
             directory: Arc::default(),
             reads: None,

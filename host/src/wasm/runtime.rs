@@ -103,30 +103,33 @@ struct Inner {
 /// Compiled components kept in memory.
 const COMPILED_IN_MEMORY: usize = 16;
 
-/// Writes a precompiled artifact and, beside it, its digest: each through a
-/// uniquely named, synced temporary file renamed into place, so a reader
-/// finds a whole file or none.
+/// Writes a precompiled artifact and, beside it, its digest, each whole or
+/// not at all.
 fn keep_artifact(path: &std::path::Path, data: &[u8]) -> anyhow::Result<()> {
+    // The digest last: an artifact without its digest is not used.
+    write_atomically(path, data)?;
+    write_atomically(&path.with_extension("cwasm.sha256"), super::module::sha256_hex(data).as_bytes())?;
+    Ok(())
+}
+
+/// Replaces `target` with `bytes` in one step: written to a uniquely named
+/// temporary file beside it, synced, and renamed into place, so a reader
+/// finds the old file or the new one, never part of one.
+pub(crate) fn write_atomically(target: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let put = |target: &std::path::Path, bytes: &[u8]| -> std::io::Result<()> {
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = target.with_extension(format!("tmp-{}-{n}", std::process::id()));
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, target)
-    };
-    // The digest last: an artifact without its digest is not used.
-    put(path, data)?;
-    put(&path.with_extension("cwasm.sha256"), hex::encode(Sha256::digest(data)).as_bytes())?;
-    Ok(())
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = target.with_extension(format!("tmp-{}-{n}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, target)
 }
 
 /// Whether the artifact at `path` is the one written: its digest matches.
 fn artifact_intact(path: &std::path::Path) -> bool {
     let Ok(expected) = std::fs::read_to_string(path.with_extension("cwasm.sha256")) else { return false };
-    std::fs::read(path).is_ok_and(|data| hex::encode(Sha256::digest(&data)) == expected.trim())
+    std::fs::read(path).is_ok_and(|data| super::module::sha256_hex(&data) == expected.trim())
 }
 
 /// A `Hasher` over SHA-256, to name artifacts by the engine's settings.

@@ -18,6 +18,14 @@ pub struct IssuerFacts {
     pub jwks: String,
 }
 
+impl Default for IssuerFacts {
+    /// No issuer, no audiences and an empty key set: what a module sees
+    /// outside a gateway (checks, cases, tests) unless told otherwise.
+    fn default() -> Self {
+        IssuerFacts { issuer: String::new(), audiences: Vec::new(), jwks: r#"{"keys":[]}"#.into() }
+    }
+}
+
 /// What the `upstream` import reads through during one call: the provider
 /// of the request being shaped (see `crate::upstream::reads`), or fixed
 /// answers in the harness.
