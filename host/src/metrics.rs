@@ -6,6 +6,7 @@
 //! activations, rejections and rollbacks. No label carries a token, a
 //! tenant or patient data.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -16,21 +17,22 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// Which module a figure is about.
+/// Which module a figure is about. Shared strings: labelling a call copies
+/// no text.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModuleLabels {
-    pub partner: String,
-    pub role: String,
-    pub module: String,
-    pub digest: String,
+    pub partner: Arc<str>,
+    pub role: &'static str,
+    pub module: Arc<str>,
+    pub digest: Arc<str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
-    partner: String,
-    role: String,
-    module: String,
-    digest: String,
+    partner: Arc<str>,
+    role: &'static str,
+    module: Arc<str>,
+    digest: Arc<str>,
     outcome: &'static str,
 }
 
@@ -38,7 +40,7 @@ impl CallLabels {
     fn of(module: &ModuleLabels, outcome: &'static str) -> Self {
         CallLabels {
             partner: module.partner.clone(),
-            role: module.role.clone(),
+            role: module.role,
             module: module.module.clone(),
             digest: module.digest.clone(),
             outcome,
@@ -155,12 +157,8 @@ mod tests {
     #[test]
     fn renders_calls_durations_memory_and_policy_events() {
         let m = Metrics::new();
-        let module = ModuleLabels {
-            partner: "demo".into(),
-            role: "routing".into(),
-            module: "router".into(),
-            digest: "abc123".into(),
-        };
+        let module =
+            ModuleLabels { partner: "demo".into(), role: "routing", module: "router".into(), digest: "abc123".into() };
         m.module_call(&module, "ok", Duration::from_micros(40), 1 << 20);
         m.module_call(&module, "ok", Duration::from_micros(60), 1 << 19);
         m.module_call(&module, "timeout", Duration::from_millis(200), 2 << 20);

@@ -213,10 +213,10 @@ impl Module {
             Err(fault) => fault.kind(),
         };
         let labels = ModuleLabels {
-            partner: partner.to_string(),
-            role: role.to_string(),
-            module: self.name.to_string(),
-            digest: self.digest.to_string(),
+            partner: partner.clone(),
+            role: role.name(),
+            module: self.name.clone(),
+            digest: self.digest.clone(),
         };
         self.runtime.metrics().module_call(&labels, outcome, started.elapsed(), memory_bytes);
     }
