@@ -18,7 +18,7 @@ const OTHER: &str = "0d9c8b7a-6f5e-4d3c-9b2a-1f0e9d8c7b6a";
 const ADMIN: &str = "admin-token-for-module-tests-0123456789";
 
 fn admin(method: reqwest::Method, url: &str) -> (u16, Value) {
-    let resp = http().request(method, url).bearer_auth(ADMIN).send().expect("admin request");
+    let resp = support::polling_http().request(method, url).bearer_auth(ADMIN).send().expect("admin request");
     let status = resp.status().as_u16();
     (status, resp.json().unwrap_or(Value::Null))
 }

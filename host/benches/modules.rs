@@ -35,7 +35,7 @@ fn summary(mut v: Vec<Duration>) -> String {
 }
 
 fn status(base: &str) -> Value {
-    http().get(format!("{base}/admin/modules")).bearer_auth(ADMIN).send().unwrap().json().unwrap()
+    support::polling_http().get(format!("{base}/admin/modules")).bearer_auth(ADMIN).send().unwrap().json().unwrap()
 }
 
 /// Resident memory of process `pid`, in MiB.

@@ -99,6 +99,14 @@ pub fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client")
 }
 
+/// One client kept for the whole run, its connections reused: for polling
+/// a gateway in a loop, where a new client (a thread, a runtime and a
+/// connection) per poll would cost more than the poll.
+pub fn polling_http() -> &'static reqwest::blocking::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::blocking::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(http)
+}
+
 /// A token for the demo client, through the token endpoint with
 /// `client_secret_post`.
 pub fn token(demo: &Running) -> String {
