@@ -26,7 +26,8 @@
 //! Run with `cargo build-guests && cargo bench -p fhirgate --bench compare`.
 //! `FHIRGATE_BENCH_SECONDS` sets each measurement's length (default 3);
 //! `FHIRGATE_BENCH_ONLY` limits the workloads to a comma-separated list of
-//! `read`, `search40`, `search170`, `token`, `batch`.
+//! `read`, `search40`, `search170`, `token`, `batch`; `FHIRGATE_BENCH_SYSTEMS`
+//! limits the systems measured on the shared workloads (e.g. `B,C`).
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -189,6 +190,10 @@ fn selected(key: &str) -> bool {
     std::env::var("FHIRGATE_BENCH_ONLY").map_or(true, |only| only.split(',').any(|k| k.trim() == key))
 }
 
+fn system_selected(key: &str) -> bool {
+    std::env::var("FHIRGATE_BENCH_SYSTEMS").map_or(true, |only| only.split(',').any(|k| k.trim() == key))
+}
+
 fn seconds() -> Duration {
     let s = std::env::var("FHIRGATE_BENCH_SECONDS").ok().and_then(|v| v.parse::<f64>().ok()).unwrap_or(3.0);
     Duration::from_secs_f64(s.clamp(0.5, 60.0))
@@ -318,7 +323,7 @@ fn main() -> anyhow::Result<()> {
         );
         line(&mut report, format!("|{:-<32}|{:->11}|{:->25}|{:->25}|{:->8}|{:->10}|", "", "", "", "", "", ""));
         let mut by_key = std::collections::BTreeMap::new();
-        for system in &systems {
+        for system in systems.iter().filter(|s| system_selected(s.key)) {
             let target = system.target(path);
             let f = runtime.block_on(measure(system, &target, ticks));
             let lat = |o: &Outcome| format!("{:.2} / {:.2} / {:.2}", o.ms(0.5), o.ms(0.99), o.ms(0.999));
@@ -344,7 +349,7 @@ fn main() -> anyhow::Result<()> {
             }));
             by_key.insert(system.key, f);
         }
-        let (b, c) = (&by_key["B"], &by_key["C"]);
+        let (Some(b), Some(c)) = (by_key.get("B"), by_key.get("C")) else { continue };
         let mut ratios = format!(
             "C/B req/s {:.2}; added p99 of C over B at 50% load {:+.2} ms",
             c.saturation / b.saturation,

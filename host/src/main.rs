@@ -16,6 +16,12 @@ use fhirgate::wasm::Runtime;
 use fhirgate::wasm::module::sha256_hex;
 use tracing_subscriber::EnvFilter;
 
+/// Requests allocate and free on every worker thread, and hand buffers from
+/// one thread to another; glibc's allocator serialises that on its arena
+/// locks, jemalloc keeps per-thread caches.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(name = "fhirgate", version, about = "FHIR interop gateway with WebAssembly policy modules")]
 struct Cli {
