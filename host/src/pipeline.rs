@@ -554,39 +554,87 @@ fn seal_links(
     if !body.windows(6).any(|w| w == b"\"link\"") {
         return body;
     }
-    let Ok(mut bundle) = serde_json::from_slice::<Value>(&body) else { return body };
-    if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+    // Only the top level is parsed: the entries (nearly all of a page) are
+    // copied through as they are.
+    let Ok(RawMembers(members)) = serde_json::from_slice::<RawMembers>(&body) else { return body };
+    if !members.iter().any(|(name, value)| name == "resourceType" && value.get() == "\"Bundle\"") {
         return body;
     }
     let base = ctx.gateway_base();
     let expires_at = crate::oauth::keys::now_seconds() + CURSOR_LIFETIME_SECONDS;
-    let Some(Value::Array(links)) = bundle.get_mut("link") else { return body };
-    links.retain_mut(|link| {
-        let Some(url) = link.get("url").and_then(Value::as_str) else { return false };
-        let Some(rel) = url.strip_prefix(&base) else { return false };
-        let rel = rel.trim_start_matches('/');
-        if rel.is_empty() || rel.starts_with('?') {
-            return false;
-        }
-        let cursor = Cursor {
-            tenant: claims.tenant_id.to_ascii_lowercase(),
-            provider: provider.id.clone(),
-            face: ctx.face.face().to_owned(),
-            resource_type: resource_type.map(str::to_owned),
-            client: claims.client_id.clone(),
-            link: rel.to_owned(),
-            headers: headers.to_vec(),
-            expires_at,
-        };
-        match ctx.gw.sealer.seal(&cursor) {
-            Some(sealed) => {
-                link["url"] = Value::String(format!("{base}?{PAGE_PARAM}={sealed}"));
-                true
+    let seal = |links: &mut Vec<Value>| {
+        links.retain_mut(|link| {
+            let Some(url) = link.get("url").and_then(Value::as_str) else { return false };
+            let Some(rel) = url.strip_prefix(&base) else { return false };
+            let rel = rel.trim_start_matches('/');
+            if rel.is_empty() || rel.starts_with('?') {
+                return false;
             }
-            None => false,
+            let cursor = Cursor {
+                tenant: claims.tenant_id.to_ascii_lowercase(),
+                provider: provider.id.clone(),
+                face: ctx.face.face().to_owned(),
+                resource_type: resource_type.map(str::to_owned),
+                client: claims.client_id.clone(),
+                link: rel.to_owned(),
+                headers: headers.to_vec(),
+                expires_at,
+            };
+            match ctx.gw.sealer.seal(&cursor) {
+                Some(sealed) => {
+                    link["url"] = Value::String(format!("{base}?{PAGE_PARAM}={sealed}"));
+                    true
+                }
+                None => false,
+            }
+        });
+    };
+    let mut out = Vec::with_capacity(body.len() + 1024);
+    out.push(b'{');
+    for (i, (name, value)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
         }
-    });
-    serde_json::to_vec(&bundle).unwrap_or(body)
+        if serde_json::to_writer(&mut out, name).is_err() {
+            return body;
+        }
+        out.push(b':');
+        if name == "link" {
+            // Links that are not an array of objects: the answer as it is.
+            let Ok(mut links) = serde_json::from_str::<Vec<Value>>(value.get()) else { return body };
+            seal(&mut links);
+            if serde_json::to_writer(&mut out, &links).is_err() {
+                return body;
+            }
+        } else {
+            out.extend_from_slice(value.get().as_bytes());
+        }
+    }
+    out.push(b'}');
+    out
+}
+
+/// A JSON object's members in document order, their values unparsed.
+struct RawMembers<'a>(Vec<(String, &'a serde_json::value::RawValue)>);
+
+impl<'de> serde::Deserialize<'de> for RawMembers<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = RawMembers<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut members = Vec::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    members.push((name, map.next_value()?));
+                }
+                Ok(RawMembers(members))
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
 }
 
 /// The answer for a tenant the directory does not route.
@@ -1018,6 +1066,17 @@ fn full_url(base: &str, resource: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_members_keep_order_and_values_byte_for_byte() {
+        let text = br#"{"resourceType":"Bundle","entry":[{"a":1.50,"b":"x\u0041"}],"link":[],"type":"searchset"}"#;
+        let RawMembers(members) = serde_json::from_slice(text).unwrap();
+        let names: Vec<&str> = members.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["resourceType", "entry", "link", "type"]);
+        assert_eq!(members[1].1.get(), r#"[{"a":1.50,"b":"x\u0041"}]"#);
+        assert!(serde_json::from_slice::<RawMembers>(b"[1]").is_err());
+        assert!(serde_json::from_slice::<RawMembers>(br#"{"a":1} x"#).is_err());
+    }
 
     #[test]
     fn paths() {
