@@ -28,7 +28,8 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
-use serde_json::{Value, json};
+use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::directory::{ProviderRoute, Refusal, Snapshot};
 use crate::error::{Body, Failure, json_response};
@@ -55,8 +56,9 @@ const BATCH_PARALLELISM: usize = 8;
 const MAX_PARAMS: usize = 64;
 
 /// One request's context, shared by its phases.
-pub struct Ctx<'a> {
-    pub gw: &'a Gateway,
+#[derive(Clone)]
+pub struct Ctx {
+    pub gw: Arc<Gateway>,
     /// The policy this request started with; a reload does not affect it.
     pub policy: Arc<Policy>,
     /// The directory view this request started with.
@@ -67,7 +69,7 @@ pub struct Ctx<'a> {
     pub request_id: String,
 }
 
-impl Ctx<'_> {
+impl Ctx {
     fn gateway_base(&self) -> String {
         format!("{}/{}", self.public_base, self.face.face())
     }
@@ -120,7 +122,7 @@ struct Audit {
 /// Handles a request under a face. `rest` is the path after `/{face}/`;
 /// `body` is the request body, or why it could not be read.
 pub async fn handle(
-    ctx: &Ctx<'_>,
+    ctx: &Ctx,
     method: &Method,
     rest: &str,
     query: Option<&str>,
@@ -169,7 +171,7 @@ struct AccessGuard {
 const CLIENT_CLOSED: u16 = 499;
 
 impl AccessGuard {
-    fn new(ctx: &Ctx<'_>) -> AccessGuard {
+    fn new(ctx: &Ctx) -> AccessGuard {
         AccessGuard {
             log: ctx.gw.access.clone(),
             request_id: ctx.request_id.clone(),
@@ -250,7 +252,7 @@ fn patient_of(r: &Request) -> Option<String> {
     }
 }
 
-fn log_failure(ctx: &Ctx<'_>, f: &Failure) {
+fn log_failure(ctx: &Ctx, f: &Failure) {
     use crate::error::Fault;
     match f.fault {
         Fault::Client => tracing::debug!(request_id = %ctx.request_id, status = f.status.as_u16(), "{}", f.message),
@@ -274,12 +276,7 @@ fn interaction_name(i: Interaction) -> &'static str {
     }
 }
 
-async fn run(
-    ctx: &Ctx<'_>,
-    headers: &HeaderMap,
-    request: Request,
-    audit: &mut Audit,
-) -> Result<Response<Body>, Failure> {
+async fn run(ctx: &Ctx, headers: &HeaderMap, request: Request, audit: &mut Audit) -> Result<Response<Body>, Failure> {
     let claims = authenticate(ctx, headers, &request).await?;
     audit.client_id = Some(claims.client_id.clone());
     audit.tenant = Some(claims.tenant_id.clone());
@@ -299,7 +296,7 @@ async fn run(
 
 /// Route, shape the request, forward, shape the response.
 async fn broker(
-    ctx: &Ctx<'_>,
+    ctx: &Ctx,
     claims: &Claims,
     request: &Request,
     audit: &mut Audit,
@@ -337,7 +334,7 @@ async fn broker(
     Ok((status, body))
 }
 
-fn exchange(ctx: &Ctx<'_>, provider: &ProviderRoute, interaction: Interaction) -> Exchange {
+fn exchange(ctx: &Ctx, provider: &ProviderRoute, interaction: Interaction) -> Exchange {
     Exchange {
         client_version: ctx.face.wit(),
         upstream_version: provider.fhir_version.wit(),
@@ -349,7 +346,7 @@ fn exchange(ctx: &Ctx<'_>, provider: &ProviderRoute, interaction: Interaction) -
 
 /// Whether a shaping fault lets the exchange through unshaped: the policy
 /// says so, and the provider speaks the client's version.
-fn passes_through(ctx: &Ctx<'_>, exchange: &Exchange) -> bool {
+fn passes_through(ctx: &Ctx, exchange: &Exchange) -> bool {
     ctx.policy.shaping_on_fault == crate::policy::OnFault::PassThrough
         && exchange.client_version == exchange.upstream_version
 }
@@ -404,7 +401,7 @@ mod rebase_tests {
 
 /// Phases 5 and 6: the provider's answer, shaped into the client's version.
 async fn forward_and_shape(
-    ctx: &Ctx<'_>,
+    ctx: &Ctx,
     shaper: &crate::policy::BoundModule,
     tenant: &str,
     provider: &ProviderRoute,
@@ -497,7 +494,7 @@ fn page_cursor(request: &Request) -> Option<&str> {
 /// Follows a page link: the cursor must be ours, unexpired, issued on this
 /// face for this token's tenant, and its provider still active for it.
 async fn follow_page(
-    ctx: &Ctx<'_>,
+    ctx: &Ctx,
     claims: &Claims,
     text: &str,
     audit: &mut Audit,
@@ -543,7 +540,7 @@ async fn follow_page(
 /// Replaces the links of a shaped searchset (already moved onto the
 /// gateway's base by the shaping module) with sealed cursors.
 fn seal_links(
-    ctx: &Ctx<'_>,
+    ctx: &Ctx,
     claims: &Claims,
     provider: &ProviderRoute,
     resource_type: Option<&str>,
@@ -653,7 +650,7 @@ fn tenant_refused(r: Refusal) -> Failure {
 
 /// Phase 1: the request as modules see it.
 fn parse(
-    ctx: &Ctx<'_>,
+    ctx: &Ctx,
     method: &Method,
     rest: &str,
     query: Option<&str>,
@@ -773,7 +770,7 @@ fn clip(s: &str) -> String {
 }
 
 /// Phase 2: the token, checked by the token-validation module.
-async fn authenticate(ctx: &Ctx<'_>, headers: &HeaderMap, request: &Request) -> Result<Arc<Claims>, Failure> {
+async fn authenticate(ctx: &Ctx, headers: &HeaderMap, request: &Request) -> Result<Arc<Claims>, Failure> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let value = values.next();
     if values.next().is_some() {
@@ -838,7 +835,7 @@ async fn authenticate(ctx: &Ctx<'_>, headers: &HeaderMap, request: &Request) -> 
 }
 
 /// Phase 3: the routing module's answer, enforced.
-async fn route(ctx: &Ctx<'_>, claims: &Claims, request: &Request) -> Result<(Target, Arc<ProviderRoute>), Failure> {
+async fn route(ctx: &Ctx, claims: &Claims, request: &Request) -> Result<(Target, Arc<ProviderRoute>), Failure> {
     let router = ctx.policy.router_for(&claims.tenant_id);
     let answer = router.module.route(ctx.call_ctx_of(router), claims, request).await;
     // The candidate stands in for the partner's router: tenants with their
@@ -937,7 +934,7 @@ fn upstream_url(base: &str, req: &UpstreamRequest) -> String {
 /// A `batch` Bundle: every entry authorised by the one token, then routed,
 /// forwarded and shaped on its own, several at a time; one entry's failure is
 /// that entry's response only.
-async fn batch(ctx: &Ctx<'_>, claims: &Claims, request: &Request) -> Result<Response<Body>, Failure> {
+async fn batch(ctx: &Ctx, claims: &Arc<Claims>, request: &Request) -> Result<Response<Body>, Failure> {
     let body = request.body.as_deref().unwrap_or_default();
     let bundle: Value = serde_json::from_slice(body)
         .map_err(|_| Failure::client(StatusCode::BAD_REQUEST, "The body is not a JSON Bundle."))?;
@@ -954,28 +951,45 @@ async fn batch(ctx: &Ctx<'_>, claims: &Claims, request: &Request) -> Result<Resp
         }
         _ => return Err(Failure::client(StatusCode::BAD_REQUEST, "Only `batch` Bundles can be posted here.")),
     }
-    let entries = bundle.get("entry").and_then(Value::as_array).cloned().unwrap_or_default();
+    let entries = match bundle {
+        Value::Object(mut b) => match b.remove("entry") {
+            Some(Value::Array(entries)) => entries,
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
     if entries.len() > MAX_BATCH_ENTRIES {
         return Err(Failure::client(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("A batch may hold at most {MAX_BATCH_ENTRIES} entries."),
         ));
     }
-    // Collected first: a stream over a borrowing closure trips the compiler's
-    // higher-ranked `Send` inference when the connection future is spawned.
-    let pending: Vec<_> =
-        entries.iter().enumerate().map(|(i, e)| batch_entry(ctx, claims, request, i as u32 + 1, e)).collect();
-    let results: Vec<Value> = futures_util::stream::iter(pending).buffered(BATCH_PARALLELISM).collect().await;
-    let out = json!({
-        "resourceType": "Bundle",
-        "id": uuid::Uuid::new_v4().to_string(),
-        "type": "batch-response",
-        "entry": results,
-    });
-    Ok(json_response(StatusCode::OK, ctx.face.content_type(), out.to_string()))
+    // Each entry is a task of its own, so entries use every core (shaping
+    // is CPU work), at most `BATCH_PARALLELISM` at a time; a batch the
+    // client gives up on cancels the entries it started.
+    let pending: Vec<_> = entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let (ctx, claims, headers) = (ctx.clone(), claims.clone(), request.headers.clone());
+            async move {
+                let part = i as u32 + 1;
+                let task = Spawned(tokio::spawn(async move { batch_entry(&ctx, &claims, headers, part, &e).await }));
+                task.join().await.unwrap_or_else(|_| {
+                    tracing::error!(part, "a batch entry's task failed");
+                    BatchEntry::failed(StatusCode::INTERNAL_SERVER_ERROR, "The entry could not be completed.")
+                })
+            }
+        })
+        .collect();
+    let entry: Vec<BatchEntry> = futures_util::stream::iter(pending).buffered(BATCH_PARALLELISM).collect().await;
+    let out =
+        BatchResponse { resource_type: "Bundle", id: uuid::Uuid::new_v4().to_string(), kind: "batch-response", entry };
+    let body = serde_json::to_string(&out).map_err(|_| Failure::gateway("The batch answer could not be written."))?;
+    Ok(json_response(StatusCode::OK, ctx.face.content_type(), body))
 }
 
-async fn batch_entry(ctx: &Ctx<'_>, claims: &Claims, parent: &Request, part: u32, entry: &Value) -> Value {
+async fn batch_entry(ctx: &Ctx, claims: &Claims, headers: Vec<Header>, part: u32, entry: &Value) -> BatchEntry {
     let started = Instant::now();
     let at_ms = crate::oauth::keys::now_millis();
     let mut audit = Audit::default();
@@ -1006,14 +1020,16 @@ async fn batch_entry(ctx: &Ctx<'_>, claims: &Claims, parent: &Request, part: u32
             None => (relative, None),
         };
         let mut sub = parse(ctx, &Method::GET, path.trim_end_matches('/'), query, &HeaderMap::new(), Bytes::new())?;
-        sub.headers = parent.headers.clone();
+        sub.headers = headers;
         sub_request = Some((sub.interaction, sub.resource_type.clone()));
         audit.patient = patient_of(&sub);
         if page_cursor(&sub).is_some() || sub.interaction == Interaction::Batch {
             return Err(Failure::client(StatusCode::BAD_REQUEST, "Batch entries must be reads or searches."));
         }
         let (status, body) = broker(ctx, claims, &sub, &mut audit).await?;
-        let resource: Value = serde_json::from_slice(&body)
+        // Checked, not parsed into values: the batch answer carries it as it is.
+        let resource = serde_json::from_slice::<&RawValue>(&body)
+            .map(RawValue::to_owned)
             .map_err(|_| Failure::module(Role::Shaping, "it answered a body that is not JSON"))?;
         Ok((status, resource))
     }
@@ -1025,7 +1041,7 @@ async fn batch_entry(ctx: &Ctx<'_>, claims: &Claims, parent: &Request, part: u32
             log_failure(ctx, &f);
             provider_fault = f.fault == crate::error::Fault::Provider;
             let severity = if f.status.is_server_error() { "fatal" } else { "error" };
-            (f.status, crate::fhir::outcome::outcome(severity, f.issue, &f.message))
+            (f.status, outcome_raw(severity, f.issue, &f.message))
         }
     };
     let (interaction, resource_type) = sub_request.unwrap_or((Interaction::Other, None));
@@ -1047,19 +1063,84 @@ async fn batch_entry(ctx: &Ctx<'_>, claims: &Claims, parent: &Request, part: u32
             latency_us: started.elapsed().as_micros() as u64,
         })
         .await;
-    let mut out = json!({
-        "resource": resource,
-        "response": { "status": format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or("")).trim_end().to_owned() },
-    });
-    if let Some(url) = full_url(&ctx.gateway_base(), &out["resource"]) {
-        out["fullUrl"] = Value::String(url);
+    BatchEntry {
+        full_url: full_url(&ctx.gateway_base(), &resource),
+        resource,
+        response: EntryResponse { status: status_line(status) },
     }
-    out
 }
 
-fn full_url(base: &str, resource: &Value) -> Option<String> {
-    let rt = resource.get("resourceType")?.as_str()?;
-    let id = resource.get("id")?.as_str()?;
+/// A `batch-response` Bundle.
+#[derive(serde::Serialize)]
+struct BatchResponse {
+    #[serde(rename = "resourceType")]
+    resource_type: &'static str,
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    entry: Vec<BatchEntry>,
+}
+
+/// One entry of a `batch-response`: the shaped resource copied in as the
+/// module answered it.
+#[derive(serde::Serialize)]
+struct BatchEntry {
+    #[serde(rename = "fullUrl", skip_serializing_if = "Option::is_none")]
+    full_url: Option<String>,
+    resource: Box<RawValue>,
+    response: EntryResponse,
+}
+
+#[derive(serde::Serialize)]
+struct EntryResponse {
+    status: String,
+}
+
+impl BatchEntry {
+    fn failed(status: StatusCode, message: &str) -> BatchEntry {
+        BatchEntry {
+            full_url: None,
+            resource: outcome_raw("fatal", "exception", message),
+            response: EntryResponse { status: status_line(status) },
+        }
+    }
+}
+
+fn status_line(status: StatusCode) -> String {
+    format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or("")).trim_end().to_owned()
+}
+
+/// An OperationOutcome as JSON text.
+fn outcome_raw(severity: &str, code: &str, message: &str) -> Box<RawValue> {
+    let text = crate::fhir::outcome::outcome(severity, code, message).to_string();
+    RawValue::from_string(text).unwrap_or_else(|_| unreachable!("a Value's text is JSON"))
+}
+
+/// A spawned task, cancelled when this handle is dropped.
+struct Spawned<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Spawned<T> {
+    async fn join(mut self) -> Result<T, tokio::task::JoinError> {
+        (&mut self.0).await
+    }
+}
+
+impl<T> Drop for Spawned<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn full_url(base: &str, resource: &RawValue) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Head<'a> {
+        #[serde(rename = "resourceType", borrow)]
+        resource_type: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        id: Option<std::borrow::Cow<'a, str>>,
+    }
+    let head: Head = serde_json::from_str(resource.get()).ok()?;
+    let (rt, id) = (head.resource_type?, head.id?);
     (rt != "OperationOutcome").then(|| format!("{base}/{rt}/{id}"))
 }
 

@@ -250,7 +250,7 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)>
     Ok((listener, local))
 }
 
-async fn handle(gw: &Gateway, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
+async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
     // Time-ordered: ids sort by arrival, and the access log's key grows at
     // its end instead of at random places.
     let request_id = uuid::Uuid::now_v7().simple().to_string();
@@ -261,7 +261,7 @@ async fn handle(gw: &Gateway, req: Request<Incoming>, peer: IpAddr) -> Response<
     resp
 }
 
-async fn dispatch(gw: &Gateway, req: Request<Incoming>, request_id: &str, peer: IpAddr) -> Response<Body> {
+async fn dispatch(gw: &Arc<Gateway>, req: Request<Incoming>, request_id: &str, peer: IpAddr) -> Response<Body> {
     let path = req.uri().path().to_owned();
     match path.as_str() {
         "/healthz" => return json_response(StatusCode::OK, "application/json", r#"{"status":"ok"}"#),
@@ -339,7 +339,7 @@ async fn dispatch(gw: &Gateway, req: Request<Incoming>, request_id: &str, peer: 
     // A body that cannot be read is still an access, recorded by the pipeline.
     let body = read_body(body, gw.limits.max_request_body_bytes).await;
     let ctx = Ctx {
-        gw,
+        gw: gw.clone(),
         policy: gw.policy.load_full(),
         directory: gw.directory.snapshot(),
         face,

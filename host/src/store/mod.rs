@@ -56,7 +56,8 @@ impl Store {
             options = options.after_connect(|conn, _| {
                 Box::pin(async move {
                     use sqlx::Executor as _;
-                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA cache_size = -8192;").await?;
+                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA cache_size = -8192;")
+                        .await?;
                     Ok(())
                 })
             });
