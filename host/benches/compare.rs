@@ -8,9 +8,11 @@
 //! - (D) nginx `proxy_pass` to the same provider, with upstream keep-alive,
 //!   when `nginx` is on the PATH.
 //!
-//! Workloads: a Patient read, ~40 KB and ~170 KB searchsets of Patients,
-//! and, on the gateway only, the token endpoint and an 8-entry batch against
-//! its slowest entry. For each system and workload: saturation (closed loop,
+//! Workloads: a ~2 KB Patient read, ~40 KB and ~170 KB searchsets of
+//! Patients, and, on the gateway only: the token endpoint; an 8-entry batch
+//! against its slowest entry, with the provider on loopback and with one
+//! answering in 20 ms; the read while the routing is hot-swapped every
+//! 250 ms, against the same read without swaps. For each system and workload: saturation (closed loop,
 //! 16 connections), then latency at 50% and 75% of that system's own
 //! saturation with an open-loop generator that charges a request held up by
 //! the system from when it was due (no coordinated omission): p50, p99 and
@@ -26,7 +28,7 @@
 //! Run with `cargo build-guests && cargo bench -p fhirgate --bench compare`.
 //! `FHIRGATE_BENCH_SECONDS` sets each measurement's length (default 3);
 //! `FHIRGATE_BENCH_ONLY` limits the workloads to a comma-separated list of
-//! `read`, `search40`, `search170`, `token`, `batch`; `FHIRGATE_BENCH_SYSTEMS`
+//! `read`, `search40`, `search170`, `token`, `batch`, `swap`; `FHIRGATE_BENCH_SYSTEMS`
 //! limits the systems measured on the shared workloads (e.g. `B,C`).
 
 #[path = "../../tests/support/mod.rs"]
@@ -44,6 +46,10 @@ use serde_json::{Value, json};
 use support::{SECRET, Setup, provider_with, start};
 
 const TENANT: &str = "3f2b8c1e-6d4a-4b7f-9e21-5a0c7d9e4b13";
+/// A tenant whose provider takes `SLOW_PROVIDER_MS` per request.
+const SLOW_TENANT: &str = "7a1d4e2b-9c3f-4b8a-8e5d-2f6c0b9a1d37";
+const SLOW_PROVIDER_MS: u64 = 20;
+const ADMIN: &str = "bench-admin-token-0123456789abcdefghij";
 const CONNECTIONS: usize = 16;
 
 /// A process under measurement: its pid, and its children's (nginx workers).
@@ -221,15 +227,35 @@ async fn measure(system: &System, target: &Target, ticks: f64) -> Figures {
 
 /// The `_count` of a Patient searchset of at least `bytes` from `provider`.
 fn count_for(provider: &str, bytes: usize) -> usize {
-    let http = reqwest::blocking::Client::new();
     let mut n = 10;
     loop {
-        let len = http.get(format!("{provider}/Patient?_count={n}")).send().unwrap().bytes().unwrap().len();
-        if len >= bytes || n >= 250 {
+        if body_len(&format!("{provider}/Patient?_count={n}")) >= bytes || n >= 250 {
             return n;
         }
         n += 2;
     }
+}
+
+fn body_len(url: &str) -> usize {
+    reqwest::blocking::get(url).unwrap().bytes().unwrap().len()
+}
+
+/// The gateway's module status (`GET /admin/modules`).
+fn modules_status(base: &str) -> Value {
+    support::polling_http().get(format!("{base}/admin/modules")).bearer_auth(ADMIN).send().unwrap().json().unwrap()
+}
+
+/// Writes the policy file and waits until the gateway runs it; how long
+/// that took.
+fn write_policy_and_wait(base: &str, path: &std::path::Path, text: &str) -> Duration {
+    let before = modules_status(base)["generation"].clone();
+    let t0 = std::time::Instant::now();
+    std::fs::write(path, text).unwrap();
+    while modules_status(base)["generation"] == before {
+        assert!(t0.elapsed() < Duration::from_secs(10), "the gateway did not take the new policy");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    t0.elapsed()
 }
 
 fn main() -> anyhow::Result<()> {
@@ -242,17 +268,30 @@ fn main() -> anyhow::Result<()> {
     // The provider, and the systems in front of it.
     let (provider, provider_base) = provider_with(&["--patients", "300"]);
     let provider_addr = addr_of(&provider_base);
+    // The same data behind a hospital server's typical answer time, for the
+    // batch: the gateway's own cost should hide behind it.
+    let (_slow, slow_base) = provider_with(&["--patients", "300", "--delay-ms", &SLOW_PROVIDER_MS.to_string()]);
     let proxy = start(&["proxy", "--upstream", &provider_base, "--listen", "127.0.0.1:0", "--json"]);
+    // Providers a and b are the same server under two names: the hot swap
+    // moves the tenant from one to the other.
     let gw = Setup {
-        routes: &[(TENANT, "a")],
-        tenants: &[(TENANT, "a")],
-        providers: &[("a", &provider_base)],
-        client_tenants: &[TENANT],
+        routes: &[(TENANT, "a"), (SLOW_TENANT, "slow")],
+        tenants: &[(TENANT, "a"), (SLOW_TENANT, "slow")],
+        providers: &[("a", &provider_base), ("b", &provider_base), ("slow", &slow_base)],
+        client_tenants: &[TENANT, SLOW_TENANT],
         data_dir: true,
+        admin_token: Some(ADMIN),
         provider_settings: "timeout_ms = 10000\n",
         ..Default::default()
     }
     .serve();
+    let policy_path = gw.dir.path().join("policy.toml");
+    let both = std::fs::read_to_string(&policy_path)?.replace(
+        &format!("[tenants.{TENANT:?}]\nproviders = [\"a\"]"),
+        &format!("[tenants.{TENANT:?}]\nproviders = [\"a\", \"b\"]"),
+    );
+    let routed_to = |p: &str| both.replace(&format!("{TENANT:?} = \"a\""), &format!("{TENANT:?} = {p:?}"));
+    write_policy_and_wait(&gw.base, &policy_path, &routed_to("a"));
     let token = gw.token(TENANT);
     let nginx = nginx(dir.path(), provider_addr);
 
@@ -295,8 +334,11 @@ fn main() -> anyhow::Result<()> {
 
     let small = count_for(&provider_base, 40 * 1024);
     let large = count_for(&provider_base, 170 * 1024);
+    // A full-record demo Patient (narrative, extensions, contact): ~2 KB.
+    let full = fhirgate::demo::data::patient_id(fhirgate::demo::data::PATIENT_COUNT);
+    let full_len = body_len(&format!("{provider_base}/Patient/{full}"));
     let workloads = [
-        ("read", "Patient read (~1 KB)".to_owned(), "Patient/pat-001".to_owned()),
+        ("read", format!("Patient read ({:.1} KB)", full_len as f64 / 1024.0), format!("Patient/{full}")),
         ("search40", format!("searchset, {small} Patients (~40 KB)"), format!("Patient?_count={small}")),
         ("search170", format!("searchset, {large} Patients (~170 KB)"), format!("Patient?_count={large}")),
     ];
@@ -312,6 +354,7 @@ fn main() -> anyhow::Result<()> {
         &mut report,
         format!("{} s per measurement, {CONNECTIONS} connections; latency in ms", seconds().as_secs_f64()),
     );
+    let mut c_read_saturation = None;
     for (_, label, path) in workloads.iter().filter(|(key, ..)| selected(key)) {
         line(&mut report, format!("\n{label}"));
         line(
@@ -347,6 +390,9 @@ fn main() -> anyhow::Result<()> {
                 "p50_ms_at_75": f.at75.ms(0.5), "p99_ms_at_75": f.at75.ms(0.99), "p999_ms_at_75": f.at75.ms(0.999),
                 "cpu_percent": f.cpu_percent, "peak_rss_mib": f.peak_mib,
             }));
+            if system.key == "C" && path.starts_with("Patient/") {
+                c_read_saturation = Some(f.saturation);
+            }
             by_key.insert(system.key, f);
         }
         let (Some(b), Some(c)) = (by_key.get("B"), by_key.get("C")) else { continue };
@@ -387,7 +433,7 @@ fn main() -> anyhow::Result<()> {
 
     if selected("batch") {
         let entries = [
-            "Patient/pat-001".to_owned(),
+            format!("Patient/{full}"),
             "Patient/pat-002".to_owned(),
             format!("Patient?_count={small}"),
             "Condition?patient=pat-001".to_owned(),
@@ -396,35 +442,81 @@ fn main() -> anyhow::Result<()> {
             "MedicationRequest?patient=pat-001".to_owned(),
             "Encounter?patient=pat-001".to_owned(),
         ];
-        let bundle = json!({
-            "resourceType": "Bundle", "type": "batch",
-            "entry": entries.iter().map(|u| json!({ "request": { "method": "GET", "url": u } })).collect::<Vec<Value>>(),
-        });
-        // The batch goes to the face's base, `/stu3`.
-        let mut batch = c.target("").post("application/fhir+json", bundle.to_string());
-        batch.path = c.base_path.into();
-        let (batch_p50, slowest) = runtime.block_on(async {
-            let one = |t: Target| async move { closed_loop(&t, 1, seconds()).await.ms(0.5) };
-            let mut slowest = (String::new(), 0.0f64);
-            for e in &entries {
-                let ms = one(c.target(e)).await;
-                if ms > slowest.1 {
-                    slowest = (e.clone(), ms);
+        let slow = System {
+            key: "C",
+            name: format!("C, provider answering in {SLOW_PROVIDER_MS} ms"),
+            addr: c.addr,
+            base_path: c.base_path,
+            bearer: Some(gw.token(SLOW_TENANT)),
+            proc: Proc { pid: c.proc.pid },
+        };
+        for (system, setting) in
+            [(c, "provider on loopback".to_owned()), (&slow, format!("provider answering in {SLOW_PROVIDER_MS} ms"))]
+        {
+            let (batch_p50, slowest) = runtime.block_on(batch_against_slowest_entry(system, &entries));
+            line(
+                &mut report,
+                format!(
+                    "8-entry batch (C, one at a time, {setting}): p50 {batch_p50:.2} ms; slowest entry alone ({}) p50 {:.2} ms; ratio {:.2}",
+                    slowest.0,
+                    slowest.1,
+                    batch_p50 / slowest.1
+                ),
+            );
+            results.push(json!({ "workload": "8-entry batch", "system": "C", "provider": setting, "p50_ms": batch_p50,
+            "slowest_entry": slowest.0, "slowest_entry_p50_ms": slowest.1, "ratio": batch_p50 / slowest.1 }));
+        }
+    }
+
+    if selected("swap") {
+        // The read at half of C's saturation, first as it is, then while the
+        // routing is swapped every 250 ms (the policy file rewritten, the
+        // gateway compiling and activating it).
+        let target = c.target(&format!("Patient/{full}"));
+        let saturation = match c_read_saturation {
+            Some(s) => s,
+            None => runtime.block_on(closed_loop(&target, CONNECTIONS, seconds())).per_second(),
+        };
+        let rate = (saturation * 0.5).max(1.0);
+        let quiet = runtime.block_on(open_loop(&target, CONNECTIONS, rate, seconds()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let swapper = {
+            let (stop, base, path) = (stop.clone(), gw.base.clone(), policy_path.clone());
+            let texts = [routed_to("b"), routed_to("a")];
+            std::thread::spawn(move || {
+                let mut took = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    took.push(write_policy_and_wait(&base, &path, &texts[took.len() % 2]));
+                    std::thread::sleep(Duration::from_millis(250));
                 }
-            }
-            (one(batch.clone()).await, slowest)
-        });
+                took
+            })
+        };
+        let busy = runtime.block_on(open_loop(&target, CONNECTIONS, rate, seconds()));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut took = swapper.join().expect("the swapping thread");
+        took.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let lat = |o: &Outcome| format!("{:.2} / {:.2} / {:.2}", o.ms(0.5), o.ms(0.99), o.ms(0.999));
         line(
             &mut report,
             format!(
-                "8-entry batch (C, one at a time): p50 {batch_p50:.2} ms; slowest entry alone ({}) p50 {:.2} ms; ratio {:.2}",
-                slowest.0,
-                slowest.1,
-                batch_p50 / slowest.1
+                "hot swap under load (C, read at {rate:.0} req/s): {} swaps, file written → active median {:.1} ms, max {:.1} ms; \
+                 p50 / p99 / p99.9 {} ms while swapping against {} ms without; errors {} / {}",
+                took.len(),
+                ms(took[took.len() / 2]),
+                ms(took[took.len() - 1]),
+                lat(&busy),
+                lat(&quiet),
+                busy.errors,
+                quiet.errors
             ),
         );
-        results.push(json!({ "workload": "8-entry batch", "system": "C", "p50_ms": batch_p50,
-        "slowest_entry": slowest.0, "slowest_entry_p50_ms": slowest.1, "ratio": batch_p50 / slowest.1 }));
+        results.push(json!({ "workload": "hot swap under load", "system": "C", "rate": rate, "swaps": took.len(),
+            "to_active_ms_median": ms(took[took.len() / 2]), "to_active_ms_max": ms(took[took.len() - 1]),
+            "p50_ms_swapping": busy.ms(0.5), "p99_ms_swapping": busy.ms(0.99), "p999_ms_swapping": busy.ms(0.999),
+            "p50_ms_quiet": quiet.ms(0.5), "p99_ms_quiet": quiet.ms(0.99), "p999_ms_quiet": quiet.ms(0.999),
+            "errors_swapping": busy.errors, "errors_quiet": quiet.errors }));
     }
 
     let out = support::repo_root().join("target/bench");
@@ -434,6 +526,27 @@ fn main() -> anyhow::Result<()> {
     println!("\nwritten to {}", out.display());
     drop(nginx.map(|(mut child, _)| child.kill()));
     Ok(())
+}
+
+/// The median of an 8-entry batch against that of its slowest entry alone,
+/// each sent one at a time.
+async fn batch_against_slowest_entry(system: &System, entries: &[String]) -> (f64, (String, f64)) {
+    let bundle = json!({
+        "resourceType": "Bundle", "type": "batch",
+        "entry": entries.iter().map(|u| json!({ "request": { "method": "GET", "url": u } })).collect::<Vec<Value>>(),
+    });
+    // The batch goes to the face's base, `/stu3`.
+    let mut batch = system.target("").post("application/fhir+json", bundle.to_string());
+    batch.path = system.base_path.into();
+    let one = |t: Target| async move { closed_loop(&t, 1, seconds()).await.ms(0.5) };
+    let mut slowest = (String::new(), 0.0f64);
+    for e in entries {
+        let ms = one(system.target(e)).await;
+        if ms > slowest.1 {
+            slowest = (e.clone(), ms);
+        }
+    }
+    (one(batch).await, slowest)
 }
 
 fn basic() -> String {

@@ -9,8 +9,9 @@
 //!   with the previous answer when it fell due) is timed from when it was
 //!   **due**, so a stall delays and counts every request due during it (no
 //!   coordinated omission); one whose connection was free is timed from
-//!   when it went out, so the generator's own timer lateness (tokio's timer
-//!   has 1 ms granularity) is not charged to the system.
+//!   when it went out, so the generator's own lateness is not charged to the
+//!   system. The schedule is kept by a thread sleeping on the OS timer, not
+//!   by tokio's millisecond timer.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -160,23 +161,27 @@ pub async fn closed_loop(target: &Target, connections: usize, duration: Duration
 
 /// `rate` requests per second in all, due on a fixed schedule spread over
 /// `connections`, for `duration`; each timed from when it was due.
+///
+/// The schedule is kept by a thread of its own that sleeps until each
+/// request is due (the OS timer: tens of microseconds late at most, where
+/// tokio's timer steps by a millisecond) and hands it to its connection's
+/// task; a connection still busy when a request falls due leaves it waiting
+/// in its queue, charged from the due time.
 pub async fn open_loop(target: &Target, connections: usize, rate: f64, duration: Duration) -> Outcome {
     let start = Instant::now() + Duration::from_millis(20);
     let total = (rate * duration.as_secs_f64()).round() as u64;
-    let interval = Duration::from_secs_f64(connections as f64 / rate);
+    let mut queues = Vec::new();
     let mut tasks = Vec::new();
-    for c in 0..connections as u64 {
+    for _ in 0..connections {
+        let (tx, mut due_rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+        queues.push(tx);
         let target = target.clone();
-        let first = start + Duration::from_secs_f64(c as f64 / rate);
-        let count = total / connections as u64 + u64::from(c < total % connections as u64);
         tasks.push(tokio::spawn(async move {
             let mut out = Outcome { ok: 0, errors: 0, bytes: 0, elapsed: Duration::ZERO, latency: histogram() };
             let mut sender = connect(target.addr).await.ok();
             // When the previous answer on this connection came in.
             let mut free_at = start;
-            for i in 0..count {
-                let due = first + interval.mul_f64(i as f64);
-                tokio::time::sleep_until(due.into()).await;
+            while let Some(due) = due_rx.recv().await {
                 let sent = Instant::now();
                 let (ok, bytes) = send(&mut sender, &target).await;
                 let from = if free_at > due { due } else { sent };
@@ -186,7 +191,22 @@ pub async fn open_loop(target: &Target, connections: usize, rate: f64, duration:
             out
         }));
     }
-    collect(tasks, start).await
+    let clock = std::thread::spawn(move || {
+        for j in 0..total {
+            let due = start + Duration::from_secs_f64(j as f64 / rate);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            if queues[(j % queues.len() as u64) as usize].send(due).is_err() {
+                break;
+            }
+        }
+        // Dropping the queues ends the connections' tasks.
+    });
+    let out = collect(tasks, start).await;
+    let _ = tokio::task::spawn_blocking(move || clock.join()).await;
+    out
 }
 
 /// Counts one request; failed ones are timed too, so a system that fails

@@ -70,6 +70,14 @@ pub fn practitioner(i: usize) -> (&'static str, &'static str) {
     PRACTITIONERS[i % PRACTITIONERS.len()]
 }
 
+/// Whether patient `i` is a full record: beyond the default set, every tenth
+/// patient carries what a hospital's Patient often does besides the basics
+/// (narrative, US Core extensions, marital status, an emergency contact,
+/// languages): about 2 KB instead of 1.
+pub fn full_record(i: usize) -> bool {
+    i >= PATIENT_COUNT && i % 10 == 0
+}
+
 /// The MRN of patient `i`.
 pub fn mrn(i: usize) -> String {
     format!("MRN{:06}", 100_001 + i)
@@ -153,7 +161,66 @@ pub fn patient(i: usize) -> Value {
         let (id, display) = practitioner(i);
         p["generalPractitioner"] = json!([{ "reference": format!("Practitioner/{id}"), "display": display }]);
     }
+    if full_record(i) {
+        add_full_record(&mut p, i, r, male);
+    }
     p
+}
+
+fn add_full_record(p: &mut Value, i: usize, r: u64, male: bool) {
+    let family = p["name"][0]["family"].as_str().unwrap_or_default().to_owned();
+    let given = p["name"][0]["given"][0].as_str().unwrap_or_default().to_owned();
+    let birth = p["birthDate"].as_str().unwrap_or_default().to_owned();
+    p["text"] = json!({
+        "status": "generated",
+        "div": format!(
+            "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>{given} {family}, {}, born {birth}. MRN {}.</p></div>",
+            if male { "male" } else { "female" },
+            mrn(i)
+        )
+    });
+    p["extension"] = json!([
+        {
+            "url": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex",
+            "valueCode": if male { "M" } else { "F" }
+        },
+        {
+            "url": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity",
+            "extension": [
+                {
+                    "url": "ombCategory",
+                    "valueCoding": {
+                        "system": "urn:oid:2.16.840.1.113883.6.238",
+                        "code": "2186-5",
+                        "display": "Not Hispanic or Latino"
+                    }
+                },
+                { "url": "text", "valueString": "Not Hispanic or Latino" }
+            ]
+        }
+    ]);
+    let married = r & 4 == 0;
+    p["maritalStatus"] = json!({
+        "coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus",
+            "code": if married { "M" } else { "S" },
+            "display": if married { "Married" } else { "Never Married" }
+        }]
+    });
+    p["contact"] = json!([{
+        "relationship": [{
+            "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v2-0131", "code": "C", "display": "Emergency Contact" }]
+        }],
+        "name": { "family": family, "given": [FAMILIES[(r >> 44) as usize % FAMILIES.len()]] },
+        "telecom": [{ "system": "phone", "value": format!("555-03{:02}", i % 100), "use": "mobile" }]
+    }]);
+    p["communication"] = json!([{
+        "language": {
+            "coding": [{ "system": "urn:ietf:bcp:47", "code": "en-US", "display": "English (United States)" }],
+            "text": "English"
+        },
+        "preferred": true
+    }]);
 }
 
 /// Every demo patient.
@@ -170,6 +237,16 @@ pub fn patients_n(n: usize) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn full_records_are_about_2_kb_and_only_beyond_the_default_set() {
+        assert!((0..PATIENT_COUNT).all(|i| !full_record(i)));
+        let full = patient(PATIENT_COUNT);
+        let len = serde_json::to_vec(&full).unwrap().len();
+        assert!((1900..2400).contains(&len), "{len} bytes");
+        assert!(full["contact"].is_array() && full["text"]["div"].is_string());
+        assert!(!full_record(PATIENT_COUNT + 1) && patient(PATIENT_COUNT + 1).get("contact").is_none());
+    }
 
     #[test]
     fn deterministic_and_distinct() {
