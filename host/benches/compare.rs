@@ -249,11 +249,16 @@ fn modules_status(base: &str) -> Value {
 /// that took.
 fn write_policy_and_wait(base: &str, path: &std::path::Path, text: &str) -> Duration {
     let before = modules_status(base)["generation"].clone();
+    // Written whole and renamed into place, so the watcher never reads half.
+    let temp = path.with_extension("toml.new");
+    std::fs::write(&temp, text).unwrap();
     let t0 = std::time::Instant::now();
-    std::fs::write(path, text).unwrap();
+    std::fs::rename(&temp, path).unwrap();
+    // Polled every 5 ms: often enough to time the swap, rarely enough not to
+    // load the gateway being measured.
     while modules_status(base)["generation"] == before {
         assert!(t0.elapsed() < Duration::from_secs(10), "the gateway did not take the new policy");
-        std::thread::sleep(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(5));
     }
     t0.elapsed()
 }
@@ -496,6 +501,7 @@ fn main() -> anyhow::Result<()> {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut took = swapper.join().expect("the swapping thread");
         took.sort();
+        anyhow::ensure!(!took.is_empty(), "no swap completed during the measurement");
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         let lat = |o: &Outcome| format!("{:.2} / {:.2} / {:.2}", o.ms(0.5), o.ms(0.99), o.ms(0.999));
         line(

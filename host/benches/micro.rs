@@ -14,13 +14,15 @@
 //! targets follows. Run with
 //! `cargo build-guests && cargo bench -p fhirgate --bench micro`.
 
+mod common;
+
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::Criterion;
-use fhirgate::demo::data::{PATIENT_COUNT, patient, patients_n};
+use fhirgate::demo::data::{PATIENT_COUNT, patient};
 use fhirgate::oauth::keys::now_seconds;
 use fhirgate::oauth::token::AuthServer;
 use fhirgate::oauth::{ClientRegistry, SigningKey};
@@ -55,19 +57,7 @@ fn guest_wasm(name: &str) -> PathBuf {
 fn searchset(bytes: usize) -> Vec<u8> {
     let mut n = 50;
     loop {
-        let entries: Vec<Value> = patients_n(n)
-            .into_iter()
-            .map(|p| {
-                let url = format!("{UPSTREAM}/Patient/{}", p["id"].as_str().unwrap_or_default());
-                json!({ "fullUrl": url, "resource": p, "search": { "mode": "match" } })
-            })
-            .collect();
-        let body = serde_json::to_vec(&json!({
-            "resourceType": "Bundle", "type": "searchset", "total": n,
-            "link": [{ "relation": "self", "url": format!("{UPSTREAM}/Patient?_count={n}") }],
-            "entry": entries,
-        }))
-        .unwrap();
+        let body = serde_json::to_vec(&common::searchset(UPSTREAM, n)).unwrap();
         if body.len() >= bytes {
             return body;
         }
@@ -147,16 +137,7 @@ fn token_check(c: &mut Criterion) {
     let mut group = c.benchmark_group("token-check");
     group.bench_function("cold-module", |b| b.iter(|| black_box(harness.validate(&token, &req).unwrap().unwrap())));
     group.bench_function("native", |b| {
-        b.iter(|| {
-            let ctx = fhirgate_token_jwt::Context {
-                config: &config,
-                issuer: &facts.issuer,
-                audiences: &facts.audiences,
-                jwks: &facts.jwks,
-                now_seconds: now_seconds(),
-            };
-            black_box(fhirgate_token_jwt::check(black_box(&token), &ctx).unwrap())
-        })
+        b.iter(|| assert!(black_box(common::native_check(black_box(&token), &config, &facts))))
     });
     // What a request whose token was seen before pays: the gateway's verdict
     // cache, keyed by the token's SHA-256 and the validator's digest.
@@ -195,15 +176,21 @@ fn shaping(c: &mut Criterion) {
     group.finish();
 }
 
-/// Criterion's median estimate of a benchmark in this run, in µs.
-fn median_us(id: &str) -> Option<f64> {
+/// Criterion's median estimate of a benchmark measured in this run (since
+/// `started`), in µs.
+fn median_us(id: &str, started: std::time::SystemTime) -> Option<f64> {
     let home = std::env::var_os("CRITERION_HOME").map(PathBuf::from).unwrap_or_else(|| target_dir().join("criterion"));
-    let text = std::fs::read_to_string(home.join(id).join("new/estimates.json")).ok()?;
+    let file = home.join(id).join("new/estimates.json");
+    if std::fs::metadata(&file).and_then(|m| m.modified()).ok()? < started {
+        return None;
+    }
+    let text = std::fs::read_to_string(file).ok()?;
     let v: Value = serde_json::from_str(&text).ok()?;
     Some(v["median"]["point_estimate"].as_f64()? / 1000.0)
 }
 
-fn summary() {
+fn summary(started: std::time::SystemTime) {
+    let median_us = |id: &str| median_us(id, started);
     println!("\nsummary (criterion medians)");
     let show = |label: &str, id: &str, target: Option<f64>| {
         if let Some(us) = median_us(id) {
@@ -231,6 +218,7 @@ fn summary() {
 }
 
 fn main() {
+    let started = std::time::SystemTime::now();
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
@@ -240,5 +228,5 @@ fn main() {
     token_check(&mut c);
     shaping(&mut c);
     c.final_summary();
-    summary();
+    summary(started);
 }

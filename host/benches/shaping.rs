@@ -20,30 +20,13 @@ use fhirgate::wasm::bindings::types::{FhirVersion as HostVersion, Interaction as
 use fhirgate::wasm::harness::Harness;
 use fhirgate_guest_sdk::types::{FhirVersion, Interaction};
 use fhirgate_shaper_fhir::wit as guest;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const UPSTREAM: &str = "http://hospital.example/fhir";
 const GATEWAY: &str = "http://gateway.example";
 
-/// An R4 searchset of the first `n` demo patients.
 fn searchset(n: usize) -> Value {
-    let entries: Vec<Value> = patients_n(n)
-        .into_iter()
-        .map(|p| {
-            let url = format!("{UPSTREAM}/Patient/{}", p["id"].as_str().unwrap_or_default());
-            json!({ "fullUrl": url, "resource": p, "search": { "mode": "match" } })
-        })
-        .collect();
-    json!({
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": n,
-        "link": [
-            { "relation": "self", "url": format!("{UPSTREAM}/Patient?_count={n}") },
-            { "relation": "next", "url": format!("{UPSTREAM}/Patient?_count={n}&_offset={n}") },
-        ],
-        "entry": entries,
-    })
+    common::searchset(UPSTREAM, n)
 }
 
 fn main() -> anyhow::Result<()> {

@@ -246,6 +246,9 @@ pub async fn handle(
                 .and_then(|(_, v)| v.parse::<i64>().ok())
                 .unwrap_or(100)
                 .clamp(1, 1000);
+            // Token issuance and refusals reach the trail through the access
+            // log's writer: what happened before this question is in the answer.
+            gw.access.flush().await;
             registry.audit_events(limit).await.map(|e| answer(StatusCode::OK, json!({ "events": e })))
         }
         _ => return problem(StatusCode::NOT_FOUND, "No such admin endpoint."),

@@ -554,9 +554,16 @@ fn seal_links(
     // Only the top level is parsed: the entries (nearly all of a page) are
     // copied through as they are.
     let Ok(RawMembers(members)) = serde_json::from_slice::<RawMembers>(&body) else { return body };
-    if !members.iter().any(|(name, value)| name == "resourceType" && value.get() == "\"Bundle\"") {
+    // A repeated member counts once, as its last occurrence (as when the
+    // whole answer is parsed).
+    let last_at: std::collections::HashMap<&str, usize> =
+        members.iter().enumerate().map(|(i, (name, _))| (name.as_str(), i)).collect();
+    let last = |name: &str| last_at.get(name).copied();
+    let kind = last("resourceType").and_then(|i| serde_json::from_str::<String>(members[i].1.get()).ok());
+    if kind.as_deref() != Some("Bundle") {
         return body;
     }
+    let Some(link_at) = last("link") else { return body };
     let base = ctx.gateway_base();
     let expires_at = crate::oauth::keys::now_seconds() + CURSOR_LIFETIME_SECONDS;
     let seal = |links: &mut Vec<Value>| {
@@ -586,20 +593,27 @@ fn seal_links(
             }
         });
     };
+    // Links that are not an array: the answer as it is.
+    let Ok(mut links) = serde_json::from_str::<Vec<Value>>(members[link_at].1.get()) else { return body };
+    seal(&mut links);
     let mut out = Vec::with_capacity(body.len() + 1024);
     out.push(b'{');
+    let mut first = true;
     for (i, (name, value)) in members.iter().enumerate() {
-        if i > 0 {
+        if let Some(at) = last(name)
+            && at != i
+        {
+            continue;
+        }
+        if !first {
             out.push(b',');
         }
+        first = false;
         if serde_json::to_writer(&mut out, name).is_err() {
             return body;
         }
         out.push(b':');
-        if name == "link" {
-            // Links that are not an array of objects: the answer as it is.
-            let Ok(mut links) = serde_json::from_str::<Vec<Value>>(value.get()) else { return body };
-            seal(&mut links);
+        if i == link_at {
             if serde_json::to_writer(&mut out, &links).is_err() {
                 return body;
             }
@@ -965,8 +979,9 @@ async fn batch(ctx: &Ctx, claims: &Arc<Claims>, request: &Request) -> Result<Res
         ));
     }
     // Each entry is a task of its own, so entries use every core (shaping
-    // is CPU work), at most `BATCH_PARALLELISM` at a time; a batch the
-    // client gives up on cancels the entries it started.
+    // is CPU work), at most `BATCH_PARALLELISM` at a time. A batch the
+    // client gives up on starts no more entries; one started runs to its end,
+    // so what it read from the provider is in the access log.
     let pending: Vec<_> = entries
         .into_iter()
         .enumerate()
@@ -974,11 +989,14 @@ async fn batch(ctx: &Ctx, claims: &Arc<Claims>, request: &Request) -> Result<Res
             let (ctx, claims, headers) = (ctx.clone(), claims.clone(), request.headers.clone());
             async move {
                 let part = i as u32 + 1;
-                let task = Spawned(tokio::spawn(async move { batch_entry(&ctx, &claims, headers, part, &e).await }));
-                task.join().await.unwrap_or_else(|_| {
-                    tracing::error!(part, "a batch entry's task failed");
-                    BatchEntry::failed(StatusCode::INTERNAL_SERVER_ERROR, "The entry could not be completed.")
-                })
+                let task = tokio::spawn({
+                    let (ctx, claims) = (ctx.clone(), claims.clone());
+                    async move { batch_entry(&ctx, &claims, headers, part, &e).await }
+                });
+                match task.await {
+                    Ok(entry) => entry,
+                    Err(_) => entry_failed(&ctx, &claims, part).await,
+                }
             }
         })
         .collect();
@@ -1116,19 +1134,30 @@ fn outcome_raw(severity: &str, code: &str, message: &str) -> Box<RawValue> {
     RawValue::from_string(text).unwrap_or_else(|_| unreachable!("a Value's text is JSON"))
 }
 
-/// A spawned task, cancelled when this handle is dropped.
-struct Spawned<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Spawned<T> {
-    async fn join(mut self) -> Result<T, tokio::task::JoinError> {
-        (&mut self.0).await
-    }
-}
-
-impl<T> Drop for Spawned<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+/// The answer and the access record of an entry whose task failed (a fault
+/// of the gateway's: nothing on input makes one).
+async fn entry_failed(ctx: &Ctx, claims: &Claims, part: u32) -> BatchEntry {
+    tracing::error!(request_id = %ctx.request_id, part, "a batch entry's task failed");
+    let status = StatusCode::INTERNAL_SERVER_ERROR;
+    ctx.gw
+        .access
+        .record(AccessRecord {
+            request_id: ctx.request_id.clone(),
+            part,
+            at_ms: crate::oauth::keys::now_millis(),
+            client_id: Some(claims.client_id.clone()),
+            tenant_id: Some(claims.tenant_id.to_ascii_lowercase()),
+            provider_id: None,
+            face: ctx.face.face().to_owned(),
+            interaction: interaction_name(Interaction::Other).to_owned(),
+            resource_type: None,
+            patient_id: None,
+            outcome: Outcome::GatewayError,
+            status: status.as_u16(),
+            latency_us: 0,
+        })
+        .await;
+    BatchEntry::failed(status, "The entry could not be completed.")
 }
 
 fn full_url(base: &str, resource: &RawValue) -> Option<String> {

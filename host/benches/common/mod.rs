@@ -52,3 +52,36 @@ pub fn measure_interleaved<const N: usize>(batch: u32, rounds: u32, ops: &mut [&
         samples[i][samples[i].len() / 2]
     })
 }
+
+/// An R4 searchset of the first `n` demo patients on `upstream`.
+pub fn searchset(upstream: &str, n: usize) -> serde_json::Value {
+    let entries: Vec<serde_json::Value> = fhirgate::demo::data::patients_n(n)
+        .into_iter()
+        .map(|p| {
+            let url = format!("{upstream}/Patient/{}", p["id"].as_str().unwrap_or_default());
+            serde_json::json!({ "fullUrl": url, "resource": p, "search": { "mode": "match" } })
+        })
+        .collect();
+    serde_json::json!({
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": n,
+        "link": [
+            { "relation": "self", "url": format!("{upstream}/Patient?_count={n}") },
+            { "relation": "next", "url": format!("{upstream}/Patient?_count={n}&_offset={n}") },
+        ],
+        "entry": entries,
+    })
+}
+
+/// Whether the default validator's check, compiled natively, accepts `token`.
+pub fn native_check(token: &str, config: &fhirgate_token_jwt::Config, facts: &fhirgate::wasm::IssuerFacts) -> bool {
+    let ctx = fhirgate_token_jwt::Context {
+        config,
+        issuer: &facts.issuer,
+        audiences: &facts.audiences,
+        jwks: &facts.jwks,
+        now_seconds: fhirgate::oauth::keys::now_seconds(),
+    };
+    fhirgate_token_jwt::check(token, &ctx).is_ok()
+}

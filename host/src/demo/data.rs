@@ -75,7 +75,7 @@ pub fn practitioner(i: usize) -> (&'static str, &'static str) {
 /// (narrative, US Core extensions, marital status, an emergency contact,
 /// languages): about 2 KB instead of 1.
 pub fn full_record(i: usize) -> bool {
-    i >= PATIENT_COUNT && i % 10 == 0
+    i >= PATIENT_COUNT && i.is_multiple_of(10)
 }
 
 /// The MRN of patient `i`.

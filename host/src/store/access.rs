@@ -28,9 +28,9 @@ const BATCH_MAX: usize = 1024;
 /// How long the writer waits for more records before it commits what it
 /// has (group commit). Every commit syncs the database file, and on a busy
 /// gateway the sync, not the rows, is most of a record's cost: waiting a
-/// little turns hundreds of commits a second into a few dozen. A record is
-/// at most this late on disk; a flush (a query of the trail, shutdown) does
-/// not wait.
+/// little turns hundreds of commits a second into a few dozen. A record
+/// reaches the disk this late (plus the commit before it, if one runs); a
+/// flush (a query of the trail, shutdown) does not wait.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Records a query returns when it names no limit, and at most.
@@ -273,9 +273,11 @@ async fn run_writer(store: Store, mut rx: mpsc::Receiver<Message>, stats: Arc<St
     // When the oldest unwritten message must be committed.
     let mut due: Option<tokio::time::Instant> = None;
     loop {
+        // Never more than a batch in one transaction.
+        let room = BATCH_MAX - batch.len();
         let received = match due {
-            None => rx.recv_many(&mut inbox, BATCH_MAX).await,
-            Some(at) => match tokio::time::timeout_at(at, rx.recv_many(&mut inbox, BATCH_MAX)).await {
+            None => rx.recv_many(&mut inbox, room).await,
+            Some(at) => match tokio::time::timeout_at(at, rx.recv_many(&mut inbox, room)).await {
                 Ok(n) => n,
                 Err(_elapsed) => {
                     write(&store, &mut batch, &stats).await;
@@ -300,11 +302,12 @@ async fn run_writer(store: Store, mut rx: mpsc::Receiver<Message>, stats: Arc<St
                 }
             }
         }
-        if batch.len() >= BATCH_MAX {
+        let now = tokio::time::Instant::now();
+        if batch.len() >= BATCH_MAX || due.is_some_and(|at| at <= now) {
             write(&store, &mut batch, &stats).await;
             due = None;
         } else if !batch.is_empty() && due.is_none() {
-            due = Some(tokio::time::Instant::now() + LINGER);
+            due = Some(now + LINGER);
         }
     }
 }
@@ -639,6 +642,7 @@ fn instant(at_ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
+    use std::time::Duration;
 
     use super::*;
 
@@ -775,6 +779,30 @@ mod tests {
         assert_eq!(log.stats(), (300, 0));
         let got = log.query(&AccessQuery { limit: Some(1000), ..Default::default() }).await.unwrap();
         assert_eq!(got.len(), 300);
+    }
+
+    #[tokio::test]
+    async fn records_are_committed_after_the_linger_without_a_flush() {
+        let log = log().await;
+        log.record(rec("lone", 0, T0)).await;
+        // Nothing else arrives: the writer commits once the linger is over.
+        let waited = std::time::Instant::now();
+        while log.stats().0 < 1 {
+            assert!(waited.elapsed() < Duration::from_secs(5), "never committed");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(waited.elapsed() >= LINGER / 2, "committed before the linger: {:?}", waited.elapsed());
+        let got = log.query(&AccessQuery::default()).await.unwrap();
+        assert_eq!(ids(&got), [("lone".to_owned(), 0)]);
+        // A batch's worth is committed at once, without waiting.
+        for i in 0..BATCH_MAX {
+            log.record(rec(&format!("b{i:04}"), 0, T0)).await;
+        }
+        let waited = std::time::Instant::now();
+        while log.stats().0 < 1 + BATCH_MAX as u64 {
+            assert!(waited.elapsed() < Duration::from_secs(5), "the full batch was never committed");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     #[tokio::test]
