@@ -12,11 +12,12 @@
 //! Patients, and, on the gateway only: the token endpoint; an 8-entry batch
 //! against its slowest entry, with the provider on loopback and with one
 //! answering in 20 ms; the read while the routing is hot-swapped every
-//! 250 ms, against the same read without swaps. For each system and workload: saturation (closed loop,
-//! 16 connections), then latency at 50% and 75% of that system's own
-//! saturation with an open-loop generator that charges a request held up by
-//! the system from when it was due (no coordinated omission): p50, p99 and
-//! p99.9; the system's own CPU during saturation (the provider's not
+//! 250 ms, against the same read without swaps. For each system and
+//! workload: saturation (closed loop, 16 connections), then latency at 50%
+//! (three rounds, the one with the median p99 reported) and 75% of that
+//! system's own saturation with an open-loop generator that charges a
+//! request held up by the system from when it was due (no coordinated
+//! omission): p50, p99 and p99.9; the system's own CPU during saturation (the provider's not
 //! included) and its resident-memory high-water mark so far (VmHWM, summed
 //! over its processes). Prints one table and the ratios
 //! C/B, C/D and the p99 C adds over B, and writes them to
@@ -51,6 +52,7 @@ const SLOW_TENANT: &str = "7a1d4e2b-9c3f-4b8a-8e5d-2f6c0b9a1d37";
 const SLOW_PROVIDER_MS: u64 = 20;
 const ADMIN: &str = "bench-admin-token-0123456789abcdefghij";
 const CONNECTIONS: usize = 16;
+const HALF_LOAD_ROUNDS: usize = 3;
 
 /// A process under measurement: its pid, and its children's (nginx workers).
 struct Proc {
@@ -158,7 +160,21 @@ fn free_port() -> u16 {
 /// nginx proxying to `provider` (host:port, base path `/fhir`), as a user
 /// would set it up: worker processes per core, access log on, HTTP/1.1 to
 /// the upstream with idle connections kept.
-fn nginx(dir: &std::path::Path, provider: SocketAddr) -> Option<(std::process::Child, SocketAddr)> {
+/// A running nginx, stopped with its workers when dropped (a SIGKILL to the
+/// master would leave the workers behind).
+struct Nginx {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn nginx(dir: &std::path::Path, provider: SocketAddr) -> Option<Nginx> {
     let bin = ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx", "/usr/local/bin/nginx"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())?;
@@ -181,10 +197,10 @@ fn nginx(dir: &std::path::Path, provider: SocketAddr) -> Option<(std::process::C
         .stderr(std::process::Stdio::null())
         .spawn()
         .ok()?;
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let nginx = Nginx { child, addr: format!("127.0.0.1:{port}").parse().unwrap() };
     for _ in 0..100 {
-        if std::net::TcpStream::connect(addr).is_ok() {
-            return Some((child, addr));
+        if std::net::TcpStream::connect(nginx.addr).is_ok() {
+            return Some(nginx);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -213,11 +229,20 @@ async fn measure(system: &System, target: &Target, ticks: f64) -> Figures {
     let sat = closed_loop(target, CONNECTIONS, span).await;
     let cpu = system.proc.cpu_seconds(ticks) - cpu_before;
     let saturation = sat.per_second();
-    let at50 = open_loop(target, CONNECTIONS, (saturation * 0.5).max(1.0), span).await;
+    // Half load, where the added p99 is judged, three times: the round with
+    // the median p99 is reported, so that one round disturbed by a neighbour
+    // on the shared cores does not decide the figure.
+    let mut rounds = Vec::new();
+    for _ in 0..HALF_LOAD_ROUNDS {
+        rounds.push(open_loop(target, CONNECTIONS, (saturation * 0.5).max(1.0), span).await);
+    }
+    let errors_at50: u64 = rounds.iter().map(|r| r.errors).sum();
+    rounds.sort_by(|a, b| a.ms(0.99).total_cmp(&b.ms(0.99)));
+    let at50 = rounds.swap_remove(HALF_LOAD_ROUNDS / 2);
     let at75 = open_loop(target, CONNECTIONS, (saturation * 0.75).max(1.0), span).await;
     Figures {
         saturation,
-        errors: sat.errors + at50.errors + at75.errors,
+        errors: sat.errors + errors_at50 + at75.errors,
         at50,
         at75,
         cpu_percent: 100.0 * cpu / sat.elapsed.as_secs_f64(),
@@ -326,14 +351,14 @@ fn main() -> anyhow::Result<()> {
             proc: Proc { pid: gw.running.pid() },
         },
     ];
-    if let Some((child, addr)) = &nginx {
+    if let Some(n) = &nginx {
         systems.push(System {
             key: "D",
             name: "nginx proxy_pass".into(),
-            addr: *addr,
+            addr: n.addr,
             base_path: "",
             bearer: None,
-            proc: Proc { pid: child.id() },
+            proc: Proc { pid: n.child.id() },
         });
     }
 
@@ -530,7 +555,7 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(out.join("compare.md"), &report)?;
     std::fs::write(out.join("compare.json"), serde_json::to_string_pretty(&json!({ "results": results }))?)?;
     println!("\nwritten to {}", out.display());
-    drop(nginx.map(|(mut child, _)| child.kill()));
+    drop(nginx);
     Ok(())
 }
 
