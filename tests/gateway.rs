@@ -621,4 +621,18 @@ fn bad_policies_and_configs_fail_at_start_with_a_clear_message() {
     // The shipped example configuration is valid.
     let (ok, text) = run_cli(&["policy", "check", "policies/demo/policy.toml"]);
     assert!(ok, "{text}");
+
+    // A reader that goes away before the report (`… | head`) is no failure.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fhirgate"))
+        .args(["policy", "check", "policies/demo/policy.toml"])
+        .current_dir(support::repo_root())
+        .env("FHIRGATE_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !stderr.contains("panicked"), "{:?}: {stderr}", out.status);
 }

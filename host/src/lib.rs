@@ -27,6 +27,17 @@
 //! - [`error`]: the one place failures are classified and answered;
 //! - [`demo`]: the demo provider and the `fhirgate demo` wiring.
 
+/// Writes a line to standard output, for a person or a script reading it. A
+/// reader that went away (`fhirgate … | head`) is not the command's failure:
+/// the line is dropped, where `println!` would panic.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let _ = ::std::writeln!(::std::io::stdout(), $($arg)*);
+    }};
+}
+
 pub mod activation;
 pub mod admin;
 pub mod config;

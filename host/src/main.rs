@@ -429,7 +429,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             }
             tracing::info!(address = %local, partner = %gateway.policy.load().partner, "gateway listening");
             if json {
-                println!("{}", serde_json::json!({ "event": "ready", "address": local.to_string() }));
+                fhirgate::say!("{}", serde_json::json!({ "event": "ready", "address": local.to_string() }));
             }
             run(listener, gateway, shutdown_signal()).await
         }
@@ -481,12 +481,12 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 if let Some(url) = &token_url {
                     ready["token_url"] = url.as_str().into();
                 }
-                println!("{ready}");
+                fhirgate::say!("{ready}");
             } else {
                 let release = fhir_version.face().to_ascii_uppercase();
-                println!("demo provider ({release}, {patients} patients) at {base}");
+                fhirgate::say!("demo provider ({release}, {patients} patients) at {base}");
                 if let Some(url) = &token_url {
-                    println!("token endpoint at {url}");
+                    fhirgate::say!("token endpoint at {url}");
                 }
             }
             tokio::select! {
@@ -499,9 +499,9 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             let proxy = fhirgate::proxy::Proxy::new(&upstream, std::time::Duration::from_millis(timeout_ms))?;
             let (listener, local) = bind(listen).await?;
             if json {
-                println!("{}", serde_json::json!({ "event": "ready", "address": local.to_string() }));
+                fhirgate::say!("{}", serde_json::json!({ "event": "ready", "address": local.to_string() }));
             } else {
-                println!("proxy at http://{local}/ → {upstream}");
+                fhirgate::say!("proxy at http://{local}/ → {upstream}");
             }
             fhirgate::proxy::run(listener, proxy, shutdown_signal()).await;
             Ok(())
@@ -515,13 +515,13 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             let (providers, tenants) = (file.providers.len(), file.tenants.len());
             let loaded = file.load(&policy, &runtime)?;
             fhirgate::activation::check(&loaded).await.with_context(|| format!("in policy {}", policy.display()))?;
-            println!("policy {} (partner `{}`) is valid", policy.display(), loaded.partner);
+            fhirgate::say!("policy {} (partner `{}`) is valid", policy.display(), loaded.partner);
             for (role, m) in
                 [("token-validation", &loaded.validator), ("routing", &loaded.router), ("shaping", &loaded.shaper)]
             {
-                println!("  {role:<17} {} sha256 {}", m.module.name(), m.module.digest());
+                fhirgate::say!("  {role:<17} {} sha256 {}", m.module.name(), m.module.digest());
             }
-            println!("  providers: {providers}  tenants: {tenants}");
+            fhirgate::say!("  providers: {providers}  tenants: {tenants}");
             Ok(())
         }
         Command::Policy { command: PolicyCommand::Pin { policy } } => pin(&policy),
@@ -530,9 +530,12 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 .or_else(fhirgate::scaffold::default_sdk)
                 .context("the SDK is not where this build was made; name it with --sdk")?;
             let root = fhirgate::scaffold::new_module(&dir, &name, role, &sdk)?;
-            println!("created {}", root.display());
-            println!("build:  cd {} && cargo build --release --target wasm32-wasip2", root.display());
-            println!("test:   fhirgate guest test target/wasm32-wasip2/release/{}.wasm cases", name.replace('-', "_"));
+            fhirgate::say!("created {}", root.display());
+            fhirgate::say!("build:  cd {} && cargo build --release --target wasm32-wasip2", root.display());
+            fhirgate::say!(
+                "test:   fhirgate guest test target/wasm32-wasip2/release/{}.wasm cases",
+                name.replace('-', "_")
+            );
             Ok(())
         }
         Command::Guest { command: GuestCommand::Test { module, cases, config } } => {
@@ -554,7 +557,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                     fhirgate::store::keys::load_ring(&store, jsonwebtoken::Algorithm::ES256, 3720).await?
                 }
             };
-            println!("{}", serde_json::to_string_pretty(&ring.jwks())?);
+            fhirgate::say!("{}", serde_json::to_string_pretty(&ring.jwks())?);
             Ok(())
         }
         Command::CheckProvider { base_url, fhir_version, token, patient, policy, timeout_ms, json } => {
@@ -569,9 +572,9 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             };
             let report = fhirgate::conformance::check(&loaded.shaper, &options).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                fhirgate::say!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                print!("{}", report.render());
+                fhirgate::say!("{}", report.render().trim_end_matches('\n'));
             }
             if !report.app_loads() {
                 // 2, not 1: the check ran and the provider failed it.
@@ -601,13 +604,13 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             } else {
                 serde_json::json!({ "records": records })
             };
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            fhirgate::say!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())
         }
         Command::Secret => {
             let secret = fhirgate::oauth::clients::generate_secret();
-            println!("client_secret = {secret}");
-            println!("secret_sha256 = \"{}\"", sha256_hex(secret.as_bytes()));
+            fhirgate::say!("client_secret = {secret}");
+            fhirgate::say!("secret_sha256 = \"{}\"", sha256_hex(secret.as_bytes()));
             Ok(())
         }
     }
@@ -628,7 +631,7 @@ fn pin(path: &std::path::Path) -> anyhow::Result<()> {
         let file = dir.join(file);
         let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
         let digest = sha256_hex(&bytes);
-        println!("{role:<17} {digest}  {}", file.display());
+        fhirgate::say!("{role:<17} {digest}  {}", file.display());
         table.insert("sha256", toml_edit::value(digest));
     }
     std::fs::write(path, doc.to_string()).with_context(|| format!("writing {}", path.display()))?;
@@ -679,7 +682,7 @@ async fn client_command(data_dir: &std::path::Path, command: ClientCommand) -> a
         }
         ClientCommand::Audit { limit } => json!({ "events": registry.audit_events(limit).await? }),
     };
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    fhirgate::say!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }
 
@@ -722,7 +725,7 @@ async fn directory_command(
             json!({ "removed": { "tenant_id": tenant, "provider_id": provider_id } })
         }
     };
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    fhirgate::say!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }
 
@@ -753,16 +756,16 @@ async fn guest_test(
     let failed = results.iter().filter(|r| r.failure.is_some()).count();
     for r in &results {
         match &r.failure {
-            None => println!("ok      {}", r.name),
+            None => fhirgate::say!("ok      {}", r.name),
             Some(f) => {
-                println!("FAILED  {}  ({})", r.name, r.file.display());
+                fhirgate::say!("FAILED  {}  ({})", r.name, r.file.display());
                 for line in f.lines() {
-                    println!("        {line}");
+                    fhirgate::say!("        {line}");
                 }
             }
         }
     }
-    println!("{} cases: {} passed, {failed} failed", results.len(), results.len() - failed);
+    fhirgate::say!("{} cases: {} passed, {failed} failed", results.len(), results.len() - failed);
     if failed > 0 {
         std::process::exit(1);
     }

@@ -92,7 +92,7 @@ pub async fn run_demo(opts: DemoOptions, shutdown: impl std::future::Future<Outp
         "provider_base": provider_base,
     });
     if opts.json {
-        println!("{facts}");
+        crate::say!("{facts}");
     } else {
         print_instructions(&facts);
     }
@@ -119,7 +119,7 @@ fn print_instructions(f: &serde_json::Value) {
     let s = |k: &str| f[k].as_str().unwrap_or_default().to_owned();
     let (base, stu3, dstu2, token_url) = (s("gateway"), s("stu3_base"), s("dstu2_base"), s("token_url"));
     let (id, secret, tenant) = (s("client_id"), s("client_secret"), s("tenant_id"));
-    println!(
+    crate::say!(
         r#"fhirgate demo is running.
 
   gateway        {base}
