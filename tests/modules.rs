@@ -37,12 +37,21 @@ fn seen(log: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Replaces `path` with `text` in one step (a new file renamed over it), as
+/// an operator's deployment would: the gateway's watcher never sees a file
+/// half written.
+fn write_whole(path: &Path, text: &str) {
+    let temp = path.with_extension("toml.new");
+    std::fs::write(&temp, text).unwrap();
+    std::fs::rename(&temp, path).unwrap();
+}
+
 /// Writes the policy with the tenant routed to `provider`, and waits until
 /// the gateway reports a new activation or a rejection; how long that took.
 fn edit(base: &str, policy: &Path, text: &str) -> (Value, Duration) {
     let before = status(base);
     let started = Instant::now();
-    std::fs::write(policy, text).unwrap();
+    write_whole(policy, text);
     loop {
         let now = status(base);
         if now["generation"] != before["generation"] || now["last_rejection"] != before["last_rejection"] {
