@@ -67,6 +67,9 @@ pub struct Ctx {
     /// `scheme://host[:port]` the client reached the gateway at.
     pub public_base: String,
     pub request_id: String,
+    /// When the request arrived, ms since the Unix epoch: the time of its
+    /// access record and of its batch entries' (which then sort by part).
+    pub arrived_ms: i64,
 }
 
 impl Ctx {
@@ -176,7 +179,7 @@ impl AccessGuard {
             log: ctx.gw.access.clone(),
             request_id: ctx.request_id.clone(),
             face: ctx.face,
-            at_ms: crate::oauth::keys::now_millis(),
+            at_ms: ctx.arrived_ms,
             started: Instant::now(),
             interaction: "-",
             audit: Audit::default(),
@@ -1009,7 +1012,7 @@ async fn batch(ctx: &Ctx, claims: &Arc<Claims>, request: &Request) -> Result<Res
 
 async fn batch_entry(ctx: &Ctx, claims: &Claims, headers: Vec<Header>, part: u32, entry: &Value) -> BatchEntry {
     let started = Instant::now();
-    let at_ms = crate::oauth::keys::now_millis();
+    let at_ms = ctx.arrived_ms;
     let mut audit = Audit::default();
     let mut sub_request: Option<(Interaction, Option<String>)> = None;
     let result = async {
@@ -1144,7 +1147,7 @@ async fn entry_failed(ctx: &Ctx, claims: &Claims, part: u32) -> BatchEntry {
         .record(AccessRecord {
             request_id: ctx.request_id.clone(),
             part,
-            at_ms: crate::oauth::keys::now_millis(),
+            at_ms: ctx.arrived_ms,
             client_id: Some(claims.client_id.clone()),
             tenant_id: Some(claims.tenant_id.to_ascii_lowercase()),
             provider_id: None,

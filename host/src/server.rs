@@ -345,6 +345,7 @@ async fn dispatch(gw: &Arc<Gateway>, req: Request<Incoming>, request_id: &str, p
         face,
         public_base,
         request_id: request_id.to_owned(),
+        arrived_ms: crate::oauth::keys::now_millis(),
     };
     pipeline::handle(&ctx, &parts.method, rest, parts.uri.query(), &parts.headers, body).await
 }
