@@ -4,11 +4,11 @@
 
 mod support;
 
-use fhirgate::oauth::SigningKey;
-use fhirgate::wasm::IssuerFacts;
-use fhirgate::wasm::bindings::shaping::{Exchange, UpstreamRequest};
-use fhirgate::wasm::bindings::types::{Claims, FhirVersion, Interaction, Param};
-use fhirgate::wasm::harness::{Harness, request};
+use fhirgate_gateway::oauth::SigningKey;
+use fhirgate_sandbox::IssuerFacts;
+use fhirgate_sandbox::bindings::shaping::{Exchange, UpstreamRequest};
+use fhirgate_sandbox::bindings::types::{Claims, FhirVersion, Interaction, Param};
+use fhirgate_sandbox::harness::{Harness, request};
 use serde_json::{Value, json};
 use support::guest;
 
@@ -129,8 +129,8 @@ fn table_router_maps_tenants_and_denies_unknown_ones() {
 fn table_router_falls_back_to_the_directory() {
     let other = "00000000-0000-4000-8000-000000000000";
     let h = Harness::load(guest("fhirgate_router_table")).unwrap().config(r#"{}"#).active_providers(&[
-        (TENANT, "st-mary", fhirgate::fhir::Version::R4),
-        (TENANT, "labs", fhirgate::fhir::Version::Stu3),
+        (TENANT, "st-mary", fhirgate_core::fhir::Version::R4),
+        (TENANT, "labs", fhirgate_core::fhir::Version::Stu3),
     ]);
     let claims = Claims {
         client_id: "app".into(),
@@ -166,7 +166,7 @@ fn deeply_nested_answers_are_shaped_or_refused_never_a_fault() {
         for _ in 0..levels {
             ext = json!({ "url": "https://example.org/level", "extension": [ext] });
         }
-        let mut patient = fhirgate::demo::data::patient(0);
+        let mut patient = fhirgate_devtools::demo::data::patient(0);
         patient["extension"] = json!([ext]);
         let bundle = json!({
             "resourceType": "Bundle", "type": "searchset",
@@ -199,7 +199,7 @@ fn shaper_turns_r4_searchsets_into_stu3_and_dstu2() {
         ],
         "entry": [{
             "fullUrl": "https://ehr.example/fhir/r4/Patient/p1",
-            "resource": fhirgate::demo::data::patient(0),
+            "resource": fhirgate_devtools::demo::data::patient(0),
             "search": {"mode": "match"}
         }]
     });
@@ -292,7 +292,7 @@ fn a_kept_shaping_instance_reuses_its_memory_call_after_call() {
     let bundle = json!({
         "resourceType": "Bundle",
         "type": "searchset",
-        "entry": fhirgate::demo::data::patients_n(40).into_iter().map(|p| json!({"resource": p})).collect::<Vec<_>>(),
+        "entry": fhirgate_devtools::demo::data::patients_n(40).into_iter().map(|p| json!({"resource": p})).collect::<Vec<_>>(),
     });
     let body = serde_json::to_vec(&bundle).unwrap();
     let mut sizes = Vec::new();

@@ -152,7 +152,7 @@ fn forged_tokens_are_refused() {
     trap.set_nonblocking(true).unwrap();
     let trap_url = format!("http://{}/jwks.json", trap.local_addr().unwrap());
 
-    let attacker = fhirgate::oauth::SigningKey::generate().unwrap();
+    let attacker = fhirgate_gateway::oauth::SigningKey::generate().unwrap();
     let jwks: Value =
         http().get(format!("{}/.well-known/jwks.json", demo.get("gateway"))).send().unwrap().json().unwrap();
     let public_jwk = jwks["keys"][0].to_string();

@@ -166,7 +166,7 @@ fn secrets_are_added_revoked_and_rotated_with_grace() {
         assert!(Instant::now() < deadline, "the old secret still works long after its grace end");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let now = fhirgate::oauth::keys::now_seconds() as i64;
+    let now = fhirgate_core::clock::now_seconds() as i64;
     assert!(now >= grace_end, "the old secret stopped before its grace end");
     assert!(works(&base, &client_id, &third));
 
@@ -295,7 +295,7 @@ fn backend_services_clients_authenticate_with_signed_assertions() {
         .unwrap();
     assert_eq!(resp.status(), 400);
 
-    let now = fhirgate::oauth::keys::now_seconds();
+    let now = fhirgate_core::clock::now_seconds();
     let claims = |jti: &str| json!({ "iss": client_id, "sub": client_id, "aud": token_url, "exp": now + 240, "iat": now, "jti": jti });
     let request = |jwt: &str| {
         let resp = http()

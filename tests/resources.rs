@@ -336,13 +336,13 @@ fn name_parts(p: &Value, part: &str) -> Vec<String> {
 #[test]
 fn every_patient_search_parameter_finds_exactly_the_expected_patients() {
     use std::collections::BTreeSet;
-    let data = fhirgate::demo::data::patients();
+    let data = fhirgate_devtools::demo::data::patients();
     let ids = |f: &dyn Fn(&Value) -> bool| -> BTreeSet<String> {
         data.iter().filter(|p| f(p)).map(|p| p["id"].as_str().unwrap().to_owned()).collect()
     };
     let contains =
         |part: &'static str, s: &'static str| move |p: &Value| name_parts(p, part).iter().any(|n| n.contains(s));
-    let mrn10 = fhirgate::demo::data::mrn(10);
+    let mrn10 = fhirgate_devtools::demo::data::mrn(10);
     // (face, form body, expected ids), per interfaces.md's search params of each face.
     let cases: Vec<(&str, String, BTreeSet<String>)> = vec![
         ("stu3", "_id=pat-005".into(), BTreeSet::from(["pat-005".to_owned()])),
@@ -665,7 +665,7 @@ fn every_field_the_app_reads_is_carried_whenever_the_provider_has_it() {
     // names, no prefix, no telephone, no practitioner; Coverage without a
     // period, Encounters without Location displays, medications by
     // reference or by code, …) from each dialect, on both faces.
-    let patients: Vec<String> = (0..12).map(fhirgate::demo::data::patient_id).collect();
+    let patients: Vec<String> = (0..12).map(fhirgate_devtools::demo::data::patient_id).collect();
     let (_r4, r4) = provider_with(&["--fhir-version", "r4"]);
     let (_stu3, stu3) = provider_with(&["--fhir-version", "stu3"]);
     let (_dstu2, dstu2) = provider_with(&["--fhir-version", "dstu2"]);

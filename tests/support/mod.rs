@@ -17,7 +17,7 @@ use serde_json::Value;
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
 }
 
 /// The module `name` as `cargo build-guests` builds it.
@@ -168,7 +168,7 @@ impl Outcomes {
 
 /// Sha256 hex of a file, for writing pinned policies.
 pub fn sha256(path: &Path) -> String {
-    fhirgate::wasm::module::sha256_hex(&std::fs::read(path).expect("reading module"))
+    fhirgate_core::digest::sha256_hex(&std::fs::read(path).expect("reading module"))
 }
 
 /// Starts the demo provider alone and returns it with its base URL.
@@ -274,7 +274,7 @@ impl Setup<'_> {
 }
 
 pub fn sha256_str(s: &str) -> String {
-    fhirgate::wasm::module::sha256_hex(s.as_bytes())
+    fhirgate_core::digest::sha256_hex(s.as_bytes())
 }
 
 impl Served {

@@ -18,20 +18,7 @@ use fhirgate_guest_sdk::{deny, is_guid};
 use serde::Deserialize;
 use serde_json::Value;
 
-use exports::fhirgate::policy::routing::Target;
-
-wit_bindgen::generate!({
-    world: "router",
-    path: "../../wit",
-    with: {
-        "fhirgate:policy/types@0.1.0": fhirgate_guest_sdk::types,
-        "fhirgate:policy/host@0.1.0": fhirgate_guest_sdk::host,
-        "fhirgate:policy/issuer@0.1.0": fhirgate_guest_sdk::issuer,
-        "fhirgate:policy/crypto@0.1.0": fhirgate_guest_sdk::crypto,
-        "fhirgate:policy/directory@0.1.0": fhirgate_guest_sdk::directory,
-        "fhirgate:policy/upstream@0.1.0": fhirgate_guest_sdk::upstream,
-    },
-});
+use fhirgate_guest_sdk::router::Target;
 
 /// The module configuration as the policy writes it
 /// (`[modules.routing.config]`), before its values are checked.
@@ -282,7 +269,7 @@ pub fn decide(config: &Config, claims: &Claims, request: &Request, now_ms: u64) 
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 struct Router;
 
-impl exports::fhirgate::policy::routing::Guest for Router {
+impl fhirgate_guest_sdk::router::Guest for Router {
     fn route(claims: Claims, request: Request) -> Result<Target, Denial> {
         // Each call runs in a fresh instance, so there is nothing to cache
         // the parsed configuration in; it is a few small tables.
@@ -295,7 +282,7 @@ impl exports::fhirgate::policy::routing::Guest for Router {
 // `:` and `@`) cannot be linked into a native shared library, and native
 // builds exist only to unit-test the logic.
 #[cfg(target_arch = "wasm32")]
-export!(Router);
+fhirgate_guest_sdk::export_router!(Router);
 
 #[cfg(test)]
 mod tests {

@@ -9,20 +9,7 @@ use fhirgate_guest_sdk::deny;
 use fhirgate_guest_sdk::types::{Claims, Denial, Interaction, Request};
 use serde::Deserialize;
 
-use exports::fhirgate::policy::routing::Target;
-
-wit_bindgen::generate!({
-    world: "router",
-    path: "../../wit",
-    with: {
-        "fhirgate:policy/types@0.1.0": fhirgate_guest_sdk::types,
-        "fhirgate:policy/host@0.1.0": fhirgate_guest_sdk::host,
-        "fhirgate:policy/issuer@0.1.0": fhirgate_guest_sdk::issuer,
-        "fhirgate:policy/crypto@0.1.0": fhirgate_guest_sdk::crypto,
-        "fhirgate:policy/directory@0.1.0": fhirgate_guest_sdk::directory,
-        "fhirgate:policy/upstream@0.1.0": fhirgate_guest_sdk::upstream,
-    },
-});
+use fhirgate_guest_sdk::router::Target;
 
 /// Module configuration (`[modules.routing.config]` in the policy).
 #[derive(Debug, Default, Deserialize)]
@@ -59,7 +46,7 @@ pub fn decide(config: &Config, claims: &Claims, request: &Request, active: &[Str
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 struct Router;
 
-impl exports::fhirgate::policy::routing::Guest for Router {
+impl fhirgate_guest_sdk::router::Guest for Router {
     fn route(claims: Claims, request: Request) -> Result<Target, Denial> {
         let config: Config = fhirgate_guest_sdk::config().map_err(|m| deny(500, "module-config", m))?;
         let active: Vec<String> = if config.tenants.keys().any(|t| t.eq_ignore_ascii_case(&claims.tenant_id)) {
@@ -75,7 +62,7 @@ impl exports::fhirgate::policy::routing::Guest for Router {
 // `:` and `@`) cannot be linked into a native shared library, and native
 // builds exist only to unit-test the logic.
 #[cfg(target_arch = "wasm32")]
-export!(Router);
+fhirgate_guest_sdk::export_router!(Router);
 
 // Each call's values are freed before the next: a per-call arena serves them.
 #[cfg(target_arch = "wasm32")]

@@ -1,28 +1,32 @@
-//! The fhirgate partner SDK: host-import bindings generated from `wit/`, and the
-//! FHIR helpers every module needs.
+//! The fhirgate partner SDK: the bindings generated from the WIT contract
+//! (`fhirgate:policy`), for the host's imports and for each role's exports,
+//! and the FHIR helpers every module needs.
 //!
-//! A module crate generates its own role world (`token-validator`, `router`,
-//! `shaper` or `gateway-module`) and points the shared interfaces at this crate,
-//! so every module speaks the same types:
+//! A module is its logic and one export line: implement the role's `Guest`
+//! trait and name the type with the role's macro.
 //!
 //! ```ignore
-//! wit_bindgen::generate!({
-//!     world: "router",
-//!     path: "../../wit",
-//!     with: {
-//!         "fhirgate:policy/types@0.1.0": fhirgate_guest_sdk::types,
-//!         "fhirgate:policy/host@0.1.0": fhirgate_guest_sdk::host,
-//!         "fhirgate:policy/issuer@0.1.0": fhirgate_guest_sdk::issuer,
-//!         "fhirgate:policy/crypto@0.1.0": fhirgate_guest_sdk::crypto,
-//!         "fhirgate:policy/directory@0.1.0": fhirgate_guest_sdk::directory,
-//!         "fhirgate:policy/upstream@0.1.0": fhirgate_guest_sdk::upstream,
-//!     },
-//! });
+//! use fhirgate_guest_sdk::router::{Guest, Target};
+//! use fhirgate_guest_sdk::types::{Claims, Denial, Request};
+//!
+//! struct MyRouter;
+//!
+//! impl Guest for MyRouter {
+//!     fn route(claims: Claims, request: Request) -> Result<Target, Denial> {
+//!         /* … */
+//!     }
+//! }
+//!
+//! fhirgate_guest_sdk::export_router!(MyRouter);
 //! ```
 //!
 //! Layout:
 //! - [`types`], [`host`], [`issuer`], [`crypto`], [`directory`], [`upstream`]:
-//!   the generated bindings;
+//!   the host's imports;
+//! - [`validator`], [`router`], [`shaper`]: each role's export trait and
+//!   types, exported with [`export_validator!`], [`export_router!`] or
+//!   [`export_shaper!`] (a module playing several roles names its type with
+//!   each role's macro);
 //! - [`log`], [`config`], [`now_ms`], [`deny`]: ergonomic wrappers;
 //! - [`fhir`]: JSON helpers for FHIR resources and Bundles;
 //! - [`params`]: helpers for search parameters;
@@ -45,6 +49,53 @@ mod bindings {
 }
 
 pub use bindings::fhirgate::policy::{crypto, directory, host, issuer, types, upstream};
+
+/// Generates a role world's export bindings against the imports above, with
+/// an export macro other crates call.
+macro_rules! role_world {
+    ($world:literal, $module:literal, $macro:literal) => {
+        wit_bindgen::generate!({
+            world: $world,
+            path: "../../wit",
+            with: {
+                "fhirgate:policy/types@0.1.0": crate::types,
+                "fhirgate:policy/host@0.1.0": crate::host,
+                "fhirgate:policy/issuer@0.1.0": crate::issuer,
+                "fhirgate:policy/crypto@0.1.0": crate::crypto,
+                "fhirgate:policy/directory@0.1.0": crate::directory,
+                "fhirgate:policy/upstream@0.1.0": crate::upstream,
+            },
+            pub_export_macro: true,
+            export_macro_name: $macro,
+            default_bindings_module: $module,
+        });
+    };
+}
+
+pub use router::export_router;
+pub use shaper::export_shaper;
+pub use validator::export_validator;
+
+/// The token-validation role: implement [`validator::Guest`], export with
+/// [`export_validator!`].
+pub mod validator {
+    role_world!("token-validator", "fhirgate_guest_sdk::validator", "export_validator");
+    pub use self::exports::fhirgate::policy::token_validation::Guest;
+}
+
+/// The routing role: implement [`router::Guest`], export with
+/// [`export_router!`].
+pub mod router {
+    role_world!("router", "fhirgate_guest_sdk::router", "export_router");
+    pub use self::exports::fhirgate::policy::routing::{Guest, Target};
+}
+
+/// The shaping role: implement [`shaper::Guest`], export with
+/// [`export_shaper!`].
+pub mod shaper {
+    role_world!("shaper", "fhirgate_guest_sdk::shaper", "export_shaper");
+    pub use self::exports::fhirgate::policy::shaping::{Exchange, Guest, Shaped, UpstreamRequest};
+}
 
 use types::Denial;
 

@@ -19,22 +19,9 @@ pub mod response;
 
 use fhirgate_guest_sdk::types::Denial;
 
-use exports::fhirgate::policy::shaping::{Exchange, Shaped, UpstreamRequest};
+use fhirgate_guest_sdk::shaper::{Exchange, Shaped, UpstreamRequest};
 
-wit_bindgen::generate!({
-    world: "shaper",
-    path: "../../wit",
-    with: {
-        "fhirgate:policy/types@0.1.0": fhirgate_guest_sdk::types,
-        "fhirgate:policy/host@0.1.0": fhirgate_guest_sdk::host,
-        "fhirgate:policy/issuer@0.1.0": fhirgate_guest_sdk::issuer,
-        "fhirgate:policy/crypto@0.1.0": fhirgate_guest_sdk::crypto,
-        "fhirgate:policy/directory@0.1.0": fhirgate_guest_sdk::directory,
-        "fhirgate:policy/upstream@0.1.0": fhirgate_guest_sdk::upstream,
-    },
-});
-
-pub use exports::fhirgate::policy::shaping as wit;
+pub use fhirgate_guest_sdk::shaper::exports::fhirgate::policy::shaping as wit;
 
 // Shaping builds and drops a whole JSON document per call: a bump arena
 // reset between calls serves that far faster than a general allocator.
@@ -45,7 +32,7 @@ static ALLOCATOR: fhirgate_guest_sdk::alloc::CallArena = fhirgate_guest_sdk::all
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 struct Shaper;
 
-impl exports::fhirgate::policy::shaping::Guest for Shaper {
+impl fhirgate_guest_sdk::shaper::Guest for Shaper {
     fn shape_request(exchange: Exchange, request: UpstreamRequest) -> Result<UpstreamRequest, Denial> {
         request::shape(&exchange, request)
     }
@@ -81,4 +68,4 @@ impl response::Lookup for ProviderLookup {
 // `:` and `@`) cannot be linked into a native shared library, and native
 // builds exist only to unit-test the logic.
 #[cfg(target_arch = "wasm32")]
-export!(Shaper);
+fhirgate_guest_sdk::export_shaper!(Shaper);

@@ -7,19 +7,6 @@
 use fhirgate_guest_sdk::deny;
 use fhirgate_guest_sdk::types::{Claims, Denial, Request};
 
-wit_bindgen::generate!({
-    world: "token-validator",
-    path: "../../wit",
-    with: {
-        "fhirgate:policy/types@0.1.0": fhirgate_guest_sdk::types,
-        "fhirgate:policy/host@0.1.0": fhirgate_guest_sdk::host,
-        "fhirgate:policy/issuer@0.1.0": fhirgate_guest_sdk::issuer,
-        "fhirgate:policy/crypto@0.1.0": fhirgate_guest_sdk::crypto,
-        "fhirgate:policy/directory@0.1.0": fhirgate_guest_sdk::directory,
-        "fhirgate:policy/upstream@0.1.0": fhirgate_guest_sdk::upstream,
-    },
-});
-
 /// The module's configuration (`[modules.token-validation.config]`): the
 /// SDK's token rules, `leeway_seconds` and `required_scopes`.
 pub use fhirgate_guest_sdk::jwt::{Context, Rules as Config, check};
@@ -27,7 +14,7 @@ pub use fhirgate_guest_sdk::jwt::{Context, Rules as Config, check};
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 struct Validator;
 
-impl exports::fhirgate::policy::token_validation::Guest for Validator {
+impl fhirgate_guest_sdk::validator::Guest for Validator {
     fn validate(token: String, _request: Request) -> Result<Claims, Denial> {
         let config: Config = fhirgate_guest_sdk::config().map_err(|m| deny(500, "server_error", m))?;
         fhirgate_guest_sdk::jwt::validate(&token, &config)
@@ -38,7 +25,7 @@ impl exports::fhirgate::policy::token_validation::Guest for Validator {
 // `:` and `@`) cannot be linked into a native shared library, and native
 // builds exist only to unit-test the logic.
 #[cfg(target_arch = "wasm32")]
-export!(Validator);
+fhirgate_guest_sdk::export_validator!(Validator);
 
 // Each call's values are freed before the next: a per-call arena serves them.
 #[cfg(target_arch = "wasm32")]

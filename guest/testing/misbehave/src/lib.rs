@@ -8,27 +8,19 @@
 //! `"loop"` in its configuration, fails on every answer. As a token validator it refuses
 //! every token. Never deploy it.
 
+// Built natively only for the workspace's checks: nothing calls the roles
+// there, they are exported from the component alone.
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+
 use std::collections::BTreeMap;
 
 use fhirgate_guest_sdk::deny;
 use fhirgate_guest_sdk::types::{Claims, Denial, Header, Param, Request};
 use serde::Deserialize;
 
-use exports::fhirgate::policy::routing::Target;
-use exports::fhirgate::policy::shaping::{Exchange, Shaped, UpstreamRequest};
-
-wit_bindgen::generate!({
-    world: "gateway-module",
-    path: "../../../wit",
-    with: {
-        "fhirgate:policy/types@0.1.0": fhirgate_guest_sdk::types,
-        "fhirgate:policy/host@0.1.0": fhirgate_guest_sdk::host,
-        "fhirgate:policy/issuer@0.1.0": fhirgate_guest_sdk::issuer,
-        "fhirgate:policy/crypto@0.1.0": fhirgate_guest_sdk::crypto,
-        "fhirgate:policy/directory@0.1.0": fhirgate_guest_sdk::directory,
-        "fhirgate:policy/upstream@0.1.0": fhirgate_guest_sdk::upstream,
-    },
-});
+use fhirgate_guest_sdk::router::{self, Target};
+use fhirgate_guest_sdk::shaper::{self, Exchange, Shaped, UpstreamRequest};
+use fhirgate_guest_sdk::validator;
 
 /// What `remember` keeps: in linear memory, like everything a module holds.
 static NOTE: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
@@ -49,7 +41,6 @@ fn recurse(depth: u64, trail: &mut Vec<u64>) -> u64 {
     frame.iter().sum()
 }
 
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 struct Misbehave;
 
 #[derive(Deserialize, Default)]
@@ -73,7 +64,7 @@ fn shaping_fault() {
     }
 }
 
-impl exports::fhirgate::policy::shaping::Guest for Misbehave {
+impl shaper::Guest for Misbehave {
     fn shape_request(_exchange: Exchange, request: UpstreamRequest) -> Result<UpstreamRequest, Denial> {
         Ok(request)
     }
@@ -84,13 +75,13 @@ impl exports::fhirgate::policy::shaping::Guest for Misbehave {
     }
 }
 
-impl exports::fhirgate::policy::token_validation::Guest for Misbehave {
+impl validator::Guest for Misbehave {
     fn validate(_token: String, _request: Request) -> Result<Claims, Denial> {
         Err(deny(401, "invalid_token", "This test module accepts no token."))
     }
 }
 
-impl exports::fhirgate::policy::routing::Guest for Misbehave {
+impl router::Guest for Misbehave {
     fn route(claims: Claims, request: Request) -> Result<Target, Denial> {
         let config: Config = fhirgate_guest_sdk::config().map_err(|m| deny(500, "module-config", m))?;
         let mode = request.params.iter().find(|p| p.name == "_misbehave").map(|p| p.value.clone()).unwrap_or_default();
@@ -164,4 +155,8 @@ impl exports::fhirgate::policy::routing::Guest for Misbehave {
 // `:` and `@`) cannot be linked into a native shared library, and native
 // builds exist only to unit-test the logic.
 #[cfg(target_arch = "wasm32")]
-export!(Misbehave);
+fhirgate_guest_sdk::export_validator!(Misbehave);
+#[cfg(target_arch = "wasm32")]
+fhirgate_guest_sdk::export_router!(Misbehave);
+#[cfg(target_arch = "wasm32")]
+fhirgate_guest_sdk::export_shaper!(Misbehave);

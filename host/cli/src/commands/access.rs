@@ -1,0 +1,49 @@
+//! `fhirgate access`: the access log of a data directory, as JSON records or
+//! a FHIR Bundle of AuditEvent.
+
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, env = "FHIRGATE_DATA_DIR")]
+    data_dir: PathBuf,
+    #[arg(long)]
+    tenant: Option<String>,
+    #[arg(long)]
+    client: Option<String>,
+    #[arg(long)]
+    patient: Option<String>,
+    /// Only records at or after this time (ms since the epoch).
+    #[arg(long)]
+    since: Option<i64>,
+    #[arg(long)]
+    until: Option<i64>,
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    /// Print a FHIR R4 Bundle of AuditEvent instead of JSON records.
+    #[arg(long)]
+    fhir: bool,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let Args { data_dir, tenant, client, patient, since, until, limit, fhir } = args;
+    let store = fhirgate_store::Store::open_dir(&data_dir).await?;
+    let log = fhirgate_store::access::AccessLog::start(store);
+    let q = fhirgate_store::access::AccessQuery {
+        tenant: tenant.map(|t| t.to_ascii_lowercase()),
+        client,
+        patient,
+        request_id: None,
+        since_ms: since,
+        until_ms: until,
+        limit: Some(limit),
+    };
+    let records = log.query(&q).await?;
+    let out = if fhir {
+        fhirgate_store::access::audit_event_bundle(&records, "fhirgate")
+    } else {
+        serde_json::json!({ "records": records })
+    };
+    fhirgate_core::say!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! The `fhirgate` subcommands, one file each: its flags and what it does.
+
+mod access;
+mod check_provider;
+mod client;
+mod demo;
+mod directory;
+mod guest;
+mod keys;
+mod policy;
+mod provider;
+mod proxy;
+mod secret;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "fhirgate", version, about = "FHIR interop gateway with WebAssembly policy modules")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the gateway described by a configuration file.
+    Serve(serve::Args),
+    /// Start the demo provider and a gateway serving the demo partner.
+    Demo(demo::Args),
+    /// Forward GETs to one upstream base with the gateway's transport and
+    /// nothing else (no tokens, modules or shaping): the baseline the
+    /// comparative benchmark measures the gateway against. Not for apps.
+    Proxy(proxy::Args),
+    /// Serve only the demo provider (R4 unless --fhir-version says otherwise).
+    Provider(provider::Args),
+    /// Generate a client secret and the `secret_sha256` line for gateway.toml.
+    Secret,
+    /// Manage registered OAuth clients and their secrets in a data directory.
+    Client(client::Args),
+    /// Manage the token signing keys in a data directory.
+    Keys(keys::Args),
+    /// Work with policy files.
+    Policy(policy::Args),
+    /// Work with policy modules.
+    Guest(guest::Args),
+    /// Onboard providers and tenants in a data directory: request a mapping
+    /// naming its approver, then approve or reject it. Running gateways sharing
+    /// the data directory pick changes up within 2 s.
+    Directory(directory::Args),
+    /// Run the app's whole call set against a provider through the partner's
+    /// shaping module and report, per resource and per face, what works.
+    /// Exits 2 when Patient fails (the app would not load), 1 on other errors.
+    CheckProvider(check_provider::Args),
+    /// Query the access log in a data directory.
+    Access(access::Args),
+}
+
+/// Runs the command `cli` names.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
+        Command::Proxy(args) => proxy::run(args).await,
+        Command::Provider(args) => provider::run(args).await,
+        Command::Secret => secret::run(),
+        Command::Client(args) => client::run(args).await,
+        Command::Keys(args) => keys::run(args).await,
+        Command::Policy(args) => policy::run(args).await,
+        Command::Guest(args) => guest::run(args).await,
+        Command::Directory(args) => directory::run(args).await,
+        Command::CheckProvider(args) => check_provider::run(args).await,
+        Command::Access(args) => access::run(args).await,
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C: a served gateway, the demo or the demo
+/// provider stops accepting and drains what is in flight.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,107 @@
+//! `fhirgate provider`: the demo provider alone.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use fhirgate_http::server::bind;
+
+use super::shutdown_signal;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    listen: SocketAddr,
+    /// Print one JSON line with the provider's address and base URL once ready.
+    #[arg(long)]
+    json: bool,
+    /// Synthetic patients served; the first 60 are always the same.
+    #[arg(long, default_value_t = fhirgate_devtools::demo::data::PATIENT_COUNT,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new()
+              .range(1..=fhirgate_devtools::demo::data::MAX_PATIENTS as u64))]
+    patients: usize,
+    /// Milliseconds to wait before answering each request except /metadata.
+    #[arg(long, default_value_t = 0)]
+    delay_ms: u64,
+    /// Append one JSON line per request received to this file.
+    #[arg(long)]
+    request_log: Option<PathBuf>,
+    /// Run a client-credentials token endpoint at /oauth2/token for this one
+    /// client, and require its bearer tokens on every FHIR interaction but /metadata.
+    #[arg(long, value_name = "ID:SECRET", value_parser = fhirgate_devtools::demo::provider::parse_client_credentials)]
+    client_credentials: Option<(String, String)>,
+    /// Lifetime of the tokens issued with --client-credentials.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    token_lifetime_seconds: u64,
+    /// The FHIR release spoken: r4, stu3 or dstu2.
+    #[arg(long, default_value = "r4", value_parser = fhirgate_devtools::demo::provider::parse_fhir_version)]
+    fhir_version: fhirgate_core::fhir::Version,
+    /// A resource type not to serve (absent from /metadata, 404 otherwise); repeatable.
+    #[arg(long, value_name = "TYPE")]
+    without: Vec<String>,
+    /// A search parameter accepted but not applied, as on servers that silently skip
+    /// what they do not support; repeatable.
+    #[arg(long, value_name = "PARAMETER")]
+    ignore: Vec<String>,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let Args {
+        listen,
+        json,
+        patients,
+        delay_ms,
+        request_log,
+        client_credentials,
+        token_lifetime_seconds,
+        fhir_version,
+        without,
+        ignore,
+    } = args;
+    use fhirgate_devtools::demo::provider::{ProviderOptions, TOKEN_PATH, serve};
+    let options = ProviderOptions {
+        patients,
+        delay: std::time::Duration::from_millis(delay_ms),
+        request_log,
+        client_credentials,
+        token_lifetime: std::time::Duration::from_secs(token_lifetime_seconds),
+        fhir_version,
+        without,
+        ignore,
+    };
+    // Bad arguments fail here, before the ready line, rather than once serving.
+    options.served().map_err(anyhow::Error::msg).context("--without")?;
+    if let Some(path) = &options.request_log {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("--request-log {}", path.display()))?;
+    }
+    let (listener, local) = bind(listen).await?;
+    let base = format!("http://{local}/fhir");
+    let token_url = options.client_credentials.as_ref().map(|_| format!("http://{local}{TOKEN_PATH}"));
+    if json {
+        let mut ready = serde_json::json!({
+            "event": "ready",
+            "address": local.to_string(),
+            "base_url": base,
+            "fhir_version": fhir_version.number(),
+        });
+        if let Some(url) = &token_url {
+            ready["token_url"] = url.as_str().into();
+        }
+        fhirgate_core::say!("{ready}");
+    } else {
+        let release = fhir_version.face().to_ascii_uppercase();
+        fhirgate_core::say!("demo provider ({release}, {patients} patients) at {base}");
+        if let Some(url) = &token_url {
+            fhirgate_core::say!("token endpoint at {url}");
+        }
+    }
+    tokio::select! {
+        served = serve(listener, base, options) => served.context("serving the demo provider")?,
+        () = shutdown_signal() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,48 @@
+//! `fhirgate serve`: the gateway a configuration file describes, until
+//! SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use fhirgate_gateway::App;
+use fhirgate_gateway::app::Options;
+use fhirgate_gateway::config::Config;
+use fhirgate_http::server::{bind, run as serve};
+
+use super::shutdown_signal;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The gateway configuration (TOML).
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Address to listen on; overrides `listen` in the file. Port 0 picks a free port.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Print one JSON line with the real address once ready.
+    #[arg(long)]
+    json: bool,
+    /// Directory of persistent state; overrides `data_dir` in the file.
+    #[arg(long, env = "FHIRGATE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let Args { config, listen, json, data_dir } = args;
+    let mut config = Config::load(&config)?;
+    if data_dir.is_some() {
+        config.data_dir = data_dir;
+    }
+    let addr =
+        listen.or(config.listen).context("no address to listen on: set `listen` in the config or pass --listen")?;
+    let (listener, local) = bind(addr).await?;
+    let app = App::build(&config, local, Options::default()).await?;
+    tracing::info!(address = %local, partner = %app.gateway().policy.load().partner, "gateway listening");
+    if json {
+        fhirgate_core::say!("{}", serde_json::json!({ "event": "ready", "address": local.to_string() }));
+    }
+    serve(listener, app.gateway().clone(), shutdown_signal()).await?;
+    app.shutdown().await;
+    Ok(())
+}

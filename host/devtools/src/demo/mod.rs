@@ -1,0 +1,133 @@
+//! The demo: a synthetic provider (R4 by default, or STU3 or DSTU2), and the
+//! wiring that starts it with a gateway serving the demo partner's policy.
+//!
+//! Layout: `data` the synthetic patients; `resources` everything served, in
+//! each release; `search` the strict searches; `provider` the HTTP server.
+
+pub mod data;
+pub mod provider;
+pub mod resources;
+pub mod search;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use fhirgate_core::digest::sha256_hex;
+use fhirgate_core::secret::generate_secret;
+use fhirgate_gateway::app::{App, Options};
+use fhirgate_gateway::config::{ClientConfig, Config};
+use fhirgate_gateway::policy::PolicyFile;
+use fhirgate_http::server::{bind, run};
+use serde_json::json;
+
+/// The provider id the demo policy routes to; its `base_url` is replaced by
+/// the address the demo provider actually binds.
+pub const DEMO_PROVIDER_ID: &str = "demo";
+/// The demo client's id.
+pub const DEMO_CLIENT_ID: &str = "demo-app";
+
+/// Options of `fhirgate demo`.
+pub struct DemoOptions {
+    pub listen: SocketAddr,
+    pub json: bool,
+    pub policy: PathBuf,
+}
+
+/// Starts the demo provider and a gateway serving the demo partner, prints how
+/// to reach them, and serves until `shutdown` resolves.
+pub async fn run_demo(opts: DemoOptions, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    let (provider_listener, provider_addr) = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let provider_base = format!("http://{provider_addr}/fhir");
+    tokio::spawn(provider::serve(provider_listener, provider_base.clone(), provider::ProviderOptions::default()));
+
+    let file = PolicyFile::read(&opts.policy)?;
+    if !file.providers.contains_key(DEMO_PROVIDER_ID) {
+        bail!("{}: the demo policy must declare [providers.{DEMO_PROVIDER_ID}]", opts.policy.display());
+    }
+    let tenant = file
+        .tenants
+        .keys()
+        .next()
+        .cloned()
+        .with_context(|| format!("{}: the demo policy declares no tenant", opts.policy.display()))?
+        .to_ascii_lowercase();
+
+    let secret = generate_secret();
+    let mut config = demo_config(&opts.policy, opts.listen);
+    config.clients.push(ClientConfig {
+        client_id: DEMO_CLIENT_ID.into(),
+        name: Some("Demo care-team app".into()),
+        secret_sha256: sha256_hex(secret.as_bytes()),
+        tenants: vec![tenant.clone()],
+    });
+    let (listener, addr) = bind(opts.listen).await?;
+    // The demo policy, and every edit to it while the demo runs, routes to
+    // the demo provider wherever it listens.
+    let demo_base = provider_base.clone();
+    let adjust = move |file: &mut PolicyFile| {
+        if let Some(p) = file.providers.get_mut(DEMO_PROVIDER_ID) {
+            p.base_url = demo_base.clone();
+        }
+    };
+    let app = App::build(&config, addr, Options { adjust_policy: Some(Arc::new(adjust)) }).await?;
+    let base = format!("http://{addr}");
+    let facts = json!({
+        "gateway": base,
+        "stu3_base": format!("{base}/stu3"),
+        "dstu2_base": format!("{base}/dstu2"),
+        "token_url": format!("{base}/oauth2/token"),
+        "client_id": DEMO_CLIENT_ID,
+        "client_secret": secret,
+        "tenant_id": tenant,
+        "provider_base": provider_base,
+    });
+    if opts.json {
+        fhirgate_core::say!("{facts}");
+    } else {
+        print_instructions(&facts);
+    }
+    run(listener, app.gateway().clone(), shutdown).await?;
+    app.shutdown().await;
+    Ok(())
+}
+
+/// The configuration the demo gateway runs with: everything at its default.
+pub fn demo_config(policy: &Path, listen: SocketAddr) -> Config {
+    Config { listen: Some(listen), ..Config::with_defaults(policy.to_owned()) }
+}
+
+fn print_instructions(f: &serde_json::Value) {
+    let s = |k: &str| f[k].as_str().unwrap_or_default().to_owned();
+    let (base, stu3, dstu2, token_url) = (s("gateway"), s("stu3_base"), s("dstu2_base"), s("token_url"));
+    let (id, secret, tenant) = (s("client_id"), s("client_secret"), s("tenant_id"));
+    fhirgate_core::say!(
+        r#"fhirgate demo is running.
+
+  gateway        {base}
+  STU3 base      {stu3}
+  DSTU2 base     {dstu2}
+  token URL      {token_url}
+  client_id      {id}
+  client_secret  {secret}
+  tenant id      {tenant}
+  demo provider  {provider} (R4, 60 synthetic patients)
+
+Try it:
+
+  # 1. discovery, no token needed
+  curl -s {stu3}/metadata
+
+  # 2. a token for the demo tenant
+  TOKEN=$(curl -s -u '{id}:{secret}' -d grant_type=client_credentials -d scope={tenant} \
+      {token_url} | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+
+  # 3. search patients (STU3 and DSTU2 faces)
+  curl -s -H "Authorization: Bearer $TOKEN" -d 'given=hugh&family=chau' {stu3}/Patient/_search
+  curl -s -H "Authorization: Bearer $TOKEN" '{dstu2}/Patient?family:contains=cha&_count=5'
+
+Press Ctrl-C to stop."#,
+        provider = s("provider_base"),
+    );
+}

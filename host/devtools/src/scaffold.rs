@@ -1,0 +1,177 @@
+//! `fhirgate guest new`: a buildable module crate to start from, with its
+//! README, test cases and build settings; the WIT contract and its bindings
+//! come with the SDK.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use serde_json::json;
+
+/// The roles a new module can be made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NewRole {
+    Router,
+    Validator,
+    Shaper,
+}
+
+/// Where this build's SDK is, if the source tree it was built from is still
+/// there.
+pub fn default_sdk() -> Option<PathBuf> {
+    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guest/sdk");
+    sdk.canonicalize().ok().filter(|p| p.join("Cargo.toml").exists())
+}
+
+/// Creates the crate `dir/name` for a `role` module depending on the SDK at
+/// `sdk`; returns its directory.
+pub fn new_module(dir: &Path, name: &str, role: NewRole, sdk: &Path) -> anyhow::Result<PathBuf> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !valid {
+        bail!("`{name}`: a module name is lower-case letters, digits and `-`, starting with a letter");
+    }
+    let root = dir.join(name);
+    if root.exists() {
+        bail!("{} already exists", root.display());
+    }
+    let sdk = sdk.canonicalize().with_context(|| format!("the SDK at {}", sdk.display()))?;
+    let crate_name = name.replace('-', "_");
+    let (policy_role, source) = match role {
+        NewRole::Router => ("routing", include_str!("../templates/guest/router.rs.tmpl")),
+        NewRole::Validator => ("token-validation", include_str!("../templates/guest/validator.rs.tmpl")),
+        NewRole::Shaper => ("shaping", include_str!("../templates/guest/shaper.rs.tmpl")),
+    };
+    // A validator verifies tokens with the SDK's `jwt` feature.
+    let sdk_features = if role == NewRole::Validator { r#", features = ["jwt"]"# } else { "" };
+    let fill = |t: &str| {
+        t.replace("{{name}}", name)
+            .replace("{{crate}}", &crate_name)
+            .replace("{{role}}", policy_role)
+            .replace("{{sdk}}", &sdk.display().to_string())
+            .replace("{{sdk_features}}", sdk_features)
+    };
+    let write = |rel: &str, text: &str| -> anyhow::Result<()> {
+        let path = root.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+    };
+    write("Cargo.toml", &fill(include_str!("../templates/guest/Cargo.toml.tmpl")))?;
+    write("src/lib.rs", &fill(source))?;
+    write("README.md", &fill(include_str!("../templates/guest/README.md.tmpl")))?;
+    write(".gitignore", "/target\n")?;
+    for (file, case) in cases(role)? {
+        write(&format!("cases/{file}"), &(serde_json::to_string_pretty(&case)? + "\n"))?;
+    }
+    tracing::debug!(module = name, role = policy_role, "module crate created");
+    Ok(root)
+}
+
+/// The `exp` of the token a validation case validates.
+fn expiry(case: &serde_json::Value) -> anyhow::Result<u64> {
+    use base64::Engine as _;
+    let token = case["validate"]["token"].as_str().context("a validation case without a token")?;
+    let payload = token.split('.').nth(1).context("a case token that is not a JWT")?;
+    let claims: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload)?)?;
+    claims["exp"].as_u64().context("a case token without `exp`")
+}
+
+/// The cases a new module starts with: what its template does.
+fn cases(role: NewRole) -> anyhow::Result<Vec<(&'static str, serde_json::Value)>> {
+    let tenant = "3f2b8c1e-6d4a-4b7f-9e21-5a0c7d9e4b13";
+    Ok(match role {
+        NewRole::Router => vec![
+            (
+                "known-tenant.json",
+                json!({
+                    "name": "a tenant in the configuration goes to its provider",
+                    "config": { "tenants": { tenant: "st-mary" } },
+                    "route": {
+                        "claims": { "tenant-id": tenant },
+                        "request": { "interaction": "read", "resource-type": "Patient", "resource-id": "p1" }
+                    },
+                    "expect": { "ok": { "provider-id": "st-mary", "path": "Patient/p1" } }
+                }),
+            ),
+            (
+                "unknown-tenant.json",
+                json!({
+                    "name": "any other tenant is refused",
+                    "config": { "tenants": { tenant: "st-mary" } },
+                    "route": {
+                        "claims": { "tenant-id": "8e1c3a4e-2b51-4c1e-9d3a-0c6f5e2b8a11" },
+                        "request": { "interaction": "read", "resource-type": "Patient", "resource-id": "p1" }
+                    },
+                    "expect": { "denial": { "status": 403, "code": "unknown-tenant" } }
+                }),
+            ),
+        ],
+        NewRole::Validator => {
+            // The default validator's cases: tokens signed by a fixed test
+            // key, under a fixed clock, for the client `care-team-app`.
+            let shipped = |text: &str| serde_json::from_str::<serde_json::Value>(text);
+            let mut good = shipped(include_str!("../../../guest/token-jwt/cases/good-token.json"))?;
+            // Whatever clients a deployment lists, this token passes the
+            // checks every configuration shares.
+            good["config"] = json!({});
+            let mut other_client = good.clone();
+            other_client["name"] = json!("a client the configuration does not list is refused");
+            other_client["config"] = json!({ "clients": ["another-app"] });
+            other_client["expect"] = json!({ "denial": { "status": 403, "code": "insufficient_scope" } });
+            // 45 s after the token expired: through only under the 60 s
+            // leeway configured, not the default 30.
+            let mut listed = good.clone();
+            listed["name"] = json!("a listed client gets through within the configured leeway");
+            listed["config"] = json!({ "clients": ["care-team-app"], "token": { "leeway_seconds": 60 } });
+            listed["host"]["now-ms"] = json!((expiry(&good)? + 45) * 1000);
+            let mut late = listed.clone();
+            late["name"] = json!("the default leeway is 30 s");
+            late["config"] = json!({ "clients": ["care-team-app"] });
+            late["expect"] = json!({ "denial": { "status": 401, "code": "invalid_token" } });
+            vec![
+                ("good-token.json", good),
+                ("listed-client.json", listed),
+                ("default-leeway.json", late),
+                ("other-client.json", other_client),
+                ("expired.json", shipped(include_str!("../../../guest/token-jwt/cases/expired.json"))?),
+                ("garbage.json", shipped(include_str!("../../../guest/token-jwt/cases/garbage.json"))?),
+                ("no-tenant.json", shipped(include_str!("../../../guest/token-jwt/cases/no-tenant.json"))?),
+            ]
+        }
+        NewRole::Shaper => vec![
+            (
+                "same-version.json",
+                json!({
+                    "name": "an answer in the client's version comes through on the gateway's URLs",
+                    "shape-response": {
+                        "exchange": {
+                            "client-version": "stu3", "upstream-version": "stu3", "interaction": "read",
+                            "gateway-base": "https://gateway.example/stu3", "upstream-base": "https://ehr.example/fhir"
+                        },
+                        "status": 200,
+                        "body": { "resourceType": "Patient", "id": "p1",
+                                  "managingOrganization": { "reference": "https://ehr.example/fhir/Organization/o1" } }
+                    },
+                    "expect": { "ok": { "status": 200, "body": {
+                        "id": "p1", "managingOrganization": { "reference": "https://gateway.example/stu3/Organization/o1" }
+                    } } }
+                }),
+            ),
+            (
+                "other-version.json",
+                json!({
+                    "name": "other versions are refused until the module converts them",
+                    "shape-request": {
+                        "exchange": { "client-version": "dstu2", "upstream-version": "r4", "interaction": "read" },
+                        "request": { "path": "Patient/p1" }
+                    },
+                    "expect": { "denial": { "status": 501 } }
+                }),
+            ),
+        ],
+    })
+}

@@ -1,0 +1,164 @@
+//! The one composition root: a gateway built from its configuration, with
+//! every background task it runs, started together and stopped together.
+//! `fhirgate serve`, `fhirgate demo`, the benchmarks and the tests all build
+//! an [`App`]; the HTTP layer serves its [`Gateway`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use fhirgate_sandbox::Runtime;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::activation::{Activation, Adjust};
+use crate::config::Config;
+use crate::oauth::ClientRegistry;
+use crate::policy::PolicyFile;
+use crate::services::{Gateway, GatewayState};
+
+/// How often a gateway checks the store for directory changes made by
+/// another process (the CLI, another gateway); changes made through this
+/// gateway's admin API apply at once.
+const DIRECTORY_POLL: Duration = Duration::from_secs(2);
+
+/// How often keys rotated and tokens revoked by another process (the CLI,
+/// another gateway) are picked up, and retired keys whose publication window
+/// ended drop out of the JWK Set.
+const KEY_RELOAD: Duration = Duration::from_secs(30);
+
+/// A change made to the policy file each time it is read.
+pub type AdjustPolicy = Arc<dyn Fn(&mut PolicyFile) + Send + Sync>;
+
+/// What a gateway is built with besides its configuration.
+#[derive(Default)]
+pub struct Options {
+    /// Applied to the policy file every time it is read, at start and on each
+    /// reload: the demo points its provider at the port the demo provider
+    /// bound.
+    pub adjust_policy: Option<AdjustPolicy>,
+}
+
+/// A running gateway and its background tasks: the directory poll, the
+/// policy watcher and, with a data directory, the key and revocation reload.
+pub struct App {
+    gateway: Arc<Gateway>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl App {
+    /// Builds the gateway `config` describes, answering at `local_addr` (its
+    /// issuer and public base unless `public_url` says otherwise), and starts
+    /// its background tasks. A policy or module that would not serve fails
+    /// here, never at request time.
+    pub async fn build(config: &Config, local_addr: SocketAddr, options: Options) -> anyhow::Result<App> {
+        let in_policy = || format!("in policy {}", config.policy.display());
+        let runtime =
+            Runtime::with_artifacts(config.wasm.clone(), config.data_dir.as_ref().map(|d| d.join("compiled-modules")))?;
+        let mut policy_file = PolicyFile::read(&config.policy)?;
+        if let Some(adjust) = &options.adjust_policy {
+            adjust(&mut policy_file);
+        }
+        let state = GatewayState::open(config.data_dir.as_deref(), &policy_file).await.with_context(in_policy)?;
+        let policy = policy_file.load(&config.policy, &runtime)?;
+        crate::activation::check(&policy).await.with_context(in_policy)?;
+        let clients = ClientRegistry::from_config(&config.clients)?;
+        let mut gateway = Gateway::new(config, runtime, policy, state, clients, local_addr)?;
+        let adjust: Option<Adjust> = options.adjust_policy.map(|a| Box::new(move |f: &mut PolicyFile| a(f)) as Adjust);
+        let uploads: Option<PathBuf> = config.data_dir.as_ref().map(|d| d.join("modules"));
+        gateway.activation = Some(Activation::with_uploads(&config.policy, adjust, uploads));
+        if let Some(dir) = &config.data_dir {
+            let registry = fhirgate_store::open_registry(dir).await?;
+            let (alg, publish) = (config.token.algorithm()?, config.token.publish_seconds());
+            gateway.auth.set_keys(crate::oauth::key_store::load_ring(registry.store(), alg, publish).await?);
+            gateway.auth.registry = Some(registry);
+            gateway.auth.load_revocations().await;
+            gateway.key_policy = Some((alg, publish));
+        }
+        let (stop, _) = watch::channel(false);
+        let mut app = App { gateway: Arc::new(gateway), stop, tasks: Vec::new() };
+        app.start();
+        Ok(app)
+    }
+
+    /// What the HTTP layer serves.
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
+    fn start(&mut self) {
+        let gw = self.gateway.clone();
+        self.every(DIRECTORY_POLL, move || {
+            let gw = gw.clone();
+            async move {
+                if let Err(e) = gw.directory.reload_if_changed().await {
+                    tracing::warn!(error = %format!("{e:#}"), "reloading the directory failed; keeping the current one");
+                }
+            }
+        });
+        let gw = self.gateway.clone();
+        self.every(crate::activation::POLL, move || {
+            let gw = gw.clone();
+            async move {
+                if let Some(activation) = gw.activation.as_ref()
+                    && activation.changed()
+                {
+                    activation.reload_if_changed(&gw.served()).await;
+                }
+            }
+        });
+        if let (Some(registry), Some((alg, publish))) = (self.gateway.auth.registry.clone(), self.gateway.key_policy) {
+            let gw = self.gateway.clone();
+            self.every(KEY_RELOAD, move || {
+                let (gw, registry) = (gw.clone(), registry.clone());
+                async move {
+                    match crate::oauth::key_store::load_ring(registry.store(), alg, publish).await {
+                        Ok(ring) => gw.auth.set_keys(ring),
+                        Err(e) => tracing::warn!(error = %e, "reloading signing keys failed; keeping the current ones"),
+                    }
+                    gw.auth.load_revocations().await;
+                }
+            });
+        }
+    }
+
+    /// Runs `work` every `period` (the first time one period from now) until
+    /// the app stops; a run in progress finishes first.
+    fn every<F, Fut>(&mut self, period: Duration, work: F)
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let mut stop = self.stop.subscribe();
+        self.tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => work().await,
+                    _ = stop.changed() => return,
+                }
+            }
+        }));
+    }
+
+    /// Stops the background tasks (each finishes what it is doing) and
+    /// commits every access record still pending.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        for task in std::mem::take(&mut self.tasks) {
+            let _ = task.await;
+        }
+        self.gateway.access.flush().await;
+    }
+}
+
+impl Drop for App {
+    /// An app dropped without [`App::shutdown`] still stops its tasks.
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}

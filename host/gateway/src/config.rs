@@ -1,0 +1,253 @@
+//! The gateway's own configuration: where it listens, how it is reached, its
+//! token settings, its clients and limits, and which partner policy it serves.
+//!
+//! A bad file fails at start-up with a message naming the file, the key and
+//! what was expected.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use serde::Deserialize;
+
+use fhirgate_sandbox::Limits;
+
+/// The only schema version this build reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `gateway.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Must be [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Address to listen on; the `--listen` flag overrides it.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// The absolute URL clients reach the gateway at (scheme, host, port, no
+    /// trailing slash). Unset, the gateway answers with the `Host` the client
+    /// used, and issues tokens for its own listening address.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// The partner policy file, relative to this file.
+    pub policy: PathBuf,
+    /// Directory of persistent state (the client registry), relative to this
+    /// file; `--data-dir` overrides it. Unset, only `[[clients]]` can obtain
+    /// tokens.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub token: TokenConfig,
+    /// OAuth clients allowed to obtain tokens.
+    #[serde(default)]
+    pub clients: Vec<ClientConfig>,
+    #[serde(default)]
+    pub limits: HttpLimits,
+    /// The admin API; absent, it is off.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+    /// Sandbox limits for every module call.
+    #[serde(default)]
+    pub wasm: Limits,
+}
+
+impl Config {
+    /// A gateway serving `policy` with every other setting at its default:
+    /// no listen address, public URL, data directory, clients or admin API.
+    pub fn with_defaults(policy: PathBuf) -> Config {
+        Config {
+            schema_version: SCHEMA_VERSION,
+            listen: None,
+            public_url: None,
+            policy,
+            data_dir: None,
+            token: TokenConfig::default(),
+            clients: Vec::new(),
+            limits: HttpLimits::default(),
+            admin: None,
+            wasm: Limits::default(),
+        }
+    }
+}
+
+/// Token issuance settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Access token lifetime in seconds. One hour, the value the app expects
+    /// and most identity providers use for client-credentials tokens.
+    #[serde(default = "default_lifetime")]
+    pub lifetime_seconds: u64,
+    /// PEM file (PKCS#8, P-256) holding the signing key, relative to the
+    /// config file; created on first start. Unset, a fresh key is generated at
+    /// every start and earlier tokens stop working.
+    #[serde(default)]
+    pub signing_key_file: Option<PathBuf>,
+    /// Algorithm of new signing keys: `ES256` (default: short signatures,
+    /// fast) or `RS256` (for relying parties that only know RSA). Keys live
+    /// in the store when `data_dir` is set.
+    #[serde(default = "default_algorithm")]
+    pub algorithm: String,
+}
+
+fn default_algorithm() -> String {
+    "ES256".into()
+}
+
+impl TokenConfig {
+    /// The signing algorithm, checked.
+    pub fn algorithm(&self) -> anyhow::Result<jsonwebtoken::Algorithm> {
+        match self.algorithm.as_str() {
+            "ES256" => Ok(jsonwebtoken::Algorithm::ES256),
+            "RS256" => Ok(jsonwebtoken::Algorithm::RS256),
+            other => bail!("`token.algorithm` is `{other}`, expected ES256 or RS256"),
+        }
+    }
+
+    /// How long a retired key stays published: the token lifetime plus the
+    /// validators' clock leeway.
+    pub fn publish_seconds(&self) -> u64 {
+        self.lifetime_seconds + 120
+    }
+}
+
+fn default_lifetime() -> u64 {
+    3600
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        TokenConfig { lifetime_seconds: default_lifetime(), signing_key_file: None, algorithm: default_algorithm() }
+    }
+}
+
+/// One OAuth client declared in configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub client_id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Lower-case hex SHA-256 of the client secret. Secrets are high-entropy
+    /// random strings, so an unsalted fast hash does not make them guessable;
+    /// the plaintext is never stored.
+    pub secret_sha256: String,
+    /// Tenant ids (GUIDs) the client may ask tokens for.
+    pub tenants: Vec<String>,
+}
+
+/// The admin API's credential.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Lower-case hex SHA-256 of the admin bearer token (`fhirgate secret`
+    /// prints a token and its digest). The admin API also needs `data_dir`.
+    pub token_sha256: String,
+}
+
+/// HTTP size limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpLimits {
+    /// Largest request body accepted from a client. 1 MiB holds any search
+    /// form or read batch the app sends, many times over.
+    #[serde(default = "default_request_body")]
+    pub max_request_body_bytes: usize,
+    /// Largest response body accepted from a provider. 16 MiB is above the
+    /// largest searchset page the app asks for (`_count` ≤ 100 Patients).
+    #[serde(default = "default_upstream_body")]
+    pub max_upstream_body_bytes: usize,
+}
+
+fn default_request_body() -> usize {
+    1024 * 1024
+}
+fn default_upstream_body() -> usize {
+    16 * 1024 * 1024
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits { max_request_body_bytes: default_request_body(), max_upstream_body_bytes: default_upstream_body() }
+    }
+}
+
+impl Config {
+    /// Reads and checks `path`; relative paths inside it are resolved against
+    /// its directory.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut config: Config = toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        config.policy = dir.join(&config.policy);
+        if let Some(d) = &config.data_dir {
+            config.data_dir = Some(dir.join(d));
+        }
+        if let Some(key) = &config.token.signing_key_file {
+            config.token.signing_key_file = Some(dir.join(key));
+        }
+        config.check().with_context(|| format!("in {}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.schema_version != SCHEMA_VERSION {
+            bail!("`schema_version` is {}, expected {SCHEMA_VERSION}", self.schema_version);
+        }
+        if let Some(url) = &self.public_url {
+            check_public_url(url).context("`public_url`")?;
+        }
+        self.token.algorithm()?;
+        if self.token.lifetime_seconds == 0 || self.token.lifetime_seconds > 24 * 3600 {
+            bail!("`token.lifetime_seconds` must be between 1 and 86400");
+        }
+        let mut seen = BTreeSet::new();
+        for (i, c) in self.clients.iter().enumerate() {
+            if c.client_id.is_empty() || !seen.insert(c.client_id.as_str()) {
+                bail!("`clients[{i}].client_id` must be non-empty and unique");
+            }
+            if c.secret_sha256.len() != 64 || hex::decode(&c.secret_sha256).is_err() {
+                bail!("`clients[{i}].secret_sha256` must be 64 hexadecimal characters");
+            }
+            if let Some(t) = c.tenants.iter().find(|t| !fhirgate_core::ids::is_guid(t)) {
+                bail!("`clients[{i}].tenants` holds `{t}`, expected a GUID");
+            }
+        }
+        if let Some(a) = &self.admin {
+            if a.token_sha256.len() != 64 || hex::decode(&a.token_sha256).is_err() {
+                bail!("`admin.token_sha256` must be 64 hexadecimal characters");
+            }
+            if self.data_dir.is_none() {
+                bail!("`admin` needs `data_dir`: the admin API manages the client registry kept there");
+            }
+        }
+        if !(1..=60_000).contains(&self.wasm.call_timeout_ms) {
+            bail!("`wasm.call_timeout_ms` must be between 1 and 60000");
+        }
+        if !(1..=4096).contains(&self.wasm.memory_mib) {
+            bail!("`wasm.memory_mib` must be between 1 and 4096");
+        }
+        if !(64..=65_536).contains(&self.wasm.stack_kib) {
+            bail!("`wasm.stack_kib` must be between 64 and 65536");
+        }
+        Ok(())
+    }
+}
+
+/// A public URL is absolute http(s) with a host and no path, query or fragment.
+pub fn check_public_url(url: &str) -> anyhow::Result<()> {
+    let uri: http::Uri = url.parse().with_context(|| format!("`{url}` is not a URL"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => bail!("`{url}` must start with http:// or https://"),
+    }
+    if uri.host().is_none() {
+        bail!("`{url}` has no host");
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() || url.ends_with('/') {
+        bail!("`{url}` must be scheme://host[:port] with no path and no trailing slash");
+    }
+    Ok(())
+}

@@ -1,0 +1,356 @@
+//! The tenant directory: which provider serves which tenant, and whether that
+//! mapping is approved. The store is the one source of truth; providers and
+//! tenants declared in the partner's policy file are written into it as
+//! approved mappings, and the admin API and CLI onboard the rest (request →
+//! pending → approve or reject). Requests route on an immutable [`Snapshot`],
+//! rebuilt whenever the store changes.
+
+pub mod onboarding;
+pub mod spec;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+use fhirgate_core::fhir::Version;
+use fhirgate_store::Store;
+use fhirgate_store::directory::{self as rows, MappingRow, ProviderRow};
+use fhirgate_upstream::ProviderSettings;
+pub use spec::{AuthSpec, ProviderSpec};
+
+/// The folder of the data directory that holds credential and CA files of
+/// providers registered through the admin API or CLI.
+pub const SECRETS_DIR: &str = "provider-secrets";
+
+/// A mapping's approval state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MappingState {
+    Pending,
+    Active,
+    Rejected,
+}
+
+impl MappingState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MappingState::Pending => "pending",
+            MappingState::Active => "active",
+            MappingState::Rejected => "rejected",
+        }
+    }
+
+    fn parse(s: &str) -> Option<MappingState> {
+        match s {
+            "pending" => Some(MappingState::Pending),
+            "active" => Some(MappingState::Active),
+            "rejected" => Some(MappingState::Rejected),
+            _ => None,
+        }
+    }
+}
+
+/// A provider as requests reach it.
+#[derive(Debug)]
+pub struct ProviderRoute {
+    pub id: String,
+    /// Base URL without a trailing slash.
+    pub base_url: String,
+    pub fhir_version: Version,
+    pub settings: ProviderSettings,
+}
+
+/// Why a tenant or a routing answer is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No mapping at all for the tenant.
+    UnknownTenant,
+    /// The tenant's mappings await approval.
+    Pending,
+    /// The tenant's mappings were rejected.
+    Rejected,
+    /// The provider is not active for the tenant.
+    NotApproved,
+    /// The provider is active but its settings could not be loaded (a
+    /// credential or CA file went missing).
+    Unavailable,
+}
+
+/// One consistent view of the directory.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub generation: i64,
+    providers: HashMap<String, Arc<ProviderRoute>>,
+    /// Lower-case tenant id → (provider id, state), active ones in approval
+    /// order first.
+    tenants: HashMap<String, Vec<(String, MappingState)>>,
+}
+
+impl Snapshot {
+    /// Builds a snapshot from table rows. A provider whose settings cannot be
+    /// built is left out (and logged): its tenants get a clear error rather
+    /// than a half-configured upstream.
+    pub fn build(generation: i64, providers: &[ProviderRow], mappings: &[MappingRow]) -> Snapshot {
+        let mut by_id = HashMap::new();
+        for row in providers {
+            match ProviderSpec::from_json(&row.spec).and_then(|s| s.route(&row.provider_id)) {
+                Ok(route) => {
+                    by_id.insert(row.provider_id.clone(), Arc::new(route));
+                }
+                Err(e) => tracing::error!(provider = %row.provider_id, error = %format!("{e:#}"),
+                    "provider settings could not be loaded; its tenants cannot be routed"),
+            }
+        }
+        let mut tenants: HashMap<String, Vec<(String, MappingState, i64)>> = HashMap::new();
+        for m in mappings {
+            let Some(state) = MappingState::parse(&m.state) else { continue };
+            tenants.entry(m.tenant_id.to_ascii_lowercase()).or_default().push((
+                m.provider_id.clone(),
+                state,
+                m.decided_at.unwrap_or(i64::MAX),
+            ));
+        }
+        let tenants = tenants
+            .into_iter()
+            .map(|(t, mut list)| {
+                list.sort_by_key(|(_, s, at)| (*s != MappingState::Active, *at));
+                (t, list.into_iter().map(|(p, s, _)| (p, s)).collect())
+            })
+            .collect();
+        Snapshot { generation, providers: by_id, tenants }
+    }
+
+    /// Whether `tenant` may be routed at all.
+    pub fn check_tenant(&self, tenant: &str) -> Result<(), Refusal> {
+        let list = self.tenants.get(&tenant.to_ascii_lowercase()).ok_or(Refusal::UnknownTenant)?;
+        if list.iter().any(|(_, s)| *s == MappingState::Active) {
+            Ok(())
+        } else if list.iter().any(|(_, s)| *s == MappingState::Pending) {
+            Err(Refusal::Pending)
+        } else {
+            Err(Refusal::Rejected)
+        }
+    }
+
+    /// The provider `id`, if it is active for `tenant`.
+    pub fn resolve(&self, tenant: &str, id: &str) -> Result<Arc<ProviderRoute>, Refusal> {
+        let list = self.tenants.get(&tenant.to_ascii_lowercase()).ok_or(Refusal::UnknownTenant)?;
+        if !list.iter().any(|(p, s)| p == id && *s == MappingState::Active) {
+            return Err(Refusal::NotApproved);
+        }
+        self.providers.get(id).cloned().ok_or(Refusal::Unavailable)
+    }
+
+    /// Providers active for `tenant`, in approval order.
+    pub fn active_providers(&self, tenant: &str) -> Vec<(String, Version)> {
+        let Some(list) = self.tenants.get(&tenant.to_ascii_lowercase()) else { return Vec::new() };
+        list.iter()
+            .filter(|(_, s)| *s == MappingState::Active)
+            .filter_map(|(p, _)| self.providers.get(p).map(|r| (p.clone(), r.fhir_version)))
+            .collect()
+    }
+
+    pub fn provider_count(&self) -> usize {
+        self.providers.len()
+    }
+
+    pub fn tenant_count(&self) -> usize {
+        self.tenants.len()
+    }
+
+    /// A snapshot from in-memory routes, for tests and the module harness.
+    pub fn from_routes(routes: Vec<ProviderRoute>, active: &[(&str, &str)]) -> Snapshot {
+        let providers = routes.into_iter().map(|r| (r.id.clone(), Arc::new(r))).collect();
+        let mut tenants: HashMap<String, Vec<(String, MappingState)>> = HashMap::new();
+        for (t, p) in active {
+            tenants.entry(t.to_ascii_lowercase()).or_default().push(((*p).to_owned(), MappingState::Active));
+        }
+        Snapshot { generation: 0, providers, tenants }
+    }
+}
+
+/// What the `directory` import answers modules during a request.
+impl fhirgate_sandbox::ActiveProviders for Snapshot {
+    fn active_providers(&self, tenant: &str) -> Vec<(String, Version)> {
+        Snapshot::active_providers(self, tenant)
+    }
+}
+
+/// The directory a gateway routes with: the store, and the snapshot built
+/// from it.
+pub struct Directory {
+    store: Store,
+    snapshot: ArcSwap<Snapshot>,
+    generation: AtomicI64,
+    /// One reload at a time, so a slow poll cannot install an older view
+    /// over a newer one.
+    reloading: tokio::sync::Mutex<()>,
+    /// Where credential and CA files of providers registered through the
+    /// admin API or CLI must live (`<data_dir>/provider-secrets`); `None`
+    /// refuses such files.
+    secrets_dir: Option<PathBuf>,
+}
+
+impl Directory {
+    /// Opens the directory kept in `store`.
+    pub async fn open(store: Store, secrets_dir: Option<PathBuf>) -> anyhow::Result<Directory> {
+        let dir = Directory {
+            store,
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            generation: AtomicI64::new(-1),
+            reloading: tokio::sync::Mutex::new(()),
+            secrets_dir,
+        };
+        dir.reload().await?;
+        Ok(dir)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn secrets_dir(&self) -> Option<&Path> {
+        self.secrets_dir.as_deref()
+    }
+
+    /// The current view; requests keep the one they started with.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Rebuilds the snapshot from the store.
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        let _one = self.reloading.lock().await;
+        // One transaction: the generation and the rows it describes agree.
+        let mut tx = self.store.pool().begin().await.context("reading the directory")?;
+        let generation = rows::generation(&mut tx).await.context("reading the directory generation")?;
+        let providers = rows::providers(&mut tx).await.context("reading providers")?;
+        let mappings = rows::mappings(&mut tx).await.context("reading tenant mappings")?;
+        tx.commit().await.context("reading the directory")?;
+        let snapshot = Snapshot::build(generation, &providers, &mappings);
+        tracing::info!(
+            generation,
+            providers = snapshot.provider_count(),
+            tenants = snapshot.tenant_count(),
+            "directory loaded"
+        );
+        self.snapshot.store(Arc::new(snapshot));
+        self.generation.store(generation, Ordering::Release);
+        Ok(())
+    }
+
+    /// Reloads when another process (the CLI, another gateway) changed the
+    /// store since the last load.
+    pub async fn reload_if_changed(&self) -> anyhow::Result<bool> {
+        let mut conn = self.store.pool().acquire().await.context("reading the directory generation")?;
+        let generation = rows::generation(&mut conn).await.context("reading the directory generation")?;
+        drop(conn);
+        if generation == self.generation.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        self.reload().await?;
+        Ok(true)
+    }
+
+    /// Commits a change (marking the directory changed in the same
+    /// transaction, so other gateways notice exactly the committed state) and
+    /// reloads.
+    pub(crate) async fn commit(&self, mut tx: sqlx::Transaction<'static, sqlx::Any>) -> anyhow::Result<()> {
+        rows::bump_generation(&mut tx).await?;
+        tx.commit().await?;
+        self.reload().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    const T1: &str = "3f2b8c1e-6d4a-4b7f-9e21-5a0c7d9e4b13";
+    const T2: &str = "8e1c3a4e-2b51-4c1e-9d3a-0c6f5e2b8a11";
+
+    async fn directory() -> Directory {
+        Directory::open(Store::open("sqlite::memory:").await.unwrap(), None).await.unwrap()
+    }
+
+    fn providers(ids: &[&str]) -> BTreeMap<String, ProviderSpec> {
+        ids.iter()
+            .map(|id| (id.to_string(), ProviderSpec::new(&format!("http://{id}.example/fhir"), Version::R4)))
+            .collect()
+    }
+
+    fn tenants(pairs: &[(&str, &str)]) -> BTreeMap<String, Vec<String>> {
+        let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (t, p) in pairs {
+            map.entry(t.to_string()).or_default().push(p.to_string());
+        }
+        map
+    }
+
+    #[tokio::test]
+    async fn declarations_route_and_their_removal_stops_routing() {
+        let dir = directory().await;
+        dir.declare("acme", &providers(&["a", "b"]), &tenants(&[(T1, "a"), (T2, "b")])).await.unwrap();
+        let snap = dir.snapshot();
+        assert!(snap.check_tenant(T1).is_ok());
+        assert_eq!(snap.resolve(&T1.to_uppercase(), "a").unwrap().base_url, "http://a.example/fhir");
+        assert_eq!(snap.resolve(T1, "b").unwrap_err(), Refusal::NotApproved, "no cross-tenant routes");
+        assert_eq!(snap.active_providers(T2), vec![("b".to_owned(), Version::R4)]);
+        let generation = snap.generation;
+
+        // Declaring the same again changes nothing.
+        dir.declare("acme", &providers(&["a", "b"]), &tenants(&[(T1, "a"), (T2, "b")])).await.unwrap();
+        assert_eq!(dir.snapshot().generation, generation);
+
+        // Dropping T2 and provider b from the file removes them.
+        dir.declare("acme", &providers(&["a"]), &tenants(&[(T1, "a")])).await.unwrap();
+        let snap = dir.snapshot();
+        assert_eq!(snap.check_tenant(T2).unwrap_err(), Refusal::UnknownTenant);
+        assert_eq!(snap.provider_count(), 1);
+        assert!(snap.generation > generation);
+    }
+
+    #[tokio::test]
+    async fn a_rejected_or_pending_tenant_is_told_so() {
+        let pending = Snapshot::build(
+            1,
+            &[],
+            &[MappingRow {
+                tenant_id: T1.into(),
+                provider_id: "a".into(),
+                state: "pending".into(),
+                approver: "bob".into(),
+                requested_by: "alice".into(),
+                requested_at: 0,
+                decided_by: None,
+                decided_at: None,
+                note: None,
+                source: "admin".into(),
+                spec_sha256: String::new(),
+            }],
+        );
+        assert_eq!(pending.check_tenant(T1).unwrap_err(), Refusal::Pending);
+        assert_eq!(pending.resolve(T1, "a").unwrap_err(), Refusal::NotApproved);
+        assert!(pending.active_providers(T1).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_bad_declaration_changes_nothing() {
+        let dir = directory().await;
+        dir.declare("acme", &providers(&["a"]), &tenants(&[(T1, "a")])).await.unwrap();
+        let generation = dir.snapshot().generation;
+        let mut bad = providers(&["a"]);
+        bad.get_mut("a").unwrap().base_url = "ftp://nope".into();
+        let err = dir.declare("acme", &bad, &tenants(&[(T1, "a")])).await.unwrap_err();
+        assert!(format!("{err:#}").contains("providers.a"), "{err:#}");
+        assert_eq!(dir.snapshot().generation, generation);
+        assert!(dir.snapshot().resolve(T1, "a").is_ok());
+    }
+}

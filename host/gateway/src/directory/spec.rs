@@ -1,0 +1,292 @@
+//! A provider as an operator declares it, in the policy file (`[providers.<id>]`)
+//! or through the admin API: the same fields, the same checks.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use http::{HeaderName, HeaderValue};
+use serde::{Deserialize, Serialize};
+
+use super::ProviderRoute;
+use fhirgate_core::fhir::Version;
+use fhirgate_upstream::{BreakerSettings, ProviderSettings, RetrySettings, Upstream, UpstreamAuth};
+
+/// A provider's declaration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSpec {
+    /// The provider's FHIR base URL.
+    pub base_url: String,
+    /// The FHIR version it speaks: `r4`, `stu3` or `dstu2`.
+    pub fhir_version: Version,
+    /// Budget for one upstream exchange, retries included, in milliseconds.
+    /// 15 s: the app gives up on a screen after about 30 s, and the gateway
+    /// should answer with a clear 504 before that.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// TCP and TLS handshake budget. 5 s: a provider that cannot accept a
+    /// connection in that time is down for the app's purposes.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// A PEM file of extra trust anchors for this provider (a hospital's
+    /// private CA), on top of the system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// How the gateway authenticates to the provider, if it must.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
+    /// Consecutive failures that open the provider's circuit breaker, and
+    /// how long it stays open before one probe is let through.
+    #[serde(default)]
+    pub breaker: BreakerSpec,
+    /// Retries of a failed read (connection refused, 502/503/504), within the
+    /// time budget and a per-provider retry budget.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+}
+
+/// Upstream credentials. Secrets are named by file, never written into the
+/// policy, the store or the admin API's answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum AuthSpec {
+    /// The provider's own OAuth 2.0 client-credentials token, fetched and
+    /// cached by the gateway.
+    ClientCredentials {
+        token_url: String,
+        client_id: String,
+        client_secret_file: PathBuf,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<String>,
+    },
+    /// A fixed header (an API key), its value read from a file.
+    Header { name: String, value_file: PathBuf },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerSpec {
+    /// 5: one failure is noise, five in a row is an outage.
+    #[serde(default = "default_failures")]
+    pub failures: u32,
+    /// 30 s: long enough not to hammer a provider that is restarting.
+    #[serde(default = "default_open_ms")]
+    pub open_ms: u64,
+}
+
+impl Default for BreakerSpec {
+    fn default() -> Self {
+        BreakerSpec { failures: default_failures(), open_ms: default_open_ms() }
+    }
+}
+
+fn default_timeout_ms() -> u64 {
+    15_000
+}
+fn default_connect_timeout_ms() -> u64 {
+    5_000
+}
+fn default_retries() -> u32 {
+    1
+}
+fn default_failures() -> u32 {
+    5
+}
+fn default_open_ms() -> u64 {
+    30_000
+}
+
+impl ProviderSpec {
+    /// A provider at `base_url` with every other setting at its default.
+    pub fn new(base_url: &str, fhir_version: Version) -> ProviderSpec {
+        ProviderSpec {
+            base_url: base_url.to_owned(),
+            fhir_version,
+            timeout_ms: default_timeout_ms(),
+            connect_timeout_ms: default_connect_timeout_ms(),
+            ca_file: None,
+            auth: None,
+            breaker: BreakerSpec::default(),
+            retries: default_retries(),
+        }
+    }
+
+    pub fn from_json(text: &str) -> anyhow::Result<ProviderSpec> {
+        serde_json::from_str(text).context("stored provider settings are invalid")
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The base URL without a trailing slash.
+    pub fn base(&self) -> &str {
+        self.base_url.trim_end_matches('/')
+    }
+
+    /// Makes relative file names relative to `dir` (the policy file's).
+    pub fn resolve_paths(&mut self, dir: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        if let Some(ca) = &mut self.ca_file {
+            fix(ca);
+        }
+        match &mut self.auth {
+            Some(AuthSpec::ClientCredentials { client_secret_file, .. }) => fix(client_secret_file),
+            Some(AuthSpec::Header { value_file, .. }) => fix(value_file),
+            None => {}
+        }
+    }
+
+    /// For a declaration made through the admin API or CLI: credential and
+    /// CA files must be plain file names in `secrets_dir`, so an operator
+    /// cannot point the gateway at an arbitrary file on its host (and have
+    /// it sent to a token endpoint).
+    pub fn confine(&mut self, secrets_dir: Option<&Path>) -> anyhow::Result<()> {
+        let confine = |key: &str, p: &mut PathBuf| -> anyhow::Result<()> {
+            let Some(dir) = secrets_dir else {
+                bail!("`{key}`: this gateway has no data directory to keep provider secrets in");
+            };
+            let name = p.to_str().unwrap_or_default();
+            let plain = !name.is_empty()
+                && name != "."
+                && name != ".."
+                && name.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c));
+            if !plain {
+                bail!("`{key}` must be a file name in {} (no directories)", dir.display());
+            }
+            *p = dir.join(&*p);
+            Ok(())
+        };
+        if let Some(ca) = &mut self.ca_file {
+            confine("ca_file", ca)?;
+        }
+        match &mut self.auth {
+            Some(AuthSpec::ClientCredentials { client_secret_file, .. }) => {
+                confine("auth.client_secret_file", client_secret_file)?
+            }
+            Some(AuthSpec::Header { value_file, .. }) => confine("auth.value_file", value_file)?,
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// SHA-256 of the declaration as stored: what an approval refers to.
+    pub fn digest(&self) -> String {
+        fhirgate_core::digest::sha256_hex(self.to_json().as_bytes())
+    }
+
+    /// Checks the declaration; messages name the key that is wrong.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let uri: http::Uri = self.base_url.parse().context("`base_url` is not a URL")?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() || uri.query().is_some() {
+            bail!("`base_url` must be an absolute http(s) URL without a query");
+        }
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            bail!("`base_url` must not carry credentials");
+        }
+        if self.timeout_ms == 0 || self.timeout_ms > 300_000 {
+            bail!("`timeout_ms` must be between 1 and 300000");
+        }
+        if self.connect_timeout_ms == 0 || self.connect_timeout_ms > 60_000 {
+            bail!("`connect_timeout_ms` must be between 1 and 60000");
+        }
+        if self.breaker.failures == 0 || self.breaker.open_ms == 0 {
+            bail!("`breaker.failures` and `breaker.open_ms` must be positive");
+        }
+        if self.retries > 3 {
+            bail!("`retries` must be at most 3");
+        }
+        if let Some(AuthSpec::ClientCredentials { token_url, client_id, .. }) = &self.auth {
+            let uri: http::Uri = token_url.parse().context("`auth.token_url` is not a URL")?;
+            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+                bail!("`auth.token_url` must be an absolute http(s) URL");
+            }
+            if client_id.is_empty() {
+                bail!("`auth.client_id` is empty");
+            }
+        }
+        if let Some(AuthSpec::Header { name, .. }) = &self.auth {
+            let name = HeaderName::from_bytes(name.as_bytes()).context("`auth.name` is not a header name")?;
+            if matches!(name.as_str(), "host" | "connection" | "content-length" | "transfer-encoding") {
+                bail!("`auth.name` may not be `{name}`");
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a change from `self` to `new` touches where or how requests
+    /// go, which needs the mapping approved again.
+    pub fn needs_reapproval(&self, new: &ProviderSpec) -> bool {
+        self.base() != new.base() || self.fhir_version != new.fhir_version || self.ca_file != new.ca_file || {
+            let target = |a: &Option<AuthSpec>| match a {
+                Some(AuthSpec::ClientCredentials { token_url, client_id, .. }) => {
+                    Some((token_url.clone(), client_id.clone()))
+                }
+                _ => None,
+            };
+            target(&self.auth) != target(&new.auth)
+        }
+    }
+
+    /// The upstream settings, reading credential files.
+    pub fn settings(&self, id: &str) -> anyhow::Result<ProviderSettings> {
+        let read = |key: &str, path: &Path| -> anyhow::Result<String> {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("`auth.{key}`: reading {}", path.display()))?;
+            let text = text.trim().to_owned();
+            if text.is_empty() {
+                bail!("`auth.{key}`: {} is empty", path.display());
+            }
+            Ok(text)
+        };
+        let auth = match &self.auth {
+            None => None,
+            Some(AuthSpec::ClientCredentials { token_url, client_id, client_secret_file, scope }) => {
+                Some(UpstreamAuth::ClientCredentials {
+                    token_url: token_url.clone(),
+                    client_id: client_id.clone(),
+                    client_secret: read("client_secret_file", client_secret_file)?,
+                    scope: scope.clone(),
+                })
+            }
+            Some(AuthSpec::Header { name, value_file }) => {
+                let value = read("value_file", value_file)?;
+                Some(UpstreamAuth::Header {
+                    name: HeaderName::from_bytes(name.as_bytes()).context("`auth.name` is not a header name")?,
+                    value: HeaderValue::from_str(&value)
+                        .map_err(|_| anyhow::anyhow!("`auth.value_file`: not a valid header value"))?,
+                })
+            }
+        };
+        let settings = ProviderSettings {
+            id: id.to_owned(),
+            timeout: Duration::from_millis(self.timeout_ms),
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            extra_ca: self.ca_file.clone(),
+            auth,
+            breaker: BreakerSettings {
+                failure_threshold: self.breaker.failures,
+                open_for: Duration::from_millis(self.breaker.open_ms),
+            },
+            retry: RetrySettings { max_retries: self.retries, ..RetrySettings::default() },
+        };
+        Upstream::check(&settings).map_err(|e| anyhow::anyhow!("`ca_file`: {e}"))?;
+        Ok(settings)
+    }
+
+    /// The provider as requests reach it.
+    pub fn route(&self, id: &str) -> anyhow::Result<ProviderRoute> {
+        self.check()?;
+        Ok(ProviderRoute {
+            id: id.to_owned(),
+            base_url: self.base().to_owned(),
+            fhir_version: self.fhir_version,
+            settings: self.settings(id)?,
+        })
+    }
+}

@@ -1,0 +1,37 @@
+//! fhirgate-gateway: the gateway's domain and its request pipeline, with no
+//! listener. It issues OAuth client-credentials tokens, routes each FHIR
+//! request to the provider approved for the token's tenant, and shapes the
+//! provider's answer into the DSTU2 or STU3 the app reads, with
+//! authentication, routing and shaping decided by sandboxed WebAssembly
+//! policy modules.
+//!
+//! Layout:
+//! - [`config`]: the gateway's own configuration file;
+//! - [`policy`]: a partner's policy bundle (modules, providers, tenants),
+//!   and [`policy::shadow`], a candidate module deciding beside the active one;
+//! - [`activation`]: a changed policy checked and swapped in while serving;
+//! - [`directory`]: tenants → providers, onboarding with approval;
+//! - [`oauth`]: the authorization server (clients, signing keys, token endpoint);
+//! - [`capability`]: the capability statement at `/metadata`;
+//! - [`paging`]: opaque, sealed cursors for search page links;
+//! - [`pipeline`]: the FHIR request phases (parse → authenticate → route →
+//!   shape request → forward → shape response → seal links → audit);
+//! - [`principal`]: who calls the admin API;
+//! - [`services`]: what a running gateway owns;
+//! - [`app`]: the one composition root, built from config, with the
+//!   background tasks it starts and stops.
+
+pub mod activation;
+pub mod app;
+pub mod capability;
+pub mod config;
+pub mod directory;
+pub mod oauth;
+pub mod paging;
+pub mod pipeline;
+pub mod policy;
+pub mod principal;
+pub mod services;
+
+pub use app::App;
+pub use services::{Gateway, GatewayState};

@@ -1,0 +1,243 @@
+//! The FHIR request pipeline. Every request on a face runs the same phases,
+//! one function each with a typed hand-off to the next, in this order:
+//!
+//! 1. **parse** ([`parse`]) — method and path into an interaction; a
+//!    `_search` form body into parameters. First, so modules never see
+//!    malformed requests.
+//! 2. **authenticate** ([`authenticate`], token-validation module) — before
+//!    anything reaches a module that acts on the tenant. Fails closed: a
+//!    module fault refuses.
+//! 3. **route** ([`route`], routing module) — the module proposes a
+//!    provider; the host enforces that it is approved for the token's tenant.
+//!    Fails closed.
+//! 4. **shape request** ([`shape_request`], shaping module) — the search as
+//!    the provider's version understands it. A fault is an error, never an
+//!    unshaped request (unless the policy passes same-version traffic).
+//! 5. **forward** ([`forward`]) — the pooled client, within the provider's
+//!    time budget.
+//! 6. **shape response** ([`shape_response`], shaping module) — the answer in
+//!    the client's version with links on the gateway. A fault is an error:
+//!    the app must never receive a body in the wrong version.
+//! 7. **seal links** ([`links`]) — a searchset's page links become opaque
+//!    cursors; following one runs these phases again without routing.
+//! 8. **audit** ([`audit`]) — one record per brokered access, whatever the
+//!    outcome, written to the store's append-only access log.
+//!
+//! A `batch` Bundle ([`batch`]) runs phases 1 and 3–8 for each entry under
+//! the one authentication.
+
+mod audit;
+mod authenticate;
+mod batch;
+mod forward;
+mod links;
+mod parse;
+mod route;
+mod shape_request;
+mod shape_response;
+#[cfg(test)]
+mod testing;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fhirgate_core::Version;
+use fhirgate_core::failure::{Body, Failure, Fault, json_response};
+use fhirgate_sandbox::CallContext;
+use fhirgate_sandbox::bindings::shaping::Exchange;
+use fhirgate_sandbox::bindings::types::{Claims, Interaction, Request};
+use http::{HeaderMap, Method, Response, StatusCode};
+
+use self::audit::{AccessGuard, Audit};
+use crate::directory::{ProviderRoute, Refusal, Snapshot};
+use crate::policy::shadow::{Run, Shadow};
+use crate::policy::{BoundModule, OnFault, Policy};
+use crate::services::Gateway;
+
+/// One request's context, shared by its phases.
+#[derive(Clone)]
+pub struct Ctx {
+    pub gw: Arc<Gateway>,
+    /// The policy this request started with; a reload does not affect it.
+    pub policy: Arc<Policy>,
+    /// The directory view this request started with.
+    pub directory: Arc<Snapshot>,
+    pub face: Version,
+    /// `scheme://host[:port]` the client reached the gateway at.
+    pub public_base: String,
+    pub request_id: String,
+    /// When the request arrived, ms since the Unix epoch: the time of its
+    /// access record and of its batch entries' (which then sort by part).
+    pub arrived_ms: i64,
+}
+
+impl Ctx {
+    fn gateway_base(&self) -> String {
+        format!("{}/{}", self.public_base, self.face.face())
+    }
+
+    /// A sampled run of `shadow`, the candidate for the partner's module of
+    /// its role, when `serving` is that module (a tenant's own is not
+    /// compared). `call` is which of the role's calls (a shaper's second is
+    /// the answer), each sampled on its own.
+    fn shadow_of<'s>(
+        &self,
+        shadow: &'s Option<Arc<Shadow>>,
+        serving: &BoundModule,
+        call: usize,
+    ) -> Option<(Run, &'s BoundModule)> {
+        let shadow = shadow.as_ref()?;
+        if !std::ptr::eq(serving, self.policy.module(shadow.role)) {
+            return None;
+        }
+        Some((shadow.sample(call)?, &shadow.bound))
+    }
+
+    fn call_ctx_of(&self, bound: &BoundModule) -> CallContext {
+        CallContext {
+            partner: self.policy.partner.clone(),
+            module: bound.module.name().clone(),
+            digest: bound.module.digest().clone(),
+            config_json: bound.config_json.clone(),
+            issuer: self.gw.auth.facts(),
+            directory: self.directory.clone(),
+            reads: None,
+            request_id: self.request_id.clone(),
+            fixed_now_ms: None,
+            counted: true,
+        }
+    }
+}
+
+/// Handles a request under a face. `rest` is the path after `/{face}/`;
+/// `body` is the request body, or why it could not be read.
+pub async fn handle(
+    ctx: &Ctx,
+    method: &Method,
+    rest: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: Result<Bytes, Failure>,
+) -> Response<Body> {
+    let mut guard = AccessGuard::new(ctx);
+    let request = body.and_then(|body| parse::parse(ctx, method, rest, query, headers, body));
+    if let Ok(r) = &request {
+        guard.interaction = parse::interaction_name(r.interaction);
+        guard.audit.resource_type = r.resource_type.clone();
+        guard.audit.patient = parse::patient_of(r);
+    }
+    let result = match request {
+        Ok(request) => run(ctx, headers, request, &mut guard.audit).await,
+        Err(f) => Err(f),
+    };
+    let (response, provider_fault) = match result {
+        Ok(resp) => (resp, false),
+        Err(failure) => {
+            log_failure(ctx, &failure);
+            let provider_fault = failure.fault == Fault::Provider;
+            (failure.into_response(ctx.face), provider_fault)
+        }
+    };
+    guard.finish(response.status().as_u16(), provider_fault).await;
+    response
+}
+
+fn log_failure(ctx: &Ctx, f: &Failure) {
+    match f.fault {
+        Fault::Client => tracing::debug!(request_id = %ctx.request_id, status = f.status.as_u16(), "{}", f.message),
+        Fault::Provider => {
+            tracing::warn!(request_id = %ctx.request_id, status = f.status.as_u16(), "provider: {}", f.message)
+        }
+        Fault::Gateway | Fault::Module => {
+            tracing::error!(request_id = %ctx.request_id, status = f.status.as_u16(), "{}", f.message)
+        }
+    }
+}
+
+/// Phases 2 to 7 of a parsed request: authenticated once, then a followed
+/// page link, a batch, or one read or search.
+async fn run(ctx: &Ctx, headers: &HeaderMap, request: Request, audit: &mut Audit) -> Result<Response<Body>, Failure> {
+    let claims = authenticate::authenticate(ctx, headers, &request).await?;
+    audit.client_id = Some(claims.client_id.clone());
+    audit.tenant = Some(claims.tenant_id.clone());
+    // The tenant must be onboarded and approved before any module acts on
+    // its behalf.
+    ctx.directory.check_tenant(&claims.tenant_id).map_err(tenant_refused)?;
+    if let Some(cursor) = parse::page_cursor(&request) {
+        let (status, body) = links::follow_page(ctx, &claims, cursor, audit).await?;
+        return Ok(json_response(status, ctx.face.content_type(), body));
+    }
+    if request.interaction == Interaction::Batch {
+        return batch::batch(ctx, &claims, &request).await;
+    }
+    let (status, body) = broker(ctx, &claims, &request, audit).await?;
+    Ok(json_response(status, ctx.face.content_type(), body))
+}
+
+/// Phases 3 to 7 for one read or search: route, shape the request, forward,
+/// shape the response, seal its links.
+async fn broker(
+    ctx: &Ctx,
+    claims: &Claims,
+    request: &Request,
+    audit: &mut Audit,
+) -> Result<(StatusCode, Vec<u8>), Failure> {
+    let (target, provider) = route::route(ctx, claims, request).await?;
+    audit.provider = Some(provider.id.clone());
+    let exchange = exchange(ctx, &provider, request.interaction);
+    let shaper = ctx.policy.shaper_for(&claims.tenant_id);
+    let upstream_request = shape_request::shape_request(ctx, shaper, &claims.tenant_id, &exchange, &target).await?;
+    let url = route::upstream_url(&provider.base_url, &upstream_request);
+    let headers = route::route_headers(&target.headers)?;
+    let (status, body) = forward_and_shape(ctx, shaper, &claims.tenant_id, &provider, &exchange, &url, headers).await?;
+    if request.interaction == Interaction::Search {
+        let headers: Vec<(String, String)> = target.headers.iter().map(|h| (h.name.clone(), h.value.clone())).collect();
+        let body = links::seal_links(ctx, claims, &provider, request.resource_type.as_deref(), &headers, body);
+        return Ok((status, body));
+    }
+    Ok((status, body))
+}
+
+/// Phases 5 and 6: the provider's answer, shaped into the client's version.
+async fn forward_and_shape(
+    ctx: &Ctx,
+    shaper: &BoundModule,
+    tenant: &str,
+    provider: &ProviderRoute,
+    exchange: &Exchange,
+    url: &str,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Vec<u8>), Failure> {
+    let forwarded = forward::forward(ctx, provider, url, headers).await?;
+    shape_response::shape_response(ctx, shaper, tenant, provider, exchange, forwarded).await
+}
+
+fn exchange(ctx: &Ctx, provider: &ProviderRoute, interaction: Interaction) -> Exchange {
+    Exchange {
+        client_version: fhirgate_sandbox::wit_version(ctx.face),
+        upstream_version: fhirgate_sandbox::wit_version(provider.fhir_version),
+        interaction,
+        gateway_base: ctx.gateway_base(),
+        upstream_base: provider.base_url.clone(),
+    }
+}
+
+/// Whether a shaping fault lets the exchange through unshaped: the policy
+/// says so, and the provider speaks the client's version.
+fn passes_through(ctx: &Ctx, exchange: &Exchange) -> bool {
+    ctx.policy.shaping_on_fault == OnFault::PassThrough && exchange.client_version == exchange.upstream_version
+}
+
+/// The answer for a tenant the directory does not route.
+fn tenant_refused(r: Refusal) -> Failure {
+    let message = match r {
+        Refusal::UnknownTenant => "This token's tenant is not onboarded with any provider.",
+        Refusal::Pending => "This token's tenant is awaiting approval of its provider mapping.",
+        Refusal::Rejected => "This token's tenant's provider mapping was rejected.",
+        Refusal::NotApproved => "The provider is no longer active for this token's tenant; run the search again.",
+        Refusal::Unavailable => {
+            return Failure::gateway("The provider's settings could not be loaded; the operator has been told.");
+        }
+    };
+    Failure::client(StatusCode::FORBIDDEN, message)
+}

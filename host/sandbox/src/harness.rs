@@ -1,0 +1,207 @@
+//! Calling one module alone: the same `.wasm` the gateway loads, with the host
+//! imports (configuration, issuer facts, clock) supplied by the caller. Used
+//! by the gateway's tests and usable from a module's own `cargo test`.
+//!
+//! ```no_run
+//! use fhirgate::wasm::harness::Harness;
+//! let h = Harness::load("target/wasm32-wasip2/guest/fhirgate_router_table.wasm").unwrap()
+//!     .config(r#"{"tenants":{}}"#);
+//! ```
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use super::bindings::{routing, shaping, types};
+use super::state::{ActiveProviders, FixedReads, StaticDirectory};
+use super::{CallContext, GuestFault, IssuerFacts, Limits, Module, Runtime};
+
+/// A module under test and the host imports it will see.
+pub struct Harness {
+    /// Module calls are asynchronous; the harness drives them to completion
+    /// so tests can stay synchronous.
+    executor: tokio::runtime::Runtime,
+    module: Module,
+    config_json: Arc<str>,
+    issuer: Arc<IssuerFacts>,
+    now_ms: Option<u64>,
+    directory: Arc<dyn ActiveProviders>,
+    reads: Option<Arc<dyn super::state::UpstreamReads>>,
+}
+
+impl Harness {
+    /// Loads the component at `path` with the default sandbox limits.
+    pub fn load(path: impl AsRef<Path>) -> anyhow::Result<Harness> {
+        Self::load_with_limits(path, Limits::default())
+    }
+
+    /// Loads the component at `path` with `limits`.
+    pub fn load_with_limits(path: impl AsRef<Path>, limits: Limits) -> anyhow::Result<Harness> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let runtime = Runtime::new(limits)?;
+        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("module");
+        let executor = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the harness executor")?;
+        Ok(Harness {
+            executor,
+            module: Module::load(&runtime, name, &bytes)?,
+            config_json: "{}".into(),
+            issuer: Arc::default(),
+            now_ms: None,
+            directory: Arc::new(StaticDirectory::default()),
+            reads: None,
+        })
+    }
+
+    /// The JSON the module's `config` import returns.
+    pub fn config(mut self, json: &str) -> Self {
+        self.config_json = json.into();
+        self
+    }
+
+    /// What the `issuer` import returns.
+    pub fn issuer(mut self, facts: IssuerFacts) -> Self {
+        self.issuer = Arc::new(facts);
+        self
+    }
+
+    /// Fixes the clock the module sees.
+    pub fn now_ms(mut self, now: u64) -> Self {
+        self.now_ms = Some(now);
+        self
+    }
+
+    /// What the `directory` import answers: `(tenant, provider id, FHIR
+    /// version)` for each active mapping, in approval order.
+    pub fn active_providers(mut self, active: &[(&str, &str, fhirgate_core::Version)]) -> Self {
+        self.directory = Arc::new(StaticDirectory::new(active.iter().copied()));
+        self
+    }
+
+    /// What the `upstream` import answers during `shape_response`: path
+    /// (`Type/id`) → body; other paths are not found.
+    pub fn upstream_answers(mut self, answers: &[(&str, &str)]) -> Self {
+        let answers = answers.iter().map(|(p, b)| ((*p).to_owned(), b.as_bytes().to_vec())).collect();
+        self.reads = Some(Arc::new(FixedReads { answers }));
+        self
+    }
+
+    pub fn module(&self) -> &Module {
+        &self.module
+    }
+
+    /// Runs case files (files, or directories of `*.json`) against the
+    /// module, with the harness's configuration for cases that set none:
+    /// the module's shipped cases from its own `cargo test`.
+    pub fn run_cases(&self, paths: &[impl AsRef<Path>]) -> anyhow::Result<Vec<super::cases::CaseResult>> {
+        let paths: Vec<std::path::PathBuf> = paths.iter().map(|p| p.as_ref().to_owned()).collect();
+        let files = super::cases::case_files(&paths)?;
+        Ok(self.executor.block_on(super::cases::run_files(&self.module, &files, &self.config_json)))
+    }
+
+    fn ctx(&self) -> CallContext {
+        CallContext {
+            partner: "harness".into(),
+            module: self.module.name().clone(),
+            digest: self.module.digest().clone(),
+            config_json: self.config_json.clone(),
+            issuer: self.issuer.clone(),
+            directory: self.directory.clone(),
+            reads: None,
+            request_id: "harness".into(),
+            fixed_now_ms: self.now_ms,
+            counted: true,
+        }
+    }
+
+    pub fn validate(
+        &self,
+        token: &str,
+        request: &types::Request,
+    ) -> Result<Result<types::Claims, types::Denial>, GuestFault> {
+        self.executor.block_on(self.module.validate(self.ctx(), token, request))
+    }
+
+    pub fn route(
+        &self,
+        claims: &types::Claims,
+        request: &types::Request,
+    ) -> Result<Result<routing::Target, types::Denial>, GuestFault> {
+        self.executor.block_on(self.module.route(self.ctx(), claims, request))
+    }
+
+    pub fn shape_request(
+        &self,
+        exchange: &shaping::Exchange,
+        request: &shaping::UpstreamRequest,
+    ) -> Result<Result<shaping::UpstreamRequest, types::Denial>, GuestFault> {
+        self.executor.block_on(self.module.shape_request(self.ctx(), exchange, request))
+    }
+
+    pub fn shape_response(
+        &self,
+        exchange: &shaping::Exchange,
+        status: u16,
+        body: &[u8],
+    ) -> Result<Result<shaping::Shaped, types::Denial>, GuestFault> {
+        let mut ctx = self.ctx();
+        ctx.reads = self.reads.clone();
+        self.executor.block_on(self.module.shape_response(ctx, exchange, status, body))
+    }
+}
+
+impl Harness {
+    /// One instance of the module's shaping export kept for repeated calls
+    /// (the gateway instantiates per call; this measures the module alone).
+    pub fn warm_shaper(&self) -> anyhow::Result<WarmHarnessShaper<'_>> {
+        let shaper = self.executor.block_on(self.module.warm_shaper(self.ctx())).map_err(anyhow::Error::msg)?;
+        Ok(WarmHarnessShaper { harness: self, shaper })
+    }
+}
+
+/// A kept shaping instance driven by the harness's executor.
+pub struct WarmHarnessShaper<'h> {
+    harness: &'h Harness,
+    shaper: super::module::WarmShaper,
+}
+
+impl WarmHarnessShaper<'_> {
+    pub fn shape_response(
+        &mut self,
+        exchange: &shaping::Exchange,
+        status: u16,
+        body: &[u8],
+    ) -> anyhow::Result<Result<shaping::Shaped, types::Denial>> {
+        self.harness.executor.block_on(self.shaper.shape_response(exchange, status, body)).map_err(anyhow::Error::from)
+    }
+
+    /// Bytes of linear memory the kept instance holds now.
+    pub fn memory_bytes(&self) -> usize {
+        self.shaper.memory_bytes()
+    }
+}
+
+/// A request record with everything but the interaction and path empty, for
+/// tests to fill in.
+pub fn request(interaction: types::Interaction, resource_type: &str, resource_id: Option<&str>) -> types::Request {
+    let path = match resource_id {
+        Some(id) => format!("{resource_type}/{id}"),
+        None => resource_type.to_owned(),
+    };
+    types::Request {
+        request_id: "harness".into(),
+        method: "GET".into(),
+        fhir_version: types::FhirVersion::Stu3,
+        interaction,
+        resource_type: Some(resource_type.to_owned()),
+        resource_id: resource_id.map(str::to_owned),
+        path,
+        params: Vec::new(),
+        headers: Vec::new(),
+        body: None,
+    }
+}

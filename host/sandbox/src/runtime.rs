@@ -1,0 +1,298 @@
+//! The engine and linker every module shares.
+
+use std::hash::Hash;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::bindings::GatewayModule;
+use super::state::GuestState;
+use crate::metrics::Metrics;
+use fhirgate_core::digest::sha256_hex;
+use fhirgate_core::files::write_atomically;
+
+/// Sandbox limits for every call. The defaults leave each role an order of
+/// magnitude above what the default modules need (they run in well under a
+/// millisecond and a few MiB), and bound what a faulty module can cost.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Wall-clock budget of one call, in milliseconds (epoch deadline).
+    #[serde(default = "default_call_ms")]
+    pub call_timeout_ms: u64,
+    /// Linear memory one instance may grow to, in MiB.
+    #[serde(default = "default_memory_mib")]
+    pub memory_mib: usize,
+    /// Wasm stack, in KiB. 512 KiB is Wasmtime's default; deep recursion
+    /// traps instead of exhausting the host thread's stack.
+    #[serde(default = "default_stack_kib")]
+    pub stack_kib: usize,
+}
+
+fn default_call_ms() -> u64 {
+    200
+}
+fn default_memory_mib() -> usize {
+    64
+}
+fn default_stack_kib() -> usize {
+    512
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { call_timeout_ms: default_call_ms(), memory_mib: default_memory_mib(), stack_kib: default_stack_kib() }
+    }
+}
+
+/// Epoch tick. Deadlines are rounded up to whole ticks, so a runaway call
+/// stops within about one tick of its budget; 2 ms keeps a failing request
+/// within a few ms of `call_timeout_ms` while the ticker (one thread waking
+/// 500 times a second) and the yield at each tick stay negligible.
+pub const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// Module calls that can run at once, across all modules. Each holds a slot
+/// while it runs: well under a millisecond for the default modules, up to
+/// the read budget (5 s) for a shaping call waiting on upstream reads. A call
+/// that finds every slot taken is answered 503 with `Retry-After`. Each slot
+/// reserves (not commits) 4 GiB of address space for its memory.
+const POOL_SLOTS: u32 = 500;
+
+/// Bytes of each linear memory, table and stack kept resident between calls
+/// and reset with `memset` instead of being unmapped: what a default module
+/// touches shaping a large page. At most `POOL_SLOTS` × this stays resident
+/// after a burst.
+const KEEP_RESIDENT: usize = 8 * 1024 * 1024;
+
+/// Idle slots kept warm for the module that last ran in them, so that its
+/// next instance reuses the memory image already in place (wasmtime divides
+/// this among its pool shards). A slot used once keeps up to
+/// `KEEP_RESIDENT` of memory; with few warm slots a new call reuses a slot
+/// used before rather than a fresh one, so the slots ever used, and with
+/// them resident memory, follow the most calls that ran at once (per shard)
+/// instead of growing towards wasmtime's default of 100 idle slots, 800 MiB.
+const WARM_SLOTS: u32 = 8;
+
+/// Largest `memory_mib`: the pool reserves 4 GiB per memory.
+const MAX_MEMORY_MIB: usize = 4096;
+
+/// The shared engine and linker.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<GuestState>,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    /// Compiled components by module digest: a few in memory (a rollback or
+    /// an unchanged module in a reloaded policy is not compiled again) and,
+    /// with a directory, all of them on disk across restarts.
+    compiled: quick_cache::sync::Cache<String, Component>,
+    artifacts: Option<PathBuf>,
+    /// Identifies this engine's compiler settings in artifact names.
+    engine_id: String,
+}
+
+/// Compiled components kept in memory.
+const COMPILED_IN_MEMORY: usize = 16;
+
+/// Writes a precompiled artifact and, beside it, its digest, each whole or
+/// not at all.
+fn keep_artifact(path: &std::path::Path, data: &[u8]) -> anyhow::Result<()> {
+    // The digest last: an artifact without its digest is not used.
+    write_atomically(path, data)?;
+    write_atomically(&path.with_extension("cwasm.sha256"), sha256_hex(data).as_bytes())?;
+    Ok(())
+}
+
+/// Whether the artifact at `path` is the one written: its digest matches.
+fn artifact_intact(path: &std::path::Path) -> bool {
+    let Ok(expected) = std::fs::read_to_string(path.with_extension("cwasm.sha256")) else { return false };
+    std::fs::read(path).is_ok_and(|data| sha256_hex(&data) == expected.trim())
+}
+
+/// A `Hasher` over SHA-256, to name artifacts by the engine's settings.
+struct ShaHasher(Sha256);
+
+impl std::hash::Hasher for ShaHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+    fn finish(&self) -> u64 {
+        0
+    }
+}
+
+impl Runtime {
+    /// Builds the engine with `limits` and starts its epoch ticker, which
+    /// stops by itself when the engine is dropped.
+    pub fn new(limits: Limits) -> anyhow::Result<Self> {
+        Self::with_artifacts(limits, None)
+    }
+
+    /// Like [`Runtime::new`], keeping precompiled modules in `artifacts`
+    /// (created `0700` if missing) so that a restart or an activation of a
+    /// module compiled before does not compile it again.
+    pub fn with_artifacts(limits: Limits, artifacts: Option<PathBuf>) -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(limits.stack_kib * 1024)
+            .cranelift_opt_level(wasmtime::OptLevel::Speed);
+        // Every call gets a fresh instance; the pooling allocator makes that
+        // cheap: instance slots, linear memories and async stacks are
+        // reserved once and reset between calls (up to `KEEP_RESIDENT` with
+        // `memset`, without page faults) instead of mapped per call.
+        anyhow::ensure!(
+            (1..=MAX_MEMORY_MIB).contains(&limits.memory_mib),
+            "`wasm.memory_mib` must be between 1 and {MAX_MEMORY_MIB}"
+        );
+        let memory_bytes = limits.memory_mib.saturating_mul(1024 * 1024);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(POOL_SLOTS)
+            .total_core_instances(POOL_SLOTS * 4)
+            .total_memories(POOL_SLOTS)
+            .total_tables(POOL_SLOTS * 4)
+            .total_stacks(POOL_SLOTS)
+            .max_memory_size(memory_bytes)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .max_unused_warm_slots(WARM_SLOTS)
+            // Not `pagemap_scan`: in this wasmtime it resets only pages
+            // that are present, so a page of a previous call swapped out
+            // would survive into the next call's instance. The reset
+            // `memset`s the whole kept-resident part a module can reach,
+            // which the modules' small stack keeps small.
+            .pagemap_scan(wasmtime::Enabled::No)
+            .table_keep_resident(KEEP_RESIDENT)
+            .async_stack_keep_resident(KEEP_RESIDENT);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(anyhow::Error::from).context("creating the WebAssembly engine")?;
+
+        let mut linker = Linker::new(&engine);
+        // Modules get WASI only because the Rust standard library links it;
+        // the context they see has no files, sockets, arguments or
+        // environment (see `GuestState::new`).
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from).context("linking WASI")?;
+        GatewayModule::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |s| s)
+            .map_err(anyhow::Error::from)
+            .context("linking the gateway's host interfaces")?;
+
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                // Ticks on a fixed schedule: sleeping a tick after each one
+                // would add the sleep's overshoot to every tick, and a 100 ms
+                // budget would run several ms long.
+                let mut next = std::time::Instant::now();
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    next += EPOCH_TICK;
+                    let now = std::time::Instant::now();
+                    if next <= now {
+                        // Late (a stalled or suspended process): start over
+                        // rather than tick in a burst.
+                        next = now + EPOCH_TICK;
+                    }
+                    std::thread::sleep(next - now);
+                }
+            })
+            .context("starting the epoch ticker")?;
+
+        if let Some(dir) = &artifacts {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                    .with_context(|| format!("restricting {}", dir.display()))?;
+            }
+        }
+        let mut hasher = ShaHasher(Sha256::new());
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_id = hex::encode(&hasher.0.finalize()[..8]);
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                limits,
+                metrics: Arc::default(),
+                compiled: quick_cache::sync::Cache::new(COMPILED_IN_MEMORY),
+                artifacts,
+                engine_id,
+            }),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    pub fn linker(&self) -> &Linker<GuestState> {
+        &self.inner.linker
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// `bytes` compiled for this engine: from memory, from a precompiled
+    /// artifact on disk, or compiled now (and kept in both).
+    pub fn compile(&self, bytes: &[u8]) -> anyhow::Result<Component> {
+        let digest = sha256_hex(bytes);
+        if let Some(component) = self.inner.compiled.get(&digest) {
+            return Ok(component);
+        }
+        let artifact =
+            self.inner.artifacts.as_ref().map(|d| d.join(format!("{digest}-{}.cwasm", self.inner.engine_id)));
+        if let Some(path) = artifact.as_ref().filter(|p| p.exists()).filter(|p| artifact_intact(p)) {
+            // SAFETY: the artifact was written by this gateway, for this
+            // engine's settings (its name says so), into its own data
+            // directory, and is byte for byte what it wrote (its digest,
+            // kept beside it, matches); whoever can write there can already
+            // change the gateway's state.
+            match unsafe { Component::deserialize_file(self.engine(), path) } {
+                Ok(component) => {
+                    self.inner.compiled.insert(digest, component.clone());
+                    return Ok(component);
+                }
+                Err(e) => {
+                    tracing::warn!(artifact = %path.display(), error = %e, "unusable precompiled module; compiling again")
+                }
+            }
+        }
+        let component = Component::from_binary(self.engine(), bytes).map_err(anyhow::Error::from)?;
+        if let Some(path) = &artifact {
+            let written =
+                component.serialize().map_err(anyhow::Error::from).and_then(|data| keep_artifact(path, &data));
+            if let Err(e) = written {
+                tracing::warn!(artifact = %path.display(), error = %e, "could not keep the precompiled module");
+            }
+        }
+        self.inner.compiled.insert(digest, component.clone());
+        Ok(component)
+    }
+
+    /// Where every module call is counted.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// The budget of one call, in epoch ticks. A call yields to the executor
+    /// at every tick and is interrupted when its budget is spent.
+    pub fn budget_ticks(&self) -> u64 {
+        let tick = EPOCH_TICK.as_millis() as u64;
+        self.inner.limits.call_timeout_ms.div_ceil(tick).max(1)
+    }
+}

@@ -1,0 +1,523 @@
+//! The client registry: OAuth clients, their secrets (stored only as a keyed
+//! hash), and an audit event for every change.
+
+use std::sync::Arc;
+
+use hmac::{Hmac, Mac};
+use serde::Serialize;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use sqlx::Row;
+use subtle::ConstantTimeEq;
+
+use super::Store;
+use fhirgate_core::clock::now_seconds;
+use fhirgate_core::ids::is_guid;
+use fhirgate_core::secret::generate_secret;
+
+/// Why a registry operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("no client `{0}`")]
+    UnknownClient(String),
+    #[error("client `{client}` has no secret `{secret}`")]
+    UnknownSecret { client: String, secret: String },
+    #[error("`{0}` is not a tenant id (a GUID)")]
+    InvalidTenant(String),
+    #[error("a client needs a name and at least one tenant")]
+    Incomplete,
+    #[error("the JWK Set is invalid: {0}")]
+    InvalidJwks(String),
+    #[error("the store failed: {0}")]
+    Store(#[from] sqlx::Error),
+}
+
+/// Whether a client may obtain tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientStatus {
+    Active,
+    Disabled,
+}
+
+impl ClientStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            ClientStatus::Active => "active",
+            ClientStatus::Disabled => "disabled",
+        }
+    }
+}
+
+/// A secret as the registry shows it: never the secret or its hash.
+#[derive(Debug, Clone, Serialize)]
+pub struct SecretInfo {
+    pub secret_id: String,
+    pub created_at: i64,
+    /// The secret stops working at this time (Unix seconds).
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+impl SecretInfo {
+    /// Whether the secret works at `now`.
+    pub fn usable(&self, now: i64) -> bool {
+        usable(self.expires_at, self.revoked_at, now)
+    }
+}
+
+/// Whether a secret with these end times works at `now`.
+fn usable(expires_at: Option<i64>, revoked_at: Option<i64>, now: i64) -> bool {
+    revoked_at.is_none() && expires_at.is_none_or(|e| now < e)
+}
+
+/// A registered client.
+#[derive(Debug, Clone, Serialize)]
+pub struct Client {
+    pub client_id: String,
+    pub name: String,
+    /// Lower-case tenant ids the client may ask tokens for.
+    pub tenants: Vec<String>,
+    pub status: ClientStatus,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub secrets: Vec<SecretInfo>,
+    /// The client's public JWK Set, for `private_key_jwt` authentication.
+    pub jwks: Option<Value>,
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The registry over a [`Store`].
+#[derive(Clone)]
+pub struct Registry {
+    store: Store,
+    /// Key of the secret hashes. Kept outside the database, so a copy of the
+    /// database alone does not allow testing guesses offline.
+    pepper: Arc<[u8; 32]>,
+}
+
+fn now() -> i64 {
+    now_seconds() as i64
+}
+
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
+}
+
+impl Registry {
+    pub fn new(store: Store, pepper: [u8; 32]) -> Self {
+        Registry { store, pepper: Arc::new(pepper) }
+    }
+
+    /// The store the registry lives in.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn hash(&self, secret: &str) -> String {
+        let mut mac = HmacSha256::new_from_slice(self.pepper.as_slice()).expect("HMAC takes any key length");
+        mac.update(secret.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Records an audit event. `detail` must not hold secrets.
+    pub async fn audit(&self, actor: &str, action: &str, subject: &str, detail: Value) -> Result<(), RegistryError> {
+        let mut conn = self.store.pool().acquire().await?;
+        super::directory::record_event(&mut conn, actor, action, subject, &detail).await?;
+        Ok(())
+    }
+
+    /// The newest `limit` audit events, newest first.
+    pub async fn audit_events(&self, limit: i64) -> Result<Vec<Value>, RegistryError> {
+        let rows = sqlx::query(
+            "SELECT event_id, at, actor, action, subject, detail FROM audit_events ORDER BY at DESC, event_id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.store.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let detail: String = r.try_get("detail")?;
+                Ok(json!({
+                    "event_id": r.try_get::<String, _>("event_id")?,
+                    "at": r.try_get::<i64, _>("at")?,
+                    "actor": r.try_get::<String, _>("actor")?,
+                    "action": r.try_get::<String, _>("action")?,
+                    "subject": r.try_get::<String, _>("subject")?,
+                    "detail": serde_json::from_str::<Value>(&detail).unwrap_or(Value::Null),
+                }))
+            })
+            .collect()
+    }
+
+    /// Registers a client and returns it with its first secret, which is
+    /// shown this once and never stored in clear.
+    pub async fn create(&self, name: &str, tenants: &[String], actor: &str) -> Result<(Client, String), RegistryError> {
+        if name.trim().is_empty() || tenants.is_empty() {
+            return Err(RegistryError::Incomplete);
+        }
+        if let Some(t) = tenants.iter().find(|t| !is_guid(t)) {
+            return Err(RegistryError::InvalidTenant(t.clone()));
+        }
+        let mut tenants: Vec<String> = tenants.iter().map(|t| t.to_ascii_lowercase()).collect();
+        tenants.sort();
+        tenants.dedup();
+        let client_id = uuid::Uuid::new_v4().to_string();
+        let at = now();
+        sqlx::query(
+            "INSERT INTO clients (client_id, name, tenants, status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
+        )
+        .bind(&client_id)
+        .bind(name.trim())
+        .bind(serde_json::to_string(&tenants).unwrap_or_default())
+        .bind(ClientStatus::Active.as_str())
+        .bind(at)
+        .execute(self.store.pool())
+        .await?;
+        self.audit(actor, "client.create", &client_id, json!({ "name": name.trim(), "tenants": tenants })).await?;
+        let (_, secret) = self.insert_secret(&client_id, None).await?;
+        let client = self.get(&client_id).await?.ok_or_else(|| RegistryError::UnknownClient(client_id.clone()))?;
+        Ok((client, secret))
+    }
+
+    async fn insert_secret(
+        &self,
+        client_id: &str,
+        expires_at: Option<i64>,
+    ) -> Result<(SecretInfo, String), RegistryError> {
+        let secret = generate_secret();
+        let info = SecretInfo { secret_id: new_id("sec_"), created_at: now(), expires_at, revoked_at: None };
+        sqlx::query(
+            "INSERT INTO client_secrets (secret_id, client_id, hash, created_at, expires_at, revoked_at) \
+             VALUES ($1, $2, $3, $4, $5, NULL)",
+        )
+        .bind(&info.secret_id)
+        .bind(client_id)
+        .bind(self.hash(&secret))
+        .bind(info.created_at)
+        .bind(info.expires_at)
+        .execute(self.store.pool())
+        .await?;
+        Ok((info, secret))
+    }
+
+    /// Every client, without secrets.
+    pub async fn list(&self) -> Result<Vec<Client>, RegistryError> {
+        let ids: Vec<String> = sqlx::query("SELECT client_id FROM clients ORDER BY created_at, client_id")
+            .fetch_all(self.store.pool())
+            .await?
+            .iter()
+            .map(|r| r.try_get("client_id"))
+            .collect::<Result<_, _>>()?;
+        let mut clients = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(c) = self.get(&id).await? {
+                clients.push(c);
+            }
+        }
+        Ok(clients)
+    }
+
+    /// One client with its secrets' metadata.
+    pub async fn get(&self, client_id: &str) -> Result<Option<Client>, RegistryError> {
+        let Some(mut client) = self.client_row(client_id).await? else {
+            return Ok(None);
+        };
+        client.secrets = sqlx::query(
+            "SELECT secret_id, created_at, expires_at, revoked_at FROM client_secrets \
+             WHERE client_id = $1 ORDER BY created_at, secret_id",
+        )
+        .bind(client_id)
+        .fetch_all(self.store.pool())
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(SecretInfo {
+                secret_id: r.try_get("secret_id")?,
+                created_at: r.try_get("created_at")?,
+                expires_at: r.try_get("expires_at")?,
+                revoked_at: r.try_get("revoked_at")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(Some(client))
+    }
+
+    /// The client row alone, `secrets` left empty.
+    async fn client_row(&self, client_id: &str) -> Result<Option<Client>, RegistryError> {
+        let Some(row) = sqlx::query(
+            "SELECT client_id, name, tenants, status, created_at, updated_at, jwks FROM clients WHERE client_id = $1",
+        )
+        .bind(client_id)
+        .fetch_optional(self.store.pool())
+        .await?
+        else {
+            return Ok(None);
+        };
+        let tenants: String = row.try_get("tenants")?;
+        let status: String = row.try_get("status")?;
+        let jwks: Option<String> = row.try_get("jwks")?;
+        Ok(Some(Client {
+            client_id: row.try_get("client_id")?,
+            name: row.try_get("name")?,
+            tenants: serde_json::from_str(&tenants).unwrap_or_default(),
+            status: if status == "active" { ClientStatus::Active } else { ClientStatus::Disabled },
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            secrets: Vec::new(),
+            jwks: jwks.and_then(|j| serde_json::from_str(&j).ok()),
+        }))
+    }
+
+    async fn require(&self, client_id: &str) -> Result<Client, RegistryError> {
+        self.get(client_id).await?.ok_or_else(|| RegistryError::UnknownClient(client_id.to_owned()))
+    }
+
+    /// Adds a secret beside the existing ones.
+    pub async fn add_secret(&self, client_id: &str, actor: &str) -> Result<(SecretInfo, String), RegistryError> {
+        self.require(client_id).await?;
+        let (info, secret) = self.insert_secret(client_id, None).await?;
+        self.audit(actor, "secret.add", client_id, json!({ "secret_id": info.secret_id })).await?;
+        Ok((info, secret))
+    }
+
+    /// Revokes one secret now.
+    pub async fn revoke_secret(&self, client_id: &str, secret_id: &str, actor: &str) -> Result<(), RegistryError> {
+        let done = sqlx::query(
+            "UPDATE client_secrets SET revoked_at = $1 WHERE client_id = $2 AND secret_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now())
+        .bind(client_id)
+        .bind(secret_id)
+        .execute(self.store.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            self.require(client_id).await?;
+            return Err(RegistryError::UnknownSecret { client: client_id.to_owned(), secret: secret_id.to_owned() });
+        }
+        self.audit(actor, "secret.revoke", client_id, json!({ "secret_id": secret_id })).await
+    }
+
+    /// Issues a new secret; every secret that works now keeps working until
+    /// `grace_until` (Unix seconds), then stops.
+    pub async fn rotate(
+        &self,
+        client_id: &str,
+        grace_until: i64,
+        actor: &str,
+    ) -> Result<(SecretInfo, String), RegistryError> {
+        self.require(client_id).await?;
+        sqlx::query(
+            "UPDATE client_secrets SET expires_at = $1 WHERE client_id = $2 AND revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > $1)",
+        )
+        .bind(grace_until)
+        .bind(client_id)
+        .execute(self.store.pool())
+        .await?;
+        let (info, secret) = self.insert_secret(client_id, None).await?;
+        self.audit(
+            actor,
+            "secret.rotate",
+            client_id,
+            json!({ "secret_id": info.secret_id, "grace_until": grace_until }),
+        )
+        .await?;
+        Ok((info, secret))
+    }
+
+    /// Registers (or, with `None`, removes) the client's public JWK Set for
+    /// `private_key_jwt` authentication. Private key material is refused.
+    pub async fn set_jwks(&self, client_id: &str, jwks: Option<&Value>, actor: &str) -> Result<(), RegistryError> {
+        let text = match jwks {
+            Some(set) => {
+                let keys = set
+                    .get("keys")
+                    .and_then(Value::as_array)
+                    .filter(|k| !k.is_empty())
+                    .ok_or_else(|| RegistryError::InvalidJwks("expected {\"keys\": [ … ]}".into()))?;
+                for k in keys {
+                    if ["d", "p", "q", "dp", "dq", "qi", "k"].iter().any(|m| k.get(m).is_some()) {
+                        return Err(RegistryError::InvalidJwks("it holds private key material".into()));
+                    }
+                    serde_json::from_value::<jsonwebtoken::jwk::Jwk>(k.clone())
+                        .map_err(|e| RegistryError::InvalidJwks(e.to_string()))?;
+                }
+                Some(set.to_string())
+            }
+            None => None,
+        };
+        let done = sqlx::query("UPDATE clients SET jwks = $1, updated_at = $2 WHERE client_id = $3")
+            .bind(text)
+            .bind(now())
+            .bind(client_id)
+            .execute(self.store.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(RegistryError::UnknownClient(client_id.to_owned()));
+        }
+        self.audit(actor, "client.jwks", client_id, json!({ "registered": jwks.is_some() })).await
+    }
+
+    /// Remembers an assertion id until `expires_at`; `false` if it was
+    /// already used (a replay).
+    pub async fn use_assertion(&self, client_id: &str, jti: &str, expires_at: i64) -> Result<bool, RegistryError> {
+        sqlx::query("DELETE FROM used_assertions WHERE expires_at < $1").bind(now()).execute(self.store.pool()).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO used_assertions (client_id, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(client_id)
+        .bind(jti)
+        .bind(expires_at)
+        .execute(self.store.pool())
+        .await?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    /// Records a revoked token until `expires_at`, and forgets expired ones.
+    pub async fn record_revocation(&self, jti: &str, expires_at: i64) -> Result<(), RegistryError> {
+        sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < $1").bind(now()).execute(self.store.pool()).await?;
+        sqlx::query("INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(jti)
+            .bind(expires_at)
+            .execute(self.store.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Every revoked token that has not expired yet, as (`jti`, `exp`).
+    pub async fn revocations(&self) -> Result<Vec<(String, i64)>, RegistryError> {
+        let rows = sqlx::query("SELECT jti, expires_at FROM revoked_tokens WHERE expires_at >= $1")
+            .bind(now())
+            .fetch_all(self.store.pool())
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get("jti")?, r.try_get("expires_at")?))).collect()
+    }
+
+    /// Enables or disables a client.
+    pub async fn set_status(&self, client_id: &str, status: ClientStatus, actor: &str) -> Result<(), RegistryError> {
+        let done = sqlx::query("UPDATE clients SET status = $1, updated_at = $2 WHERE client_id = $3")
+            .bind(status.as_str())
+            .bind(now())
+            .bind(client_id)
+            .execute(self.store.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(RegistryError::UnknownClient(client_id.to_owned()));
+        }
+        let action = if status == ClientStatus::Active { "client.enable" } else { "client.disable" };
+        self.audit(actor, action, client_id, json!({})).await
+    }
+
+    /// Deletes a client and its secrets.
+    pub async fn delete(&self, client_id: &str, actor: &str) -> Result<(), RegistryError> {
+        sqlx::query("DELETE FROM client_secrets WHERE client_id = $1")
+            .bind(client_id)
+            .execute(self.store.pool())
+            .await?;
+        let done =
+            sqlx::query("DELETE FROM clients WHERE client_id = $1").bind(client_id).execute(self.store.pool()).await?;
+        if done.rows_affected() == 0 {
+            return Err(RegistryError::UnknownClient(client_id.to_owned()));
+        }
+        self.audit(actor, "client.delete", client_id, json!({})).await
+    }
+
+    /// The active client if `secret` is one of its usable secrets. Every
+    /// stored hash of the client is compared in constant time; an unknown
+    /// client and a wrong secret both answer `None`.
+    pub async fn authenticate(&self, client_id: &str, secret: &str) -> Result<Option<Client>, RegistryError> {
+        let presented = self.hash(secret);
+        let client = self.client_row(client_id).await?;
+        // The secrets are read whether or not the client exists, so an
+        // unknown client costs the same work as a wrong secret.
+        let rows = sqlx::query("SELECT hash, expires_at, revoked_at FROM client_secrets WHERE client_id = $1")
+            .bind(client_id)
+            .fetch_all(self.store.pool())
+            .await?;
+        let Some(client) = client.filter(|c| c.status == ClientStatus::Active) else {
+            let _ = presented.as_bytes().ct_eq(&[0u8; 64]);
+            return Ok(None);
+        };
+        let at = now();
+        let mut matched = false;
+        for r in rows {
+            let hash: String = r.try_get("hash")?;
+            let expires_at: Option<i64> = r.try_get("expires_at")?;
+            let revoked_at: Option<i64> = r.try_get("revoked_at")?;
+            let equal: bool = hash.as_bytes().ct_eq(presented.as_bytes()).into();
+            matched |= equal & usable(expires_at, revoked_at, at);
+        }
+        Ok(matched.then_some(client))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: &str = "3f2b8c1e-6d4a-4b7f-9e21-5a0c7d9e4b13";
+
+    async fn registry() -> Registry {
+        Registry::new(Store::open("sqlite::memory:").await.unwrap(), [7u8; 32])
+    }
+
+    #[tokio::test]
+    async fn lifecycle() {
+        let r = registry().await;
+        let (client, first) = r.create("App", &[T.to_uppercase()], "test").await.unwrap();
+        assert_eq!(client.tenants, vec![T.to_owned()]);
+        assert!(r.authenticate(&client.client_id, &first).await.unwrap().is_some());
+        assert!(r.authenticate(&client.client_id, "wrong").await.unwrap().is_none());
+        assert!(r.authenticate("nobody", &first).await.unwrap().is_none());
+
+        let (second_info, second) = r.add_secret(&client.client_id, "test").await.unwrap();
+        assert!(r.authenticate(&client.client_id, &first).await.unwrap().is_some());
+        assert!(r.authenticate(&client.client_id, &second).await.unwrap().is_some());
+
+        let secrets = r.get(&client.client_id).await.unwrap().unwrap().secrets;
+        let first_id = secrets.iter().find(|s| s.secret_id != second_info.secret_id).unwrap().secret_id.clone();
+        r.revoke_secret(&client.client_id, &first_id, "test").await.unwrap();
+        assert!(r.authenticate(&client.client_id, &first).await.unwrap().is_none());
+        assert!(r.authenticate(&client.client_id, &second).await.unwrap().is_some());
+
+        // Rotation with a grace end in the past: the old secret stops at once.
+        let (_, third) = r.rotate(&client.client_id, now() - 1, "test").await.unwrap();
+        assert!(r.authenticate(&client.client_id, &second).await.unwrap().is_none());
+        assert!(r.authenticate(&client.client_id, &third).await.unwrap().is_some());
+        // With a grace end ahead, both work.
+        let (_, fourth) = r.rotate(&client.client_id, now() + 3600, "test").await.unwrap();
+        assert!(r.authenticate(&client.client_id, &third).await.unwrap().is_some());
+        assert!(r.authenticate(&client.client_id, &fourth).await.unwrap().is_some());
+
+        r.set_status(&client.client_id, ClientStatus::Disabled, "test").await.unwrap();
+        assert!(r.authenticate(&client.client_id, &fourth).await.unwrap().is_none());
+        r.set_status(&client.client_id, ClientStatus::Active, "test").await.unwrap();
+        assert!(r.authenticate(&client.client_id, &fourth).await.unwrap().is_some());
+
+        r.delete(&client.client_id, "test").await.unwrap();
+        assert!(r.get(&client.client_id).await.unwrap().is_none());
+        assert!(matches!(r.delete(&client.client_id, "test").await, Err(RegistryError::UnknownClient(_))));
+
+        let events = r.audit_events(100).await.unwrap();
+        let actions: Vec<&str> = events.iter().map(|e| e["action"].as_str().unwrap()).collect();
+        for a in ["client.create", "secret.add", "secret.revoke", "secret.rotate", "client.disable", "client.delete"] {
+            assert!(actions.contains(&a), "{a} missing from {actions:?}");
+        }
+        let dump = serde_json::to_string(&events).unwrap();
+        for s in [&first, &second, &third, &fourth] {
+            assert!(!dump.contains(s.as_str()), "a secret reached the audit trail");
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_input_is_refused() {
+        let r = registry().await;
+        assert!(matches!(r.create("App", &["nope".into()], "t").await, Err(RegistryError::InvalidTenant(_))));
+        assert!(matches!(r.create(" ", &[T.into()], "t").await, Err(RegistryError::Incomplete)));
+        assert!(matches!(r.add_secret("missing", "t").await, Err(RegistryError::UnknownClient(_))));
+        let (c, _) = r.create("App", &[T.into()], "t").await.unwrap();
+        assert!(matches!(r.revoke_secret(&c.client_id, "sec_x", "t").await, Err(RegistryError::UnknownSecret { .. })));
+    }
+}

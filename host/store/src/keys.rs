@@ -1,0 +1,62 @@
+//! Signing keys in the store, as rows: the private key (PKCS#8 PEM), its
+//! algorithm, and when it was created and retired. What a key ring is made
+//! of them is the authorization server's business.
+
+use sqlx::Row;
+
+use super::Store;
+
+/// One stored signing key.
+#[derive(Debug, Clone)]
+pub struct KeyRow {
+    pub kid: String,
+    /// The JOSE algorithm name (`ES256`, `RS256`).
+    pub alg: String,
+    /// PKCS#8 PEM of the private key. Never logged.
+    pub private_pem: String,
+    pub created_at: i64,
+    /// When the key stopped signing; `None` for the active key.
+    pub retired_at: Option<i64>,
+}
+
+/// Every stored key, newest first.
+pub async fn all(store: &Store) -> Result<Vec<KeyRow>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT kid, alg, private_pem, created_at, retired_at FROM signing_keys ORDER BY created_at DESC, kid",
+    )
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(KeyRow {
+                kid: r.try_get("kid")?,
+                alg: r.try_get("alg")?,
+                private_pem: r.try_get("private_pem")?,
+                created_at: r.try_get("created_at")?,
+                retired_at: r.try_get("retired_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Adds a key.
+pub async fn insert(store: &Store, key: &KeyRow) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO signing_keys (kid, alg, private_pem, created_at, retired_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(&key.kid)
+        .bind(&key.alg)
+        .bind(&key.private_pem)
+        .bind(key.created_at)
+        .bind(key.retired_at)
+        .execute(store.pool())
+        .await?;
+    Ok(())
+}
+
+/// Retires every key still signing, as of `at`.
+pub async fn retire_active(store: &Store, at: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
+        .bind(at)
+        .execute(store.pool())
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! fhirgate-store: persistent state — the client registry and its secrets,
+//! signing keys, the tenant directory, the access log and the audit trail of
+//! changes — in SQLite by default (a file in the data directory, created on
+//! first run). Queries go through `sqlx`'s `Any` driver in portable SQL, with
+//! the migrations in `migrations/`, so that a PostgreSQL backend can sit
+//! beside it with its own.
+//!
+//! Layout:
+//! - [`Store`]: the pool, the schema, write transactions;
+//! - [`clients`]: registered clients and their hashed secrets;
+//! - [`keys`]: signing keys as rows;
+//! - [`directory`]: providers, tenant mappings and their history as rows;
+//! - [`access`]: the access log (written in batches) and its AuditEvents.
+
+pub mod access;
+pub mod clients;
+pub mod directory;
+pub mod keys;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+
+pub use clients::{Client, ClientStatus, Registry, SecretInfo};
+
+/// The embedded migrations, applied on open.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A connection pool with the schema applied.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    sqlite: bool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database in `data_dir`.
+    pub async fn open_dir(data_dir: &Path) -> anyhow::Result<Store> {
+        std::fs::create_dir_all(data_dir).with_context(|| format!("creating data directory {}", data_dir.display()))?;
+        let file: PathBuf = data_dir.join("fhirgate.sqlite3");
+        Self::open(&format!("sqlite://{}?mode=rwc", file.display())).await
+    }
+
+    /// Opens the database at `url` (`sqlite://…` or `sqlite::memory:`) and
+    /// applies pending migrations.
+    pub async fn open(url: &str) -> anyhow::Result<Store> {
+        sqlx::any::install_default_drivers();
+        // An in-memory SQLite database lives as long as its one connection.
+        let memory = url.contains(":memory:");
+        let mut options = AnyPoolOptions::new().max_connections(if memory { 1 } else { 4 });
+        if memory {
+            // The database lives and dies with its one connection: never
+            // recycle it.
+            options = options.min_connections(1).max_lifetime(None).idle_timeout(None);
+        } else if url.starts_with("sqlite:") {
+            // Write-ahead logging: a commit appends to the log and syncs it
+            // once (synchronous = FULL: a committed access record survives a
+            // power cut), where the default rollback journal writes, syncs
+            // and deletes a journal file besides; and readers (audit
+            // queries) do not block the writer. A larger page cache (8 MiB,
+            // not 2) keeps the access log's index pages in memory between
+            // commits instead of reading them again.
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Executor as _;
+                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA cache_size = -8192;")
+                        .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(url).await.with_context(|| format!("opening the store at {}", redact(url)))?;
+        MIGRATOR.run(&pool).await.context("applying store migrations")?;
+        Ok(Store { pool, sqlite: url.starts_with("sqlite:") })
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// A transaction that reads and then writes. On SQLite it takes the
+    /// write lock up front (`BEGIN IMMEDIATE`), waiting its turn behind other
+    /// writers, instead of failing when another connection wrote after it
+    /// first read.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        if self.sqlite { self.pool.begin_with("BEGIN IMMEDIATE").await } else { self.pool.begin().await }
+    }
+}
+
+/// A change-event id that sorts by creation time (nanoseconds, then random
+/// bits), so events recorded within the same second keep their order.
+pub fn event_id() -> String {
+    let nanos = fhirgate_core::clock::now_nanos();
+    format!("evt_{nanos:020}{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+/// A database URL without any password in it, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+/// The registry's secret-hash key, kept in `pepper.key` beside the database
+/// (created on first use, mode 0600): a copy of the database alone does not
+/// let anyone test secret guesses offline.
+pub fn load_or_create_pepper(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
+    let path = data_dir.join("pepper.key");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let mut key = [0u8; 32];
+        hex::decode_to_slice(text.trim(), &mut key)
+            .map_err(|_| anyhow::anyhow!("{}: expected 64 hexadecimal characters", path.display()))?;
+        return Ok(key);
+    }
+    let key = fhirgate_core::secret::random_key();
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    fhirgate_core::files::write_private(&path, hex::encode(key).as_bytes())?;
+    Ok(key)
+}
+
+/// Opens the store and registry kept in `data_dir`.
+pub async fn open_registry(data_dir: &Path) -> anyhow::Result<Registry> {
+    let store = Store::open_dir(data_dir).await?;
+    Ok(Registry::new(store, load_or_create_pepper(data_dir)?))
+}
