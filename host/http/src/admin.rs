@@ -100,7 +100,8 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes, expected: &str) -> R
 /// The answer to an admin request without the admin credential.
 pub fn unauthenticated() -> Response<Body> {
     let mut resp = problem(StatusCode::UNAUTHORIZED, "The admin API needs the admin bearer token.");
-    resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"fhirgate-admin\""));
+    resp.headers_mut()
+        .insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"fhirgate-admin\""));
     resp
 }
 

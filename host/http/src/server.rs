@@ -156,7 +156,9 @@ async fn dispatch(gw: &Arc<Gateway>, req: Request<Incoming>, request_id: &str, p
             };
             let body = match read_body(body, limit).await {
                 Ok(b) => b,
-                Err(f) => return json_response(f.status, "application/json", json!({ "error": f.message }).to_string()),
+                Err(f) => {
+                    return json_response(f.status, "application/json", json!({ "error": f.message }).to_string());
+                }
             };
             return crate::admin::handle(gw, principal, &parts.method, &path, parts.uri.query(), body).await;
         }

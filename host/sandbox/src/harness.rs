@@ -3,7 +3,7 @@
 //! by the gateway's tests and usable from a module's own `cargo test`.
 //!
 //! ```no_run
-//! use fhirgate::wasm::harness::Harness;
+//! use fhirgate_sandbox::harness::Harness;
 //! let h = Harness::load("target/wasm32-wasip2/guest/fhirgate_router_table.wasm").unwrap()
 //!     .config(r#"{"tenants":{}}"#);
 //! ```

@@ -1,11 +1,20 @@
-//! The gateway's path to each provider: pooled HTTP/1.1 and HTTP/2 clients
-//! over rustls (system roots plus the provider's own CA), the provider's
-//! credentials, bounded retries, a circuit breaker, one time budget per
-//! exchange and a cap on response size.
+//! fhirgate-upstream: the gateway's path to each provider. Pooled HTTP/1.1
+//! and HTTP/2 clients over rustls (system roots plus the provider's own CA),
+//! the provider's credentials, bounded retries, a circuit breaker, one time
+//! budget per exchange and a cap on response size.
 //!
 //! State that outlives a request (connection pools, breakers, retry budgets,
 //! cached tokens) is kept per provider id and starts afresh when that
 //! provider's settings change.
+//!
+//! Layout:
+//! - [`Upstream`]: the client, one per gateway, and its settings per provider;
+//! - `auth`: how the gateway authenticates to a provider (a fixed header,
+//!   or the provider's own client-credentials token, cached);
+//! - `breaker`, `retry`: the circuit breaker and the retry budget;
+//! - `tls`: the connectors, with a provider's own CA;
+//! - [`reads`]: the reads a shaping module makes through the `upstream`
+//!   import, behind the sandbox's [`fhirgate_sandbox::UpstreamReads`].
 
 mod auth;
 mod breaker;

@@ -551,8 +551,8 @@ mod tests {
     use bytes::Bytes;
     use http_body_util::Full;
     use hyper_util::client::legacy::Client;
-    use hyper_util::rt::TokioExecutor;
     use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioExecutor;
 
     use super::*;
 

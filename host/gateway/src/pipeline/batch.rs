@@ -252,8 +252,7 @@ mod tests {
                 { "request": { "method": "GET" } },
             ],
         });
-        let request =
-            parse(&ctx, &Method::POST, "", None, &HeaderMap::new(), Bytes::from(bundle.to_string())).unwrap();
+        let request = parse(&ctx, &Method::POST, "", None, &HeaderMap::new(), Bytes::from(bundle.to_string())).unwrap();
         let claims = Arc::new(testing::claims());
         let response = batch(&ctx, &claims, &request).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
@@ -263,7 +262,9 @@ mod tests {
         let statuses: Vec<&str> =
             answer["entry"].as_array().unwrap().iter().map(|e| e["response"]["status"].as_str().unwrap()).collect();
         assert_eq!(statuses, ["405 Method Not Allowed", "400 Bad Request", "400 Bad Request", "400 Bad Request"]);
-        assert!(answer["entry"].as_array().unwrap().iter().all(|e| e["resource"]["resourceType"] == "OperationOutcome"));
+        assert!(
+            answer["entry"].as_array().unwrap().iter().all(|e| e["resource"]["resourceType"] == "OperationOutcome")
+        );
 
         ctx.gw.access.flush().await;
         let q = AccessQuery { request_id: Some(ctx.request_id.clone()), ..AccessQuery::default() };
@@ -282,7 +283,10 @@ mod tests {
         assert_eq!(batch(&ctx, &claims, &transaction).await.unwrap_err().status, StatusCode::UNPROCESSABLE_ENTITY);
         let too_many = json!({ "resourceType": "Bundle", "type": "batch",
             "entry": vec![json!({ "request": { "method": "GET", "url": "Patient/p1" } }); MAX_BATCH_ENTRIES + 1] });
-        assert_eq!(batch(&ctx, &claims, &post(too_many).unwrap()).await.unwrap_err().status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            batch(&ctx, &claims, &post(too_many).unwrap()).await.unwrap_err().status,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
         let patient = post(json!({ "resourceType": "Patient" })).unwrap();
         assert_eq!(batch(&ctx, &claims, &patient).await.unwrap_err().status, StatusCode::BAD_REQUEST);
     }

@@ -221,7 +221,10 @@ mod tests {
         let text = next.strip_prefix(&format!("{base}?{PAGE_PARAM}=")).expect("a cursor on the gateway's base");
         assert!(!next.contains("getpagesoffset"), "the provider's paging is not visible: {next}");
         let cursor = gw.sealer.open(text, fhirgate_core::clock::now_seconds()).unwrap();
-        assert_eq!((cursor.tenant.as_str(), cursor.provider.as_str(), cursor.face.as_str()), (testing::TENANT, "demo", "stu3"));
+        assert_eq!(
+            (cursor.tenant.as_str(), cursor.provider.as_str(), cursor.face.as_str()),
+            (testing::TENANT, "demo", "stu3")
+        );
         assert_eq!(cursor.link, "Patient?family=chau&_getpagesoffset=2");
         assert_eq!(sealed["entry"][0]["resource"]["id"], "p1");
 
@@ -233,9 +236,15 @@ mod tests {
         assert_eq!(f.status, StatusCode::BAD_REQUEST);
         // Nor can anyone on the other face, or with a cursor not sealed here.
         let dstu2 = testing::ctx(&gw, Version::Dstu2);
-        assert_eq!(follow_page(&dstu2, &testing::claims(), text, &mut audit).await.unwrap_err().status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            follow_page(&dstu2, &testing::claims(), text, &mut audit).await.unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
         let forged = format!("{}x", &text[..text.len() - 1]);
-        assert_eq!(follow_page(&ctx, &testing::claims(), &forged, &mut audit).await.unwrap_err().status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            follow_page(&ctx, &testing::claims(), &forged, &mut audit).await.unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
     }
 
     #[tokio::test]

@@ -208,7 +208,8 @@ mod tests {
         // Credentials never reach a module.
         assert!(search.headers.iter().all(|h| h.name != "authorization"), "{:?}", search.headers);
 
-        let by_patient = parse(&ctx, &Method::GET, "Observation", Some("patient=Patient/p-2"), &HeaderMap::new(), Bytes::new());
+        let by_patient =
+            parse(&ctx, &Method::GET, "Observation", Some("patient=Patient/p-2"), &HeaderMap::new(), Bytes::new());
         assert_eq!(patient_of(&by_patient.unwrap()).as_deref(), Some("p-2"));
     }
 
@@ -222,7 +223,10 @@ mod tests {
         let f = refused(Method::GET, "Patient/a b", None, HeaderMap::new(), b"");
         assert_eq!(f.status, StatusCode::BAD_REQUEST);
         assert_eq!(refused(Method::GET, "patient", None, HeaderMap::new(), b"").status, StatusCode::BAD_REQUEST);
-        assert_eq!(refused(Method::PUT, "Patient/p1", None, HeaderMap::new(), b"{}").status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(
+            refused(Method::PUT, "Patient/p1", None, HeaderMap::new(), b"{}").status,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
         assert_eq!(refused(Method::GET, "", None, HeaderMap::new(), b"").status, StatusCode::BAD_REQUEST);
         let f = refused(Method::GET, "Patient", Some("access_token=abc"), HeaderMap::new(), b"");
         assert_eq!((f.status, f.bearer_error.as_deref()), (StatusCode::BAD_REQUEST, Some("invalid_request")));

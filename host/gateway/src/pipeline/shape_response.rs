@@ -126,7 +126,11 @@ mod tests {
 
     /// What the demo shaper makes of the R4 provider answering `status`,
     /// `body` to a read, on `face`.
-    async fn shaped(face: Version, status: u16, body: &str) -> Result<(StatusCode, serde_json::Value), fhirgate_core::Failure> {
+    async fn shaped(
+        face: Version,
+        status: u16,
+        body: &str,
+    ) -> Result<(StatusCode, serde_json::Value), fhirgate_core::Failure> {
         let gw = testing::gateway().await;
         let ctx = testing::ctx(&gw, face);
         let provider = ctx.directory.resolve(testing::TENANT, "demo").unwrap();
