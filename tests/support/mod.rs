@@ -1,6 +1,7 @@
-//! What the end-to-end tests share: starting the real `fhirgate` binary (the
-//! demo, or `serve` with a configuration written for the test), finding the
-//! built modules, and an HTTP client.
+//! What the end-to-end tests share: starting the gateway — in this process,
+//! as `App`s on their own runtimes (the demo, or `serve` with a configuration
+//! written for the test), or as the real `fhirgate` binary where a test is
+//! about the command itself —, finding the built modules, and an HTTP client.
 
 #![allow(dead_code)]
 
@@ -28,17 +29,80 @@ pub fn guest(name: &str) -> PathBuf {
     path
 }
 
-/// A child process killed when dropped, with its first stdout line parsed.
+/// A gateway (or the demo, or the demo provider) a test started, stopped
+/// when dropped; `ready` is the JSON line it printed when ready (the one
+/// `--json` prints, for one served in this process).
 pub struct Running {
-    child: Child,
+    process: Process,
     pub ready: Value,
+}
+
+enum Process {
+    /// The `fhirgate` binary, killed when dropped.
+    Child(Child),
+    /// Served in this process on a runtime of its own; dropping the sender
+    /// asks it to stop, and the thread ends once it has drained.
+    InProcess(Option<tokio::sync::oneshot::Sender<()>>, Option<std::thread::JoinHandle<()>>),
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        match &mut self.process {
+            Process::Child(child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Process::InProcess(stop, thread) => {
+                drop(stop.take());
+                if let Some(thread) = thread.take() {
+                    let _ = thread.join();
+                }
+            }
+        }
     }
+}
+
+/// Runs `serve` in this process on a runtime of its own thread: it sends its
+/// ready line, then serves until the receiver resolves (when the returned
+/// [`Running`] is dropped).
+fn in_process<F, Fut>(what: String, serve: F) -> Running
+where
+    F: FnOnce(mpsc::Sender<Value>, tokio::sync::oneshot::Receiver<()>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let failed = ready_tx.clone();
+    let thread = std::thread::spawn(move || {
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
+        if let Err(e) = runtime.block_on(serve(ready_tx, stop_rx)) {
+            let _ = failed.send(serde_json::json!({ "error": format!("{e:#}") }));
+        }
+    });
+    let ready: Value = ready_rx.recv_timeout(READY_TIMEOUT).unwrap_or_else(|_| panic!("{what} did not become ready"));
+    if let Some(error) = ready.get("error") {
+        panic!("{what} failed to start: {error}");
+    }
+    Running { process: Process::InProcess(Some(stop_tx), Some(thread)), ready }
+}
+
+/// What `fhirgate serve --json --listen 127.0.0.1:0 --config <config>` does,
+/// in this process: the same `App`, built from the same file.
+pub fn serve_config(config: &Path) -> Running {
+    let path = config.to_owned();
+    in_process(format!("the gateway of {}", config.display()), move |ready, stop| async move {
+        let config = fhirgate_gateway::config::Config::load(&path)?;
+        let (listener, local) = fhirgate_http::server::bind("127.0.0.1:0".parse()?).await?;
+        let app = fhirgate_gateway::App::build(&config, local, Default::default()).await?;
+        let _ = ready.send(serde_json::json!({ "event": "ready", "address": local.to_string() }));
+        fhirgate_http::server::run(listener, app.gateway().clone(), async {
+            let _ = stop.await;
+        })
+        .await?;
+        app.shutdown().await;
+        Ok(())
+    })
 }
 
 /// Starts `fhirgate <args>` and waits for the JSON line it prints when ready.
@@ -76,18 +140,31 @@ pub fn start_with(args: &[&str], level: &str, stderr: Stdio) -> Running {
         let status = child.try_wait();
         panic!("fhirgate {args:?} printed {line:?} ({e}); exit status {status:?}")
     });
-    Running { child, ready }
+    Running { process: Process::Child(child), ready }
 }
 
-/// The demo: demo provider + gateway with the demo partner.
+/// The demo: demo provider + gateway with the demo partner, as `fhirgate
+/// demo --json --listen 127.0.0.1:0` runs it, in this process.
 pub fn demo() -> Running {
-    start(&["demo", "--json", "--listen", "127.0.0.1:0"])
+    in_process("the demo".into(), |ready, stop| async move {
+        let policy = repo_root().join("policies/demo/policy.toml");
+        let demo = fhirgate_devtools::demo::Demo::start(&policy, "127.0.0.1:0".parse()?).await?;
+        let _ = ready.send(demo.facts.clone());
+        demo.serve(async {
+            let _ = stop.await;
+        })
+        .await
+    })
 }
 
 impl Running {
-    /// The process id, to watch its resources.
+    /// The process id, to watch its resources: the child's, or this
+    /// process's for one served in it.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        match &self.process {
+            Process::Child(child) => child.id(),
+            Process::InProcess(..) => std::process::id(),
+        }
     }
 
     pub fn get(&self, key: &str) -> String {
@@ -224,7 +301,25 @@ pub struct Served {
 }
 
 impl Setup<'_> {
+    /// The gateway, served in this process.
     pub fn serve(&self) -> Served {
+        let (dir, config_path) = self.write();
+        let running = serve_config(&config_path);
+        let base = format!("http://{}", running.get("address"));
+        Served { running, base, dir }
+    }
+
+    /// The gateway as the `fhirgate serve` process, for measuring it alone.
+    pub fn serve_binary(&self) -> Served {
+        let (dir, config_path) = self.write();
+        let running = start(&["serve", "--json", "--listen", "127.0.0.1:0", "--config", config_path.to_str().unwrap()]);
+        let base = format!("http://{}", running.get("address"));
+        Served { running, base, dir }
+    }
+
+    /// The policy and configuration in a new directory; the configuration's
+    /// path.
+    fn write(&self) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().expect("tempdir");
         let module = |name: &str| {
             let p = guest(name);
@@ -267,9 +362,7 @@ impl Setup<'_> {
         );
         let config_path = dir.path().join("gateway.toml");
         std::fs::write(&config_path, config).expect("config");
-        let running = start(&["serve", "--json", "--listen", "127.0.0.1:0", "--config", config_path.to_str().unwrap()]);
-        let base = format!("http://{}", running.get("address"));
-        Served { running, base, dir }
+        (dir, config_path)
     }
 }
 

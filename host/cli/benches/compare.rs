@@ -314,7 +314,7 @@ fn main() -> anyhow::Result<()> {
         provider_settings: "timeout_ms = 10000\n",
         ..Default::default()
     }
-    .serve();
+    .serve_binary();
     let policy_path = gw.dir.path().join("policy.toml");
     let both = std::fs::read_to_string(&policy_path)?.replace(
         &format!("[tenants.{TENANT:?}]\nproviders = [\"a\"]"),

@@ -63,7 +63,7 @@ fn hot_swap() {
         data_dir: true,
         ..Default::default()
     }
-    .serve();
+    .serve_binary();
     let policy = gw.dir.path().join("policy.toml");
     let both = std::fs::read_to_string(&policy).unwrap().replace("providers = [\"a\"]", "providers = [\"a\", \"b\"]");
     let routed_to = |p: &str| both.replace(&format!("{TENANT:?} = \"a\""), &format!("{TENANT:?} = {p:?}"));
@@ -172,7 +172,7 @@ fn adversarial() {
         data_dir: true,
         ..Default::default()
     }
-    .serve();
+    .serve_binary();
     let token = gw.token(TENANT);
     let client = http();
     let call = |mode: &str| {

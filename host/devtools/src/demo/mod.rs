@@ -38,59 +38,83 @@ pub struct DemoOptions {
 /// Starts the demo provider and a gateway serving the demo partner, prints how
 /// to reach them, and serves until `shutdown` resolves.
 pub async fn run_demo(opts: DemoOptions, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
-    let (provider_listener, provider_addr) = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-    let provider_base = format!("http://{provider_addr}/fhir");
-    tokio::spawn(provider::serve(provider_listener, provider_base.clone(), provider::ProviderOptions::default()));
-
-    let file = PolicyFile::read(&opts.policy)?;
-    if !file.providers.contains_key(DEMO_PROVIDER_ID) {
-        bail!("{}: the demo policy must declare [providers.{DEMO_PROVIDER_ID}]", opts.policy.display());
-    }
-    let tenant = file
-        .tenants
-        .keys()
-        .next()
-        .cloned()
-        .with_context(|| format!("{}: the demo policy declares no tenant", opts.policy.display()))?
-        .to_ascii_lowercase();
-
-    let secret = generate_secret();
-    let mut config = demo_config(&opts.policy, opts.listen);
-    config.clients.push(ClientConfig {
-        client_id: DEMO_CLIENT_ID.into(),
-        name: Some("Demo care-team app".into()),
-        secret_sha256: sha256_hex(secret.as_bytes()),
-        tenants: vec![tenant.clone()],
-    });
-    let (listener, addr) = bind(opts.listen).await?;
-    // The demo policy, and every edit to it while the demo runs, routes to
-    // the demo provider wherever it listens.
-    let demo_base = provider_base.clone();
-    let adjust = move |file: &mut PolicyFile| {
-        if let Some(p) = file.providers.get_mut(DEMO_PROVIDER_ID) {
-            p.base_url = demo_base.clone();
-        }
-    };
-    let app = App::build(&config, addr, Options { adjust_policy: Some(Arc::new(adjust)) }).await?;
-    let base = format!("http://{addr}");
-    let facts = json!({
-        "gateway": base,
-        "stu3_base": format!("{base}/stu3"),
-        "dstu2_base": format!("{base}/dstu2"),
-        "token_url": format!("{base}/oauth2/token"),
-        "client_id": DEMO_CLIENT_ID,
-        "client_secret": secret,
-        "tenant_id": tenant,
-        "provider_base": provider_base,
-    });
+    let demo = Demo::start(&opts.policy, opts.listen).await?;
     if opts.json {
-        fhirgate_core::say!("{facts}");
+        fhirgate_core::say!("{}", demo.facts);
     } else {
-        print_instructions(&facts);
+        print_instructions(&demo.facts);
     }
-    run(listener, app.gateway().clone(), shutdown).await?;
-    app.shutdown().await;
-    Ok(())
+    demo.serve(shutdown).await
+}
+
+/// A demo ready to serve: the demo provider running, the gateway built and
+/// bound.
+pub struct Demo {
+    /// How to reach it: bases, token URL, the demo client's id and secret,
+    /// the tenant, as `fhirgate demo --json` prints them.
+    pub facts: serde_json::Value,
+    listener: tokio::net::TcpListener,
+    app: App,
+}
+
+impl Demo {
+    /// Starts the demo provider on a free port and builds the gateway serving
+    /// the demo partner's `policy` on `listen`.
+    pub async fn start(policy: &Path, listen: SocketAddr) -> anyhow::Result<Demo> {
+        let (provider_listener, provider_addr) = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let provider_base = format!("http://{provider_addr}/fhir");
+        tokio::spawn(provider::serve(provider_listener, provider_base.clone(), provider::ProviderOptions::default()));
+
+        let file = PolicyFile::read(policy)?;
+        if !file.providers.contains_key(DEMO_PROVIDER_ID) {
+            bail!("{}: the demo policy must declare [providers.{DEMO_PROVIDER_ID}]", policy.display());
+        }
+        let tenant = file
+            .tenants
+            .keys()
+            .next()
+            .cloned()
+            .with_context(|| format!("{}: the demo policy declares no tenant", policy.display()))?
+            .to_ascii_lowercase();
+
+        let secret = generate_secret();
+        let mut config = demo_config(policy, listen);
+        config.clients.push(ClientConfig {
+            client_id: DEMO_CLIENT_ID.into(),
+            name: Some("Demo care-team app".into()),
+            secret_sha256: sha256_hex(secret.as_bytes()),
+            tenants: vec![tenant.clone()],
+        });
+        let (listener, addr) = bind(listen).await?;
+        // The demo policy, and every edit to it while the demo runs, routes
+        // to the demo provider wherever it listens.
+        let demo_base = provider_base.clone();
+        let adjust = move |file: &mut PolicyFile| {
+            if let Some(p) = file.providers.get_mut(DEMO_PROVIDER_ID) {
+                p.base_url = demo_base.clone();
+            }
+        };
+        let app = App::build(&config, addr, Options { adjust_policy: Some(Arc::new(adjust)) }).await?;
+        let base = format!("http://{addr}");
+        let facts = json!({
+            "gateway": base,
+            "stu3_base": format!("{base}/stu3"),
+            "dstu2_base": format!("{base}/dstu2"),
+            "token_url": format!("{base}/oauth2/token"),
+            "client_id": DEMO_CLIENT_ID,
+            "client_secret": secret,
+            "tenant_id": tenant,
+            "provider_base": provider_base,
+        });
+        Ok(Demo { facts, listener, app })
+    }
+
+    /// Serves until `shutdown` resolves, then drains and stops.
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        run(self.listener, self.app.gateway().clone(), shutdown).await?;
+        self.app.shutdown().await;
+        Ok(())
+    }
 }
 
 /// The configuration the demo gateway runs with: everything at its default.
