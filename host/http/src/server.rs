@@ -29,23 +29,22 @@ use tokio::net::TcpListener;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `gateway` on `listener` until `shutdown` resolves, then drains
-/// in-flight connections.
+/// in-flight connections. The access records they left are committed by
+/// the `App`'s shutdown, which follows.
 pub async fn run(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let gw = gateway.clone();
     serve_connections(
         listener,
         move |req, peer| {
-            let gw = gw.clone();
+            let gw = gateway.clone();
             async move { handle(&gw, req, peer).await }
         },
         shutdown,
     )
     .await;
-    gateway.access.flush().await;
     Ok(())
 }
 

@@ -163,7 +163,9 @@ impl Snapshot {
         self.tenants.len()
     }
 
-    /// A snapshot from in-memory routes, for tests and the module harness.
+    /// A snapshot from in-memory routes, for tests (the module harness has
+    /// its own `StaticDirectory`).
+    #[cfg(test)]
     pub fn from_routes(routes: Vec<ProviderRoute>, active: &[(&str, &str)]) -> Snapshot {
         let providers = routes.into_iter().map(|r| (r.id.clone(), Arc::new(r))).collect();
         let mut tenants: HashMap<String, Vec<(String, MappingState)>> = HashMap::new();
