@@ -96,7 +96,7 @@ pub fn serve_config(config: &Path) -> Running {
         let (listener, local) = fhirgate_http::server::bind("127.0.0.1:0".parse()?).await?;
         let app = fhirgate_gateway::App::build(&config, local, Default::default()).await?;
         let _ = ready.send(serde_json::json!({ "event": "ready", "address": local.to_string() }));
-        fhirgate_http::server::run(listener, app.gateway().clone(), async {
+        fhirgate_http::server::run(listener, app.services().clone(), async {
             let _ = stop.await;
         })
         .await?;

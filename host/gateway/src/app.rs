@@ -1,7 +1,7 @@
 //! The one composition root: a gateway built from its configuration, with
 //! every background task it runs, started together and stopped together.
 //! `fhirgate serve`, `fhirgate demo`, the benchmarks and the tests all build
-//! an [`App`]; the HTTP layer serves its [`Gateway`].
+//! an [`App`]; the HTTP layer serves its [`Services`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,9 +15,8 @@ use tokio::task::JoinHandle;
 
 use crate::activation::{Activation, Adjust};
 use crate::config::Config;
-use crate::oauth::ClientRegistry;
 use crate::policy::PolicyFile;
-use crate::services::{Gateway, GatewayState};
+use crate::services::{GatewayState, Services};
 
 /// How often a gateway checks the store for directory changes made by
 /// another process (the CLI, another gateway); changes made through this
@@ -44,7 +43,7 @@ pub struct Options {
 /// A running gateway and its background tasks: the directory poll, the
 /// policy watcher and, with a data directory, the key and revocation reload.
 pub struct App {
-    gateway: Arc<Gateway>,
+    services: Arc<Services>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -65,61 +64,53 @@ impl App {
         let state = GatewayState::open(config.data_dir.as_deref(), &policy_file).await.with_context(in_policy)?;
         let policy = policy_file.load(&config.policy, &runtime)?;
         crate::activation::check(&policy).await.with_context(in_policy)?;
-        let clients = ClientRegistry::from_config(&config.clients)?;
-        let mut gateway = Gateway::new(config, runtime, policy, state, clients, local_addr)?;
         let adjust: Option<Adjust> = options.adjust_policy.map(|a| Box::new(move |f: &mut PolicyFile| a(f)) as Adjust);
         let uploads: Option<PathBuf> = config.data_dir.as_ref().map(|d| d.join("modules"));
-        gateway.activation = Some(Activation::with_uploads(&config.policy, adjust, uploads));
-        if let Some(dir) = &config.data_dir {
-            let registry = fhirgate_store::open_registry(dir).await?;
-            let (alg, publish) = (config.token.algorithm()?, config.token.publish_seconds());
-            gateway.auth.set_keys(crate::oauth::key_store::load_ring(registry.store(), alg, publish).await?);
-            gateway.auth.registry = Some(registry);
-            gateway.auth.load_revocations().await;
-            gateway.key_policy = Some((alg, publish));
-        }
+        let activation = Activation::with_uploads(&config.policy, adjust, uploads);
+        let services = Services::new(config, local_addr, runtime, policy, state, Some(activation)).await?;
         let (stop, _) = watch::channel(false);
-        let mut app = App { gateway: Arc::new(gateway), stop, tasks: Vec::new() };
+        let mut app = App { services: Arc::new(services), stop, tasks: Vec::new() };
         app.start();
         Ok(app)
     }
 
     /// What the HTTP layer serves.
-    pub fn gateway(&self) -> &Arc<Gateway> {
-        &self.gateway
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
     }
 
     fn start(&mut self) {
-        let gw = self.gateway.clone();
+        let gw = self.services.clone();
         self.every(DIRECTORY_POLL, move || {
             let gw = gw.clone();
             async move {
-                if let Err(e) = gw.directory.reload_if_changed().await {
+                if let Err(e) = gw.directory().reload_if_changed().await {
                     tracing::warn!(error = %format!("{e:#}"), "reloading the directory failed; keeping the current one");
                 }
             }
         });
-        let gw = self.gateway.clone();
+        let gw = self.services.clone();
         self.every(crate::activation::POLL, move || {
             let gw = gw.clone();
             async move {
-                if let Some(activation) = gw.activation.as_ref()
+                if let Some(activation) = gw.activation()
                     && activation.changed()
                 {
                     activation.reload_if_changed(&gw.served()).await;
                 }
             }
         });
-        if let (Some(registry), Some((alg, publish))) = (self.gateway.auth.registry.clone(), self.gateway.key_policy) {
-            let gw = self.gateway.clone();
+        let registry = self.services.auth().clients().stored().cloned();
+        if let (Some(registry), Some((alg, publish))) = (registry, self.services.key_policy()) {
+            let gw = self.services.clone();
             self.every(KEY_RELOAD, move || {
                 let (gw, registry) = (gw.clone(), registry.clone());
                 async move {
                     match crate::oauth::key_store::load_ring(registry.store(), alg, publish).await {
-                        Ok(ring) => gw.auth.set_keys(ring),
+                        Ok(ring) => gw.auth().set_keys(ring),
                         Err(e) => tracing::warn!(error = %e, "reloading signing keys failed; keeping the current ones"),
                     }
-                    gw.auth.load_revocations().await;
+                    gw.auth().load_revocations().await;
                 }
             });
         }
@@ -152,7 +143,7 @@ impl App {
         for task in std::mem::take(&mut self.tasks) {
             let _ = task.await;
         }
-        self.gateway.access.flush().await;
+        self.services.access().flush().await;
     }
 }
 

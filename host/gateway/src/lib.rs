@@ -8,16 +8,19 @@
 //! Layout:
 //! - [`config`]: the gateway's own configuration file;
 //! - [`policy`]: a partner's policy bundle (modules, providers, tenants),
-//!   and [`policy::shadow`], a candidate module deciding beside the active one;
+//!   [`policy::invoke`], the one way a phase calls a module (served module,
+//!   shadow sample, faults and denials as failures), and [`policy::shadow`],
+//!   a candidate module deciding beside the active one;
 //! - [`activation`]: a changed policy checked and swapped in while serving;
 //! - [`directory`]: tenants → providers, onboarding with approval;
-//! - [`oauth`]: the authorization server (clients, signing keys, token endpoint);
+//! - [`oauth`]: the authorization server (one client registry, signing keys,
+//!   token endpoint, verdict cache, revocation, throttling);
 //! - [`capability`]: the capability statement at `/metadata`;
 //! - [`paging`]: opaque, sealed cursors for search page links;
 //! - [`pipeline`]: the FHIR request phases (parse → authenticate → route →
 //!   shape request → forward → shape response → seal links → audit);
 //! - [`principal`]: who calls the admin API;
-//! - [`services`]: what a running gateway owns;
+//! - [`services`]: [`Services`], what the pipeline and the admin API use;
 //! - [`app`]: the one composition root, built from config, with the
 //!   background tasks it starts and stops.
 
@@ -34,4 +37,4 @@ pub mod principal;
 pub mod services;
 
 pub use app::App;
-pub use services::{Gateway, GatewayState};
+pub use services::{GatewayState, Services};

@@ -1,7 +1,6 @@
-//! What a running gateway owns and hands to the pipeline and the admin API:
-//! the store-backed state, the policy, the authorization server, the
-//! upstream client and the runtime, and the background loop that keeps the
-//! directory in step with the store.
+//! What a running gateway owns and hands to the pipeline and the admin API
+//! ([`Services`]): the store-backed state, the policy, the authorization
+//! server, the upstream client and the runtime.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,12 +15,16 @@ use fhirgate_upstream::Upstream;
 use http::Request;
 use http::header::HOST;
 
+use crate::activation::Activation;
 use crate::config::{Config, HttpLimits};
 use crate::directory::Directory;
+use crate::oauth::key_store;
 use crate::oauth::token::AuthServer;
 use crate::oauth::{ClientRegistry, SigningKey};
 use crate::paging::Sealer;
 use crate::policy::{Policy, PolicyFile};
+use crate::principal::AdminAuth;
+use fhirgate_upstream::reads::ReadCache;
 
 /// What a gateway keeps in its store: the tenant directory, the access log
 /// and the paging key.
@@ -52,57 +55,69 @@ impl GatewayState {
     }
 }
 
-/// Everything a running gateway owns.
-pub struct Gateway {
-    pub auth: AuthServer,
-    /// The partner policy; swapped whole on reload.
-    pub policy: ArcSwap<Policy>,
-    /// The policy file watched for changes, when it is.
-    pub activation: Option<crate::activation::Activation>,
-    /// Tenants → providers, with approval state.
-    pub directory: Directory,
-    /// The append-only access log.
-    pub access: AccessLog,
-    /// Seals paging cursors.
-    pub sealer: Sealer,
-    /// Answers of shaping modules' upstream reads, reused briefly.
-    pub read_cache: Arc<fhirgate_upstream::reads::ReadCache>,
-    pub store: Store,
-    pub runtime: Runtime,
-    pub upstream: Upstream,
-    /// Configured public URL, if any.
-    pub public_url: Option<String>,
-    pub local_addr: SocketAddr,
-    pub limits: HttpLimits,
-    /// The admin API's credential, when enabled.
-    pub admin: Option<crate::principal::AdminAuth>,
-    /// Algorithm of new signing keys and how long retired ones stay
-    /// published, when keys live in the store.
-    pub key_policy: Option<(jsonwebtoken::Algorithm, u64)>,
+/// What the pipeline and the admin API use: everything a running gateway
+/// owns, assembled whole by [`Services::new`] and read through accessors.
+pub struct Services {
+    auth: AuthServer,
+    policy: ArcSwap<Policy>,
+    activation: Option<Activation>,
+    directory: Directory,
+    access: AccessLog,
+    sealer: Sealer,
+    read_cache: Arc<ReadCache>,
+    store: Store,
+    runtime: Runtime,
+    upstream: Upstream,
+    public_url: Option<String>,
+    local_addr: SocketAddr,
+    limits: HttpLimits,
+    admin: Option<AdminAuth>,
+    key_policy: Option<KeyPolicy>,
 }
 
-impl Gateway {
-    /// Assembles a gateway listening on `local_addr`.
-    pub fn new(
+/// Algorithm of new signing keys, and how long retired ones stay published
+/// (seconds), when keys live in the store.
+pub type KeyPolicy = (jsonwebtoken::Algorithm, u64);
+
+impl Services {
+    /// Assembles what a gateway answering at `local_addr` serves: its clients
+    /// (declared, and registered in the data directory's store when there is
+    /// one), its signing keys (from the store, else the configured key file,
+    /// else a key of its own), revocations recorded so far, and `policy`,
+    /// watched by `activation` when the policy file is.
+    pub async fn new(
         config: &Config,
+        local_addr: SocketAddr,
         runtime: Runtime,
         policy: Policy,
         state: GatewayState,
-        clients: ClientRegistry,
-        local_addr: SocketAddr,
-    ) -> anyhow::Result<Gateway> {
+        activation: Option<Activation>,
+    ) -> anyhow::Result<Services> {
         let key = match &config.token.signing_key_file {
             Some(path) => SigningKey::load_or_create(path)?,
             None => SigningKey::generate()?,
         };
+        let mut clients = ClientRegistry::from_config(&config.clients)?;
+        let (mut ring, mut key_policy) = (None, None);
+        if let Some(dir) = &config.data_dir {
+            let registry = fhirgate_store::open_registry(dir).await?;
+            let policy = (config.token.algorithm()?, config.token.publish_seconds());
+            ring = Some(key_store::load_ring(registry.store(), policy.0, policy.1).await?);
+            clients = clients.with_store(registry);
+            key_policy = Some(policy);
+        }
         let issuer = config.public_url.clone().unwrap_or_else(|| format!("http://{local_addr}"));
         let audiences = FACES.iter().map(|f| format!("{issuer}/{}", f.face())).collect();
         let mut auth = AuthServer::new(clients, key, issuer, audiences, config.token.lifetime_seconds);
         auth.events = Some(state.access.clone());
-        Ok(Gateway {
+        if let Some(ring) = ring {
+            auth.set_keys(ring);
+        }
+        auth.load_revocations().await;
+        Ok(Services {
             auth,
             policy: ArcSwap::from_pointee(policy),
-            activation: None,
+            activation,
             directory: state.directory,
             access: state.access,
             sealer: state.sealer,
@@ -113,9 +128,72 @@ impl Gateway {
             public_url: config.public_url.clone(),
             local_addr,
             limits: config.limits.clone(),
-            admin: config.admin.as_ref().map(|a| crate::principal::AdminAuth::from_hex(&a.token_sha256)).transpose()?,
-            key_policy: None,
+            admin: config.admin.as_ref().map(|a| AdminAuth::from_hex(&a.token_sha256)).transpose()?,
+            key_policy,
         })
+    }
+
+    /// The authorization server: clients, keys, tokens, verdicts,
+    /// revocations.
+    pub fn auth(&self) -> &AuthServer {
+        &self.auth
+    }
+
+    /// The partner policy; swapped whole on reload.
+    pub fn policy(&self) -> &ArcSwap<Policy> {
+        &self.policy
+    }
+
+    /// The policy file watched for changes, when it is.
+    pub fn activation(&self) -> Option<&Activation> {
+        self.activation.as_ref()
+    }
+
+    /// Tenants → providers, with approval state.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// The append-only access log and change audit trail.
+    pub fn access(&self) -> &AccessLog {
+        &self.access
+    }
+
+    /// Seals paging cursors.
+    pub fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+
+    /// Answers of shaping modules' upstream reads, reused briefly.
+    pub fn read_cache(&self) -> &Arc<ReadCache> {
+        &self.read_cache
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// The pooled client to providers.
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    pub fn limits(&self) -> &HttpLimits {
+        &self.limits
+    }
+
+    /// The admin API's credential, when the API is enabled.
+    pub fn admin(&self) -> Option<&AdminAuth> {
+        self.admin.as_ref()
+    }
+
+    /// How signing keys are made and retired, when they live in the store.
+    pub fn key_policy(&self) -> Option<KeyPolicy> {
+        self.key_policy
     }
 
     /// What a policy activation swaps and checks against.

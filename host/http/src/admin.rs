@@ -46,7 +46,7 @@ use fhirgate_core::failure::{Body, json_response, no_store};
 use fhirgate_gateway::directory::ProviderSpec;
 use fhirgate_gateway::directory::onboarding::DirectoryError;
 use fhirgate_gateway::principal::Principal;
-use fhirgate_gateway::services::Gateway;
+use fhirgate_gateway::services::Services;
 use fhirgate_store::access::{AccessQuery, audit_event_bundle};
 use fhirgate_store::{ClientStatus, clients::RegistryError};
 
@@ -108,7 +108,7 @@ pub fn unauthenticated() -> Response<Body> {
 /// Handles `/admin/...` for `principal`, whom the listener authenticated.
 /// `path` is the full request path.
 pub async fn handle(
-    gw: &Gateway,
+    gw: &Services,
     principal: Principal,
     method: &Method,
     path: &str,
@@ -122,7 +122,7 @@ pub async fn handle(
     if let Some(resp) = modules_endpoint(gw, method, &segments, query, &body).await {
         return resp;
     }
-    let Some(registry) = gw.auth.registry.as_ref() else {
+    let Some(registry) = gw.auth().clients().stored() else {
         return problem(StatusCode::NOT_FOUND, "The client registry is not enabled (set data_dir).");
     };
     let actor = principal.name();
@@ -184,14 +184,14 @@ pub async fn handle(
                 .map(|()| answer(StatusCode::OK, json!({ "client_id": id, "status": status })))
         }
         (&Method::POST, ["keys", "rotate"]) => {
-            let Some((alg, publish)) = gw.key_policy else {
+            let Some((alg, publish)) = gw.key_policy() else {
                 return problem(StatusCode::CONFLICT, "Signing keys are not kept in the store.");
             };
             return match fhirgate_gateway::oauth::key_store::rotate(registry.store(), alg, publish).await {
                 Ok(ring) => {
                     let kid = ring.active().kid().to_owned();
-                    gw.auth.set_keys(ring);
-                    answer(StatusCode::CREATED, json!({ "kid": kid, "jwks": gw.auth.keys().jwks() }))
+                    gw.auth().set_keys(ring);
+                    answer(StatusCode::CREATED, json!({ "kid": kid, "jwks": gw.auth().keys().jwks() }))
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "admin API: key rotation failed");
@@ -203,7 +203,7 @@ pub async fn handle(
             let token = form_urlencoded::parse(&body).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned());
             return match token {
                 Some(t) => {
-                    let revoked = gw.auth.revoke_token(&t, None).await;
+                    let revoked = gw.auth().revoke_token(&t, None).await;
                     answer(StatusCode::OK, json!({ "revoked": revoked }))
                 }
                 None => problem(StatusCode::BAD_REQUEST, "Send the token as the form parameter `token`."),
@@ -212,7 +212,7 @@ pub async fn handle(
         (&Method::POST, ["introspect"]) => {
             let token = form_urlencoded::parse(&body).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned());
             return match token {
-                Some(t) => answer(StatusCode::OK, gw.auth.introspection(&t, None)),
+                Some(t) => answer(StatusCode::OK, gw.auth().introspection(&t, None)),
                 None => problem(StatusCode::BAD_REQUEST, "Send the token as the form parameter `token`."),
             };
         }
@@ -224,7 +224,7 @@ pub async fn handle(
                 .clamp(1, 1000);
             // Token issuance and refusals reach the trail through the access
             // log's writer: what happened before this question is in the answer.
-            gw.access.flush().await;
+            gw.access().flush().await;
             registry.audit_events(limit).await.map(|e| answer(StatusCode::OK, json!({ "events": e })))
         }
         _ => return problem(StatusCode::NOT_FOUND, "No such admin endpoint."),
@@ -279,13 +279,13 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 
 /// The directory and access-log endpoints; `None` for any other path.
 async fn directory_endpoint(
-    gw: &Gateway,
+    gw: &Services,
     method: &Method,
     segments: &[&str],
     query: Option<&str>,
     body: &Bytes,
 ) -> Option<Response<Body>> {
-    let dir = &gw.directory;
+    let dir = &gw.directory();
     macro_rules! body {
         ($t:ty, $expected:expr) => {
             match parse_body::<$t>(body, $expected) {
@@ -300,14 +300,14 @@ async fn directory_endpoint(
             dir.providers_view().await.map(|p| answer(StatusCode::OK, json!({ "providers": p })))
         }
         (&Method::GET, ["providers", id]) => {
-            dir.provider_view(&gw.upstream, id).await.map(|p| answer(StatusCode::OK, p))
+            dir.provider_view(gw.upstream(), id).await.map(|p| answer(StatusCode::OK, p))
         }
         (&Method::PUT, ["providers", id]) => {
             let (actor, spec) = match provider_put(body) {
                 Ok(v) => v,
                 Err(message) => return Some(problem(StatusCode::BAD_REQUEST, message)),
             };
-            dir.put_provider(&gw.upstream, id, spec, &actor)
+            dir.put_provider(gw.upstream(), id, spec, &actor)
                 .await
                 .map(|(p, validated)| answer(StatusCode::OK, json!({ "provider": p, "metadata": validated })))
         }
@@ -320,7 +320,7 @@ async fn directory_endpoint(
         (&Method::GET, ["tenants", tenant]) => dir.tenant_view(tenant).await.map(|t| answer(StatusCode::OK, t)),
         (&Method::PUT, ["tenants", tenant, "providers", id]) => {
             let req = body!(MappingPut, "{actor, approver}");
-            dir.request_mapping(&gw.upstream, tenant, id, &req.approver, &req.actor)
+            dir.request_mapping(gw.upstream(), tenant, id, &req.approver, &req.actor)
                 .await
                 .map(|m| answer(StatusCode::OK, json!({ "mapping": m })))
         }
@@ -346,8 +346,8 @@ async fn directory_endpoint(
                 limit: query_param(query, "limit").and_then(|v| v.parse().ok()),
             };
             // What was recorded before this question is in the answer.
-            gw.access.flush().await;
-            return Some(match gw.access.query(&q).await {
+            gw.access().flush().await;
+            return Some(match gw.access().query(&q).await {
                 Ok(records) if segments.len() == 2 => {
                     let bundle = audit_event_bundle(&records, "fhirgate");
                     no_store(json_response(StatusCode::OK, "application/fhir+json", bundle.to_string()))
@@ -370,14 +370,14 @@ async fn directory_endpoint(
 /// in the policy file, activated) and `POST /admin/modules/rollback` (back
 /// one step).
 async fn modules_endpoint(
-    gw: &Gateway,
+    gw: &Services,
     method: &Method,
     segments: &[&str],
     query: Option<&str>,
     body: &Bytes,
 ) -> Option<Response<Body>> {
     let ["modules", rest @ ..] = segments else { return None };
-    let Some(activation) = gw.activation.as_ref() else {
+    let Some(activation) = gw.activation() else {
         return Some(problem(StatusCode::NOT_FOUND, "This gateway does not watch a policy file."));
     };
     Some(match (method, rest) {

@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use fhirgate_core::failure::{Body, Failure, json_response, no_store, oauth_error_response};
 use fhirgate_core::{OAuthError, Version};
-use fhirgate_gateway::Gateway;
+use fhirgate_gateway::Services;
 use fhirgate_gateway::capability::capability_statement;
 use fhirgate_gateway::oauth::discovery;
 use fhirgate_gateway::pipeline::{self, Ctx};
@@ -33,7 +33,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// the `App`'s shutdown, which follows.
 pub async fn run(
     listener: TcpListener,
-    gateway: Arc<Gateway>,
+    gateway: Arc<Services>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     serve_connections(
@@ -103,7 +103,7 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)>
     Ok((listener, local))
 }
 
-async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
+async fn handle(gw: &Arc<Services>, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
     // Time-ordered: ids sort by arrival, and the access log's key grows at
     // its end instead of at random places.
     let request_id = uuid::Uuid::now_v7().simple().to_string();
@@ -114,7 +114,7 @@ async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>, peer: IpAddr) -> Resp
     resp
 }
 
-async fn dispatch(gw: &Arc<Gateway>, req: Request<Incoming>, request_id: &str, peer: IpAddr) -> Response<Body> {
+async fn dispatch(gw: &Arc<Services>, req: Request<Incoming>, request_id: &str, peer: IpAddr) -> Response<Body> {
     let path = req.uri().path().to_owned();
     match path.as_str() {
         "/healthz" => return json_response(StatusCode::OK, "application/json", r#"{"status":"ok"}"#),
@@ -123,12 +123,12 @@ async fn dispatch(gw: &Arc<Gateway>, req: Request<Incoming>, request_id: &str, p
             return json_response(
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                gw.runtime.metrics().render(),
+                gw.runtime().metrics().render(),
             );
         }
         "/oauth2/token" | "/oauth2/revoke" | "/oauth2/introspect" => return oauth_endpoint(gw, req, peer).await,
         "/.well-known/oauth-authorization-server" => {
-            let body = discovery::authorization_server(&gw.auth, &gw.public_base(&req));
+            let body = discovery::authorization_server(gw.auth(), &gw.public_base(&req));
             return json_response(StatusCode::OK, "application/json", body.to_string());
         }
         "/oauth2/authorize" => {
@@ -140,7 +140,7 @@ async fn dispatch(gw: &Arc<Gateway>, req: Request<Incoming>, request_id: &str, p
         }
         p if p == "/admin" || p.starts_with("/admin/") => {
             let (parts, body) = req.into_parts();
-            let Some(auth) = gw.admin.as_ref() else {
+            let Some(auth) = gw.admin() else {
                 return crate::admin::problem(StatusCode::NOT_FOUND, "The admin API is not enabled (set [admin]).");
             };
             // Authenticated before the body is read: only the admin may send
@@ -162,7 +162,7 @@ async fn dispatch(gw: &Arc<Gateway>, req: Request<Incoming>, request_id: &str, p
             return crate::admin::handle(gw, principal, &parts.method, &path, parts.uri.query(), body).await;
         }
         "/.well-known/jwks.json" => {
-            return json_response(StatusCode::OK, "application/json", gw.auth.keys().jwks().to_string());
+            return json_response(StatusCode::OK, "application/json", gw.auth().keys().jwks().to_string());
         }
         _ => {}
     }
@@ -195,11 +195,11 @@ async fn dispatch(gw: &Arc<Gateway>, req: Request<Incoming>, request_id: &str, p
 
     let (parts, body) = req.into_parts();
     // A body that cannot be read is still an access, recorded by the pipeline.
-    let body = read_body(body, gw.limits.max_request_body_bytes).await;
+    let body = read_body(body, gw.limits().max_request_body_bytes).await;
     let ctx = Ctx {
         gw: gw.clone(),
-        policy: gw.policy.load_full(),
-        directory: gw.directory.snapshot(),
+        policy: gw.policy().load_full(),
+        directory: gw.directory().snapshot(),
         face,
         public_base,
         request_id: request_id.to_owned(),
@@ -221,7 +221,7 @@ async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, Failure> {
 
 /// The token, revocation and introspection endpoints: POST, form bodies,
 /// answers never cached.
-async fn oauth_endpoint(gw: &Gateway, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
+async fn oauth_endpoint(gw: &Services, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
     if req.method() != Method::POST {
         let mut resp = oauth_error_response(&OAuthError::InvalidRequest("Use POST.".into()));
         *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
@@ -235,9 +235,9 @@ async fn oauth_endpoint(gw: &Gateway, req: Request<Incoming>, peer: IpAddr) -> R
     };
     let (headers, query) = (&parts.headers, parts.uri.query());
     let result = match parts.uri.path() {
-        "/oauth2/token" => gw.auth.token(headers, query, &body, peer).await,
-        "/oauth2/revoke" => gw.auth.revoke(headers, query, &body, peer).await.map(|()| json!({})),
-        _ => gw.auth.introspect(headers, query, &body, peer).await,
+        "/oauth2/token" => gw.auth().token(headers, query, &body, peer).await,
+        "/oauth2/revoke" => gw.auth().revoke(headers, query, &body, peer).await.map(|()| json!({})),
+        _ => gw.auth().introspect(headers, query, &body, peer).await,
     };
     match result {
         Ok(answer) => no_store(json_response(StatusCode::OK, "application/json", answer.to_string())),

@@ -38,11 +38,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         listen.or(config.listen).context("no address to listen on: set `listen` in the config or pass --listen")?;
     let (listener, local) = bind(addr).await?;
     let app = App::build(&config, local, Options::default()).await?;
-    tracing::info!(address = %local, partner = %app.gateway().policy.load().partner, "gateway listening");
+    tracing::info!(address = %local, partner = %app.services().policy().load().partner, "gateway listening");
     if json {
         fhirgate_core::say!("{}", serde_json::json!({ "event": "ready", "address": local.to_string() }));
     }
-    serve(listener, app.gateway().clone(), shutdown_signal()).await?;
+    serve(listener, app.services().clone(), shutdown_signal()).await?;
     app.shutdown().await;
     Ok(())
 }

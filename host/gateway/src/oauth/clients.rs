@@ -1,6 +1,13 @@
-//! The clients allowed to obtain tokens, and secret checks in constant time.
+//! The one client registry the authorization server asks: the clients the
+//! configuration file declares (read-only, checked first) and, when the
+//! gateway has a data directory, the clients registered in the store (made,
+//! given secrets and disabled through the admin API and the CLI). Secrets are
+//! checked in constant time either way.
 
 use std::collections::HashMap;
+
+use fhirgate_store::Registry;
+use fhirgate_store::clients::RegistryError;
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -17,10 +24,19 @@ pub struct Client {
     pub tenants: Vec<String>,
 }
 
-/// Every client, by id.
-#[derive(Debug, Clone, Default)]
+/// An authenticated client: who it is and which tenants it may act for.
+pub struct Authenticated {
+    pub client_id: String,
+    pub tenants: Vec<String>,
+}
+
+/// Every client the gateway knows.
+#[derive(Clone, Default)]
 pub struct ClientRegistry {
+    /// Declared in the configuration file, by id.
     clients: HashMap<String, Client>,
+    /// Registered in the store, when the gateway has one that lasts.
+    stored: Option<Registry>,
 }
 
 impl ClientRegistry {
@@ -40,6 +56,31 @@ impl ClientRegistry {
         Ok(registry)
     }
 
+    /// Adds the clients registered in `registry`'s store.
+    pub fn with_store(mut self, registry: Registry) -> Self {
+        self.stored = Some(registry);
+        self
+    }
+
+    /// The store's registry: clients with secrets, JWK Sets and a status,
+    /// used assertions, revocations and signing keys.
+    pub fn stored(&self) -> Option<&Registry> {
+        self.stored.as_ref()
+    }
+
+    /// The client whose secret `secret` is: a declared client first, then a
+    /// registered one. A store failure is an error, never a match.
+    pub async fn authenticate(&self, client_id: &str, secret: &str) -> Result<Option<Authenticated>, RegistryError> {
+        if let Some(c) = self.declared(client_id, secret) {
+            return Ok(Some(Authenticated { client_id: c.client_id.clone(), tenants: c.tenants.clone() }));
+        }
+        let Some(registry) = &self.stored else {
+            return Ok(None);
+        };
+        let found = registry.authenticate(client_id, secret).await?;
+        Ok(found.map(|c| Authenticated { client_id: c.client_id, tenants: c.tenants }))
+    }
+
     fn insert(&mut self, client: Client) {
         self.clients.insert(client.client_id.clone(), client);
     }
@@ -54,9 +95,9 @@ impl ClientRegistry {
         });
     }
 
-    /// The client if `secret` is its secret. An unknown client costs the same
-    /// work as a wrong secret, and both answer `None`.
-    pub fn authenticate(&self, client_id: &str, secret: &str) -> Option<&Client> {
+    /// The declared client if `secret` is its secret. An unknown client
+    /// costs the same work as a wrong secret, and both answer `None`.
+    fn declared(&self, client_id: &str, secret: &str) -> Option<&Client> {
         let presented: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
         match self.clients.get(client_id) {
             Some(c) if bool::from(c.secret_sha256.ct_eq(&presented)) => Some(c),
@@ -74,15 +115,37 @@ mod tests {
     use super::*;
     use fhirgate_core::secret::generate_secret;
 
-    #[test]
-    fn secrets_check() {
+    const TENANT: &str = "7F0C3A4E-2B51-4C1E-9D3A-0C6F5E2B8A11";
+
+    #[tokio::test]
+    async fn secrets_check() {
         let mut r = ClientRegistry::default();
         let secret = generate_secret();
         assert_eq!(secret.len(), 43);
-        r.add("app", "App", &secret, &["7F0C3A4E-2B51-4C1E-9D3A-0C6F5E2B8A11".into()]);
-        assert!(r.authenticate("app", &secret).is_some());
-        assert!(r.authenticate("app", "wrong").is_none());
-        assert!(r.authenticate("other", &secret).is_none());
-        assert_eq!(r.authenticate("app", &secret).unwrap().tenants[0], "7f0c3a4e-2b51-4c1e-9d3a-0c6f5e2b8a11");
+        r.add("app", "App", &secret, &[TENANT.into()]);
+        assert!(r.authenticate("app", &secret).await.unwrap().is_some());
+        assert!(r.authenticate("app", "wrong").await.unwrap().is_none());
+        assert!(r.authenticate("other", &secret).await.unwrap().is_none());
+        let found = r.authenticate("app", &secret).await.unwrap().unwrap();
+        assert_eq!(found.tenants[0], "7f0c3a4e-2b51-4c1e-9d3a-0c6f5e2b8a11");
+    }
+
+    #[tokio::test]
+    async fn declared_clients_then_registered_ones() {
+        let store = fhirgate_store::Store::open("sqlite::memory:").await.unwrap();
+        let registry = Registry::new(store, [7u8; 32]);
+        let (registered, registered_secret) = registry.create("Registered", &[TENANT.into()], "test").await.unwrap();
+        let mut r = ClientRegistry::default();
+        let declared_secret = generate_secret();
+        r.add("declared", "Declared", &declared_secret, &[TENANT.into()]);
+        let r = r.with_store(registry);
+        let found = r.authenticate("declared", &declared_secret).await.unwrap().unwrap();
+        assert_eq!(found.client_id, "declared");
+        let found = r.authenticate(&registered.client_id, &registered_secret).await.unwrap().unwrap();
+        assert_eq!(found.client_id, registered.client_id);
+        // A declared client's secret opens no registered client, and back.
+        assert!(r.authenticate(&registered.client_id, &declared_secret).await.unwrap().is_none());
+        assert!(r.authenticate("declared", &registered_secret).await.unwrap().is_none());
+        assert!(r.stored().is_some());
     }
 }

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 pub use fhirgate_core::OAuthError;
 
 use super::assertion;
+use super::clients::Authenticated;
 use super::keys::KeyRing;
 use super::revocation::RevocationList;
 use super::throttle::Throttle;
@@ -23,14 +24,11 @@ use arc_swap::ArcSwap;
 use fhirgate_core::clock::now_seconds;
 use fhirgate_core::ids::is_guid;
 use fhirgate_sandbox::IssuerFacts;
-use fhirgate_store::Registry;
 
 /// The authorization server's state.
 pub struct AuthServer {
-    /// Clients declared in the configuration file.
-    pub clients: ClientRegistry,
-    /// The persistent client registry, when the gateway has a data directory.
-    pub registry: Option<Registry>,
+    /// The clients allowed tokens.
+    clients: ClientRegistry,
     /// The active signing key and the keys still published; swapped whole.
     keys: ArcSwap<KeyRing>,
     /// `iss` of every token.
@@ -80,7 +78,6 @@ impl AuthServer {
         });
         AuthServer {
             clients,
-            registry: None,
             keys: ArcSwap::from_pointee(ring),
             issuer,
             audiences,
@@ -205,12 +202,6 @@ impl AuthServer {
     }
 }
 
-/// An authenticated client: who it is and which tenants it may act for.
-pub struct Authenticated {
-    pub client_id: String,
-    pub tenants: Vec<String>,
-}
-
 impl AuthServer {
     /// Authenticates the client of a request (Basic or body credentials),
     /// refusing at once while it or its address is throttled.
@@ -279,7 +270,7 @@ impl AuthServer {
         if let Some(wait) = self.throttle.check(claimed.as_deref(), peer) {
             return Err(OAuthError::Throttled(wait));
         }
-        let Some(registry) = &self.registry else {
+        let Some(registry) = self.clients.stored() else {
             self.throttle.failed(claimed.as_deref(), peer);
             return Err(OAuthError::InvalidClient { basic: false });
         };
@@ -344,7 +335,7 @@ impl AuthServer {
             return false;
         };
         self.revoked.revoke(jti, exp);
-        if let Some(registry) = &self.registry
+        if let Some(registry) = self.clients.stored()
             && let Err(e) = registry.record_revocation(jti, exp.min(i64::MAX as u64) as i64).await
         {
             // The revocation holds in this process; it is not yet shared.
@@ -357,7 +348,7 @@ impl AuthServer {
     /// Loads the revocations recorded in the store (at start-up, and
     /// periodically so revocations made by other gateways arrive).
     pub async fn load_revocations(&self) {
-        let Some(registry) = &self.registry else { return };
+        let Some(registry) = self.clients.stored() else { return };
         match registry.revocations().await {
             Ok(list) => {
                 for (jti, exp) in list {
@@ -413,22 +404,18 @@ impl AuthServer {
         })
     }
 
-    /// Checks a client's secret against the configured clients, then the
-    /// registry. A store failure is refused like a wrong secret, and logged.
+    /// Checks a client's secret in the client registry. A store failure is
+    /// refused like a wrong secret, and logged.
     async fn authenticate(&self, client_id: &str, secret: &str) -> Result<Option<Authenticated>, OAuthError> {
-        if let Some(c) = self.clients.authenticate(client_id, secret) {
-            return Ok(Some(Authenticated { client_id: c.client_id.clone(), tenants: c.tenants.clone() }));
-        }
-        let Some(registry) = &self.registry else {
-            return Ok(None);
-        };
-        match registry.authenticate(client_id, secret).await {
-            Ok(found) => Ok(found.map(|c| Authenticated { client_id: c.client_id, tenants: c.tenants })),
-            Err(e) => {
-                tracing::error!(error = %e, "client registry unavailable at the token endpoint");
-                Err(OAuthError::TemporarilyUnavailable)
-            }
-        }
+        self.clients.authenticate(client_id, secret).await.map_err(|e| {
+            tracing::error!(error = %e, "client registry unavailable at the token endpoint");
+            OAuthError::TemporarilyUnavailable
+        })
+    }
+
+    /// The clients allowed tokens.
+    pub fn clients(&self) -> &ClientRegistry {
+        &self.clients
     }
 }
 

@@ -83,7 +83,7 @@ const CLIENT_CLOSED: u16 = 499;
 impl AccessGuard {
     pub(super) fn new(ctx: &Ctx) -> AccessGuard {
         AccessGuard {
-            log: ctx.gw.access.clone(),
+            log: ctx.gw.access().clone(),
             access: Access::of(ctx, 0),
             interaction: "-",
             audit: Audit::default(),
@@ -135,9 +135,9 @@ mod tests {
     use super::*;
 
     async fn records(ctx: &Ctx) -> Vec<AccessRecord> {
-        ctx.gw.access.flush().await;
+        ctx.gw.access().flush().await;
         let q = AccessQuery { request_id: Some(ctx.request_id.clone()), ..AccessQuery::default() };
-        ctx.gw.access.query(&q).await.unwrap()
+        ctx.gw.access().query(&q).await.unwrap()
     }
 
     #[tokio::test]

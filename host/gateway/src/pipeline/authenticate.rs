@@ -13,6 +13,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::Ctx;
 use crate::oauth::token::{Verdict, VerdictKey};
+use crate::policy::invoke;
 
 /// Phase 2: the token, checked by the token-validation module.
 pub(super) async fn authenticate(ctx: &Ctx, headers: &HeaderMap, request: &Request) -> Result<Arc<Claims>, Failure> {
@@ -40,37 +41,24 @@ pub(super) async fn authenticate(ctx: &Ctx, headers: &HeaderMap, request: &Reque
     // A verdict is cached per token, validator and configuration: a warm
     // request skips the module; expiry and revocation are still checked below.
     let bound = &ctx.policy.validator;
-    let auth = &ctx.gw.auth;
+    let auth = &ctx.gw.auth();
     let key: VerdictKey =
         (Sha256::digest(token.as_bytes()).into(), bound.module.digest().clone(), bound.config_json.clone());
     let now = fhirgate_core::clock::now_seconds();
-    let claims = match auth.verdicts.get(&key).filter(|v| now < v.until) {
-        Some(verdict) => {
-            if let Some((run, shadow)) = ctx.shadow_of(&ctx.policy.shadows.validator, bound, 0) {
-                run.validate(ctx.call_ctx_of(shadow), token, request, &Ok(Ok((*verdict.claims).clone())));
-            }
-            verdict.claims
-        }
-        None => {
-            let answer = bound.module.validate(ctx.call_ctx_of(bound), token, request).await;
-            if let Some((run, shadow)) = ctx.shadow_of(&ctx.policy.shadows.validator, bound, 0) {
-                run.validate(ctx.call_ctx_of(shadow), token, request, &answer);
-            }
-            let claims = answer
-                .map_err(|f| Failure::from_fault(Role::TokenValidation, &f))?
-                .map_err(|d| Failure::denial(Role::TokenValidation, d.status, &d.code, &d.message))?;
-            let claims = Arc::new(claims);
-            let until = claims.expires_at.min(now.saturating_add(auth.lifetime_seconds));
-            auth.verdicts.insert(key, Verdict { claims: claims.clone(), until });
-            claims
-        }
-    };
+    let cached = auth.verdicts.get(&key).filter(|v| now < v.until);
+    let known = cached.as_ref().map(|v| v.claims.clone());
+    let call = invoke::Validate { token, request };
+    let claims = invoke::invoke(&ctx.policy, bound, &|b| ctx.call_ctx_of(b), call, known, None).await?;
+    if cached.is_none() {
+        let until = claims.expires_at.min(now.saturating_add(auth.lifetime_seconds));
+        auth.verdicts.insert(key, Verdict { claims: claims.clone(), until });
+    }
     // The module vouches for these; the host still refuses nonsense, so a
     // faulty validator cannot open the gate wider than a valid token would.
     if claims.client_id.is_empty() || !fhirgate_core::ids::is_guid(&claims.tenant_id) {
         return Err(Failure::module(Role::TokenValidation, "returned claims without a client id or tenant id"));
     }
-    if claims.token_id.as_deref().is_some_and(|jti| ctx.gw.auth.revoked.is_revoked(jti)) {
+    if claims.token_id.as_deref().is_some_and(|jti| ctx.gw.auth().revoked.is_revoked(jti)) {
         return Err(Failure::bearer(StatusCode::UNAUTHORIZED, Some("invalid_token"), "The access token was revoked."));
     }
     if claims.expires_at <= fhirgate_core::clock::now_seconds() {
@@ -94,7 +82,7 @@ mod tests {
         let request = testing::get(&ctx, "Patient/p1");
         let claims = authenticate(&ctx, &testing::bearer(&token), &request).await.unwrap();
         assert_eq!((claims.client_id.as_str(), claims.tenant_id.as_str()), (testing::CLIENT, testing::TENANT));
-        assert_eq!(gw.auth.verdicts.len(), 1, "the validator's verdict is kept for the next request");
+        assert_eq!(gw.auth().verdicts.len(), 1, "the validator's verdict is kept for the next request");
         let again = authenticate(&ctx, &testing::bearer(&token), &request).await.unwrap();
         assert!(Arc::ptr_eq(&claims, &again), "a warm request reuses the verdict");
     }
@@ -125,7 +113,7 @@ mod tests {
         let token = testing::token(&gw).await;
         let request = testing::get(&ctx, "Patient/p1");
         let claims = authenticate(&ctx, &testing::bearer(&token), &request).await.unwrap();
-        gw.auth.revoked.revoke(claims.token_id.as_deref().expect("a jti"), u64::MAX);
+        gw.auth().revoked.revoke(claims.token_id.as_deref().expect("a jti"), u64::MAX);
         let f = authenticate(&ctx, &testing::bearer(&token), &request).await.unwrap_err();
         assert_eq!((f.status, f.bearer_error.as_deref()), (StatusCode::UNAUTHORIZED, Some("invalid_token")));
     }

@@ -150,7 +150,7 @@ pub(super) async fn batch_entry(
     audit.tenant = Some(claims.tenant_id.clone());
     audit.resource_type = resource_type;
     let record = access.record(interaction_name(interaction), audit, status.as_u16(), provider_fault);
-    ctx.gw.access.record(record).await;
+    ctx.gw.access().record(record).await;
     BatchEntry {
         full_url: full_url(&ctx.gateway_base(), &resource),
         resource,
@@ -212,7 +212,7 @@ pub(super) async fn entry_failed(ctx: &Ctx, claims: &Claims, part: u32) -> Batch
     let audit =
         Audit { client_id: Some(claims.client_id.clone()), tenant: Some(claims.tenant_id.clone()), ..Audit::default() };
     let record = Access::of(ctx, part).record(interaction_name(Interaction::Other), audit, status.as_u16(), false);
-    ctx.gw.access.record(record).await;
+    ctx.gw.access().record(record).await;
     BatchEntry::failed(status, "The entry could not be completed.")
 }
 
@@ -266,9 +266,9 @@ mod tests {
             answer["entry"].as_array().unwrap().iter().all(|e| e["resource"]["resourceType"] == "OperationOutcome")
         );
 
-        ctx.gw.access.flush().await;
+        ctx.gw.access().flush().await;
         let q = AccessQuery { request_id: Some(ctx.request_id.clone()), ..AccessQuery::default() };
-        let mut parts: Vec<u32> = ctx.gw.access.query(&q).await.unwrap().iter().map(|r| r.part).collect();
+        let mut parts: Vec<u32> = ctx.gw.access().query(&q).await.unwrap().iter().map(|r| r.part).collect();
         parts.sort();
         assert_eq!(parts, [1, 2, 3, 4], "one record per entry");
     }

@@ -38,7 +38,7 @@ pub(super) async fn forward(
     };
     let response = ctx
         .gw
-        .upstream
+        .upstream()
         .get(&provider.settings, url, headers, accept)
         .await
         .map_err(|e| upstream_failure(ctx, provider, e))?;

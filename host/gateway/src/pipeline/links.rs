@@ -24,7 +24,7 @@ pub(super) async fn follow_page(
     audit: &mut Audit,
 ) -> Result<(StatusCode, Vec<u8>), Failure> {
     let invalid = || Failure::client(StatusCode::BAD_REQUEST, "The page link is not valid; run the search again.");
-    let cursor = ctx.gw.sealer.open(text, fhirgate_core::clock::now_seconds()).map_err(|e| match e {
+    let cursor = ctx.gw.sealer().open(text, fhirgate_core::clock::now_seconds()).map_err(|e| match e {
         crate::paging::CursorError::Expired => Failure::client(StatusCode::GONE, e.to_string()),
         crate::paging::CursorError::Invalid => invalid(),
     })?;
@@ -108,7 +108,7 @@ pub(super) fn seal_links(
                 headers: headers.to_vec(),
                 expires_at,
             };
-            match ctx.gw.sealer.seal(&cursor) {
+            match ctx.gw.sealer().seal(&cursor) {
                 Some(sealed) => {
                     link["url"] = Value::String(format!("{base}?{PAGE_PARAM}={sealed}"));
                     true
@@ -220,7 +220,7 @@ mod tests {
         let next = links[1]["url"].as_str().unwrap();
         let text = next.strip_prefix(&format!("{base}?{PAGE_PARAM}=")).expect("a cursor on the gateway's base");
         assert!(!next.contains("getpagesoffset"), "the provider's paging is not visible: {next}");
-        let cursor = gw.sealer.open(text, fhirgate_core::clock::now_seconds()).unwrap();
+        let cursor = gw.sealer().open(text, fhirgate_core::clock::now_seconds()).unwrap();
         assert_eq!(
             (cursor.tenant.as_str(), cursor.provider.as_str(), cursor.face.as_str()),
             (testing::TENANT, "demo", "stu3")

@@ -36,7 +36,7 @@ mod route;
 mod shape_request;
 mod shape_response;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 use std::sync::Arc;
 
@@ -50,14 +50,13 @@ use http::{HeaderMap, Method, Response, StatusCode};
 
 use self::audit::{AccessGuard, Audit};
 use crate::directory::{ProviderRoute, Refusal, Snapshot};
-use crate::policy::shadow::{Run, Shadow};
 use crate::policy::{BoundModule, OnFault, Policy};
-use crate::services::Gateway;
+use crate::services::Services;
 
 /// One request's context, shared by its phases.
 #[derive(Clone)]
 pub struct Ctx {
-    pub gw: Arc<Gateway>,
+    pub gw: Arc<Services>,
     /// The policy this request started with; a reload does not affect it.
     pub policy: Arc<Policy>,
     /// The directory view this request started with.
@@ -76,30 +75,13 @@ impl Ctx {
         format!("{}/{}", self.public_base, self.face.face())
     }
 
-    /// A sampled run of `shadow`, the candidate for the partner's module of
-    /// its role, when `serving` is that module (a tenant's own is not
-    /// compared). `call` is which of the role's calls (a shaper's second is
-    /// the answer), each sampled on its own.
-    fn shadow_of<'s>(
-        &self,
-        shadow: &'s Option<Arc<Shadow>>,
-        serving: &BoundModule,
-        call: usize,
-    ) -> Option<(Run, &'s BoundModule)> {
-        let shadow = shadow.as_ref()?;
-        if !std::ptr::eq(serving, self.policy.module(shadow.role)) {
-            return None;
-        }
-        Some((shadow.sample(call)?, &shadow.bound))
-    }
-
-    fn call_ctx_of(&self, bound: &BoundModule) -> CallContext {
+    pub(crate) fn call_ctx_of(&self, bound: &BoundModule) -> CallContext {
         CallContext {
             partner: self.policy.partner.clone(),
             module: bound.module.name().clone(),
             digest: bound.module.digest().clone(),
             config_json: bound.config_json.clone(),
-            issuer: self.gw.auth.facts(),
+            issuer: self.gw.auth().facts(),
             directory: self.directory.clone(),
             reads: None,
             request_id: self.request_id.clone(),

@@ -15,6 +15,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use super::parse::MAX_PARAMS;
 use super::{Ctx, tenant_refused};
 use crate::directory::{ProviderRoute, Refusal};
+use crate::policy::invoke;
 
 /// Phase 3: the routing module's answer, enforced.
 pub(super) async fn route(
@@ -23,15 +24,8 @@ pub(super) async fn route(
     request: &Request,
 ) -> Result<(Target, Arc<ProviderRoute>), Failure> {
     let router = ctx.policy.router_for(&claims.tenant_id);
-    let answer = router.module.route(ctx.call_ctx_of(router), claims, request).await;
-    // The candidate stands in for the partner's router: tenants with their
-    // own are not compared.
-    if let Some((run, bound)) = ctx.shadow_of(&ctx.policy.shadows.router, router, 0) {
-        run.route(ctx.call_ctx_of(bound), claims, request, &answer);
-    }
-    let target = answer
-        .map_err(|f| Failure::from_fault(Role::Routing, &f))?
-        .map_err(|d| Failure::denial(Role::Routing, d.status, &d.code, &d.message))?;
+    let call = invoke::Route { claims, request };
+    let target = invoke::invoke(&ctx.policy, router, &|b| ctx.call_ctx_of(b), call, None, None).await?;
     let provider = ctx.directory.resolve(&claims.tenant_id, &target.provider_id).map_err(|r| match r {
         Refusal::Unavailable => tenant_refused(r),
         _ => Failure::module(Role::Routing, "it chose a provider that is not active for this token's tenant"),

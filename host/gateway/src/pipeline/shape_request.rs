@@ -11,7 +11,8 @@ use fhirgate_sandbox::bindings::shaping::{Exchange, UpstreamRequest};
 
 use super::route::{check_params, check_path};
 use super::{Ctx, passes_through};
-use crate::policy::BoundModule;
+use crate::policy::{BoundModule, invoke};
+use fhirgate_sandbox::GuestFault;
 
 /// The upstream request `shaper` makes of `target`, held to the same limits
 /// as a routing answer.
@@ -23,19 +24,15 @@ pub(super) async fn shape_request(
     target: &Target,
 ) -> Result<UpstreamRequest, Failure> {
     let upstream = UpstreamRequest { path: target.path.clone(), params: target.params.clone() };
-    let answer = shaper.module.shape_request(ctx.call_ctx_of(shaper), exchange, &upstream).await;
-    if let Some((run, bound)) = ctx.shadow_of(&ctx.policy.shadows.shaper, shaper, 0) {
-        run.shape_request(ctx.call_ctx_of(bound), tenant, exchange, &upstream, &answer);
-    }
-    let shaped = match answer {
-        Ok(answer) => answer.map_err(|d| Failure::denial(Role::Shaping, d.status, &d.code, &d.message))?,
-        Err(fault) if passes_through(ctx, exchange) => {
-            tracing::warn!(request_id = %ctx.request_id, fault = fault.kind(),
-                "the shaping module failed; the request goes to the provider as routed (on_fault = \"pass-through\")");
-            upstream
-        }
-        Err(fault) => return Err(Failure::from_fault(Role::Shaping, &fault)),
+    let fallback = |fault: &GuestFault| {
+        tracing::warn!(request_id = %ctx.request_id, fault = fault.kind(),
+            "the shaping module failed; the request goes to the provider as routed (on_fault = \"pass-through\")");
+        upstream.clone()
     };
+    let on_fault: Option<invoke::Fallback<'_, UpstreamRequest>> =
+        passes_through(ctx, exchange).then(|| Box::new(fallback) as _);
+    let call = invoke::ShapeRequest { tenant, exchange, request: &upstream };
+    let shaped = invoke::invoke(&ctx.policy, shaper, &|b| ctx.call_ctx_of(b), call, None, on_fault).await?;
     check_path(&shaped.path).map_err(|m| Failure::module(Role::Shaping, m))?;
     check_params(&shaped.params).map_err(|m| Failure::module(Role::Shaping, m))?;
     Ok(shaped)

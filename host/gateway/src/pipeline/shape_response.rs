@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use fhirgate_core::failure::Failure;
 use fhirgate_sandbox::bindings::shaping::{Exchange, Shaped};
-use fhirgate_sandbox::{Role, UpstreamReads};
+use fhirgate_sandbox::{GuestFault, Role, UpstreamReads};
 use fhirgate_upstream::reads::ProviderReads;
 use http::StatusCode;
 
 use super::forward::Forwarded;
 use super::{Ctx, passes_through};
 use crate::directory::ProviderRoute;
-use crate::policy::BoundModule;
+use crate::policy::{BoundModule, invoke};
 
 /// The provider's answer in the client's version, by `shaper`, which may
 /// read from the same provider, for the same tenant, to complete it (a
@@ -31,37 +31,34 @@ pub(super) async fn shape_response(
     // Each call its own allowance of reads; all share the read cache.
     let reads = || -> Option<Arc<dyn UpstreamReads>> {
         Some(Arc::new(ProviderReads::new(
-            ctx.gw.upstream.clone(),
+            ctx.gw.upstream().clone(),
             &provider.settings,
             &provider.base_url,
             accept,
             tenant,
             routing_headers.clone(),
             &ctx.request_id,
-            ctx.gw.read_cache.clone(),
+            ctx.gw.read_cache().clone(),
         )))
     };
-    let mut call = ctx.call_ctx_of(shaper);
-    call.reads = reads();
-    let answer = shaper.module.shape_response(call, exchange, upstream.status.as_u16(), &upstream.body).await;
-    if let Some((run, bound)) = ctx.shadow_of(&ctx.policy.shadows.shaper, shaper, 1) {
-        let mut call = ctx.call_ctx_of(bound);
+    let context = |b: &BoundModule| {
+        let mut call = ctx.call_ctx_of(b);
         call.reads = reads();
-        run.shape_response(call, tenant, exchange, upstream.status.as_u16(), upstream.body.clone(), &answer);
-    }
-    let shaped = match answer {
-        Ok(answer) => answer.map_err(|d| Failure::denial(Role::Shaping, d.status, &d.code, &d.message))?,
-        Err(fault) if passes_through(ctx, exchange) => {
-            tracing::warn!(request_id = %ctx.request_id, fault = fault.kind(), provider = %provider.id,
-                "the shaping module failed; the provider's answer goes through unshaped (on_fault = \"pass-through\")");
-            let status = match upstream.status.as_u16() {
-                500..=599 | 401 | 407 => 502,
-                s => s,
-            };
-            Shaped { status, body: rebase_body(&upstream.body, &provider.base_url, &ctx.gateway_base()) }
-        }
-        Err(fault) => return Err(Failure::from_fault(Role::Shaping, &fault)),
+        call
     };
+    let fallback = |fault: &GuestFault| {
+        tracing::warn!(request_id = %ctx.request_id, fault = fault.kind(), provider = %provider.id,
+            "the shaping module failed; the provider's answer goes through unshaped (on_fault = \"pass-through\")");
+        // A provider's failure or challenge is not the client's to see.
+        let status = match upstream.status.as_u16() {
+            500..=599 | 401 | 407 => 502,
+            s => s,
+        };
+        Shaped { status, body: rebase_body(&upstream.body, &provider.base_url, &ctx.gateway_base()) }
+    };
+    let on_fault: Option<invoke::Fallback<'_, Shaped>> = passes_through(ctx, exchange).then(|| Box::new(fallback) as _);
+    let call = invoke::ShapeResponse { tenant, exchange, status: upstream.status.as_u16(), body: &upstream.body };
+    let shaped = invoke::invoke(&ctx.policy, shaper, &context, call, None, on_fault).await?;
     let status = StatusCode::from_u16(shaped.status)
         .map_err(|_| Failure::module(Role::Shaping, format!("answered with invalid status {}", shaped.status)))?;
     Ok((status, shaped.body))

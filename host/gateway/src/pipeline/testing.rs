@@ -15,19 +15,18 @@ use http::{HeaderMap, HeaderValue, Method};
 
 use super::Ctx;
 use crate::config::{ClientConfig, Config};
-use crate::oauth::ClientRegistry;
 use crate::policy::PolicyFile;
-use crate::services::{Gateway, GatewayState};
+use crate::services::{GatewayState, Services};
 
 /// The demo policy's tenant, active with the provider `demo`.
-pub(super) const TENANT: &str = "3f2b8c1e-6d4a-4b7f-9e21-5a0c7d9e4b13";
-pub(super) const CLIENT: &str = "phase-tests";
+pub(crate) const TENANT: &str = "3f2b8c1e-6d4a-4b7f-9e21-5a0c7d9e4b13";
+pub(crate) const CLIENT: &str = "phase-tests";
 const SECRET: &str = "phase-tests-secret-0123456789abcdefghijklmnop";
 /// The demo provider's base in the policy: never dialled by these tests.
-pub(super) const PROVIDER_BASE: &str = "http://127.0.0.1:8081/fhir";
+pub(crate) const PROVIDER_BASE: &str = "http://127.0.0.1:8081/fhir";
 
 /// A gateway on the demo policy; requests on it start with [`ctx`].
-pub(super) async fn gateway() -> Arc<Gateway> {
+pub(crate) async fn gateway() -> Arc<Services> {
     let policy_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../policies/demo/policy.toml");
     let mut config = Config::with_defaults(policy_path.clone());
     config.clients.push(ClientConfig {
@@ -42,17 +41,16 @@ pub(super) async fn gateway() -> Arc<Gateway> {
     let file = PolicyFile::read(&policy_path).expect("the demo policy");
     let state = GatewayState::open(None, &file).await.expect("an in-memory store");
     let policy = file.load(&policy_path, &runtime).expect("the demo modules: run `cargo build-guests` first");
-    let clients = ClientRegistry::from_config(&config.clients).expect("the test client");
     let addr = SocketAddr::from(([127, 0, 0, 1], 8080));
-    Arc::new(Gateway::new(&config, runtime, policy, state, clients, addr).expect("the gateway"))
+    Arc::new(Services::new(&config, addr, runtime, policy, state, None).await.expect("the gateway"))
 }
 
 /// A request's context on `face`, as the HTTP layer makes one.
-pub(super) fn ctx(gw: &Arc<Gateway>, face: Version) -> Ctx {
+pub(crate) fn ctx(gw: &Arc<Services>, face: Version) -> Ctx {
     Ctx {
         gw: gw.clone(),
-        policy: gw.policy.load_full(),
-        directory: gw.directory.snapshot(),
+        policy: gw.policy().load_full(),
+        directory: gw.directory().snapshot(),
         face,
         public_base: "http://127.0.0.1:8080".into(),
         request_id: "0190f000000070008000000000000001".into(),
@@ -61,23 +59,23 @@ pub(super) fn ctx(gw: &Arc<Gateway>, face: Version) -> Ctx {
 }
 
 /// A token the gateway issues the test client for the demo tenant.
-pub(super) async fn token(gw: &Gateway) -> String {
+pub(crate) async fn token(gw: &Services) -> String {
     let body = format!("grant_type=client_credentials&client_id={CLIENT}&client_secret={SECRET}&scope={TENANT}");
     let mut headers = HeaderMap::new();
     headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
-    let answer = gw.auth.token(&headers, None, body.as_bytes(), IpAddr::V4(Ipv4Addr::LOCALHOST)).await;
+    let answer = gw.auth().token(&headers, None, body.as_bytes(), IpAddr::V4(Ipv4Addr::LOCALHOST)).await;
     answer.expect("a token")["access_token"].as_str().expect("access_token").to_owned()
 }
 
 /// `Authorization: Bearer <token>`.
-pub(super) fn bearer(token: &str) -> HeaderMap {
+pub(crate) fn bearer(token: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(http::header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
     headers
 }
 
 /// The test client's claims for the demo tenant.
-pub(super) fn claims() -> Claims {
+pub(crate) fn claims() -> Claims {
     Claims {
         client_id: CLIENT.into(),
         tenant_id: TENANT.into(),
@@ -88,7 +86,7 @@ pub(super) fn claims() -> Claims {
 }
 
 /// A parsed GET of `rest` (`Patient/p1`, `Patient?family=x`).
-pub(super) fn get(ctx: &Ctx, rest: &str) -> Request {
+pub(crate) fn get(ctx: &Ctx, rest: &str) -> Request {
     let (path, query) = rest.split_once('?').map_or((rest, None), |(p, q)| (p, Some(q)));
     let request = super::parse::parse(ctx, &Method::GET, path, query, &HeaderMap::new(), bytes::Bytes::new())
         .expect("a valid request");

@@ -5,6 +5,7 @@
 //! Plain TOML a partner can read and diff. Modules are named by path
 //! (relative to the policy file) and pinned by SHA-256.
 
+pub mod invoke;
 pub mod shadow;
 
 use std::collections::{BTreeMap, HashMap};

@@ -402,7 +402,7 @@ impl Run {
         ctx: CallContext,
         token: &str,
         request: &Request,
-        served: &Result<Result<Claims, Denial>, GuestFault>,
+        served: &Result<Result<Arc<Claims>, Denial>, GuestFault>,
     ) {
         let call = Call {
             partner: ctx.partner.clone(),
@@ -410,7 +410,7 @@ impl Run {
             tenant: None,
             resource_type: request.resource_type.clone(),
         };
-        let served = Decision::of(served, Decision::accepted);
+        let served = Decision::of(served, |c: &Arc<Claims>| Decision::accepted(c));
         let module = self.shadow.bound.module.clone();
         let (token, request) = (token.to_owned(), request.clone());
         self.compare(call, served, async move {

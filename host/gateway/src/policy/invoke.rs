@@ -1,0 +1,231 @@
+//! One call of a role's module, as every pipeline phase makes it: the
+//! serving module answers, the role's shadow candidate (when one runs and the
+//! serving module is the partner's) is sampled on the same call, and a fault
+//! or a denial becomes the [`Failure`] the client is answered with.
+//!
+//! The calls are the four of the WIT worlds: [`Validate`], [`Route`],
+//! [`ShapeRequest`] and [`ShapeResponse`].
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fhirgate_core::failure::Failure;
+use fhirgate_sandbox::bindings::routing::Target;
+use fhirgate_sandbox::bindings::shaping::{Exchange, Shaped, UpstreamRequest};
+use fhirgate_sandbox::bindings::types::{Claims, Denial, Request};
+use fhirgate_sandbox::{CallContext, GuestFault, Module, Role};
+
+use super::shadow::Run;
+use super::{BoundModule, Policy};
+
+/// What a module's call comes to: an answer, a denial, or a fault.
+pub type Outcome<T> = Result<Result<T, Denial>, GuestFault>;
+
+/// What a fault of the serving module is answered with instead of an error,
+/// when the policy allows it (`on_fault = "pass-through"`).
+pub type Fallback<'a, T> = Box<dyn FnOnce(&GuestFault) -> T + Send + 'a>;
+
+/// A call a role's module answers, and how its shadow candidate answers the
+/// same one.
+pub trait Call: Sync {
+    type Answer: Send;
+    const ROLE: Role;
+    /// Which of the role's calls this is (a shaper's second is the answer):
+    /// each is sampled for the shadow on its own.
+    const INDEX: usize;
+    fn ask(&self, module: &Module, cx: CallContext) -> impl Future<Output = Outcome<Self::Answer>> + Send;
+    fn shadow(&self, run: Run, cx: CallContext, served: &Outcome<Self::Answer>);
+}
+
+/// Runs `call` on `serving`, samples the role's shadow, and classifies the
+/// outcome. `context` builds the call context of a module (the serving one,
+/// then the candidate). `known` is the serving module's answer when it is
+/// already known (a cached verdict): the module is not asked again, the
+/// candidate still is. `on_fault` stands in for a fault of the serving module.
+pub async fn invoke<C: Call>(
+    policy: &Policy,
+    serving: &BoundModule,
+    context: &(dyn Fn(&BoundModule) -> CallContext + Sync),
+    call: C,
+    known: Option<C::Answer>,
+    on_fault: Option<Fallback<'_, C::Answer>>,
+) -> Result<C::Answer, Failure> {
+    let outcome = match known {
+        Some(answer) => Ok(Ok(answer)),
+        None => call.ask(&serving.module, context(serving)).await,
+    };
+    // The candidate stands in for the partner's module: tenants with their
+    // own are not compared.
+    if let Some(shadow) = policy.shadows.of(C::ROLE).as_ref()
+        && std::ptr::eq(serving, policy.module(C::ROLE))
+        && let Some(run) = shadow.sample(C::INDEX)
+    {
+        call.shadow(run, context(&shadow.bound), &outcome);
+    }
+    match outcome {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(d)) => Err(Failure::denial(C::ROLE, d.status, &d.code, &d.message)),
+        Err(fault) => match on_fault {
+            Some(fallback) => Ok(fallback(&fault)),
+            None => Err(Failure::from_fault(C::ROLE, &fault)),
+        },
+    }
+}
+
+/// The token-validation module on a bearer token.
+pub struct Validate<'a> {
+    pub token: &'a str,
+    pub request: &'a Request,
+}
+
+impl Call for Validate<'_> {
+    /// Shared, as a verdict is cached and reused.
+    type Answer = Arc<Claims>;
+    const ROLE: Role = Role::TokenValidation;
+    const INDEX: usize = 0;
+    async fn ask(&self, module: &Module, cx: CallContext) -> Outcome<Arc<Claims>> {
+        Ok(module.validate(cx, self.token, self.request).await?.map(Arc::new))
+    }
+    fn shadow(&self, run: Run, cx: CallContext, served: &Outcome<Arc<Claims>>) {
+        run.validate(cx, self.token, self.request, served);
+    }
+}
+
+/// The routing module on an authenticated request.
+pub struct Route<'a> {
+    pub claims: &'a Claims,
+    pub request: &'a Request,
+}
+
+impl Call for Route<'_> {
+    type Answer = Target;
+    const ROLE: Role = Role::Routing;
+    const INDEX: usize = 0;
+    fn ask(&self, module: &Module, cx: CallContext) -> impl Future<Output = Outcome<Target>> + Send {
+        module.route(cx, self.claims, self.request)
+    }
+    fn shadow(&self, run: Run, cx: CallContext, served: &Outcome<Target>) {
+        run.route(cx, self.claims, self.request, served);
+    }
+}
+
+/// The shaping module on the upstream request the router chose.
+pub struct ShapeRequest<'a> {
+    pub tenant: &'a str,
+    pub exchange: &'a Exchange,
+    pub request: &'a UpstreamRequest,
+}
+
+impl Call for ShapeRequest<'_> {
+    type Answer = UpstreamRequest;
+    const ROLE: Role = Role::Shaping;
+    const INDEX: usize = 0;
+    fn ask(&self, module: &Module, cx: CallContext) -> impl Future<Output = Outcome<UpstreamRequest>> + Send {
+        module.shape_request(cx, self.exchange, self.request)
+    }
+    fn shadow(&self, run: Run, cx: CallContext, served: &Outcome<UpstreamRequest>) {
+        run.shape_request(cx, self.tenant, self.exchange, self.request, served);
+    }
+}
+
+/// The shaping module on the provider's answer.
+pub struct ShapeResponse<'a> {
+    pub tenant: &'a str,
+    pub exchange: &'a Exchange,
+    pub status: u16,
+    pub body: &'a Bytes,
+}
+
+impl Call for ShapeResponse<'_> {
+    type Answer = Shaped;
+    const ROLE: Role = Role::Shaping;
+    const INDEX: usize = 1;
+    fn ask(&self, module: &Module, cx: CallContext) -> impl Future<Output = Outcome<Shaped>> + Send {
+        module.shape_response(cx, self.exchange, self.status, self.body)
+    }
+    fn shadow(&self, run: Run, cx: CallContext, served: &Outcome<Shaped>) {
+        run.shape_response(cx, self.tenant, self.exchange, self.status, self.body.clone(), served);
+    }
+}
+
+/// The role's shadow candidate, when the policy runs one.
+impl super::Shadows {
+    pub fn of(&self, role: Role) -> &Option<Arc<super::shadow::Shadow>> {
+        match role {
+            Role::TokenValidation => &self.validator,
+            Role::Routing => &self.router,
+            Role::Shaping => &self.shaper,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fhirgate_core::Version;
+    use http::StatusCode;
+
+    use super::*;
+    use crate::pipeline::testing;
+
+    fn exchange() -> Exchange {
+        Exchange {
+            client_version: fhirgate_sandbox::wit_version(Version::Stu3),
+            upstream_version: fhirgate_sandbox::wit_version(Version::R4),
+            interaction: fhirgate_sandbox::bindings::types::Interaction::Read,
+            gateway_base: "http://127.0.0.1:8080/stu3".into(),
+            upstream_base: testing::PROVIDER_BASE.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_modules_answer_is_served_and_its_denial_is_the_roles_failure() {
+        let gw = testing::gateway().await;
+        let ctx = testing::ctx(&gw, Version::Stu3);
+        let policy = ctx.policy.clone();
+        let request = testing::get(&ctx, "Patient/p1");
+        let context = |b: &BoundModule| ctx.call_ctx_of(b);
+        let claims = testing::claims();
+        let call = Route { claims: &claims, request: &request };
+        let target = invoke(&policy, &policy.router, &context, call, None, None).await.unwrap();
+        assert_eq!(target.provider_id, "demo");
+        let call = Validate { token: "not-a-token-of-ours", request: &request };
+        let f = invoke(&policy, &policy.validator, &context, call, None, None).await.unwrap_err();
+        assert_eq!((f.status, f.bearer_error.as_deref()), (StatusCode::UNAUTHORIZED, Some("invalid_token")));
+    }
+
+    #[tokio::test]
+    async fn a_known_answer_is_served_without_asking_the_module() {
+        let gw = testing::gateway().await;
+        let ctx = testing::ctx(&gw, Version::Stu3);
+        let policy = ctx.policy.clone();
+        let request = testing::get(&ctx, "Patient/p1");
+        let known = Arc::new(testing::claims());
+        // The validator would refuse this token; the cached verdict stands.
+        let call = Validate { token: "not-a-token-of-ours", request: &request };
+        let served =
+            invoke(&policy, &policy.validator, &|b| ctx.call_ctx_of(b), call, Some(known.clone()), None).await.unwrap();
+        assert!(Arc::ptr_eq(&served, &known));
+    }
+
+    #[tokio::test]
+    async fn a_fault_is_the_roles_failure_unless_a_fallback_stands_in() {
+        let gw = testing::gateway().await;
+        let ctx = testing::ctx(&gw, Version::Stu3);
+        let policy = ctx.policy.clone();
+        let exchange = exchange();
+        let request = UpstreamRequest { path: "Patient/p1".into(), params: vec![] };
+        // The validator exports no shaping: asking it to shape is a fault.
+        let call = || ShapeRequest { tenant: testing::TENANT, exchange: &exchange, request: &request };
+        let context = |b: &BoundModule| ctx.call_ctx_of(b);
+        let f = invoke(&policy, &policy.validator, &context, call(), None, None).await.unwrap_err();
+        assert_eq!(f.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(f.fault, fhirgate_core::failure::Fault::Module);
+        let fallback: Fallback<'_, UpstreamRequest> = Box::new(|fault| {
+            assert!(matches!(fault, GuestFault::NotExported(Role::Shaping)), "{fault}");
+            UpstreamRequest { path: "Patient/fallback".into(), params: vec![] }
+        });
+        let served = invoke(&policy, &policy.validator, &context, call(), None, Some(fallback)).await.unwrap();
+        assert_eq!(served.path, "Patient/fallback");
+    }
+}
