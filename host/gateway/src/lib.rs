@@ -11,6 +11,7 @@
 //!   [`policy::invoke`], the one way a phase calls a module (served module,
 //!   shadow sample, faults and denials as failures), and [`policy::shadow`],
 //!   a candidate module deciding beside the active one;
+//! - [`access`]: the access log's writer and its AuditEvent rendering;
 //! - [`activation`]: a changed policy checked and swapped in while serving;
 //! - [`directory`]: tenants → providers, onboarding with approval;
 //! - [`oauth`]: the authorization server (one client registry, signing keys,
@@ -24,6 +25,7 @@
 //! - [`app`]: the one composition root, built from config, with the
 //!   background tasks it starts and stops.
 
+pub mod access;
 pub mod activation;
 pub mod app;
 pub mod capability;

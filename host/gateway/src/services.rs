@@ -5,12 +5,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::access::AccessLog;
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use fhirgate_core::FACES;
 use fhirgate_sandbox::Runtime;
 use fhirgate_store::Store;
-use fhirgate_store::access::AccessLog;
 use fhirgate_upstream::Upstream;
 use http::Request;
 use http::header::HOST;
@@ -50,7 +50,7 @@ impl GatewayState {
             .declare(&policy.partner, &policy.providers, &policy.declared_tenants())
             .await
             .with_context(|| "in the policy's [providers] and [tenants]".to_owned())?;
-        let access = AccessLog::start(store.clone());
+        let access = AccessLog::start(Arc::new(store.clone()));
         Ok(GatewayState { store, directory, access, sealer })
     }
 }

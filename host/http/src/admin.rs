@@ -43,11 +43,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use fhirgate_core::failure::{Body, json_response, no_store};
+use fhirgate_gateway::access::{AccessQuery, audit_event_bundle};
 use fhirgate_gateway::directory::ProviderSpec;
 use fhirgate_gateway::directory::onboarding::DirectoryError;
 use fhirgate_gateway::principal::Principal;
 use fhirgate_gateway::services::Services;
-use fhirgate_store::access::{AccessQuery, audit_event_bundle};
 use fhirgate_store::{ClientStatus, clients::RegistryError};
 
 fn answer(status: StatusCode, body: Value) -> Response<Body> {

@@ -4,7 +4,7 @@
 
 use sqlx::Row;
 
-use super::Store;
+use super::{RepoFuture, Store};
 
 /// One stored signing key.
 #[derive(Debug, Clone)]
@@ -19,8 +19,32 @@ pub struct KeyRow {
     pub retired_at: Option<i64>,
 }
 
+/// Where signing keys are kept.
+pub trait KeyRepository: Send + Sync {
+    /// Every stored key, newest first.
+    fn all(&self) -> RepoFuture<'_, Vec<KeyRow>>;
+    /// Adds a key.
+    fn insert<'a>(&'a self, key: &'a KeyRow) -> RepoFuture<'a, ()>;
+    /// Retires every key still signing, as of `at`.
+    fn retire_active(&self, at: i64) -> RepoFuture<'_, ()>;
+}
+
+impl KeyRepository for Store {
+    fn all(&self) -> RepoFuture<'_, Vec<KeyRow>> {
+        Box::pin(async move { Ok(all(self).await?) })
+    }
+
+    fn insert<'a>(&'a self, key: &'a KeyRow) -> RepoFuture<'a, ()> {
+        Box::pin(async move { Ok(insert(self, key).await?) })
+    }
+
+    fn retire_active(&self, at: i64) -> RepoFuture<'_, ()> {
+        Box::pin(async move { Ok(retire_active(self, at).await?) })
+    }
+}
+
 /// Every stored key, newest first.
-pub async fn all(store: &Store) -> Result<Vec<KeyRow>, sqlx::Error> {
+async fn all(store: &Store) -> Result<Vec<KeyRow>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT kid, alg, private_pem, created_at, retired_at FROM signing_keys ORDER BY created_at DESC, kid",
     )
@@ -40,7 +64,7 @@ pub async fn all(store: &Store) -> Result<Vec<KeyRow>, sqlx::Error> {
 }
 
 /// Adds a key.
-pub async fn insert(store: &Store, key: &KeyRow) -> Result<(), sqlx::Error> {
+async fn insert(store: &Store, key: &KeyRow) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO signing_keys (kid, alg, private_pem, created_at, retired_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(&key.kid)
         .bind(&key.alg)
@@ -53,7 +77,7 @@ pub async fn insert(store: &Store, key: &KeyRow) -> Result<(), sqlx::Error> {
 }
 
 /// Retires every key still signing, as of `at`.
-pub async fn retire_active(store: &Store, at: i64) -> Result<(), sqlx::Error> {
+async fn retire_active(store: &Store, at: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
         .bind(at)
         .execute(store.pool())

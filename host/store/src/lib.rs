@@ -2,19 +2,25 @@
 //! signing keys, the tenant directory, the access log and the audit trail of
 //! changes — in SQLite by default (a file in the data directory, created on
 //! first run). Queries go through `sqlx`'s `Any` driver in portable SQL, with
-//! the migrations in `migrations/`, so that a PostgreSQL backend can sit
-//! beside it with its own.
+//! the migrations in `migrations/sqlite/`, so that a PostgreSQL backend can
+//! sit beside it with its own `migrations/postgres/`. The access log and the
+//! signing keys are reached through repository traits
+//! ([`access::AccessRepository`], [`keys::KeyRepository`]) that return plain
+//! rows.
 //!
 //! Layout:
 //! - [`Store`]: the pool, the schema, write transactions;
 //! - [`clients`]: registered clients and their hashed secrets;
-//! - [`keys`]: signing keys as rows;
+//! - [`keys`]: signing keys as rows, behind [`keys::KeyRepository`];
 //! - [`directory`]: providers, tenant mappings and their history as rows;
-//! - [`access`]: the access log (written in batches) and its AuditEvents.
+//! - [`access`]: access records and change events as rows, behind
+//!   [`access::AccessRepository`].
 
 pub mod access;
 pub mod clients;
 pub mod directory;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 pub mod keys;
 
 use std::path::{Path, PathBuf};
@@ -25,8 +31,12 @@ use sqlx::any::AnyPoolOptions;
 
 pub use clients::{Client, ClientStatus, Registry, SecretInfo};
 
+/// What a repository method returns: a boxed future, so that the
+/// repositories are used as trait objects, whichever database is behind them.
+pub type RepoFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<T>> + Send + 'a>>;
+
 /// The embedded migrations, applied on open.
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// A connection pool with the schema applied.
 #[derive(Clone)]

@@ -28,8 +28,8 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let Args { data_dir, tenant, client, patient, since, until, limit, fhir } = args;
     let store = fhirgate_store::Store::open_dir(&data_dir).await?;
-    let log = fhirgate_store::access::AccessLog::start(store);
-    let q = fhirgate_store::access::AccessQuery {
+    let log = fhirgate_gateway::access::AccessLog::start(std::sync::Arc::new(store));
+    let q = fhirgate_gateway::access::AccessQuery {
         tenant: tenant.map(|t| t.to_ascii_lowercase()),
         client,
         patient,
@@ -40,7 +40,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let records = log.query(&q).await?;
     let out = if fhir {
-        fhirgate_store::access::audit_event_bundle(&records, "fhirgate")
+        fhirgate_gateway::access::audit_event_bundle(&records, "fhirgate")
     } else {
         serde_json::json!({ "records": records })
     };

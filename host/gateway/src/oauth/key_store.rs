@@ -4,8 +4,7 @@
 use std::str::FromStr;
 
 use fhirgate_core::clock::now_seconds;
-use fhirgate_store::Store;
-use fhirgate_store::keys::{self as rows, KeyRow};
+use fhirgate_store::keys::{KeyRepository, KeyRow};
 use jsonwebtoken::Algorithm;
 
 use super::keys::{KeyRing, SigningKey};
@@ -13,11 +12,11 @@ use super::keys::{KeyRing, SigningKey};
 /// Loads the key ring, creating the first `alg` key if the store has none.
 /// Retired keys are published for `publish_seconds` after retirement (the
 /// token lifetime plus clock leeway).
-pub async fn load_ring(store: &Store, alg: Algorithm, publish_seconds: u64) -> anyhow::Result<KeyRing> {
+pub async fn load_ring(store: &dyn KeyRepository, alg: Algorithm, publish_seconds: u64) -> anyhow::Result<KeyRing> {
     let now = now_seconds() as i64;
     let mut active = None;
     let mut retired = Vec::new();
-    for r in rows::all(store).await? {
+    for r in store.all().await? {
         let key_alg = Algorithm::from_str(&r.alg)?;
         match r.retired_at {
             None if active.is_none() => active = Some(SigningKey::from_pem(key_alg, &r.private_pem)?),
@@ -39,7 +38,7 @@ pub async fn load_ring(store: &Store, alg: Algorithm, publish_seconds: u64) -> a
     Ok(KeyRing::new(active, retired))
 }
 
-async fn insert(store: &Store, key: &SigningKey) -> anyhow::Result<()> {
+async fn insert(store: &dyn KeyRepository, key: &SigningKey) -> anyhow::Result<()> {
     let row = KeyRow {
         kid: key.kid().to_owned(),
         alg: format!("{:?}", key.alg()),
@@ -47,14 +46,14 @@ async fn insert(store: &Store, key: &SigningKey) -> anyhow::Result<()> {
         created_at: now_seconds() as i64,
         retired_at: None,
     };
-    rows::insert(store, &row).await?;
+    store.insert(&row).await?;
     Ok(())
 }
 
 /// Retires the active keys and creates a new `alg` key; returns the new ring.
-pub async fn rotate(store: &Store, alg: Algorithm, publish_seconds: u64) -> anyhow::Result<KeyRing> {
+pub async fn rotate(store: &dyn KeyRepository, alg: Algorithm, publish_seconds: u64) -> anyhow::Result<KeyRing> {
     let key = SigningKey::generate_for(alg)?;
-    rows::retire_active(store, now_seconds() as i64).await?;
+    store.retire_active(now_seconds() as i64).await?;
     insert(store, &key).await?;
     tracing::info!(target: "fhirgate::audit", event = "signing-key-rotated", kid = key.kid(), "signing key rotated");
     load_ring(store, alg, publish_seconds).await
@@ -65,7 +64,7 @@ mod tests {
 
     #[tokio::test]
     async fn rotation_keeps_old_keys_published_for_the_window() {
-        let store = Store::open("sqlite::memory:").await.unwrap();
+        let store = fhirgate_store::Store::open("sqlite::memory:").await.unwrap();
         let ring = load_ring(&store, Algorithm::ES256, 3600).await.unwrap();
         let first = ring.active().kid().to_owned();
         // Loading again does not create another key.

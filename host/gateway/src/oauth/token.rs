@@ -47,7 +47,7 @@ pub struct AuthServer {
     /// Where token issuance and refused client authentications are
     /// recorded: the store's change audit trail, written in batches by the
     /// access log's writer.
-    pub events: Option<fhirgate_store::access::AccessLog>,
+    pub events: Option<crate::access::AccessLog>,
 }
 
 /// Cache key of a validation verdict: the token's SHA-256, the digest of the

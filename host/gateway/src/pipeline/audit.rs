@@ -4,8 +4,8 @@
 
 use std::time::Instant;
 
+use crate::access::{AccessLog, AccessRecord, Outcome};
 use fhirgate_core::Version;
-use fhirgate_store::access::{AccessLog, AccessRecord, Outcome};
 
 use super::Ctx;
 
@@ -129,7 +129,7 @@ impl Drop for AccessGuard {
 
 #[cfg(test)]
 mod tests {
-    use fhirgate_store::access::AccessQuery;
+    use crate::access::AccessQuery;
 
     use super::super::testing;
     use super::*;

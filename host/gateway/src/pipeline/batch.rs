@@ -231,8 +231,8 @@ pub(super) fn full_url(base: &str, resource: &RawValue) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use crate::access::AccessQuery;
     use fhirgate_core::Version;
-    use fhirgate_store::access::AccessQuery;
     use http_body_util::BodyExt as _;
     use serde_json::json;
 

@@ -36,7 +36,7 @@ mod route;
 mod shape_request;
 mod shape_response;
 #[cfg(test)]
-pub(crate) mod testing;
+mod testing;
 
 use std::sync::Arc;
 
@@ -75,7 +75,7 @@ impl Ctx {
         format!("{}/{}", self.public_base, self.face.face())
     }
 
-    pub(crate) fn call_ctx_of(&self, bound: &BoundModule) -> CallContext {
+    fn call_ctx_of(&self, bound: &BoundModule) -> CallContext {
         CallContext {
             partner: self.policy.partner.clone(),
             module: bound.module.name().clone(),
@@ -222,4 +222,81 @@ fn tenant_refused(r: Refusal) -> Failure {
         }
     };
     Failure::client(StatusCode::FORBIDDEN, message)
+}
+
+/// [`crate::policy::invoke`] as the phases call it.
+#[cfg(test)]
+mod invoke_tests {
+    use fhirgate_core::Version;
+    use http::StatusCode;
+
+    use std::sync::Arc;
+
+    use fhirgate_sandbox::bindings::shaping::{Exchange, UpstreamRequest};
+    use fhirgate_sandbox::{GuestFault, Role};
+
+    use super::testing;
+    use crate::policy::BoundModule;
+    use crate::policy::invoke::*;
+
+    fn exchange() -> Exchange {
+        Exchange {
+            client_version: fhirgate_sandbox::wit_version(Version::Stu3),
+            upstream_version: fhirgate_sandbox::wit_version(Version::R4),
+            interaction: fhirgate_sandbox::bindings::types::Interaction::Read,
+            gateway_base: "http://127.0.0.1:8080/stu3".into(),
+            upstream_base: testing::PROVIDER_BASE.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_modules_answer_is_served_and_its_denial_is_the_roles_failure() {
+        let gw = testing::gateway().await;
+        let ctx = testing::ctx(&gw, Version::Stu3);
+        let policy = ctx.policy.clone();
+        let request = testing::get(&ctx, "Patient/p1");
+        let context = |b: &BoundModule| ctx.call_ctx_of(b);
+        let claims = testing::claims();
+        let call = Route { claims: &claims, request: &request };
+        let target = invoke(&policy, &policy.router, &context, call, None, None).await.unwrap();
+        assert_eq!(target.provider_id, "demo");
+        let call = Validate { token: "not-a-token-of-ours", request: &request };
+        let f = invoke(&policy, &policy.validator, &context, call, None, None).await.unwrap_err();
+        assert_eq!((f.status, f.bearer_error.as_deref()), (StatusCode::UNAUTHORIZED, Some("invalid_token")));
+    }
+
+    #[tokio::test]
+    async fn a_known_answer_is_served_without_asking_the_module() {
+        let gw = testing::gateway().await;
+        let ctx = testing::ctx(&gw, Version::Stu3);
+        let policy = ctx.policy.clone();
+        let request = testing::get(&ctx, "Patient/p1");
+        let known = Arc::new(testing::claims());
+        // The validator would refuse this token; the cached verdict stands.
+        let call = Validate { token: "not-a-token-of-ours", request: &request };
+        let served =
+            invoke(&policy, &policy.validator, &|b| ctx.call_ctx_of(b), call, Some(known.clone()), None).await.unwrap();
+        assert!(Arc::ptr_eq(&served, &known));
+    }
+
+    #[tokio::test]
+    async fn a_fault_is_the_roles_failure_unless_a_fallback_stands_in() {
+        let gw = testing::gateway().await;
+        let ctx = testing::ctx(&gw, Version::Stu3);
+        let policy = ctx.policy.clone();
+        let exchange = exchange();
+        let request = UpstreamRequest { path: "Patient/p1".into(), params: vec![] };
+        // The validator exports no shaping: asking it to shape is a fault.
+        let call = || ShapeRequest { tenant: testing::TENANT, exchange: &exchange, request: &request };
+        let context = |b: &BoundModule| ctx.call_ctx_of(b);
+        let f = invoke(&policy, &policy.validator, &context, call(), None, None).await.unwrap_err();
+        assert_eq!(f.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(f.fault, fhirgate_core::failure::Fault::Module);
+        let fallback: Fallback<'_, UpstreamRequest> = Box::new(|fault| {
+            assert!(matches!(fault, GuestFault::NotExported(Role::Shaping)), "{fault}");
+            UpstreamRequest { path: "Patient/fallback".into(), params: vec![] }
+        });
+        let served = invoke(&policy, &policy.validator, &context, call(), None, Some(fallback)).await.unwrap();
+        assert_eq!(served.path, "Patient/fallback");
+    }
 }

@@ -19,14 +19,14 @@ use crate::policy::PolicyFile;
 use crate::services::{GatewayState, Services};
 
 /// The demo policy's tenant, active with the provider `demo`.
-pub(crate) const TENANT: &str = "3f2b8c1e-6d4a-4b7f-9e21-5a0c7d9e4b13";
-pub(crate) const CLIENT: &str = "phase-tests";
+pub(super) const TENANT: &str = "3f2b8c1e-6d4a-4b7f-9e21-5a0c7d9e4b13";
+pub(super) const CLIENT: &str = "phase-tests";
 const SECRET: &str = "phase-tests-secret-0123456789abcdefghijklmnop";
 /// The demo provider's base in the policy: never dialled by these tests.
-pub(crate) const PROVIDER_BASE: &str = "http://127.0.0.1:8081/fhir";
+pub(super) const PROVIDER_BASE: &str = "http://127.0.0.1:8081/fhir";
 
 /// A gateway on the demo policy; requests on it start with [`ctx`].
-pub(crate) async fn gateway() -> Arc<Services> {
+pub(super) async fn gateway() -> Arc<Services> {
     let policy_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../policies/demo/policy.toml");
     let mut config = Config::with_defaults(policy_path.clone());
     config.clients.push(ClientConfig {
@@ -46,7 +46,7 @@ pub(crate) async fn gateway() -> Arc<Services> {
 }
 
 /// A request's context on `face`, as the HTTP layer makes one.
-pub(crate) fn ctx(gw: &Arc<Services>, face: Version) -> Ctx {
+pub(super) fn ctx(gw: &Arc<Services>, face: Version) -> Ctx {
     Ctx {
         gw: gw.clone(),
         policy: gw.policy().load_full(),
@@ -59,7 +59,7 @@ pub(crate) fn ctx(gw: &Arc<Services>, face: Version) -> Ctx {
 }
 
 /// A token the gateway issues the test client for the demo tenant.
-pub(crate) async fn token(gw: &Services) -> String {
+pub(super) async fn token(gw: &Services) -> String {
     let body = format!("grant_type=client_credentials&client_id={CLIENT}&client_secret={SECRET}&scope={TENANT}");
     let mut headers = HeaderMap::new();
     headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
@@ -68,14 +68,14 @@ pub(crate) async fn token(gw: &Services) -> String {
 }
 
 /// `Authorization: Bearer <token>`.
-pub(crate) fn bearer(token: &str) -> HeaderMap {
+pub(super) fn bearer(token: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(http::header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
     headers
 }
 
 /// The test client's claims for the demo tenant.
-pub(crate) fn claims() -> Claims {
+pub(super) fn claims() -> Claims {
     Claims {
         client_id: CLIENT.into(),
         tenant_id: TENANT.into(),
@@ -86,7 +86,7 @@ pub(crate) fn claims() -> Claims {
 }
 
 /// A parsed GET of `rest` (`Patient/p1`, `Patient?family=x`).
-pub(crate) fn get(ctx: &Ctx, rest: &str) -> Request {
+pub(super) fn get(ctx: &Ctx, rest: &str) -> Request {
     let (path, query) = rest.split_once('?').map_or((rest, None), |(p, q)| (p, Some(q)));
     let request = super::parse::parse(ctx, &Method::GET, path, query, &HeaderMap::new(), bytes::Bytes::new())
         .expect("a valid request");
