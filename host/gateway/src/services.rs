@@ -100,7 +100,9 @@ impl Services {
         let mut clients = ClientRegistry::from_config(&config.clients)?;
         let (mut ring, mut key_policy) = (None, None);
         if let Some(dir) = &config.data_dir {
-            let registry = fhirgate_store::open_registry(dir).await?;
+            // The same store as the directory and the access log: one pool.
+            let registry =
+                fhirgate_store::Registry::new(state.store.clone(), fhirgate_store::load_or_create_pepper(dir)?);
             let policy = (config.token.algorithm()?, config.token.publish_seconds());
             ring = Some(key_store::load_ring(registry.store(), policy.0, policy.1).await?);
             clients = clients.with_store(registry);

@@ -4,10 +4,18 @@
 //! itself is [`fhirgate_gateway::pipeline`].
 //!
 //! Layout:
-//! - [`server`]: binding, serving connections, dispatching each request;
-//! - [`admin`]: the admin API's handlers.
+//! - [`server`]: binding, serving connections, each request's id;
+//! - `body`: request bodies read up to a limit;
+//! - `routes`: the route table, path → surface;
+//! - `fhir`: the FHIR faces (discovery, then the pipeline);
+//! - `oauth`: the token, revocation and introspection endpoints;
+//! - [`admin`]: the admin API's handlers, by concern.
 
 pub mod admin;
+mod body;
+mod fhir;
+mod oauth;
+mod routes;
 pub mod server;
 
 pub use server::{bind, run, serve_connections};

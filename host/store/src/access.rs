@@ -13,6 +13,9 @@ use sqlx::any::AnyRow;
 
 use super::{RepoFuture, Store};
 
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
+
 /// Records a query returns when it names no limit, and at most.
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
@@ -311,7 +314,7 @@ fn from_row(row: &AnyRow) -> anyhow::Result<AccessRecord> {
 
 #[cfg(test)]
 mod tests {
-    use crate::fixtures::{T0, rec};
+    use super::fixtures::{T0, rec};
     use serde_json::json;
 
     use super::*;

@@ -19,8 +19,6 @@
 pub mod access;
 pub mod clients;
 pub mod directory;
-#[cfg(any(test, feature = "fixtures"))]
-pub mod fixtures;
 pub mod keys;
 
 use std::path::{Path, PathBuf};

@@ -175,7 +175,7 @@ fn instant(at_ms: i64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use fhirgate_store::fixtures::{T0, rec, unauthenticated};
+    use fhirgate_store::access::fixtures::{T0, rec, unauthenticated};
     use std::collections::HashSet;
 
     use super::*;

@@ -209,7 +209,7 @@ async fn write(repo: &dyn AccessRepository, batch: &mut Batch, stats: &Stats) {
 
 #[cfg(test)]
 mod tests {
-    use fhirgate_store::fixtures::{T0, rec};
+    use fhirgate_store::access::fixtures::{T0, rec};
     use std::collections::HashSet;
     use std::time::Duration;
 

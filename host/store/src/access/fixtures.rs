@@ -1,6 +1,6 @@
 //! Rows for tests of this crate and the ones above it (feature `fixtures`).
 
-use crate::access::{AccessRecord, Outcome};
+use super::{AccessRecord, Outcome};
 
 /// 2026-11-23T22:30:00.123Z
 pub const T0: i64 = 1_795_473_000_123;

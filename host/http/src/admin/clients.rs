@@ -1,0 +1,167 @@
+//! The client registry, signing keys, token revocation and introspection,
+//! and the change trail, for operators.
+
+use bytes::Bytes;
+use http::{Method, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use fhirgate_core::failure::Body;
+use fhirgate_gateway::principal::Principal;
+use fhirgate_gateway::services::Services;
+use fhirgate_store::{ClientStatus, clients::RegistryError};
+
+use super::{answer, parse_body, problem};
+
+fn registry_error(e: RegistryError) -> Response<Body> {
+    match e {
+        RegistryError::UnknownClient(_) | RegistryError::UnknownSecret { .. } => {
+            problem(StatusCode::NOT_FOUND, e.to_string())
+        }
+        RegistryError::InvalidTenant(_) | RegistryError::Incomplete | RegistryError::InvalidJwks(_) => {
+            problem(StatusCode::BAD_REQUEST, e.to_string())
+        }
+        RegistryError::Store(_) => {
+            tracing::error!(error = %e, "admin API: store failure");
+            problem(StatusCode::SERVICE_UNAVAILABLE, "The store is unavailable.")
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateClient {
+    name: String,
+    tenants: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rotate {
+    #[serde(default = "default_grace")]
+    grace_seconds: u64,
+}
+
+fn default_grace() -> u64 {
+    86_400
+}
+
+/// `/admin/clients…`, `/admin/keys/rotate`, `/admin/revoke`,
+/// `/admin/introspect` and `/admin/audit`, acting as `principal`.
+pub(super) async fn endpoint(
+    gw: &Services,
+    principal: Principal,
+    method: &Method,
+    segments: &[&str],
+    query: Option<&str>,
+    body: &Bytes,
+) -> Response<Body> {
+    let Some(registry) = gw.auth().clients().stored() else {
+        return problem(StatusCode::NOT_FOUND, "The client registry is not enabled (set data_dir).");
+    };
+    let actor = principal.name();
+    let result = match (method, segments) {
+        (&Method::GET, ["clients"]) => registry.list().await.map(|c| answer(StatusCode::OK, json!({ "clients": c }))),
+        (&Method::POST, ["clients"]) => {
+            let req: CreateClient = match parse_body(body, "{name, tenants}") {
+                Ok(r) => r,
+                Err(message) => return problem(StatusCode::BAD_REQUEST, message),
+            };
+            registry.create(&req.name, &req.tenants, actor).await.map(|(client, secret)| {
+                answer(StatusCode::CREATED, json!({ "client": client, "client_secret": secret }))
+            })
+        }
+        (&Method::GET, ["clients", id]) => match registry.get(id).await {
+            Ok(Some(c)) => Ok(answer(StatusCode::OK, json!(c))),
+            Ok(None) => Err(RegistryError::UnknownClient((*id).to_owned())),
+            Err(e) => Err(e),
+        },
+        (&Method::DELETE, ["clients", id]) => {
+            registry.delete(id, actor).await.map(|()| answer(StatusCode::OK, json!({ "deleted": id })))
+        }
+        (&Method::POST, ["clients", id, "secrets"]) => registry
+            .add_secret(id, actor)
+            .await
+            .map(|(info, secret)| answer(StatusCode::CREATED, json!({ "secret": info, "client_secret": secret }))),
+        (&Method::DELETE, ["clients", id, "secrets", sid]) => {
+            registry.revoke_secret(id, sid, actor).await.map(|()| answer(StatusCode::OK, json!({ "revoked": sid })))
+        }
+        (&Method::POST, ["clients", id, "rotate"]) => {
+            let req: Rotate = match parse_body(body, "{grace_seconds}") {
+                Ok(r) => r,
+                Err(message) => return problem(StatusCode::BAD_REQUEST, message),
+            };
+            let until =
+                fhirgate_core::clock::now_seconds().saturating_add(req.grace_seconds).min(i64::MAX as u64) as i64;
+            registry.rotate(id, until, actor).await.map(|(info, secret)| {
+                answer(
+                    StatusCode::CREATED,
+                    json!({ "secret": info, "client_secret": secret, "previous_secrets_stop_at": until }),
+                )
+            })
+        }
+        (&Method::PUT, ["clients", id, "jwks"]) => {
+            let jwks: Value = match parse_body(body, "{keys: [...]}") {
+                Ok(v) => v,
+                Err(message) => return problem(StatusCode::BAD_REQUEST, message),
+            };
+            registry.set_jwks(id, Some(&jwks), actor).await.map(|()| answer(StatusCode::OK, json!({ "client_id": id })))
+        }
+        (&Method::DELETE, ["clients", id, "jwks"]) => {
+            registry.set_jwks(id, None, actor).await.map(|()| answer(StatusCode::OK, json!({ "client_id": id })))
+        }
+        (&Method::POST, ["clients", id, action @ ("disable" | "enable")]) => {
+            let status = if *action == "disable" { ClientStatus::Disabled } else { ClientStatus::Active };
+            registry
+                .set_status(id, status, actor)
+                .await
+                .map(|()| answer(StatusCode::OK, json!({ "client_id": id, "status": status })))
+        }
+        (&Method::POST, ["keys", "rotate"]) => {
+            let Some((alg, publish)) = gw.key_policy() else {
+                return problem(StatusCode::CONFLICT, "Signing keys are not kept in the store.");
+            };
+            return match fhirgate_gateway::oauth::key_store::rotate(registry.store(), alg, publish).await {
+                Ok(ring) => {
+                    let kid = ring.active().kid().to_owned();
+                    gw.auth().set_keys(ring);
+                    answer(StatusCode::CREATED, json!({ "kid": kid, "jwks": gw.auth().keys().jwks() }))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "admin API: key rotation failed");
+                    problem(StatusCode::SERVICE_UNAVAILABLE, "The key rotation failed.")
+                }
+            };
+        }
+        (&Method::POST, ["revoke"]) => {
+            let token = form_urlencoded::parse(body).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned());
+            return match token {
+                Some(t) => {
+                    let revoked = gw.auth().revoke_token(&t, None).await;
+                    answer(StatusCode::OK, json!({ "revoked": revoked }))
+                }
+                None => problem(StatusCode::BAD_REQUEST, "Send the token as the form parameter `token`."),
+            };
+        }
+        (&Method::POST, ["introspect"]) => {
+            let token = form_urlencoded::parse(body).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned());
+            return match token {
+                Some(t) => answer(StatusCode::OK, gw.auth().introspection(&t, None)),
+                None => problem(StatusCode::BAD_REQUEST, "Send the token as the form parameter `token`."),
+            };
+        }
+        (&Method::GET, ["audit"]) => {
+            let limit = query
+                .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "limit"))
+                .and_then(|(_, v)| v.parse::<i64>().ok())
+                .unwrap_or(100)
+                .clamp(1, 1000);
+            // Token issuance and refusals reach the trail through the access
+            // log's writer: what happened before this question is in the answer.
+            gw.access().flush().await;
+            registry.audit_events(limit).await.map(|e| answer(StatusCode::OK, json!({ "events": e })))
+        }
+        _ => return problem(StatusCode::NOT_FOUND, "No such admin endpoint."),
+    };
+    result.unwrap_or_else(registry_error)
+}

@@ -1,0 +1,143 @@
+//! The tenant directory (providers, tenant mappings, approvals) and the
+//! access log, for operators.
+
+use bytes::Bytes;
+use http::{Method, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use fhirgate_core::failure::{Body, json_response, no_store};
+use fhirgate_gateway::access::{AccessQuery, audit_event_bundle};
+use fhirgate_gateway::directory::ProviderSpec;
+use fhirgate_gateway::directory::onboarding::DirectoryError;
+use fhirgate_gateway::services::Services;
+
+use super::{answer, parse_body, problem, query_param};
+
+/// `{actor, …ProviderSpec}`: the actor beside the declaration's own fields.
+fn provider_put(body: &Bytes) -> Result<(String, ProviderSpec), String> {
+    let mut value: Value = parse_body(body, "{actor, base_url, fhir_version, ...}")?;
+    let actor = match value.as_object_mut().and_then(|o| o.remove("actor")) {
+        Some(Value::String(a)) => a,
+        _ => return Err("`actor` (a string) is required.".into()),
+    };
+    let spec = serde_json::from_value(value).map_err(|e| format!("Invalid provider: {e}"))?;
+    Ok((actor, spec))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MappingPut {
+    actor: String,
+    approver: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Decision {
+    actor: String,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+fn directory_error(e: DirectoryError) -> Response<Body> {
+    let status = match &e {
+        DirectoryError::Invalid(_) => StatusCode::BAD_REQUEST,
+        DirectoryError::NotFound(_) => StatusCode::NOT_FOUND,
+        DirectoryError::Conflict(_) => StatusCode::CONFLICT,
+        DirectoryError::Forbidden(_) => StatusCode::FORBIDDEN,
+        DirectoryError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        DirectoryError::Store(_) | DirectoryError::Reload(_) => {
+            tracing::error!(error = %e, "admin API: directory store failure");
+            return problem(StatusCode::SERVICE_UNAVAILABLE, "The store is unavailable.");
+        }
+    };
+    problem(status, e.to_string())
+}
+
+/// The directory and access-log endpoints; `None` for any other path.
+pub(super) async fn endpoint(
+    gw: &Services,
+    method: &Method,
+    segments: &[&str],
+    query: Option<&str>,
+    body: &Bytes,
+) -> Option<Response<Body>> {
+    let dir = &gw.directory();
+    macro_rules! body {
+        ($t:ty, $expected:expr) => {
+            match parse_body::<$t>(body, $expected) {
+                Ok(v) => v,
+                Err(message) => return Some(problem(StatusCode::BAD_REQUEST, message)),
+            }
+        };
+    }
+    let actor_param = || query_param(query, "actor").unwrap_or_default();
+    let result = match (method, segments) {
+        (&Method::GET, ["providers"]) => {
+            dir.providers_view().await.map(|p| answer(StatusCode::OK, json!({ "providers": p })))
+        }
+        (&Method::GET, ["providers", id]) => {
+            dir.provider_view(gw.upstream(), id).await.map(|p| answer(StatusCode::OK, p))
+        }
+        (&Method::PUT, ["providers", id]) => {
+            let (actor, spec) = match provider_put(body) {
+                Ok(v) => v,
+                Err(message) => return Some(problem(StatusCode::BAD_REQUEST, message)),
+            };
+            dir.put_provider(gw.upstream(), id, spec, &actor)
+                .await
+                .map(|(p, validated)| answer(StatusCode::OK, json!({ "provider": p, "metadata": validated })))
+        }
+        (&Method::DELETE, ["providers", id]) => {
+            dir.remove_provider(id, &actor_param()).await.map(|()| answer(StatusCode::OK, json!({ "removed": id })))
+        }
+        (&Method::GET, ["tenants"]) => {
+            dir.tenants_view().await.map(|t| answer(StatusCode::OK, json!({ "tenants": t })))
+        }
+        (&Method::GET, ["tenants", tenant]) => dir.tenant_view(tenant).await.map(|t| answer(StatusCode::OK, t)),
+        (&Method::PUT, ["tenants", tenant, "providers", id]) => {
+            let req = body!(MappingPut, "{actor, approver}");
+            dir.request_mapping(gw.upstream(), tenant, id, &req.approver, &req.actor)
+                .await
+                .map(|m| answer(StatusCode::OK, json!({ "mapping": m })))
+        }
+        (&Method::POST, ["tenants", tenant, "providers", id, action @ ("approve" | "reject")]) => {
+            let req = body!(Decision, "{actor, note?}");
+            dir.decide(tenant, id, &req.actor, *action == "approve", req.note)
+                .await
+                .map(|m| answer(StatusCode::OK, json!({ "mapping": m })))
+        }
+        (&Method::DELETE, ["tenants", tenant, "providers", id]) => dir
+            .remove_mapping(tenant, id, &actor_param())
+            .await
+            .map(|()| answer(StatusCode::OK, json!({ "removed": { "tenant_id": tenant, "provider_id": id } }))),
+        (&Method::GET, ["access"]) | (&Method::GET, ["access", "AuditEvent"]) => {
+            let ms = |name: &str| query_param(query, name).and_then(|v| v.parse::<i64>().ok());
+            let q = AccessQuery {
+                tenant: query_param(query, "tenant").map(|t| t.to_ascii_lowercase()),
+                client: query_param(query, "client"),
+                patient: query_param(query, "patient"),
+                request_id: query_param(query, "request_id"),
+                since_ms: ms("since"),
+                until_ms: ms("until"),
+                limit: query_param(query, "limit").and_then(|v| v.parse().ok()),
+            };
+            // What was recorded before this question is in the answer.
+            gw.access().flush().await;
+            return Some(match gw.access().query(&q).await {
+                Ok(records) if segments.len() == 2 => {
+                    let bundle = audit_event_bundle(&records, "fhirgate");
+                    no_store(json_response(StatusCode::OK, "application/fhir+json", bundle.to_string()))
+                }
+                Ok(records) => answer(StatusCode::OK, json!({ "records": records })),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "admin API: access log query failed");
+                    problem(StatusCode::SERVICE_UNAVAILABLE, "The store is unavailable.")
+                }
+            });
+        }
+        _ => return None,
+    };
+    Some(result.unwrap_or_else(directory_error))
+}

@@ -1,0 +1,132 @@
+//! The admin HTTP API, behind its own credential (a bearer token whose
+//! SHA-256 is configured), never a client token. The listener authenticates
+//! the request into a [`Principal`] before it reads the body; the handlers
+//! act as that principal.
+//!
+//! Layout: [`clients`] (clients, keys, tokens, the change trail),
+//! [`directory`] (providers, tenants, the access log), [`modules`] (policy
+//! activation).
+//!
+//! The client registry and the authorization server's keys:
+//!
+//! - `GET    /admin/clients`                         list
+//! - `POST   /admin/clients`                         create `{name, tenants}` → secret, once
+//! - `GET    /admin/clients/{id}`                    show
+//! - `DELETE /admin/clients/{id}`                    delete
+//! - `POST   /admin/clients/{id}/secrets`            add a secret → shown once
+//! - `DELETE /admin/clients/{id}/secrets/{sid}`      revoke one secret now
+//! - `POST   /admin/clients/{id}/rotate`             `{grace_seconds}` → new secret
+//! - `PUT    /admin/clients/{id}/jwks`               register the client's JWK Set (private_key_jwt)
+//! - `POST   /admin/clients/{id}/disable`, `/enable`
+//! - `POST   /admin/keys/rotate`                     new signing key; the old stays published
+//! - `POST   /admin/revoke`                          revoke any token this gateway issued (form `token`)
+//! - `POST   /admin/introspect`                      RFC 7662 answer for any token (form `token`)
+//! - `GET    /admin/audit?limit=n`                   newest change events (clients, secrets, tokens, directory)
+//!
+//! The tenant directory (onboarding with approval; mutations name their
+//! `actor`, and only the named `approver` may decide):
+//!
+//! - `GET    /admin/providers`                       list
+//! - `PUT    /admin/providers/{id}`                  register or edit `{actor, base_url, fhir_version, …}`;
+//!   the provider's `/metadata` is checked first
+//! - `GET    /admin/providers/{id}`                  show, with breaker state and history
+//! - `DELETE /admin/providers/{id}?actor=…`          remove one no tenant uses
+//! - `GET    /admin/tenants`                         every mapping by tenant
+//! - `GET    /admin/tenants/{tenant}`                one tenant's mappings and history
+//! - `PUT    /admin/tenants/{tenant}/providers/{id}` request or edit `{actor, approver}` → pending
+//! - `POST   /admin/tenants/{tenant}/providers/{id}/approve` `{actor, note?}` → active
+//! - `POST   /admin/tenants/{tenant}/providers/{id}/reject`  `{actor, note?}` → rejected
+//! - `DELETE /admin/tenants/{tenant}/providers/{id}?actor=…` disconnect
+//!
+//! The access log (one record per brokered access, no payloads):
+//!
+//! - `GET    /admin/access?tenant=&client=&patient=&request_id=&since=&until=&limit=` records as JSON
+//!   (`since`/`until` in ms since the epoch)
+//! - `GET    /admin/access/AuditEvent?…`             the same as a FHIR R4 Bundle of AuditEvent
+
+mod clients;
+mod directory;
+mod modules;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+use fhirgate_core::failure::{Body, json_response, no_store};
+use fhirgate_gateway::principal::Principal;
+use fhirgate_gateway::services::Services;
+
+/// Largest body an admin request other than a module upload may send.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Answers a request under `/admin`: authenticated before its body is read
+/// (only the admin may send a module's worth of bytes), then handled.
+pub(crate) async fn serve(gw: &Arc<Services>, req: Request<Incoming>) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let Some(auth) = gw.admin() else {
+        return problem(StatusCode::NOT_FOUND, "The admin API is not enabled (set [admin]).");
+    };
+    let Some(principal) = auth.authenticate(&parts.headers) else {
+        return unauthenticated();
+    };
+    let path = parts.uri.path();
+    let limit = if path.starts_with("/admin/modules/") {
+        fhirgate_gateway::activation::MAX_UPLOAD_BYTES
+    } else {
+        MAX_BODY_BYTES
+    };
+    let body = match crate::body::read_body(body, limit).await {
+        Ok(b) => b,
+        Err(f) => return json_response(f.status, "application/json", json!({ "error": f.message }).to_string()),
+    };
+    handle(gw, principal, &parts.method, path, parts.uri.query(), body).await
+}
+
+/// Handles `/admin/...` for `principal`, whom the listener authenticated.
+/// `path` is the full request path.
+pub async fn handle(
+    gw: &Services,
+    principal: Principal,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    body: Bytes,
+) -> Response<Body> {
+    let segments: Vec<&str> = path.trim_start_matches("/admin/").trim_end_matches('/').split('/').collect();
+    if let Some(resp) = directory::endpoint(gw, method, &segments, query, &body).await {
+        return resp;
+    }
+    if let Some(resp) = modules::endpoint(gw, method, &segments, query, &body).await {
+        return resp;
+    }
+    clients::endpoint(gw, principal, method, &segments, query, &body).await
+}
+
+pub(crate) fn answer(status: StatusCode, body: Value) -> Response<Body> {
+    no_store(json_response(status, "application/json", body.to_string()))
+}
+
+pub(crate) fn problem(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    answer(status, json!({ "error": message.into() }))
+}
+
+/// Parses a JSON body (an empty body counts as `{}`) into `T`.
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes, expected: &str) -> Result<T, String> {
+    let body: &[u8] = if body.is_empty() { b"{}" } else { body };
+    serde_json::from_slice(body).map_err(|e| format!("Expected a JSON object {expected}: {e}"))
+}
+
+/// The answer to an admin request without the admin credential.
+pub fn unauthenticated() -> Response<Body> {
+    let mut resp = problem(StatusCode::UNAUTHORIZED, "The admin API needs the admin bearer token.");
+    resp.headers_mut()
+        .insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"fhirgate-admin\""));
+    resp
+}
+
+pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query.and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned()))
+}

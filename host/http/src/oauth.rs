@@ -1,0 +1,60 @@
+//! The authorization server on the wire: the token, revocation and
+//! introspection endpoints (POST, form bodies, answers never cached), its
+//! metadata, and the refusal of interactive grants.
+
+use std::net::IpAddr;
+
+use fhirgate_core::OAuthError;
+use fhirgate_core::failure::{Body, json_response, no_store, oauth_error_response};
+use fhirgate_gateway::Services;
+use fhirgate_gateway::oauth::discovery;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::json;
+
+/// Largest form body the endpoints read.
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// `/oauth2/token`, `/oauth2/revoke` and `/oauth2/introspect`.
+pub(crate) async fn endpoint(gw: &Services, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
+    if req.method() != Method::POST {
+        let mut resp = oauth_error_response(&OAuthError::InvalidRequest("Use POST.".into()));
+        *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        resp.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+        return resp;
+    }
+    let (parts, body) = req.into_parts();
+    let body = match crate::body::read_body(body, MAX_FORM_BYTES).await {
+        Ok(b) => b,
+        Err(f) => return oauth_error_response(&OAuthError::InvalidRequest(f.message)),
+    };
+    let (headers, query) = (&parts.headers, parts.uri.query());
+    let result = match parts.uri.path() {
+        "/oauth2/token" => gw.auth().token(headers, query, &body, peer).await,
+        "/oauth2/revoke" => gw.auth().revoke(headers, query, &body, peer).await.map(|()| json!({})),
+        _ => gw.auth().introspect(headers, query, &body, peer).await,
+    };
+    match result {
+        Ok(answer) => no_store(json_response(StatusCode::OK, "application/json", answer.to_string())),
+        Err(e) => {
+            tracing::info!(target: "fhirgate::audit", event = "oauth-refused", endpoint = parts.uri.path(), error = e.code(), "request refused");
+            oauth_error_response(&e)
+        }
+    }
+}
+
+/// `/.well-known/oauth-authorization-server` (RFC 8414).
+pub(crate) fn metadata<B>(gw: &Services, req: &Request<B>) -> Response<Body> {
+    let body = discovery::authorization_server(gw.auth(), &gw.public_base(req));
+    json_response(StatusCode::OK, "application/json", body.to_string())
+}
+
+/// `/oauth2/authorize`: this server issues tokens only to clients, with the
+/// client-credentials grant.
+pub(crate) fn authorize() -> Response<Body> {
+    let body = json!({
+        "error": "unsupported_response_type",
+        "error_description": "This server issues tokens only with the client_credentials grant at /oauth2/token."
+    });
+    no_store(json_response(StatusCode::BAD_REQUEST, "application/json", body.to_string()))
+}

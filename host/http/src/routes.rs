@@ -1,0 +1,102 @@
+//! The route table: which surface answers a path. The FHIR faces, the OAuth
+//! endpoints and the admin API each have their handler module; the few
+//! fixed answers (health, metrics, key set) are here.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use fhirgate_core::Version;
+use fhirgate_core::failure::{Body, Failure, json_response};
+use fhirgate_gateway::Services;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+/// Where a request goes, by its path.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Route<'a> {
+    Health,
+    Metrics,
+    /// `/oauth2/token`, `/oauth2/revoke`, `/oauth2/introspect`.
+    OAuth,
+    /// `/oauth2/authorize`: refused, this server has no interactive grant.
+    Authorize,
+    AuthorizationServerMetadata,
+    Jwks,
+    Admin,
+    /// A FHIR face and the path after `/{face}/`, without trailing slashes.
+    Face(Version, &'a str),
+    NotFound,
+}
+
+/// The route of `path`.
+pub(crate) fn route(path: &str) -> Route<'_> {
+    match path {
+        "/healthz" => return Route::Health,
+        "/metrics" => return Route::Metrics,
+        "/oauth2/token" | "/oauth2/revoke" | "/oauth2/introspect" => return Route::OAuth,
+        "/oauth2/authorize" => return Route::Authorize,
+        "/.well-known/oauth-authorization-server" => return Route::AuthorizationServerMetadata,
+        "/.well-known/jwks.json" => return Route::Jwks,
+        p if p == "/admin" || p.starts_with("/admin/") => return Route::Admin,
+        _ => {}
+    }
+    let trimmed = path.trim_start_matches('/');
+    let (face, rest) = trimmed.split_once('/').unwrap_or((trimmed, ""));
+    let rest = rest.trim_end_matches('/');
+    match face {
+        "stu3" => Route::Face(Version::Stu3, rest),
+        "dstu2" => Route::Face(Version::Dstu2, rest),
+        _ => Route::NotFound,
+    }
+}
+
+/// Answers `req` from the surface its path names.
+pub(crate) async fn dispatch(
+    gw: &Arc<Services>,
+    req: Request<Incoming>,
+    request_id: &str,
+    peer: IpAddr,
+) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    match route(&path) {
+        Route::Health => json_response(StatusCode::OK, "application/json", r#"{"status":"ok"}"#),
+        // Figures only: no tokens, tenants or patient data, so no credential.
+        Route::Metrics => json_response(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            gw.runtime().metrics().render(),
+        ),
+        Route::OAuth => crate::oauth::endpoint(gw, req, peer).await,
+        Route::Authorize => crate::oauth::authorize(),
+        Route::AuthorizationServerMetadata => crate::oauth::metadata(gw, &req),
+        Route::Jwks => json_response(StatusCode::OK, "application/json", gw.auth().keys().jwks().to_string()),
+        Route::Admin => crate::admin::serve(gw, req).await,
+        Route::Face(face, rest) => crate::fhir::serve(gw, req, face, rest, request_id).await,
+        Route::NotFound => Failure::client(
+            StatusCode::NOT_FOUND,
+            "Not found. The FHIR bases are /stu3 and /dstu2; tokens come from /oauth2/token.",
+        )
+        .into_response(Version::Stu3),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_to_surfaces() {
+        assert_eq!(route("/healthz"), Route::Health);
+        assert_eq!(route("/oauth2/token"), Route::OAuth);
+        assert_eq!(route("/oauth2/introspect"), Route::OAuth);
+        assert_eq!(route("/oauth2/tokens"), Route::NotFound);
+        assert_eq!(route("/admin"), Route::Admin);
+        assert_eq!(route("/admin/clients/x"), Route::Admin);
+        assert_eq!(route("/administrator"), Route::NotFound);
+        assert_eq!(route("/stu3/metadata"), Route::Face(Version::Stu3, "metadata"));
+        assert_eq!(route("/dstu2/Patient/p1/"), Route::Face(Version::Dstu2, "Patient/p1"));
+        assert_eq!(route("/stu3"), Route::Face(Version::Stu3, ""));
+        assert_eq!(route("/r4/Patient"), Route::NotFound);
+        assert_eq!(route("/"), Route::NotFound);
+    }
+}
