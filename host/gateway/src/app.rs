@@ -100,13 +100,12 @@ impl App {
                 }
             }
         });
-        let registry = self.services.auth().clients().stored().cloned();
-        if let (Some(registry), Some((alg, publish))) = (registry, self.services.key_policy()) {
+        if let Some((alg, publish)) = self.services.key_policy() {
             let gw = self.services.clone();
             self.every(KEY_RELOAD, move || {
-                let (gw, registry) = (gw.clone(), registry.clone());
+                let gw = gw.clone();
                 async move {
-                    match crate::oauth::key_store::load_ring(registry.store(), alg, publish).await {
+                    match crate::oauth::key_store::load_ring(gw.store(), alg, publish).await {
                         Ok(ring) => gw.auth().set_keys(ring),
                         Err(e) => tracing::warn!(error = %e, "reloading signing keys failed; keeping the current ones"),
                     }

@@ -104,8 +104,8 @@ impl Services {
             let registry =
                 fhirgate_store::Registry::new(state.store.clone(), fhirgate_store::load_or_create_pepper(dir)?);
             let policy = (config.token.algorithm()?, config.token.publish_seconds());
-            ring = Some(key_store::load_ring(registry.store(), policy.0, policy.1).await?);
-            clients = clients.with_store(registry);
+            ring = Some(key_store::load_ring(&state.store, policy.0, policy.1).await?);
+            clients = clients.with_store(Arc::new(registry));
             key_policy = Some(policy);
         }
         let issuer = config.public_url.clone().unwrap_or_else(|| format!("http://{local_addr}"));

@@ -9,7 +9,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
 use fhirgate_core::clock::now_seconds;
-use fhirgate_store::{ClientStatus, Registry};
+use fhirgate_store::ClientStatus;
+use fhirgate_store::clients::ClientRepository;
 
 /// The `client_assertion_type` of a JWT assertion.
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -58,7 +59,7 @@ pub fn claimed_client(assertion: &str) -> Option<String> {
 /// Verifies `assertion` for a token endpoint reachable at any of `audiences`,
 /// and returns the authenticated client's id and tenants.
 pub async fn verify(
-    registry: &Registry,
+    registry: &dyn ClientRepository,
     assertion: &str,
     audiences: &[String],
 ) -> Result<(String, Vec<String>), AssertionError> {

@@ -6,8 +6,9 @@
 
 use std::collections::HashMap;
 
-use fhirgate_store::Registry;
-use fhirgate_store::clients::RegistryError;
+use std::sync::Arc;
+
+use fhirgate_store::clients::{ClientRepository, RegistryError};
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -36,7 +37,7 @@ pub struct ClientRegistry {
     /// Declared in the configuration file, by id.
     clients: HashMap<String, Client>,
     /// Registered in the store, when the gateway has one that lasts.
-    stored: Option<Registry>,
+    stored: Option<Arc<dyn ClientRepository>>,
 }
 
 impl ClientRegistry {
@@ -56,16 +57,16 @@ impl ClientRegistry {
         Ok(registry)
     }
 
-    /// Adds the clients registered in `registry`'s store.
-    pub fn with_store(mut self, registry: Registry) -> Self {
+    /// Adds the clients registered in `registry`.
+    pub fn with_store(mut self, registry: Arc<dyn ClientRepository>) -> Self {
         self.stored = Some(registry);
         self
     }
 
-    /// The store's registry: clients with secrets, JWK Sets and a status,
-    /// used assertions, revocations and signing keys.
-    pub fn stored(&self) -> Option<&Registry> {
-        self.stored.as_ref()
+    /// The registered clients: with secrets, JWK Sets and a status; used
+    /// assertions and revocations.
+    pub fn stored(&self) -> Option<&dyn ClientRepository> {
+        self.stored.as_deref()
     }
 
     /// The client whose secret `secret` is: a declared client first, then a
@@ -133,12 +134,12 @@ mod tests {
     #[tokio::test]
     async fn declared_clients_then_registered_ones() {
         let store = fhirgate_store::Store::open("sqlite::memory:").await.unwrap();
-        let registry = Registry::new(store, [7u8; 32]);
+        let registry = fhirgate_store::Registry::new(store, [7u8; 32]);
         let (registered, registered_secret) = registry.create("Registered", &[TENANT.into()], "test").await.unwrap();
         let mut r = ClientRegistry::default();
         let declared_secret = generate_secret();
         r.add("declared", "Declared", &declared_secret, &[TENANT.into()]);
-        let r = r.with_store(registry);
+        let r = r.with_store(Arc::new(registry));
         let found = r.authenticate("declared", &declared_secret).await.unwrap().unwrap();
         assert_eq!(found.client_id, "declared");
         let found = r.authenticate(&registered.client_id, &registered_secret).await.unwrap().unwrap();
