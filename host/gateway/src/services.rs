@@ -45,7 +45,7 @@ impl GatewayState {
             None => (Store::open("sqlite::memory:").await?, Sealer::random()?),
         };
         let secrets = data_dir.map(|d| d.join(crate::directory::SECRETS_DIR));
-        let directory = Directory::open(store.clone(), secrets).await?;
+        let directory = Directory::open(Arc::new(store.clone()), secrets).await?;
         directory
             .declare(&policy.partner, &policy.providers, &policy.declared_tenants())
             .await

@@ -1,11 +1,12 @@
 //! The tenant directory's tables: providers, tenant → provider mappings with
 //! their approval state, and the generation counter gateways poll to notice
-//! changes made by another process.
+//! changes made by another process, behind [`DirectoryRepository`]: every
+//! read and change is a [`DirectoryTx`].
 
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
-use sqlx::AnyConnection;
+use super::Store;
 
 /// A provider row; `spec` is the JSON the directory understands.
 #[derive(Debug, Clone)]
@@ -35,19 +36,19 @@ pub struct MappingRow {
     pub spec_sha256: String,
 }
 
-pub async fn generation(db: &mut AnyConnection) -> Result<i64, sqlx::Error> {
+pub(crate) async fn generation(db: &mut AnyConnection) -> Result<i64, sqlx::Error> {
     sqlx::query("SELECT generation FROM directory_generation WHERE id = 1")
         .fetch_one(&mut *db)
         .await?
         .try_get::<i64, _>("generation")
 }
 
-pub async fn bump_generation(db: &mut AnyConnection) -> Result<(), sqlx::Error> {
+pub(crate) async fn bump_generation(db: &mut AnyConnection) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE directory_generation SET generation = generation + 1 WHERE id = 1").execute(&mut *db).await?;
     Ok(())
 }
 
-pub async fn providers(db: &mut AnyConnection) -> Result<Vec<ProviderRow>, sqlx::Error> {
+pub(crate) async fn providers(db: &mut AnyConnection) -> Result<Vec<ProviderRow>, sqlx::Error> {
     let rows =
         sqlx::query("SELECT provider_id, base_url, spec, source, updated_at FROM providers ORDER BY provider_id")
             .fetch_all(&mut *db)
@@ -55,7 +56,7 @@ pub async fn providers(db: &mut AnyConnection) -> Result<Vec<ProviderRow>, sqlx:
     rows.iter().map(provider_row).collect()
 }
 
-pub async fn provider(db: &mut AnyConnection, id: &str) -> Result<Option<ProviderRow>, sqlx::Error> {
+pub(crate) async fn provider(db: &mut AnyConnection, id: &str) -> Result<Option<ProviderRow>, sqlx::Error> {
     let row =
         sqlx::query("SELECT provider_id, base_url, spec, source, updated_at FROM providers WHERE provider_id = $1")
             .bind(id)
@@ -74,7 +75,7 @@ fn provider_row(r: &sqlx::any::AnyRow) -> Result<ProviderRow, sqlx::Error> {
     })
 }
 
-pub async fn upsert_provider(db: &mut AnyConnection, row: &ProviderRow) -> Result<(), sqlx::Error> {
+pub(crate) async fn upsert_provider(db: &mut AnyConnection, row: &ProviderRow) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO providers (provider_id, base_url, spec, source, updated_at) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (provider_id) DO UPDATE SET base_url = excluded.base_url, spec = excluded.spec, \
@@ -90,7 +91,7 @@ pub async fn upsert_provider(db: &mut AnyConnection, row: &ProviderRow) -> Resul
     Ok(())
 }
 
-pub async fn delete_provider(db: &mut AnyConnection, id: &str) -> Result<(), sqlx::Error> {
+pub(crate) async fn delete_provider(db: &mut AnyConnection, id: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM providers WHERE provider_id = $1").bind(id).execute(&mut *db).await?;
     Ok(())
 }
@@ -98,7 +99,7 @@ pub async fn delete_provider(db: &mut AnyConnection, id: &str) -> Result<(), sql
 const MAPPING_COLUMNS: &str = "tenant_id, provider_id, state, approver, requested_by, requested_at, decided_by, \
      decided_at, note, source, spec_sha256";
 
-pub async fn mappings(db: &mut AnyConnection) -> Result<Vec<MappingRow>, sqlx::Error> {
+pub(crate) async fn mappings(db: &mut AnyConnection) -> Result<Vec<MappingRow>, sqlx::Error> {
     let rows = sqlx::query(&format!(
         "SELECT {MAPPING_COLUMNS} FROM tenant_mappings ORDER BY tenant_id, decided_at, requested_at, provider_id"
     ))
@@ -107,7 +108,11 @@ pub async fn mappings(db: &mut AnyConnection) -> Result<Vec<MappingRow>, sqlx::E
     rows.iter().map(mapping_row).collect()
 }
 
-pub async fn mapping(db: &mut AnyConnection, tenant: &str, provider: &str) -> Result<Option<MappingRow>, sqlx::Error> {
+pub(crate) async fn mapping(
+    db: &mut AnyConnection,
+    tenant: &str,
+    provider: &str,
+) -> Result<Option<MappingRow>, sqlx::Error> {
     let row = sqlx::query(&format!(
         "SELECT {MAPPING_COLUMNS} FROM tenant_mappings WHERE tenant_id = $1 AND provider_id = $2"
     ))
@@ -134,7 +139,7 @@ fn mapping_row(r: &sqlx::any::AnyRow) -> Result<MappingRow, sqlx::Error> {
     })
 }
 
-pub async fn upsert_mapping(db: &mut AnyConnection, m: &MappingRow) -> Result<(), sqlx::Error> {
+pub(crate) async fn upsert_mapping(db: &mut AnyConnection, m: &MappingRow) -> Result<(), sqlx::Error> {
     sqlx::query(&format!(
         "INSERT INTO tenant_mappings ({MAPPING_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
          ON CONFLICT (tenant_id, provider_id) DO UPDATE SET state = excluded.state, approver = excluded.approver, \
@@ -161,7 +166,7 @@ pub async fn upsert_mapping(db: &mut AnyConnection, m: &MappingRow) -> Result<()
 /// Moves a pending mapping to `state` only if it is still pending, for the
 /// same approver and provider declaration; false if anything changed since
 /// it was read.
-pub async fn decide_mapping(
+pub(crate) async fn decide_mapping(
     db: &mut AnyConnection,
     m: &MappingRow,
     state: &str,
@@ -186,7 +191,7 @@ pub async fn decide_mapping(
     Ok(updated == 1)
 }
 
-pub async fn delete_mapping(db: &mut AnyConnection, tenant: &str, provider: &str) -> Result<(), sqlx::Error> {
+pub(crate) async fn delete_mapping(db: &mut AnyConnection, tenant: &str, provider: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM tenant_mappings WHERE tenant_id = $1 AND provider_id = $2")
         .bind(tenant)
         .bind(provider)
@@ -197,7 +202,7 @@ pub async fn delete_mapping(db: &mut AnyConnection, tenant: &str, provider: &str
 
 /// Appends an event to the change audit trail (clients, secrets, tokens,
 /// the directory); `detail` must not hold secrets.
-pub async fn record_event(
+pub(crate) async fn record_event(
     db: &mut AnyConnection,
     actor: &str,
     action: &str,
@@ -228,7 +233,7 @@ pub enum Subject<'a> {
 }
 
 /// Events about `subject`, oldest first.
-pub async fn events(
+pub(crate) async fn events(
     db: &mut AnyConnection,
     subject: Subject<'_>,
     limit: i64,
@@ -258,4 +263,127 @@ pub async fn events(
             }))
         })
         .collect()
+}
+
+/// What a directory transaction's methods return.
+pub type TxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, sqlx::Error>> + Send + 'a>>;
+
+/// One unit of work on the directory's rows: what it reads is one
+/// consistent view, what it writes becomes visible together at
+/// [`DirectoryTx::commit`], and nothing of it if it is dropped first.
+pub trait DirectoryTx: Send {
+    /// The directory's generation, bumped by every change.
+    fn generation(&mut self) -> TxFuture<'_, i64>;
+    fn bump_generation(&mut self) -> TxFuture<'_, ()>;
+    /// Every provider, by id.
+    fn providers(&mut self) -> TxFuture<'_, Vec<ProviderRow>>;
+    fn provider<'a>(&'a mut self, id: &'a str) -> TxFuture<'a, Option<ProviderRow>>;
+    fn upsert_provider<'a>(&'a mut self, row: &'a ProviderRow) -> TxFuture<'a, ()>;
+    fn delete_provider<'a>(&'a mut self, id: &'a str) -> TxFuture<'a, ()>;
+    /// Every tenant mapping.
+    fn mappings(&mut self) -> TxFuture<'_, Vec<MappingRow>>;
+    fn mapping<'a>(&'a mut self, tenant: &'a str, provider: &'a str) -> TxFuture<'a, Option<MappingRow>>;
+    fn upsert_mapping<'a>(&'a mut self, m: &'a MappingRow) -> TxFuture<'a, ()>;
+    /// Moves a pending mapping to `state` only if nothing changed since it
+    /// was read (see [`decide_mapping`]); whether it did.
+    fn decide_mapping<'a>(
+        &'a mut self,
+        m: &'a MappingRow,
+        state: &'a str,
+        decided_by: &'a str,
+        decided_at: i64,
+    ) -> TxFuture<'a, bool>;
+    fn delete_mapping<'a>(&'a mut self, tenant: &'a str, provider: &'a str) -> TxFuture<'a, ()>;
+    /// Appends to the change audit trail; `detail` must not hold secrets.
+    fn record_event<'a>(
+        &'a mut self,
+        actor: &'a str,
+        action: &'a str,
+        subject: &'a str,
+        detail: &'a serde_json::Value,
+    ) -> TxFuture<'a, ()>;
+    /// Events about `subject`, oldest first.
+    fn events<'a>(&'a mut self, subject: Subject<'a>, limit: i64) -> TxFuture<'a, Vec<serde_json::Value>>;
+    /// Makes the writes visible, all together.
+    fn commit(self: Box<Self>) -> TxFuture<'static, ()>;
+}
+
+/// Where the tenant directory is kept: providers, tenant mappings, their
+/// history and the generation that tells gateways to reload.
+pub trait DirectoryRepository: Send + Sync {
+    /// A transaction that only reads.
+    fn read(&self) -> TxFuture<'_, Box<dyn DirectoryTx>>;
+    /// A transaction that reads and then writes; on SQLite it waits for the
+    /// write lock up front instead of failing when another writer came first.
+    fn write(&self) -> TxFuture<'_, Box<dyn DirectoryTx>>;
+}
+
+impl DirectoryRepository for Store {
+    fn read(&self) -> TxFuture<'_, Box<dyn DirectoryTx>> {
+        Box::pin(async move { Ok(Box::new(SqlTx(self.pool().begin().await?)) as Box<dyn DirectoryTx>) })
+    }
+
+    fn write(&self) -> TxFuture<'_, Box<dyn DirectoryTx>> {
+        Box::pin(async move { Ok(Box::new(SqlTx(self.begin_write().await?)) as Box<dyn DirectoryTx>) })
+    }
+}
+
+/// A directory transaction in the SQL store.
+struct SqlTx(sqlx::Transaction<'static, sqlx::Any>);
+
+impl DirectoryTx for SqlTx {
+    fn generation(&mut self) -> TxFuture<'_, i64> {
+        Box::pin(generation(&mut self.0))
+    }
+    fn bump_generation(&mut self) -> TxFuture<'_, ()> {
+        Box::pin(bump_generation(&mut self.0))
+    }
+    fn providers(&mut self) -> TxFuture<'_, Vec<ProviderRow>> {
+        Box::pin(providers(&mut self.0))
+    }
+    fn provider<'a>(&'a mut self, id: &'a str) -> TxFuture<'a, Option<ProviderRow>> {
+        Box::pin(provider(&mut self.0, id))
+    }
+    fn upsert_provider<'a>(&'a mut self, row: &'a ProviderRow) -> TxFuture<'a, ()> {
+        Box::pin(upsert_provider(&mut self.0, row))
+    }
+    fn delete_provider<'a>(&'a mut self, id: &'a str) -> TxFuture<'a, ()> {
+        Box::pin(delete_provider(&mut self.0, id))
+    }
+    fn mappings(&mut self) -> TxFuture<'_, Vec<MappingRow>> {
+        Box::pin(mappings(&mut self.0))
+    }
+    fn mapping<'a>(&'a mut self, tenant: &'a str, provider: &'a str) -> TxFuture<'a, Option<MappingRow>> {
+        Box::pin(mapping(&mut self.0, tenant, provider))
+    }
+    fn upsert_mapping<'a>(&'a mut self, m: &'a MappingRow) -> TxFuture<'a, ()> {
+        Box::pin(upsert_mapping(&mut self.0, m))
+    }
+    fn decide_mapping<'a>(
+        &'a mut self,
+        m: &'a MappingRow,
+        state: &'a str,
+        decided_by: &'a str,
+        decided_at: i64,
+    ) -> TxFuture<'a, bool> {
+        Box::pin(decide_mapping(&mut self.0, m, state, decided_by, decided_at))
+    }
+    fn delete_mapping<'a>(&'a mut self, tenant: &'a str, provider: &'a str) -> TxFuture<'a, ()> {
+        Box::pin(delete_mapping(&mut self.0, tenant, provider))
+    }
+    fn record_event<'a>(
+        &'a mut self,
+        actor: &'a str,
+        action: &'a str,
+        subject: &'a str,
+        detail: &'a serde_json::Value,
+    ) -> TxFuture<'a, ()> {
+        Box::pin(record_event(&mut self.0, actor, action, subject, detail))
+    }
+    fn events<'a>(&'a mut self, subject: Subject<'a>, limit: i64) -> TxFuture<'a, Vec<serde_json::Value>> {
+        Box::pin(events(&mut self.0, subject, limit))
+    }
+    fn commit(self: Box<Self>) -> TxFuture<'static, ()> {
+        Box::pin(self.0.commit())
+    }
 }

@@ -3,17 +3,19 @@
 //! changes — in SQLite by default (a file in the data directory, created on
 //! first run). Queries go through `sqlx`'s `Any` driver in portable SQL, with
 //! the migrations in `migrations/sqlite/`, so that a PostgreSQL backend can
-//! sit beside it with its own `migrations/postgres/`. The gateway reaches the
-//! registered clients, the access log and the signing keys through repository
-//! traits ([`clients::ClientRepository`], [`access::AccessRepository`],
-//! [`keys::KeyRepository`]) that return plain rows.
+//! sit beside it with its own `migrations/postgres/`. The gateway reaches
+//! everything through repository traits that return plain rows:
+//! [`clients::ClientRepository`], [`keys::KeyRepository`],
+//! [`directory::DirectoryRepository`] (whose changes are transactions,
+//! [`directory::DirectoryTx`]) and [`access::AccessRepository`].
 //!
 //! Layout:
 //! - [`Store`]: the pool, the schema, write transactions;
 //! - [`clients`]: registered clients and their hashed secrets, behind
 //!   [`clients::ClientRepository`];
 //! - [`keys`]: signing keys as rows, behind [`keys::KeyRepository`];
-//! - [`directory`]: providers, tenant mappings and their history as rows;
+//! - [`directory`]: providers, tenant mappings and their history as rows,
+//!   behind [`directory::DirectoryRepository`];
 //! - [`access`]: access records and change events as rows, behind
 //!   [`access::AccessRepository`].
 

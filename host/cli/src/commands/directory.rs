@@ -72,7 +72,9 @@ async fn directory_command(
     use fhirgate_gateway::directory::{Directory, ProviderSpec};
     use serde_json::json;
     let store = fhirgate_store::Store::open_dir(data_dir).await?;
-    let dir = Directory::open(store, Some(data_dir.join(fhirgate_gateway::directory::SECRETS_DIR))).await?;
+    let dir =
+        Directory::open(std::sync::Arc::new(store), Some(data_dir.join(fhirgate_gateway::directory::SECRETS_DIR)))
+            .await?;
     let upstream =
         fhirgate_upstream::Upstream::new(fhirgate_gateway::config::HttpLimits::default().max_upstream_body_bytes);
     let actor = || actor.clone().context("name who makes the change with --actor (or FHIRGATE_ACTOR)");

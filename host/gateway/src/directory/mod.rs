@@ -18,8 +18,7 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use fhirgate_core::fhir::Version;
-use fhirgate_store::Store;
-use fhirgate_store::directory::{self as rows, MappingRow, ProviderRow};
+use fhirgate_store::directory::{DirectoryRepository, DirectoryTx, MappingRow, ProviderRow};
 use fhirgate_upstream::ProviderSettings;
 pub use spec::{AuthSpec, ProviderSpec};
 
@@ -183,10 +182,10 @@ impl fhirgate_sandbox::ActiveProviders for Snapshot {
     }
 }
 
-/// The directory a gateway routes with: the store, and the snapshot built
-/// from it.
+/// The directory a gateway routes with: its repository, and the snapshot
+/// built from it.
 pub struct Directory {
-    store: Store,
+    repo: Arc<dyn DirectoryRepository>,
     snapshot: ArcSwap<Snapshot>,
     generation: AtomicI64,
     /// One reload at a time, so a slow poll cannot install an older view
@@ -199,10 +198,10 @@ pub struct Directory {
 }
 
 impl Directory {
-    /// Opens the directory kept in `store`.
-    pub async fn open(store: Store, secrets_dir: Option<PathBuf>) -> anyhow::Result<Directory> {
+    /// Opens the directory kept in `repo`.
+    pub async fn open(repo: Arc<dyn DirectoryRepository>, secrets_dir: Option<PathBuf>) -> anyhow::Result<Directory> {
         let dir = Directory {
-            store,
+            repo,
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             generation: AtomicI64::new(-1),
             reloading: tokio::sync::Mutex::new(()),
@@ -212,8 +211,9 @@ impl Directory {
         Ok(dir)
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// Where the directory is kept.
+    pub fn repo(&self) -> &dyn DirectoryRepository {
+        &*self.repo
     }
 
     pub fn secrets_dir(&self) -> Option<&Path> {
@@ -229,10 +229,10 @@ impl Directory {
     pub async fn reload(&self) -> anyhow::Result<()> {
         let _one = self.reloading.lock().await;
         // One transaction: the generation and the rows it describes agree.
-        let mut tx = self.store.pool().begin().await.context("reading the directory")?;
-        let generation = rows::generation(&mut tx).await.context("reading the directory generation")?;
-        let providers = rows::providers(&mut tx).await.context("reading providers")?;
-        let mappings = rows::mappings(&mut tx).await.context("reading tenant mappings")?;
+        let mut tx = self.repo.read().await.context("reading the directory")?;
+        let generation = tx.generation().await.context("reading the directory generation")?;
+        let providers = tx.providers().await.context("reading providers")?;
+        let mappings = tx.mappings().await.context("reading tenant mappings")?;
         tx.commit().await.context("reading the directory")?;
         let snapshot = Snapshot::build(generation, &providers, &mappings);
         tracing::info!(
@@ -249,8 +249,8 @@ impl Directory {
     /// Reloads when another process (the CLI, another gateway) changed the
     /// store since the last load.
     pub async fn reload_if_changed(&self) -> anyhow::Result<bool> {
-        let mut conn = self.store.pool().acquire().await.context("reading the directory generation")?;
-        let generation = rows::generation(&mut conn).await.context("reading the directory generation")?;
+        let mut conn = self.repo.read().await.context("reading the directory generation")?;
+        let generation = conn.generation().await.context("reading the directory generation")?;
         drop(conn);
         if generation == self.generation.load(Ordering::Acquire) {
             return Ok(false);
@@ -262,8 +262,8 @@ impl Directory {
     /// Commits a change (marking the directory changed in the same
     /// transaction, so other gateways notice exactly the committed state) and
     /// reloads.
-    pub(crate) async fn commit(&self, mut tx: sqlx::Transaction<'static, sqlx::Any>) -> anyhow::Result<()> {
-        rows::bump_generation(&mut tx).await?;
+    pub(crate) async fn commit(&self, mut tx: Box<dyn DirectoryTx>) -> anyhow::Result<()> {
+        tx.bump_generation().await?;
         tx.commit().await?;
         self.reload().await
     }
@@ -279,7 +279,7 @@ mod tests {
     const T2: &str = "8e1c3a4e-2b51-4c1e-9d3a-0c6f5e2b8a11";
 
     async fn directory() -> Directory {
-        Directory::open(Store::open("sqlite::memory:").await.unwrap(), None).await.unwrap()
+        Directory::open(Arc::new(fhirgate_store::Store::open("sqlite::memory:").await.unwrap()), None).await.unwrap()
     }
 
     fn providers(ids: &[&str]) -> BTreeMap<String, ProviderSpec> {

@@ -11,7 +11,7 @@ use super::{Directory, MappingState, ProviderSpec};
 use fhirgate_core::fhir::Version;
 use fhirgate_core::ids::is_guid;
 use fhirgate_core::ids::valid_provider_id;
-use fhirgate_store::directory::{self as rows, MappingRow, ProviderRow};
+use fhirgate_store::directory::{DirectoryTx, MappingRow, ProviderRow, Subject};
 use fhirgate_upstream::{Upstream, UpstreamError};
 
 /// Who the policy file's declarations are attributed to.
@@ -145,13 +145,13 @@ impl Directory {
         providers: &BTreeMap<String, ProviderSpec>,
         tenants: &BTreeMap<String, Vec<String>>,
     ) -> anyhow::Result<()> {
-        let mut tx = self.store().begin_write().await?;
+        let mut tx = self.repo().write().await?;
         let actor = policy_actor(partner);
         let now = fhirgate_core::clock::now_seconds() as i64;
         let mut changed = false;
         let existing: BTreeMap<String, ProviderRow> =
-            rows::providers(&mut tx).await?.into_iter().map(|r| (r.provider_id.clone(), r)).collect();
-        let mappings = rows::mappings(&mut tx).await?;
+            tx.providers().await?.into_iter().map(|r| (r.provider_id.clone(), r)).collect();
+        let mappings = tx.mappings().await?;
         // Everything that could refuse the declarations is checked before
         // anything is written.
         for id in existing.iter().filter(|(_, r)| r.source == "policy").map(|(id, _)| id) {
@@ -182,19 +182,15 @@ impl Directory {
                 Some(row) => ProviderSpec::from_json(&row.spec).ok(),
                 None => None,
             };
-            rows::upsert_provider(
-                &mut tx,
-                &ProviderRow {
-                    provider_id: id.clone(),
-                    base_url: spec.base().to_owned(),
-                    spec: json.clone(),
-                    source: "policy".into(),
-                    updated_at: now,
-                },
-            )
+            tx.upsert_provider(&ProviderRow {
+                provider_id: id.clone(),
+                base_url: spec.base().to_owned(),
+                spec: json.clone(),
+                source: "policy".into(),
+                updated_at: now,
+            })
             .await?;
-            rows::record_event(
-                &mut tx,
+            tx.record_event(
                 &actor,
                 "provider.declared",
                 &format!("provider:{id}"),
@@ -205,7 +201,7 @@ impl Directory {
             // Tenants onboarded through the admin API onto this provider
             // were approved for where it pointed before.
             if previous.is_some_and(|p| p.needs_reapproval(spec)) {
-                self.reset_mappings(&mut tx, id, &actor, &json, "provider changed in the policy file", true).await?;
+                self.reset_mappings(&mut *tx, id, &actor, &json, "provider changed in the policy file", true).await?;
             }
         }
         let mut declared = BTreeSet::new();
@@ -217,53 +213,37 @@ impl Directory {
                 if current.is_some_and(|m| m.state == "active") {
                     continue;
                 }
-                rows::upsert_mapping(
-                    &mut tx,
-                    &MappingRow {
-                        tenant_id: tenant.clone(),
-                        provider_id: provider.clone(),
-                        state: "active".into(),
-                        approver: actor.clone(),
-                        requested_by: actor.clone(),
-                        requested_at: now,
-                        decided_by: Some(actor.clone()),
-                        decided_at: Some(now),
-                        note: Some("declared in the policy file".into()),
-                        source: "policy".into(),
-                        spec_sha256: providers.get(provider).map(ProviderSpec::digest).unwrap_or_default(),
-                    },
-                )
+                tx.upsert_mapping(&MappingRow {
+                    tenant_id: tenant.clone(),
+                    provider_id: provider.clone(),
+                    state: "active".into(),
+                    approver: actor.clone(),
+                    requested_by: actor.clone(),
+                    requested_at: now,
+                    decided_by: Some(actor.clone()),
+                    decided_at: Some(now),
+                    note: Some("declared in the policy file".into()),
+                    source: "policy".into(),
+                    spec_sha256: providers.get(provider).map(ProviderSpec::digest).unwrap_or_default(),
+                })
                 .await?;
-                rows::record_event(
-                    &mut tx,
-                    &actor,
-                    "mapping.declared",
-                    &subject(&tenant, provider),
-                    &json!({ "state": "active" }),
-                )
-                .await?;
+                tx.record_event(&actor, "mapping.declared", &subject(&tenant, provider), &json!({ "state": "active" }))
+                    .await?;
                 changed = true;
             }
         }
         for m in mappings.iter().filter(|m| m.source == "policy") {
             if !declared.contains(&(m.tenant_id.clone(), m.provider_id.clone())) {
-                rows::delete_mapping(&mut tx, &m.tenant_id, &m.provider_id).await?;
-                rows::record_event(
-                    &mut tx,
-                    &actor,
-                    "mapping.undeclared",
-                    &subject(&m.tenant_id, &m.provider_id),
-                    &json!({}),
-                )
-                .await?;
+                tx.delete_mapping(&m.tenant_id, &m.provider_id).await?;
+                tx.record_event(&actor, "mapping.undeclared", &subject(&m.tenant_id, &m.provider_id), &json!({}))
+                    .await?;
                 changed = true;
             }
         }
         for (id, row) in existing.iter().filter(|(_, r)| r.source == "policy") {
             if !providers.contains_key(id) {
-                rows::delete_provider(&mut tx, id).await?;
-                rows::record_event(
-                    &mut tx,
+                tx.delete_provider(id).await?;
+                tx.record_event(
                     &actor,
                     "provider.undeclared",
                     &format!("provider:{id}"),
@@ -301,35 +281,31 @@ impl Directory {
             ))
         };
         {
-            let mut conn = self.store().pool().acquire().await?;
-            if rows::provider(&mut conn, id).await?.is_some_and(|r| r.source == "policy") {
+            let mut conn = self.repo().read().await?;
+            if conn.provider(id).await?.is_some_and(|r| r.source == "policy") {
                 return Err(policy_conflict());
             }
         }
         // Over the network, before the transaction: no store lock is held
         // while a provider takes its time.
         let validated = validate(upstream, id, &spec).await?;
-        let mut tx = self.store().begin_write().await?;
-        let existing = rows::provider(&mut tx, id).await?;
+        let mut tx = self.repo().write().await?;
+        let existing = tx.provider(id).await?;
         if existing.as_ref().is_some_and(|r| r.source == "policy") {
             return Err(policy_conflict());
         }
         let now = fhirgate_core::clock::now_seconds() as i64;
         let previous = existing.as_ref().and_then(|r| ProviderSpec::from_json(&r.spec).ok());
-        rows::upsert_provider(
-            &mut tx,
-            &ProviderRow {
-                provider_id: id.to_owned(),
-                base_url: spec.base().to_owned(),
-                spec: spec.to_json(),
-                source: "admin".into(),
-                updated_at: now,
-            },
-        )
+        tx.upsert_provider(&ProviderRow {
+            provider_id: id.to_owned(),
+            base_url: spec.base().to_owned(),
+            spec: spec.to_json(),
+            source: "admin".into(),
+            updated_at: now,
+        })
         .await?;
         let action = if existing.is_some() { "provider.edited" } else { "provider.registered" };
-        rows::record_event(
-            &mut tx,
+        tx.record_event(
             actor,
             action,
             &format!("provider:{id}"),
@@ -337,7 +313,7 @@ impl Directory {
         )
         .await?;
         let reapprove = previous.is_some_and(|p| p.needs_reapproval(&spec));
-        self.reset_mappings(&mut tx, id, actor, &spec.to_json(), "provider edited", reapprove).await?;
+        self.reset_mappings(&mut *tx, id, actor, &spec.to_json(), "provider edited", reapprove).await?;
         self.commit(tx).await?;
         Ok((provider_view(id, &spec, "admin", now), validated))
     }
@@ -349,7 +325,7 @@ impl Directory {
     /// mappings stay rejected.
     async fn reset_mappings(
         &self,
-        tx: &mut sqlx::AnyConnection,
+        tx: &mut dyn DirectoryTx,
         provider: &str,
         actor: &str,
         spec_json: &str,
@@ -358,7 +334,7 @@ impl Directory {
     ) -> Result<()> {
         let digest = fhirgate_core::digest::sha256_hex(spec_json.as_bytes());
         let now = fhirgate_core::clock::now_seconds() as i64;
-        for mut m in rows::mappings(&mut *tx).await?.into_iter().filter(|m| m.provider_id == provider) {
+        for mut m in tx.mappings().await?.into_iter().filter(|m| m.provider_id == provider) {
             if m.source == "policy" || m.state == "rejected" {
                 continue;
             }
@@ -371,10 +347,9 @@ impl Directory {
                 m.decided_at = None;
                 m.note = Some(format!("{reason}; approval needed again"));
             }
-            rows::upsert_mapping(&mut *tx, &m).await?;
+            tx.upsert_mapping(&m).await?;
             if reapprove {
-                rows::record_event(
-                    &mut *tx,
+                tx.record_event(
                     actor,
                     "mapping.pending",
                     &subject(&m.tenant_id, provider),
@@ -389,25 +364,17 @@ impl Directory {
     /// Removes a provider no tenant is mapped to.
     pub async fn remove_provider(&self, id: &str, actor: &str) -> Result<()> {
         check_actor(actor)?;
-        let mut tx = self.store().begin_write().await?;
-        let row = rows::provider(&mut tx, id)
-            .await?
-            .ok_or_else(|| DirectoryError::NotFound(format!("No provider `{id}`.")))?;
+        let mut tx = self.repo().write().await?;
+        let row = tx.provider(id).await?.ok_or_else(|| DirectoryError::NotFound(format!("No provider `{id}`.")))?;
         if row.source == "policy" {
             return Err(DirectoryError::Conflict(format!("Provider `{id}` is declared in the partner's policy file.")));
         }
-        if rows::mappings(&mut tx).await?.iter().any(|m| m.provider_id == id) {
+        if tx.mappings().await?.iter().any(|m| m.provider_id == id) {
             return Err(DirectoryError::Conflict(format!("Tenants are still mapped to `{id}`; remove them first.")));
         }
-        rows::delete_provider(&mut tx, id).await?;
-        rows::record_event(
-            &mut tx,
-            actor,
-            "provider.removed",
-            &format!("provider:{id}"),
-            &json!({ "base_url": row.base_url }),
-        )
-        .await?;
+        tx.delete_provider(id).await?;
+        tx.record_event(actor, "provider.removed", &format!("provider:{id}"), &json!({ "base_url": row.base_url }))
+            .await?;
         self.commit(tx).await?;
         Ok(())
     }
@@ -430,19 +397,19 @@ impl Directory {
         let tenant = tenant_id(tenant)?;
         let no_provider = || DirectoryError::NotFound(format!("No provider `{provider}`; register it first."));
         let checked = {
-            let mut conn = self.store().pool().acquire().await?;
-            rows::provider(&mut conn, provider).await?.ok_or_else(no_provider)?
+            let mut conn = self.repo().read().await?;
+            conn.provider(provider).await?.ok_or_else(no_provider)?
         };
         // Over the network, before the transaction: no store lock is held
         // while a provider takes its time.
         let validated = validate(upstream, provider, &ProviderSpec::from_json(&checked.spec)?).await?;
-        let mut tx = self.store().begin_write().await?;
-        let row = rows::provider(&mut tx, provider).await?.ok_or_else(no_provider)?;
+        let mut tx = self.repo().write().await?;
+        let row = tx.provider(provider).await?.ok_or_else(no_provider)?;
         if row.spec != checked.spec {
             return Err(DirectoryError::Conflict("The provider changed meanwhile; request the mapping again.".into()));
         }
         let spec = ProviderSpec::from_json(&row.spec)?;
-        let current = rows::mapping(&mut tx, &tenant, provider).await?;
+        let current = tx.mapping(&tenant, provider).await?;
         if current.as_ref().is_some_and(|m| m.source == "policy") {
             return Err(DirectoryError::Conflict("This mapping is declared in the partner's policy file.".into()));
         }
@@ -460,10 +427,9 @@ impl Directory {
             source: "admin".into(),
             spec_sha256: fhirgate_core::digest::sha256_hex(row.spec.as_bytes()),
         };
-        rows::upsert_mapping(&mut tx, &mapping).await?;
+        tx.upsert_mapping(&mapping).await?;
         let action = if current.is_some() { "mapping.edited" } else { "mapping.requested" };
-        rows::record_event(
-            &mut tx,
+        tx.record_event(
             actor,
             action,
             &subject(&tenant, provider),
@@ -486,8 +452,9 @@ impl Directory {
     ) -> Result<MappingRow> {
         check_actor(actor)?;
         let tenant = tenant_id(tenant)?;
-        let mut tx = self.store().begin_write().await?;
-        let mut m = rows::mapping(&mut tx, &tenant, provider)
+        let mut tx = self.repo().write().await?;
+        let mut m = tx
+            .mapping(&tenant, provider)
             .await?
             .ok_or_else(|| DirectoryError::NotFound(format!("No mapping of tenant {tenant} to `{provider}`.")))?;
         if m.state != "pending" {
@@ -505,8 +472,7 @@ impl Directory {
                     .into(),
             ));
         }
-        let current =
-            rows::provider(&mut tx, provider).await?.map(|r| fhirgate_core::digest::sha256_hex(r.spec.as_bytes()));
+        let current = tx.provider(provider).await?.map(|r| fhirgate_core::digest::sha256_hex(r.spec.as_bytes()));
         if current.as_deref() != Some(m.spec_sha256.as_str()) {
             return Err(DirectoryError::Conflict(
                 "The provider changed since this mapping was requested; request it again.".into(),
@@ -517,21 +483,15 @@ impl Directory {
         m.note = note.filter(|n| !n.is_empty()).map(|n| n.chars().take(500).collect());
         // Only if nothing changed since it was read: an edit racing this
         // decision wins, and the decision must be made again.
-        if !rows::decide_mapping(&mut tx, &m, state, actor, now).await? {
+        if !tx.decide_mapping(&m, state, actor, now).await? {
             return Err(DirectoryError::Conflict("The mapping changed meanwhile; look at it again.".into()));
         }
         m.state = state.into();
         m.decided_by = Some(actor.to_owned());
         m.decided_at = Some(now);
         let action = if approve { "mapping.approved" } else { "mapping.rejected" };
-        rows::record_event(
-            &mut tx,
-            actor,
-            action,
-            &subject(&tenant, provider),
-            &json!({ "state": m.state, "note": m.note }),
-        )
-        .await?;
+        tx.record_event(actor, action, &subject(&tenant, provider), &json!({ "state": m.state, "note": m.note }))
+            .await?;
         self.commit(tx).await?;
         Ok(m)
     }
@@ -540,30 +500,25 @@ impl Directory {
     pub async fn remove_mapping(&self, tenant: &str, provider: &str, actor: &str) -> Result<()> {
         check_actor(actor)?;
         let tenant = tenant_id(tenant)?;
-        let mut tx = self.store().begin_write().await?;
-        let m = rows::mapping(&mut tx, &tenant, provider)
+        let mut tx = self.repo().write().await?;
+        let m = tx
+            .mapping(&tenant, provider)
             .await?
             .ok_or_else(|| DirectoryError::NotFound(format!("No mapping of tenant {tenant} to `{provider}`.")))?;
         if m.source == "policy" {
             return Err(DirectoryError::Conflict("This mapping is declared in the partner's policy file.".into()));
         }
-        rows::delete_mapping(&mut tx, &tenant, provider).await?;
-        rows::record_event(
-            &mut tx,
-            actor,
-            "mapping.removed",
-            &subject(&tenant, provider),
-            &json!({ "previous_state": m.state }),
-        )
-        .await?;
+        tx.delete_mapping(&tenant, provider).await?;
+        tx.record_event(actor, "mapping.removed", &subject(&tenant, provider), &json!({ "previous_state": m.state }))
+            .await?;
         self.commit(tx).await?;
         Ok(())
     }
 
     /// Every provider, as the admin API shows it.
     pub async fn providers_view(&self) -> Result<Vec<Value>> {
-        let mut tx = self.store().pool().acquire().await?;
-        let rows = rows::providers(&mut tx).await?;
+        let mut tx = self.repo().read().await?;
+        let rows = tx.providers().await?;
         Ok(rows
             .iter()
             .filter_map(|r| {
@@ -575,23 +530,21 @@ impl Directory {
 
     /// One provider with its breaker state and change history.
     pub async fn provider_view(&self, upstream: &Upstream, id: &str) -> Result<Value> {
-        let mut tx = self.store().pool().acquire().await?;
-        let row = rows::provider(&mut tx, id)
-            .await?
-            .ok_or_else(|| DirectoryError::NotFound(format!("No provider `{id}`.")))?;
+        let mut tx = self.repo().read().await?;
+        let row = tx.provider(id).await?.ok_or_else(|| DirectoryError::NotFound(format!("No provider `{id}`.")))?;
         let spec = ProviderSpec::from_json(&row.spec)?;
         let mut view = provider_view(id, &spec, &row.source, row.updated_at);
         view["breaker_state"] = json!(upstream.breaker_state(id).map(|s| format!("{s:?}")));
         let subject = format!("provider:{id}");
-        view["history"] = json!(rows::events(&mut tx, rows::Subject::Exact(&subject), 200).await?);
+        view["history"] = json!(tx.events(Subject::Exact(&subject), 200).await?);
         Ok(view)
     }
 
     /// Every mapping, grouped by tenant.
     pub async fn tenants_view(&self) -> Result<Value> {
-        let mut tx = self.store().pool().acquire().await?;
+        let mut tx = self.repo().read().await?;
         let mut by_tenant: BTreeMap<String, Vec<MappingRow>> = BTreeMap::new();
-        for m in rows::mappings(&mut tx).await? {
+        for m in tx.mappings().await? {
             by_tenant.entry(m.tenant_id.clone()).or_default().push(m);
         }
         Ok(json!(by_tenant.into_iter().map(|(t, m)| json!({ "tenant_id": t, "mappings": m })).collect::<Vec<_>>()))
@@ -600,11 +553,10 @@ impl Directory {
     /// One tenant's mappings and their history.
     pub async fn tenant_view(&self, tenant: &str) -> Result<Value> {
         let tenant = tenant_id(tenant)?;
-        let mut tx = self.store().pool().acquire().await?;
-        let mappings: Vec<MappingRow> =
-            rows::mappings(&mut tx).await?.into_iter().filter(|m| m.tenant_id == tenant).collect();
+        let mut tx = self.repo().read().await?;
+        let mappings: Vec<MappingRow> = tx.mappings().await?.into_iter().filter(|m| m.tenant_id == tenant).collect();
         let prefix = format!("tenant:{tenant}/");
-        let history = rows::events(&mut tx, rows::Subject::Prefix(&prefix), 500).await?;
+        let history = tx.events(Subject::Prefix(&prefix), 500).await?;
         if mappings.is_empty() && history.is_empty() {
             return Err(DirectoryError::NotFound(format!("No tenant {tenant}.")));
         }
