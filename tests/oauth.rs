@@ -133,6 +133,64 @@ fn repeated_failures_are_throttled() {
     assert!(body["error"].is_string());
 }
 
+/// Client ids are public (every token's `sub`): wrong secrets sent from one
+/// address must not lock the app out where it runs.
+#[test]
+fn failures_from_one_address_do_not_lock_the_client_out_elsewhere() {
+    let demo = demo();
+    let url = demo.get("token_url");
+    let (id, secret) = (demo.get("client_id"), demo.get("client_secret"));
+    let from = |addr: [u8; 4]| {
+        reqwest::blocking::Client::builder()
+            .local_address(std::net::IpAddr::from(addr))
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .unwrap()
+    };
+    let attempt = |client: &reqwest::blocking::Client, s: &str| {
+        client
+            .post(&url)
+            .form(&[("grant_type", "client_credentials"), ("client_id", id.as_str()), ("client_secret", s)])
+            .send()
+            .unwrap()
+            .status()
+    };
+    let (attacker, app) = (from([127, 0, 0, 2]), from([127, 0, 0, 1]));
+    for _ in 0..15 {
+        let status = attempt(&attacker, "guess");
+        assert!(status == 401 || status == 429, "{status}");
+    }
+    assert_eq!(attempt(&attacker, &secret), 429, "the failing address waits, even with the right secret");
+    assert_eq!(attempt(&app, &secret), 200, "the app, from its own address, is served");
+}
+
+/// The token endpoint reads little before it knows who is asking: a larger
+/// form is refused with 413 and an OAuth error, unread.
+#[test]
+fn an_oversized_token_request_is_413() {
+    let demo = demo();
+    let url = demo.get("token_url");
+    let padding = "x".repeat(20 * 1024);
+    let resp = http()
+        .post(&url)
+        .form(&[("grant_type", "client_credentials"), ("client_id", "app"), ("client_secret", padding.as_str())])
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let body: Value = resp.json().unwrap();
+    assert_eq!(body["error"], "invalid_request");
+    assert!(body["error_description"].as_str().unwrap().contains("16384 bytes"), "{body}");
+    // A request of honest size is answered as before.
+    let (id, secret) = (demo.get("client_id"), demo.get("client_secret"));
+    let resp = http()
+        .post(&url)
+        .form(&[("grant_type", "client_credentials"), ("client_id", id.as_str()), ("client_secret", secret.as_str())])
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
 /// A JWT with `header` and `claims` and the given signature part.
 fn forge(header: &Value, claims: &Value, signature: &str) -> String {
     format!("{}.{}.{signature}", B64.encode(header.to_string()), B64.encode(claims.to_string()))

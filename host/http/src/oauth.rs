@@ -12,8 +12,11 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
 
-/// Largest form body the endpoints read.
-const MAX_FORM_BYTES: usize = 64 * 1024;
+/// Largest form body the endpoints read: a client-credentials request with
+/// an RS512 client assertion from a 4096-bit key is under 2 KiB, so 16 KiB
+/// leaves room for any honest client, and little for an unauthenticated
+/// caller to make the gateway hold.
+const MAX_FORM_BYTES: usize = 16 * 1024;
 
 /// `/oauth2/token`, `/oauth2/revoke` and `/oauth2/introspect`.
 pub(crate) async fn endpoint(gw: &Services, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
@@ -26,7 +29,12 @@ pub(crate) async fn endpoint(gw: &Services, req: Request<Incoming>, peer: IpAddr
     let (parts, body) = req.into_parts();
     let body = match crate::body::read_body(body, MAX_FORM_BYTES).await {
         Ok(b) => b,
-        Err(f) => return oauth_error_response(&OAuthError::InvalidRequest(f.message)),
+        Err(f) => {
+            // An OAuth error body, with the status that says what went wrong.
+            let mut resp = oauth_error_response(&OAuthError::InvalidRequest(f.message));
+            *resp.status_mut() = f.status;
+            return resp;
+        }
     };
     let (headers, query) = (&parts.headers, parts.uri.query());
     let result = match parts.uri.path() {

@@ -1,16 +1,20 @@
-//! Throttling of failed client authentications, per client id and per source
-//! address: after too many failures in a window, further attempts are refused
-//! with 429 and `Retry-After` until the window ends, whatever the credentials.
+//! Throttling of failed client authentications, per client id *at* a source
+//! address and per source address: after too many failures in a window,
+//! further attempts from there are refused with 429 and `Retry-After` until
+//! the window ends, whatever the credentials. Never per client id alone:
+//! client ids are public (every token's `sub`), and failures from one address
+//! must not lock the app out everywhere else.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Failures tolerated per key and window. A client with a working secret
-/// never fails; 10 failures a minute is far above honest mistakes and far
-/// below what guessing a 256-bit secret would need anyway — the limit exists
-/// to keep brute force and credential stuffing off the store.
+/// Failures tolerated per client id at one address, per window. A client
+/// with a working secret never fails; 10 failures a minute is far above
+/// honest mistakes and far below what guessing a 256-bit secret would need
+/// anyway — the limit exists to keep brute force and credential stuffing off
+/// the store.
 const MAX_FAILURES_PER_CLIENT: u32 = 10;
 /// Per address the limit is higher: several clients may sit behind one NAT.
 const MAX_FAILURES_PER_ADDRESS: u32 = 30;
@@ -26,7 +30,8 @@ struct Window {
 
 #[derive(Hash, PartialEq, Eq, Clone)]
 enum Key {
-    Client(String),
+    /// A client id, as claimed from one address.
+    ClientAt(String, IpAddr),
     Address(IpAddr),
 }
 
@@ -37,7 +42,8 @@ pub struct Throttle {
 }
 
 impl Throttle {
-    /// `Some(seconds to wait)` when `client_id` or `addr` is over its limit.
+    /// `Some(seconds to wait)` when `addr`, or `client_id` at `addr`, is over
+    /// its limit.
     pub fn check(&self, client_id: Option<&str>, addr: IpAddr) -> Option<u64> {
         let now = Instant::now();
         let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
@@ -48,7 +54,7 @@ impl Throttle {
             })
         };
         let by_addr = blocked(&Key::Address(addr), MAX_FAILURES_PER_ADDRESS);
-        let by_client = client_id.and_then(|c| blocked(&Key::Client(c.to_owned()), MAX_FAILURES_PER_CLIENT));
+        let by_client = client_id.and_then(|c| blocked(&Key::ClientAt(c.to_owned(), addr), MAX_FAILURES_PER_CLIENT));
         by_addr.into_iter().chain(by_client).max()
     }
 
@@ -56,7 +62,7 @@ impl Throttle {
     /// front and then succeeded.
     pub fn forgive(&self, client_id: Option<&str>, addr: IpAddr) {
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        let keys = std::iter::once(Key::Address(addr)).chain(client_id.map(|c| Key::Client(c.to_owned())));
+        let keys = std::iter::once(Key::Address(addr)).chain(client_id.map(|c| Key::ClientAt(c.to_owned(), addr)));
         for key in keys {
             if let Some(w) = windows.get_mut(&key) {
                 w.failures = w.failures.saturating_sub(1);
@@ -71,7 +77,7 @@ impl Throttle {
         if windows.len() >= MAX_ENTRIES {
             windows.retain(|_, w| now.duration_since(w.started) < WINDOW);
         }
-        let keys = std::iter::once(Key::Address(addr)).chain(client_id.map(|c| Key::Client(c.to_owned())));
+        let keys = std::iter::once(Key::Address(addr)).chain(client_id.map(|c| Key::ClientAt(c.to_owned(), addr)));
         for key in keys {
             let w = windows.entry(key).or_insert(Window { started: now, failures: 0 });
             if now.duration_since(w.started) >= WINDOW {
@@ -95,8 +101,10 @@ mod tests {
             assert!(t.check(Some("app"), a).is_none());
             t.failed(Some("app"), a);
         }
-        let wait = t.check(Some("app"), b).expect("client over its limit, from any address");
+        let wait = t.check(Some("app"), a).expect("client over its limit at the failing address");
         assert!((1..=60).contains(&wait));
+        // Client ids are public: failures from `a` do not lock `app` out at `b`.
+        assert!(t.check(Some("app"), b).is_none(), "the client from another address");
         assert!(t.check(Some("other"), b).is_none());
         for _ in 0..MAX_FAILURES_PER_ADDRESS {
             t.failed(None, b);
