@@ -453,9 +453,8 @@ impl Registry {
     }
 }
 
-/// What a repository method of the client registry returns.
-pub type RegistryFuture<'a, T> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, RegistryError>> + Send + 'a>>;
+/// What a method of the client registry's repository returns.
+pub type RegistryFuture<'a, T> = super::RepoFuture<'a, T, RegistryError>;
 
 /// Where registered clients, their secrets and JWK Sets, used client
 /// assertions and revoked tokens are kept, and the change trail read back.

@@ -266,7 +266,7 @@ pub(crate) async fn events(
 }
 
 /// What a directory transaction's methods return.
-pub type TxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, sqlx::Error>> + Send + 'a>>;
+pub type TxFuture<'a, T> = super::RepoFuture<'a, T, sqlx::Error>;
 
 /// One unit of work on the directory's rows: what it reads is one
 /// consistent view, what it writes becomes visible together at

@@ -34,7 +34,9 @@ pub use clients::{Client, ClientStatus, Registry, SecretInfo};
 
 /// What a repository method returns: a boxed future, so that the
 /// repositories are used as trait objects, whichever database is behind them.
-pub type RepoFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<T>> + Send + 'a>>;
+/// `E` is the repository's error.
+pub type RepoFuture<'a, T, E = anyhow::Error> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, E>> + Send + 'a>>;
 
 /// The embedded migrations, applied on open.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -148,14 +148,3 @@ impl Call for ShapeResponse<'_> {
         run.shape_response(cx, self.tenant, self.exchange, self.status, self.body.clone(), served);
     }
 }
-
-/// The role's shadow candidate, when the policy runs one.
-impl super::Shadows {
-    pub fn of(&self, role: Role) -> &Option<Arc<super::shadow::Shadow>> {
-        match role {
-            Role::TokenValidation => &self.validator,
-            Role::Routing => &self.router,
-            Role::Shaping => &self.shaper,
-        }
-    }
-}

@@ -172,6 +172,15 @@ pub struct Shadows {
 }
 
 impl Shadows {
+    /// The candidate for `role`, when the policy runs one.
+    pub fn of(&self, role: Role) -> &Option<Arc<shadow::Shadow>> {
+        match role {
+            Role::TokenValidation => &self.validator,
+            Role::Routing => &self.router,
+            Role::Shaping => &self.shaper,
+        }
+    }
+
     pub fn all(&self) -> impl Iterator<Item = &Arc<shadow::Shadow>> {
         [&self.validator, &self.router, &self.shaper].into_iter().flatten()
     }
