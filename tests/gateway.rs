@@ -9,7 +9,7 @@ use std::net::TcpListener;
 use oauth2::basic::BasicClient;
 use oauth2::{ClientId, ClientSecret, Scope, TokenResponse, TokenUrl};
 use serde_json::Value;
-use support::{Setup, demo, http, provider, token};
+use support::{Setup, demo, http, provider, run_cli, token};
 
 const OAUTH_URIS: &str = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris";
 
@@ -67,11 +67,11 @@ fn metadata_is_public_and_advertises_oauth_on_both_faces() {
         support::validate_fhir(face, &cs);
     }
 
-    // The URLs follow the address the client used.
+    // The URLs are the gateway's public URL, never the Host a client sent:
+    // another name for the same address is refused.
     let port = gateway.rsplit(':').next().unwrap();
-    let cs: Value = http().get(format!("http://localhost:{port}/stu3/metadata")).send().unwrap().json().unwrap();
-    let token_url = &cs["rest"][0]["security"]["extension"][0]["extension"][0]["valueUri"];
-    assert_eq!(token_url, &format!("http://localhost:{port}/oauth2/token"));
+    let other = http().get(format!("http://localhost:{port}/stu3/metadata")).send().unwrap();
+    assert_eq!(other.status(), 421);
 }
 
 #[test]
@@ -548,16 +548,6 @@ fn a_provider_that_is_down_is_a_502_outcome() {
 }
 
 /// Runs `fhirgate <args>` to completion and returns (success, stdout + stderr).
-fn run_cli(args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fhirgate"))
-        .args(args)
-        .current_dir(support::repo_root())
-        .env("FHIRGATE_LOG", "warn")
-        .output()
-        .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
-}
 
 #[test]
 fn bad_policies_and_configs_fail_at_start_with_a_clear_message() {
@@ -617,6 +607,12 @@ fn bad_policies_and_configs_fail_at_start_with_a_clear_message() {
     let (ok, text) = run_cli(&["serve", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
     assert!(!ok);
     assert!(text.contains("public_url") && text.contains("gateway.toml"), "{text}");
+
+    // `serve` will not build links on a client's Host header.
+    std::fs::write(&config, "schema_version = 1\npolicy = \"policy.toml\"\n").unwrap();
+    let (ok, text) = run_cli(&["serve", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert!(!ok);
+    assert!(text.contains("public_url") && text.contains("accepted_hosts"), "{text}");
 
     // The shipped example configuration is valid.
     let (ok, text) = run_cli(&["policy", "check", "policies/demo/policy.toml"]);

@@ -140,13 +140,6 @@ fn failures_from_one_address_do_not_lock_the_client_out_elsewhere() {
     let demo = demo();
     let url = demo.get("token_url");
     let (id, secret) = (demo.get("client_id"), demo.get("client_secret"));
-    let from = |addr: [u8; 4]| {
-        reqwest::blocking::Client::builder()
-            .local_address(std::net::IpAddr::from(addr))
-            .timeout(std::time::Duration::from_secs(60))
-            .build()
-            .unwrap()
-    };
     let attempt = |client: &reqwest::blocking::Client, s: &str| {
         client
             .post(&url)
@@ -155,7 +148,7 @@ fn failures_from_one_address_do_not_lock_the_client_out_elsewhere() {
             .unwrap()
             .status()
     };
-    let (attacker, app) = (from([127, 0, 0, 2]), from([127, 0, 0, 1]));
+    let (attacker, app) = (support::http_from([127, 0, 0, 2]), support::http_from([127, 0, 0, 1]));
     for _ in 0..15 {
         let status = attempt(&attacker, "guess");
         assert!(status == 401 || status == 429, "{status}");
@@ -361,4 +354,135 @@ fn logs_never_carry_secrets_tokens_or_patient_data() {
         assert!(!text.contains(needle), "the log holds a {what}");
     }
     assert!(!text.to_ascii_lowercase().contains("authorization: bearer"), "the log holds an Authorization header");
+}
+
+#[test]
+fn a_host_the_gateway_does_not_answer_for_gets_421_and_shapes_no_url() {
+    use reqwest::header::HOST;
+    // Without public_url: the accepted hosts (127.0.0.1, any port) only.
+    let gw = support::Setup::default().serve();
+    let port = gw.base.rsplit(':').next().unwrap().to_owned();
+    for path in ["/stu3/metadata", "/dstu2/.well-known/smart-configuration", "/.well-known/oauth-authorization-server"]
+    {
+        let url = format!("{}{path}", gw.base);
+        let resp = http().get(&url).header(HOST, "evil.example").send().unwrap();
+        assert_eq!(resp.status(), 421, "{path}");
+        assert!(!resp.text().unwrap().contains("evil.example"), "{path}");
+        let ok: Value = http().get(&url).header(HOST, format!("127.0.0.1:{port}")).send().unwrap().json().unwrap();
+        assert!(ok.to_string().contains(&format!("http://127.0.0.1:{port}/")), "{path}: {ok}");
+    }
+    let face = http().get(format!("{}/stu3/Patient", gw.base)).header(HOST, "evil.example").send().unwrap();
+    assert_eq!(face.status(), 421);
+    assert_eq!(face.json::<Value>().unwrap()["resourceType"], "OperationOutcome");
+    let token = http()
+        .post(format!("{}/oauth2/token", gw.base))
+        .header(HOST, "evil.example")
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .unwrap();
+    assert_eq!(token.status(), 421);
+    // Probes and scrapers use the address: health answers any host.
+    assert_eq!(http().get(format!("{}/healthz", gw.base)).header(HOST, "10.1.2.3").send().unwrap().status(), 200);
+
+    // With public_url, every URL is built on it and only its host answered.
+    let gw = support::Setup { extra_config: "public_url = \"https://gw.example\"\n", ..Default::default() }.serve();
+    let url = format!("{}/stu3/metadata", gw.base);
+    let meta: Value = http().get(&url).header(HOST, "gw.example").send().unwrap().json().unwrap();
+    assert!(meta.to_string().contains("https://gw.example/oauth2/token"), "{meta}");
+    assert_eq!(http().get(&url).send().unwrap().status(), 421, "the listening address is not the public host");
+}
+
+/// Behind a trusted proxy, the client is the address the proxy forwarded
+/// for: failures of one client behind it do not throttle another. From
+/// anywhere else the forwarding headers are ignored.
+#[test]
+fn a_trusted_proxy_names_the_client_and_others_cannot() {
+    const TENANT: &str = "aaaaaaaa-0000-4000-8000-00000000000a";
+    let gw = support::Setup {
+        client_tenants: &[TENANT],
+        extra_config: "trusted_proxies = [\"127.0.0.1\"]\n",
+        ..Default::default()
+    }
+    .serve();
+    let url = format!("{}/oauth2/token", gw.base);
+    let attempt = |client: &reqwest::blocking::Client, forwarded_for: &str, secret: &str| {
+        client
+            .post(&url)
+            .header("x-forwarded-for", forwarded_for)
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", "app"),
+                ("client_secret", secret),
+                ("scope", TENANT),
+            ])
+            .send()
+            .unwrap()
+            .status()
+    };
+    let (proxy, direct) = (support::http_from([127, 0, 0, 1]), support::http_from([127, 0, 0, 2]));
+    for _ in 0..12 {
+        let status = attempt(&proxy, "203.0.113.7", "guess");
+        assert!(status == 401 || status == 429, "{status}");
+    }
+    assert_eq!(attempt(&proxy, "203.0.113.7", support::SECRET), 429, "the failing client waits");
+    assert_eq!(attempt(&proxy, "203.0.113.8", support::SECRET), 200, "another client behind the proxy is served");
+    // Not a trusted proxy: a new X-Forwarded-For each time changes nothing.
+    for i in 0..12 {
+        let status = attempt(&direct, &format!("198.51.100.{i}"), "guess");
+        assert!(status == 401 || status == 429, "{status}");
+    }
+    assert_eq!(attempt(&direct, "198.51.100.99", support::SECRET), 429, "spoofed headers do not evade the throttle");
+}
+
+/// Guessing the admin token is throttled per address, like client secrets.
+#[test]
+fn failed_admin_authentications_are_throttled_per_address() {
+    const ADMIN: &str = "admin-token-0123456789-abcdefghijklmnopqrstuv";
+    let gw = support::Setup { data_dir: true, admin_token: Some(ADMIN), ..Default::default() }.serve();
+    let url = format!("{}/admin/clients", gw.base);
+    let (attacker, operator) = (support::http_from([127, 0, 0, 2]), support::http_from([127, 0, 0, 1]));
+    let mut statuses = Vec::new();
+    for i in 0..35 {
+        statuses.push(attacker.get(&url).bearer_auth(format!("guess-{i}")).send().unwrap().status().as_u16());
+    }
+    assert_eq!(statuses[0], 401);
+    assert_eq!(*statuses.last().unwrap(), 429, "{statuses:?}");
+    let refused = attacker.get(&url).bearer_auth(ADMIN).send().unwrap();
+    assert_eq!(refused.status(), 429, "the guessing address waits, even with the right token");
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(operator.get(&url).bearer_auth(ADMIN).send().unwrap().status(), 200, "the operator is served");
+}
+
+/// A token signed with the gateway's own key for a client that was never
+/// registered (what a stolen key makes) is refused: tokens are honoured
+/// only for clients that exist and are enabled.
+#[test]
+fn a_token_signed_for_a_client_never_registered_is_refused() {
+    const TENANT: &str = "aaaaaaaa-0000-4000-8000-00000000000a";
+    let (_provider, base) = support::provider();
+    let gw = support::Setup {
+        routes: &[(TENANT, "p")],
+        tenants: &[(TENANT, "p")],
+        providers: &[("p", &base)],
+        client_tenants: &[TENANT],
+        extra_config: "[token]\nsigning_key_file = \"signing-key.pem\"\n",
+        ..Default::default()
+    }
+    .serve();
+    let token = gw.token(TENANT);
+    let read = |t: &str| http().get(format!("{}/stu3/Patient/pat-001", gw.base)).bearer_auth(t).send().unwrap();
+    assert_eq!(read(&token).status(), 200);
+
+    let pem = std::fs::read(gw.dir.path().join("signing-key.pem")).unwrap();
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = header_of(&token)["kid"].as_str().map(str::to_owned);
+    let mut claims = claims_of(&token);
+    claims["sub"] = json!("ghost");
+    claims["client_id"] = json!("ghost");
+    claims["jti"] = json!("forged-1");
+    let forged = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+    let resp = read(&forged);
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
 }

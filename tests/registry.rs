@@ -74,7 +74,7 @@ impl Gateway {
         );
         std::fs::write(dir.join("policy.toml"), policy).unwrap();
         let config = format!(
-            "schema_version = 1\npolicy = \"policy.toml\"\ndata_dir = \"data\"\n[token]\nalgorithm = \"RS256\"\n\
+            "schema_version = 1\npolicy = \"policy.toml\"\naccepted_hosts = [\"127.0.0.1\"]\ndata_dir = \"data\"\n[token]\nalgorithm = \"RS256\"\n\
          [admin]\ntoken_sha256 = {:?}\n",
             sha256_str(ADMIN)
         );
@@ -170,11 +170,16 @@ fn secrets_are_added_revoked_and_rotated_with_grace() {
     assert!(now >= grace_end, "the old secret stopped before its grace end");
     assert!(works(&base, &client_id, &third));
 
-    // Disable, enable, delete.
+    // Disable, enable, delete. Disabling ends the client's tokens at once;
+    // enabling brings back those not expired.
+    let read = |token: &str| http().get(format!("{base}/stu3/Patient/pat-001")).bearer_auth(token).send().unwrap();
+    assert_eq!(read(&old_token).status(), 200);
     assert_eq!(admin(reqwest::Method::POST, &format!("clients/{client_id}/disable"), None).0, 200);
     assert!(!works(&base, &client_id, &third));
+    assert_eq!(read(&old_token).status(), 401, "a disabled client's token is refused at once");
     assert_eq!(admin(reqwest::Method::POST, &format!("clients/{client_id}/enable"), None).0, 200);
     assert!(works(&base, &client_id, &third));
+    assert_eq!(read(&old_token).status(), 200);
 
     // Create through the API too.
     let (status, made) =
@@ -188,13 +193,17 @@ fn secrets_are_added_revoked_and_rotated_with_grace() {
     assert_eq!(admin(reqwest::Method::DELETE, &format!("clients/{client_id}"), None).0, 200);
     assert!(!works(&base, &client_id, &third));
     assert_eq!(admin(reqwest::Method::GET, &format!("clients/{client_id}"), None).0, 404);
+    // Its tokens, still unexpired, end with it.
+    let resp = http().get(format!("{base}/stu3/Patient/pat-001")).bearer_auth(&old_token).send().unwrap();
+    assert_eq!(resp.status(), 401, "a deleted client's token is refused");
+    assert!(resp.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
 
     // The admin API needs its own credential; a client's token is not it.
     let resp = http().get(format!("{base}/admin/clients")).send().unwrap();
     assert_eq!(resp.status(), 401);
     let (_, body) = token_status(&base, &other_id, made["client_secret"].as_str().unwrap());
-    let resp =
-        http().get(format!("{base}/admin/clients")).bearer_auth(body["access_token"].as_str().unwrap()).send().unwrap();
+    let before_rotation = body["access_token"].as_str().unwrap().to_owned();
+    let resp = http().get(format!("{base}/admin/clients")).bearer_auth(&before_rotation).send().unwrap();
     assert_eq!(resp.status(), 401);
 
     // Key rotation: new tokens carry the new kid, tokens signed by the
@@ -204,8 +213,8 @@ fn secrets_are_added_revoked_and_rotated_with_grace() {
     let new_kid = rotated["kid"].as_str().unwrap().to_owned();
     let jwks: Value = http().get(format!("{base}/.well-known/jwks.json")).send().unwrap().json().unwrap();
     let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
-    assert!(kids.contains(&new_kid.as_str()) && kids.contains(&header(&old_token)["kid"].as_str().unwrap()));
-    let resp = http().get(format!("{base}/stu3/Patient/pat-001")).bearer_auth(&old_token).send().unwrap();
+    assert!(kids.contains(&new_kid.as_str()) && kids.contains(&header(&before_rotation)["kid"].as_str().unwrap()));
+    let resp = http().get(format!("{base}/stu3/Patient/pat-001")).bearer_auth(&before_rotation).send().unwrap();
     assert_eq!(resp.status(), 200, "a token of the retired key still works until it expires");
     let (_, fresh) = token_status(&base, &other_id, made["client_secret"].as_str().unwrap());
     let fresh_token = fresh["access_token"].as_str().unwrap();
@@ -417,4 +426,40 @@ fn revocations_by_the_admin_survive_a_restart() {
         .send()
         .unwrap();
     assert_eq!(resp.status(), 200);
+}
+
+/// State is private to the gateway's user: the data directory is created
+/// 0700 and every file in it 0600, and the gateway will not start on a data
+/// directory or key file others can read, naming the path and the fix.
+#[test]
+fn state_is_private_and_readable_state_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let gw = support::Setup { data_dir: true, ..Default::default() }.serve();
+    let token = http()
+        .post(format!("{}/oauth2/token", gw.base))
+        .basic_auth("app", Some(support::SECRET))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .unwrap();
+    assert!(token.status().is_client_error(), "a refused token request writes the trail too");
+    let data = gw.dir.path().join("data");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    let files: Vec<_> = std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(files.iter().any(|f| f.ends_with("fhirgate.sqlite3")) && files.iter().any(|f| f.ends_with("pepper.key")));
+    for f in &files {
+        assert_eq!(mode(f) & 0o077, 0, "{} is mode {:o}", f.display(), mode(f));
+    }
+    let config = gw.dir.path().join("gateway.toml");
+    drop(gw.running);
+
+    let serve = || support::run_cli(&["serve", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (ok, text) = serve();
+    assert!(!ok && text.contains(&data.display().to_string()) && text.contains("chmod 700"), "{text}");
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let pepper = data.join("pepper.key");
+    std::fs::set_permissions(&pepper, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, text) = serve();
+    assert!(!ok && text.contains("pepper.key") && text.contains("chmod 600"), "{text}");
 }

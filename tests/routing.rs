@@ -110,14 +110,93 @@ fn each_tenant_reaches_only_its_provider_and_forged_routes_are_refused() {
     outcomes.validate();
 }
 
+/// The test's providers listen on loopback, which providers registered
+/// through the admin API may not use unless the operator allows it.
+const LOOPBACK_ALLOWED: &str = "[outbound]\nallowed_ranges = [\"127.0.0.0/8\"]\n";
+
+#[test]
+fn onboarding_cannot_reach_special_addresses_or_probe_them() {
+    let (_p, base) = provider_with(&[]);
+    let port = base.trim_start_matches("http://").split(['/', ':']).nth(1).unwrap().to_owned();
+    let gw = Setup { data_dir: true, admin_token: Some(ADMIN), ..Default::default() }.serve();
+    let admin_url = |p: &str| format!("{}/admin/{p}", gw.base);
+    let gw_port = gw.base.rsplit(':').next().unwrap().to_owned();
+    let register = |id: &str, base_url: &str| {
+        admin(
+            reqwest::Method::PUT,
+            &admin_url(&format!("providers/{id}")),
+            Some(json!({ "actor": "alice", "base_url": base_url, "fhir_version": "r4" })),
+        )
+    };
+    // A real FHIR server on loopback, in several spellings, and the
+    // gateway's own admin API: refused by policy, nothing fetched.
+    for (i, url) in [
+        base.clone(),
+        format!("http://localhost:{port}/fhir"),
+        format!("http://2130706433:{port}/fhir"),
+        format!("http://[::ffff:127.0.0.1]:{port}/fhir"),
+        format!("http://127.0.0.1:{gw_port}/admin"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (status, body) = register(&format!("p{i}"), url);
+        assert_eq!(status, 422, "{url}: {body}");
+        assert!(body["error"].as_str().unwrap().contains("refused by policy"), "{url}: {body}");
+    }
+    // A fragment (which would choose the path fetched), user-info or
+    // another scheme: refused before anything is fetched.
+    for url in [
+        format!("http://127.0.0.1:{gw_port}/admin/clients#"),
+        format!("http://u:p@127.0.0.1:{port}/fhir"),
+        "ftp://x/fhir".into(),
+    ] {
+        let (status, body) = register("odd", &url);
+        assert_eq!(status, 400, "{url}: {body}");
+    }
+    // A closed port says "unreachable", and nothing about what answered.
+    let gw2 = Setup { data_dir: true, admin_token: Some(ADMIN), extra_config: LOOPBACK_ALLOWED, ..Default::default() }
+        .serve();
+    let (status, body) = admin(
+        reqwest::Method::PUT,
+        &format!("{}/admin/providers/closed", gw2.base),
+        Some(json!({ "actor": "alice", "base_url": "http://127.0.0.1:9/fhir", "fhir_version": "r4" })),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("unreachable"), "{body}");
+    // Something that answers but is no FHIR server: its status only.
+    let (status, body) = admin(
+        reqwest::Method::PUT,
+        &format!("{}/admin/providers/admin", gw2.base),
+        Some(json!({ "actor": "alice", "base_url": format!("{}/admin", gw2.base), "fhir_version": "r4" })),
+    );
+    assert_eq!(status, 422, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("answered 401") || error.contains("answered 404"), "{body}");
+    assert!(!error.contains("bearer") && !error.contains("{"), "{body}");
+    // With loopback allowed, the FHIR server registers.
+    let (status, body) = admin(
+        reqwest::Method::PUT,
+        &format!("{}/admin/providers/hospital", gw2.base),
+        Some(json!({ "actor": "alice", "base_url": base, "fhir_version": "r4" })),
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
 #[test]
 fn onboarding_needs_approval_and_an_edit_needs_it_again() {
     let mut outcomes = support::Outcomes::default();
     let log_dir = tempfile::tempdir().unwrap();
     let log = log_dir.path().join("p.log");
     let (_p, base) = provider_with(&["--request-log", log.to_str().unwrap()]);
-    let gw =
-        Setup { client_tenants: &[TENANT_A], data_dir: true, admin_token: Some(ADMIN), ..Default::default() }.serve();
+    let gw = Setup {
+        client_tenants: &[TENANT_A],
+        data_dir: true,
+        admin_token: Some(ADMIN),
+        extra_config: LOOPBACK_ALLOWED,
+        ..Default::default()
+    }
+    .serve();
     let token = gw.token(TENANT_A);
     let read = || get(&format!("{}/stu3/Patient/pat-001", gw.base), &token);
     let admin_url = |p: &str| format!("{}/admin/{p}", gw.base);
@@ -209,7 +288,7 @@ fn onboarding_needs_approval_and_an_edit_needs_it_again() {
     let data = gw.dir.path().join("data");
     let cli = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_fhirgate"))
-            .args(["directory", "--data-dir", data.to_str().unwrap()])
+            .args(["directory", "--data-dir", data.to_str().unwrap(), "--allowed-range", "127.0.0.0/8"])
             .args(args)
             .current_dir(repo_root())
             .env("FHIRGATE_LOG", "warn")

@@ -114,14 +114,28 @@ pub fn start(args: &[&str]) -> Running {
 
 /// Starts `fhirgate <args>` logging at `level` into `stderr`.
 pub fn start_with(args: &[&str], level: &str, stderr: Stdio) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fhirgate"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fhirgate"));
+    command.args(args).env("FHIRGATE_LOG", level).stderr(stderr);
+    start_command(command, args)
+}
+
+/// Starts `fhirgate <args>` with at most `descriptors` open files (soft and
+/// hard limit), as an operator's `ulimit -n` would.
+pub fn start_limited(args: &[&str], descriptors: u32) -> Running {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("ulimit -n {descriptors} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_fhirgate"))
         .args(args)
-        .current_dir(repo_root())
-        .env("FHIRGATE_LOG", level)
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .expect("starting fhirgate");
+        .env("FHIRGATE_LOG", std::env::var("FHIRGATE_LOG").unwrap_or_else(|_| "warn".into()));
+    start_command(command, args)
+}
+
+/// Runs `command` (a `fhirgate` process) in the repository and waits for
+/// the JSON line it prints when ready.
+fn start_command(mut command: Command, args: &[&str]) -> Running {
+    let mut child = command.current_dir(repo_root()).stdout(Stdio::piped()).spawn().expect("starting fhirgate");
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -179,6 +193,16 @@ pub fn http() -> reqwest::blocking::Client {
 /// One client kept for the whole run, its connections reused: for polling
 /// a gateway in a loop, where a new client (a thread, a runtime and a
 /// connection) per poll would cost more than the poll.
+/// A client whose connections come from `addr` (any 127.0.0.0/8 address
+/// is this machine), for what the gateway counts per client address.
+pub fn http_from(addr: [u8; 4]) -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .local_address(std::net::IpAddr::from(addr))
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .expect("an HTTP client")
+}
+
 pub fn polling_http() -> &'static reqwest::blocking::Client {
     static CLIENT: std::sync::OnceLock<reqwest::blocking::Client> = std::sync::OnceLock::new();
     CLIENT.get_or_init(http)
@@ -317,6 +341,15 @@ impl Setup<'_> {
         Served { running, base, dir }
     }
 
+    /// The `fhirgate serve` process with at most `descriptors` open files.
+    pub fn serve_binary_limited(&self, descriptors: u32) -> Served {
+        let (dir, config_path) = self.write();
+        let args = ["serve", "--json", "--listen", "127.0.0.1:0", "--config", config_path.to_str().unwrap()];
+        let running = start_limited(&args, descriptors);
+        let base = format!("http://{}", running.get("address"));
+        Served { running, base, dir }
+    }
+
     /// The policy and configuration in a new directory; the configuration's
     /// path.
     fn write(&self) -> (tempfile::TempDir, PathBuf) {
@@ -350,6 +383,11 @@ impl Setup<'_> {
         if self.data_dir {
             extra += &format!("data_dir = {:?}\n", dir.path().join("data").display().to_string());
         }
+        if !self.extra_config.contains("public_url") {
+            // As an operator of a gateway on loopback would: any port, since
+            // the test's gateway listens on a free one.
+            extra += "accepted_hosts = [\"127.0.0.1\"]\n";
+        }
         extra += self.extra_config;
         if let Some(token) = self.admin_token {
             extra += &format!("\n[admin]\ntoken_sha256 = {:?}\n", sha256_str(token));
@@ -364,6 +402,19 @@ impl Setup<'_> {
         std::fs::write(&config_path, config).expect("config");
         (dir, config_path)
     }
+}
+
+/// Runs `fhirgate <args>` to the end: whether it succeeded, and what it
+/// printed (stdout, then stderr).
+pub fn run_cli(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_fhirgate"))
+        .args(args)
+        .current_dir(repo_root())
+        .env("FHIRGATE_LOG", "warn")
+        .output()
+        .expect("running fhirgate");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
 }
 
 pub fn sha256_str(s: &str) -> String {

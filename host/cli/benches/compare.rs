@@ -6,7 +6,10 @@
 //! - (C) the full gateway (`fhirgate serve`) with its default modules, an
 //!   access log on disk, the token of a registered client;
 //! - (D) nginx `proxy_pass` to the same provider, with upstream keep-alive,
-//!   when `nginx` is on the PATH.
+//!   when `nginx` is on the PATH;
+//! - (E) C with `[audit] commit = "buffered"`: records committed within
+//!   20 ms after the answer instead of before it, the baseline of what the
+//!   durable trail costs (C/E).
 //!
 //! Workloads: a ~2 KB Patient read, ~40 KB and ~170 KB searchsets of
 //! Patients, and, on the gateway only: the token endpoint; an 8-entry batch
@@ -20,7 +23,7 @@
 //! omission): p50, p99 and p99.9; the system's own CPU during saturation (the provider's not
 //! included) and its resident-memory high-water mark so far (VmHWM, summed
 //! over its processes). Prints one table and the ratios
-//! C/B, C/D and the p99 C adds over B, and writes them to
+//! C/B, C/D, C/E and the p99 C adds over B, and writes them to
 //! `target/bench/compare.json` and `target/bench/compare.md`.
 //!
 //! Everything shares the machine: provider, systems and the load generator
@@ -315,6 +318,20 @@ fn main() -> anyhow::Result<()> {
         ..Default::default()
     }
     .serve_binary();
+    // The same gateway committing its access records within 20 ms of the
+    // answer instead of before it: the baseline of the durable trail's cost.
+    let buffered = Setup {
+        routes: &[(TENANT, "a")],
+        tenants: &[(TENANT, "a")],
+        providers: &[("a", &provider_base)],
+        client_tenants: &[TENANT],
+        data_dir: true,
+        provider_settings: "timeout_ms = 10000\n",
+        extra_config: "[audit]\ncommit = \"buffered\"\n",
+        ..Default::default()
+    }
+    .serve_binary();
+    let buffered_token = buffered.token(TENANT);
     let policy_path = gw.dir.path().join("policy.toml");
     let both = std::fs::read_to_string(&policy_path)?.replace(
         &format!("[tenants.{TENANT:?}]\nproviders = [\"a\"]"),
@@ -351,6 +368,14 @@ fn main() -> anyhow::Result<()> {
             proc: Proc { pid: gw.running.pid() },
         },
     ];
+    systems.push(System {
+        key: "E",
+        name: "C, audit buffered".into(),
+        addr: addr_of(&buffered.base),
+        base_path: "/stu3",
+        bearer: Some(buffered_token),
+        proc: Proc { pid: buffered.running.pid() },
+    });
     if let Some(n) = &nginx {
         systems.push(System {
             key: "D",
@@ -424,6 +449,17 @@ fn main() -> anyhow::Result<()> {
                 c_read_saturation = Some(f.saturation);
             }
             by_key.insert(system.key, f);
+        }
+        if let (Some(c), Some(e)) = (by_key.get("C"), by_key.get("E")) {
+            line(
+                &mut report,
+                format!(
+                    "durable audit: C/E req/s {:.2}; p99 at 50% load C {:.2} ms, E {:.2} ms",
+                    c.saturation / e.saturation,
+                    c.at50.ms(0.99),
+                    e.at50.ms(0.99)
+                ),
+            );
         }
         let (Some(b), Some(c)) = (by_key.get("B"), by_key.get("C")) else { continue };
         let mut ratios = format!(

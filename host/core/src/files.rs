@@ -5,6 +5,67 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
+/// Creates the directory `path` (and its parents) with the leaf private to
+/// the gateway's user (mode 0700); an existing one must already be private.
+/// A directory of state holds keys and the access log: others may not list
+/// or read it.
+#[cfg(unix)]
+pub fn private_dir(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    match std::fs::metadata(path) {
+        Ok(meta) => {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                anyhow::bail!(
+                    "{} can be read by other users (mode {mode:03o}); it holds the gateway's keys and records: \
+                     run `chmod 700 {}`",
+                    path.display(),
+                    path.display()
+                );
+            }
+            Ok(())
+        }
+        Err(_) => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .with_context(|| format!("creating {}", path.display())),
+    }
+}
+
+#[cfg(not(unix))]
+pub fn private_dir(path: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))
+}
+
+/// Checks that the existing file `path` is private to the gateway's user
+/// (no group or other permissions), naming the fix when it is not.
+#[cfg(unix)]
+pub fn check_private(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode =
+        std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "{} can be read by other users (mode {mode:03o}): run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+pub fn check_private(_path: &Path) -> anyhow::Result<()> {
+    Ok(())
+}
+
+/// Reads the key file `path`, which must be private to the gateway's user.
+pub fn read_private(path: &Path) -> anyhow::Result<String> {
+    check_private(path)?;
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
 /// Writes `bytes` to a new file at `path` readable and writable by the
 /// gateway's user only (mode 0600); an existing file is never overwritten.
 #[cfg(unix)]

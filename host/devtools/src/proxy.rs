@@ -69,6 +69,7 @@ pub async fn run(listener: TcpListener, proxy: Proxy, shutdown: impl std::future
     let proxy = Arc::new(proxy);
     fhirgate_http::server::serve_connections(
         listener,
+        &fhirgate_gateway::config::HttpLimits::default(),
         move |req, _peer: IpAddr| {
             let proxy = proxy.clone();
             async move { proxy.forward(req).await }

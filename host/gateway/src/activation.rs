@@ -272,7 +272,7 @@ impl Activation {
         }
         let _one = self.loading.lock().await;
         let refused = |reason: String| UploadError::Refused(Rejection { at: now_seconds(), reason });
-        std::fs::create_dir_all(dir).map_err(|e| refused(format!("creating {}: {e}", dir.display())))?;
+        fhirgate_core::files::private_dir(dir).map_err(|e| refused(format!("{e:#}")))?;
         // Absolute: the policy resolves module paths from its own directory.
         let file = std::path::absolute(dir.join(format!("{name}-{}.wasm", &digest[..16])))
             .map_err(|e| refused(format!("resolving {}: {e}", dir.display())))?;

@@ -54,6 +54,10 @@ impl App {
     /// its background tasks. A policy or module that would not serve fails
     /// here, never at request time.
     pub async fn build(config: &Config, local_addr: SocketAddr, options: Options) -> anyhow::Result<App> {
+        // Before anything is created in it: private, or refused.
+        if let Some(dir) = &config.data_dir {
+            fhirgate_core::files::private_dir(dir)?;
+        }
         let in_policy = || format!("in policy {}", config.policy.display());
         let runtime =
             Runtime::with_artifacts(config.wasm.clone(), config.data_dir.as_ref().map(|d| d.join("compiled-modules")))?;
@@ -61,7 +65,9 @@ impl App {
         if let Some(adjust) = &options.adjust_policy {
             adjust(&mut policy_file);
         }
-        let state = GatewayState::open(config.data_dir.as_deref(), &policy_file).await.with_context(in_policy)?;
+        let state = GatewayState::open(config.data_dir.as_deref(), &policy_file, config.audit.commit)
+            .await
+            .with_context(in_policy)?;
         let policy = policy_file.load(&config.policy, &runtime)?;
         crate::activation::check(&policy).await.with_context(in_policy)?;
         let adjust: Option<Adjust> = options.adjust_policy.map(|a| Box::new(move |f: &mut PolicyFile| a(f)) as Adjust);

@@ -26,10 +26,21 @@ pub struct Config {
     #[serde(default)]
     pub listen: Option<SocketAddr>,
     /// The absolute URL clients reach the gateway at (scheme, host, port, no
-    /// trailing slash). Unset, the gateway answers with the `Host` the client
-    /// used, and issues tokens for its own listening address.
+    /// trailing slash): every discovery document, token URL and link is
+    /// built on it, and a request naming another host gets `421`.
+    /// `fhirgate serve` needs it or `accepted_hosts`.
     #[serde(default)]
     pub public_url: Option<String>,
+    /// Further hosts (`host`, or `host:port`) the gateway answers for; an
+    /// entry without a port accepts any. Without `public_url`, links are
+    /// built on the host the request named, which must be one of these.
+    #[serde(default)]
+    pub accepted_hosts: Vec<String>,
+    /// Proxies (addresses or ranges) in front of the gateway whose
+    /// `Forwarded` or `X-Forwarded-For` names the client's address, for
+    /// throttling and logs. Empty: the connection's peer is the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     /// The partner policy file, relative to this file.
     pub policy: PathBuf,
     /// Directory of persistent state (the client registry), relative to this
@@ -50,6 +61,50 @@ pub struct Config {
     /// Sandbox limits for every module call.
     #[serde(default)]
     pub wasm: Limits,
+    #[serde(default)]
+    pub audit: AuditConfig,
+    #[serde(default)]
+    pub outbound: OutboundConfig,
+}
+
+/// Where the gateway may connect on someone else's say-so.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundConfig {
+    /// Address ranges (`10.20.0.0/16`, `fd00::/8`, or one address) that
+    /// providers registered through the admin API may have although they
+    /// are loopback, private, link-local or otherwise special. Empty by
+    /// default: those providers must be at public addresses. Providers in
+    /// the policy file are the operator's own and are not restricted.
+    #[serde(default)]
+    pub allowed_ranges: Vec<String>,
+}
+
+impl OutboundConfig {
+    /// The policy these settings make.
+    pub fn policy(&self) -> anyhow::Result<fhirgate_upstream::outbound::OutboundPolicy> {
+        let ranges = self
+            .allowed_ranges
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                fhirgate_upstream::outbound::Range::parse(r).with_context(|| format!("`outbound.allowed_ranges[{i}]`"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(fhirgate_upstream::outbound::OutboundPolicy::new(ranges))
+    }
+}
+
+/// The access log.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// `before-answer` (default): every access record and token event is
+    /// committed before its answer is sent, so a crash loses none.
+    /// `buffered`: answers go out at once and records are committed within
+    /// 20 ms, faster under load, and a crash may lose that window's records.
+    #[serde(default)]
+    pub commit: crate::access::Commit,
 }
 
 impl Config {
@@ -60,6 +115,8 @@ impl Config {
             schema_version: SCHEMA_VERSION,
             listen: None,
             public_url: None,
+            accepted_hosts: Vec::new(),
+            trusted_proxies: Vec::new(),
             policy,
             data_dir: None,
             token: TokenConfig::default(),
@@ -67,6 +124,8 @@ impl Config {
             limits: HttpLimits::default(),
             admin: None,
             wasm: Limits::default(),
+            audit: AuditConfig::default(),
+            outbound: OutboundConfig::default(),
         }
     }
 }
@@ -146,7 +205,8 @@ pub struct AdminConfig {
     pub token_sha256: String,
 }
 
-/// HTTP size limits.
+/// HTTP limits: sizes, timeouts and connection caps. Every one bounds what
+/// a client that is slow, silent or hostile can hold of the gateway.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpLimits {
@@ -158,6 +218,44 @@ pub struct HttpLimits {
     /// largest searchset page the app asks for (`_count` ≤ 100 Patients).
     #[serde(default = "default_upstream_body")]
     pub max_upstream_body_bytes: usize,
+    /// Largest request head (HTTP/1.1 request line and headers; the HTTP/2
+    /// header list). 64 KiB holds a bearer token and every header a client
+    /// library sends with room to spare; larger heads get `431`.
+    #[serde(default = "default_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Seconds an HTTP/1.1 client may take to send a request head once it
+    /// has started it. Real clients send the head in one packet; a client
+    /// dripping it byte by byte is holding a connection open.
+    #[serde(default = "default_header_timeout")]
+    pub header_read_timeout_seconds: u64,
+    /// Seconds a client may take to send a whole request body; slower gets
+    /// `408`. 30 s moves the largest accepted body over a very slow link.
+    #[serde(default = "default_body_timeout")]
+    pub body_read_timeout_seconds: u64,
+    /// Seconds a connection may stay open with no request on it (keep-alive,
+    /// or connected and silent). 75 s outlasts the idle timeouts of common
+    /// client pools (60 s), so the client closes first and never reuses a
+    /// connection the gateway is closing.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_seconds: u64,
+    /// Seconds a response may wait for a client that does not read it.
+    #[serde(default = "default_write_timeout")]
+    pub write_timeout_seconds: u64,
+    /// Open client connections at most. The gateway also keeps this below
+    /// three quarters of its open-file limit, so it never runs out of
+    /// descriptors for its store and its providers. At the cap, an idle
+    /// connection of the address holding the most is closed to make room;
+    /// with none idle, the new connection is closed at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Open connections from one client address at most; more are closed at
+    /// once. 256 is well above an app back end's connection pool. Behind a
+    /// proxy every connection comes from the proxy: raise it there.
+    #[serde(default = "default_max_per_address")]
+    pub max_connections_per_address: usize,
+    /// Concurrent requests on one HTTP/2 connection.
+    #[serde(default = "default_h2_streams")]
+    pub http2_max_concurrent_streams: u32,
 }
 
 fn default_request_body() -> usize {
@@ -166,10 +264,72 @@ fn default_request_body() -> usize {
 fn default_upstream_body() -> usize {
     16 * 1024 * 1024
 }
+fn default_header_bytes() -> usize {
+    64 * 1024
+}
+fn default_header_timeout() -> u64 {
+    10
+}
+fn default_body_timeout() -> u64 {
+    30
+}
+fn default_idle_timeout() -> u64 {
+    75
+}
+fn default_write_timeout() -> u64 {
+    30
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_max_per_address() -> usize {
+    256
+}
+fn default_h2_streams() -> u32 {
+    100
+}
 
 impl Default for HttpLimits {
     fn default() -> Self {
-        HttpLimits { max_request_body_bytes: default_request_body(), max_upstream_body_bytes: default_upstream_body() }
+        HttpLimits {
+            max_request_body_bytes: default_request_body(),
+            max_upstream_body_bytes: default_upstream_body(),
+            max_header_bytes: default_header_bytes(),
+            header_read_timeout_seconds: default_header_timeout(),
+            body_read_timeout_seconds: default_body_timeout(),
+            idle_timeout_seconds: default_idle_timeout(),
+            write_timeout_seconds: default_write_timeout(),
+            max_connections: default_max_connections(),
+            max_connections_per_address: default_max_per_address(),
+            http2_max_concurrent_streams: default_h2_streams(),
+        }
+    }
+}
+
+impl HttpLimits {
+    /// Checks every limit is within what makes sense.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let seconds = [
+            ("header_read_timeout_seconds", self.header_read_timeout_seconds),
+            ("body_read_timeout_seconds", self.body_read_timeout_seconds),
+            ("idle_timeout_seconds", self.idle_timeout_seconds),
+            ("write_timeout_seconds", self.write_timeout_seconds),
+        ];
+        for (key, value) in seconds {
+            if !(1..=3600).contains(&value) {
+                bail!("`limits.{key}` must be between 1 and 3600");
+            }
+        }
+        if !(8 * 1024..=1024 * 1024).contains(&self.max_header_bytes) {
+            bail!("`limits.max_header_bytes` must be between 8192 and 1048576");
+        }
+        if self.max_connections == 0 || self.max_connections_per_address == 0 {
+            bail!("`limits.max_connections` and `limits.max_connections_per_address` must be at least 1");
+        }
+        if self.http2_max_concurrent_streams == 0 {
+            bail!("`limits.http2_max_concurrent_streams` must be at least 1");
+        }
+        Ok(())
     }
 }
 
@@ -199,7 +359,13 @@ impl Config {
         if let Some(url) = &self.public_url {
             check_public_url(url).context("`public_url`")?;
         }
+        for (i, host) in self.accepted_hosts.iter().enumerate() {
+            crate::hosts::check_accepted_host(host).with_context(|| format!("`accepted_hosts[{i}]`"))?;
+        }
         self.token.algorithm()?;
+        self.limits.check()?;
+        self.outbound.policy()?;
+        crate::forwarded::TrustedProxies::new(&self.trusted_proxies)?;
         if self.token.lifetime_seconds == 0 || self.token.lifetime_seconds > 24 * 3600 {
             bail!("`token.lifetime_seconds` must be between 1 and 86400");
         }

@@ -31,6 +31,8 @@ pub mod app;
 pub mod capability;
 pub mod config;
 pub mod directory;
+pub mod forwarded;
+pub mod hosts;
 pub mod oauth;
 pub mod paging;
 pub mod pipeline;

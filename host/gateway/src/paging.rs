@@ -6,7 +6,6 @@
 
 use std::path::Path;
 
-use anyhow::Context as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -82,7 +81,7 @@ impl Sealer {
     pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Sealer> {
         let path = data_dir.join("cursor.key");
         if path.exists() {
-            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let text = fhirgate_core::files::read_private(&path)?;
             let mut key = [0u8; 32];
             hex::decode_to_slice(text.trim(), &mut key)
                 .map_err(|_| anyhow::anyhow!("{}: expected 64 hexadecimal characters", path.display()))?;
@@ -90,7 +89,7 @@ impl Sealer {
         }
         let mut key = [0u8; 32];
         SystemRandom::new().fill(&mut key).map_err(|_| anyhow::anyhow!("no system randomness"))?;
-        std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+        fhirgate_core::files::private_dir(data_dir)?;
         fhirgate_core::files::write_private(&path, hex::encode(key).as_bytes())?;
         Self::from_key(&key)
     }

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::access::AccessLog;
+use crate::access::{AccessLog, Commit};
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use fhirgate_core::FACES;
@@ -13,12 +13,14 @@ use fhirgate_sandbox::Runtime;
 use fhirgate_store::Store;
 use fhirgate_upstream::Upstream;
 use http::Request;
-use http::header::HOST;
 
 use crate::activation::Activation;
 use crate::config::{Config, HttpLimits};
 use crate::directory::Directory;
+use crate::forwarded::TrustedProxies;
+use crate::hosts::{Misdirected, PublicHosts};
 use crate::oauth::key_store;
+use crate::oauth::throttle::Throttle;
 use crate::oauth::token::AuthServer;
 use crate::oauth::{ClientRegistry, SigningKey};
 use crate::paging::Sealer;
@@ -39,7 +41,11 @@ impl GatewayState {
     /// Opens the store in `data_dir` (or an in-memory one, for a gateway
     /// that keeps nothing across restarts) and writes the policy file's
     /// providers and tenants into the directory.
-    pub async fn open(data_dir: Option<&std::path::Path>, policy: &PolicyFile) -> anyhow::Result<GatewayState> {
+    pub async fn open(
+        data_dir: Option<&std::path::Path>,
+        policy: &PolicyFile,
+        commit: Commit,
+    ) -> anyhow::Result<GatewayState> {
         let (store, sealer) = match data_dir {
             Some(dir) => (Store::open_dir(dir).await?, Sealer::load_or_create(dir)?),
             None => (Store::open("sqlite::memory:").await?, Sealer::random()?),
@@ -50,7 +56,7 @@ impl GatewayState {
             .declare(&policy.partner, &policy.providers, &policy.declared_tenants())
             .await
             .with_context(|| "in the policy's [providers] and [tenants]".to_owned())?;
-        let access = AccessLog::start(Arc::new(store.clone()));
+        let access = AccessLog::start(Arc::new(store.clone()), commit);
         Ok(GatewayState { store, directory, access, sealer })
     }
 }
@@ -68,10 +74,12 @@ pub struct Services {
     store: Store,
     runtime: Runtime,
     upstream: Upstream,
-    public_url: Option<String>,
-    local_addr: SocketAddr,
+    hosts: PublicHosts,
     limits: HttpLimits,
     admin: Option<AdminAuth>,
+    /// Failed admin authentications, per client address.
+    admin_failures: Throttle,
+    proxies: TrustedProxies,
     key_policy: Option<KeyPolicy>,
 }
 
@@ -126,11 +134,12 @@ impl Services {
             read_cache: Arc::default(),
             store: state.store,
             runtime,
-            upstream: Upstream::new(config.limits.max_upstream_body_bytes),
-            public_url: config.public_url.clone(),
-            local_addr,
+            upstream: Upstream::with_outbound(config.limits.max_upstream_body_bytes, config.outbound.policy()?),
+            hosts: PublicHosts::new(config.public_url.as_deref(), &config.accepted_hosts, local_addr)?,
             limits: config.limits.clone(),
             admin: config.admin.as_ref().map(|a| AdminAuth::from_hex(&a.token_sha256)).transpose()?,
+            admin_failures: Throttle::default(),
+            proxies: TrustedProxies::new(&config.trusted_proxies)?,
             key_policy,
         })
     }
@@ -193,6 +202,16 @@ impl Services {
         self.admin.as_ref()
     }
 
+    /// Failed admin authentications, throttled per client address.
+    pub fn admin_failures(&self) -> &Throttle {
+        &self.admin_failures
+    }
+
+    /// The client's address: `peer`, or what a trusted proxy says.
+    pub fn client_address(&self, peer: std::net::IpAddr, headers: &http::HeaderMap) -> std::net::IpAddr {
+        self.proxies.client(peer, headers)
+    }
+
     /// How signing keys are made and retired, when they live in the store.
     pub fn key_policy(&self) -> Option<KeyPolicy> {
         self.key_policy
@@ -204,22 +223,9 @@ impl Services {
     }
 
     /// `scheme://host[:port]` as the client reached us: the configured public
-    /// URL, else the request's `Host` when it is a plain authority, else the
-    /// listening address.
-    pub fn public_base<B>(&self, req: &Request<B>) -> String {
-        if let Some(url) = &self.public_url {
-            return url.clone();
-        }
-        let host = req
-            .headers()
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri().authority().map(|a| a.as_str()))
-            .and_then(|h| h.parse::<http::uri::Authority>().ok())
-            .filter(|a| !a.as_str().contains('@'));
-        match host {
-            Some(a) => format!("http://{a}"),
-            None => format!("http://{}", self.local_addr),
-        }
+    /// URL, else the host the request named when it is one the gateway
+    /// answers for; [`Misdirected`] (answered `421`) when it is not.
+    pub fn public_base<B>(&self, req: &Request<B>) -> Result<String, Misdirected> {
+        self.hosts.base_for(req)
     }
 }

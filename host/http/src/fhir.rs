@@ -19,8 +19,8 @@ pub(crate) async fn serve(
     face: Version,
     rest: &str,
     request_id: &str,
+    public_base: String,
 ) -> Response<Body> {
-    let public_base = gw.public_base(&req);
     if rest == ".well-known/smart-configuration" {
         let body = discovery::smart_configuration(&public_base);
         return json_response(StatusCode::OK, "application/json", body.to_string());
@@ -33,8 +33,9 @@ pub(crate) async fn serve(
         return json_response(StatusCode::OK, face.content_type(), body);
     }
     let (parts, body) = req.into_parts();
-    // A body that cannot be read is still an access, recorded by the pipeline.
-    let body = crate::body::read_body(body, gw.limits().max_request_body_bytes).await;
+    // Read only once the token is accepted; a body that cannot be read is
+    // still an access, recorded by the pipeline.
+    let body = crate::body::read_body(body, gw.limits().max_request_body_bytes, gw.limits());
     let ctx = Ctx {
         gw: gw.clone(),
         policy: gw.policy().load_full(),

@@ -5,7 +5,9 @@
 //!
 //! Layout:
 //! - [`server`]: binding, serving connections, each request's id;
-//! - `body`: request bodies read up to a limit;
+//! - `conn`: connection caps and the watchdog of idle, slow and stalled
+//!   connections;
+//! - `body`: request bodies read up to a limit and a deadline;
 //! - `routes`: the route table, path → surface;
 //! - `fhir`: the FHIR faces (discovery, then the pipeline);
 //! - `oauth`: the token, revocation and introspection endpoints;
@@ -13,6 +15,7 @@
 
 pub mod admin;
 mod body;
+mod conn;
 mod fhir;
 mod oauth;
 mod routes;

@@ -27,7 +27,7 @@ pub(crate) async fn endpoint(gw: &Services, req: Request<Incoming>, peer: IpAddr
         return resp;
     }
     let (parts, body) = req.into_parts();
-    let body = match crate::body::read_body(body, MAX_FORM_BYTES).await {
+    let body = match crate::body::read_body(body, MAX_FORM_BYTES, gw.limits()).await {
         Ok(b) => b,
         Err(f) => {
             // An OAuth error body, with the status that says what went wrong.
@@ -52,8 +52,8 @@ pub(crate) async fn endpoint(gw: &Services, req: Request<Incoming>, peer: IpAddr
 }
 
 /// `/.well-known/oauth-authorization-server` (RFC 8414).
-pub(crate) fn metadata<B>(gw: &Services, req: &Request<B>) -> Response<Body> {
-    let body = discovery::authorization_server(gw.auth(), &gw.public_base(req));
+pub(crate) fn metadata(gw: &Services, public_base: &str) -> Response<Body> {
+    let body = discovery::authorization_server(gw.auth(), public_base);
     json_response(StatusCode::OK, "application/json", body.to_string())
 }
 

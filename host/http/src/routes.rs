@@ -8,6 +8,7 @@ use std::sync::Arc;
 use fhirgate_core::Version;
 use fhirgate_core::failure::{Body, Failure, json_response};
 use fhirgate_gateway::Services;
+use fhirgate_gateway::hosts::Misdirected;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
@@ -58,7 +59,17 @@ pub(crate) async fn dispatch(
     peer: IpAddr,
 ) -> Response<Body> {
     let path = req.uri().path().to_owned();
-    match route(&path) {
+    let route = route(&path);
+    // Health and metrics answer any host (probes and scrapers use the
+    // address); everything else only the hosts the gateway answers for.
+    let public_base = match route {
+        Route::Health | Route::Metrics => String::new(),
+        _ => match gw.public_base(&req) {
+            Ok(base) => base,
+            Err(Misdirected) => return misdirected(&route),
+        },
+    };
+    match route {
         Route::Health => json_response(StatusCode::OK, "application/json", r#"{"status":"ok"}"#),
         // Figures only: no tokens, tenants or patient data, so no credential.
         Route::Metrics => json_response(
@@ -66,17 +77,38 @@ pub(crate) async fn dispatch(
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             gw.runtime().metrics().render(),
         ),
-        Route::OAuth => crate::oauth::endpoint(gw, req, peer).await,
+        Route::OAuth => {
+            let client = gw.client_address(peer, req.headers());
+            crate::oauth::endpoint(gw, req, client).await
+        }
         Route::Authorize => crate::oauth::authorize(),
-        Route::AuthorizationServerMetadata => crate::oauth::metadata(gw, &req),
+        Route::AuthorizationServerMetadata => crate::oauth::metadata(gw, &public_base),
         Route::Jwks => json_response(StatusCode::OK, "application/json", gw.auth().keys().jwks().to_string()),
-        Route::Admin => crate::admin::serve(gw, req).await,
-        Route::Face(face, rest) => crate::fhir::serve(gw, req, face, rest, request_id).await,
+        Route::Admin => {
+            let client = gw.client_address(peer, req.headers());
+            crate::admin::serve(gw, req, client).await
+        }
+        Route::Face(face, rest) => crate::fhir::serve(gw, req, face, rest, request_id, public_base).await,
         Route::NotFound => Failure::client(
             StatusCode::NOT_FOUND,
             "Not found. The FHIR bases are /stu3 and /dstu2; tokens come from /oauth2/token.",
         )
         .into_response(Version::Stu3),
+    }
+}
+
+/// `421`: the request named a host this gateway does not answer for; in
+/// FHIR on the faces, JSON elsewhere.
+fn misdirected(route: &Route<'_>) -> Response<Body> {
+    const MESSAGE: &str = "This gateway does not answer for the host this request names.";
+    let failure = Failure::client(StatusCode::MISDIRECTED_REQUEST, MESSAGE);
+    match route {
+        Route::Face(face, _) => failure.into_response(*face),
+        _ => json_response(
+            StatusCode::MISDIRECTED_REQUEST,
+            "application/json",
+            serde_json::json!({ "error": "misdirected_request", "error_description": MESSAGE }).to_string(),
+        ),
     }
 }
 

@@ -45,7 +45,7 @@ impl Outcome {
         }
     }
 
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Outcome::Success => "success",
             Outcome::ClientError => "client-error",
@@ -146,7 +146,12 @@ pub trait AccessRepository: Send + Sync {
 
 impl AccessRepository for Store {
     fn append<'a>(&'a self, records: &'a [AccessRecord], events: &'a [Event]) -> RepoFuture<'a, ()> {
-        Box::pin(async move { Ok(insert_all(self, records, events).await?) })
+        Box::pin(async move {
+            match &self.appender {
+                Some(appender) => appender.append(records, events),
+                None => Ok(insert_all(self, records, events).await?),
+            }
+        })
     }
 
     fn append_record<'a>(&'a self, record: &'a AccessRecord) -> RepoFuture<'a, ()> {

@@ -17,9 +17,11 @@
 //! - [`directory`]: providers, tenant mappings and their history as rows,
 //!   behind [`directory::DirectoryRepository`];
 //! - [`access`]: access records and change events as rows, behind
-//!   [`access::AccessRepository`].
+//!   [`access::AccessRepository`]; `appender`: their own connection to a
+//!   SQLite file, appending on the calling thread.
 
 pub mod access;
+mod appender;
 pub mod clients;
 pub mod directory;
 pub mod keys;
@@ -46,14 +48,28 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct Store {
     pool: AnyPool,
     sqlite: bool,
+    /// The access log's own connection, for a SQLite file.
+    appender: Option<std::sync::Arc<appender::Appender>>,
 }
 
 impl Store {
     /// Opens (creating if needed) the SQLite database in `data_dir`.
     pub async fn open_dir(data_dir: &Path) -> anyhow::Result<Store> {
-        std::fs::create_dir_all(data_dir).with_context(|| format!("creating data directory {}", data_dir.display()))?;
+        fhirgate_core::files::private_dir(data_dir)?;
         let file: PathBuf = data_dir.join("fhirgate.sqlite3");
-        Self::open(&format!("sqlite://{}?mode=rwc", file.display())).await
+        // Created private; SQLite gives its -wal and -shm files the
+        // database's own mode.
+        if !file.exists() {
+            fhirgate_core::files::write_private(&file, b"")?;
+        }
+        for path in [file.clone(), data_dir.join("fhirgate.sqlite3-wal"), data_dir.join("fhirgate.sqlite3-shm")] {
+            if path.exists() {
+                fhirgate_core::files::check_private(&path)?;
+            }
+        }
+        let mut store = Self::open(&format!("sqlite://{}?mode=rwc", file.display())).await?;
+        store.appender = Some(std::sync::Arc::new(appender::Appender::open(&file)?));
+        Ok(store)
     }
 
     /// Opens the database at `url` (`sqlite://…` or `sqlite::memory:`) and
@@ -86,7 +102,7 @@ impl Store {
         }
         let pool = options.connect(url).await.with_context(|| format!("opening the store at {}", redact(url)))?;
         MIGRATOR.run(&pool).await.context("applying store migrations")?;
-        Ok(Store { pool, sqlite: url.starts_with("sqlite:") })
+        Ok(Store { pool, sqlite: url.starts_with("sqlite:"), appender: None })
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -123,14 +139,14 @@ fn redact(url: &str) -> String {
 pub fn load_or_create_pepper(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
     let path = data_dir.join("pepper.key");
     if path.exists() {
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text = fhirgate_core::files::read_private(&path)?;
         let mut key = [0u8; 32];
         hex::decode_to_slice(text.trim(), &mut key)
             .map_err(|_| anyhow::anyhow!("{}: expected 64 hexadecimal characters", path.display()))?;
         return Ok(key);
     }
     let key = fhirgate_core::secret::random_key();
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    fhirgate_core::files::private_dir(data_dir)?;
     fhirgate_core::files::write_private(&path, hex::encode(key).as_bytes())?;
     Ok(key)
 }

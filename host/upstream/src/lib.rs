@@ -18,6 +18,7 @@
 
 mod auth;
 mod breaker;
+pub mod outbound;
 mod retry;
 mod tls;
 
@@ -43,6 +44,7 @@ pub use retry::RetrySettings;
 
 use auth::{Credentials, TokenCache};
 use breaker::{Breaker, Outcome};
+use outbound::OutboundPolicy;
 use retry::{RetryBudget, is_unavailable, retryable};
 use tls::HttpClient;
 
@@ -69,6 +71,10 @@ pub struct ProviderSettings {
     pub auth: Option<UpstreamAuth>,
     pub breaker: BreakerSettings,
     pub retry: RetrySettings,
+    /// Reached only at addresses the outbound-address policy permits: a
+    /// provider registered through the admin API, not one the operator
+    /// declared in the policy file.
+    pub restricted: bool,
 }
 
 impl ProviderSettings {
@@ -83,6 +89,7 @@ impl ProviderSettings {
             auth: None,
             breaker: BreakerSettings::default(),
             retry: RetrySettings::default(),
+            restricted: false,
         }
     }
 
@@ -94,6 +101,7 @@ impl ProviderSettings {
             && self.auth == other.auth
             && self.breaker == other.breaker
             && self.retry == other.retry
+            && self.restricted == other.restricted
     }
 }
 
@@ -102,6 +110,9 @@ impl ProviderSettings {
 pub enum UpstreamError {
     #[error("the provider could not be reached")]
     Connect,
+    /// The provider's address is one the outbound-address policy refuses.
+    #[error("the provider's address is refused by policy")]
+    Refused,
     #[error("the provider did not answer within {0} ms")]
     Timeout(u128),
     #[error("the provider's answer is larger than {0} bytes")]
@@ -137,11 +148,17 @@ pub struct Upstream {
 struct Inner {
     /// From `limits.max_upstream_body_bytes` in the gateway's configuration.
     max_body: usize,
-    /// One pool per distinct connect timeout and extra CA, shared by the
-    /// providers that have the same ones.
-    clients: Mutex<HashMap<(Duration, Option<PathBuf>), HttpClient>>,
+    /// Where restricted providers may be.
+    outbound: Arc<OutboundPolicy>,
+    /// One pool per distinct connect timeout, extra CA and restriction,
+    /// shared by the providers that have the same ones.
+    clients: Mutex<HashMap<PoolKey, HttpClient>>,
     providers: Mutex<HashMap<String, Arc<ProviderState>>>,
 }
+
+/// What a pool is shared by: the connect timeout, the extra CA, and
+/// whether the outbound-address policy applies.
+type PoolKey = (Duration, Option<PathBuf>, bool);
 
 /// What one provider's requests share.
 struct ProviderState {
@@ -154,9 +171,16 @@ struct ProviderState {
 
 impl Upstream {
     pub fn new(max_body: usize) -> Self {
+        Self::with_outbound(max_body, OutboundPolicy::default())
+    }
+
+    /// An upstream whose restricted providers are reached only at the
+    /// addresses `outbound` permits.
+    pub fn with_outbound(max_body: usize, outbound: OutboundPolicy) -> Self {
         Upstream {
             inner: Arc::new(Inner {
                 max_body,
+                outbound: Arc::new(outbound),
                 clients: Mutex::new(HashMap::new()),
                 providers: Mutex::new(HashMap::new()),
             }),
@@ -292,13 +316,14 @@ impl Upstream {
     /// file is read when the pool is first built; a changed file takes effect
     /// under a new path or after a restart.
     fn client_for(&self, settings: &ProviderSettings) -> Result<HttpClient, UpstreamError> {
-        let key = (settings.connect_timeout, settings.extra_ca.clone());
+        let key = (settings.connect_timeout, settings.extra_ca.clone(), settings.restricted);
         if let Some(client) = lock(&self.inner.clients).get(&key).cloned() {
             return Ok(client);
         }
         // Built outside the lock, so that reading a CA file does not hold up
         // requests to other providers.
-        let client = tls::client(settings.connect_timeout, settings.extra_ca.as_deref())?;
+        let outbound = settings.restricted.then(|| self.inner.outbound.clone());
+        let client = tls::client(settings.connect_timeout, settings.extra_ca.as_deref(), outbound)?;
         Ok(lock(&self.inner.clients).entry(key).or_insert(client).clone())
     }
 }
@@ -390,7 +415,13 @@ async fn send(
 ) -> Result<UpstreamResponse, UpstreamError> {
     let answer = client.request(request).await.map_err(|e| {
         tracing::debug!(error = ?e, "upstream exchange failed");
-        if e.is_connect() { UpstreamError::Connect } else { UpstreamError::Protocol }
+        if outbound::is_refusal(&e) {
+            UpstreamError::Refused
+        } else if e.is_connect() {
+            UpstreamError::Connect
+        } else {
+            UpstreamError::Protocol
+        }
     })?;
     let status = answer.status();
     let body = Limited::new(answer.into_body(), limit)

@@ -685,3 +685,31 @@ mod reads {
         assert_eq!(status_of(get(&up, &provider, &server.url("/fhir/Location/gone")).await), 404);
     }
 }
+
+// ---- outbound-address policy ----
+
+#[tokio::test]
+async fn a_restricted_provider_is_reached_only_at_permitted_addresses() {
+    use crate::outbound::{OutboundPolicy, Range};
+    let server = serve(|_| async { answer(200, "{}") }).await;
+    let port = server.url("/").rsplit(':').next().unwrap().trim_end_matches('/').to_owned();
+    let restricted = ProviderSettings { restricted: true, ..settings("r") };
+    let up = Upstream::new(1024);
+    // Loopback in every spelling: a literal, a name, a mapped IPv6 literal.
+    for url in [
+        server.url("/metadata"),
+        format!("http://localhost:{port}/metadata"),
+        format!("http://[::ffff:127.0.0.1]:{port}/metadata"),
+    ] {
+        match get(&up, &restricted, &url).await {
+            Err(UpstreamError::Refused) => {}
+            other => panic!("{url}: expected Refused, got {other:?}"),
+        }
+    }
+    assert_eq!(server.hits(), 0);
+    // The operator's own providers are not restricted.
+    assert_eq!(status_of(get(&up, &settings("own"), &server.url("/metadata")).await), 200);
+    // An allowed range opens it.
+    let allowing = Upstream::with_outbound(1024, OutboundPolicy::new(vec![Range::parse("127.0.0.0/8").unwrap()]));
+    assert_eq!(status_of(get(&allowing, &restricted, &server.url("/metadata")).await), 200);
+}

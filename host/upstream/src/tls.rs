@@ -17,10 +17,11 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 use super::UpstreamError;
+use crate::outbound::{Checked, OutboundPolicy, Resolver};
 
 /// One pool of connections. GETs send an empty `Full`, which hyper sends
 /// without a body or `Content-Length`; token requests send a form.
-pub(super) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub(super) type HttpClient = Client<HttpsConnector<Checked<HttpConnector<Resolver>>>, Full<Bytes>>;
 
 /// Idle connections are kept this long: under the 120 s most servers and
 /// load balancers allow, so the gateway closes them before the far end does.
@@ -44,9 +45,14 @@ pub(super) fn load_extra_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>,
     Ok(certs)
 }
 
-/// A client whose connects give up after `connect_timeout` and that trusts
-/// the system's roots plus those in `extra_ca`.
-pub(super) fn client(connect_timeout: Duration, extra_ca: Option<&Path>) -> Result<HttpClient, UpstreamError> {
+/// A client whose connects give up after `connect_timeout`, that trusts
+/// the system's roots plus those in `extra_ca`, and that connects only to
+/// addresses `outbound` permits (anywhere without one).
+pub(super) fn client(
+    connect_timeout: Duration,
+    extra_ca: Option<&Path>,
+    outbound: Option<Arc<OutboundPolicy>>,
+) -> Result<HttpClient, UpstreamError> {
     let mut roots = RootCertStore::clone(&native_roots());
     if let Some(path) = extra_ca {
         for cert in load_extra_ca(path)? {
@@ -61,7 +67,7 @@ pub(super) fn client(connect_timeout: Duration, extra_ca: Option<&Path>) -> Resu
         .with_root_certificates(roots)
         .with_no_client_auth();
 
-    let mut http = HttpConnector::new();
+    let mut http = HttpConnector::new_with_resolver(Resolver { policy: outbound.clone() });
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
@@ -69,7 +75,7 @@ pub(super) fn client(connect_timeout: Duration, extra_ca: Option<&Path>) -> Resu
         .with_tls_config(config)
         .https_or_http()
         .enable_all_versions()
-        .wrap_connector(http);
+        .wrap_connector(Checked { inner: http, policy: outbound });
     Ok(Client::builder(TokioExecutor::new()).pool_idle_timeout(POOL_IDLE).build(https))
 }
 

@@ -28,7 +28,10 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let Args { data_dir, tenant, client, patient, since, until, limit, fhir } = args;
     let store = fhirgate_store::Store::open_dir(&data_dir).await?;
-    let log = fhirgate_gateway::access::AccessLog::start(std::sync::Arc::new(store));
+    let log = fhirgate_gateway::access::AccessLog::start(
+        std::sync::Arc::new(store),
+        fhirgate_gateway::access::Commit::Buffered,
+    );
     let q = fhirgate_gateway::access::AccessQuery {
         tenant: tenant.map(|t| t.to_ascii_lowercase()),
         client,

@@ -13,6 +13,11 @@ pub struct Args {
     /// Who makes the change, as the audit trail records it.
     #[arg(long, env = "FHIRGATE_ACTOR")]
     actor: Option<String>,
+    /// An address range a provider registered here may have although it is
+    /// loopback, private or otherwise special (repeatable): the gateway's
+    /// `outbound.allowed_ranges`, for the /metadata check made here.
+    #[arg(long = "allowed-range", value_name = "CIDR")]
+    allowed_ranges: Vec<String>,
     #[command(subcommand)]
     command: DirectoryCommand,
 }
@@ -60,13 +65,15 @@ pub enum DirectoryCommand {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    directory_command(&args.data_dir, args.actor, args.command).await
+    let outbound = fhirgate_gateway::config::OutboundConfig { allowed_ranges: args.allowed_ranges }.policy()?;
+    directory_command(&args.data_dir, args.actor, outbound, args.command).await
 }
 
 /// Runs a `fhirgate directory …` command; results are JSON on stdout.
 async fn directory_command(
     data_dir: &std::path::Path,
     actor: Option<String>,
+    outbound: fhirgate_upstream::outbound::OutboundPolicy,
     command: DirectoryCommand,
 ) -> anyhow::Result<()> {
     use fhirgate_gateway::directory::{Directory, ProviderSpec};
@@ -75,8 +82,10 @@ async fn directory_command(
     let dir =
         Directory::open(std::sync::Arc::new(store), Some(data_dir.join(fhirgate_gateway::directory::SECRETS_DIR)))
             .await?;
-    let upstream =
-        fhirgate_upstream::Upstream::new(fhirgate_gateway::config::HttpLimits::default().max_upstream_body_bytes);
+    let upstream = fhirgate_upstream::Upstream::with_outbound(
+        fhirgate_gateway::config::HttpLimits::default().max_upstream_body_bytes,
+        outbound,
+    );
     let actor = || actor.clone().context("name who makes the change with --actor (or FHIRGATE_ACTOR)");
     let out = match command {
         DirectoryCommand::Providers => json!({ "providers": dir.providers_view().await? }),

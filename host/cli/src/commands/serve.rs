@@ -29,13 +29,20 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let Args { config, listen, json, data_dir } = args;
-    let mut config = Config::load(&config)?;
+    let Args { config: path, listen, json, data_dir } = args;
+    let mut config = Config::load(&path)?;
     if data_dir.is_some() {
         config.data_dir = data_dir;
     }
     let addr =
         listen.or(config.listen).context("no address to listen on: set `listen` in the config or pass --listen")?;
+    if config.public_url.is_none() && config.accepted_hosts.is_empty() {
+        anyhow::bail!(
+            "{}: set `public_url` to the URL clients reach the gateway at (or list `accepted_hosts`): \
+             discovery documents, token URLs and links are built on it, never on a client's Host header",
+            path.display()
+        );
+    }
     let (listener, local) = bind(addr).await?;
     let app = App::build(&config, local, Options::default()).await?;
     tracing::info!(address = %local, partner = %app.services().policy().load().partner, "gateway listening");

@@ -86,6 +86,13 @@ impl Demo {
             tenants: vec![tenant.clone()],
         });
         let (listener, addr) = bind(listen).await?;
+        // Links name the address the demo is reached at on this machine.
+        let reached = match addr.ip() {
+            ip if ip.is_unspecified() && ip.is_ipv4() => SocketAddr::from(([127, 0, 0, 1], addr.port())),
+            ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
+            _ => addr,
+        };
+        config.public_url = Some(format!("http://{reached}"));
         // The demo policy, and every edit to it while the demo runs, routes
         // to the demo provider wherever it listens.
         let demo_base = provider_base.clone();
@@ -95,7 +102,7 @@ impl Demo {
             }
         };
         let app = App::build(&config, addr, Options { adjust_policy: Some(Arc::new(adjust)) }).await?;
-        let base = format!("http://{addr}");
+        let base = format!("http://{reached}");
         let facts = json!({
             "gateway": base,
             "stu3_base": format!("{base}/stu3"),

@@ -266,7 +266,13 @@ pub async fn serve(listener: TcpListener, base: String, options: ProviderOptions
         let p = provider.clone();
         async move { handle(&p, req).await }
     };
-    fhirgate_http::server::serve_connections(listener, handler, std::future::pending()).await;
+    fhirgate_http::server::serve_connections(
+        listener,
+        &fhirgate_gateway::config::HttpLimits::default(),
+        handler,
+        std::future::pending(),
+    )
+    .await;
     Ok(())
 }
 

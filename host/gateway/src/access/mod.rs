@@ -13,4 +13,4 @@ pub mod writer;
 
 pub use audit_event::{audit_event, audit_event_bundle, audit_event_id};
 pub use fhirgate_store::access::{AccessQuery, AccessRecord, Outcome};
-pub use writer::AccessLog;
+pub use writer::{AccessLog, Commit};

@@ -1,12 +1,20 @@
 //! The access log's writer: records of brokered accesses and change events
-//! queued off the request path, committed by one task in batched
-//! transactions (group commit) to the [`AccessRepository`], and read back
-//! through it.
+//! queued to one task that commits them in batched transactions (group
+//! commit) to the [`AccessRepository`], and read back through it.
+//!
+//! By default ([`Commit::BeforeAnswer`]) a request's record is committed
+//! before its answer is sent: [`AccessLog::record`] waits for the commit.
+//! Concurrent requests share commits: the writer commits whatever is queued
+//! as soon as the previous commit ends, so the cost under load is a fraction
+//! of a sync per request. [`Commit::Buffered`] answers at once and commits
+//! within [`LINGER`], which is faster and may lose that window's records to
+//! a crash.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use fhirgate_store::access::{AccessQuery, AccessRecord, AccessRepository, Event};
+use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
 /// Records queued before `record` waits for the writer. A burst this large
@@ -18,18 +26,33 @@ const QUEUE_CAPACITY: usize = 8192;
 /// costs few commits, small enough that a commit stays short.
 const BATCH_MAX: usize = 1024;
 
-/// How long the writer waits for more records before it commits what it
-/// has (group commit). Every commit syncs the database file, and on a busy
-/// gateway the sync, not the rows, is most of a record's cost: waiting a
-/// little turns hundreds of commits a second into a few dozen. A record
-/// reaches the disk this late (plus the commit before it, if one runs); a
-/// flush (a query of the trail, shutdown) does not wait.
-const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
+/// With [`Commit::Buffered`], how long the writer waits for more records
+/// before it commits what it has: every commit syncs the database file, and
+/// waiting a little turns hundreds of commits a second into a few dozen. A
+/// record reaches the disk this late (plus the commit before it, if one
+/// runs); a flush (a query of the trail, shutdown) does not wait.
+pub const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// When an access record, a token event, is committed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Commit {
+    /// Before the answer is sent: nothing answered goes unrecorded, even
+    /// on a crash. The default.
+    #[default]
+    BeforeAnswer,
+    /// Within [`LINGER`] after the answer: faster, and a crash may lose the
+    /// records of that window.
+    Buffered,
+}
+
+/// Told once a record is committed: whether it was written.
+type Ack = oneshot::Sender<bool>;
 
 /// What the writer task receives.
 enum Message {
-    Record(Box<AccessRecord>),
-    Event(Box<Event>),
+    Record(Box<AccessRecord>, Option<Ack>),
+    Event(Box<Event>, Option<Ack>),
     /// Answered once every record received before it is committed.
     Flush(oneshot::Sender<()>),
 }
@@ -48,40 +71,88 @@ pub struct AccessLog {
     tx: mpsc::Sender<Message>,
     repo: Arc<dyn AccessRepository>,
     stats: Arc<Stats>,
+    commit: Commit,
 }
 
 impl AccessLog {
     /// Starts the writer task on the current tokio runtime.
-    pub fn start(repo: Arc<dyn AccessRepository>) -> AccessLog {
-        Self::with_capacity(repo, QUEUE_CAPACITY)
+    pub fn start(repo: Arc<dyn AccessRepository>, commit: Commit) -> AccessLog {
+        Self::with_capacity(repo, QUEUE_CAPACITY, commit)
     }
 
-    fn with_capacity(repo: Arc<dyn AccessRepository>, capacity: usize) -> AccessLog {
+    fn with_capacity(repo: Arc<dyn AccessRepository>, capacity: usize, commit: Commit) -> AccessLog {
         let (tx, rx) = mpsc::channel(capacity);
         let stats = Arc::new(Stats::default());
         tokio::spawn(run_writer(repo.clone(), rx, stats.clone()));
-        AccessLog { tx, repo, stats }
+        AccessLog { tx, repo, stats, commit }
     }
 
-    /// Queues a record. Waits while the queue is full (back-pressure: a
-    /// record is never dropped for lack of room). Never fails the request: a
-    /// record that cannot be written is logged by its ids and counted.
-    pub async fn record(&self, r: AccessRecord) {
-        if let Err(mpsc::error::SendError(Message::Record(r))) = self.tx.send(Message::Record(Box::new(r))).await {
-            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+    /// Records `r`: committed before this returns under
+    /// [`Commit::BeforeAnswer`], queued under [`Commit::Buffered`]. Waits
+    /// while the queue is full (a record is never dropped for lack of
+    /// room). False when the record could not be written (logged by its
+    /// ids and counted): the caller must not release what it records.
+    pub async fn record(&self, r: AccessRecord) -> bool {
+        let (ack, written) = self.ack();
+        self.send_record(r, ack).await && written.await
+    }
+
+    /// Queues `r` without waiting for its commit: for records that a later
+    /// [`AccessLog::record`] covers (the writer commits in queue order), or
+    /// that no answer waits for.
+    pub async fn queue(&self, r: AccessRecord) {
+        self.send_record(r, None).await;
+    }
+
+    /// Hands `r` to the writer; false (logged and counted) when it has stopped.
+    async fn send_record(&self, r: AccessRecord, ack: Option<Ack>) -> bool {
+        let Err(mpsc::error::SendError(message)) = self.tx.send(Message::Record(Box::new(r), ack)).await else {
+            return true;
+        };
+        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        if let Message::Record(r, _) = message {
             tracing::error!(request_id = %r.request_id, part = r.part, "access log: the writer has stopped; record lost");
         }
+        false
     }
 
-    /// Queues an event for the change audit trail, written with the next
-    /// batch; waits while the queue is full, like [`AccessLog::record`].
-    /// `detail` must not hold secrets.
-    pub async fn event(&self, actor: &'static str, action: &'static str, subject: String, detail: &serde_json::Value) {
+    /// Records an event for the change audit trail, committed like
+    /// [`AccessLog::record`]; false when it could not be written. `detail`
+    /// must not hold secrets.
+    pub async fn event(
+        &self,
+        actor: &'static str,
+        action: &'static str,
+        subject: String,
+        detail: &serde_json::Value,
+    ) -> bool {
         let event = Event::new(actor, action, subject, detail);
-        if self.tx.send(Message::Event(Box::new(event))).await.is_err() {
+        let (ack, written) = self.ack();
+        if self.tx.send(Message::Event(Box::new(event), ack)).await.is_err() {
             self.stats.failed.fetch_add(1, Ordering::Relaxed);
             tracing::error!(action, "audit trail: the writer has stopped; event lost");
+            return false;
         }
+        written.await
+    }
+
+    /// An acknowledgement to send with a message, and what waits for it:
+    /// nothing to wait for when records are buffered.
+    fn ack(&self) -> (Option<Ack>, impl std::future::Future<Output = bool> + use<>) {
+        let (tx, rx) = match self.commit {
+            Commit::BeforeAnswer => {
+                let (tx, rx) = oneshot::channel();
+                (Some(tx), Some(rx))
+            }
+            Commit::Buffered => (None, None),
+        };
+        // A writer gone before answering wrote nothing.
+        (tx, async move {
+            match rx {
+                Some(rx) => rx.await.unwrap_or(false),
+                None => true,
+            }
+        })
     }
 
     /// Resolves once every record queued before the call is committed (or
@@ -105,8 +176,11 @@ impl AccessLog {
         (self.stats.written.load(Ordering::Relaxed), self.stats.failed.load(Ordering::Relaxed))
     }
 }
-/// The writer task: gathers what is queued for up to [`LINGER`] or a full
-/// batch, writes it in one transaction, and answers flushes in queue order.
+/// The writer task: gathers what is queued, writes it in one transaction,
+/// and answers acknowledgements and flushes in queue order. A batch holding
+/// a record someone waits for is committed at once, with everything queued
+/// behind it (group commit); otherwise it waits up to [`LINGER`] or a full
+/// batch.
 async fn run_writer(repo: Arc<dyn AccessRepository>, mut rx: mpsc::Receiver<Message>, stats: Arc<Stats>) {
     let mut inbox = Vec::with_capacity(BATCH_MAX);
     let mut batch = Batch::default();
@@ -133,8 +207,14 @@ async fn run_writer(repo: Arc<dyn AccessRepository>, mut rx: mpsc::Receiver<Mess
         }
         for message in inbox.drain(..) {
             match message {
-                Message::Record(r) => batch.records.push(*r),
-                Message::Event(e) => batch.events.push(*e),
+                Message::Record(r, ack) => {
+                    batch.records.push(*r);
+                    batch.record_acks.push(ack);
+                }
+                Message::Event(e, ack) => {
+                    batch.events.push(*e);
+                    batch.event_acks.push(ack);
+                }
                 Message::Flush(done) => {
                     write(&*repo, &mut batch, &stats).await;
                     due = None;
@@ -143,7 +223,7 @@ async fn run_writer(repo: Arc<dyn AccessRepository>, mut rx: mpsc::Receiver<Mess
             }
         }
         let now = tokio::time::Instant::now();
-        if batch.len() >= BATCH_MAX || due.is_some_and(|at| at <= now) {
+        if batch.len() >= BATCH_MAX || batch.awaited() || due.is_some_and(|at| at <= now) {
             write(&*repo, &mut batch, &stats).await;
             due = None;
         } else if !batch.is_empty() && due.is_none() {
@@ -152,11 +232,14 @@ async fn run_writer(repo: Arc<dyn AccessRepository>, mut rx: mpsc::Receiver<Mess
     }
 }
 
-/// Access records and audit events written in one transaction.
+/// Access records and audit events written in one transaction, with the
+/// acknowledgements owed for them.
 #[derive(Default)]
 struct Batch {
     records: Vec<AccessRecord>,
+    record_acks: Vec<Option<Ack>>,
     events: Vec<Event>,
+    event_acks: Vec<Option<Ack>>,
 }
 
 impl Batch {
@@ -167,40 +250,49 @@ impl Batch {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Someone waits for this batch's commit.
+    fn awaited(&self) -> bool {
+        self.record_acks.iter().chain(&self.event_acks).any(Option::is_some)
+    }
 }
 
 /// Writes and empties `batch`, counting every record and event as written
-/// or failed.
+/// or failed and telling whoever waits for one.
 async fn write(repo: &dyn AccessRepository, batch: &mut Batch, stats: &Stats) {
     if batch.is_empty() {
         return;
     }
-    if repo.append(&batch.records, &batch.events).await.is_ok() {
-        stats.written.fetch_add((batch.records.len() + batch.events.len()) as u64, Ordering::Relaxed);
+    let (records_written, events_written) = if repo.append(&batch.records, &batch.events).await.is_ok() {
+        (vec![true; batch.records.len()], vec![true; batch.events.len()])
     } else {
         // One bad record (a repeated id) must not cost the others theirs, so
         // the batch is retried record by record, each on its own.
+        let mut records = Vec::with_capacity(batch.records.len());
         for r in &batch.records {
-            match repo.append_record(r).await {
-                Ok(()) => {
-                    stats.written.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    stats.failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(request_id = %r.request_id, part = r.part, error = %format!("{e:#}"), "access log: record not written");
-                }
+            let result = repo.append_record(r).await;
+            if let Err(e) = &result {
+                tracing::error!(request_id = %r.request_id, part = r.part, error = %format!("{e:#}"), "access log: record not written");
             }
+            records.push(result.is_ok());
         }
+        let mut events = Vec::with_capacity(batch.events.len());
         for e in &batch.events {
-            match repo.append_event(e).await {
-                Ok(()) => {
-                    stats.written.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(err) => {
-                    stats.failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(event_id = %e.event_id, action = e.action, error = %format!("{err:#}"), "audit trail: event not written");
-                }
+            let result = repo.append_event(e).await;
+            if let Err(err) = &result {
+                tracing::error!(event_id = %e.event_id, action = e.action, error = %format!("{err:#}"), "audit trail: event not written");
             }
+            events.push(result.is_ok());
+        }
+        (records, events)
+    };
+    let written = records_written.iter().chain(&events_written).filter(|w| **w).count() as u64;
+    stats.written.fetch_add(written, Ordering::Relaxed);
+    stats.failed.fetch_add((batch.len() as u64) - written, Ordering::Relaxed);
+    let acks = batch.record_acks.drain(..).zip(records_written).chain(batch.event_acks.drain(..).zip(events_written));
+    for (ack, ok) in acks {
+        if let Some(ack) = ack {
+            let _ = ack.send(ok);
         }
     }
     batch.records.clear();
@@ -220,13 +312,13 @@ mod tests {
     use super::*;
 
     async fn log() -> AccessLog {
-        AccessLog::start(Arc::new(Store::open("sqlite::memory:").await.unwrap()))
+        AccessLog::start(Arc::new(Store::open("sqlite::memory:").await.unwrap()), Commit::Buffered)
     }
 
     /// A log and the store behind it, to count rows in.
     async fn log_and_store() -> (AccessLog, Store) {
         let store = Store::open("sqlite::memory:").await.unwrap();
-        (AccessLog::start(Arc::new(store.clone())), store)
+        (AccessLog::start(Arc::new(store.clone()), Commit::Buffered), store)
     }
 
     fn ids(records: &[AccessRecord]) -> Vec<(String, u32)> {
@@ -311,7 +403,8 @@ mod tests {
     }
     #[tokio::test]
     async fn a_full_queue_makes_record_wait_not_drop() {
-        let log = AccessLog::with_capacity(Arc::new(Store::open("sqlite::memory:").await.unwrap()), 2);
+        let log =
+            AccessLog::with_capacity(Arc::new(Store::open("sqlite::memory:").await.unwrap()), 2, Commit::Buffered);
         for i in 0..300 {
             log.record(rec(&format!("r{i:03}"), 0, T0)).await;
         }
@@ -373,10 +466,8 @@ mod tests {
     async fn a_batch_with_a_repeated_id_writes_the_rest() {
         let store = Store::open("sqlite::memory:").await.unwrap();
         let stats = Stats::default();
-        let mut batch = Batch {
-            records: vec![rec("a", 0, T0), rec("b", 0, T0), rec("a", 0, T0 + 1), rec("c", 0, T0)],
-            events: Vec::new(),
-        };
+        let records = vec![rec("a", 0, T0), rec("b", 0, T0), rec("a", 0, T0 + 1), rec("c", 0, T0)];
+        let mut batch = Batch { record_acks: records.iter().map(|_| None).collect(), records, ..Batch::default() };
         write(&store, &mut batch, &stats).await;
         assert!(batch.records.is_empty());
         assert_eq!((stats.written.load(Ordering::Relaxed), stats.failed.load(Ordering::Relaxed)), (3, 1));
@@ -386,6 +477,30 @@ mod tests {
             .unwrap();
         assert_eq!(rows, [("a".to_owned(), T0), ("b".to_owned(), T0), ("c".to_owned(), T0)]);
     }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_record_is_committed_before_record_returns_and_concurrent_ones_share_commits() {
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        let log = AccessLog::start(Arc::new(store.clone()), Commit::BeforeAnswer);
+        assert!(log.record(rec("one", 0, T0)).await);
+        // No flush: it is in the store already.
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM access_log").fetch_one(store.pool()).await.unwrap();
+        assert_eq!(count, 1);
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let log = log.clone();
+                tokio::spawn(async move { log.record(rec(&format!("c{i}"), 0, T0)).await })
+            })
+            .collect();
+        for task in tasks {
+            assert!(task.await.unwrap());
+        }
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM access_log").fetch_one(store.pool()).await.unwrap();
+        assert_eq!(count, 201);
+        // A repeated id is not written, and its caller is told.
+        assert!(!log.record(rec("one", 0, T0 + 1)).await);
+        assert_eq!(log.stats(), (201, 1));
+    }
+
     #[tokio::test]
     async fn flush_without_records_returns() {
         let log = log().await;

@@ -98,7 +98,10 @@ impl Snapshot {
         let mut by_id = HashMap::new();
         for row in providers {
             match ProviderSpec::from_json(&row.spec).and_then(|s| s.route(&row.provider_id)) {
-                Ok(route) => {
+                Ok(mut route) => {
+                    // Only the operator's own declarations reach special
+                    // addresses the outbound policy does not allow.
+                    route.settings.restricted = row.source != "policy";
                     by_id.insert(row.provider_id.clone(), Arc::new(route));
                 }
                 Err(e) => tracing::error!(provider = %row.provider_id, error = %format!("{e:#}"),

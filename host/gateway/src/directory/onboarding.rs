@@ -86,8 +86,11 @@ pub fn release_of(fhir_version: &str) -> Option<Version> {
 }
 
 /// Fetches `{base}/metadata` the way requests will reach the provider (its
-/// CA and timeouts, but not its credentials) and checks it declares the FHIR
-/// version the declaration says, one the shaping supports.
+/// CA and timeouts, and the outbound-address policy, but not its
+/// credentials) and checks it declares the FHIR version the declaration
+/// says, one the shaping supports. Refusals say only "unreachable",
+/// "refused by policy" or the HTTP status, never what the target answered:
+/// onboarding must not be a way to probe what the gateway can reach.
 pub async fn validate(upstream: &Upstream, id: &str, spec: &ProviderSpec) -> Result<Validated> {
     // Without the provider's credentials: the URL is not approved yet, and
     // a capability statement is public (SMART requires it). Under its own
@@ -95,6 +98,7 @@ pub async fn validate(upstream: &Upstream, id: &str, spec: &ProviderSpec) -> Res
     let mut settings = spec.settings(id).map_err(|e| DirectoryError::Invalid(format!("{e:#}")))?;
     settings.auth = None;
     settings.id = format!("{id}#validation");
+    settings.restricted = true;
     let accept = match spec.fhir_version {
         Version::Dstu2 => "application/json+fhir",
         _ => "application/fhir+json",
@@ -102,31 +106,35 @@ pub async fn validate(upstream: &Upstream, id: &str, spec: &ProviderSpec) -> Res
     let url = format!("{}/metadata", spec.base());
     let resp = upstream.get(&settings, &url, http::HeaderMap::new(), accept).await.map_err(|e| {
         DirectoryError::Validation(match e {
+            UpstreamError::Refused => "GET /metadata: refused by policy".into(),
             UpstreamError::CircuitOpen { .. } => "the provider is failing; try again shortly".into(),
-            e => format!("GET {url}: {e}"),
+            UpstreamError::Tls(e) => e,
+            _ => "GET /metadata: unreachable".into(),
         })
     })?;
     if !resp.status.is_success() {
-        return Err(DirectoryError::Validation(format!("GET {url} answered {}", resp.status)));
+        return Err(DirectoryError::Validation(format!("GET /metadata answered {}", resp.status.as_u16())));
     }
-    let body: Value = serde_json::from_slice(&resp.body)
-        .map_err(|_| DirectoryError::Validation(format!("GET {url} did not answer JSON")))?;
+    let not_fhir = || {
+        DirectoryError::Validation(format!(
+            "GET /metadata answered {} without a CapabilityStatement or Conformance that declares `fhirVersion`",
+            resp.status.as_u16()
+        ))
+    };
+    let body: Value = serde_json::from_slice(&resp.body).map_err(|_| not_fhir())?;
     let rt = body.get("resourceType").and_then(Value::as_str).unwrap_or("");
     if rt != "CapabilityStatement" && rt != "Conformance" {
-        return Err(DirectoryError::Validation(format!(
-            "GET {url} answered a `{rt}`, not a CapabilityStatement or Conformance"
-        )));
+        return Err(not_fhir());
     }
-    let declared = body
-        .get("fhirVersion")
-        .and_then(Value::as_str)
-        .ok_or_else(|| DirectoryError::Validation(format!("GET {url}: no `fhirVersion`")))?;
+    let declared = body.get("fhirVersion").and_then(Value::as_str).ok_or_else(not_fhir)?;
     let release = release_of(declared).ok_or_else(|| {
-        DirectoryError::Validation(format!("the provider declares FHIR {declared}, which the gateway cannot shape"))
+        DirectoryError::Validation("the provider declares a FHIR version the gateway cannot shape".into())
     })?;
     if release != spec.fhir_version {
+        // A version the gateway knows: a FHIR server's, telling nothing else.
         return Err(DirectoryError::Validation(format!(
-            "the provider declares FHIR {declared} but is registered as `{}`",
+            "the provider declares FHIR {} but is registered as `{}`",
+            declared.trim(),
             spec.fhir_version.face()
         )));
     }

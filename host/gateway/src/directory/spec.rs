@@ -186,6 +186,9 @@ impl ProviderSpec {
         if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() || uri.query().is_some() {
             bail!("`base_url` must be an absolute http(s) URL without a query");
         }
+        if self.base_url.contains('#') {
+            bail!("`base_url` must not have a fragment");
+        }
         if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
             bail!("`base_url` must not carry credentials");
         }
@@ -274,6 +277,8 @@ impl ProviderSpec {
                 open_for: Duration::from_millis(self.breaker.open_ms),
             },
             retry: RetrySettings { max_retries: self.retries, ..RetrySettings::default() },
+            // Set by the directory for providers not declared by the operator.
+            restricted: false,
         };
         Upstream::check(&settings).map_err(|e| anyhow::anyhow!("`ca_file`: {e}"))?;
         Ok(settings)

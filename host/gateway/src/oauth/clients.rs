@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use std::sync::Arc;
 
-use fhirgate_store::clients::{ClientRepository, RegistryError};
+use fhirgate_store::clients::{ClientRepository, ClientStatus, RegistryError};
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -31,13 +31,30 @@ pub struct Authenticated {
     pub tenants: Vec<String>,
 }
 
+/// How long a registered client's status is believed without asking the
+/// store again: a change made elsewhere (the CLI, another gateway) takes
+/// effect within this; one made through this gateway's admin API at once.
+const STATUS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Every client the gateway knows.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ClientRegistry {
     /// Declared in the configuration file, by id.
     clients: HashMap<String, Client>,
     /// Registered in the store, when the gateway has one that lasts.
     stored: Option<Arc<dyn ClientRepository>>,
+    /// Registered clients' status: whether each exists and is enabled.
+    statuses: Arc<quick_cache::sync::Cache<String, (bool, std::time::Instant)>>,
+}
+
+impl Default for ClientRegistry {
+    fn default() -> Self {
+        ClientRegistry {
+            clients: HashMap::new(),
+            stored: None,
+            statuses: Arc::new(quick_cache::sync::Cache::new(10_000)),
+        }
+    }
 }
 
 impl ClientRegistry {
@@ -80,6 +97,31 @@ impl ClientRegistry {
         };
         let found = registry.authenticate(client_id, secret).await?;
         Ok(found.map(|c| Authenticated { client_id: c.client_id, tenants: c.tenants }))
+    }
+
+    /// Whether `client_id` exists and is enabled: a declared client, or a
+    /// registered one whose status was read at most [`STATUS_TTL`] ago. A
+    /// token of any other client is not honoured.
+    pub async fn is_active(&self, client_id: &str) -> Result<bool, RegistryError> {
+        if self.clients.contains_key(client_id) {
+            return Ok(true);
+        }
+        let Some(registry) = &self.stored else {
+            return Ok(false);
+        };
+        if let Some((active, at)) = self.statuses.get(client_id)
+            && at.elapsed() < STATUS_TTL
+        {
+            return Ok(active);
+        }
+        let active = registry.get(client_id).await?.is_some_and(|c| c.status == ClientStatus::Active);
+        self.statuses.insert(client_id.to_owned(), (active, std::time::Instant::now()));
+        Ok(active)
+    }
+
+    /// Forgets what is known of `client_id`'s status, after a change to it.
+    pub fn forget(&self, client_id: &str) {
+        self.statuses.remove(client_id);
     }
 
     fn insert(&mut self, client: Client) {

@@ -98,7 +98,7 @@ impl SigningKey {
     /// Loads the PKCS#8 PEM key at `path`, creating it (mode 0600) if absent.
     pub fn load_or_create(path: &Path) -> anyhow::Result<SigningKey> {
         if path.exists() {
-            let pem = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let pem = fhirgate_core::files::read_private(path)?;
             let secret = SecretKey::from_pkcs8_pem(&pem)
                 .map_err(|e| anyhow::anyhow!("{}: not a PKCS#8 P-256 private key: {e}", path.display()))?;
             return Self::from_secret(secret);

@@ -63,6 +63,19 @@ pub struct Verdict {
 }
 
 impl AuthServer {
+    /// Whether `client_id` exists and is enabled (see
+    /// [`ClientRegistry::is_active`]).
+    pub async fn client_is_active(&self, client_id: &str) -> Result<bool, fhirgate_store::clients::RegistryError> {
+        self.clients.is_active(client_id).await
+    }
+
+    /// Forgets what is known of `client_id`'s status, after a change to it.
+    pub fn forget_client(&self, client_id: &str) {
+        self.clients.forget(client_id);
+    }
+}
+
+impl AuthServer {
     pub fn new(
         clients: ClientRegistry,
         key: SigningKey,
@@ -90,11 +103,12 @@ impl AuthServer {
         }
     }
 
-    /// Queues a security event for the audit trail: the answer waits only
-    /// while the writer's queue is full, never for the database.
-    async fn record(&self, action: &'static str, subject: String, detail: Value) {
-        if let Some(log) = &self.events {
-            log.event("token-endpoint", action, subject, &detail).await;
+    /// Records a security event in the audit trail, committed before the
+    /// answer unless commits are buffered; false when it was not written.
+    async fn record(&self, action: &'static str, subject: String, detail: Value) -> bool {
+        match &self.events {
+            Some(log) => log.event("token-endpoint", action, subject, &detail).await,
+            None => true,
         }
     }
 
@@ -187,12 +201,17 @@ impl AuthServer {
             "token issued"
         );
         let token = self.keys.load().active().sign(&claims).map_err(|_| OAuthError::TemporarilyUnavailable)?;
-        self.record(
-            "token.issued",
-            format!("client:{}", client.client_id),
-            json!({ "scope": granted, "jti": claims["jti"], "expires_at": claims["exp"] }),
-        )
-        .await;
+        // No token goes out that the trail does not hold.
+        let recorded = self
+            .record(
+                "token.issued",
+                format!("client:{}", client.client_id),
+                json!({ "scope": granted, "jti": claims["jti"], "expires_at": claims["exp"] }),
+            )
+            .await;
+        if !recorded {
+            return Err(OAuthError::TemporarilyUnavailable);
+        }
         Ok(json!({
             "access_token": token,
             "token_type": "Bearer",

@@ -109,10 +109,13 @@ impl AccessGuard {
         record
     }
 
-    pub(super) async fn finish(mut self, status: u16, provider_fault: bool) {
+    /// Records the access, committed before this returns unless the
+    /// operator chose buffered commits; false when it could not be written.
+    /// The batch entries' records, queued earlier, are committed with it.
+    pub(super) async fn finish(mut self, status: u16, provider_fault: bool) -> bool {
         self.done = true;
         let record = self.record(status, provider_fault);
-        self.log.record(record).await;
+        self.log.record(record).await
     }
 }
 
@@ -123,7 +126,7 @@ impl Drop for AccessGuard {
         }
         let record = self.record(CLIENT_CLOSED, false);
         let log = self.log.clone();
-        tokio::spawn(async move { log.record(record).await });
+        tokio::spawn(async move { log.queue(record).await });
     }
 }
 

@@ -64,7 +64,18 @@ pub(super) async fn authenticate(ctx: &Ctx, headers: &HeaderMap, request: &Reque
     if claims.expires_at <= fhirgate_core::clock::now_seconds() {
         return Err(Failure::bearer(StatusCode::UNAUTHORIZED, Some("invalid_token"), "The access token expired."));
     }
-    Ok(claims)
+    // Only for a client that exists and is enabled: a disabled or deleted
+    // client's tokens end at once, and a token signed for a client never
+    // registered is worth nothing.
+    match auth.client_is_active(&claims.client_id).await {
+        Ok(true) => Ok(claims),
+        Ok(false) => Err(Failure::bearer(
+            StatusCode::UNAUTHORIZED,
+            Some("invalid_token"),
+            "The access token's client is unknown or disabled.",
+        )),
+        Err(_) => Err(Failure::gateway("The client registry could not be read.")),
+    }
 }
 
 #[cfg(test)]

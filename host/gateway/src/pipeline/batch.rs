@@ -150,7 +150,8 @@ pub(super) async fn batch_entry(
     audit.tenant = Some(claims.tenant_id.clone());
     audit.resource_type = resource_type;
     let record = access.record(interaction_name(interaction), audit, status.as_u16(), provider_fault);
-    ctx.gw.access().record(record).await;
+    // Committed with the request's own record, which the answer waits for.
+    ctx.gw.access().queue(record).await;
     BatchEntry {
         full_url: full_url(&ctx.gateway_base(), &resource),
         resource,
@@ -212,7 +213,7 @@ pub(super) async fn entry_failed(ctx: &Ctx, claims: &Claims, part: u32) -> Batch
     let audit =
         Audit { client_id: Some(claims.client_id.clone()), tenant: Some(claims.tenant_id.clone()), ..Audit::default() };
     let record = Access::of(ctx, part).record(interaction_name(Interaction::Other), audit, status.as_u16(), false);
-    ctx.gw.access().record(record).await;
+    ctx.gw.access().queue(record).await;
     BatchEntry::failed(status, "The entry could not be completed.")
 }
 

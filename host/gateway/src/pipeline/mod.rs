@@ -92,24 +92,34 @@ impl Ctx {
 }
 
 /// Handles a request under a face. `rest` is the path after `/{face}/`;
-/// `body` is the request body, or why it could not be read.
-pub async fn handle(
+/// `body` reads the request body (or says why it could not be): it is
+/// awaited only once the bearer token has been accepted, and only for a
+/// request that carries one, so an unauthenticated client cannot make the
+/// gateway read, or hold, a body.
+pub async fn handle<B>(
     ctx: &Ctx,
     method: &Method,
     rest: &str,
     query: Option<&str>,
     headers: &HeaderMap,
-    body: Result<Bytes, Failure>,
-) -> Response<Body> {
+    body: B,
+) -> Response<Body>
+where
+    B: Future<Output = Result<Bytes, Failure>>,
+{
     let mut guard = AccessGuard::new(ctx);
-    let request = body.and_then(|body| parse::parse(ctx, method, rest, query, headers, body));
-    if let Ok(r) = &request {
+    // The request line and headers alone: what the token is judged against.
+    let head = parse::parse(ctx, method, rest, query, headers, Bytes::new());
+    if let Ok(r) = &head {
         guard.interaction = parse::interaction_name(r.interaction);
         guard.audit.resource_type = r.resource_type.clone();
         guard.audit.patient = parse::patient_of(r);
     }
-    let result = match request {
-        Ok(request) => run(ctx, headers, request, &mut guard.audit).await,
+    let result = match head {
+        Ok(head) => {
+            let line = Line { method, rest, query, headers };
+            run(ctx, &line, head, body, &mut guard.audit).await
+        }
         Err(f) => Err(f),
     };
     let (response, provider_fault) = match result {
@@ -120,8 +130,13 @@ pub async fn handle(
             (failure.into_response(ctx.face), provider_fault)
         }
     };
-    guard.finish(response.status().as_u16(), provider_fault).await;
-    response
+    if guard.finish(response.status().as_u16(), provider_fault).await {
+        return response;
+    }
+    // Nothing is released unrecorded.
+    let failure = Failure::gateway("The access could not be recorded, so its answer is withheld.");
+    log_failure(ctx, &failure);
+    failure.into_response(ctx.face)
 }
 
 fn log_failure(ctx: &Ctx, f: &Failure) {
@@ -136,12 +151,38 @@ fn log_failure(ctx: &Ctx, f: &Failure) {
     }
 }
 
-/// Phases 2 to 7 of a parsed request: authenticated once, then a followed
-/// page link, a batch, or one read or search.
-async fn run(ctx: &Ctx, headers: &HeaderMap, request: Request, audit: &mut Audit) -> Result<Response<Body>, Failure> {
-    let claims = authenticate::authenticate(ctx, headers, &request).await?;
+/// A request as it arrived, before its body.
+struct Line<'a> {
+    method: &'a Method,
+    rest: &'a str,
+    query: Option<&'a str>,
+    headers: &'a HeaderMap,
+}
+
+/// Phases 2 to 7 of a request whose head parsed: authenticated once, its
+/// body (if it has one) read and parsed, then a followed page link, a batch,
+/// or one read or search.
+async fn run<B>(
+    ctx: &Ctx,
+    line: &Line<'_>,
+    head: Request,
+    body: B,
+    audit: &mut Audit,
+) -> Result<Response<Body>, Failure>
+where
+    B: Future<Output = Result<Bytes, Failure>>,
+{
+    let headers = line.headers;
+    let claims = authenticate::authenticate(ctx, headers, &head).await?;
     audit.client_id = Some(claims.client_id.clone());
     audit.tenant = Some(claims.tenant_id.clone());
+    let request = if line.method == Method::POST {
+        let request = parse::parse(ctx, line.method, line.rest, line.query, headers, body.await?)?;
+        audit.patient = parse::patient_of(&request);
+        request
+    } else {
+        head
+    };
     // The tenant must be onboarded and approved before any module acts on
     // its behalf.
     ctx.directory.check_tenant(&claims.tenant_id).map_err(tenant_refused)?;

@@ -77,7 +77,9 @@ pub(super) async fn endpoint(
             Err(e) => Err(e),
         },
         (&Method::DELETE, ["clients", id]) => {
-            registry.delete(id, actor).await.map(|()| answer(StatusCode::OK, json!({ "deleted": id })))
+            let deleted = registry.delete(id, actor).await;
+            gw.auth().forget_client(id);
+            deleted.map(|()| answer(StatusCode::OK, json!({ "deleted": id })))
         }
         (&Method::POST, ["clients", id, "secrets"]) => registry
             .add_secret(id, actor)
@@ -112,10 +114,9 @@ pub(super) async fn endpoint(
         }
         (&Method::POST, ["clients", id, action @ ("disable" | "enable")]) => {
             let status = if *action == "disable" { ClientStatus::Disabled } else { ClientStatus::Active };
-            registry
-                .set_status(id, status, actor)
-                .await
-                .map(|()| answer(StatusCode::OK, json!({ "client_id": id, "status": status })))
+            let changed = registry.set_status(id, status, actor).await;
+            gw.auth().forget_client(id);
+            changed.map(|()| answer(StatusCode::OK, json!({ "client_id": id, "status": status })))
         }
         (&Method::POST, ["keys", "rotate"]) => {
             let Some((alg, publish)) = gw.key_policy() else {

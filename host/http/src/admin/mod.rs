@@ -48,6 +48,7 @@ mod clients;
 mod directory;
 mod modules;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -64,12 +65,22 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Answers a request under `/admin`: authenticated before its body is read
 /// (only the admin may send a module's worth of bytes), then handled.
-pub(crate) async fn serve(gw: &Arc<Services>, req: Request<Incoming>) -> Response<Body> {
+/// Failed authentications are logged and throttled per client address
+/// (429 with `Retry-After` past 30 a minute).
+pub(crate) async fn serve(gw: &Arc<Services>, req: Request<Incoming>, client: IpAddr) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let Some(auth) = gw.admin() else {
         return problem(StatusCode::NOT_FOUND, "The admin API is not enabled (set [admin]).");
     };
+    if let Some(wait) = gw.admin_failures().check(None, client) {
+        tracing::warn!(target: "fhirgate::audit", %client, path = parts.uri.path(), "admin request refused: too many failed authentications");
+        let mut resp = problem(StatusCode::TOO_MANY_REQUESTS, "Too many failed authentications; try again later.");
+        resp.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(wait));
+        return resp;
+    }
     let Some(principal) = auth.authenticate(&parts.headers) else {
+        gw.admin_failures().failed(None, client);
+        tracing::warn!(target: "fhirgate::audit", %client, path = parts.uri.path(), "admin authentication failed");
         return unauthenticated();
     };
     let path = parts.uri.path();
@@ -78,7 +89,7 @@ pub(crate) async fn serve(gw: &Arc<Services>, req: Request<Incoming>) -> Respons
     } else {
         MAX_BODY_BYTES
     };
-    let body = match crate::body::read_body(body, limit).await {
+    let body = match crate::body::read_body(body, limit, gw.limits()).await {
         Ok(b) => b,
         Err(f) => return json_response(f.status, "application/json", json!({ "error": f.message }).to_string()),
     };
