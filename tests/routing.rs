@@ -544,6 +544,8 @@ fn upstream_credentials_are_fetched_once_and_the_apps_token_stays_home() {
         provider_with(&["--client-credentials", "gateway:provider-secret-123", "--request-log", log.to_str().unwrap()]);
     let secret_file = dir.path().join("provider.secret");
     std::fs::write(&secret_file, "provider-secret-123\n").unwrap();
+    #[cfg(unix)]
+    std::fs::set_permissions(&secret_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let settings = format!(
         "auth = {{ type = \"client-credentials\", token_url = {:?}, client_id = \"gateway\", client_secret_file = {:?} }}",
         p.get("token_url"),

@@ -96,7 +96,7 @@ pub fn serve_config(config: &Path) -> Running {
         let (listener, local) = fhirgate_http::server::bind("127.0.0.1:0".parse()?).await?;
         let app = fhirgate_gateway::App::build(&config, local, Default::default()).await?;
         let _ = ready.send(serde_json::json!({ "event": "ready", "address": local.to_string() }));
-        fhirgate_http::server::run(listener, app.services().clone(), async {
+        fhirgate_http::server::run(listener, app.services().clone(), None, async {
             let _ = stop.await;
         })
         .await?;
@@ -310,6 +310,8 @@ pub struct Setup<'a> {
     pub client_tenants: &'a [&'a str],
     pub extra_config: &'a str,
     pub provider_settings: &'a str,
+    /// Appended to the policy file as written (more `[providers.…]`, say).
+    pub extra_policy: &'a str,
     pub data_dir: bool,
     pub admin_token: Option<&'a str>,
     /// Provider id → FHIR version (`r4` when not listed).
@@ -377,6 +379,7 @@ impl Setup<'_> {
         for (t, p) in self.tenants {
             policy += &format!("[tenants.{t:?}]\nproviders = [{p:?}]\n\n");
         }
+        policy += self.extra_policy;
         std::fs::write(dir.path().join("policy.toml"), policy).expect("policy");
         let tenants: Vec<String> = self.client_tenants.iter().map(|t| format!("{t:?}")).collect();
         let mut extra = String::new();

@@ -59,7 +59,7 @@ fn main() -> anyhow::Result<()> {
         };
         let app = App::build(&config, addr, Options { adjust_policy: Some(Arc::new(adjust)) }).await?;
         tokio::spawn(async move {
-            let _ = run(listener, app.services().clone(), std::future::pending()).await;
+            let _ = run(listener, app.services().clone(), None, std::future::pending()).await;
             app.shutdown().await;
         });
         anyhow::Ok(format!("http://{addr}"))

@@ -87,6 +87,18 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
+/// Replaces `target` with `bytes` in one step, the new file private to the
+/// gateway's user (mode 0600), as [`write_atomically`] does.
+pub fn replace_private(target: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = target.with_extension(format!("tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    write_private(&tmp, bytes)?;
+    let f = std::fs::File::open(&tmp).with_context(|| format!("reading {}", tmp.display()))?;
+    f.sync_all().with_context(|| format!("syncing {}", tmp.display()))?;
+    drop(f);
+    std::fs::rename(&tmp, target).with_context(|| format!("replacing {}", target.display()))
+}
+
 /// Replaces `target` with `bytes` in one step: written to a uniquely named
 /// temporary file beside it, synced, and renamed into place, so a reader
 /// finds the old file or the new one, never part of one.

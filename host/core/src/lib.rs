@@ -9,6 +9,7 @@
 //! - [`digest`]: SHA-256 as policies pin modules;
 //! - [`secret`]: fresh secrets from the OS's CSPRNG;
 //! - [`files`]: private and atomic file writes;
+//! - [`vault`]: key material sealed under the key-encryption key;
 //! - [`modules`]: a module's [`modules::Role`] and its faults;
 //! - [`failure`]: every failure classified once and answered (OAuth JSON,
 //!   RFC 6750 challenge, or an OperationOutcome in the client's version).
@@ -21,6 +22,7 @@ pub mod files;
 pub mod ids;
 pub mod modules;
 pub mod secret;
+pub mod vault;
 
 pub use failure::{Body, Failure, Fault, OAuthError, json_response, no_store, oauth_error_response};
 pub use fhir::{FACES, Version};

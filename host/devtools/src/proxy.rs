@@ -70,6 +70,7 @@ pub async fn run(listener: TcpListener, proxy: Proxy, shutdown: impl std::future
     fhirgate_http::server::serve_connections(
         listener,
         &fhirgate_gateway::config::HttpLimits::default(),
+        None,
         move |req, _peer: IpAddr| {
             let proxy = proxy.clone();
             async move { proxy.forward(req).await }

@@ -65,9 +65,14 @@ impl App {
         if let Some(adjust) = &options.adjust_policy {
             adjust(&mut policy_file);
         }
-        let state = GatewayState::open(config.data_dir.as_deref(), &policy_file, config.audit.commit)
-            .await
-            .with_context(in_policy)?;
+        let state = GatewayState::open(
+            config.data_dir.as_deref(),
+            config.kek_file.as_deref(),
+            &policy_file,
+            config.audit.commit,
+        )
+        .await
+        .with_context(in_policy)?;
         let policy = policy_file.load(&config.policy, &runtime)?;
         crate::activation::check(&policy).await.with_context(in_policy)?;
         let adjust: Option<Adjust> = options.adjust_policy.map(|a| Box::new(move |f: &mut PolicyFile| a(f)) as Adjust);
@@ -111,7 +116,7 @@ impl App {
             self.every(KEY_RELOAD, move || {
                 let gw = gw.clone();
                 async move {
-                    match crate::oauth::key_store::load_ring(gw.store(), alg, publish).await {
+                    match crate::oauth::key_store::load_ring(gw.store(), gw.kek(), alg, publish).await {
                         Ok(ring) => gw.auth().set_keys(ring),
                         Err(e) => tracing::warn!(error = %e, "reloading signing keys failed; keeping the current ones"),
                     }

@@ -48,6 +48,12 @@ pub struct Config {
     /// tokens.
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
+    /// The key-encryption key's file (64 hexadecimal characters, mode 0600),
+    /// relative to this file; unset, `kek.key` in `data_dir`, created on
+    /// first start. `FHIRGATE_KEK` in the environment takes precedence. Keep
+    /// it apart from backups of the data directory.
+    #[serde(default)]
+    pub kek_file: Option<PathBuf>,
     #[serde(default)]
     pub token: TokenConfig,
     /// OAuth clients allowed to obtain tokens.
@@ -65,6 +71,30 @@ pub struct Config {
     pub audit: AuditConfig,
     #[serde(default)]
     pub outbound: OutboundConfig,
+    /// HTTPS on the listener; absent, it speaks plain HTTP.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// The HTTPS listener. The certificate and key files are looked at every
+/// 2 s and a changed, consistent pair is served to new connections without a
+/// restart; open connections keep theirs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM: the server certificate, then its intermediates.
+    pub cert_file: PathBuf,
+    /// PEM private key, mode 0600.
+    pub key_file: PathBuf,
+    /// PEM CA certificates: set, clients must present a certificate issued
+    /// by one of them.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// `Strict-Transport-Security: max-age=…` on every answer; unset, none.
+    #[serde(default)]
+    pub hsts_max_age_seconds: Option<u64>,
+    #[serde(default)]
+    pub hsts_include_subdomains: bool,
 }
 
 /// Where the gateway may connect on someone else's say-so.
@@ -119,6 +149,7 @@ impl Config {
             trusted_proxies: Vec::new(),
             policy,
             data_dir: None,
+            kek_file: None,
             token: TokenConfig::default(),
             clients: Vec::new(),
             limits: HttpLimits::default(),
@@ -126,6 +157,7 @@ impl Config {
             wasm: Limits::default(),
             audit: AuditConfig::default(),
             outbound: OutboundConfig::default(),
+            tls: None,
         }
     }
 }
@@ -341,11 +373,19 @@ impl Config {
         let mut config: Config = toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         config.policy = dir.join(&config.policy);
+        if let Some(k) = &config.kek_file {
+            config.kek_file = Some(dir.join(k));
+        }
         if let Some(d) = &config.data_dir {
             config.data_dir = Some(dir.join(d));
         }
         if let Some(key) = &config.token.signing_key_file {
             config.token.signing_key_file = Some(dir.join(key));
+        }
+        if let Some(tls) = &mut config.tls {
+            tls.cert_file = dir.join(&tls.cert_file);
+            tls.key_file = dir.join(&tls.key_file);
+            tls.client_ca_file = tls.client_ca_file.as_ref().map(|ca| dir.join(ca));
         }
         config.check().with_context(|| format!("in {}", path.display()))?;
         Ok(config)

@@ -22,12 +22,14 @@
 //!   shape request → forward → shape response → seal links → audit);
 //! - [`principal`]: who calls the admin API;
 //! - [`services`]: [`Services`], what the pipeline and the admin API use;
+//! - [`backup`]: a data directory's consistent backup and checked restore;
 //! - [`app`]: the one composition root, built from config, with the
 //!   background tasks it starts and stops.
 
 pub mod access;
 pub mod activation;
 pub mod app;
+pub mod backup;
 pub mod capability;
 pub mod config;
 pub mod directory;

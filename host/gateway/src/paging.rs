@@ -4,8 +4,6 @@
 //! to the tenant, the client, the face and an expiry. The provider's address never reaches
 //! the app, and a cursor cannot be edited or replayed under another tenant.
 
-use std::path::Path;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -75,26 +73,9 @@ impl Sealer {
         Self::from_key(&key)
     }
 
-    /// The key kept in `cursor.key` in the data directory (created on first
-    /// use, mode 0600), so cursors survive a restart and work across every
-    /// gateway sharing the directory.
-    pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Sealer> {
-        let path = data_dir.join("cursor.key");
-        if path.exists() {
-            let text = fhirgate_core::files::read_private(&path)?;
-            let mut key = [0u8; 32];
-            hex::decode_to_slice(text.trim(), &mut key)
-                .map_err(|_| anyhow::anyhow!("{}: expected 64 hexadecimal characters", path.display()))?;
-            return Self::from_key(&key);
-        }
-        let mut key = [0u8; 32];
-        SystemRandom::new().fill(&mut key).map_err(|_| anyhow::anyhow!("no system randomness"))?;
-        fhirgate_core::files::private_dir(data_dir)?;
-        fhirgate_core::files::write_private(&path, hex::encode(key).as_bytes())?;
-        Self::from_key(&key)
-    }
-
-    fn from_key(key: &[u8; 32]) -> anyhow::Result<Sealer> {
+    /// A sealer with `key` (the data directory's `cursor.key`, so cursors
+    /// survive a restart and work across every gateway sharing it).
+    pub fn from_key(key: &[u8; 32]) -> anyhow::Result<Sealer> {
         let key = UnboundKey::new(&CHACHA20_POLY1305, key).map_err(|_| anyhow::anyhow!("bad cursor key"))?;
         Ok(Sealer { key: LessSafeKey::new(key), rng: SystemRandom::new() })
     }

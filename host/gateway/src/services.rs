@@ -9,8 +9,10 @@ use crate::access::{AccessLog, Commit};
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use fhirgate_core::FACES;
+use fhirgate_core::vault::Kek;
 use fhirgate_sandbox::Runtime;
 use fhirgate_store::Store;
+use fhirgate_store::material::KeyMaterial;
 use fhirgate_upstream::Upstream;
 use http::Request;
 
@@ -35,6 +37,8 @@ pub struct GatewayState {
     pub directory: Directory,
     pub access: AccessLog,
     pub sealer: Sealer,
+    /// The data directory's key material, when there is one.
+    pub material: Option<KeyMaterial>,
 }
 
 impl GatewayState {
@@ -43,21 +47,29 @@ impl GatewayState {
     /// providers and tenants into the directory.
     pub async fn open(
         data_dir: Option<&std::path::Path>,
+        kek_file: Option<&std::path::Path>,
         policy: &PolicyFile,
         commit: Commit,
     ) -> anyhow::Result<GatewayState> {
-        let (store, sealer) = match data_dir {
-            Some(dir) => (Store::open_dir(dir).await?, Sealer::load_or_create(dir)?),
-            None => (Store::open("sqlite::memory:").await?, Sealer::random()?),
+        let (store, sealer, material) = match data_dir {
+            Some(dir) => {
+                let store = Store::open_dir(dir).await?;
+                let material = KeyMaterial::open(&store, dir, kek_file).await?;
+                (store, Sealer::from_key(&material.cursor)?, Some(material))
+            }
+            None => (Store::open("sqlite::memory:").await?, Sealer::random()?, None),
         };
         let secrets = data_dir.map(|d| d.join(crate::directory::SECRETS_DIR));
+        if let (Some(dir), Some(material)) = (&secrets, &material) {
+            fhirgate_core::vault::seal_plain_files(dir, &material.kek)?;
+        }
         let directory = Directory::open(Arc::new(store.clone()), secrets).await?;
         directory
             .declare(&policy.partner, &policy.providers, &policy.declared_tenants())
             .await
             .with_context(|| "in the policy's [providers] and [tenants]".to_owned())?;
         let access = AccessLog::start(Arc::new(store.clone()), commit);
-        Ok(GatewayState { store, directory, access, sealer })
+        Ok(GatewayState { store, directory, access, sealer, material })
     }
 }
 
@@ -81,6 +93,8 @@ pub struct Services {
     admin_failures: Throttle,
     proxies: TrustedProxies,
     key_policy: Option<KeyPolicy>,
+    /// What the store's key material is sealed under.
+    kek: Kek,
 }
 
 /// Algorithm of new signing keys, and how long retired ones stay published
@@ -107,12 +121,12 @@ impl Services {
         };
         let mut clients = ClientRegistry::from_config(&config.clients)?;
         let (mut ring, mut key_policy) = (None, None);
-        if let Some(dir) = &config.data_dir {
+        let kek = state.material.as_ref().map(|m| m.kek.clone()).unwrap_or_else(Kek::random);
+        if let Some(material) = &state.material {
             // The same store as the directory and the access log: one pool.
-            let registry =
-                fhirgate_store::Registry::new(state.store.clone(), fhirgate_store::load_or_create_pepper(dir)?);
+            let registry = fhirgate_store::Registry::new(state.store.clone(), material.pepper);
             let policy = (config.token.algorithm()?, config.token.publish_seconds());
-            ring = Some(key_store::load_ring(&state.store, policy.0, policy.1).await?);
+            ring = Some(key_store::load_ring(&state.store, &kek, policy.0, policy.1).await?);
             clients = clients.with_store(Arc::new(registry));
             key_policy = Some(policy);
         }
@@ -141,6 +155,7 @@ impl Services {
             admin_failures: Throttle::default(),
             proxies: TrustedProxies::new(&config.trusted_proxies)?,
             key_policy,
+            kek,
         })
     }
 
@@ -213,6 +228,11 @@ impl Services {
     }
 
     /// How signing keys are made and retired, when they live in the store.
+    /// The key-encryption key the store's key material is sealed under.
+    pub fn kek(&self) -> &Kek {
+        &self.kek
+    }
+
     pub fn key_policy(&self) -> Option<KeyPolicy> {
         self.key_policy
     }

@@ -4,7 +4,9 @@
 //! itself is [`fhirgate_gateway::pipeline`].
 //!
 //! Layout:
-//! - [`server`]: binding, serving connections, each request's id;
+//! - [`server`]: binding, serving connections (HTTPS with [`server::Https`]),
+//!   each request's id;
+//! - [`tls`]: the HTTPS listener's certificate, reloaded when its files change;
 //! - `conn`: connection caps and the watchdog of idle, slow and stalled
 //!   connections;
 //! - `body`: request bodies read up to a limit and a deadline;
@@ -20,5 +22,6 @@ mod fhir;
 mod oauth;
 mod routes;
 pub mod server;
+pub mod tls;
 
 pub use server::{bind, run, serve_connections};

@@ -20,25 +20,60 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::conn::{Admission, Ticket, Timeouts, Tracked, Watched, descriptor_limit};
+use crate::tls::{MaybeTls, RELOAD_EVERY, Tls};
 
 /// How long in-flight requests may take to finish after shutdown is asked.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `gateway` on `listener` until `shutdown` resolves, then drains
-/// in-flight connections. The access records they left are committed by
-/// the `App`'s shutdown, which follows.
+/// An HTTPS listener's settings: its certificate, and the
+/// `Strict-Transport-Security` header its answers carry, if any.
+#[derive(Clone)]
+pub struct Https {
+    pub tls: Tls,
+    pub hsts: Option<HeaderValue>,
+}
+
+impl Https {
+    /// The listener `config` describes, when it has a `[tls]` section.
+    pub fn from_config(config: &fhirgate_gateway::config::Config) -> anyhow::Result<Option<Https>> {
+        let Some(tls) = &config.tls else { return Ok(None) };
+        let files = crate::tls::TlsFiles {
+            cert: tls.cert_file.clone(),
+            key: tls.key_file.clone(),
+            client_ca: tls.client_ca_file.clone(),
+        };
+        let hsts = tls.hsts_max_age_seconds.map(|age| {
+            let sub = if tls.hsts_include_subdomains { "; includeSubDomains" } else { "" };
+            HeaderValue::from_str(&format!("max-age={age}{sub}")).expect("digits and ASCII")
+        });
+        Ok(Some(Https { tls: Tls::new(&files)?, hsts }))
+    }
+}
+
+/// Serves `gateway` on `listener` (over TLS with `https`) until `shutdown`
+/// resolves, then drains in-flight connections. The access records they
+/// left are committed by the `App`'s shutdown, which follows.
 pub async fn run(
     listener: TcpListener,
     gateway: Arc<Services>,
+    https: Option<Https>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let limits = gateway.limits().clone();
+    let hsts = https.as_ref().and_then(|h| h.hsts.clone());
     serve_connections(
         listener,
         &limits,
+        https.map(|h| h.tls),
         move |req, peer| {
-            let gw = gateway.clone();
-            async move { handle(&gw, req, peer).await }
+            let (gw, hsts) = (gateway.clone(), hsts.clone());
+            async move {
+                let mut resp = handle(&gw, req, peer).await;
+                if let Some(hsts) = hsts {
+                    resp.headers_mut().insert(http::header::STRICT_TRANSPORT_SECURITY, hsts);
+                }
+                resp
+            }
         },
         shutdown,
     )
@@ -47,12 +82,13 @@ pub async fn run(
 }
 
 /// The gateway's transport: accepts connections on `listener` (HTTP/1.1 and
-/// HTTP/2, `TCP_NODELAY`) within the caps and timeouts of `limits`, answers
-/// each request with `handler`, and when `shutdown` resolves stops accepting
-/// and drains in-flight connections.
+/// HTTP/2, `TCP_NODELAY`, over TLS with `tls`) within the caps and timeouts
+/// of `limits`, answers each request with `handler`, and when `shutdown`
+/// resolves stops accepting and drains in-flight connections.
 pub async fn serve_connections<H, F>(
     listener: TcpListener,
     limits: &HttpLimits,
+    tls: Option<Tls>,
     handler: H,
     shutdown: impl Future<Output = ()>,
 ) where
@@ -63,6 +99,17 @@ pub async fn serve_connections<H, F>(
     let builder = Arc::new(builder(limits));
     let admission = Admission::new(limits, descriptor_limit());
     let timeouts = Timeouts::of(limits);
+    let handshake_timeout = Duration::from_secs(limits.header_read_timeout_seconds.max(1));
+    // The certificate follows its files; connections keep theirs.
+    let reloader = tls.clone().map(|tls| {
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RELOAD_EVERY).await;
+                let tls = tls.clone();
+                let _ = tokio::task::spawn_blocking(move || tls.reload_if_changed()).await;
+            }
+        })
+    });
     tokio::pin!(shutdown);
     loop {
         // Accept only with a descriptor to spare: at the cap this closes an
@@ -92,15 +139,33 @@ pub async fn serve_connections<H, F>(
                     let answer = handler(req, peer.ip());
                     async move { Ok::<_, Infallible>(answer.await.map(|body| Tracked::new(body, request))) }
                 });
-                let io = TokioIo::new(Watched::new(stream, ticket.state.clone()));
-                let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(supervise(conn, ticket, timeouts));
+                let io = Watched::new(stream, ticket.state.clone());
+                let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
+                tokio::spawn(async move {
+                    let io = match tls {
+                        None => MaybeTls::Plain(io),
+                        // A handshake gets the header-read timeout; one that
+                        // fails or stalls closes the connection.
+                        Some(tls) => match tokio::time::timeout(handshake_timeout, tls.accept(io)).await {
+                            Ok(Ok(stream)) => MaybeTls::Tls(Box::new(stream)),
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        },
+                    };
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
+                    supervise(watcher.watch(conn), ticket, timeouts).await;
+                });
             }
             () = &mut shutdown => break,
         }
     }
     drop(listener);
+    if let Some(reloader) = reloader {
+        reloader.abort();
+    }
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("in-flight connections did not finish in time"),

@@ -1,4 +1,5 @@
-//! Signing keys in the store, as rows: the private key (PKCS#8 PEM), its
+//! Signing keys in the store, as rows: the private key (PKCS#8 PEM sealed
+//! under the key-encryption key), its
 //! algorithm, and when it was created and retired. What a key ring is made
 //! of them is the authorization server's business.
 
@@ -12,7 +13,8 @@ pub struct KeyRow {
     pub kid: String,
     /// The JOSE algorithm name (`ES256`, `RS256`).
     pub alg: String,
-    /// PKCS#8 PEM of the private key. Never logged.
+    /// PKCS#8 PEM of the private key, sealed under the key-encryption key
+    /// (plain in rows written by earlier versions). Never logged.
     pub private_pem: String,
     pub created_at: i64,
     /// When the key stopped signing; `None` for the active key.
@@ -27,6 +29,8 @@ pub trait KeyRepository: Send + Sync {
     fn insert<'a>(&'a self, key: &'a KeyRow) -> RepoFuture<'a, ()>;
     /// Retires every key still signing, as of `at`.
     fn retire_active(&self, at: i64) -> RepoFuture<'_, ()>;
+    /// Replaces key `kid`'s private key text (to seal a plain one).
+    fn reseal<'a>(&'a self, kid: &'a str, private_pem: &'a str) -> RepoFuture<'a, ()>;
 }
 
 impl KeyRepository for Store {
@@ -40,6 +44,17 @@ impl KeyRepository for Store {
 
     fn retire_active(&self, at: i64) -> RepoFuture<'_, ()> {
         Box::pin(async move { Ok(retire_active(self, at).await?) })
+    }
+
+    fn reseal<'a>(&'a self, kid: &'a str, private_pem: &'a str) -> RepoFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query("UPDATE signing_keys SET private_pem = $1 WHERE kid = $2")
+                .bind(private_pem)
+                .bind(kid)
+                .execute(self.pool())
+                .await?;
+            Ok(())
+        })
     }
 }
 

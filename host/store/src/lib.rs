@@ -13,7 +13,9 @@
 //! - [`Store`]: the pool, the schema, write transactions;
 //! - [`clients`]: registered clients and their hashed secrets, behind
 //!   [`clients::ClientRepository`];
-//! - [`keys`]: signing keys as rows, behind [`keys::KeyRepository`];
+//! - [`keys`]: signing keys as rows (sealed), behind [`keys::KeyRepository`];
+//! - [`material`]: the key-encryption key, secret-hash and cursor keys that
+//!   go with a database, checked against it;
 //! - [`directory`]: providers, tenant mappings and their history as rows,
 //!   behind [`directory::DirectoryRepository`];
 //! - [`access`]: access records and change events as rows, behind
@@ -25,6 +27,7 @@ mod appender;
 pub mod clients;
 pub mod directory;
 pub mod keys;
+pub mod material;
 
 use std::path::{Path, PathBuf};
 
@@ -109,6 +112,24 @@ impl Store {
         &self.pool
     }
 
+    /// Writes a consistent copy of the database to the new file `target`
+    /// (mode 0600) while others keep reading and writing: SQLite's
+    /// `VACUUM INTO`, one read transaction over everything committed.
+    pub async fn snapshot_into(&self, target: &Path) -> anyhow::Result<()> {
+        if !self.sqlite {
+            anyhow::bail!("only a SQLite store is copied by `fhirgate backup`");
+        }
+        // VACUUM INTO takes an empty file: created private first.
+        fhirgate_core::files::write_private(target, b"")?;
+        let path = target.to_str().context("the backup path is not UTF-8")?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(path)
+            .execute(&self.pool)
+            .await
+            .with_context(|| format!("copying the database to {}", target.display()))?;
+        Ok(())
+    }
+
     /// A transaction that reads and then writes. On SQLite it takes the
     /// write lock up front (`BEGIN IMMEDIATE`), waiting its turn behind other
     /// writers, instead of failing when another connection wrote after it
@@ -133,26 +154,10 @@ fn redact(url: &str) -> String {
     }
 }
 
-/// The registry's secret-hash key, kept in `pepper.key` beside the database
-/// (created on first use, mode 0600): a copy of the database alone does not
-/// let anyone test secret guesses offline.
-pub fn load_or_create_pepper(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
-    let path = data_dir.join("pepper.key");
-    if path.exists() {
-        let text = fhirgate_core::files::read_private(&path)?;
-        let mut key = [0u8; 32];
-        hex::decode_to_slice(text.trim(), &mut key)
-            .map_err(|_| anyhow::anyhow!("{}: expected 64 hexadecimal characters", path.display()))?;
-        return Ok(key);
-    }
-    let key = fhirgate_core::secret::random_key();
-    fhirgate_core::files::private_dir(data_dir)?;
-    fhirgate_core::files::write_private(&path, hex::encode(key).as_bytes())?;
-    Ok(key)
-}
-
-/// Opens the store and registry kept in `data_dir`.
-pub async fn open_registry(data_dir: &Path) -> anyhow::Result<Registry> {
+/// Opens the store and registry kept in `data_dir`,
+/// with its key material (the KEK from `FHIRGATE_KEK` or `kek_file`).
+pub async fn open_registry(data_dir: &Path, kek_file: Option<&Path>) -> anyhow::Result<Registry> {
     let store = Store::open_dir(data_dir).await?;
-    Ok(Registry::new(store, load_or_create_pepper(data_dir)?))
+    let material = material::KeyMaterial::open(&store, data_dir, kek_file).await?;
+    Ok(Registry::new(store, material.pepper))
 }

@@ -67,6 +67,8 @@ pub struct ProviderSettings {
     pub connect_timeout: Duration,
     /// Extra trust anchor(s), PEM file, added to the system roots for this provider only.
     pub extra_ca: Option<PathBuf>,
+    /// The gateway's client certificate for mutual TLS with this provider.
+    pub client_cert: Option<ClientCert>,
     /// `Debug` shows which kind, never the value or secret.
     pub auth: Option<UpstreamAuth>,
     pub breaker: BreakerSettings,
@@ -86,6 +88,7 @@ impl ProviderSettings {
             timeout,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             extra_ca: None,
+            client_cert: None,
             auth: None,
             breaker: BreakerSettings::default(),
             retry: RetrySettings::default(),
@@ -98,11 +101,20 @@ impl ProviderSettings {
     fn same_path(&self, other: &ProviderSettings) -> bool {
         self.connect_timeout == other.connect_timeout
             && self.extra_ca == other.extra_ca
+            && self.client_cert == other.client_cert
             && self.auth == other.auth
             && self.breaker == other.breaker
             && self.retry == other.retry
             && self.restricted == other.restricted
     }
+}
+
+/// A client certificate and its key, PEM files; the key private to the
+/// gateway's user, plain or sealed under the key-encryption key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ClientCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Why an exchange with a provider failed.
@@ -156,9 +168,9 @@ struct Inner {
     providers: Mutex<HashMap<String, Arc<ProviderState>>>,
 }
 
-/// What a pool is shared by: the connect timeout, the extra CA, and
-/// whether the outbound-address policy applies.
-type PoolKey = (Duration, Option<PathBuf>, bool);
+/// What a pool is shared by: the connect timeout, the extra CA, the client
+/// certificate, and whether the outbound-address policy applies.
+type PoolKey = (Duration, Option<PathBuf>, Option<ClientCert>, bool);
 
 /// What one provider's requests share.
 struct ProviderState {
@@ -193,6 +205,9 @@ impl Upstream {
     pub fn check(settings: &ProviderSettings) -> Result<(), UpstreamError> {
         if let Some(path) = &settings.extra_ca {
             tls::load_extra_ca(path)?;
+        }
+        if let Some(cert) = &settings.client_cert {
+            tls::load_client_cert(cert)?;
         }
         if let Some(UpstreamAuth::ClientCredentials { token_url, .. }) = &settings.auth {
             parse_url(token_url).map_err(|_| UpstreamError::Auth("the token URL is not an http(s) URL".into()))?;
@@ -316,14 +331,20 @@ impl Upstream {
     /// file is read when the pool is first built; a changed file takes effect
     /// under a new path or after a restart.
     fn client_for(&self, settings: &ProviderSettings) -> Result<HttpClient, UpstreamError> {
-        let key = (settings.connect_timeout, settings.extra_ca.clone(), settings.restricted);
+        let key =
+            (settings.connect_timeout, settings.extra_ca.clone(), settings.client_cert.clone(), settings.restricted);
         if let Some(client) = lock(&self.inner.clients).get(&key).cloned() {
             return Ok(client);
         }
         // Built outside the lock, so that reading a CA file does not hold up
         // requests to other providers.
         let outbound = settings.restricted.then(|| self.inner.outbound.clone());
-        let client = tls::client(settings.connect_timeout, settings.extra_ca.as_deref(), outbound)?;
+        let client = tls::client(
+            settings.connect_timeout,
+            settings.extra_ca.as_deref(),
+            settings.client_cert.as_ref(),
+            outbound,
+        )?;
         Ok(lock(&self.inner.clients).entry(key).or_insert(client).clone())
     }
 }

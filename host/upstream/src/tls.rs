@@ -1,6 +1,7 @@
 //! The pooled HTTP clients providers are reached with, and their trust: the
 //! system's roots, plus a provider's own extra CA when its directory entry
-//! names one.
+//! names one; and the gateway's client certificate for a provider that
+//! requires mutual TLS.
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -13,10 +14,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rustls::RootCertStore;
-use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::UpstreamError;
+use super::{ClientCert, UpstreamError};
 use crate::outbound::{Checked, OutboundPolicy, Resolver};
 
 /// One pool of connections. GETs send an empty `Full`, which hyper sends
@@ -45,12 +46,36 @@ pub(super) fn load_extra_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>,
     Ok(certs)
 }
 
+/// Reads a client certificate chain and its key (plain PEM, or sealed under
+/// the key-encryption key), checking that they are a pair.
+pub(super) fn load_client_cert(
+    files: &ClientCert,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), UpstreamError> {
+    let tls = |e: String| UpstreamError::Tls(e);
+    let pem = std::fs::read(&files.cert).map_err(|e| tls(format!("cannot read {}: {e}", files.cert.display())))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tls(format!("{} is not a PEM certificate file: {e}", files.cert.display())))?;
+    if certs.is_empty() {
+        return Err(tls(format!("{} holds no PEM certificate", files.cert.display())));
+    }
+    let key = fhirgate_core::vault::read_credential(&files.key).map_err(|e| tls(format!("{e:#}")))?;
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
+        .map_err(|_| tls(format!("{} holds no PEM private key", files.key.display())))?;
+    let provider = rustls::crypto::ring::default_provider();
+    rustls::sign::CertifiedKey::from_der(certs.clone(), key.clone_key(), &provider)
+        .map_err(|e| tls(format!("{} and {} are not a pair: {e}", files.cert.display(), files.key.display())))?;
+    Ok((certs, key))
+}
+
 /// A client whose connects give up after `connect_timeout`, that trusts
-/// the system's roots plus those in `extra_ca`, and that connects only to
-/// addresses `outbound` permits (anywhere without one).
+/// the system's roots plus those in `extra_ca`, presents `client_cert` when
+/// the provider asks for one, and connects only to addresses `outbound`
+/// permits (anywhere without one).
 pub(super) fn client(
     connect_timeout: Duration,
     extra_ca: Option<&Path>,
+    client_cert: Option<&ClientCert>,
     outbound: Option<Arc<OutboundPolicy>>,
 ) -> Result<HttpClient, UpstreamError> {
     let mut roots = RootCertStore::clone(&native_roots());
@@ -61,11 +86,17 @@ pub(super) fn client(
     }
     // The provider is named explicitly so that the choice does not depend on
     // which crypto features other crates happen to switch on in rustls.
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .map_err(|e| UpstreamError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let config = match client_cert {
+        Some(files) => {
+            let (certs, key) = load_client_cert(files)?;
+            builder.with_client_auth_cert(certs, key).map_err(|e| UpstreamError::Tls(e.to_string()))?
+        }
+        None => builder.with_no_client_auth(),
+    };
 
     let mut http = HttpConnector::new_with_resolver(Resolver { policy: outbound.clone() });
     http.enforce_http(false);

@@ -10,6 +10,10 @@ pub struct Args {
     /// The gateway's data directory (holds the store and the secret-hash key).
     #[arg(long, env = "FHIRGATE_DATA_DIR")]
     data_dir: PathBuf,
+    /// The key-encryption key's file, when the gateway's `kek_file` is set
+    /// (default: `kek.key` in the data directory; `FHIRGATE_KEK` wins).
+    #[arg(long, env = "FHIRGATE_KEK_FILE")]
+    kek_file: Option<PathBuf>,
     #[command(subcommand)]
     command: ClientCommand,
 }
@@ -53,14 +57,18 @@ pub enum ClientCommand {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    client_command(&args.data_dir, args.command).await
+    client_command(&args.data_dir, args.kek_file.as_deref(), args.command).await
 }
 
 /// Runs a `fhirgate client …` command; results are JSON on stdout.
-async fn client_command(data_dir: &std::path::Path, command: ClientCommand) -> anyhow::Result<()> {
+async fn client_command(
+    data_dir: &std::path::Path,
+    kek_file: Option<&std::path::Path>,
+    command: ClientCommand,
+) -> anyhow::Result<()> {
     use fhirgate_store::ClientStatus;
     use serde_json::json;
-    let registry = fhirgate_store::open_registry(data_dir).await?;
+    let registry = fhirgate_store::open_registry(data_dir, kek_file).await?;
     let actor = format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()));
     let out = match command {
         ClientCommand::Create { name, tenants } => {

@@ -18,6 +18,10 @@ pub struct Args {
     /// `outbound.allowed_ranges`, for the /metadata check made here.
     #[arg(long = "allowed-range", value_name = "CIDR")]
     allowed_ranges: Vec<String>,
+    /// The key-encryption key's file, when the gateway's `kek_file` is set
+    /// (default: `kek.key` in the data directory; `FHIRGATE_KEK` wins).
+    #[arg(long, env = "FHIRGATE_KEK_FILE")]
+    kek_file: Option<PathBuf>,
     #[command(subcommand)]
     command: DirectoryCommand,
 }
@@ -62,26 +66,35 @@ pub enum DirectoryCommand {
     },
     /// Disconnect a tenant from a provider.
     Remove { tenant: String, provider_id: String },
+    /// Keep a provider credential (read from standard input) sealed in the
+    /// data directory's `provider-secrets/NAME`, for a declaration's
+    /// `client_secret_file` or `value_file`.
+    SealSecret { name: String },
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let outbound = fhirgate_gateway::config::OutboundConfig { allowed_ranges: args.allowed_ranges }.policy()?;
-    directory_command(&args.data_dir, args.actor, outbound, args.command).await
+    directory_command(&args.data_dir, args.kek_file.as_deref(), args.actor, outbound, args.command).await
 }
 
 /// Runs a `fhirgate directory …` command; results are JSON on stdout.
 async fn directory_command(
     data_dir: &std::path::Path,
+    kek_file: Option<&std::path::Path>,
     actor: Option<String>,
     outbound: fhirgate_upstream::outbound::OutboundPolicy,
     command: DirectoryCommand,
 ) -> anyhow::Result<()> {
-    use fhirgate_gateway::directory::{Directory, ProviderSpec};
+    use fhirgate_gateway::directory::{Directory, ProviderSpec, SECRETS_DIR};
     use serde_json::json;
     let store = fhirgate_store::Store::open_dir(data_dir).await?;
-    let dir =
-        Directory::open(std::sync::Arc::new(store), Some(data_dir.join(fhirgate_gateway::directory::SECRETS_DIR)))
-            .await?;
+    let kek = fhirgate_store::material::KeyMaterial::open(&store, data_dir, kek_file).await?.kek;
+    let secrets = data_dir.join(SECRETS_DIR);
+    if let DirectoryCommand::SealSecret { name } = &command {
+        return seal_secret(&secrets, name, &kek);
+    }
+    fhirgate_core::vault::seal_plain_files(&secrets, &kek)?;
+    let dir = Directory::open(std::sync::Arc::new(store), Some(secrets)).await?;
     let upstream = fhirgate_upstream::Upstream::with_outbound(
         fhirgate_gateway::config::HttpLimits::default().max_upstream_body_bytes,
         outbound,
@@ -113,7 +126,31 @@ async fn directory_command(
             dir.remove_mapping(&tenant, &provider_id, &actor()?).await?;
             json!({ "removed": { "tenant_id": tenant, "provider_id": provider_id } })
         }
+        DirectoryCommand::SealSecret { name } => return seal_secret(&data_dir.join(SECRETS_DIR), &name, &kek),
     };
     fhirgate_core::say!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+/// Writes the credential on standard input, sealed, to `secrets/name`.
+fn seal_secret(secrets: &std::path::Path, name: &str, kek: &fhirgate_core::vault::Kek) -> anyhow::Result<()> {
+    use std::io::Read as _;
+    let plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c));
+    if !plain {
+        anyhow::bail!("the secret's name must be a plain file name (letters, digits, `-`, `_`, `.`)");
+    }
+    let mut value = String::new();
+    std::io::stdin().read_to_string(&mut value).context("reading the secret from standard input")?;
+    let value = value.trim();
+    if value.is_empty() {
+        anyhow::bail!("standard input is empty: pipe the credential in");
+    }
+    fhirgate_core::files::private_dir(secrets)?;
+    let sealed = kek.seal(fhirgate_core::vault::PROVIDER_SECRET, value.as_bytes())?;
+    fhirgate_core::files::replace_private(&secrets.join(name), sealed.as_bytes())?;
+    fhirgate_core::say!("{}", serde_json::json!({ "sealed": name, "kek": kek.id() }));
     Ok(())
 }

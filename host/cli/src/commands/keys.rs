@@ -8,6 +8,10 @@ use clap::Subcommand;
 pub struct Args {
     #[arg(long, env = "FHIRGATE_DATA_DIR")]
     data_dir: PathBuf,
+    /// The key-encryption key's file, when the gateway's `kek_file` is set
+    /// (default: `kek.key` in the data directory; `FHIRGATE_KEK` wins).
+    #[arg(long, env = "FHIRGATE_KEK_FILE")]
+    kek_file: Option<PathBuf>,
     #[command(subcommand)]
     command: KeysCommand,
 }
@@ -29,8 +33,9 @@ pub enum KeysCommand {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let Args { data_dir, command } = args;
+    let Args { data_dir, kek_file, command } = args;
     let store = fhirgate_store::Store::open_dir(&data_dir).await?;
+    let kek = fhirgate_store::material::KeyMaterial::open(&store, &data_dir, kek_file.as_deref()).await?.kek;
     let ring = match command {
         KeysCommand::Rotate { algorithm, publish_seconds } => {
             let alg = match algorithm.as_str() {
@@ -38,10 +43,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 "RS256" => jsonwebtoken::Algorithm::RS256,
                 other => anyhow::bail!("--algorithm {other}: expected ES256 or RS256"),
             };
-            fhirgate_gateway::oauth::key_store::rotate(&store, alg, publish_seconds).await?
+            fhirgate_gateway::oauth::key_store::rotate(&store, &kek, alg, publish_seconds).await?
         }
         KeysCommand::List => {
-            fhirgate_gateway::oauth::key_store::load_ring(&store, jsonwebtoken::Algorithm::ES256, 3720).await?
+            fhirgate_gateway::oauth::key_store::load_ring(&store, &kek, jsonwebtoken::Algorithm::ES256, 3720).await?
         }
     };
     fhirgate_core::say!("{}", serde_json::to_string_pretty(&ring.jwks())?);

@@ -1,6 +1,7 @@
 //! The `fhirgate` subcommands, one file each: its flags and what it does.
 
 mod access;
+mod backup;
 mod check_provider;
 mod client;
 mod demo;
@@ -54,6 +55,12 @@ enum Command {
     CheckProvider(check_provider::Args),
     /// Query the access log in a data directory.
     Access(access::Args),
+    /// Copy a data directory (database and sealed key material) to a new
+    /// directory while the gateway serves from it.
+    Backup(backup::BackupArgs),
+    /// Put a backup into a new data directory, after checking it and that the
+    /// key-encryption key opens it.
+    Restore(backup::RestoreArgs),
 }
 
 /// Runs the command `cli` names.
@@ -71,6 +78,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Directory(args) => directory::run(args).await,
         Command::CheckProvider(args) => check_provider::run(args).await,
         Command::Access(args) => access::run(args).await,
+        Command::Backup(args) => backup::backup(args).await,
+        Command::Restore(args) => backup::restore(args).await,
     }
 }
 

@@ -43,6 +43,15 @@ pub struct Args {
     /// what they do not support; repeatable.
     #[arg(long, value_name = "PARAMETER")]
     ignore: Vec<String>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (mode 0600).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates issued by these PEM CA certificates (mutual TLS).
+    #[arg(long, requires = "tls_cert")]
+    client_ca: Option<PathBuf>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -57,6 +66,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         fhir_version,
         without,
         ignore,
+        tls_cert,
+        tls_key,
+        client_ca,
     } = args;
     use fhirgate_devtools::demo::provider::{ProviderOptions, TOKEN_PATH, serve};
     let options = ProviderOptions {
@@ -68,6 +80,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         fhir_version,
         without,
         ignore,
+        tls: tls_cert.zip(tls_key).map(|(cert, key)| fhirgate_http::tls::TlsFiles { cert, key, client_ca }),
     };
     // Bad arguments fail here, before the ready line, rather than once serving.
     options.served().map_err(anyhow::Error::msg).context("--without")?;
@@ -78,9 +91,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .open(path)
             .with_context(|| format!("--request-log {}", path.display()))?;
     }
+    if let Some(files) = &options.tls {
+        fhirgate_http::tls::Tls::new(files).context("--tls-cert")?;
+    }
+    let scheme = if options.tls.is_some() { "https" } else { "http" };
     let (listener, local) = bind(listen).await?;
-    let base = format!("http://{local}/fhir");
-    let token_url = options.client_credentials.as_ref().map(|_| format!("http://{local}{TOKEN_PATH}"));
+    let base = format!("{scheme}://{local}/fhir");
+    let token_url = options.client_credentials.as_ref().map(|_| format!("{scheme}://{local}{TOKEN_PATH}"));
     if json {
         let mut ready = serde_json::json!({
             "event": "ready",

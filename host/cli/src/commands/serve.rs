@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use fhirgate_gateway::App;
 use fhirgate_gateway::app::Options;
 use fhirgate_gateway::config::Config;
-use fhirgate_http::server::{bind, run as serve};
+use fhirgate_http::server::{Https, bind, run as serve};
 
 use super::shutdown_signal;
 
@@ -43,13 +43,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             path.display()
         );
     }
+    let https = Https::from_config(&config).with_context(|| format!("`tls` in {}", path.display()))?;
     let (listener, local) = bind(addr).await?;
     let app = App::build(&config, local, Options::default()).await?;
-    tracing::info!(address = %local, partner = %app.services().policy().load().partner, "gateway listening");
+    let scheme = if https.is_some() { "https" } else { "http" };
+    tracing::info!(address = %local, scheme, partner = %app.services().policy().load().partner, "gateway listening");
     if json {
-        fhirgate_core::say!("{}", serde_json::json!({ "event": "ready", "address": local.to_string() }));
+        fhirgate_core::say!(
+            "{}",
+            serde_json::json!({ "event": "ready", "address": local.to_string(), "scheme": scheme })
+        );
     }
-    serve(listener, app.services().clone(), shutdown_signal()).await?;
+    serve(listener, app.services().clone(), https, shutdown_signal()).await?;
     app.shutdown().await;
     Ok(())
 }

@@ -118,7 +118,7 @@ impl Demo {
 
     /// Serves until `shutdown` resolves, then drains and stops.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
-        run(self.listener, self.app.services().clone(), shutdown).await?;
+        run(self.listener, self.app.services().clone(), None, shutdown).await?;
         self.app.shutdown().await;
         Ok(())
     }

@@ -65,6 +65,10 @@ pub struct ProviderOptions {
     /// on servers that silently skip what they do not support: a provider
     /// to test `check-provider` against.
     pub ignore: Vec<String>,
+    /// Served over HTTPS with this certificate; with a client CA, only to
+    /// clients presenting a certificate it issued (as hospitals that
+    /// require mutual TLS do).
+    pub tls: Option<fhirgate_http::tls::TlsFiles>,
 }
 
 impl Default for ProviderOptions {
@@ -79,6 +83,7 @@ impl Default for ProviderOptions {
             fhir_version: Version::R4,
             without: Vec::new(),
             ignore: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -261,6 +266,7 @@ impl Issuer {
 /// Fails only if the request log cannot be opened or `without` names a type
 /// the release does not have.
 pub async fn serve(listener: TcpListener, base: String, options: ProviderOptions) -> io::Result<()> {
+    let tls = options.tls.as_ref().map(fhirgate_http::tls::Tls::new).transpose().map_err(io::Error::other)?;
     let provider = Arc::new(Provider::new(base, options)?);
     let handler = move |req, _peer| {
         let p = provider.clone();
@@ -269,6 +275,7 @@ pub async fn serve(listener: TcpListener, base: String, options: ProviderOptions
     fhirgate_http::server::serve_connections(
         listener,
         &fhirgate_gateway::config::HttpLimits::default(),
+        tls,
         handler,
         std::future::pending(),
     )

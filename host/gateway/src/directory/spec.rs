@@ -33,6 +33,14 @@ pub struct ProviderSpec {
     /// private CA), on top of the system roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// The gateway's client certificate (PEM chain) for a provider that
+    /// requires mutual TLS; with `client_key_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_file: Option<PathBuf>,
+    /// The private key of `client_cert_file`: PEM, mode 0600, or sealed with
+    /// `fhirgate directory seal-secret`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_file: Option<PathBuf>,
     /// How the gateway authenticates to the provider, if it must.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthSpec>,
@@ -106,6 +114,8 @@ impl ProviderSpec {
             timeout_ms: default_timeout_ms(),
             connect_timeout_ms: default_connect_timeout_ms(),
             ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
             auth: None,
             breaker: BreakerSpec::default(),
             retries: default_retries(),
@@ -132,8 +142,8 @@ impl ProviderSpec {
                 *p = dir.join(&*p);
             }
         };
-        if let Some(ca) = &mut self.ca_file {
-            fix(ca);
+        for file in [&mut self.ca_file, &mut self.client_cert_file, &mut self.client_key_file].into_iter().flatten() {
+            fix(file);
         }
         match &mut self.auth {
             Some(AuthSpec::ClientCredentials { client_secret_file, .. }) => fix(client_secret_file),
@@ -164,6 +174,12 @@ impl ProviderSpec {
         };
         if let Some(ca) = &mut self.ca_file {
             confine("ca_file", ca)?;
+        }
+        if let Some(cert) = &mut self.client_cert_file {
+            confine("client_cert_file", cert)?;
+        }
+        if let Some(key) = &mut self.client_key_file {
+            confine("client_key_file", key)?;
         }
         match &mut self.auth {
             Some(AuthSpec::ClientCredentials { client_secret_file, .. }) => {
@@ -204,6 +220,9 @@ impl ProviderSpec {
         if self.retries > 3 {
             bail!("`retries` must be at most 3");
         }
+        if self.client_cert_file.is_some() != self.client_key_file.is_some() {
+            bail!("`client_cert_file` and `client_key_file` go together");
+        }
         if let Some(AuthSpec::ClientCredentials { token_url, client_id, .. }) = &self.auth {
             let uri: http::Uri = token_url.parse().context("`auth.token_url` is not a URL")?;
             if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
@@ -239,13 +258,7 @@ impl ProviderSpec {
     /// The upstream settings, reading credential files.
     pub fn settings(&self, id: &str) -> anyhow::Result<ProviderSettings> {
         let read = |key: &str, path: &Path| -> anyhow::Result<String> {
-            let text =
-                std::fs::read_to_string(path).with_context(|| format!("`auth.{key}`: reading {}", path.display()))?;
-            let text = text.trim().to_owned();
-            if text.is_empty() {
-                bail!("`auth.{key}`: {} is empty", path.display());
-            }
-            Ok(text)
+            fhirgate_core::vault::read_credential(path).with_context(|| format!("`auth.{key}`"))
         };
         let auth = match &self.auth {
             None => None,
@@ -271,6 +284,11 @@ impl ProviderSpec {
             timeout: Duration::from_millis(self.timeout_ms),
             connect_timeout: Duration::from_millis(self.connect_timeout_ms),
             extra_ca: self.ca_file.clone(),
+            client_cert: self
+                .client_cert_file
+                .clone()
+                .zip(self.client_key_file.clone())
+                .map(|(cert, key)| fhirgate_upstream::ClientCert { cert, key }),
             auth,
             breaker: BreakerSettings {
                 failure_threshold: self.breaker.failures,
@@ -280,7 +298,7 @@ impl ProviderSpec {
             // Set by the directory for providers not declared by the operator.
             restricted: false,
         };
-        Upstream::check(&settings).map_err(|e| anyhow::anyhow!("`ca_file`: {e}"))?;
+        Upstream::check(&settings).map_err(|e| anyhow::anyhow!("`ca_file` or client certificate: {e}"))?;
         Ok(settings)
     }
 

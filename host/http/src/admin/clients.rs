@@ -122,7 +122,7 @@ pub(super) async fn endpoint(
             let Some((alg, publish)) = gw.key_policy() else {
                 return problem(StatusCode::CONFLICT, "Signing keys are not kept in the store.");
             };
-            return match fhirgate_gateway::oauth::key_store::rotate(gw.store(), alg, publish).await {
+            return match fhirgate_gateway::oauth::key_store::rotate(gw.store(), gw.kek(), alg, publish).await {
                 Ok(ring) => {
                     let kid = ring.active().kid().to_owned();
                     gw.auth().set_keys(ring);
