@@ -170,8 +170,10 @@ pub struct TokenConfig {
     /// and most identity providers use for client-credentials tokens.
     #[serde(default = "default_lifetime")]
     pub lifetime_seconds: u64,
-    /// PEM file (PKCS#8, P-256) holding the signing key, relative to the
-    /// config file; created on first start. Unset, a fresh key is generated at
+    /// PEM file (PKCS#8, P-256) holding the signing key of a gateway without
+    /// `data_dir`, relative to the config file; created on first start (mode
+    /// 0600), and kept sealed when the gateway has a key-encryption key
+    /// (`FHIRGATE_KEK` or `kek_file`). Unset, a fresh key is generated at
     /// every start and earlier tokens stop working.
     #[serde(default)]
     pub signing_key_file: Option<PathBuf>,

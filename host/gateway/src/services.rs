@@ -115,8 +115,18 @@ impl Services {
         state: GatewayState,
         activation: Option<Activation>,
     ) -> anyhow::Result<Services> {
+        // A gateway without a data directory seals its key file only when
+        // given a KEK (`FHIRGATE_KEK` or `kek_file`).
+        let file_kek = match (&state.material, &config.kek_file) {
+            (Some(m), _) => Some(m.kek.clone()),
+            (None, Some(path)) => Some(Kek::load(path, true)?),
+            (None, None) if std::env::var_os(fhirgate_core::vault::ENV).is_some() => {
+                Some(Kek::load(std::path::Path::new(fhirgate_core::vault::FILE_NAME), false)?)
+            }
+            (None, None) => None,
+        };
         let key = match &config.token.signing_key_file {
-            Some(path) => SigningKey::load_or_create(path)?,
+            Some(path) => SigningKey::load_or_create(path, file_kek.as_ref())?,
             None => SigningKey::generate()?,
         };
         let mut clients = ClientRegistry::from_config(&config.clients)?;

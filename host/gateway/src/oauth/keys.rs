@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use fhirgate_core::files::write_private;
+use fhirgate_core::vault::{self, Kek};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use p256::SecretKey;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
@@ -95,10 +96,27 @@ impl SigningKey {
         &self.public_jwk
     }
 
-    /// Loads the PKCS#8 PEM key at `path`, creating it (mode 0600) if absent.
-    pub fn load_or_create(path: &Path) -> anyhow::Result<SigningKey> {
+    /// Loads the PKCS#8 PEM key at `path`, creating it (mode 0600) if
+    /// absent. With a `kek`, the file is kept sealed under it (a plain one
+    /// is sealed in place); without one, it must be plain.
+    pub fn load_or_create(path: &Path, kek: Option<&Kek>) -> anyhow::Result<SigningKey> {
+        const PURPOSE: &str = "signing-key-file";
         if path.exists() {
-            let pem = fhirgate_core::files::read_private(path)?;
+            let text = fhirgate_core::files::read_private(path)?;
+            let pem = match kek {
+                Some(kek) if vault::is_sealed(&text) => String::from_utf8(kek.open(PURPOSE, &text)?)
+                    .map_err(|_| anyhow::anyhow!("{}: not PEM", path.display()))?,
+                None if vault::is_sealed(&text) => anyhow::bail!(
+                    "{} is sealed: give the gateway its key-encryption key ({} or kek_file)",
+                    path.display(),
+                    vault::ENV
+                ),
+                Some(kek) => {
+                    fhirgate_core::files::replace_private(path, kek.seal(PURPOSE, text.as_bytes())?.as_bytes())?;
+                    text
+                }
+                None => text,
+            };
             let secret = SecretKey::from_pkcs8_pem(&pem)
                 .map_err(|e| anyhow::anyhow!("{}: not a PKCS#8 P-256 private key: {e}", path.display()))?;
             return Self::from_secret(secret);
@@ -108,7 +126,10 @@ impl SigningKey {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        write_private(path, pem.as_bytes())?;
+        match kek {
+            Some(kek) => write_private(path, kek.seal(PURPOSE, pem.as_bytes())?.as_bytes())?,
+            None => write_private(path, pem.as_bytes())?,
+        }
         tracing::info!(path = %path.display(), "created a new token signing key");
         Self::from_secret(secret)
     }
@@ -214,5 +235,29 @@ impl KeyRing {
     /// The JWK Set of every published key.
     pub fn jwks(&self) -> Value {
         json!({ "keys": self.published.iter().map(|k| k.public_jwk.clone()).collect::<Vec<_>>() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_file_is_sealed_under_a_kek_and_opens_only_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let kek = Kek::random();
+        let sealed = dir.path().join("sealed.pem");
+        let kid = SigningKey::load_or_create(&sealed, Some(&kek)).unwrap().kid().to_owned();
+        assert!(vault::is_sealed(&std::fs::read_to_string(&sealed).unwrap()));
+        assert_eq!(SigningKey::load_or_create(&sealed, Some(&kek)).unwrap().kid(), kid);
+        assert!(SigningKey::load_or_create(&sealed, None).err().unwrap().to_string().contains("sealed"));
+        assert!(SigningKey::load_or_create(&sealed, Some(&Kek::random())).is_err());
+
+        // A plain key file is sealed in place once a KEK is given.
+        let plain = dir.path().join("plain.pem");
+        let kid = SigningKey::load_or_create(&plain, None).unwrap().kid().to_owned();
+        assert!(std::fs::read_to_string(&plain).unwrap().contains("PRIVATE KEY"));
+        assert_eq!(SigningKey::load_or_create(&plain, Some(&kek)).unwrap().kid(), kid);
+        assert!(vault::is_sealed(&std::fs::read_to_string(&plain).unwrap()));
     }
 }
