@@ -1,17 +1,21 @@
 //! Who calls the admin API. The listener authenticates each admin request
 //! into a [`Principal`] before any handler runs; handlers act as that
-//! principal. Today there is one credential, the admin token, whose SHA-256
-//! the configuration holds.
+//! principal. Two credentials: a user's personal API token (the user acts
+//! within their roles, and changes are attributed to them), and the shared
+//! admin token, whose SHA-256 the configuration holds.
 
+use fhirgate_store::accounts::{Accounts, Role, User};
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// The admin credential: the SHA-256 of the admin token.
+/// The admin credentials: the SHA-256 of the admin token, and the accounts
+/// whose personal API tokens are accepted.
 #[derive(Clone)]
 pub struct AdminAuth {
     token_sha256: [u8; 32],
+    accounts: Option<Accounts>,
 }
 
 impl AdminAuth {
@@ -19,31 +23,72 @@ impl AdminAuth {
         let mut token_sha256 = [0u8; 32];
         hex::decode_to_slice(hex_digest, &mut token_sha256)
             .map_err(|_| anyhow::anyhow!("`admin.token_sha256` must be 64 hexadecimal characters"))?;
-        Ok(AdminAuth { token_sha256 })
+        Ok(AdminAuth { token_sha256, accounts: None })
     }
 
-    /// The principal `headers` authenticate as, if any: the admin token as
-    /// a bearer token, compared in constant time.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Option<Principal> {
-        let token = headers.get(AUTHORIZATION).and_then(crate::oauth::bearer_token)?;
+    /// Also accepts the personal API tokens of `accounts`' users.
+    pub fn with_accounts(mut self, accounts: Accounts) -> Self {
+        self.accounts = Some(accounts);
+        self
+    }
+
+    /// The accounts whose tokens are accepted, when there are.
+    pub fn accounts(&self) -> Option<&Accounts> {
+        self.accounts.as_ref()
+    }
+
+    /// The principal `headers` authenticate as, if any: a user's live
+    /// personal API token, or the admin token (compared in constant time),
+    /// as a bearer token. `Err` when the store cannot say.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> anyhow::Result<Option<Principal>> {
+        let Some(token) = headers.get(AUTHORIZATION).and_then(crate::oauth::bearer_token) else {
+            return Ok(None);
+        };
+        if let Some(accounts) = &self.accounts
+            && token.starts_with(fhirgate_store::accounts::TOKEN_PREFIX)
+        {
+            return Ok(accounts.authenticate(token).await?.map(Principal::User));
+        }
         let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        bool::from(presented.ct_eq(&self.token_sha256)).then_some(Principal::AdminToken)
+        Ok(bool::from(presented.ct_eq(&self.token_sha256)).then_some(Principal::AdminToken))
     }
 }
 
 /// Who an admin request comes from, as the listener authenticated it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
-    /// Whoever holds the admin token.
+    /// Whoever holds the shared admin token.
     AdminToken,
+    /// A user, by their personal API token.
+    User(User),
 }
 
 impl Principal {
     /// The name the audit trail records changes under.
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> &str {
         match self {
             Principal::AdminToken => "admin-api",
+            Principal::User(u) => &u.username,
         }
+    }
+
+    /// Whether this is a signed-in user (whose name is who acts), rather
+    /// than the shared token (whose requests name their actor).
+    pub fn user(&self) -> Option<&User> {
+        match self {
+            Principal::User(u) => Some(u),
+            Principal::AdminToken => None,
+        }
+    }
+
+    /// Whether the principal holds `role`.
+    pub fn has(&self, role: &Role) -> bool {
+        self.user().is_some_and(|u| u.roles.contains(role))
+    }
+
+    /// Whether the principal may do anything an operator may.
+    pub fn is_operator(&self) -> bool {
+        matches!(self, Principal::AdminToken) || self.has(&Role::Operator)
     }
 }
 
@@ -51,19 +96,20 @@ impl Principal {
 mod tests {
     use super::*;
 
-    #[test]
-    fn only_the_admin_token_authenticates() {
+    #[tokio::test]
+    async fn only_the_admin_token_authenticates() {
         let auth = AdminAuth::from_hex(&fhirgate_core::digest::sha256_hex(b"the-admin-token")).unwrap();
         let with = |value: &str| {
             let mut h = HeaderMap::new();
             h.insert(AUTHORIZATION, value.parse().unwrap());
             h
         };
-        assert_eq!(auth.authenticate(&with("Bearer the-admin-token")), Some(Principal::AdminToken));
-        assert_eq!(auth.authenticate(&with("bearer the-admin-token")), Some(Principal::AdminToken));
-        assert_eq!(auth.authenticate(&with("Bearer the-admin-token2")), None);
-        assert_eq!(auth.authenticate(&with("Basic the-admin-token")), None);
-        assert_eq!(auth.authenticate(&HeaderMap::new()), None);
+        let who = async |h: HeaderMap| auth.authenticate(&h).await.unwrap();
+        assert_eq!(who(with("Bearer the-admin-token")).await, Some(Principal::AdminToken));
+        assert_eq!(who(with("bearer the-admin-token")).await, Some(Principal::AdminToken));
+        assert_eq!(who(with("Bearer the-admin-token2")).await, None);
+        assert_eq!(who(with("Basic the-admin-token")).await, None);
+        assert_eq!(who(HeaderMap::new()).await, None);
         assert!(AdminAuth::from_hex("not hex").is_err());
     }
 }

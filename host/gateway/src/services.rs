@@ -148,6 +148,13 @@ impl Services {
             auth.set_keys(ring);
         }
         auth.load_revocations().await;
+        let accounts =
+            state.material.as_ref().map(|m| fhirgate_store::accounts::Accounts::new(state.store.clone(), m.pepper));
+        let admin = match (&config.admin, accounts) {
+            (Some(a), Some(accounts)) => Some(AdminAuth::from_hex(&a.token_sha256)?.with_accounts(accounts)),
+            (Some(a), None) => Some(AdminAuth::from_hex(&a.token_sha256)?),
+            (None, _) => None,
+        };
         Ok(Services {
             auth,
             policy: ArcSwap::from_pointee(policy),
@@ -161,7 +168,7 @@ impl Services {
             upstream: Upstream::with_outbound(config.limits.max_upstream_body_bytes, config.outbound.policy()?),
             hosts: PublicHosts::new(config.public_url.as_deref(), &config.accepted_hosts, local_addr)?,
             limits: config.limits.clone(),
-            admin: config.admin.as_ref().map(|a| AdminAuth::from_hex(&a.token_sha256)).transpose()?,
+            admin,
             admin_failures: Throttle::default(),
             proxies: TrustedProxies::new(&config.trusted_proxies)?,
             key_policy,

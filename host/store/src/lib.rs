@@ -11,6 +11,8 @@
 //!
 //! Layout:
 //! - [`Store`]: the pool, the schema, write transactions;
+//! - [`accounts`]: people on the admin API, their roles and hashed personal
+//!   API tokens;
 //! - [`clients`]: registered clients and their hashed secrets, behind
 //!   [`clients::ClientRepository`];
 //! - [`keys`]: signing keys as rows (sealed), behind [`keys::KeyRepository`];
@@ -23,6 +25,7 @@
 //!   SQLite file, appending on the calling thread.
 
 pub mod access;
+pub mod accounts;
 mod appender;
 pub mod clients;
 pub mod directory;
@@ -152,12 +155,4 @@ fn redact(url: &str) -> String {
         (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
         _ => url.to_owned(),
     }
-}
-
-/// Opens the store and registry kept in `data_dir`,
-/// with its key material (the KEK from `FHIRGATE_KEK` or `kek_file`).
-pub async fn open_registry(data_dir: &Path, kek_file: Option<&Path>) -> anyhow::Result<Registry> {
-    let store = Store::open_dir(data_dir).await?;
-    let material = material::KeyMaterial::open(&store, data_dir, kek_file).await?;
-    Ok(Registry::new(store, material.pepper))
 }

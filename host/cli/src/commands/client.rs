@@ -1,19 +1,12 @@
 //! `fhirgate client`: registered OAuth clients and their secrets in a data
 //! directory; results are JSON on stdout.
 
-use std::path::PathBuf;
-
 use clap::Subcommand;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The gateway's data directory (holds the store and the secret-hash key).
-    #[arg(long, env = "FHIRGATE_DATA_DIR")]
-    data_dir: PathBuf,
-    /// The key-encryption key's file, when the gateway's `kek_file` is set
-    /// (default: `kek.key` in the data directory; `FHIRGATE_KEK` wins).
-    #[arg(long, env = "FHIRGATE_KEK_FILE")]
-    kek_file: Option<PathBuf>,
+    #[command(flatten)]
+    state: super::StateArgs,
     #[command(subcommand)]
     command: ClientCommand,
 }
@@ -57,18 +50,15 @@ pub enum ClientCommand {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    client_command(&args.data_dir, args.kek_file.as_deref(), args.command).await
+    client_command(&args.state, args.command).await
 }
 
 /// Runs a `fhirgate client …` command; results are JSON on stdout.
-async fn client_command(
-    data_dir: &std::path::Path,
-    kek_file: Option<&std::path::Path>,
-    command: ClientCommand,
-) -> anyhow::Result<()> {
+async fn client_command(state: &super::StateArgs, command: ClientCommand) -> anyhow::Result<()> {
     use fhirgate_store::ClientStatus;
     use serde_json::json;
-    let registry = fhirgate_store::open_registry(data_dir, kek_file).await?;
+    let (store, material) = state.open().await?;
+    let registry = fhirgate_store::Registry::new(store, material.pepper);
     let actor = format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()));
     let out = match command {
         ClientCommand::Create { name, tenants } => {

@@ -1,17 +1,11 @@
 //! `fhirgate keys`: the token signing keys in a data directory.
 
-use std::path::PathBuf;
-
 use clap::Subcommand;
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long, env = "FHIRGATE_DATA_DIR")]
-    data_dir: PathBuf,
-    /// The key-encryption key's file, when the gateway's `kek_file` is set
-    /// (default: `kek.key` in the data directory; `FHIRGATE_KEK` wins).
-    #[arg(long, env = "FHIRGATE_KEK_FILE")]
-    kek_file: Option<PathBuf>,
+    #[command(flatten)]
+    state: super::StateArgs,
     #[command(subcommand)]
     command: KeysCommand,
 }
@@ -33,9 +27,9 @@ pub enum KeysCommand {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let Args { data_dir, kek_file, command } = args;
-    let store = fhirgate_store::Store::open_dir(&data_dir).await?;
-    let kek = fhirgate_store::material::KeyMaterial::open(&store, &data_dir, kek_file.as_deref()).await?.kek;
+    let Args { state, command } = args;
+    let (store, material) = state.open().await?;
+    let kek = material.kek;
     let ring = match command {
         KeysCommand::Rotate { algorithm, publish_seconds } => {
             let alg = match algorithm.as_str() {

@@ -13,8 +13,34 @@ mod provider;
 mod proxy;
 mod secret;
 mod serve;
+mod user;
+
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+
+/// Where a command finds a gateway's state: its data directory, and the
+/// key-encryption key its key material is sealed under.
+#[derive(clap::Args)]
+pub struct StateArgs {
+    /// The gateway's data directory.
+    #[arg(long, env = "FHIRGATE_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// The key-encryption key's file, when the gateway's `kek_file` is set
+    /// (default: `kek.key` in the data directory; `FHIRGATE_KEK` wins).
+    #[arg(long, env = "FHIRGATE_KEK_FILE")]
+    pub kek_file: Option<PathBuf>,
+}
+
+impl StateArgs {
+    /// The store and its key material.
+    pub async fn open(&self) -> anyhow::Result<(fhirgate_store::Store, fhirgate_store::material::KeyMaterial)> {
+        let store = fhirgate_store::Store::open_dir(&self.data_dir).await?;
+        let material =
+            fhirgate_store::material::KeyMaterial::open(&store, &self.data_dir, self.kek_file.as_deref()).await?;
+        Ok((store, material))
+    }
+}
 
 #[derive(Parser)]
 #[command(name = "fhirgate", version, about = "FHIR interop gateway with WebAssembly policy modules")]
@@ -41,6 +67,8 @@ enum Command {
     Client(client::Args),
     /// Manage the token signing keys in a data directory.
     Keys(keys::Args),
+    /// Manage the people who use the admin API: roles and personal API tokens.
+    User(user::Args),
     /// Work with policy files.
     Policy(policy::Args),
     /// Work with policy modules.
@@ -73,6 +101,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Secret => secret::run(),
         Command::Client(args) => client::run(args).await,
         Command::Keys(args) => keys::run(args).await,
+        Command::User(args) => user::run(args).await,
         Command::Policy(args) => policy::run(args).await,
         Command::Guest(args) => guest::run(args).await,
         Command::Directory(args) => directory::run(args).await,

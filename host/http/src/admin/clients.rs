@@ -50,7 +50,7 @@ fn default_grace() -> u64 {
 /// `/admin/introspect` and `/admin/audit`, acting as `principal`.
 pub(super) async fn endpoint(
     gw: &Services,
-    principal: Principal,
+    principal: &Principal,
     method: &Method,
     segments: &[&str],
     query: Option<&str>,

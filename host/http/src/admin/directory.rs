@@ -10,16 +10,18 @@ use fhirgate_core::failure::{Body, json_response, no_store};
 use fhirgate_gateway::access::{AccessQuery, audit_event_bundle};
 use fhirgate_gateway::directory::ProviderSpec;
 use fhirgate_gateway::directory::onboarding::DirectoryError;
+use fhirgate_gateway::principal::Principal;
 use fhirgate_gateway::services::Services;
 
 use super::{answer, parse_body, problem, query_param};
 
-/// `{actor, …ProviderSpec}`: the actor beside the declaration's own fields.
-fn provider_put(body: &Bytes) -> Result<(String, ProviderSpec), String> {
+/// `{actor?, …ProviderSpec}`: the actor beside the declaration's own fields.
+fn provider_put(body: &Bytes) -> Result<(Option<String>, ProviderSpec), String> {
     let mut value: Value = parse_body(body, "{actor, base_url, fhir_version, ...}")?;
     let actor = match value.as_object_mut().and_then(|o| o.remove("actor")) {
-        Some(Value::String(a)) => a,
-        _ => return Err("`actor` (a string) is required.".into()),
+        Some(Value::String(a)) => Some(a),
+        None => None,
+        Some(_) => return Err("`actor` must be a string.".into()),
     };
     let spec = serde_json::from_value(value).map_err(|e| format!("Invalid provider: {e}"))?;
     Ok((actor, spec))
@@ -28,14 +30,16 @@ fn provider_put(body: &Bytes) -> Result<(String, ProviderSpec), String> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MappingPut {
-    actor: String,
+    #[serde(default)]
+    actor: Option<String>,
     approver: String,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Decision {
-    actor: String,
+    #[serde(default)]
+    actor: Option<String>,
     #[serde(default)]
     note: Option<String>,
 }
@@ -58,6 +62,7 @@ fn directory_error(e: DirectoryError) -> Response<Body> {
 /// The directory and access-log endpoints; `None` for any other path.
 pub(super) async fn endpoint(
     gw: &Services,
+    principal: &Principal,
     method: &Method,
     segments: &[&str],
     query: Option<&str>,
@@ -72,7 +77,14 @@ pub(super) async fn endpoint(
             }
         };
     }
-    let actor_param = || query_param(query, "actor").unwrap_or_default();
+    macro_rules! actor {
+        ($given:expr) => {
+            match super::actor(principal, $given) {
+                Ok(a) => a,
+                Err(message) => return Some(problem(StatusCode::BAD_REQUEST, message)),
+            }
+        };
+    }
     let result = match (method, segments) {
         (&Method::GET, ["providers"]) => {
             dir.providers_view().await.map(|p| answer(StatusCode::OK, json!({ "providers": p })))
@@ -85,12 +97,14 @@ pub(super) async fn endpoint(
                 Ok(v) => v,
                 Err(message) => return Some(problem(StatusCode::BAD_REQUEST, message)),
             };
+            let actor = actor!(actor);
             dir.put_provider(gw.upstream(), id, spec, &actor)
                 .await
                 .map(|(p, validated)| answer(StatusCode::OK, json!({ "provider": p, "metadata": validated })))
         }
         (&Method::DELETE, ["providers", id]) => {
-            dir.remove_provider(id, &actor_param()).await.map(|()| answer(StatusCode::OK, json!({ "removed": id })))
+            let actor = actor!(query_param(query, "actor"));
+            dir.remove_provider(id, &actor).await.map(|()| answer(StatusCode::OK, json!({ "removed": id })))
         }
         (&Method::GET, ["tenants"]) => {
             dir.tenants_view().await.map(|t| answer(StatusCode::OK, json!({ "tenants": t })))
@@ -98,20 +112,24 @@ pub(super) async fn endpoint(
         (&Method::GET, ["tenants", tenant]) => dir.tenant_view(tenant).await.map(|t| answer(StatusCode::OK, t)),
         (&Method::PUT, ["tenants", tenant, "providers", id]) => {
             let req = body!(MappingPut, "{actor, approver}");
-            dir.request_mapping(gw.upstream(), tenant, id, &req.approver, &req.actor)
+            let actor = actor!(req.actor);
+            dir.request_mapping(gw.upstream(), tenant, id, &req.approver, &actor)
                 .await
                 .map(|m| answer(StatusCode::OK, json!({ "mapping": m })))
         }
         (&Method::POST, ["tenants", tenant, "providers", id, action @ ("approve" | "reject")]) => {
             let req = body!(Decision, "{actor, note?}");
-            dir.decide(tenant, id, &req.actor, *action == "approve", req.note)
+            let actor = actor!(req.actor);
+            dir.decide(tenant, id, &actor, *action == "approve", req.note)
                 .await
                 .map(|m| answer(StatusCode::OK, json!({ "mapping": m })))
         }
-        (&Method::DELETE, ["tenants", tenant, "providers", id]) => dir
-            .remove_mapping(tenant, id, &actor_param())
-            .await
-            .map(|()| answer(StatusCode::OK, json!({ "removed": { "tenant_id": tenant, "provider_id": id } }))),
+        (&Method::DELETE, ["tenants", tenant, "providers", id]) => {
+            let actor = actor!(query_param(query, "actor"));
+            dir.remove_mapping(tenant, id, &actor)
+                .await
+                .map(|()| answer(StatusCode::OK, json!({ "removed": { "tenant_id": tenant, "provider_id": id } })))
+        }
         (&Method::GET, ["access"]) | (&Method::GET, ["access", "AuditEvent"]) => {
             let ms = |name: &str| query_param(query, name).and_then(|v| v.parse::<i64>().ok());
             let q = AccessQuery {

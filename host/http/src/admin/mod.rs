@@ -1,11 +1,28 @@
-//! The admin HTTP API, behind its own credential (a bearer token whose
-//! SHA-256 is configured), never a client token. The listener authenticates
-//! the request into a [`Principal`] before it reads the body; the handlers
-//! act as that principal.
+//! The admin HTTP API, behind its own credentials, never a client token: a
+//! user's personal API token (`fgu_…`), with which the user acts within
+//! their roles, or the shared admin token (whose SHA-256 is configured),
+//! which acts as an operator. The listener authenticates the request into a
+//! [`Principal`] before it reads the body, checks the principal may reach
+//! the route, and the handlers act as that principal.
+//!
+//! Roles: *operator* (everything), *auditor* (`GET` of the access log and
+//! the change trail), *app-owner:<client id>* (that client: show, secrets,
+//! rotate, JWK Set), *approver:<tenant id or \*>* (read providers and the
+//! tenant, approve or reject its mappings that name them). A user's changes
+//! are recorded under their user name: a body's `actor`, if given, must be it.
 //!
 //! Layout: [`clients`] (clients, keys, tokens, the change trail),
 //! [`directory`] (providers, tenants, the access log), [`modules`] (policy
-//! activation).
+//! activation), [`users`] (accounts, roles, personal API tokens).
+//!
+//! Users and their tokens:
+//!
+//! - `GET    /admin/me`                              who the token belongs to
+//! - `GET    /admin/users`, `POST /admin/users` `{username, roles}` (operators)
+//! - `POST   /admin/users/{name}/disable`, `/enable` (operators)
+//! - `GET    /admin/users/{name}/tokens`             (operators, or the user)
+//! - `POST   /admin/users/{name}/tokens` `{label, days}` → token, once (operators, or the user)
+//! - `DELETE /admin/users/{name}/tokens/{id}`        revoke (operators, or the user)
 //!
 //! The client registry and the authorization server's keys:
 //!
@@ -47,6 +64,7 @@
 mod clients;
 mod directory;
 mod modules;
+mod users;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -78,12 +96,24 @@ pub(crate) async fn serve(gw: &Arc<Services>, req: Request<Incoming>, client: Ip
         resp.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(wait));
         return resp;
     }
-    let Some(principal) = auth.authenticate(&parts.headers) else {
-        gw.admin_failures().failed(None, client);
-        tracing::warn!(target: "fhirgate::audit", %client, path = parts.uri.path(), "admin authentication failed");
-        return unauthenticated();
+    let principal = match auth.authenticate(&parts.headers).await {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            gw.admin_failures().failed(None, client);
+            tracing::warn!(target: "fhirgate::audit", %client, path = parts.uri.path(), "admin authentication failed");
+            return unauthenticated();
+        }
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "admin API: the accounts store failed");
+            return problem(StatusCode::SERVICE_UNAVAILABLE, "The store is unavailable.");
+        }
     };
     let path = parts.uri.path();
+    let segments: Vec<&str> = path.trim_start_matches("/admin/").trim_end_matches('/').split('/').collect();
+    if !users::allowed(&principal, &parts.method, &segments) {
+        tracing::warn!(target: "fhirgate::audit", user = principal.name(), method = %parts.method, path, "admin request outside the user's roles");
+        return problem(StatusCode::FORBIDDEN, "Your roles do not allow this.");
+    }
     let limit = if path.starts_with("/admin/modules/") {
         fhirgate_gateway::activation::MAX_UPLOAD_BYTES
     } else {
@@ -107,13 +137,16 @@ pub async fn handle(
     body: Bytes,
 ) -> Response<Body> {
     let segments: Vec<&str> = path.trim_start_matches("/admin/").trim_end_matches('/').split('/').collect();
-    if let Some(resp) = directory::endpoint(gw, method, &segments, query, &body).await {
+    if let Some(resp) = users::endpoint(gw, &principal, method, &segments, &body).await {
+        return resp;
+    }
+    if let Some(resp) = directory::endpoint(gw, &principal, method, &segments, query, &body).await {
         return resp;
     }
     if let Some(resp) = modules::endpoint(gw, method, &segments, query, &body).await {
         return resp;
     }
-    clients::endpoint(gw, principal, method, &segments, query, &body).await
+    clients::endpoint(gw, &principal, method, &segments, query, &body).await
 }
 
 pub(crate) fn answer(status: StatusCode, body: Value) -> Response<Body> {
@@ -130,9 +163,23 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes, expected:
     serde_json::from_slice(body).map_err(|e| format!("Expected a JSON object {expected}: {e}"))
 }
 
-/// The answer to an admin request without the admin credential.
+/// Who acts: a user acts as themselves (a body's `actor`, if any, must name
+/// them); the shared admin token names its actor in `given`. The error is
+/// the message of a `400`.
+pub(crate) fn actor(principal: &Principal, given: Option<String>) -> Result<String, String> {
+    match (principal.user(), given) {
+        (Some(user), Some(given)) if given != user.username => {
+            Err(format!("`actor` is the signed-in user ({}); leave it out.", user.username))
+        }
+        (Some(user), _) => Ok(user.username.clone()),
+        (None, Some(given)) if !given.is_empty() => Ok(given),
+        (None, _) => Err("`actor` (a string) is required.".into()),
+    }
+}
+
+/// The answer to an admin request without an admin credential.
 pub fn unauthenticated() -> Response<Body> {
-    let mut resp = problem(StatusCode::UNAUTHORIZED, "The admin API needs the admin bearer token.");
+    let mut resp = problem(StatusCode::UNAUTHORIZED, "The admin API needs a personal API token or the admin token.");
     resp.headers_mut()
         .insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"fhirgate-admin\""));
     resp

@@ -1,0 +1,143 @@
+//! Users, their roles and personal API tokens; and which routes a
+//! principal's roles reach.
+
+use bytes::Bytes;
+use http::{Method, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+use fhirgate_core::failure::Body;
+use fhirgate_gateway::principal::Principal;
+use fhirgate_gateway::services::Services;
+use fhirgate_store::accounts::{AccountError, Role};
+
+use super::{answer, parse_body, problem};
+
+/// Whether `principal` may make a `method` request to `/admin/{segments}`.
+/// Operators (and the admin token) reach everything; users reach what one
+/// of their roles names, and their own account.
+pub(super) fn allowed(principal: &Principal, method: &Method, segments: &[&str]) -> bool {
+    if principal.is_operator() {
+        return true;
+    }
+    let Some(user) = principal.user() else { return false };
+    if let ["me"] = segments {
+        return *method == Method::GET;
+    }
+    if let ["users", name, "tokens", ..] = segments {
+        return *name == user.username;
+    }
+    let in_scope = |scope: &str, tenant: &str| scope == "*" || scope.eq_ignore_ascii_case(tenant);
+    user.roles.iter().any(|role| match (role, method, segments) {
+        (Role::Auditor, &Method::GET, ["access"] | ["access", "AuditEvent"] | ["audit"]) => true,
+        (Role::AppOwner(own), _, ["clients", id, rest @ ..]) if *id == own.as_str() => matches!(
+            (method, rest),
+            (&Method::GET, [])
+                | (&Method::POST, ["secrets"])
+                | (&Method::DELETE, ["secrets", _])
+                | (&Method::POST, ["rotate"])
+                | (&Method::PUT, ["jwks"])
+        ),
+        (Role::Approver(scope), &Method::POST, ["tenants", tenant, "providers", _, "approve" | "reject"]) => {
+            in_scope(scope, tenant)
+        }
+        (Role::Approver(scope), &Method::GET, ["tenants", tenant]) => in_scope(scope, tenant),
+        (Role::Approver(_), &Method::GET, ["providers"] | ["providers", _]) => true,
+        _ => false,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUser {
+    username: String,
+    roles: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssueToken {
+    label: String,
+    #[serde(default = "default_days")]
+    days: u64,
+}
+
+fn default_days() -> u64 {
+    90
+}
+
+fn account_error(e: AccountError) -> Response<Body> {
+    match e {
+        AccountError::UnknownUser(_) => problem(StatusCode::NOT_FOUND, e.to_string()),
+        AccountError::Exists(_) => problem(StatusCode::CONFLICT, e.to_string()),
+        AccountError::Invalid(_) => problem(StatusCode::BAD_REQUEST, e.to_string()),
+        AccountError::Store(_) => {
+            tracing::error!(error = %e, "admin API: accounts store failure");
+            problem(StatusCode::SERVICE_UNAVAILABLE, "The store is unavailable.")
+        }
+    }
+}
+
+/// `/admin/me` and `/admin/users…`; `None` for any other path.
+pub(super) async fn endpoint(
+    gw: &Services,
+    principal: &Principal,
+    method: &Method,
+    segments: &[&str],
+    body: &Bytes,
+) -> Option<Response<Body>> {
+    if !matches!(segments.first(), Some(&("me" | "users"))) {
+        return None;
+    }
+    let Some(accounts) = gw.admin().and_then(|a| a.accounts()) else {
+        return Some(problem(StatusCode::NOT_FOUND, "Accounts are not enabled (set data_dir)."));
+    };
+    let actor = principal.name();
+    macro_rules! body {
+        ($t:ty, $expected:expr) => {
+            match parse_body::<$t>(body, $expected) {
+                Ok(v) => v,
+                Err(message) => return Some(problem(StatusCode::BAD_REQUEST, message)),
+            }
+        };
+    }
+    let result = match (method, segments) {
+        (&Method::GET, ["me"]) => match principal.user() {
+            Some(user) => Ok(answer(StatusCode::OK, json!({ "user": user }))),
+            None => Ok(answer(StatusCode::OK, json!({ "admin_token": true }))),
+        },
+        (&Method::GET, ["users"]) => accounts.users().await.map(|u| answer(StatusCode::OK, json!({ "users": u }))),
+        (&Method::POST, ["users"]) => {
+            let req = body!(CreateUser, "{username, roles}");
+            let roles = match req.roles.iter().map(|r| Role::parse(r)).collect::<Result<Vec<_>, _>>() {
+                Ok(r) => r,
+                Err(e) => return Some(account_error(e)),
+            };
+            accounts
+                .create_user(&req.username, &roles, actor)
+                .await
+                .map(|u| answer(StatusCode::CREATED, json!({ "user": u })))
+        }
+        (&Method::POST, ["users", name, action @ ("disable" | "enable")]) => accounts
+            .set_active(name, *action == "enable", actor)
+            .await
+            .map(|u| answer(StatusCode::OK, json!({ "user": u }))),
+        (&Method::GET, ["users", name, "tokens"]) => {
+            accounts.tokens(name).await.map(|t| answer(StatusCode::OK, json!({ "tokens": t })))
+        }
+        (&Method::POST, ["users", name, "tokens"]) => {
+            let req = body!(IssueToken, "{label, days?}");
+            accounts.issue_token(name, &req.label, req.days, actor).await.map(|(token, info)| {
+                answer(
+                    StatusCode::CREATED,
+                    json!({ "token": token, "info": info, "note": "The token is shown once; store it now." }),
+                )
+            })
+        }
+        (&Method::DELETE, ["users", name, "tokens", id]) => {
+            accounts.revoke_token(name, id, actor).await.map(|()| answer(StatusCode::OK, json!({ "revoked": id })))
+        }
+        _ => return Some(problem(StatusCode::NOT_FOUND, "No such admin endpoint.")),
+    };
+    Some(result.unwrap_or_else(account_error))
+}

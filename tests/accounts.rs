@@ -1,0 +1,147 @@
+//! People on the admin API: users with roles and personal API tokens. An
+//! app owner's token rotates its own client's secrets and reaches nothing
+//! else; an auditor reads; only the named approver, signed in with their own
+//! token, approves — not an operator, not another approver; a user's
+//! changes are recorded under their name, whatever a body says.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{Setup, http, provider};
+
+const TENANT: &str = "dddddddd-0000-4000-8000-00000000000d";
+const TENANT_2: &str = "dddddddd-0000-4000-8000-0000000000d2";
+const ADMIN: &str = "accounts-admin-token-0123456789";
+
+struct Api {
+    base: String,
+}
+
+impl Api {
+    fn call(&self, token: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = http().request(method, format!("{}/admin/{path}", self.base)).bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().expect("admin request");
+        let status = resp.status().as_u16();
+        (status, resp.json().unwrap_or(Value::Null))
+    }
+
+    fn get(&self, token: &str, path: &str) -> u16 {
+        self.call(token, reqwest::Method::GET, path, None).0
+    }
+
+    fn post(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
+        self.call(token, reqwest::Method::POST, path, Some(body))
+    }
+
+    fn put(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
+        self.call(token, reqwest::Method::PUT, path, Some(body))
+    }
+}
+
+fn cli(args: &[&str]) -> Value {
+    let (ok, text) = support::run_cli(args);
+    assert!(ok, "{args:?}: {text}");
+    serde_json::Deserializer::from_str(&text).into_iter().next().unwrap().unwrap()
+}
+
+#[test]
+fn users_act_within_their_roles_and_under_their_own_names() {
+    let (_provider, base) = provider();
+    let gw = Setup {
+        routes: &[(TENANT, "p")],
+        tenants: &[(TENANT, "p")],
+        providers: &[("p", &base)],
+        client_tenants: &[TENANT],
+        data_dir: true,
+        admin_token: Some(ADMIN),
+        // The provider runs on loopback, where registered ones may not be.
+        extra_config: "[outbound]\nallowed_ranges = [\"127.0.0.0/8\"]\n",
+        ..Default::default()
+    }
+    .serve();
+    let api = Api { base: gw.base.clone() };
+    let data = gw.dir.path().join("data");
+    let data = data.to_str().unwrap();
+
+    // Two clients; the first operator from the CLI, the others by the API.
+    let client = |name: &str| {
+        let (status, body) = api.post(ADMIN, "clients", json!({ "name": name, "tenants": [TENANT] }));
+        assert_eq!(status, 201, "{body}");
+        body["client"]["client_id"].as_str().unwrap().to_owned()
+    };
+    let (own, other) = (client("Owned app"), client("Someone else's app"));
+    cli(&["user", "--data-dir", data, "create", "olga", "--role", "operator"]);
+    let token = |user: &str| {
+        let out = cli(&["user", "--data-dir", data, "token", user, "--label", "test", "--days", "1"]);
+        out["token"].as_str().unwrap().to_owned()
+    };
+    let olga = token("olga");
+    for (name, role) in [
+        ("ada", format!("app-owner:{own}")),
+        ("aud", "auditor".to_owned()),
+        ("bob", format!("approver:{TENANT_2}")),
+        ("carl", "approver:*".to_owned()),
+    ] {
+        let (status, body) = api.post(&olga, "users", json!({ "username": name, "roles": [role] }));
+        assert_eq!(status, 201, "{body}");
+    }
+    let (ada, aud, bob, carl) = (token("ada"), token("aud"), token("bob"), token("carl"));
+    assert_eq!(api.call(&ada, reqwest::Method::GET, "me", None).1["user"]["username"], "ada");
+
+    // The app owner: their own client's secrets, nothing else.
+    assert_eq!(api.post(&ada, &format!("clients/{own}/rotate"), json!({ "grace_seconds": 0 })).0, 201);
+    assert_eq!(api.post(&ada, &format!("clients/{own}/secrets"), json!({})).0, 201);
+    assert_eq!(api.post(&ada, &format!("clients/{other}/rotate"), json!({ "grace_seconds": 0 })).0, 403);
+    assert_eq!(api.post(&ada, &format!("clients/{own}/disable"), json!({})).0, 403);
+    assert_eq!(api.post(&ada, "clients", json!({ "name": "x", "tenants": [TENANT] })).0, 403);
+    assert_eq!(api.get(&ada, "clients"), 403);
+    assert_eq!(api.get(&ada, "providers"), 403);
+    assert_eq!(api.put(&ada, "providers/q", json!({ "base_url": base, "fhir_version": "r4" })).0, 403);
+    assert_eq!(api.get(&ada, "access"), 403);
+    assert_eq!(api.post(&ada, "keys/rotate", json!({})).0, 403);
+    assert_eq!(api.post(&ada, "users", json!({ "username": "eve", "roles": ["operator"] })).0, 403);
+    // Their own tokens, not someone else's.
+    assert_eq!(api.post(&ada, "users/ada/tokens", json!({ "label": "laptop", "days": 7 })).0, 201);
+    assert_eq!(api.post(&ada, "users/bob/tokens", json!({ "label": "stolen", "days": 7 })).0, 403);
+
+    // The auditor reads the trail and changes nothing.
+    assert_eq!(api.get(&aud, "access"), 200);
+    assert_eq!(api.get(&aud, "audit"), 200);
+    assert_eq!(api.post(&aud, "clients", json!({ "name": "x", "tenants": [TENANT] })).0, 403);
+
+    // An operator requests a mapping naming bob; it is attributed to her.
+    let mapping = format!("tenants/{TENANT_2}/providers/p");
+    let (status, body) = api.put(&olga, &mapping, json!({ "approver": "bob" }));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["mapping"]["state"], "pending");
+    let (status, _) = api.put(&olga, &mapping, json!({ "actor": "alice", "approver": "bob" }));
+    assert_eq!(status, 400, "a user cannot act under another name");
+
+    // Only bob decides: not the operator, not another approver, not bob
+    // claiming to be someone else.
+    let approve = format!("{mapping}/approve");
+    assert_eq!(api.post(&olga, &approve, json!({})).0, 403, "an operator is not the named approver");
+    assert_eq!(api.post(&carl, &approve, json!({})).0, 403, "another approver");
+    assert_eq!(api.post(&carl, &approve, json!({ "actor": "bob" })).0, 400, "claiming bob's name");
+    assert_eq!(api.post(&bob, &format!("tenants/{TENANT}/providers/p/approve"), json!({})).0, 403, "out of scope");
+    let (status, body) = api.post(&bob, &approve, json!({ "note": "reviewed" }));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["mapping"]["state"], "active");
+
+    let (_, trail) = api.call(&aud, reqwest::Method::GET, "audit?limit=100", None);
+    let events = trail["events"].as_array().or_else(|| trail.as_array()).cloned().unwrap_or_default();
+    let by = |actor: &str, action: &str| {
+        events.iter().any(|e| e["actor"] == actor && e["action"].as_str().unwrap_or("").contains(action))
+    };
+    assert!(by("bob", "approv"), "the approval is bob's: {trail}");
+    assert!(by("olga", "request"), "the request is olga's: {trail}");
+    assert!(by("ada", "rotat") || by("ada", "secret"), "the rotation is ada's: {trail}");
+
+    // A disabled user's token stops at once; unknown tokens are refused.
+    assert_eq!(api.post(&olga, "users/ada/disable", json!({})).0, 200);
+    assert_eq!(api.get(&ada, "me"), 401);
+    assert_eq!(api.get("fgu_not-a-token", "me"), 401);
+}
