@@ -53,6 +53,31 @@ fn admin(method: reqwest::Method, url: &str, body: Option<Value>) -> (u16, Value
     (status, resp.json().unwrap_or(Value::Null))
 }
 
+/// A personal API token for a new user `name` with `role`, made through
+/// the admin API at `base` with the admin token.
+fn user_token(base: &str, name: &str, role: &str) -> String {
+    let (status, body) = admin(
+        reqwest::Method::POST,
+        &format!("{base}/admin/users"),
+        Some(json!({ "username": name, "roles": [role] })),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = admin(
+        reqwest::Method::POST,
+        &format!("{base}/admin/users/{name}/tokens"),
+        Some(json!({ "label": "test", "days": 1 })),
+    );
+    assert_eq!(status, 201, "{body}");
+    body["token"].as_str().unwrap().to_owned()
+}
+
+/// A decision (`approve` or `reject`) on `mapping`, made with `token`.
+fn decide(token: &str, mapping: &str, action: &str, body: Value) -> (u16, Value) {
+    let resp = http().post(format!("{mapping}/{action}")).bearer_auth(token).json(&body).send().expect("decision");
+    let status = resp.status().as_u16();
+    (status, resp.json().unwrap_or(Value::Null))
+}
+
 /// Polls `f` until it holds or `limit` passes (changes made by another
 /// process reach the gateway on its next directory poll).
 fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
@@ -241,10 +266,14 @@ fn onboarding_needs_approval_and_an_edit_needs_it_again() {
     assert!(outcomes.check("stu3", resp.json().unwrap()).contains("awaiting approval"));
     assert!(seen_ids(&log).is_empty(), "a pending mapping sends nothing upstream");
 
-    // Only the named approver decides.
-    let (status, _) = admin(reqwest::Method::POST, &format!("{mapping}/approve"), Some(json!({ "actor": "mallory" })));
-    assert_eq!(status, 403);
+    // Only the named approver decides, with their own token: not another
+    // approver, not the shared admin token naming them.
+    let token_of = |name: &str| user_token(&gw.base, name, "approver:*");
+    let (bob, carol, dave, mallory) = (token_of("bob"), token_of("carol"), token_of("dave"), token_of("mallory"));
+    assert_eq!(decide(&mallory, &mapping, "approve", json!({})).0, 403);
     let (status, body) = admin(reqwest::Method::POST, &format!("{mapping}/approve"), Some(json!({ "actor": "bob" })));
+    assert_eq!(status, 403, "the admin token cannot approve: {body}");
+    let (status, body) = decide(&bob, &mapping, "approve", json!({}));
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["mapping"]["state"], "active");
     let resp = read();
@@ -256,11 +285,7 @@ fn onboarding_needs_approval_and_an_edit_needs_it_again() {
     let (status, _) = admin(reqwest::Method::PUT, &mapping, Some(json!({ "actor": "alice", "approver": "carol" })));
     assert_eq!(status, 200);
     assert_eq!(read().status(), 403);
-    let (status, _) = admin(
-        reqwest::Method::POST,
-        &format!("{mapping}/reject"),
-        Some(json!({ "actor": "carol", "note": "wrong hospital" })),
-    );
+    let (status, _) = decide(&carol, &mapping, "reject", json!({ "note": "wrong hospital" }));
     assert_eq!(status, 200);
     let resp = read();
     assert_eq!(resp.status(), 403);
@@ -297,7 +322,7 @@ fn onboarding_needs_approval_and_an_edit_needs_it_again() {
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     };
     cli(&["--actor", "alice", "request", TENANT_A, "hospital", "--approver", "dave"]);
-    cli(&["--actor", "dave", "approve", TENANT_A, "hospital"]);
+    cli(&["--token", &dave, "approve", TENANT_A, "hospital"]);
     assert!(eventually(Duration::from_secs(10), || read().status() == 200), "a CLI approval routes");
 
     // Moving the provider to another server needs approval again, and the
@@ -311,11 +336,11 @@ fn onboarding_needs_approval_and_an_edit_needs_it_again() {
     );
     assert_eq!(status, 200, "{body}");
     assert_eq!(read().status(), 403, "a moved provider is pending again");
-    let (status, body) = admin(reqwest::Method::POST, &format!("{mapping}/approve"), Some(json!({ "actor": "dave" })));
+    let (status, body) = decide(&dave, &mapping, "approve", json!({}));
     assert_eq!(status, 403, "the editor cannot approve their own change: {body}");
     let (status, _) = admin(reqwest::Method::PUT, &mapping, Some(json!({ "actor": "alice", "approver": "bob" })));
     assert_eq!(status, 200);
-    let (status, _) = admin(reqwest::Method::POST, &format!("{mapping}/approve"), Some(json!({ "actor": "bob" })));
+    let (status, _) = decide(&bob, &mapping, "approve", json!({}));
     assert_eq!(status, 200);
     let resp = read();
     assert_eq!(resp.status(), 200);

@@ -13,6 +13,10 @@ pub struct Args {
     /// Who makes the change, as the audit trail records it.
     #[arg(long, env = "FHIRGATE_ACTOR")]
     actor: Option<String>,
+    /// The approver's personal API token (`fhirgate user token`): approvals
+    /// and rejections are made as the user it belongs to, never by name.
+    #[arg(long, env = "FHIRGATE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// An address range a provider registered here may have although it is
     /// loopback, private or otherwise special (repeatable): the gateway's
     /// `outbound.allowed_ranges`, for the /metadata check made here.
@@ -74,7 +78,7 @@ pub enum DirectoryCommand {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let outbound = fhirgate_gateway::config::OutboundConfig { allowed_ranges: args.allowed_ranges }.policy()?;
-    directory_command(&args.data_dir, args.kek_file.as_deref(), args.actor, outbound, args.command).await
+    directory_command(&args.data_dir, args.kek_file.as_deref(), args.actor, args.token, outbound, args.command).await
 }
 
 /// Runs a `fhirgate directory …` command; results are JSON on stdout.
@@ -82,13 +86,16 @@ async fn directory_command(
     data_dir: &std::path::Path,
     kek_file: Option<&std::path::Path>,
     actor: Option<String>,
+    token: Option<String>,
     outbound: fhirgate_upstream::outbound::OutboundPolicy,
     command: DirectoryCommand,
 ) -> anyhow::Result<()> {
     use fhirgate_gateway::directory::{Directory, ProviderSpec, SECRETS_DIR};
     use serde_json::json;
     let store = fhirgate_store::Store::open_dir(data_dir).await?;
-    let kek = fhirgate_store::material::KeyMaterial::open(&store, data_dir, kek_file).await?.kek;
+    let material = fhirgate_store::material::KeyMaterial::open(&store, data_dir, kek_file).await?;
+    let accounts = fhirgate_store::accounts::Accounts::new(store.clone(), material.pepper);
+    let kek = material.kek;
     let secrets = data_dir.join(SECRETS_DIR);
     if let DirectoryCommand::SealSecret { name } = &command {
         return seal_secret(&secrets, name, &kek);
@@ -99,6 +106,7 @@ async fn directory_command(
         fhirgate_gateway::config::HttpLimits::default().max_upstream_body_bytes,
         outbound,
     );
+    let named = actor.clone();
     let actor = || actor.clone().context("name who makes the change with --actor (or FHIRGATE_ACTOR)");
     let out = match command {
         DirectoryCommand::Providers => json!({ "providers": dir.providers_view().await? }),
@@ -117,10 +125,12 @@ async fn directory_command(
             json!({ "mapping": dir.request_mapping(&upstream, &tenant, &provider_id, &approver, &actor()?).await? })
         }
         DirectoryCommand::Approve { tenant, provider_id, note } => {
-            json!({ "mapping": dir.decide(&tenant, &provider_id, &actor()?, true, note).await? })
+            let approver = approver(&accounts, token.as_deref(), named.as_deref(), &tenant).await?;
+            json!({ "mapping": dir.decide(&tenant, &provider_id, &approver, true, note).await? })
         }
         DirectoryCommand::Reject { tenant, provider_id, note } => {
-            json!({ "mapping": dir.decide(&tenant, &provider_id, &actor()?, false, note).await? })
+            let approver = approver(&accounts, token.as_deref(), named.as_deref(), &tenant).await?;
+            json!({ "mapping": dir.decide(&tenant, &provider_id, &approver, false, note).await? })
         }
         DirectoryCommand::Remove { tenant, provider_id } => {
             dir.remove_mapping(&tenant, &provider_id, &actor()?).await?;
@@ -153,4 +163,30 @@ fn seal_secret(secrets: &std::path::Path, name: &str, kek: &fhirgate_core::vault
     fhirgate_core::files::replace_private(&secrets.join(name), sealed.as_bytes())?;
     fhirgate_core::say!("{}", serde_json::json!({ "sealed": name, "kek": kek.id() }));
     Ok(())
+}
+
+/// Who decides: the user `token` belongs to, who must hold an approver role
+/// (or be an operator); never a name given on the command line.
+async fn approver(
+    accounts: &fhirgate_store::accounts::Accounts,
+    token: Option<&str>,
+    actor: Option<&str>,
+    tenant: &str,
+) -> anyhow::Result<String> {
+    use fhirgate_store::accounts::Role;
+    let token =
+        token.context("approvals are made with the approver's personal API token: pass --token (or FHIRGATE_TOKEN)")?;
+    let user = accounts.authenticate(token).await?.context("--token is not a live personal API token")?;
+    if actor.is_some_and(|a| a != user.username) {
+        anyhow::bail!("--actor names someone other than the token's user ({})", user.username);
+    }
+    let may = user.roles.iter().any(|r| match r {
+        Role::Operator => true,
+        Role::Approver(scope) => scope == "*" || scope.eq_ignore_ascii_case(tenant),
+        _ => false,
+    });
+    if !may {
+        anyhow::bail!("{} holds no approver role for tenant {tenant}", user.username);
+    }
+    Ok(user.username)
 }

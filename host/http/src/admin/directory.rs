@@ -119,6 +119,13 @@ pub(super) async fn endpoint(
         }
         (&Method::POST, ["tenants", tenant, "providers", id, action @ ("approve" | "reject")]) => {
             let req = body!(Decision, "{actor, note?}");
+            if principal.user().is_none() {
+                return Some(problem(
+                    StatusCode::FORBIDDEN,
+                    "The shared admin token cannot approve or reject: the named approver decides with their own \
+                     personal API token (`fhirgate user token`).",
+                ));
+            }
             let actor = actor!(req.actor);
             dir.decide(tenant, id, &actor, *action == "approve", req.note)
                 .await

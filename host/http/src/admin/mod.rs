@@ -1,7 +1,7 @@
 //! The admin HTTP API, behind its own credentials, never a client token: a
 //! user's personal API token (`fgu_…`), with which the user acts within
 //! their roles, or the shared admin token (whose SHA-256 is configured),
-//! which acts as an operator. The listener authenticates the request into a
+//! a break-glass credential that acts as an operator but never approves. The listener authenticates the request into a
 //! [`Principal`] before it reads the body, checks the principal may reach
 //! the route, and the handlers act as that principal.
 //!
@@ -40,8 +40,8 @@
 //! - `POST   /admin/introspect`                      RFC 7662 answer for any token (form `token`)
 //! - `GET    /admin/audit?limit=n`                   newest change events (clients, secrets, tokens, directory)
 //!
-//! The tenant directory (onboarding with approval; mutations name their
-//! `actor`, and only the named `approver` may decide):
+//! The tenant directory (onboarding with approval; with the admin token,
+//! mutations name their `actor`; only the named `approver` may decide):
 //!
 //! - `GET    /admin/providers`                       list
 //! - `PUT    /admin/providers/{id}`                  register or edit `{actor, base_url, fhir_version, …}`;
@@ -51,8 +51,8 @@
 //! - `GET    /admin/tenants`                         every mapping by tenant
 //! - `GET    /admin/tenants/{tenant}`                one tenant's mappings and history
 //! - `PUT    /admin/tenants/{tenant}/providers/{id}` request or edit `{actor, approver}` → pending
-//! - `POST   /admin/tenants/{tenant}/providers/{id}/approve` `{actor, note?}` → active
-//! - `POST   /admin/tenants/{tenant}/providers/{id}/reject`  `{actor, note?}` → rejected
+//! - `POST   /admin/tenants/{tenant}/providers/{id}/approve` `{note?}` → active (the named approver's own token)
+//! - `POST   /admin/tenants/{tenant}/providers/{id}/reject`  `{note?}` → rejected (likewise)
 //! - `DELETE /admin/tenants/{tenant}/providers/{id}?actor=…` disconnect
 //!
 //! The access log (one record per brokered access, no payloads):
