@@ -92,8 +92,41 @@ fn users_act_within_their_roles_and_under_their_own_names() {
     assert_eq!(api.call(&ada, reqwest::Method::GET, "me", None).1["user"]["username"], "ada");
 
     // The app owner: their own client's secrets, nothing else.
-    assert_eq!(api.post(&ada, &format!("clients/{own}/rotate"), json!({ "grace_seconds": 0 })).0, 201);
-    assert_eq!(api.post(&ada, &format!("clients/{own}/secrets"), json!({})).0, 201);
+    let (status, rotated) = api.post(&ada, &format!("clients/{own}/rotate"), json!({ "grace_seconds": 0 }));
+    assert_eq!(status, 201, "{rotated}");
+    let secret = rotated["client_secret"].as_str().unwrap();
+    let (status, added) = api.post(
+        &ada,
+        &format!("clients/{own}/secrets"),
+        json!({ "description": "ward tablets", "expires_in_days": 3 }),
+    );
+    assert_eq!(status, 201, "{added}");
+    assert_eq!(added["secret"]["description"], "ward tablets");
+    assert_eq!(added["secret"]["created_by"], "ada", "who created it");
+    // A token issued with a secret marks it, and its client, as used.
+    let token = http()
+        .post(format!("{}/oauth2/token", gw.base))
+        .basic_auth(&own, Some(secret))
+        .form(&[("grant_type", "client_credentials"), ("scope", TENANT)])
+        .send()
+        .unwrap();
+    assert_eq!(token.status(), 200);
+    let (_, shown) = api.call(&ada, reqwest::Method::GET, &format!("clients/{own}"), None);
+    assert!(shown["last_used_at"].is_i64(), "{shown}");
+    let mut used: Vec<(String, bool)> = shown["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["description"].as_str().unwrap().to_owned(), s["last_used_at"].is_i64()))
+        .collect();
+    used.sort();
+    let expected = [("first secret", false), ("rotation", true), ("ward tablets", false)];
+    assert_eq!(used, expected.map(|(d, u)| (d.to_owned(), u)), "only the rotated-in secret was used: {shown}");
+    // Operators see what expires soon; the app owner does not see others'.
+    let (status, expiring) = api.call(&olga, reqwest::Method::GET, "secrets/expiring?days=7", None);
+    assert_eq!(status, 200);
+    assert_eq!(expiring["secrets"][0]["secret_id"], added["secret"]["secret_id"], "{expiring}");
+    assert_eq!(api.get(&ada, "secrets/expiring"), 403);
     assert_eq!(api.post(&ada, &format!("clients/{other}/rotate"), json!({ "grace_seconds": 0 })).0, 403);
     assert_eq!(api.post(&ada, &format!("clients/{own}/disable"), json!({})).0, 403);
     assert_eq!(api.post(&ada, "clients", json!({ "name": "x", "tenants": [TENANT] })).0, 403);

@@ -28,6 +28,8 @@ pub enum RegistryError {
     Incomplete,
     #[error("the JWK Set is invalid: {0}")]
     InvalidJwks(String),
+    #[error("the secret is invalid: {0}")]
+    InvalidSecret(String),
     #[error("the store failed: {0}")]
     Store(#[from] sqlx::Error),
 }
@@ -53,11 +55,47 @@ impl ClientStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct SecretInfo {
     pub secret_id: String,
+    /// What the secret is for (where it is deployed, say).
+    pub description: String,
+    /// Who created it, as the audit trail names them.
+    pub created_by: String,
     pub created_at: i64,
     /// The secret stops working at this time (Unix seconds).
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// When a token was last issued with it, to the minute.
+    pub last_used_at: Option<i64>,
 }
+
+/// What a new secret is given: a description, and when it stops working.
+#[derive(Debug, Clone, Default)]
+pub struct NewSecret {
+    pub description: String,
+    pub expires_at: Option<i64>,
+}
+
+impl NewSecret {
+    /// A secret described by `description` that stops working `days` days
+    /// from now (never, without).
+    pub fn expiring_in(description: impl Into<String>, days: Option<u64>) -> NewSecret {
+        let expires_at =
+            days.map(|d| now_seconds().saturating_add(d.saturating_mul(86_400)).min(i64::MAX as u64) as i64);
+        NewSecret { description: description.into(), expires_at }
+    }
+}
+
+/// A usable secret that stops working soon.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExpiringSecret {
+    pub client_id: String,
+    pub client_name: String,
+    pub secret_id: String,
+    pub description: String,
+    pub expires_at: i64,
+}
+
+/// The longest a description may be.
+const MAX_DESCRIPTION: usize = 200;
 
 impl SecretInfo {
     /// Whether the secret works at `now`.
@@ -84,6 +122,8 @@ pub struct Client {
     pub secrets: Vec<SecretInfo>,
     /// The client's public JWK Set, for `private_key_jwt` authentication.
     pub jwks: Option<Value>,
+    /// When a token was last issued to it with a secret, to the minute.
+    pub last_used_at: Option<i64>,
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -176,7 +216,8 @@ impl Registry {
         .execute(self.store.pool())
         .await?;
         self.audit(actor, "client.create", &client_id, json!({ "name": name.trim(), "tenants": tenants })).await?;
-        let (_, secret) = self.insert_secret(&client_id, None).await?;
+        let first = NewSecret { description: "first secret".into(), expires_at: None };
+        let (_, secret) = self.insert_secret(&client_id, &first, actor).await?;
         let client = self.get(&client_id).await?.ok_or_else(|| RegistryError::UnknownClient(client_id.clone()))?;
         Ok((client, secret))
     }
@@ -184,22 +225,61 @@ impl Registry {
     async fn insert_secret(
         &self,
         client_id: &str,
-        expires_at: Option<i64>,
+        new: &NewSecret,
+        created_by: &str,
     ) -> Result<(SecretInfo, String), RegistryError> {
         let secret = generate_secret();
-        let info = SecretInfo { secret_id: new_id("sec_"), created_at: now(), expires_at, revoked_at: None };
+        let info = SecretInfo {
+            secret_id: new_id("sec_"),
+            description: new.description.trim().to_owned(),
+            created_by: created_by.to_owned(),
+            created_at: now(),
+            expires_at: new.expires_at,
+            revoked_at: None,
+            last_used_at: None,
+        };
         sqlx::query(
-            "INSERT INTO client_secrets (secret_id, client_id, hash, created_at, expires_at, revoked_at) \
-             VALUES ($1, $2, $3, $4, $5, NULL)",
+            "INSERT INTO client_secrets (secret_id, client_id, hash, created_at, expires_at, revoked_at, \
+             description, created_by) VALUES ($1, $2, $3, $4, $5, NULL, $6, $7)",
         )
         .bind(&info.secret_id)
         .bind(client_id)
         .bind(self.hash(&secret))
         .bind(info.created_at)
         .bind(info.expires_at)
+        .bind(&info.description)
+        .bind(&info.created_by)
         .execute(self.store.pool())
         .await?;
         Ok((info, secret))
+    }
+
+    /// Usable secrets of every client that stop working within
+    /// `within_seconds`, soonest first.
+    pub async fn expiring(&self, within_seconds: i64) -> Result<Vec<ExpiringSecret>, RegistryError> {
+        let at = now();
+        let rows = sqlx::query(
+            "SELECT s.client_id, c.name, s.secret_id, s.description, s.expires_at FROM client_secrets s \
+             JOIN clients c ON c.client_id = s.client_id \
+             WHERE s.revoked_at IS NULL AND s.expires_at IS NOT NULL AND s.expires_at > $1 AND s.expires_at <= $2 \
+             ORDER BY s.expires_at, s.secret_id",
+        )
+        .bind(at)
+        .bind(at.saturating_add(within_seconds))
+        .fetch_all(self.store.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ExpiringSecret {
+                    client_id: r.try_get("client_id")?,
+                    client_name: r.try_get("name")?,
+                    secret_id: r.try_get("secret_id")?,
+                    description: r.try_get("description")?,
+                    expires_at: r.try_get("expires_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(RegistryError::from)
     }
 
     /// Every client, without secrets.
@@ -225,8 +305,8 @@ impl Registry {
             return Ok(None);
         };
         client.secrets = sqlx::query(
-            "SELECT secret_id, created_at, expires_at, revoked_at FROM client_secrets \
-             WHERE client_id = $1 ORDER BY created_at, secret_id",
+            "SELECT secret_id, description, created_by, created_at, expires_at, revoked_at, last_used_at \
+             FROM client_secrets WHERE client_id = $1 ORDER BY created_at, secret_id",
         )
         .bind(client_id)
         .fetch_all(self.store.pool())
@@ -235,9 +315,12 @@ impl Registry {
         .map(|r| {
             Ok(SecretInfo {
                 secret_id: r.try_get("secret_id")?,
+                description: r.try_get("description")?,
+                created_by: r.try_get("created_by")?,
                 created_at: r.try_get("created_at")?,
                 expires_at: r.try_get("expires_at")?,
                 revoked_at: r.try_get("revoked_at")?,
+                last_used_at: r.try_get("last_used_at")?,
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
@@ -247,7 +330,8 @@ impl Registry {
     /// The client row alone, `secrets` left empty.
     async fn client_row(&self, client_id: &str) -> Result<Option<Client>, RegistryError> {
         let Some(row) = sqlx::query(
-            "SELECT client_id, name, tenants, status, created_at, updated_at, jwks FROM clients WHERE client_id = $1",
+            "SELECT client_id, name, tenants, status, created_at, updated_at, jwks, last_used_at FROM clients \
+             WHERE client_id = $1",
         )
         .bind(client_id)
         .fetch_optional(self.store.pool())
@@ -267,6 +351,7 @@ impl Registry {
             updated_at: row.try_get("updated_at")?,
             secrets: Vec::new(),
             jwks: jwks.and_then(|j| serde_json::from_str(&j).ok()),
+            last_used_at: row.try_get("last_used_at")?,
         }))
     }
 
@@ -275,10 +360,23 @@ impl Registry {
     }
 
     /// Adds a secret beside the existing ones.
-    pub async fn add_secret(&self, client_id: &str, actor: &str) -> Result<(SecretInfo, String), RegistryError> {
+    pub async fn add_secret(
+        &self,
+        client_id: &str,
+        new: &NewSecret,
+        actor: &str,
+    ) -> Result<(SecretInfo, String), RegistryError> {
+        if new.description.chars().count() > MAX_DESCRIPTION {
+            return Err(RegistryError::InvalidSecret(format!("the description is over {MAX_DESCRIPTION} characters")));
+        }
+        if new.expires_at.is_some_and(|at| at <= now()) {
+            return Err(RegistryError::InvalidSecret("the expiry is not in the future".into()));
+        }
         self.require(client_id).await?;
-        let (info, secret) = self.insert_secret(client_id, None).await?;
-        self.audit(actor, "secret.add", client_id, json!({ "secret_id": info.secret_id })).await?;
+        let (info, secret) = self.insert_secret(client_id, new, actor).await?;
+        let detail =
+            json!({ "secret_id": info.secret_id, "description": info.description, "expires_at": info.expires_at });
+        self.audit(actor, "secret.add", client_id, detail).await?;
         Ok((info, secret))
     }
 
@@ -316,7 +414,8 @@ impl Registry {
         .bind(client_id)
         .execute(self.store.pool())
         .await?;
-        let (info, secret) = self.insert_secret(client_id, None).await?;
+        let rotation = NewSecret { description: "rotation".into(), expires_at: None };
+        let (info, secret) = self.insert_secret(client_id, &rotation, actor).await?;
         self.audit(
             actor,
             "secret.rotate",
@@ -432,24 +531,54 @@ impl Registry {
         let client = self.client_row(client_id).await?;
         // The secrets are read whether or not the client exists, so an
         // unknown client costs the same work as a wrong secret.
-        let rows = sqlx::query("SELECT hash, expires_at, revoked_at FROM client_secrets WHERE client_id = $1")
-            .bind(client_id)
-            .fetch_all(self.store.pool())
-            .await?;
+        let rows =
+            sqlx::query("SELECT secret_id, hash, expires_at, revoked_at FROM client_secrets WHERE client_id = $1")
+                .bind(client_id)
+                .fetch_all(self.store.pool())
+                .await?;
         let Some(client) = client.filter(|c| c.status == ClientStatus::Active) else {
             let _ = presented.as_bytes().ct_eq(&[0u8; 64]);
             return Ok(None);
         };
         let at = now();
-        let mut matched = false;
+        let mut matched = None;
         for r in rows {
             let hash: String = r.try_get("hash")?;
             let expires_at: Option<i64> = r.try_get("expires_at")?;
             let revoked_at: Option<i64> = r.try_get("revoked_at")?;
             let equal: bool = hash.as_bytes().ct_eq(presented.as_bytes()).into();
-            matched |= equal & usable(expires_at, revoked_at, at);
+            if equal & usable(expires_at, revoked_at, at) {
+                matched = Some(r.try_get::<String, _>("secret_id")?);
+            }
         }
-        Ok(matched.then_some(client))
+        let Some(secret_id) = matched else { return Ok(None) };
+        self.note_use(&client.client_id, &secret_id, at).await?;
+        Ok(Some(client))
+    }
+
+    /// Notes that `secret_id` of `client_id` was used at `at`: written at
+    /// most once a minute per secret, so a busy client does not write at
+    /// every token.
+    async fn note_use(&self, client_id: &str, secret_id: &str, at: i64) -> Result<(), RegistryError> {
+        let stale = at - 60;
+        sqlx::query(
+            "UPDATE client_secrets SET last_used_at = $1 WHERE secret_id = $2 \
+             AND (last_used_at IS NULL OR last_used_at < $3)",
+        )
+        .bind(at)
+        .bind(secret_id)
+        .bind(stale)
+        .execute(self.store.pool())
+        .await?;
+        sqlx::query(
+            "UPDATE clients SET last_used_at = $1 WHERE client_id = $2 AND (last_used_at IS NULL OR last_used_at < $3)",
+        )
+        .bind(at)
+        .bind(client_id)
+        .bind(stale)
+        .execute(self.store.pool())
+        .await?;
+        Ok(())
     }
 }
 
@@ -469,7 +598,14 @@ pub trait ClientRepository: Send + Sync {
     ) -> RegistryFuture<'a, (Client, String)>;
     fn list(&self) -> RegistryFuture<'_, Vec<Client>>;
     fn get<'a>(&'a self, client_id: &'a str) -> RegistryFuture<'a, Option<Client>>;
-    fn add_secret<'a>(&'a self, client_id: &'a str, actor: &'a str) -> RegistryFuture<'a, (SecretInfo, String)>;
+    fn add_secret<'a>(
+        &'a self,
+        client_id: &'a str,
+        new: &'a NewSecret,
+        actor: &'a str,
+    ) -> RegistryFuture<'a, (SecretInfo, String)>;
+    /// Usable secrets that stop working within `within_seconds`, soonest first.
+    fn expiring(&self, within_seconds: i64) -> RegistryFuture<'_, Vec<ExpiringSecret>>;
     fn revoke_secret<'a>(&'a self, client_id: &'a str, secret_id: &'a str, actor: &'a str) -> RegistryFuture<'a, ()>;
     /// A new secret; the others stop at `grace_until` (Unix seconds).
     fn rotate<'a>(
@@ -507,8 +643,16 @@ impl ClientRepository for Registry {
     fn get<'a>(&'a self, client_id: &'a str) -> RegistryFuture<'a, Option<Client>> {
         Box::pin(Registry::get(self, client_id))
     }
-    fn add_secret<'a>(&'a self, client_id: &'a str, actor: &'a str) -> RegistryFuture<'a, (SecretInfo, String)> {
-        Box::pin(Registry::add_secret(self, client_id, actor))
+    fn add_secret<'a>(
+        &'a self,
+        client_id: &'a str,
+        new: &'a NewSecret,
+        actor: &'a str,
+    ) -> RegistryFuture<'a, (SecretInfo, String)> {
+        Box::pin(Registry::add_secret(self, client_id, new, actor))
+    }
+    fn expiring(&self, within_seconds: i64) -> RegistryFuture<'_, Vec<ExpiringSecret>> {
+        Box::pin(Registry::expiring(self, within_seconds))
     }
     fn revoke_secret<'a>(&'a self, client_id: &'a str, secret_id: &'a str, actor: &'a str) -> RegistryFuture<'a, ()> {
         Box::pin(Registry::revoke_secret(self, client_id, secret_id, actor))
@@ -558,6 +702,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn secrets_carry_who_what_and_when_and_the_expiring_are_listed() {
+        let r = registry().await;
+        let (client, first) = r.create("App", &[T.to_owned()], "olga").await.unwrap();
+        let id = &client.client_id;
+        let soon = NewSecret { description: "ward tablets".into(), expires_at: Some(now() + 3 * 86_400) };
+        let (info, _) = r.add_secret(id, &soon, "ada").await.unwrap();
+        assert_eq!((info.description.as_str(), info.created_by.as_str()), ("ward tablets", "ada"));
+        let past = NewSecret { description: String::new(), expires_at: Some(now() - 1) };
+        assert!(matches!(r.add_secret(id, &past, "ada").await, Err(RegistryError::InvalidSecret(_))));
+        let long = NewSecret { description: "x".repeat(201), expires_at: None };
+        assert!(matches!(r.add_secret(id, &long, "ada").await, Err(RegistryError::InvalidSecret(_))));
+
+        assert!(r.get(id).await.unwrap().unwrap().last_used_at.is_none());
+        assert!(r.authenticate(id, &first).await.unwrap().is_some());
+        let shown = r.get(id).await.unwrap().unwrap();
+        assert!(shown.last_used_at.is_some());
+        // Secrets made in the same second come in any order.
+        let mut used: Vec<_> = shown
+            .secrets
+            .iter()
+            .map(|s| (s.description.as_str(), s.last_used_at.is_some(), s.created_by.as_str()))
+            .collect();
+        used.sort();
+        assert_eq!(used, [("first secret", true, "olga"), ("ward tablets", false, "ada")]);
+
+        let expiring = r.expiring(7 * 86_400).await.unwrap();
+        assert_eq!(expiring.len(), 1);
+        assert_eq!(
+            (expiring[0].secret_id.as_str(), expiring[0].client_name.as_str()),
+            (info.secret_id.as_str(), "App")
+        );
+        assert!(r.expiring(86_400).await.unwrap().is_empty(), "not within a day");
+    }
+
+    #[tokio::test]
     async fn lifecycle() {
         let r = registry().await;
         let (client, first) = r.create("App", &[T.to_uppercase()], "test").await.unwrap();
@@ -566,7 +745,7 @@ mod tests {
         assert!(r.authenticate(&client.client_id, "wrong").await.unwrap().is_none());
         assert!(r.authenticate("nobody", &first).await.unwrap().is_none());
 
-        let (second_info, second) = r.add_secret(&client.client_id, "test").await.unwrap();
+        let (second_info, second) = r.add_secret(&client.client_id, &NewSecret::default(), "test").await.unwrap();
         assert!(r.authenticate(&client.client_id, &first).await.unwrap().is_some());
         assert!(r.authenticate(&client.client_id, &second).await.unwrap().is_some());
 
@@ -610,7 +789,10 @@ mod tests {
         let r = registry().await;
         assert!(matches!(r.create("App", &["nope".into()], "t").await, Err(RegistryError::InvalidTenant(_))));
         assert!(matches!(r.create(" ", &[T.into()], "t").await, Err(RegistryError::Incomplete)));
-        assert!(matches!(r.add_secret("missing", "t").await, Err(RegistryError::UnknownClient(_))));
+        assert!(matches!(
+            r.add_secret("missing", &NewSecret::default(), "t").await,
+            Err(RegistryError::UnknownClient(_))
+        ));
         let (c, _) = r.create("App", &[T.into()], "t").await.unwrap();
         assert!(matches!(r.revoke_secret(&c.client_id, "sec_x", "t").await, Err(RegistryError::UnknownSecret { .. })));
     }

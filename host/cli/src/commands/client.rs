@@ -26,7 +26,20 @@ pub enum ClientCommand {
     /// Show one client and its secrets' metadata.
     Show { client_id: String },
     /// Add a secret beside the existing ones; printed once.
-    AddSecret { client_id: String },
+    AddSecret {
+        client_id: String,
+        /// What the secret is for (where it is deployed, say).
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Days until the secret stops working (default: it does not expire).
+        #[arg(long)]
+        expires_days: Option<u64>,
+    },
+    /// List usable secrets of every client that stop working within --days.
+    Expiring {
+        #[arg(long, default_value_t = 14)]
+        days: i64,
+    },
     /// Revoke one secret immediately.
     RevokeSecret { client_id: String, secret_id: String },
     /// Issue a new secret; current secrets keep working for the grace period, then stop.
@@ -71,9 +84,13 @@ async fn client_command(state: &super::StateArgs, command: ClientCommand) -> any
             Some(c) => json!(c),
             None => anyhow::bail!("no client `{client_id}`"),
         },
-        ClientCommand::AddSecret { client_id } => {
-            let (info, secret) = registry.add_secret(&client_id, &actor).await?;
+        ClientCommand::AddSecret { client_id, description, expires_days } => {
+            let new = fhirgate_store::clients::NewSecret::expiring_in(description, expires_days);
+            let (info, secret) = registry.add_secret(&client_id, &new, &actor).await?;
             json!({ "secret": info, "client_secret": secret })
+        }
+        ClientCommand::Expiring { days } => {
+            json!({ "secrets": registry.expiring(days.clamp(1, 3660) * 86_400).await? })
         }
         ClientCommand::RevokeSecret { client_id, secret_id } => {
             registry.revoke_secret(&client_id, &secret_id, &actor).await?;

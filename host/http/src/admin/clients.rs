@@ -9,7 +9,10 @@ use serde_json::{Value, json};
 use fhirgate_core::failure::Body;
 use fhirgate_gateway::principal::Principal;
 use fhirgate_gateway::services::Services;
-use fhirgate_store::{ClientStatus, clients::RegistryError};
+use fhirgate_store::{
+    ClientStatus,
+    clients::{NewSecret, RegistryError},
+};
 
 use super::{answer, parse_body, problem};
 
@@ -18,9 +21,10 @@ fn registry_error(e: RegistryError) -> Response<Body> {
         RegistryError::UnknownClient(_) | RegistryError::UnknownSecret { .. } => {
             problem(StatusCode::NOT_FOUND, e.to_string())
         }
-        RegistryError::InvalidTenant(_) | RegistryError::Incomplete | RegistryError::InvalidJwks(_) => {
-            problem(StatusCode::BAD_REQUEST, e.to_string())
-        }
+        RegistryError::InvalidTenant(_)
+        | RegistryError::Incomplete
+        | RegistryError::InvalidJwks(_)
+        | RegistryError::InvalidSecret(_) => problem(StatusCode::BAD_REQUEST, e.to_string()),
         RegistryError::Store(_) => {
             tracing::error!(error = %e, "admin API: store failure");
             problem(StatusCode::SERVICE_UNAVAILABLE, "The store is unavailable.")
@@ -33,6 +37,16 @@ fn registry_error(e: RegistryError) -> Response<Body> {
 struct CreateClient {
     name: String,
     tenants: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddSecret {
+    #[serde(default)]
+    description: String,
+    /// Days until the secret stops working; absent, it does not expire.
+    #[serde(default)]
+    expires_in_days: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -81,10 +95,22 @@ pub(super) async fn endpoint(
             gw.auth().forget_client(id);
             deleted.map(|()| answer(StatusCode::OK, json!({ "deleted": id })))
         }
-        (&Method::POST, ["clients", id, "secrets"]) => registry
-            .add_secret(id, actor)
-            .await
-            .map(|(info, secret)| answer(StatusCode::CREATED, json!({ "secret": info, "client_secret": secret }))),
+        (&Method::POST, ["clients", id, "secrets"]) => {
+            let req: AddSecret = match parse_body(body, "{description?, expires_in_days?}") {
+                Ok(r) => r,
+                Err(message) => return problem(StatusCode::BAD_REQUEST, message),
+            };
+            let new = NewSecret::expiring_in(req.description, req.expires_in_days);
+            registry
+                .add_secret(id, &new, actor)
+                .await
+                .map(|(info, secret)| answer(StatusCode::CREATED, json!({ "secret": info, "client_secret": secret })))
+        }
+        (&Method::GET, ["secrets", "expiring"]) => {
+            let days =
+                super::query_param(query, "days").and_then(|d| d.parse::<i64>().ok()).unwrap_or(14).clamp(1, 3660);
+            registry.expiring(days * 86_400).await.map(|e| answer(StatusCode::OK, json!({ "secrets": e })))
+        }
         (&Method::DELETE, ["clients", id, "secrets", sid]) => {
             registry.revoke_secret(id, sid, actor).await.map(|()| answer(StatusCode::OK, json!({ "revoked": sid })))
         }

@@ -30,7 +30,8 @@
 //! - `POST   /admin/clients`                         create `{name, tenants}` → secret, once
 //! - `GET    /admin/clients/{id}`                    show
 //! - `DELETE /admin/clients/{id}`                    delete
-//! - `POST   /admin/clients/{id}/secrets`            add a secret → shown once
+//! - `POST   /admin/clients/{id}/secrets`            add a secret `{description?, expires_in_days?}` → shown once
+//! - `GET    /admin/secrets/expiring?days=14`        usable secrets that stop working soon
 //! - `DELETE /admin/clients/{id}/secrets/{sid}`      revoke one secret now
 //! - `POST   /admin/clients/{id}/rotate`             `{grace_seconds}` → new secret
 //! - `PUT    /admin/clients/{id}/jwks`               register the client's JWK Set (private_key_jwt)
