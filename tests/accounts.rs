@@ -178,3 +178,89 @@ fn users_act_within_their_roles_and_under_their_own_names() {
     assert_eq!(api.get(&ada, "me"), 401);
     assert_eq!(api.get("fgu_not-a-token", "me"), 401);
 }
+
+/// The code an authenticator app shows now for `uri` (pyotp, a TOTP library
+/// nobody here wrote).
+fn totp_code(uri: &str) -> String {
+    let out = std::process::Command::new(support::python())
+        .args(["-c", "import pyotp, sys; print(pyotp.parse_uri(sys.argv[1]).now())", uri])
+        .output()
+        .expect("running pyotp");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn set_password(data: &str, user: &str, password: &str) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fhirgate"))
+        .args(["user", "--data-dir", data, "password", user])
+        .env("FHIRGATE_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(password.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_local_account_signs_in_with_a_password_and_a_totp_code() {
+    let gw = Setup { data_dir: true, admin_token: Some(ADMIN), ..Default::default() }.serve();
+    let data = gw.dir.path().join("data");
+    let data = data.to_str().unwrap();
+    cli(&["user", "--data-dir", data, "create", "olga", "--role", "operator"]);
+    let password = "correct horse battery staple";
+    set_password(data, "olga", password);
+    let sign_in = |body: Value| http().post(format!("{}/admin/session", gw.base)).json(&body).send().unwrap();
+
+    // An operator without a second factor is turned away, and says why.
+    let resp = sign_in(json!({ "username": "olga", "password": password }));
+    assert_eq!(resp.status(), 403);
+    assert!(resp.text().unwrap().contains("second factor"));
+    let uri = cli(&["user", "--data-dir", data, "totp", "olga"])["otpauth_uri"].as_str().unwrap().to_owned();
+    assert!(uri.starts_with("otpauth://totp/"), "{uri}");
+
+    assert_eq!(sign_in(json!({ "username": "olga", "password": password })).status(), 401, "no code");
+    let code = totp_code(&uri);
+    assert_eq!(sign_in(json!({ "username": "olga", "password": "wrong password!", "code": code })).status(), 401);
+    assert_eq!(sign_in(json!({ "username": "nobody", "password": password, "code": code })).status(), 401);
+    let resp = sign_in(json!({ "username": "olga", "password": password, "code": code }));
+    assert_eq!(resp.status(), 201);
+    let set_cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for attribute in ["__Host-fhirgate-session=", "HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        assert!(set_cookie.contains(attribute), "{set_cookie}");
+    }
+    let body: Value = resp.json().unwrap();
+    let csrf = body["csrf_token"].as_str().unwrap().to_owned();
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    assert_eq!(
+        sign_in(json!({ "username": "olga", "password": password, "code": code })).status(),
+        401,
+        "a code works once"
+    );
+
+    // The session reads; a change needs its CSRF token too.
+    let me = http().get(format!("{}/admin/me", gw.base)).header("cookie", &cookie).send().unwrap();
+    assert_eq!(me.status(), 200);
+    assert_eq!(me.json::<Value>().unwrap()["user"]["username"], "olga");
+    let create = |csrf: Option<&str>| {
+        let mut req = http()
+            .post(format!("{}/admin/users", gw.base))
+            .header("cookie", &cookie)
+            .json(&json!({ "username": "aud", "roles": ["auditor"] }));
+        if let Some(c) = csrf {
+            req = req.header("x-csrf-token", c);
+        }
+        req.send().unwrap().status().as_u16()
+    };
+    assert_eq!(create(None), 401, "no CSRF token");
+    assert_eq!(create(Some("0000")), 401, "a wrong CSRF token");
+    assert_eq!(create(Some(&csrf)), 201);
+
+    // Signed out, the cookie is worth nothing.
+    let out = http().delete(format!("{}/admin/session", gw.base)).header("cookie", &cookie).send().unwrap();
+    assert_eq!(out.status(), 200);
+    assert_eq!(http().get(format!("{}/admin/me", gw.base)).header("cookie", &cookie).send().unwrap().status(), 401);
+}

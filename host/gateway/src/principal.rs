@@ -39,10 +39,22 @@ impl AdminAuth {
 
     /// The principal `headers` authenticate as, if any: a user's live
     /// personal API token, or the admin token (compared in constant time),
-    /// as a bearer token. `Err` when the store cannot say.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> anyhow::Result<Option<Principal>> {
+    /// as a bearer token; else a signed-in user's session cookie, with its
+    /// CSRF token in `X-CSRF-Token` unless the request only reads (`safe`).
+    /// `Err` when the store cannot say.
+    pub async fn authenticate(&self, headers: &HeaderMap, safe: bool) -> anyhow::Result<Option<Principal>> {
         let Some(token) = headers.get(AUTHORIZATION).and_then(crate::oauth::bearer_token) else {
-            return Ok(None);
+            let (Some(accounts), Some(session)) = (&self.accounts, session_cookie(headers)) else {
+                return Ok(None);
+            };
+            let csrf_ok = safe
+                || headers
+                    .get("x-csrf-token")
+                    .is_some_and(|v| bool::from(v.as_bytes().ct_eq(accounts.csrf(session).as_bytes())));
+            if !csrf_ok {
+                return Ok(None);
+            }
+            return Ok(accounts.session(session).await?.map(Principal::User));
         };
         if let Some(accounts) = &self.accounts
             && token.starts_with(fhirgate_store::accounts::TOKEN_PREFIX)
@@ -52,6 +64,22 @@ impl AdminAuth {
         let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         Ok(bool::from(presented.ct_eq(&self.token_sha256)).then_some(Principal::AdminToken))
     }
+}
+
+/// The session cookie's name: `__Host-` so it is set only over HTTPS, for
+/// this host and path `/`.
+pub const SESSION_COOKIE: &str = "__Host-fhirgate-session";
+
+/// The session id in the request's cookies, if any.
+pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value)
 }
 
 /// Who an admin request comes from, as the listener authenticated it.
@@ -104,7 +132,7 @@ mod tests {
             h.insert(AUTHORIZATION, value.parse().unwrap());
             h
         };
-        let who = async |h: HeaderMap| auth.authenticate(&h).await.unwrap();
+        let who = async |h: HeaderMap| auth.authenticate(&h, false).await.unwrap();
         assert_eq!(who(with("Bearer the-admin-token")).await, Some(Principal::AdminToken));
         assert_eq!(who(with("bearer the-admin-token")).await, Some(Principal::AdminToken));
         assert_eq!(who(with("Bearer the-admin-token2")).await, None);

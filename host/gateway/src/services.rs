@@ -148,8 +148,10 @@ impl Services {
             auth.set_keys(ring);
         }
         auth.load_revocations().await;
-        let accounts =
-            state.material.as_ref().map(|m| fhirgate_store::accounts::Accounts::new(state.store.clone(), m.pepper));
+        let accounts = state
+            .material
+            .as_ref()
+            .map(|m| fhirgate_store::accounts::Accounts::new(state.store.clone(), m.pepper).with_kek(m.kek.clone()));
         let admin = match (&config.admin, accounts) {
             (Some(a), Some(accounts)) => Some(AdminAuth::from_hex(&a.token_sha256)?.with_accounts(accounts)),
             (Some(a), None) => Some(AdminAuth::from_hex(&a.token_sha256)?),

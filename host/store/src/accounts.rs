@@ -129,6 +129,8 @@ pub enum AccountError {
 pub struct Accounts {
     store: Store,
     pepper: Arc<[u8; 32]>,
+    /// Seals second-factor secrets.
+    kek: Option<fhirgate_core::vault::Kek>,
 }
 
 fn now() -> i64 {
@@ -137,16 +139,30 @@ fn now() -> i64 {
 
 impl Accounts {
     pub fn new(store: Store, pepper: [u8; 32]) -> Accounts {
-        Accounts { store, pepper: Arc::new(pepper) }
+        Accounts { store, pepper: Arc::new(pepper), kek: None }
     }
 
-    fn hash(&self, token: &str) -> String {
+    /// Also seals second-factor secrets under `kek`.
+    pub fn with_kek(mut self, kek: fhirgate_core::vault::Kek) -> Accounts {
+        self.kek = Some(kek);
+        self
+    }
+
+    pub(crate) fn kek(&self) -> Option<&fhirgate_core::vault::Kek> {
+        self.kek.as_ref()
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(crate) fn hash(&self, token: &str) -> String {
         let mut mac = HmacSha256::new_from_slice(self.pepper.as_slice()).expect("HMAC takes any key length");
         mac.update(token.as_bytes());
         hex::encode(mac.finalize().into_bytes())
     }
 
-    async fn audit(
+    pub(crate) async fn audit(
         &self,
         actor: &str,
         action: &str,

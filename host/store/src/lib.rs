@@ -13,6 +13,7 @@
 //! - [`Store`]: the pool, the schema, write transactions;
 //! - [`accounts`]: people on the admin API, their roles and hashed personal
 //!   API tokens;
+//! - [`sign_in`]: passwords, TOTP second factors and sessions of accounts;
 //! - [`clients`]: registered clients and their hashed secrets, behind
 //!   [`clients::ClientRepository`];
 //! - [`keys`]: signing keys as rows (sealed), behind [`keys::KeyRepository`];
@@ -31,6 +32,7 @@ pub mod clients;
 pub mod directory;
 pub mod keys;
 pub mod material;
+pub mod sign_in;
 
 use std::path::{Path, PathBuf};
 

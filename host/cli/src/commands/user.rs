@@ -36,6 +36,10 @@ pub enum UserCommand {
     Tokens { username: String },
     /// Revoke one of a user's tokens now.
     RevokeToken { username: String, token_id: String },
+    /// Set a user's password, read from standard input (at least 12 characters).
+    Password { username: String },
+    /// Enroll a user in a TOTP second factor; prints the otpauth:// URI once.
+    Totp { username: String },
     /// Stop a user: their tokens stop working.
     Disable { username: String },
     /// Allow a disabled user again.
@@ -46,7 +50,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     use fhirgate_store::accounts::{Accounts, Role};
     use serde_json::json;
     let (store, material) = args.state.open().await?;
-    let accounts = Accounts::new(store, material.pepper);
+    let accounts = Accounts::new(store, material.pepper).with_kek(material.kek);
     let actor = format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()));
     let out = match args.command {
         UserCommand::Create { username, roles } => {
@@ -62,6 +66,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         UserCommand::RevokeToken { username, token_id } => {
             accounts.revoke_token(&username, &token_id, &actor).await?;
             json!({ "revoked": token_id })
+        }
+        UserCommand::Password { username } => {
+            use std::io::Read as _;
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password)?;
+            let password = password.strip_suffix('\n').unwrap_or(&password);
+            accounts.set_password(&username, password, &actor).await?;
+            json!({ "password_set": username })
+        }
+        UserCommand::Totp { username } => {
+            let uri = accounts.enroll_totp(&username, &actor).await?;
+            json!({ "otpauth_uri": uri, "note": "Shown once: add it to an authenticator app now." })
         }
         UserCommand::Disable { username } => json!({ "user": accounts.set_active(&username, false, &actor).await? }),
         UserCommand::Enable { username } => json!({ "user": accounts.set_active(&username, true, &actor).await? }),

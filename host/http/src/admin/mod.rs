@@ -17,6 +17,9 @@
 //!
 //! Users and their tokens:
 //!
+//! - `POST   /admin/session` `{username, password, code?}` → signs in: a session cookie
+//!   (`__Host-fhirgate-session`, `HttpOnly`, `Secure`, `SameSite=Strict`) and the
+//!   `csrf_token` to send as `X-CSRF-Token` on every change; `DELETE` signs out
 //! - `GET    /admin/me`                              who the token belongs to
 //! - `GET    /admin/users`, `POST /admin/users` `{username, roles}` (operators)
 //! - `POST   /admin/users/{name}/disable`, `/enable` (operators)
@@ -97,7 +100,11 @@ pub(crate) async fn serve(gw: &Arc<Services>, req: Request<Incoming>, client: Ip
         resp.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(wait));
         return resp;
     }
-    let principal = match auth.authenticate(&parts.headers).await {
+    if parts.uri.path() == "/admin/session" {
+        return users::session(gw, &parts, body, client).await;
+    }
+    let safe = matches!(parts.method, Method::GET | Method::HEAD);
+    let principal = match auth.authenticate(&parts.headers, safe).await {
         Ok(Some(p)) => p,
         Ok(None) => {
             gw.admin_failures().failed(None, client);

@@ -141,3 +141,76 @@ pub(super) async fn endpoint(
     };
     Some(result.unwrap_or_else(account_error))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignIn {
+    username: String,
+    password: String,
+    #[serde(default)]
+    code: Option<String>,
+}
+
+/// `POST /admin/session` signs a user in with a local account; `DELETE`
+/// signs the session's user out. Failed sign-ins are throttled per user
+/// name at an address and per address, and logged.
+pub(super) async fn session(
+    gw: &Services,
+    parts: &http::request::Parts,
+    body: hyper::body::Incoming,
+    client: std::net::IpAddr,
+) -> Response<Body> {
+    use fhirgate_gateway::principal::{SESSION_COOKIE, session_cookie};
+    let Some(accounts) = gw.admin().and_then(|a| a.accounts()) else {
+        return problem(StatusCode::NOT_FOUND, "Accounts are not enabled (set data_dir).");
+    };
+    let cookie = |value: &str, max_age: i64| {
+        let text = format!("{SESSION_COOKIE}={value}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={max_age}");
+        http::HeaderValue::from_str(&text).ok()
+    };
+    match parts.method {
+        Method::DELETE => {
+            if let Some(session) = session_cookie(&parts.headers)
+                && let Err(e) = accounts.sign_out(session).await
+            {
+                return account_error(e);
+            }
+            let mut resp = answer(StatusCode::OK, json!({ "signed_out": true }));
+            if let Some(v) = cookie("", 0) {
+                resp.headers_mut().insert(http::header::SET_COOKIE, v);
+            }
+            resp
+        }
+        Method::POST => {
+            let body = match crate::body::read_body(body, 4096, gw.limits()).await {
+                Ok(b) => b,
+                Err(f) => return problem(f.status, f.message),
+            };
+            let req: SignIn = match parse_body(&body, "{username, password, code?}") {
+                Ok(r) => r,
+                Err(message) => return problem(StatusCode::BAD_REQUEST, message),
+            };
+            match accounts.sign_in(&req.username, &req.password, req.code.as_deref()).await {
+                Ok(Some((user, session))) => {
+                    let mut resp = answer(
+                        StatusCode::CREATED,
+                        json!({ "user": user, "csrf_token": accounts.csrf(&session),
+                                "expires_in": fhirgate_store::sign_in::SESSION_MAX_SECONDS }),
+                    );
+                    if let Some(v) = cookie(&session, fhirgate_store::sign_in::SESSION_MAX_SECONDS) {
+                        resp.headers_mut().insert(http::header::SET_COOKIE, v);
+                    }
+                    resp
+                }
+                Ok(None) => {
+                    gw.admin_failures().failed(Some(&req.username), client);
+                    tracing::warn!(target: "fhirgate::audit", %client, user = %req.username, "sign-in failed");
+                    problem(StatusCode::UNAUTHORIZED, "The user name, password or code is wrong.")
+                }
+                Err(AccountError::Invalid(message)) => problem(StatusCode::FORBIDDEN, message),
+                Err(e) => account_error(e),
+            }
+        }
+        _ => problem(StatusCode::METHOD_NOT_ALLOWED, "POST signs in, DELETE signs out."),
+    }
+}
