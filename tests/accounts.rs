@@ -263,4 +263,12 @@ fn a_local_account_signs_in_with_a_password_and_a_totp_code() {
     let out = http().delete(format!("{}/admin/session", gw.base)).header("cookie", &cookie).send().unwrap();
     assert_eq!(out.status(), 200);
     assert_eq!(http().get(format!("{}/admin/me", gw.base)).header("cookie", &cookie).send().unwrap().status(), 401);
+
+    // Guessing one user's password from one address stops after ten tries.
+    for _ in 0..10 {
+        assert_eq!(sign_in(json!({ "username": "aud", "password": "guess guess guess" })).status(), 401);
+    }
+    let resp = sign_in(json!({ "username": "aud", "password": "guess guess guess" }));
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
 }
