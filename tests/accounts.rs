@@ -207,7 +207,9 @@ fn set_password(data: &str, user: &str, password: &str) {
 
 #[test]
 fn a_local_account_signs_in_with_a_password_and_a_totp_code() {
-    let gw = Setup { data_dir: true, admin_token: Some(ADMIN), ..Default::default() }.serve();
+    let gw =
+        Setup { data_dir: true, admin_token: Some(ADMIN), admin_extra: "reauth_seconds = 2", ..Default::default() }
+            .serve();
     let data = gw.dir.path().join("data");
     let data = data.to_str().unwrap();
     cli(&["user", "--data-dir", data, "create", "olga", "--role", "operator"]);
@@ -259,10 +261,37 @@ fn a_local_account_signs_in_with_a_password_and_a_totp_code() {
     assert_eq!(create(Some("0000")), 401, "a wrong CSRF token");
     assert_eq!(create(Some(&csrf)), 201);
 
-    // Signed out, the cookie is worth nothing.
+    // Secrets, keys and approvals need a recent sign-in (2 s here).
+    let rotate = || {
+        let resp = http()
+            .post(format!("{}/admin/keys/rotate", gw.base))
+            .header("cookie", &cookie)
+            .header("x-csrf-token", &csrf)
+            .send()
+            .unwrap();
+        resp.status().as_u16()
+    };
+    assert_eq!(rotate(), 201);
+    std::thread::sleep(std::time::Duration::from_millis(3100));
+    assert_eq!(rotate(), 403, "a sign-in too old for a key rotation");
+    assert_eq!(create(Some(&csrf)), 409, "other changes go on (aud exists already)");
+
+    // A change of roles ends the user's sessions: a new sign-in, a new id.
+    let me = || http().get(format!("{}/admin/me", gw.base)).header("cookie", &cookie).send().unwrap().status();
+    assert_eq!(me(), 200);
+    let granted = http()
+        .post(format!("{}/admin/users/olga/roles", gw.base))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "role": "auditor" }))
+        .send()
+        .unwrap();
+    assert_eq!(granted.status(), 200);
+    assert_eq!(me(), 401, "the session ended with the privilege change");
+
+    // Signed out, a cookie is worth nothing.
     let out = http().delete(format!("{}/admin/session", gw.base)).header("cookie", &cookie).send().unwrap();
     assert_eq!(out.status(), 200);
-    assert_eq!(http().get(format!("{}/admin/me", gw.base)).header("cookie", &cookie).send().unwrap().status(), 401);
+    assert_eq!(me(), 401);
 
     // Guessing one user's password from one address stops after ten tries.
     for _ in 0..10 {

@@ -312,6 +312,8 @@ pub struct Setup<'a> {
     pub provider_settings: &'a str,
     /// Appended to the policy file as written (more `[providers.…]`, say).
     pub extra_policy: &'a str,
+    /// More keys of the `[admin]` table (with `admin_token`).
+    pub admin_extra: &'a str,
     pub data_dir: bool,
     pub admin_token: Option<&'a str>,
     /// Provider id → FHIR version (`r4` when not listed).
@@ -393,7 +395,7 @@ impl Setup<'_> {
         }
         extra += self.extra_config;
         if let Some(token) = self.admin_token {
-            extra += &format!("\n[admin]\ntoken_sha256 = {:?}\n", sha256_str(token));
+            extra += &format!("\n[admin]\ntoken_sha256 = {:?}\n{}\n", sha256_str(token), self.admin_extra);
         }
         let config = format!(
             "schema_version = 1\npolicy = \"policy.toml\"\n{}\n\n[[clients]]\nclient_id = \"app\"\nsecret_sha256 = {:?}\ntenants = [{}]\n",

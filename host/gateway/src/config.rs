@@ -237,6 +237,14 @@ pub struct AdminConfig {
     /// Lower-case hex SHA-256 of the admin bearer token (`fhirgate secret`
     /// prints a token and its digest). The admin API also needs `data_dir`.
     pub token_sha256: String,
+    /// A signed-in user (session cookie) must have signed in within this many
+    /// seconds to change secrets, keys or approvals; else they sign in again.
+    #[serde(default = "default_reauth_seconds")]
+    pub reauth_seconds: u64,
+}
+
+fn default_reauth_seconds() -> u64 {
+    300
 }
 
 /// HTTP limits: sizes, timeouts and connection caps. Every one bounds what

@@ -16,6 +16,8 @@ use subtle::ConstantTimeEq;
 pub struct AdminAuth {
     token_sha256: [u8; 32],
     accounts: Option<Accounts>,
+    /// How recent a session's sign-in must be for sensitive changes.
+    reauth_seconds: u64,
 }
 
 impl AdminAuth {
@@ -23,7 +25,24 @@ impl AdminAuth {
         let mut token_sha256 = [0u8; 32];
         hex::decode_to_slice(hex_digest, &mut token_sha256)
             .map_err(|_| anyhow::anyhow!("`admin.token_sha256` must be 64 hexadecimal characters"))?;
-        Ok(AdminAuth { token_sha256, accounts: None })
+        Ok(AdminAuth { token_sha256, accounts: None, reauth_seconds: 300 })
+    }
+
+    /// Sensitive changes through a session need a sign-in at most this old.
+    pub fn with_reauth_seconds(mut self, seconds: u64) -> Self {
+        self.reauth_seconds = seconds;
+        self
+    }
+
+    /// Whether `principal` signed in too long ago for a sensitive change.
+    pub fn needs_reauth(&self, principal: &Principal) -> bool {
+        match principal {
+            Principal::Session(_, at) => {
+                fhirgate_core::clock::now_seconds().saturating_sub(u64::try_from(*at).unwrap_or(0))
+                    > self.reauth_seconds
+            }
+            _ => false,
+        }
     }
 
     /// Also accepts the personal API tokens of `accounts`' users.
@@ -54,7 +73,7 @@ impl AdminAuth {
             if !csrf_ok {
                 return Ok(None);
             }
-            return Ok(accounts.session(session).await?.map(Principal::User));
+            return Ok(accounts.session(session).await?.map(|(user, at)| Principal::Session(user, at)));
         };
         if let Some(accounts) = &self.accounts
             && token.starts_with(fhirgate_store::accounts::TOKEN_PREFIX)
@@ -89,6 +108,8 @@ pub enum Principal {
     AdminToken,
     /// A user, by their personal API token.
     User(User),
+    /// A user signed in through a session, and when they signed in.
+    Session(User, i64),
 }
 
 impl Principal {
@@ -96,7 +117,7 @@ impl Principal {
     pub fn name(&self) -> &str {
         match self {
             Principal::AdminToken => "admin-api",
-            Principal::User(u) => &u.username,
+            Principal::User(u) | Principal::Session(u, _) => &u.username,
         }
     }
 
@@ -104,7 +125,7 @@ impl Principal {
     /// than the shared token (whose requests name their actor).
     pub fn user(&self) -> Option<&User> {
         match self {
-            Principal::User(u) => Some(u),
+            Principal::User(u) | Principal::Session(u, _) => Some(u),
             Principal::AdminToken => None,
         }
     }

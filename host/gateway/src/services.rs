@@ -153,7 +153,9 @@ impl Services {
             .as_ref()
             .map(|m| fhirgate_store::accounts::Accounts::new(state.store.clone(), m.pepper).with_kek(m.kek.clone()));
         let admin = match (&config.admin, accounts) {
-            (Some(a), Some(accounts)) => Some(AdminAuth::from_hex(&a.token_sha256)?.with_accounts(accounts)),
+            (Some(a), Some(accounts)) => Some(
+                AdminAuth::from_hex(&a.token_sha256)?.with_accounts(accounts).with_reauth_seconds(a.reauth_seconds),
+            ),
             (Some(a), None) => Some(AdminAuth::from_hex(&a.token_sha256)?),
             (None, _) => None,
         };

@@ -256,6 +256,23 @@ impl Accounts {
         Ok(users)
     }
 
+    /// Grants `username` `role` (or, with `grant` false, takes it away); the
+    /// user's sessions end, so a new session id follows the change.
+    pub async fn set_role(&self, username: &str, role: &Role, grant: bool, actor: &str) -> Result<User, AccountError> {
+        let user = self.user(username).await?;
+        let (name, scope) = role.row();
+        let sql = if grant {
+            "INSERT INTO user_roles (user_id, role, scope) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+        } else {
+            "DELETE FROM user_roles WHERE user_id = $1 AND role = $2 AND scope = $3"
+        };
+        sqlx::query(sql).bind(&user.user_id).bind(name).bind(scope).execute(self.store.pool()).await?;
+        self.end_sessions(&user.user_id).await?;
+        let action = if grant { "user-role-granted" } else { "user-role-revoked" };
+        self.audit(actor, action, username, json!({ "role": role })).await?;
+        self.user(username).await
+    }
+
     /// Disables or enables `username`: a disabled user's tokens stop working.
     pub async fn set_active(&self, username: &str, active: bool, actor: &str) -> Result<User, AccountError> {
         let status = if active { "active" } else { "disabled" };

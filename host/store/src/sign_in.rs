@@ -181,12 +181,13 @@ impl Accounts {
         Ok(Some((user, token)))
     }
 
-    /// The active user of a live session; its idle clock is reset (at most
-    /// once a minute).
-    pub async fn session(&self, token: &str) -> Result<Option<User>, AccountError> {
+    /// The active user of a live session, and when they signed in; its idle
+    /// clock is reset (at most once a minute).
+    pub async fn session(&self, token: &str) -> Result<Option<(User, i64)>, AccountError> {
         let at = now();
         let row = sqlx::query(
-            "SELECT s.hash, s.last_seen_at, u.username FROM sessions s JOIN users u ON u.user_id = s.user_id \
+            "SELECT s.hash, s.created_at, s.last_seen_at, u.username FROM sessions s \
+             JOIN users u ON u.user_id = s.user_id \
              WHERE s.hash = $1 AND s.expires_at > $2 AND s.last_seen_at > $3 AND u.status = 'active'",
         )
         .bind(self.hash(token))
@@ -204,7 +205,14 @@ impl Accounts {
                 .await?;
         }
         let username: String = row.try_get("username")?;
-        Ok(Some(self.user(&username).await?))
+        Ok(Some((self.user(&username).await?, row.try_get("created_at")?)))
+    }
+
+    /// Ends every session of `user_id` (their privileges changed: they sign
+    /// in again and get a new session id).
+    pub(crate) async fn end_sessions(&self, user_id: &str) -> Result<(), AccountError> {
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(self.store().pool()).await?;
+        Ok(())
     }
 
     /// Ends a session.

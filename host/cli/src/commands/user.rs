@@ -22,6 +22,10 @@ pub enum UserCommand {
     },
     /// List users and their roles.
     List,
+    /// Grant a user a role (their sessions end).
+    Grant { username: String, role: String },
+    /// Take a role from a user (their sessions end).
+    RevokeRole { username: String, role: String },
     /// Issue a personal API token for the admin API; printed once.
     Token {
         username: String,
@@ -58,6 +62,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             json!({ "user": accounts.create_user(&username, &roles, &actor).await? })
         }
         UserCommand::List => json!({ "users": accounts.users().await? }),
+        UserCommand::Grant { username, role } => {
+            json!({ "user": accounts.set_role(&username, &Role::parse(&role)?, true, &actor).await? })
+        }
+        UserCommand::RevokeRole { username, role } => {
+            json!({ "user": accounts.set_role(&username, &Role::parse(&role)?, false, &actor).await? })
+        }
         UserCommand::Token { username, label, days } => {
             let (token, info) = accounts.issue_token(&username, &label, days, &actor).await?;
             json!({ "token": token, "info": info, "note": "The token is shown once; store it now." })

@@ -23,6 +23,8 @@
 //! - `GET    /admin/me`                              who the token belongs to
 //! - `GET    /admin/users`, `POST /admin/users` `{username, roles}` (operators)
 //! - `POST   /admin/users/{name}/disable`, `/enable` (operators)
+//! - `POST   /admin/users/{name}/roles` `{role}`, `DELETE /admin/users/{name}/roles/{role}` (operators;
+//!   the user's sessions end)
 //! - `GET    /admin/users/{name}/tokens`             (operators, or the user)
 //! - `POST   /admin/users/{name}/tokens` `{label, days}` → token, once (operators, or the user)
 //! - `DELETE /admin/users/{name}/tokens/{id}`        revoke (operators, or the user)
@@ -121,6 +123,12 @@ pub(crate) async fn serve(gw: &Arc<Services>, req: Request<Incoming>, client: Ip
     if !users::allowed(&principal, &parts.method, &segments) {
         tracing::warn!(target: "fhirgate::audit", user = principal.name(), method = %parts.method, path, "admin request outside the user's roles");
         return problem(StatusCode::FORBIDDEN, "Your roles do not allow this.");
+    }
+    if users::sensitive(&parts.method, &segments) && auth.needs_reauth(&principal) {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "Sign in again to change secrets, keys or approvals (your sign-in is too old for this).",
+        );
     }
     let limit = if path.starts_with("/admin/modules/") {
         fhirgate_gateway::activation::MAX_UPLOAD_BYTES

@@ -47,6 +47,25 @@ pub(super) fn allowed(principal: &Principal, method: &Method, segments: &[&str])
     })
 }
 
+/// Whether a change touches secrets, keys or approvals: through a session,
+/// it needs a recent sign-in.
+pub(super) fn sensitive(method: &Method, segments: &[&str]) -> bool {
+    matches!(
+        (method, segments),
+        (&Method::POST, ["clients", _, "secrets" | "rotate"])
+            | (&Method::DELETE, ["clients", _, "secrets", _])
+            | (&Method::POST, ["keys", "rotate"])
+            | (&Method::POST, ["tenants", _, "providers", _, "approve" | "reject"])
+            | (&Method::POST, ["users", _, "tokens"])
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantRole {
+    role: String,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateUser {
@@ -122,6 +141,22 @@ pub(super) async fn endpoint(
             .set_active(name, *action == "enable", actor)
             .await
             .map(|u| answer(StatusCode::OK, json!({ "user": u }))),
+        (&Method::POST, ["users", name, "roles"]) => {
+            let req = body!(GrantRole, "{role}");
+            match Role::parse(&req.role) {
+                Ok(role) => accounts
+                    .set_role(name, &role, true, actor)
+                    .await
+                    .map(|u| answer(StatusCode::OK, json!({ "user": u }))),
+                Err(e) => Err(e),
+            }
+        }
+        (&Method::DELETE, ["users", name, "roles", role]) => match Role::parse(role) {
+            Ok(role) => {
+                accounts.set_role(name, &role, false, actor).await.map(|u| answer(StatusCode::OK, json!({ "user": u })))
+            }
+            Err(e) => Err(e),
+        },
         (&Method::GET, ["users", name, "tokens"]) => {
             accounts.tokens(name).await.map(|t| answer(StatusCode::OK, json!({ "tokens": t })))
         }
