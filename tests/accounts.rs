@@ -7,7 +7,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{Setup, http, provider};
+use support::{Setup, cli_json, http, provider};
 
 const TENANT: &str = "dddddddd-0000-4000-8000-00000000000d";
 const TENANT_2: &str = "dddddddd-0000-4000-8000-0000000000d2";
@@ -41,12 +41,6 @@ impl Api {
     }
 }
 
-fn cli(args: &[&str]) -> Value {
-    let (ok, text) = support::run_cli(args);
-    assert!(ok, "{args:?}: {text}");
-    serde_json::Deserializer::from_str(&text).into_iter().next().unwrap().unwrap()
-}
-
 #[test]
 fn users_act_within_their_roles_and_under_their_own_names() {
     let (_provider, base) = provider();
@@ -73,9 +67,9 @@ fn users_act_within_their_roles_and_under_their_own_names() {
         body["client"]["client_id"].as_str().unwrap().to_owned()
     };
     let (own, other) = (client("Owned app"), client("Someone else's app"));
-    cli(&["user", "--data-dir", data, "create", "olga", "--role", "operator"]);
+    cli_json(&["user", "--data-dir", data, "create", "olga", "--role", "operator"]);
     let token = |user: &str| {
-        let out = cli(&["user", "--data-dir", data, "token", user, "--label", "test", "--days", "1"]);
+        let out = cli_json(&["user", "--data-dir", data, "token", user, "--label", "test", "--days", "1"]);
         out["token"].as_str().unwrap().to_owned()
     };
     let olga = token("olga");
@@ -212,7 +206,7 @@ fn a_local_account_signs_in_with_a_password_and_a_totp_code() {
             .serve();
     let data = gw.dir.path().join("data");
     let data = data.to_str().unwrap();
-    cli(&["user", "--data-dir", data, "create", "olga", "--role", "operator"]);
+    cli_json(&["user", "--data-dir", data, "create", "olga", "--role", "operator"]);
     let password = "correct horse battery staple";
     set_password(data, "olga", password);
     let sign_in = |body: Value| http().post(format!("{}/admin/session", gw.base)).json(&body).send().unwrap();
@@ -221,7 +215,7 @@ fn a_local_account_signs_in_with_a_password_and_a_totp_code() {
     let resp = sign_in(json!({ "username": "olga", "password": password }));
     assert_eq!(resp.status(), 403);
     assert!(resp.text().unwrap().contains("second factor"));
-    let uri = cli(&["user", "--data-dir", data, "totp", "olga"])["otpauth_uri"].as_str().unwrap().to_owned();
+    let uri = cli_json(&["user", "--data-dir", data, "totp", "olga"])["otpauth_uri"].as_str().unwrap().to_owned();
     assert!(uri.starts_with("otpauth://totp/"), "{uri}");
 
     assert_eq!(sign_in(json!({ "username": "olga", "password": password })).status(), 401, "no code");

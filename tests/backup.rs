@@ -12,18 +12,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Setup, provider, start};
+use support::{Setup, cli_json, provider, start};
 
 const TENANT: &str = "bbbbbbbb-0000-4000-8000-00000000000b";
 /// Tokens are issued for this address whichever port a gateway listens on,
 /// so a restored gateway accepts what the original issued.
 const CONFIG: &str = "public_url = \"http://gateway.test\"\naccepted_hosts = [\"127.0.0.1\"]\n";
-
-fn cli(args: &[&str]) -> Value {
-    let (ok, text) = support::run_cli(args);
-    assert!(ok, "{args:?}: {text}");
-    serde_json::Deserializer::from_str(&text).into_iter().next().unwrap().unwrap()
-}
 
 fn token_with(base: &str, client_id: &str, secret: &str) -> (u16, Value) {
     let resp = support::http()
@@ -141,7 +135,8 @@ fn a_backup_taken_while_serving_restores_tokens_and_secrets() {
     let data_arg = data.to_str().unwrap();
 
     // A client registered in the store: its secret is checked with pepper.key.
-    let created = cli(&["client", "--data-dir", data_arg, "create", "--name", "Care-team app", "--tenant", TENANT]);
+    let created =
+        cli_json(&["client", "--data-dir", data_arg, "create", "--name", "Care-team app", "--tenant", TENANT]);
     let client_id = created["client"]["client_id"].as_str().unwrap().to_owned();
     let secret = created["client_secret"].as_str().unwrap().to_owned();
     let (status, body) = token_with(&gw.base, &client_id, &secret);
@@ -166,7 +161,7 @@ fn a_backup_taken_while_serving_restores_tokens_and_secrets() {
     std::thread::sleep(Duration::from_millis(300));
     let backups = tempfile::tempdir().unwrap();
     let backup = backups.path().join("b1");
-    let made = cli(&["backup", "--data-dir", data_arg, backup.to_str().unwrap()]);
+    let made = cli_json(&["backup", "--data-dir", data_arg, backup.to_str().unwrap()]);
     std::thread::sleep(Duration::from_millis(200));
     stop.store(true, Ordering::Relaxed);
     for r in readers {
@@ -208,7 +203,7 @@ fn a_backup_taken_while_serving_restores_tokens_and_secrets() {
     assert!(!ok && text.contains(made["kek"].as_str().unwrap()), "{text}");
     assert!(!restored.exists(), "a refused restore leaves nothing behind");
 
-    cli(&[
+    cli_json(&[
         "restore",
         "--data-dir",
         restored_arg,

@@ -10,18 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Setup, provider, start};
+use support::{Setup, cli_json, provider, start};
 
 const TENANT: &str = "aaaaaaaa-0000-4000-8000-00000000000a";
 const ROUNDS: usize = 5;
 const CONNECTIONS: usize = 8;
-
-fn cli(args: &[&str]) -> Value {
-    let (ok, text) = support::run_cli(args);
-    assert!(ok, "{args:?}: {text}");
-    // The JSON on stdout; any log lines on stderr follow it.
-    serde_json::Deserializer::from_str(&text).into_iter().next().unwrap().unwrap()
-}
 
 fn token(base: &str) -> String {
     let resp = support::http()
@@ -103,7 +96,7 @@ fn every_answered_request_and_issued_token_survives_kill_9() {
     let mut recorded = HashSet::new();
     let mut since = 0i64;
     loop {
-        let page = cli(&["access", "--data-dir", &data, "--limit", "1000", "--since", &since.to_string()]);
+        let page = cli_json(&["access", "--data-dir", &data, "--limit", "1000", "--since", &since.to_string()]);
         let page = page["records"].as_array().unwrap().clone();
         for r in &page {
             if r["status"] == 200 {
@@ -125,7 +118,7 @@ fn every_answered_request_and_issued_token_survives_kill_9() {
     );
     eprintln!("{ROUNDS} kills under load: {} answered reads, all recorded", answered.len());
 
-    let events = cli(&["client", "--data-dir", &data, "audit", "--limit", "100000"]);
+    let events = cli_json(&["client", "--data-dir", &data, "audit", "--limit", "100000"]);
     let text = events.to_string();
     for jti in &issued {
         assert!(text.contains(jti.as_str()), "the issuance of token {jti} is not in the trail");

@@ -422,6 +422,14 @@ pub fn run_cli(args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// Runs `fhirgate <args>`, which must succeed, and returns the JSON it
+/// printed on stdout (log lines on stderr follow it).
+pub fn cli_json(args: &[&str]) -> Value {
+    let (ok, text) = run_cli(args);
+    assert!(ok, "{args:?}: {text}");
+    serde_json::Deserializer::from_str(&text).into_iter().next().expect("JSON on stdout").expect("JSON")
+}
+
 pub fn sha256_str(s: &str) -> String {
     fhirgate_core::digest::sha256_hex(s.as_bytes())
 }

@@ -5,6 +5,15 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
+/// Whether `name` is a plain file name: letters, digits, `-`, `_` and `.`,
+/// neither `.` nor `..` — nothing that reaches another directory.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c))
+}
+
 /// Creates the directory `path` (and its parents) with the leaf private to
 /// the gateway's user (mode 0700); an existing one must already be private.
 /// A directory of state holds keys and the access log: others may not list

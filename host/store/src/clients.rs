@@ -531,11 +531,12 @@ impl Registry {
         let client = self.client_row(client_id).await?;
         // The secrets are read whether or not the client exists, so an
         // unknown client costs the same work as a wrong secret.
-        let rows =
-            sqlx::query("SELECT secret_id, hash, expires_at, revoked_at FROM client_secrets WHERE client_id = $1")
-                .bind(client_id)
-                .fetch_all(self.store.pool())
-                .await?;
+        let rows = sqlx::query(
+            "SELECT secret_id, hash, expires_at, revoked_at, last_used_at FROM client_secrets WHERE client_id = $1",
+        )
+        .bind(client_id)
+        .fetch_all(self.store.pool())
+        .await?;
         let Some(client) = client.filter(|c| c.status == ClientStatus::Active) else {
             let _ = presented.as_bytes().ct_eq(&[0u8; 64]);
             return Ok(None);
@@ -548,37 +549,27 @@ impl Registry {
             let revoked_at: Option<i64> = r.try_get("revoked_at")?;
             let equal: bool = hash.as_bytes().ct_eq(presented.as_bytes()).into();
             if equal & usable(expires_at, revoked_at, at) {
-                matched = Some(r.try_get::<String, _>("secret_id")?);
+                matched = Some((r.try_get::<String, _>("secret_id")?, r.try_get::<Option<i64>, _>("last_used_at")?));
             }
         }
-        let Some(secret_id) = matched else { return Ok(None) };
-        self.note_use(&client.client_id, &secret_id, at).await?;
+        let Some((secret_id, secret_used)) = matched else { return Ok(None) };
+        // Noted to the minute: a busy client does not write at every token.
+        let stale = |used: Option<i64>| used.is_none_or(|u| u < at - 60);
+        if stale(secret_used) {
+            sqlx::query("UPDATE client_secrets SET last_used_at = $1 WHERE secret_id = $2")
+                .bind(at)
+                .bind(&secret_id)
+                .execute(self.store.pool())
+                .await?;
+        }
+        if stale(client.last_used_at) {
+            sqlx::query("UPDATE clients SET last_used_at = $1 WHERE client_id = $2")
+                .bind(at)
+                .bind(&client.client_id)
+                .execute(self.store.pool())
+                .await?;
+        }
         Ok(Some(client))
-    }
-
-    /// Notes that `secret_id` of `client_id` was used at `at`: written at
-    /// most once a minute per secret, so a busy client does not write at
-    /// every token.
-    async fn note_use(&self, client_id: &str, secret_id: &str, at: i64) -> Result<(), RegistryError> {
-        let stale = at - 60;
-        sqlx::query(
-            "UPDATE client_secrets SET last_used_at = $1 WHERE secret_id = $2 \
-             AND (last_used_at IS NULL OR last_used_at < $3)",
-        )
-        .bind(at)
-        .bind(secret_id)
-        .bind(stale)
-        .execute(self.store.pool())
-        .await?;
-        sqlx::query(
-            "UPDATE clients SET last_used_at = $1 WHERE client_id = $2 AND (last_used_at IS NULL OR last_used_at < $3)",
-        )
-        .bind(at)
-        .bind(client_id)
-        .bind(stale)
-        .execute(self.store.pool())
-        .await?;
-        Ok(())
     }
 }
 

@@ -145,11 +145,7 @@ async fn directory_command(
 /// Writes the credential on standard input, sealed, to `secrets/name`.
 fn seal_secret(secrets: &std::path::Path, name: &str, kek: &fhirgate_core::vault::Kek) -> anyhow::Result<()> {
     use std::io::Read as _;
-    let plain = !name.is_empty()
-        && name != "."
-        && name != ".."
-        && name.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c));
-    if !plain {
+    if !fhirgate_core::files::is_plain_name(name) {
         anyhow::bail!("the secret's name must be a plain file name (letters, digits, `-`, `_`, `.`)");
     }
     let mut value = String::new();

@@ -161,12 +161,7 @@ impl ProviderSpec {
             let Some(dir) = secrets_dir else {
                 bail!("`{key}`: this gateway has no data directory to keep provider secrets in");
             };
-            let name = p.to_str().unwrap_or_default();
-            let plain = !name.is_empty()
-                && name != "."
-                && name != ".."
-                && name.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c));
-            if !plain {
+            if !fhirgate_core::files::is_plain_name(p.to_str().unwrap_or_default()) {
                 bail!("`{key}` must be a file name in {} (no directories)", dir.display());
             }
             *p = dir.join(&*p);
