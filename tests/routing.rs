@@ -10,21 +10,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Setup, assert_outcome, http, provider_with, repo_root};
+use support::{Setup, assert_outcome, http, log_lines, provider_with, repo_root};
 
 const TENANT_A: &str = "aaaaaaaa-0000-4000-8000-00000000000a";
 const TENANT_B: &str = "bbbbbbbb-0000-4000-8000-00000000000b";
 const ADMIN: &str = "admin-token-for-tests-0123456789abcdef";
-
-/// The request log a provider wrote with `--request-log`.
-fn log_lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).expect("log line is JSON"))
-        .collect()
-}
 
 /// Request ids a provider saw, for FHIR requests (not `/metadata`).
 fn seen_ids(path: &Path) -> BTreeSet<String> {
@@ -44,39 +34,14 @@ fn request_id(resp: &reqwest::blocking::Response) -> String {
 }
 
 fn admin(method: reqwest::Method, url: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = http().request(method, url).bearer_auth(ADMIN);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().expect("admin request");
-    let status = resp.status().as_u16();
-    (status, resp.json().unwrap_or(Value::Null))
+    support::admin_call(ADMIN, method, url, body)
 }
 
-/// A personal API token for a new user `name` with `role`, made through
-/// the admin API at `base` with the admin token.
 fn user_token(base: &str, name: &str, role: &str) -> String {
-    let (status, body) = admin(
-        reqwest::Method::POST,
-        &format!("{base}/admin/users"),
-        Some(json!({ "username": name, "roles": [role] })),
-    );
-    assert_eq!(status, 201, "{body}");
-    let (status, body) = admin(
-        reqwest::Method::POST,
-        &format!("{base}/admin/users/{name}/tokens"),
-        Some(json!({ "label": "test", "days": 1 })),
-    );
-    assert_eq!(status, 201, "{body}");
-    body["token"].as_str().unwrap().to_owned()
+    support::user_token(base, ADMIN, name, role)
 }
 
-/// A decision (`approve` or `reject`) on `mapping`, made with `token`.
-fn decide(token: &str, mapping: &str, action: &str, body: Value) -> (u16, Value) {
-    let resp = http().post(format!("{mapping}/{action}")).bearer_auth(token).json(&body).send().expect("decision");
-    let status = resp.status().as_u16();
-    (status, resp.json().unwrap_or(Value::Null))
-}
+use support::decide;
 
 /// Polls `f` until it holds or `limit` passes (changes made by another
 /// process reach the gateway on its next directory poll).

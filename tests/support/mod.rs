@@ -430,6 +430,52 @@ pub fn cli_json(args: &[&str]) -> Value {
     serde_json::Deserializer::from_str(&text).into_iter().next().expect("JSON on stdout").expect("JSON")
 }
 
+/// The request log a provider wrote with `--request-log`.
+pub fn log_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("log line is JSON"))
+        .collect()
+}
+
+/// `method url` on an admin API with bearer `token` (and a JSON body):
+/// the status and the JSON answer.
+pub fn admin_call(token: &str, method: reqwest::Method, url: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = http().request(method, url).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().expect("admin request");
+    let status = resp.status().as_u16();
+    (status, resp.json().unwrap_or(Value::Null))
+}
+
+/// A personal API token for a new user `name` with `role`, made through
+/// the admin API at `base` with the admin token `admin`.
+pub fn user_token(base: &str, admin: &str, name: &str, role: &str) -> String {
+    let users = format!("{base}/admin/users");
+    let (status, body) = admin_call(
+        admin,
+        reqwest::Method::POST,
+        &users,
+        Some(serde_json::json!({ "username": name, "roles": [role] })),
+    );
+    assert_eq!(status, 201, "{body}");
+    let tokens = format!("{users}/{name}/tokens");
+    let (status, body) =
+        admin_call(admin, reqwest::Method::POST, &tokens, Some(serde_json::json!({ "label": "test", "days": 1 })));
+    assert_eq!(status, 201, "{body}");
+    body["token"].as_str().unwrap().to_owned()
+}
+
+/// A decision (`approve` or `reject`) on the mapping at URL `mapping`, made
+/// with `token`.
+pub fn decide(token: &str, mapping: &str, action: &str, body: Value) -> (u16, Value) {
+    admin_call(token, reqwest::Method::POST, &format!("{mapping}/{action}"), Some(body))
+}
+
 pub fn sha256_str(s: &str) -> String {
     fhirgate_core::digest::sha256_hex(s.as_bytes())
 }

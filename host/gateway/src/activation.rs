@@ -348,7 +348,7 @@ impl Activation {
             adjust(&mut file);
         }
         for (id, spec) in &file.providers {
-            spec.settings(id).with_context(|| format!("`providers.{id}`"))?;
+            spec.check_loadable(id).with_context(|| format!("`providers.{id}`"))?;
         }
         let (path, runtime) = (self.path.clone(), gw.runtime.clone());
         let loading = file.clone();

@@ -39,6 +39,9 @@ pub struct GatewayState {
     pub sealer: Sealer,
     /// The data directory's key material, when there is one.
     pub material: Option<KeyMaterial>,
+    /// The key-encryption key: the data directory's, or one of this
+    /// process's own for a gateway that keeps nothing.
+    pub kek: Kek,
 }
 
 impl GatewayState {
@@ -63,13 +66,14 @@ impl GatewayState {
         if let (Some(dir), Some(material)) = (&secrets, &material) {
             fhirgate_core::vault::seal_plain_files(dir, &material.kek)?;
         }
-        let directory = Directory::open(Arc::new(store.clone()), secrets).await?;
+        let kek = material.as_ref().map(|m| m.kek.clone()).unwrap_or_else(Kek::random);
+        let directory = Directory::open(Arc::new(store.clone()), secrets, kek.clone()).await?;
         directory
             .declare(&policy.partner, &policy.providers, &policy.declared_tenants())
             .await
             .with_context(|| "in the policy's [providers] and [tenants]".to_owned())?;
         let access = AccessLog::start(Arc::new(store.clone()), commit);
-        Ok(GatewayState { store, directory, access, sealer, material })
+        Ok(GatewayState { store, directory, access, sealer, material, kek })
     }
 }
 
@@ -131,7 +135,7 @@ impl Services {
         };
         let mut clients = ClientRegistry::from_config(&config.clients)?;
         let (mut ring, mut key_policy) = (None, None);
-        let kek = state.material.as_ref().map(|m| m.kek.clone()).unwrap_or_else(Kek::random);
+        let kek = state.kek.clone();
         if let Some(material) = &state.material {
             // The same store as the directory and the access log: one pool.
             let registry = fhirgate_store::Registry::new(state.store.clone(), material.pepper);

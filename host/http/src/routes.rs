@@ -23,6 +23,9 @@ pub(crate) enum Route<'a> {
     Authorize,
     AuthorizationServerMetadata,
     Jwks,
+    /// `/providers/{id}/jwks.json`: the public keys the gateway signs its
+    /// assertions to provider `id` with.
+    ProviderJwks(&'a str),
     Admin,
     /// A FHIR face and the path after `/{face}/`, without trailing slashes.
     Face(Version, &'a str),
@@ -39,7 +42,12 @@ pub(crate) fn route(path: &str) -> Route<'_> {
         "/.well-known/oauth-authorization-server" => return Route::AuthorizationServerMetadata,
         "/.well-known/jwks.json" => return Route::Jwks,
         p if p == "/admin" || p.starts_with("/admin/") => return Route::Admin,
-        _ => {}
+        p => {
+            let provider = p.strip_prefix("/providers/").and_then(|rest| rest.strip_suffix("/jwks.json"));
+            if let Some(id) = provider.filter(|id| !id.is_empty() && !id.contains('/')) {
+                return Route::ProviderJwks(id);
+            }
+        }
     }
     let trimmed = path.trim_start_matches('/');
     let (face, rest) = trimmed.split_once('/').unwrap_or((trimmed, ""));
@@ -84,6 +92,7 @@ pub(crate) async fn dispatch(
         Route::Authorize => crate::oauth::authorize(),
         Route::AuthorizationServerMetadata => crate::oauth::metadata(gw, &public_base),
         Route::Jwks => json_response(StatusCode::OK, "application/json", gw.auth().keys().jwks().to_string()),
+        Route::ProviderJwks(id) => provider_jwks(gw, id),
         Route::Admin => {
             let client = gw.client_address(peer, req.headers());
             crate::admin::serve(gw, req, client).await
@@ -94,6 +103,28 @@ pub(crate) async fn dispatch(
             "Not found. The FHIR bases are /stu3 and /dstu2; tokens come from /oauth2/token.",
         )
         .into_response(Version::Stu3),
+    }
+}
+
+/// A provider's JWK Set; cacheable for five minutes (a rotation keeps the
+/// old key published for a day, so a cached set never misses a key in use).
+fn provider_jwks(gw: &Services, id: &str) -> Response<Body> {
+    match gw.directory().snapshot().provider_jwks(id) {
+        Some(jwks) => {
+            let mut resp = json_response(StatusCode::OK, "application/json", jwks.to_string());
+            resp.headers_mut()
+                .insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("public, max-age=300"));
+            resp
+        }
+        None => json_response(
+            StatusCode::NOT_FOUND,
+            "application/json",
+            serde_json::json!({
+                "error": "not_found",
+                "error_description": "No provider here authenticates with private_key_jwt under this id."
+            })
+            .to_string(),
+        ),
     }
 }
 
@@ -125,6 +156,9 @@ mod tests {
         assert_eq!(route("/admin"), Route::Admin);
         assert_eq!(route("/admin/clients/x"), Route::Admin);
         assert_eq!(route("/administrator"), Route::NotFound);
+        assert_eq!(route("/providers/epic-1/jwks.json"), Route::ProviderJwks("epic-1"));
+        assert_eq!(route("/providers//jwks.json"), Route::NotFound);
+        assert_eq!(route("/providers/a/b/jwks.json"), Route::NotFound);
         assert_eq!(route("/stu3/metadata"), Route::Face(Version::Stu3, "metadata"));
         assert_eq!(route("/dstu2/Patient/p1/"), Route::Face(Version::Dstu2, "Patient/p1"));
         assert_eq!(route("/stu3"), Route::Face(Version::Stu3, ""));

@@ -36,6 +36,70 @@ pub struct MappingRow {
     pub spec_sha256: String,
 }
 
+/// A provider's assertion key (`private_key_jwt`), its private half sealed.
+#[derive(Debug, Clone)]
+pub struct UpstreamKeyRow {
+    pub kid: String,
+    pub provider_id: String,
+    pub algorithm: String,
+    pub sealed_key: String,
+    pub public_jwk: String,
+    pub created_at: i64,
+    pub retire_at: Option<i64>,
+}
+
+const KEY_COLUMNS: &str = "kid, provider_id, algorithm, sealed_key, public_jwk, created_at, retire_at";
+
+pub(crate) async fn upstream_keys(db: &mut AnyConnection) -> Result<Vec<UpstreamKeyRow>, sqlx::Error> {
+    let rows = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM upstream_keys ORDER BY provider_id, created_at, kid"))
+        .fetch_all(&mut *db)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(UpstreamKeyRow {
+                kid: r.try_get("kid")?,
+                provider_id: r.try_get("provider_id")?,
+                algorithm: r.try_get("algorithm")?,
+                sealed_key: r.try_get("sealed_key")?,
+                public_jwk: r.try_get("public_jwk")?,
+                created_at: r.try_get("created_at")?,
+                retire_at: r.try_get("retire_at")?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn insert_upstream_key(db: &mut AnyConnection, k: &UpstreamKeyRow) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!("INSERT INTO upstream_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"))
+        .bind(&k.kid)
+        .bind(&k.provider_id)
+        .bind(&k.algorithm)
+        .bind(&k.sealed_key)
+        .bind(&k.public_jwk)
+        .bind(k.created_at)
+        .bind(k.retire_at)
+        .execute(&mut *db)
+        .await?;
+    Ok(())
+}
+
+/// Sets when the provider's keys that are not yet retiring leave its JWK
+/// Set, except `keep` (the new current key).
+pub(crate) async fn retire_upstream_keys(
+    db: &mut AnyConnection,
+    provider: &str,
+    keep: &str,
+    at: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE upstream_keys SET retire_at = $1 WHERE provider_id = $2 AND kid <> $3 AND retire_at IS NULL")
+        .bind(at)
+        .bind(provider)
+        .bind(keep)
+        .execute(&mut *db)
+        .await?;
+    Ok(())
+}
+
 pub(crate) async fn generation(db: &mut AnyConnection) -> Result<i64, sqlx::Error> {
     sqlx::query("SELECT generation FROM directory_generation WHERE id = 1")
         .fetch_one(&mut *db)
@@ -92,6 +156,7 @@ pub(crate) async fn upsert_provider(db: &mut AnyConnection, row: &ProviderRow) -
 }
 
 pub(crate) async fn delete_provider(db: &mut AnyConnection, id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM upstream_keys WHERE provider_id = $1").bind(id).execute(&mut *db).await?;
     sqlx::query("DELETE FROM providers WHERE provider_id = $1").bind(id).execute(&mut *db).await?;
     Ok(())
 }
@@ -279,7 +344,13 @@ pub trait DirectoryTx: Send {
     fn providers(&mut self) -> TxFuture<'_, Vec<ProviderRow>>;
     fn provider<'a>(&'a mut self, id: &'a str) -> TxFuture<'a, Option<ProviderRow>>;
     fn upsert_provider<'a>(&'a mut self, row: &'a ProviderRow) -> TxFuture<'a, ()>;
+    /// Deletes the provider and its assertion keys.
     fn delete_provider<'a>(&'a mut self, id: &'a str) -> TxFuture<'a, ()>;
+    /// Every provider's assertion keys, oldest first.
+    fn upstream_keys(&mut self) -> TxFuture<'_, Vec<UpstreamKeyRow>>;
+    fn insert_upstream_key<'a>(&'a mut self, key: &'a UpstreamKeyRow) -> TxFuture<'a, ()>;
+    /// Retires the provider's keys but `keep` from its JWK Set at `at`.
+    fn retire_upstream_keys<'a>(&'a mut self, provider: &'a str, keep: &'a str, at: i64) -> TxFuture<'a, ()>;
     /// Every tenant mapping.
     fn mappings(&mut self) -> TxFuture<'_, Vec<MappingRow>>;
     fn mapping<'a>(&'a mut self, tenant: &'a str, provider: &'a str) -> TxFuture<'a, Option<MappingRow>>;
@@ -349,6 +420,15 @@ impl DirectoryTx for SqlTx {
     }
     fn delete_provider<'a>(&'a mut self, id: &'a str) -> TxFuture<'a, ()> {
         Box::pin(delete_provider(&mut self.0, id))
+    }
+    fn upstream_keys(&mut self) -> TxFuture<'_, Vec<UpstreamKeyRow>> {
+        Box::pin(upstream_keys(&mut self.0))
+    }
+    fn insert_upstream_key<'a>(&'a mut self, key: &'a UpstreamKeyRow) -> TxFuture<'a, ()> {
+        Box::pin(insert_upstream_key(&mut self.0, key))
+    }
+    fn retire_upstream_keys<'a>(&'a mut self, provider: &'a str, keep: &'a str, at: i64) -> TxFuture<'a, ()> {
+        Box::pin(retire_upstream_keys(&mut self.0, provider, keep, at))
     }
     fn mappings(&mut self) -> TxFuture<'_, Vec<MappingRow>> {
         Box::pin(mappings(&mut self.0))

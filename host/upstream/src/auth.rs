@@ -1,6 +1,8 @@
 //! How the gateway authenticates itself to a provider: a fixed header, or the
 //! provider's own OAuth 2.0 client-credentials token, fetched once for all
-//! concurrent requests and cached until shortly before it expires.
+//! concurrent requests and cached until shortly before it expires. At the
+//! token endpoint the gateway authenticates with a client secret (HTTP
+//! Basic or in the form) or with a signed assertion (`private_key_jwt`).
 
 use std::fmt;
 use std::time::Duration;
@@ -13,6 +15,7 @@ use http_body_util::Full;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use super::assertion::{ASSERTION_TYPE, AssertionKey};
 use super::tls::HttpClient;
 use super::{USER_AGENT_VALUE, UpstreamError, parse_url, send};
 
@@ -22,7 +25,30 @@ pub enum UpstreamAuth {
     /// A fixed header (e.g. an API key) sent on every request.
     Header { name: HeaderName, value: HeaderValue },
     /// The provider's own OAuth 2.0 client-credentials token, fetched by the host and cached until shortly before expiry.
-    ClientCredentials { token_url: String, client_id: String, client_secret: String, scope: Option<String> },
+    ClientCredentials { token_url: String, client_id: String, scope: Option<String>, client_auth: ClientAuth },
+}
+
+/// How the gateway authenticates at a provider's token endpoint (the
+/// `token_endpoint_auth_method` names of RFC 7591).
+#[derive(Clone, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `client_secret_basic`: the secret in an HTTP Basic header.
+    SecretBasic(String),
+    /// `client_secret_post`: `client_id` and `client_secret` in the form.
+    SecretPost(String),
+    /// `private_key_jwt`: a signed assertion (SMART Backend Services).
+    PrivateKeyJwt(AssertionKey),
+}
+
+impl ClientAuth {
+    /// The RFC 7591 name.
+    pub fn method(&self) -> &'static str {
+        match self {
+            ClientAuth::SecretBasic(_) => "client_secret_basic",
+            ClientAuth::SecretPost(_) => "client_secret_post",
+            ClientAuth::PrivateKeyJwt(_) => "private_key_jwt",
+        }
+    }
 }
 
 impl fmt::Debug for UpstreamAuth {
@@ -31,12 +57,12 @@ impl fmt::Debug for UpstreamAuth {
             UpstreamAuth::Header { name, .. } => {
                 f.debug_struct("Header").field("name", name).field("value", &"<redacted>").finish()
             }
-            UpstreamAuth::ClientCredentials { token_url, client_id, scope, .. } => f
+            UpstreamAuth::ClientCredentials { token_url, client_id, scope, client_auth } => f
                 .debug_struct("ClientCredentials")
                 .field("token_url", token_url)
                 .field("client_id", client_id)
-                .field("client_secret", &"<redacted>")
                 .field("scope", scope)
+                .field("client_auth", &client_auth.method())
                 .finish(),
         }
     }
@@ -47,8 +73,8 @@ impl fmt::Debug for UpstreamAuth {
 pub(super) struct Credentials<'a> {
     pub token_url: &'a str,
     pub client_id: &'a str,
-    pub client_secret: &'a str,
     pub scope: Option<&'a str>,
+    pub client_auth: &'a ClientAuth,
 }
 
 /// RFC 6749 §4.4 leaves `expires_in` optional; a token whose lifetime is not
@@ -114,17 +140,21 @@ impl TokenCache {
     }
 }
 
-/// Client-credentials grant with HTTP Basic client authentication.
+/// The client-credentials grant, the client authenticated as configured.
 async fn fetch(client: &HttpClient, c: Credentials<'_>) -> Result<Cached, UpstreamError> {
     let uri = parse_url(c.token_url).map_err(|_| UpstreamError::Auth("the token URL is invalid".into()))?;
-    let request = Request::builder()
+    let mut request = Request::builder()
         .method(Method::POST)
         .uri(uri)
-        .header(AUTHORIZATION, basic_auth(c.client_id, c.client_secret))
         .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
         .header(ACCEPT, "application/json")
-        .header(USER_AGENT, USER_AGENT_VALUE)
-        .body(Full::new(Bytes::from(grant_form(c.scope))))
+        .header(USER_AGENT, USER_AGENT_VALUE);
+    if let ClientAuth::SecretBasic(secret) = c.client_auth {
+        request = request.header(AUTHORIZATION, basic_auth(c.client_id, secret));
+    }
+    let form = grant_form(c, fhirgate_core::clock::now_seconds())?;
+    let request = request
+        .body(Full::new(Bytes::from(form)))
         .map_err(|_| UpstreamError::Auth("the token URL is invalid".into()))?;
     // The lifetime counts from before the request, so transit time eats
     // into the margin rather than past the expiry.
@@ -144,14 +174,29 @@ async fn fetch(client: &HttpClient, c: Credentials<'_>) -> Result<Cached, Upstre
 /// The longest an upstream token is cached, whatever its `expires_in`.
 const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(86_400);
 
-/// The request body of RFC 6749 §4.4.2.
-fn grant_form(scope: Option<&str>) -> String {
+/// The request body of RFC 6749 §4.4.2, with the client's credentials
+/// where its method puts them in the form (RFC 6749 §2.3.1, RFC 7523 §2.2).
+fn grant_form(c: Credentials<'_>, now: u64) -> Result<String, UpstreamError> {
     let mut form = form_urlencoded::Serializer::new(String::new());
     form.append_pair("grant_type", "client_credentials");
-    if let Some(scope) = scope {
+    if let Some(scope) = c.scope {
         form.append_pair("scope", scope);
     }
-    form.finish()
+    match c.client_auth {
+        ClientAuth::SecretBasic(_) => {}
+        ClientAuth::SecretPost(secret) => {
+            form.append_pair("client_id", c.client_id);
+            form.append_pair("client_secret", secret);
+        }
+        ClientAuth::PrivateKeyJwt(key) => {
+            let assertion = key
+                .assertion(c.client_id, c.token_url, now)
+                .map_err(|e| UpstreamError::Auth(format!("the client assertion: {e}")))?;
+            form.append_pair("client_assertion_type", ASSERTION_TYPE);
+            form.append_pair("client_assertion", &assertion);
+        }
+    }
+    Ok(form.finish())
 }
 
 /// RFC 6749 §2.3.1: id and secret are form-urlencoded before they are joined
@@ -218,6 +263,30 @@ mod tests {
         let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap();
         assert_eq!(decoded, b"app%3A1:s%26cr+t");
         assert!(value.is_sensitive());
+    }
+
+    #[test]
+    fn each_method_puts_the_credentials_where_it_should() {
+        let form = |auth: &ClientAuth| {
+            let c = Credentials {
+                token_url: "https://ehr/t",
+                client_id: "app 1",
+                scope: Some("system/*.read"),
+                client_auth: auth,
+            };
+            let text = grant_form(c, 1_000).unwrap();
+            form_urlencoded::parse(text.as_bytes()).into_owned().collect::<std::collections::BTreeMap<String, String>>()
+        };
+        let basic = form(&ClientAuth::SecretBasic("s".into()));
+        assert_eq!(basic.keys().collect::<Vec<_>>(), ["grant_type", "scope"]);
+        let post = form(&ClientAuth::SecretPost("s&t".into()));
+        assert_eq!((post["client_id"].as_str(), post["client_secret"].as_str()), ("app 1", "s&t"));
+        let key = AssertionKey::generate().unwrap().key;
+        let jwt = form(&ClientAuth::PrivateKeyJwt(key));
+        assert_eq!(jwt["client_assertion_type"], ASSERTION_TYPE);
+        assert_eq!(jwt["client_assertion"].split('.').count(), 3);
+        assert!(!jwt.contains_key("client_secret"));
+        assert_eq!(format!("{:?}", ClientAuth::SecretPost("hunter2".into()).method()), "\"client_secret_post\"");
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! - [`reads`]: the reads a shaping module makes through the `upstream`
 //!   import, behind the sandbox's [`fhirgate_sandbox::UpstreamReads`].
 
+mod assertion;
 mod auth;
 mod breaker;
 pub mod outbound;
@@ -38,7 +39,8 @@ use tokio::time::Instant;
 
 pub mod reads;
 
-pub use auth::UpstreamAuth;
+pub use assertion::{ALGORITHM as ASSERTION_ALGORITHM, AssertionKey, GeneratedKey};
+pub use auth::{ClientAuth, UpstreamAuth};
 pub use breaker::{BreakerSettings, BreakerState};
 pub use retry::RetrySettings;
 
@@ -282,8 +284,8 @@ impl Upstream {
                 value.set_sensitive(true);
                 send(client, get_request(uri, headers, Some((name, value)))?, max_body).await
             }
-            Some(UpstreamAuth::ClientCredentials { token_url, client_id, client_secret, scope }) => {
-                let credentials = Credentials { token_url, client_id, client_secret, scope: scope.as_deref() };
+            Some(UpstreamAuth::ClientCredentials { token_url, client_id, scope, client_auth }) => {
+                let credentials = Credentials { token_url, client_id, scope: scope.as_deref(), client_auth };
                 let provider = state.settings.id.as_str();
                 let bearer = state.tokens.bearer(client, provider, credentials).await?;
                 let answer =

@@ -323,8 +323,8 @@ fn client_credentials(token: &Server) -> UpstreamAuth {
     UpstreamAuth::ClientCredentials {
         token_url: token.url("/token"),
         client_id: "app:1".into(),
-        client_secret: "s&cr t".into(),
         scope: Some("system/*.read".into()),
+        client_auth: ClientAuth::SecretBasic("s&cr t".into()),
     }
 }
 
@@ -444,8 +444,8 @@ fn debug_output_hides_credentials() {
     p.auth = Some(UpstreamAuth::ClientCredentials {
         token_url: "https://auth.example/token".into(),
         client_id: "app".into(),
-        client_secret: "hunter2".into(),
         scope: None,
+        client_auth: ClientAuth::SecretBasic("hunter2".into()),
     });
     let shown = format!("{p:?}");
     assert!(shown.contains("app") && !shown.contains("hunter2"), "{shown}");
@@ -556,8 +556,8 @@ fn check_refuses_a_token_url_that_is_not_http() {
         auth: Some(UpstreamAuth::ClientCredentials {
             token_url: "token".into(),
             client_id: "app".into(),
-            client_secret: "secret".into(),
             scope: None,
+            client_auth: ClientAuth::SecretBasic("secret".into()),
         }),
         ..settings("p")
     };

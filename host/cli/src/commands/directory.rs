@@ -70,6 +70,14 @@ pub enum DirectoryCommand {
     },
     /// Disconnect a tenant from a provider.
     Remove { tenant: String, provider_id: String },
+    /// Give a provider that authenticates the gateway with private_key_jwt a
+    /// new assertion key; the old one stays in its JWK Set for the overlap.
+    RotateProviderKey {
+        provider_id: String,
+        /// How long the replaced key stays published, in seconds.
+        #[arg(long, default_value_t = fhirgate_gateway::directory::keys::DEFAULT_OVERLAP_SECONDS)]
+        overlap_seconds: i64,
+    },
     /// Keep a provider credential (read from standard input) sealed in the
     /// data directory's `provider-secrets/NAME`, for a declaration's
     /// `client_secret_file` or `value_file`.
@@ -101,7 +109,7 @@ async fn directory_command(
         return seal_secret(&secrets, name, &kek);
     }
     fhirgate_core::vault::seal_plain_files(&secrets, &kek)?;
-    let dir = Directory::open(std::sync::Arc::new(store), Some(secrets)).await?;
+    let dir = Directory::open(std::sync::Arc::new(store), Some(secrets), kek.clone()).await?;
     let upstream = fhirgate_upstream::Upstream::with_outbound(
         fhirgate_gateway::config::HttpLimits::default().max_upstream_body_bytes,
         outbound,
@@ -135,6 +143,10 @@ async fn directory_command(
         DirectoryCommand::Remove { tenant, provider_id } => {
             dir.remove_mapping(&tenant, &provider_id, &actor()?).await?;
             json!({ "removed": { "tenant_id": tenant, "provider_id": provider_id } })
+        }
+        DirectoryCommand::RotateProviderKey { provider_id, overlap_seconds } => {
+            let kid = dir.rotate_assertion_key(&provider_id, overlap_seconds, &actor()?).await?;
+            json!({ "provider_id": provider_id, "kid": kid, "jwks": dir.snapshot().provider_jwks(&provider_id) })
         }
         DirectoryCommand::SealSecret { name } => return seal_secret(&data_dir.join(SECRETS_DIR), &name, &kek),
     };

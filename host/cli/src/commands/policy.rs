@@ -34,7 +34,7 @@ async fn check(policy: &std::path::Path) -> anyhow::Result<()> {
     let runtime = Runtime::new(Default::default())?;
     let file = PolicyFile::read(policy)?;
     for (id, spec) in &file.providers {
-        spec.settings(id).with_context(|| format!("in policy {}: `providers.{id}`", policy.display()))?;
+        spec.check_loadable(id).with_context(|| format!("in policy {}: `providers.{id}`", policy.display()))?;
     }
     let (providers, tenants) = (file.providers.len(), file.tenants.len());
     let loaded = file.load(policy, &runtime)?;

@@ -30,7 +30,20 @@ pub struct Args {
     /// client, and require its bearer tokens on every FHIR interaction but /metadata.
     #[arg(long, value_name = "ID:SECRET", value_parser = fhirgate_devtools::demo::provider::parse_client_credentials)]
     client_credentials: Option<(String, String)>,
-    /// Lifetime of the tokens issued with --client-credentials.
+    /// With --client-credentials: accept the secret only this way
+    /// (client_secret_basic or client_secret_post); both by default.
+    #[arg(long, requires = "client_credentials",
+          value_parser = fhirgate_devtools::demo::client_auth::parse_secret_method)]
+    token_auth_method: Option<fhirgate_devtools::demo::client_auth::SecretMethod>,
+    /// Run the token endpoint for this one client authenticating with
+    /// private_key_jwt (SMART Backend Services) only: assertions signed with
+    /// a key of the JWK Set at --jwks-url.
+    #[arg(long, value_name = "CLIENT_ID", requires = "jwks_url", conflicts_with = "client_credentials")]
+    private_key_jwt: Option<String>,
+    /// The JWK Set the --private-key-jwt client publishes.
+    #[arg(long, value_name = "URL", requires = "private_key_jwt")]
+    jwks_url: Option<String>,
+    /// Lifetime of the tokens issued.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     token_lifetime_seconds: u64,
     /// The FHIR release spoken: r4, stu3 or dstu2.
@@ -62,6 +75,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         delay_ms,
         request_log,
         client_credentials,
+        token_auth_method,
+        private_key_jwt,
+        jwks_url,
         token_lifetime_seconds,
         fhir_version,
         without,
@@ -76,6 +92,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         delay: std::time::Duration::from_millis(delay_ms),
         request_log,
         client_credentials,
+        token_auth_method,
+        private_key_jwt: private_key_jwt.zip(jwks_url),
         token_lifetime: std::time::Duration::from_secs(token_lifetime_seconds),
         fhir_version,
         without,
@@ -97,7 +115,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let scheme = if options.tls.is_some() { "https" } else { "http" };
     let (listener, local) = bind(listen).await?;
     let base = format!("{scheme}://{local}/fhir");
-    let token_url = options.client_credentials.as_ref().map(|_| format!("{scheme}://{local}{TOKEN_PATH}"));
+    let issues_tokens = options.client_credentials.is_some() || options.private_key_jwt.is_some();
+    let token_url = issues_tokens.then(|| format!("{scheme}://{local}{TOKEN_PATH}"));
     if json {
         let mut ready = serde_json::json!({
             "event": "ready",

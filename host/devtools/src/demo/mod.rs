@@ -4,6 +4,7 @@
 //! Layout: `data` the synthetic patients; `resources` everything served, in
 //! each release; `search` the strict searches; `provider` the HTTP server.
 
+pub mod client_auth;
 pub mod data;
 pub mod provider;
 pub mod resources;

@@ -23,9 +23,9 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
+use super::client_auth::{ASSERTION_TYPE, ClientCheck, Presented, SecretMethod};
 use super::data;
 use super::resources::{Dataset, Kind};
 use super::search;
@@ -53,6 +53,13 @@ pub struct ProviderOptions {
     /// `(client_id, client_secret)`: when set, the provider runs its own token
     /// endpoint and every FHIR interaction but `/metadata` needs its tokens.
     pub client_credentials: Option<(String, String)>,
+    /// With `client_credentials`: the one way the secret is accepted
+    /// (`None`: HTTP Basic or in the form).
+    pub token_auth_method: Option<SecretMethod>,
+    /// `(client_id, jwks_url)`: the provider's token endpoint authenticates
+    /// its client with `private_key_jwt` assertions verified against the JWK
+    /// Set at `jwks_url` (SMART Backend Services), and nothing else.
+    pub private_key_jwt: Option<(String, String)>,
     /// Lifetime of the tokens issued.
     pub token_lifetime: Duration,
     /// The FHIR release spoken: resource shapes, search syntax, `/metadata`
@@ -78,6 +85,8 @@ impl Default for ProviderOptions {
             delay: Duration::ZERO,
             request_log: None,
             client_credentials: None,
+            token_auth_method: None,
+            private_key_jwt: None,
             // Five minutes: short, as providers' client-credentials tokens are.
             token_lifetime: Duration::from_secs(300),
             fhir_version: Version::R4,
@@ -141,7 +150,7 @@ struct Provider {
 /// kept in memory.
 struct Issuer {
     client_id: String,
-    secret_sha256: [u8; 32],
+    check: ClientCheck,
     lifetime: Duration,
     issued: Mutex<Issued>,
 }
@@ -188,9 +197,21 @@ impl Provider {
         };
         let served = options.served().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let data = Dataset::new(options.fhir_version, options.patients);
-        let issuer = options.client_credentials.map(|(client_id, secret)| Issuer {
+        let token_url = format!("{}{TOKEN_PATH}", base.strip_suffix("/fhir").unwrap_or(&base));
+        let client = match (options.client_credentials, options.private_key_jwt) {
+            (Some(_), Some(_)) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a client secret or private_key_jwt, not both",
+                ));
+            }
+            (Some((id, secret)), None) => Some((id, ClientCheck::secret(&secret, options.token_auth_method))),
+            (None, Some((id, jwks_url))) => Some((id, ClientCheck::jwt(jwks_url, token_url))),
+            (None, None) => None,
+        };
+        let issuer = client.map(|(client_id, check)| Issuer {
             client_id,
-            secret_sha256: Sha256::digest(secret.as_bytes()).into(),
+            check,
             lifetime: options.token_lifetime,
             issued: Mutex::default(),
         });
@@ -251,14 +272,6 @@ impl Issuer {
     fn tokens_issued(&self) -> u64 {
         self.issued.lock().unwrap_or_else(|e| e.into_inner()).count
     }
-
-    /// Whether `id`/`secret` are this provider's client, comparing the secret
-    /// in constant time.
-    fn authenticates(&self, id: &str, secret: &str) -> bool {
-        let presented: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
-        let secret_ok: bool = self.secret_sha256.ct_eq(&presented).into();
-        secret_ok && id == self.client_id
-    }
 }
 
 /// Serves the provider on `listener` until the task is dropped; `base` is its
@@ -308,9 +321,10 @@ async fn handle(p: &Provider, req: Request<Incoming>) -> Response<Body> {
     if let (Some(issuer), TOKEN_PATH) = (&p.issuer, path.as_str()) {
         // Logged once answered, so the line can carry the count of tokens.
         p.delay().await;
-        let resp = token_endpoint(issuer, req).await;
+        let (resp, method) = token_endpoint(issuer, req).await;
         let mut line = line;
         line["tokens_issued"] = json!(issuer.tokens_issued());
+        line["client_auth"] = json!(method);
         p.record(&line);
         return resp;
     }
@@ -430,15 +444,20 @@ impl TokenError {
 }
 
 /// `POST /oauth2/token` with `grant_type=client_credentials`, the client
-/// authenticated by HTTP Basic or by `client_id`/`client_secret` in the body.
-async fn token_endpoint(issuer: &Issuer, req: Request<Incoming>) -> Response<Body> {
+/// authenticated as the provider is set up to (HTTP Basic, `client_id` and
+/// `client_secret` in the body, or a `private_key_jwt` assertion); the
+/// method that passed, for the request log.
+async fn token_endpoint(issuer: &Issuer, req: Request<Incoming>) -> (Response<Body>, Option<&'static str>) {
     match issue_token(issuer, req).await {
-        Ok(body) => no_store(json_response(StatusCode::OK, "application/json", body.to_string())),
-        Err(e) => e.response(),
+        Ok((body, method)) => {
+            (no_store(json_response(StatusCode::OK, "application/json", body.to_string())), Some(method))
+        }
+        Err(e) => (e.response(), None),
     }
 }
 
-async fn issue_token(issuer: &Issuer, req: Request<Incoming>) -> Result<Value, TokenError> {
+/// The token response and the client authentication method that passed.
+async fn issue_token(issuer: &Issuer, req: Request<Incoming>) -> Result<(Value, &'static str), TokenError> {
     if req.method() != Method::POST {
         return Err(TokenError::InvalidRequest("The token endpoint takes POST."));
     }
@@ -462,7 +481,19 @@ async fn issue_token(issuer: &Issuer, req: Request<Incoming>) -> Result<Value, T
             return Err(TokenError::InvalidRequest("A parameter is given more than once."));
         }
     }
-    let (id, secret) = match header {
+    let presented = match header {
+        Some(_) if params.contains_key("client_assertion") => {
+            return Err(TokenError::InvalidRequest("Use HTTP Basic or a client assertion, not both."));
+        }
+        None if params.contains_key("client_assertion") => {
+            if params.get("client_assertion_type").map(String::as_str) != Some(ASSERTION_TYPE) {
+                return Err(TokenError::InvalidRequest("`client_assertion_type` must be the JWT bearer type."));
+            }
+            Presented::Assertion {
+                client_id: params.get("client_id").cloned(),
+                assertion: params.get("client_assertion").cloned().unwrap_or_default(),
+            }
+        }
         Some(value) => {
             let value = value.to_str().map_err(|_| TokenError::InvalidClient)?;
             let (scheme, encoded) = value.split_once(' ').ok_or(TokenError::InvalidClient)?;
@@ -479,27 +510,36 @@ async fn issue_token(issuer: &Issuer, req: Request<Incoming>) -> Result<Value, T
                 .ok_or(TokenError::InvalidClient)?;
             let (id, secret) = decoded.split_once(':').ok_or(TokenError::InvalidClient)?;
             // RFC 6749 §2.3.1: both parts are form-urlencoded before Basic.
-            (form_decode(id), form_decode(secret))
+            Presented::Secret { method: SecretMethod::Basic, client_id: form_decode(id), secret: form_decode(secret) }
         }
         None => match (params.get("client_id"), params.get("client_secret")) {
-            (Some(id), Some(secret)) => (id.clone(), secret.clone()),
+            (Some(id), Some(secret)) => {
+                Presented::Secret { method: SecretMethod::Post, client_id: id.clone(), secret: secret.clone() }
+            }
             _ => return Err(TokenError::InvalidClient),
         },
     };
-    if !issuer.authenticates(&id, &secret) {
-        return Err(TokenError::InvalidClient);
-    }
+    let method = match issuer.check.authenticate(&issuer.client_id, presented).await {
+        Ok(method) => method,
+        Err(why) => {
+            tracing::info!(why, "demo provider: client authentication failed");
+            return Err(TokenError::InvalidClient);
+        }
+    };
     match params.get("grant_type").map(String::as_str) {
         Some("client_credentials") => {}
         Some(_) => return Err(TokenError::UnsupportedGrantType),
         None => return Err(TokenError::InvalidRequest("`grant_type` is missing.")),
     }
     let token = issuer.issue();
-    Ok(json!({
-        "access_token": token,
-        "token_type": "Bearer",
-        "expires_in": issuer.lifetime.as_secs(),
-    }))
+    Ok((
+        json!({
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": issuer.lifetime.as_secs(),
+        }),
+        method,
+    ))
 }
 
 /// Form-urldecodes one value; a raw `&` (a client that did not encode) is

@@ -5,6 +5,7 @@
 //! pending → approve or reject). Requests route on an immutable [`Snapshot`],
 //! rebuilt whenever the store changes.
 
+pub mod keys;
 pub mod onboarding;
 pub mod spec;
 
@@ -18,8 +19,10 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use fhirgate_core::fhir::Version;
+use fhirgate_core::vault::Kek;
 use fhirgate_store::directory::{DirectoryRepository, DirectoryTx, MappingRow, ProviderRow};
 use fhirgate_upstream::ProviderSettings;
+pub use keys::ProviderKeys;
 pub use spec::{AuthSpec, ProviderSpec};
 
 /// The folder of the data directory that holds credential and CA files of
@@ -88,16 +91,19 @@ pub struct Snapshot {
     /// Lower-case tenant id → (provider id, state), active ones in approval
     /// order first.
     tenants: HashMap<String, Vec<(String, MappingState)>>,
+    /// The providers' assertion keys.
+    keys: ProviderKeys,
 }
 
 impl Snapshot {
     /// Builds a snapshot from table rows. A provider whose settings cannot be
     /// built is left out (and logged): its tenants get a clear error rather
     /// than a half-configured upstream.
-    pub fn build(generation: i64, providers: &[ProviderRow], mappings: &[MappingRow]) -> Snapshot {
+    pub fn build(generation: i64, providers: &[ProviderRow], mappings: &[MappingRow], keys: ProviderKeys) -> Snapshot {
         let mut by_id = HashMap::new();
         for row in providers {
-            match ProviderSpec::from_json(&row.spec).and_then(|s| s.route(&row.provider_id)) {
+            let key = keys.current(&row.provider_id);
+            match ProviderSpec::from_json(&row.spec).and_then(|s| s.route(&row.provider_id, key)) {
                 Ok(mut route) => {
                     // Only the operator's own declarations reach special
                     // addresses the outbound policy does not allow.
@@ -124,7 +130,12 @@ impl Snapshot {
                 (t, list.into_iter().map(|(p, s, _)| (p, s)).collect())
             })
             .collect();
-        Snapshot { generation, providers: by_id, tenants }
+        Snapshot { generation, providers: by_id, tenants, keys }
+    }
+
+    /// The JWK Set of `provider`'s assertion keys, if it has any.
+    pub fn provider_jwks(&self, provider: &str) -> Option<serde_json::Value> {
+        self.keys.jwks(provider)
     }
 
     /// Whether `tenant` may be routed at all.
@@ -174,7 +185,7 @@ impl Snapshot {
         for (t, p) in active {
             tenants.entry(t.to_ascii_lowercase()).or_default().push(((*p).to_owned(), MappingState::Active));
         }
-        Snapshot { generation: 0, providers, tenants }
+        Snapshot { generation: 0, providers, tenants, keys: ProviderKeys::default() }
     }
 }
 
@@ -198,17 +209,25 @@ pub struct Directory {
     /// admin API or CLI must live (`<data_dir>/provider-secrets`); `None`
     /// refuses such files.
     secrets_dir: Option<PathBuf>,
+    /// Seals and opens the providers' assertion keys.
+    kek: Kek,
 }
 
 impl Directory {
-    /// Opens the directory kept in `repo`.
-    pub async fn open(repo: Arc<dyn DirectoryRepository>, secrets_dir: Option<PathBuf>) -> anyhow::Result<Directory> {
+    /// Opens the directory kept in `repo`; `kek` seals the providers'
+    /// assertion keys.
+    pub async fn open(
+        repo: Arc<dyn DirectoryRepository>,
+        secrets_dir: Option<PathBuf>,
+        kek: Kek,
+    ) -> anyhow::Result<Directory> {
         let dir = Directory {
             repo,
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             generation: AtomicI64::new(-1),
             reloading: tokio::sync::Mutex::new(()),
             secrets_dir,
+            kek,
         };
         dir.reload().await?;
         Ok(dir)
@@ -236,8 +255,10 @@ impl Directory {
         let generation = tx.generation().await.context("reading the directory generation")?;
         let providers = tx.providers().await.context("reading providers")?;
         let mappings = tx.mappings().await.context("reading tenant mappings")?;
+        let keys = tx.upstream_keys().await.context("reading the providers' assertion keys")?;
         tx.commit().await.context("reading the directory")?;
-        let snapshot = Snapshot::build(generation, &providers, &mappings);
+        let keys = ProviderKeys::open(&keys, &self.kek, fhirgate_core::clock::now_seconds() as i64);
+        let snapshot = Snapshot::build(generation, &providers, &mappings, keys);
         tracing::info!(
             generation,
             providers = snapshot.provider_count(),
@@ -282,7 +303,8 @@ mod tests {
     const T2: &str = "8e1c3a4e-2b51-4c1e-9d3a-0c6f5e2b8a11";
 
     async fn directory() -> Directory {
-        Directory::open(Arc::new(fhirgate_store::Store::open("sqlite::memory:").await.unwrap()), None).await.unwrap()
+        let store = fhirgate_store::Store::open("sqlite::memory:").await.unwrap();
+        Directory::open(Arc::new(store), None, Kek::random()).await.unwrap()
     }
 
     fn providers(ids: &[&str]) -> BTreeMap<String, ProviderSpec> {
@@ -340,6 +362,7 @@ mod tests {
                 source: "admin".into(),
                 spec_sha256: String::new(),
             }],
+            ProviderKeys::default(),
         );
         assert_eq!(pending.check_tenant(T1).unwrap_err(), Refusal::Pending);
         assert_eq!(pending.resolve(T1, "a").unwrap_err(), Refusal::NotApproved);

@@ -95,8 +95,9 @@ pub async fn validate(upstream: &Upstream, id: &str, spec: &ProviderSpec) -> Res
     // Without the provider's credentials: the URL is not approved yet, and
     // a capability statement is public (SMART requires it). Under its own
     // id, so a mistyped URL does not trip the live provider's breaker.
-    let mut settings = spec.settings(id).map_err(|e| DirectoryError::Invalid(format!("{e:#}")))?;
-    settings.auth = None;
+    let mut bare = spec.clone();
+    bare.auth = None;
+    let mut settings = bare.settings(id, None).map_err(|e| DirectoryError::Invalid(format!("{e:#}")))?;
     settings.id = format!("{id}#validation");
     settings.restricted = true;
     let accept = match spec.fhir_version {
@@ -168,7 +169,7 @@ impl Directory {
             }
         }
         for (id, spec) in providers {
-            spec.route(id).map_err(|e| anyhow::anyhow!("`providers.{id}`: {e:#}"))?;
+            spec.check_loadable(id).map_err(|e| anyhow::anyhow!("`providers.{id}`: {e:#}"))?;
             if existing.get(id).is_some_and(|r| r.source != "policy") {
                 anyhow::bail!("`providers.{id}`: a provider with this id is managed through the admin API");
             }
@@ -205,6 +206,7 @@ impl Directory {
                 &json!({ "base_url": spec.base(), "fhir_version": spec.fhir_version }),
             )
             .await?;
+            self.ensure_assertion_key(&mut *tx, id, spec, &actor).await?;
             changed = true;
             // Tenants onboarded through the admin API onto this provider
             // were approved for where it pointed before.
@@ -320,6 +322,7 @@ impl Directory {
             &json!({ "base_url": spec.base(), "fhir_version": spec.fhir_version, "metadata": validated }),
         )
         .await?;
+        self.ensure_assertion_key(&mut *tx, id, &spec, actor).await?;
         let reapprove = previous.is_some_and(|p| p.needs_reapproval(&spec));
         self.reset_mappings(&mut *tx, id, actor, &spec.to_json(), "provider edited", reapprove).await?;
         self.commit(tx).await?;
@@ -577,6 +580,10 @@ fn provider_view(id: &str, spec: &ProviderSpec, source: &str, updated_at: i64) -
     v["provider_id"] = json!(id);
     v["source"] = json!(source);
     v["updated_at"] = json!(updated_at);
+    if spec.uses_assertion_key() {
+        // Relative to the gateway's public URL: what the hospital registers.
+        v["jwks_path"] = json!(super::keys::jwks_path(id));
+    }
     v
 }
 

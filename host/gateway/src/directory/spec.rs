@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use super::ProviderRoute;
 use fhirgate_core::fhir::Version;
-use fhirgate_upstream::{BreakerSettings, ProviderSettings, RetrySettings, Upstream, UpstreamAuth};
+use fhirgate_upstream::{
+    AssertionKey, BreakerSettings, ClientAuth, ProviderSettings, RetrySettings, Upstream, UpstreamAuth,
+};
 
 /// A provider's declaration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,16 +62,45 @@ pub struct ProviderSpec {
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum AuthSpec {
     /// The provider's own OAuth 2.0 client-credentials token, fetched and
-    /// cached by the gateway.
+    /// cached by the gateway; the gateway authenticates with a client secret.
     ClientCredentials {
         token_url: String,
         client_id: String,
         client_secret_file: PathBuf,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         scope: Option<String>,
+        /// Where the secret goes: `client_secret_basic` (HTTP Basic, the
+        /// default) or `client_secret_post` (in the form).
+        #[serde(default, skip_serializing_if = "SecretMethod::is_default")]
+        method: SecretMethod,
+    },
+    /// SMART Backend Services: the provider's client-credentials token, the
+    /// gateway authenticating with an assertion signed by a key it holds for
+    /// this provider, whose public half it publishes at
+    /// `/providers/<id>/jwks.json` for the hospital to register.
+    PrivateKeyJwt {
+        token_url: String,
+        client_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<String>,
     },
     /// A fixed header (an API key), its value read from a file.
     Header { name: String, value_file: PathBuf },
+}
+
+/// Where a client secret is sent at the provider's token endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretMethod {
+    #[default]
+    ClientSecretBasic,
+    ClientSecretPost,
+}
+
+impl SecretMethod {
+    fn is_default(&self) -> bool {
+        *self == SecretMethod::default()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -148,7 +179,7 @@ impl ProviderSpec {
         match &mut self.auth {
             Some(AuthSpec::ClientCredentials { client_secret_file, .. }) => fix(client_secret_file),
             Some(AuthSpec::Header { value_file, .. }) => fix(value_file),
-            None => {}
+            Some(AuthSpec::PrivateKeyJwt { .. }) | None => {}
         }
     }
 
@@ -181,7 +212,7 @@ impl ProviderSpec {
                 confine("auth.client_secret_file", client_secret_file)?
             }
             Some(AuthSpec::Header { value_file, .. }) => confine("auth.value_file", value_file)?,
-            None => {}
+            Some(AuthSpec::PrivateKeyJwt { .. }) | None => {}
         }
         Ok(())
     }
@@ -218,7 +249,11 @@ impl ProviderSpec {
         if self.client_cert_file.is_some() != self.client_key_file.is_some() {
             bail!("`client_cert_file` and `client_key_file` go together");
         }
-        if let Some(AuthSpec::ClientCredentials { token_url, client_id, .. }) = &self.auth {
+        if let Some(
+            AuthSpec::ClientCredentials { token_url, client_id, .. }
+            | AuthSpec::PrivateKeyJwt { token_url, client_id, .. },
+        ) = &self.auth
+        {
             let uri: http::Uri = token_url.parse().context("`auth.token_url` is not a URL")?;
             if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
                 bail!("`auth.token_url` must be an absolute http(s) URL");
@@ -242,7 +277,10 @@ impl ProviderSpec {
         self.base() != new.base() || self.fhir_version != new.fhir_version || self.ca_file != new.ca_file || {
             let target = |a: &Option<AuthSpec>| match a {
                 Some(AuthSpec::ClientCredentials { token_url, client_id, .. }) => {
-                    Some((token_url.clone(), client_id.clone()))
+                    Some(("secret", token_url.clone(), client_id.clone()))
+                }
+                Some(AuthSpec::PrivateKeyJwt { token_url, client_id, .. }) => {
+                    Some(("private_key_jwt", token_url.clone(), client_id.clone()))
                 }
                 _ => None,
             };
@@ -250,19 +288,49 @@ impl ProviderSpec {
         }
     }
 
-    /// The upstream settings, reading credential files.
-    pub fn settings(&self, id: &str) -> anyhow::Result<ProviderSettings> {
+    /// Checks everything [`ProviderSpec::settings`] would (files included),
+    /// without the assertion key, which is made when the provider is stored.
+    pub fn check_loadable(&self, id: &str) -> anyhow::Result<()> {
+        self.check()?;
+        let mut bare = self.clone();
+        if bare.uses_assertion_key() {
+            bare.auth = None;
+        }
+        bare.settings(id, None).map(drop)
+    }
+
+    /// Whether the gateway needs an assertion key for this provider.
+    pub fn uses_assertion_key(&self) -> bool {
+        matches!(self.auth, Some(AuthSpec::PrivateKeyJwt { .. }))
+    }
+
+    /// The upstream settings, reading credential files; `key` is the
+    /// provider's current assertion key, needed for `private-key-jwt`.
+    pub fn settings(&self, id: &str, key: Option<&AssertionKey>) -> anyhow::Result<ProviderSettings> {
         let read = |key: &str, path: &Path| -> anyhow::Result<String> {
             fhirgate_core::vault::read_credential(path).with_context(|| format!("`auth.{key}`"))
         };
         let auth = match &self.auth {
             None => None,
-            Some(AuthSpec::ClientCredentials { token_url, client_id, client_secret_file, scope }) => {
+            Some(AuthSpec::ClientCredentials { token_url, client_id, client_secret_file, scope, method }) => {
+                let secret = read("client_secret_file", client_secret_file)?;
                 Some(UpstreamAuth::ClientCredentials {
                     token_url: token_url.clone(),
                     client_id: client_id.clone(),
-                    client_secret: read("client_secret_file", client_secret_file)?,
                     scope: scope.clone(),
+                    client_auth: match method {
+                        SecretMethod::ClientSecretBasic => ClientAuth::SecretBasic(secret),
+                        SecretMethod::ClientSecretPost => ClientAuth::SecretPost(secret),
+                    },
+                })
+            }
+            Some(AuthSpec::PrivateKeyJwt { token_url, client_id, scope }) => {
+                let key = key.context("`auth`: the gateway holds no assertion key for this provider")?;
+                Some(UpstreamAuth::ClientCredentials {
+                    token_url: token_url.clone(),
+                    client_id: client_id.clone(),
+                    scope: scope.clone(),
+                    client_auth: ClientAuth::PrivateKeyJwt(key.clone()),
                 })
             }
             Some(AuthSpec::Header { name, value_file }) => {
@@ -298,13 +366,13 @@ impl ProviderSpec {
     }
 
     /// The provider as requests reach it.
-    pub fn route(&self, id: &str) -> anyhow::Result<ProviderRoute> {
+    pub fn route(&self, id: &str, key: Option<&AssertionKey>) -> anyhow::Result<ProviderRoute> {
         self.check()?;
         Ok(ProviderRoute {
             id: id.to_owned(),
             base_url: self.base().to_owned(),
             fhir_version: self.fhir_version,
-            settings: self.settings(id)?,
+            settings: self.settings(id, key)?,
         })
     }
 }

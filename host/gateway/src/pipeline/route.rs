@@ -155,7 +155,8 @@ mod tests {
         let mut ctx = testing::ctx(&gw, Version::Stu3);
         // The router's table still names `demo` for the tenant; the directory
         // no longer has the mapping active.
-        let demo = crate::directory::ProviderSpec::new(testing::PROVIDER_BASE, Version::R4).route("demo").unwrap();
+        let demo =
+            crate::directory::ProviderSpec::new(testing::PROVIDER_BASE, Version::R4).route("demo", None).unwrap();
         ctx.directory = Arc::new(crate::directory::Snapshot::from_routes(vec![demo], &[]));
         let f = route(&ctx, &testing::claims(), &testing::get(&ctx, "Patient/p1")).await.unwrap_err();
         assert_eq!(f.status, http::StatusCode::INTERNAL_SERVER_ERROR);

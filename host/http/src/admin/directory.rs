@@ -37,6 +37,19 @@ struct MappingPut {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct KeyRotation {
+    #[serde(default)]
+    actor: Option<String>,
+    #[serde(default = "default_overlap")]
+    overlap_seconds: i64,
+}
+
+fn default_overlap() -> i64 {
+    fhirgate_gateway::directory::keys::DEFAULT_OVERLAP_SECONDS
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Decision {
     #[serde(default)]
     actor: Option<String>,
@@ -101,6 +114,14 @@ pub(super) async fn endpoint(
             dir.put_provider(gw.upstream(), id, spec, &actor)
                 .await
                 .map(|(p, validated)| answer(StatusCode::OK, json!({ "provider": p, "metadata": validated })))
+        }
+        (&Method::POST, ["providers", id, "keys", "rotate"]) => {
+            let req = body!(KeyRotation, "{overlap_seconds?}");
+            let actor = actor!(req.actor);
+            dir.rotate_assertion_key(id, req.overlap_seconds, &actor).await.map(|kid| {
+                let jwks = dir.snapshot().provider_jwks(id);
+                answer(StatusCode::OK, json!({ "provider_id": id, "kid": kid, "jwks": jwks }))
+            })
         }
         (&Method::DELETE, ["providers", id]) => {
             let actor = actor!(query_param(query, "actor"));

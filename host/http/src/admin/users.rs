@@ -55,6 +55,7 @@ pub(super) fn sensitive(method: &Method, segments: &[&str]) -> bool {
         (&Method::POST, ["clients", _, "secrets" | "rotate"])
             | (&Method::DELETE, ["clients", _, "secrets", _])
             | (&Method::POST, ["keys", "rotate"])
+            | (&Method::POST, ["providers", _, "keys", "rotate"])
             | (&Method::POST, ["tenants", _, "providers", _, "approve" | "reject"])
             | (&Method::POST, ["users", _, "tokens"])
     )
