@@ -295,3 +295,156 @@ fn a_local_account_signs_in_with_a_password_and_a_totp_code() {
     assert_eq!(resp.status(), 429);
     assert!(resp.headers().contains_key("retry-after"));
 }
+
+/// Signs `user` in with `password` and a fresh code for `totp_uri`: the
+/// session cookie and its CSRF token.
+fn signed_in(base: &str, user: &str, password: &str, totp_uri: &str) -> (String, String) {
+    let resp = http()
+        .post(format!("{base}/admin/session"))
+        .json(&json!({ "username": user, "password": password, "code": totp_code(totp_uri) }))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let csrf = resp.json::<Value>().unwrap()["csrf_token"].as_str().unwrap().to_owned();
+    (cookie, csrf)
+}
+
+#[test]
+fn the_first_operator_comes_from_a_one_time_link_and_invites_the_others() {
+    // No shared admin token at all: only people.
+    let gw = Setup { data_dir: true, people_only_admin: true, ..Default::default() }.serve();
+    let data = gw.dir.path().join("data");
+    let data = data.to_str().unwrap();
+    assert_eq!(http().get(format!("{}/admin/me", gw.base)).bearer_auth(ADMIN).send().unwrap().status(), 401);
+
+    let out = cli_json(&[
+        "user",
+        "--data-dir",
+        data,
+        "invite",
+        "olga",
+        "--role",
+        "operator",
+        "--hours",
+        "1",
+        "--public-url",
+        &gw.base,
+    ]);
+    let link = out["link"].as_str().unwrap().to_owned();
+    assert!(link.starts_with(&format!("{}/admin/invitations/fgi_", gw.base)), "{out}");
+    assert_eq!(out["invitation"]["roles"], json!(["operator"]));
+
+    // The link shows what it is for; a made-up one shows nothing.
+    let shown: Value = http().get(&link).send().unwrap().json().unwrap();
+    assert_eq!(shown["invitation"]["username"], "olga");
+    let forged = format!("{}/admin/invitations/fgi_{}", gw.base, "A".repeat(43));
+    assert_eq!(http().get(&forged).send().unwrap().status(), 404);
+    assert_eq!(
+        http().post(format!("{forged}/accept")).json(&json!({ "password": "x".repeat(20) })).send().unwrap().status(),
+        404
+    );
+
+    // Accepting: a password that is too short is refused and uses nothing up.
+    let accept =
+        |password: &str| http().post(format!("{link}/accept")).json(&json!({ "password": password })).send().unwrap();
+    assert_eq!(accept("short").status(), 400);
+    let password = "olga's long pass phrase";
+    let resp = accept(password);
+    assert_eq!(resp.status(), 201);
+    let accepted: Value = resp.json().unwrap();
+    assert_eq!(accepted["user"]["roles"], json!(["operator"]));
+    let totp_uri = accepted["totp_uri"].as_str().unwrap().to_owned();
+    assert_eq!(accept(password).status(), 404, "a link works once");
+    assert_eq!(http().get(&link).send().unwrap().status(), 404);
+
+    // Olga signs in with a code from an authenticator and invites Ann.
+    let (cookie, csrf) = signed_in(&gw.base, "olga", password, &totp_uri);
+    let invite = |cookie: &str, csrf: &str, body: Value| {
+        http()
+            .post(format!("{}/admin/invitations", gw.base))
+            .header("cookie", cookie)
+            .header("x-csrf-token", csrf)
+            .json(&body)
+            .send()
+            .unwrap()
+    };
+    let resp = invite(&cookie, &csrf, json!({ "username": "ann", "roles": [format!("approver:{TENANT}")] }));
+    assert_eq!(resp.status(), 201);
+    let body: Value = resp.json().unwrap();
+    let ann_link = format!("{}{}", gw.base, body["path"].as_str().unwrap());
+    let listed: Value =
+        http().get(format!("{}/admin/invitations", gw.base)).header("cookie", &cookie).send().unwrap().json().unwrap();
+    assert_eq!(listed["invitations"][0]["username"], "ann");
+    assert_eq!(listed["invitations"][0]["created_by"], "olga", "{listed}");
+
+    let resp = http()
+        .post(format!("{ann_link}/accept"))
+        .json(&json!({ "password": "ann's long pass phrase" }))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let ann_totp = resp.json::<Value>().unwrap()["totp_uri"].as_str().unwrap().to_owned();
+    let (ann_cookie, ann_csrf) = signed_in(&gw.base, "ann", "ann's long pass phrase", &ann_totp);
+    let me: Value =
+        http().get(format!("{}/admin/me", gw.base)).header("cookie", &ann_cookie).send().unwrap().json().unwrap();
+    assert_eq!(me["user"]["roles"], json!([format!("approver:{TENANT}")]));
+    // Only operators invite.
+    assert_eq!(invite(&ann_cookie, &ann_csrf, json!({ "username": "eve", "roles": ["operator"] })).status(), 403);
+
+    // The trail says who invited whom.
+    let users = cli_json(&["user", "--data-dir", data, "list"]);
+    let ann = users["users"].as_array().unwrap().iter().find(|u| u["username"] == "ann").unwrap().clone();
+    assert_eq!(ann["created_by"], "invitation:olga");
+}
+
+#[test]
+fn the_demo_prints_one_user_per_role_who_signs_in_and_acts_in_that_role() {
+    let demo = support::demo();
+    let base = demo.get("gateway");
+    assert_eq!(demo.get("sign_in"), format!("{base}/admin/session"));
+    let users = demo.facts()["users"].as_array().unwrap().clone();
+    let roles: Vec<&str> = users.iter().map(|u| u["role"].as_str().unwrap()).collect();
+    let client_id = demo.get("client_id");
+    let tenant = demo.get("tenant_id");
+    assert_eq!(roles, ["operator", &format!("app-owner:{client_id}"), &format!("approver:{tenant}"), "auditor"]);
+    let session = |role_prefix: &str| {
+        let u = users.iter().find(|u| u["role"].as_str().unwrap().starts_with(role_prefix)).unwrap();
+        let secret = u["totp_secret"].as_str().unwrap();
+        let uri = format!("otpauth://totp/fhirgate:x?secret={secret}&issuer=fhirgate");
+        signed_in(&base, u["username"].as_str().unwrap(), u["password"].as_str().unwrap(), &uri)
+    };
+    let call = |(cookie, csrf): &(String, String), method: reqwest::Method, path: &str, body: Value| {
+        http()
+            .request(method, format!("{base}/admin/{path}"))
+            .header("cookie", cookie)
+            .header("x-csrf-token", csrf)
+            .json(&body)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    use reqwest::Method;
+    let operator = session("operator");
+    assert_eq!(call(&operator, Method::GET, "users", json!(null)), 200);
+    let owner = session("app-owner");
+    assert_eq!(call(&owner, Method::POST, &format!("clients/{client_id}/secrets"), json!({})), 201);
+    assert_eq!(call(&owner, Method::POST, "clients", json!({ "name": "x", "tenants": [tenant] })), 403);
+    assert_eq!(call(&owner, Method::GET, "providers", json!(null)), 403);
+    let approver = session("approver");
+    assert_eq!(call(&approver, Method::GET, &format!("tenants/{tenant}"), json!(null)), 200);
+    assert_eq!(call(&approver, Method::GET, "users", json!(null)), 403);
+    let auditor = session("auditor");
+    assert_eq!(call(&auditor, Method::GET, "access", json!(null)), 200);
+    assert_eq!(call(&auditor, Method::POST, &format!("clients/{client_id}/secrets"), json!({})), 403);
+
+    // The demo client, now a registered one, still gets its tokens.
+    let resp = http()
+        .post(demo.get("token_url"))
+        .basic_auth(&client_id, Some(demo.get("client_secret")))
+        .form(&[("grant_type", "client_credentials"), ("scope", tenant.as_str())])
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}

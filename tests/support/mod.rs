@@ -181,6 +181,11 @@ impl Running {
         }
     }
 
+    /// The ready line, whole.
+    pub fn facts(&self) -> &Value {
+        &self.ready
+    }
+
     pub fn get(&self, key: &str) -> String {
         self.ready[key].as_str().unwrap_or_else(|| panic!("no `{key}` in {}", self.ready)).to_owned()
     }
@@ -316,6 +321,8 @@ pub struct Setup<'a> {
     pub admin_extra: &'a str,
     pub data_dir: bool,
     pub admin_token: Option<&'a str>,
+    /// The admin API without a shared token: only users sign in.
+    pub people_only_admin: bool,
     /// Provider id → FHIR version (`r4` when not listed).
     pub versions: &'a [(&'a str, &'a str)],
 }
@@ -396,6 +403,8 @@ impl Setup<'_> {
         extra += self.extra_config;
         if let Some(token) = self.admin_token {
             extra += &format!("\n[admin]\ntoken_sha256 = {:?}\n{}\n", sha256_str(token), self.admin_extra);
+        } else if self.people_only_admin {
+            extra += &format!("\n[admin]\n{}\n", self.admin_extra);
         }
         let config = format!(
             "schema_version = 1\npolicy = \"policy.toml\"\n{}\n\n[[clients]]\nclient_id = \"app\"\nsecret_sha256 = {:?}\ntenants = [{}]\n",

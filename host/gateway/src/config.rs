@@ -234,13 +234,44 @@ pub struct ClientConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
-    /// Lower-case hex SHA-256 of the admin bearer token (`fhirgate secret`
-    /// prints a token and its digest). The admin API also needs `data_dir`.
-    pub token_sha256: String,
+    /// Lower-case hex SHA-256 of the shared admin bearer token (`fhirgate
+    /// secret` prints a token and its digest): a break-glass credential that
+    /// acts as an operator but never approves. Leave it out to have only
+    /// people (users with roles) on the admin API. The admin API needs
+    /// `data_dir`.
+    #[serde(default)]
+    pub token_sha256: Option<String>,
     /// A signed-in user (session cookie) must have signed in within this many
     /// seconds to change secrets, keys or approvals; else they sign in again.
     #[serde(default = "default_reauth_seconds")]
     pub reauth_seconds: u64,
+    /// OpenID Connect providers people sign in through (`[[admin.oidc]]`).
+    #[serde(default)]
+    pub oidc: Vec<OidcConfig>,
+}
+
+/// An OpenID Connect provider people sign in through: authorization code
+/// with PKCE; the gateway is the client `client_id` and the redirect URI it
+/// registers there is `<public URL>/admin/oidc/<name>/callback`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// In URLs: `/admin/oidc/<name>/start`. Letters, digits, `-`, `_`.
+    pub name: String,
+    /// The provider's issuer; its `/.well-known/openid-configuration` is read.
+    pub issuer: String,
+    pub client_id: String,
+    /// The client secret (a confidential client, `client_secret_basic`):
+    /// a file, mode 0600 or sealed. Without it the gateway is a public client
+    /// and PKCE alone protects the code.
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// Scopes asked for; `openid` is always among them.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Extra trust anchors (PEM) for the provider's HTTPS endpoints.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 fn default_reauth_seconds() -> u64 {
@@ -392,6 +423,11 @@ impl Config {
         if let Some(key) = &config.token.signing_key_file {
             config.token.signing_key_file = Some(dir.join(key));
         }
+        for oidc in config.admin.iter_mut().flat_map(|a| a.oidc.iter_mut()) {
+            for file in [&mut oidc.client_secret_file, &mut oidc.ca_file].into_iter().flatten() {
+                *file = dir.join(&*file);
+            }
+        }
         if let Some(tls) = &mut config.tls {
             tls.cert_file = dir.join(&tls.cert_file);
             tls.key_file = dir.join(&tls.key_file);
@@ -432,11 +468,30 @@ impl Config {
             }
         }
         if let Some(a) = &self.admin {
-            if a.token_sha256.len() != 64 || hex::decode(&a.token_sha256).is_err() {
+            if let Some(t) = &a.token_sha256
+                && (t.len() != 64 || hex::decode(t).is_err())
+            {
                 bail!("`admin.token_sha256` must be 64 hexadecimal characters");
             }
             if self.data_dir.is_none() {
                 bail!("`admin` needs `data_dir`: the admin API manages the client registry kept there");
+            }
+            let mut names = std::collections::BTreeSet::new();
+            for (i, o) in a.oidc.iter().enumerate() {
+                let slug = !o.name.is_empty()
+                    && o.name.len() <= 32
+                    && o.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if !slug || !names.insert(o.name.clone()) {
+                    bail!("`admin.oidc[{i}].name` must be 1-32 letters, digits, `-` or `_`, and unique");
+                }
+                let uri: http::Uri = o.issuer.parse().context("`admin.oidc.issuer` is not a URL")?;
+                if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() || uri.query().is_some()
+                {
+                    bail!("`admin.oidc[{i}].issuer` must be an http(s) URL without a query");
+                }
+                if o.client_id.is_empty() {
+                    bail!("`admin.oidc[{i}].client_id` is empty");
+                }
             }
         }
         if !(1..=60_000).contains(&self.wasm.call_timeout_ms) {

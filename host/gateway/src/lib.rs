@@ -36,6 +36,7 @@ pub mod directory;
 pub mod forwarded;
 pub mod hosts;
 pub mod oauth;
+pub mod oidc;
 pub mod paging;
 pub mod pipeline;
 pub mod policy;

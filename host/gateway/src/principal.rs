@@ -14,10 +14,13 @@ use subtle::ConstantTimeEq;
 /// whose personal API tokens are accepted.
 #[derive(Clone)]
 pub struct AdminAuth {
-    token_sha256: [u8; 32],
+    /// The break-glass token's digest; `None` when only people sign in.
+    token_sha256: Option<[u8; 32]>,
     accounts: Option<Accounts>,
     /// How recent a session's sign-in must be for sensitive changes.
     reauth_seconds: u64,
+    /// The OpenID Connect providers people sign in through.
+    oidc: std::sync::Arc<crate::oidc::Oidc>,
 }
 
 impl AdminAuth {
@@ -25,7 +28,30 @@ impl AdminAuth {
         let mut token_sha256 = [0u8; 32];
         hex::decode_to_slice(hex_digest, &mut token_sha256)
             .map_err(|_| anyhow::anyhow!("`admin.token_sha256` must be 64 hexadecimal characters"))?;
-        Ok(AdminAuth { token_sha256, accounts: None, reauth_seconds: 300 })
+        Ok(AdminAuth {
+            token_sha256: Some(token_sha256),
+            accounts: None,
+            reauth_seconds: 300,
+            oidc: Default::default(),
+        })
+    }
+
+    /// With the break-glass token whose digest is `hex_digest`, if any.
+    pub fn from_config(hex_digest: Option<&str>) -> anyhow::Result<Self> {
+        match hex_digest {
+            Some(hex) => Self::from_hex(hex),
+            None => Ok(AdminAuth { token_sha256: None, accounts: None, reauth_seconds: 300, oidc: Default::default() }),
+        }
+    }
+
+    /// People may also sign in through these OpenID Connect providers.
+    pub fn with_oidc(mut self, oidc: crate::oidc::Oidc) -> Self {
+        self.oidc = std::sync::Arc::new(oidc);
+        self
+    }
+
+    pub fn oidc(&self) -> &crate::oidc::Oidc {
+        &self.oidc
     }
 
     /// Sensitive changes through a session need a sign-in at most this old.
@@ -80,8 +106,9 @@ impl AdminAuth {
         {
             return Ok(accounts.authenticate(token).await?.map(Principal::User));
         }
+        let Some(expected) = &self.token_sha256 else { return Ok(None) };
         let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        Ok(bool::from(presented.ct_eq(&self.token_sha256)).then_some(Principal::AdminToken))
+        Ok(bool::from(presented.ct_eq(expected)).then_some(Principal::AdminToken))
     }
 }
 
@@ -91,13 +118,18 @@ pub const SESSION_COOKIE: &str = "__Host-fhirgate-session";
 
 /// The session id in the request's cookies, if any.
 pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    cookie(headers, SESSION_COOKIE)
+}
+
+/// The value of cookie `wanted` in the request's cookies, if any.
+pub fn cookie<'h>(headers: &'h HeaderMap, wanted: &str) -> Option<&'h str> {
     headers
         .get_all(http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(name, _)| *name == wanted)
         .map(|(_, value)| value)
 }
 

@@ -158,9 +158,12 @@ impl Services {
             .map(|m| fhirgate_store::accounts::Accounts::new(state.store.clone(), m.pepper).with_kek(m.kek.clone()));
         let admin = match (&config.admin, accounts) {
             (Some(a), Some(accounts)) => Some(
-                AdminAuth::from_hex(&a.token_sha256)?.with_accounts(accounts).with_reauth_seconds(a.reauth_seconds),
+                AdminAuth::from_config(a.token_sha256.as_deref())?
+                    .with_accounts(accounts)
+                    .with_reauth_seconds(a.reauth_seconds)
+                    .with_oidc(crate::oidc::Oidc::from_config(&a.oidc)?),
             ),
-            (Some(a), None) => Some(AdminAuth::from_hex(&a.token_sha256)?),
+            (Some(a), None) => Some(AdminAuth::from_config(a.token_sha256.as_deref())?),
             (None, _) => None,
         };
         Ok(Services {

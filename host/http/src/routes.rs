@@ -95,7 +95,7 @@ pub(crate) async fn dispatch(
         Route::ProviderJwks(id) => provider_jwks(gw, id),
         Route::Admin => {
             let client = gw.client_address(peer, req.headers());
-            crate::admin::serve(gw, req, client).await
+            crate::admin::serve(gw, req, client, &public_base).await
         }
         Route::Face(face, rest) => crate::fhir::serve(gw, req, face, rest, request_id, public_base).await,
         Route::NotFound => Failure::client(

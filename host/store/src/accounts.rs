@@ -125,6 +125,18 @@ pub enum AccountError {
     Store(#[from] sqlx::Error),
 }
 
+/// A user name is 1 to 64 letters, digits, `-`, `_`, `.` or `@`.
+pub(crate) fn check_username(username: &str) -> Result<(), AccountError> {
+    let plain = !username.is_empty()
+        && username.len() <= 64
+        && username.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.@".contains(&c));
+    if plain {
+        Ok(())
+    } else {
+        Err(AccountError::Invalid("a user name is 1 to 64 letters, digits, `-`, `_`, `.` or `@`".into()))
+    }
+}
+
 /// Accounts kept in the store.
 #[derive(Clone)]
 pub struct Accounts {
@@ -177,12 +189,7 @@ impl Accounts {
 
     /// Creates the user `username` with `roles`.
     pub async fn create_user(&self, username: &str, roles: &[Role], actor: &str) -> Result<User, AccountError> {
-        let plain = !username.is_empty()
-            && username.len() <= 64
-            && username.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.@".contains(&c));
-        if !plain {
-            return Err(AccountError::Invalid("a user name is 1 to 64 letters, digits, `-`, `_`, `.` or `@`".into()));
-        }
+        check_username(username)?;
         if self.user(username).await.is_ok() {
             return Err(AccountError::Exists(username.to_owned()));
         }

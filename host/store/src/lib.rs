@@ -30,6 +30,8 @@ pub mod accounts;
 mod appender;
 pub mod clients;
 pub mod directory;
+pub mod identities;
+pub mod invitations;
 pub mod keys;
 pub mod material;
 pub mod sign_in;

@@ -65,13 +65,24 @@ fn decoy_hash() -> &'static str {
     })
 }
 
+/// A password has at least [`MIN_PASSWORD_CHARS`] characters (and at most
+/// 1024, so hashing it stays cheap).
+pub(crate) fn check_password(password: &str) -> Result<(), AccountError> {
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD_CHARS {
+        return Err(AccountError::Invalid(format!("a password has at least {MIN_PASSWORD_CHARS} characters")));
+    }
+    if chars > 1024 {
+        return Err(AccountError::Invalid("a password has at most 1024 characters".into()));
+    }
+    Ok(())
+}
+
 impl Accounts {
     /// Sets `username`'s password (at least [`MIN_PASSWORD_CHARS`]
     /// characters), stored as an argon2id hash.
     pub async fn set_password(&self, username: &str, password: &str, actor: &str) -> Result<(), AccountError> {
-        if password.chars().count() < MIN_PASSWORD_CHARS {
-            return Err(AccountError::Invalid(format!("a password has at least {MIN_PASSWORD_CHARS} characters")));
-        }
+        check_password(password)?;
         let user = self.user(username).await?;
         let salt = SaltString::generate(&mut OsRng);
         let hash = Argon2::default()
@@ -166,19 +177,26 @@ impl Accounts {
             }
             (None, _) => {}
         }
+        let token = self.new_session(&user, json!({ "with": "password" })).await?;
+        Ok(Some((user, token)))
+    }
+
+    /// A new session for `user` (who just proved who they are, `how`): its
+    /// id, to be sent as the session cookie.
+    pub async fn new_session(&self, user: &User, how: serde_json::Value) -> Result<String, AccountError> {
         let token = fhirgate_core::secret::generate_secret();
         let at = now();
         sqlx::query(
             "INSERT INTO sessions (hash, user_id, created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $3, $4)",
         )
         .bind(self.hash(&token))
-        .bind(&user_id)
+        .bind(&user.user_id)
         .bind(at)
         .bind(at + SESSION_MAX_SECONDS)
         .execute(self.store().pool())
         .await?;
-        self.audit(username, "user-signed-in", username, json!({})).await?;
-        Ok(Some((user, token)))
+        self.audit(&user.username, "user-signed-in", &user.username, how).await?;
+        Ok(token)
     }
 
     /// The active user of a live session, and when they signed in; its idle

@@ -201,7 +201,7 @@ fn grant_form(c: Credentials<'_>, now: u64) -> Result<String, UpstreamError> {
 
 /// RFC 6749 §2.3.1: id and secret are form-urlencoded before they are joined
 /// and base64-encoded, so a `:` in the id cannot shift the split.
-fn basic_auth(client_id: &str, client_secret: &str) -> HeaderValue {
+pub(super) fn basic_auth(client_id: &str, client_secret: &str) -> HeaderValue {
     let id: String = form_urlencoded::byte_serialize(client_id.as_bytes()).collect();
     let secret: String = form_urlencoded::byte_serialize(client_secret.as_bytes()).collect();
     let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));

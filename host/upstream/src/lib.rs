@@ -261,6 +261,35 @@ impl Upstream {
         }
     }
 
+    /// POSTs the form `body` to `url` over `settings`' connection (its CA,
+    /// client certificate and address policy), once, within its timeout; with
+    /// `basic` as HTTP Basic client credentials (RFC 6749 §2.3.1). For token
+    /// endpoints the gateway calls as a client, such as an OpenID Connect
+    /// provider's.
+    pub async fn post_form(
+        &self,
+        settings: &ProviderSettings,
+        url: &str,
+        body: String,
+        basic: Option<(&str, &str)>,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        let uri = parse_url(url)?;
+        let client = self.client_for(settings)?;
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(http::header::ACCEPT, "application/json")
+            .header(http::header::USER_AGENT, USER_AGENT_VALUE);
+        if let Some((id, secret)) = basic {
+            request = request.header(http::header::AUTHORIZATION, auth::basic_auth(id, secret));
+        }
+        let request = request.body(Full::new(Bytes::from(body))).map_err(|_| UpstreamError::BadUrl)?;
+        tokio::time::timeout(settings.timeout, send(&client, request, self.inner.max_body))
+            .await
+            .unwrap_or(Err(UpstreamError::Timeout(settings.timeout.as_millis())))
+    }
+
     /// Breaker state for admin/metrics; `None` for a provider not called yet.
     pub fn breaker_state(&self, provider_id: &str) -> Option<BreakerState> {
         lock(&self.inner.providers).get(provider_id).map(|s| s.breaker.state())

@@ -20,6 +20,43 @@ pub enum UserCommand {
         #[arg(long = "role", required = true)]
         roles: Vec<String>,
     },
+    /// Invite someone: prints a one-time link with which they choose a
+    /// password and receive a TOTP second factor (how the first operator is
+    /// made). Inviting the same name again withdraws the earlier link.
+    Invite {
+        username: String,
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// Hours until the link stops working (at most two weeks).
+        #[arg(long, default_value_t = 72)]
+        hours: u64,
+        /// The gateway's public URL, to print the whole link.
+        #[arg(long, env = "FHIRGATE_PUBLIC_URL")]
+        public_url: Option<String>,
+    },
+    /// List open invitations.
+    Invitations,
+    /// Withdraw a user name's open invitation.
+    Withdraw { username: String },
+    /// Bind a user to an OpenID Connect identity: the provider's issuer and
+    /// the subject it gives the person (never an e-mail address).
+    Bind {
+        username: String,
+        #[arg(long)]
+        issuer: String,
+        #[arg(long)]
+        subject: String,
+    },
+    /// Unbind an OpenID Connect identity from a user (their sessions end).
+    Unbind {
+        username: String,
+        #[arg(long)]
+        issuer: String,
+        #[arg(long)]
+        subject: String,
+    },
+    /// List the OpenID Connect identities bound to a user.
+    Identities { username: String },
     /// List users and their roles.
     List,
     /// Grant a user a role (their sessions end).
@@ -61,6 +98,38 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let roles = roles.iter().map(|r| Role::parse(r)).collect::<Result<Vec<_>, _>>()?;
             json!({ "user": accounts.create_user(&username, &roles, &actor).await? })
         }
+        UserCommand::Invite { username, roles, hours, public_url } => {
+            let roles = roles.iter().map(|r| Role::parse(r)).collect::<Result<Vec<_>, _>>()?;
+            let (token, invitation) = accounts.invite(&username, &roles, hours, &actor).await?;
+            let path = format!("/admin/invitations/{token}");
+            let mut out = json!({
+                "invitation": invitation,
+                "path": path,
+                "note": "Send the link to the invitee only; it works once and is shown once.",
+            });
+            if let Some(base) = public_url {
+                out["link"] = json!(format!("{}{path}", base.trim_end_matches('/')));
+            }
+            out
+        }
+        UserCommand::Invitations => json!({ "invitations": accounts.invitations().await? }),
+        UserCommand::Withdraw { username } => {
+            if !accounts.withdraw_invitation(&username, &actor).await? {
+                anyhow::bail!("no open invitation for `{username}`");
+            }
+            json!({ "withdrawn": username })
+        }
+        UserCommand::Bind { username, issuer, subject } => {
+            accounts.bind_identity(&username, issuer.trim_end_matches('/'), &subject, &actor).await?;
+            json!({ "identities": accounts.identities(&username).await? })
+        }
+        UserCommand::Unbind { username, issuer, subject } => {
+            if !accounts.unbind_identity(&username, issuer.trim_end_matches('/'), &subject, &actor).await? {
+                anyhow::bail!("`{username}` is not bound to that identity");
+            }
+            json!({ "identities": accounts.identities(&username).await? })
+        }
+        UserCommand::Identities { username } => json!({ "identities": accounts.identities(&username).await? }),
         UserCommand::List => json!({ "users": accounts.users().await? }),
         UserCommand::Grant { username, role } => {
             json!({ "user": accounts.set_role(&username, &Role::parse(&role)?, true, &actor).await? })

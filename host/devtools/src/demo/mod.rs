@@ -15,10 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use fhirgate_core::digest::sha256_hex;
 use fhirgate_core::secret::generate_secret;
 use fhirgate_gateway::app::{App, Options};
-use fhirgate_gateway::config::{ClientConfig, Config};
+use fhirgate_gateway::config::{AdminConfig, Config};
 use fhirgate_gateway::policy::PolicyFile;
 use fhirgate_http::server::{bind, run};
 use serde_json::json;
@@ -26,8 +25,6 @@ use serde_json::json;
 /// The provider id the demo policy routes to; its `base_url` is replaced by
 /// the address the demo provider actually binds.
 pub const DEMO_PROVIDER_ID: &str = "demo";
-/// The demo client's id.
-pub const DEMO_CLIENT_ID: &str = "demo-app";
 
 /// Options of `fhirgate demo`.
 pub struct DemoOptions {
@@ -52,10 +49,70 @@ pub async fn run_demo(opts: DemoOptions, shutdown: impl std::future::Future<Outp
 /// bound.
 pub struct Demo {
     /// How to reach it: bases, token URL, the demo client's id and secret,
-    /// the tenant, as `fhirgate demo --json` prints them.
+    /// the tenant, where people sign in and one user per role, as `fhirgate
+    /// demo --json` prints them.
     pub facts: serde_json::Value,
     listener: tokio::net::TcpListener,
     app: App,
+    /// The demo's own data directory, removed when the demo stops.
+    _data: DemoDir,
+}
+
+/// A data directory made for one demo run and removed after it.
+struct DemoDir(PathBuf);
+
+impl DemoDir {
+    fn new() -> anyhow::Result<DemoDir> {
+        let path = std::env::temp_dir().join(format!("fhirgate-demo-{}", uuid::Uuid::new_v4().simple()));
+        fhirgate_core::files::private_dir(&path)?;
+        Ok(DemoDir(path))
+    }
+}
+
+impl Drop for DemoDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The demo's people: the demo client registered in the store, and one
+/// user per role with a password and a TOTP second factor, all made fresh
+/// for this run. The client's id and secret, and the users as printed.
+async fn demo_people(data: &Path, tenant: &str) -> anyhow::Result<(String, String, serde_json::Value)> {
+    use fhirgate_store::accounts::{Accounts, Role};
+    let store = fhirgate_store::Store::open_dir(data).await?;
+    let material = fhirgate_store::material::KeyMaterial::open(&store, data, None).await?;
+    let registry = fhirgate_store::Registry::new(store.clone(), material.pepper);
+    let actor = "demo";
+    let (client, secret) = registry
+        .create("Demo care-team app", &[tenant.to_owned()], actor)
+        .await
+        .map_err(|e| anyhow::anyhow!("registering the demo client: {e}"))?;
+    let accounts = Accounts::new(store.clone(), material.pepper).with_kek(material.kek.clone());
+    let mut users = Vec::new();
+    for (name, role) in [
+        ("demo-operator", Role::Operator),
+        ("demo-app-owner", Role::AppOwner(client.client_id.clone())),
+        ("demo-approver", Role::Approver(tenant.to_owned())),
+        ("demo-auditor", Role::Auditor),
+    ] {
+        let password = generate_secret();
+        accounts.create_user(name, std::slice::from_ref(&role), actor).await?;
+        accounts.set_password(name, &password, actor).await?;
+        let totp_uri = accounts.enroll_totp(name, actor).await?;
+        let totp_secret =
+            totp_uri.split(['?', '&']).find_map(|p| p.strip_prefix("secret=")).unwrap_or_default().to_owned();
+        let role: String = role.into();
+        users.push(json!({
+            "role": role,
+            "username": name,
+            "password": password,
+            "totp_secret": totp_secret,
+            "totp_uri": totp_uri,
+        }));
+    }
+    store.pool().close().await;
+    Ok((client.client_id, secret, json!(users)))
 }
 
 impl Demo {
@@ -78,14 +135,11 @@ impl Demo {
             .with_context(|| format!("{}: the demo policy declares no tenant", policy.display()))?
             .to_ascii_lowercase();
 
-        let secret = generate_secret();
+        let data = DemoDir::new()?;
+        let (client_id, secret, users) = demo_people(&data.0, &tenant).await?;
         let mut config = demo_config(policy, listen);
-        config.clients.push(ClientConfig {
-            client_id: DEMO_CLIENT_ID.into(),
-            name: Some("Demo care-team app".into()),
-            secret_sha256: sha256_hex(secret.as_bytes()),
-            tenants: vec![tenant.clone()],
-        });
+        config.data_dir = Some(data.0.clone());
+        config.admin = Some(AdminConfig { token_sha256: None, reauth_seconds: 300, oidc: Vec::new() });
         let (listener, addr) = bind(listen).await?;
         // Links name the address the demo is reached at on this machine.
         let reached = match addr.ip() {
@@ -109,12 +163,14 @@ impl Demo {
             "stu3_base": format!("{base}/stu3"),
             "dstu2_base": format!("{base}/dstu2"),
             "token_url": format!("{base}/oauth2/token"),
-            "client_id": DEMO_CLIENT_ID,
+            "client_id": client_id,
             "client_secret": secret,
             "tenant_id": tenant,
             "provider_base": provider_base,
+            "sign_in": format!("{base}/admin/session"),
+            "users": users,
         });
-        Ok(Demo { facts, listener, app })
+        Ok(Demo { facts, listener, app, _data: data })
     }
 
     /// Serves until `shutdown` resolves, then drains and stops.
@@ -128,6 +184,25 @@ impl Demo {
 /// The configuration the demo gateway runs with: everything at its default.
 pub fn demo_config(policy: &Path, listen: SocketAddr) -> Config {
     Config { listen: Some(listen), ..Config::with_defaults(policy.to_owned()) }
+}
+
+/// One line per demo user: role, user name, password, TOTP secret.
+fn people(f: &serde_json::Value) -> String {
+    let users = f["users"].as_array().map(Vec::as_slice).unwrap_or_default();
+    users
+        .iter()
+        .map(|u| {
+            let s = |k: &str| u[k].as_str().unwrap_or_default().to_owned();
+            format!(
+                "  {:<16} {:<16} password {}  TOTP secret {}",
+                s("role"),
+                s("username"),
+                s("password"),
+                s("totp_secret")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn print_instructions(f: &serde_json::Value) {
@@ -146,6 +221,10 @@ fn print_instructions(f: &serde_json::Value) {
   tenant id      {tenant}
   demo provider  {provider} (R4, 60 synthetic patients)
 
+People (made fresh for this run; sign in at {sign_in} with the password
+and a code from an authenticator app given the TOTP secret):
+{people}
+
 Try it:
 
   # 1. discovery, no token needed
@@ -161,5 +240,7 @@ Try it:
 
 Press Ctrl-C to stop."#,
         provider = s("provider_base"),
+        sign_in = s("sign_in"),
+        people = people(f),
     );
 }

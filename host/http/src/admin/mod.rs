@@ -28,6 +28,8 @@
 //! - `GET    /admin/users/{name}/tokens`             (operators, or the user)
 //! - `POST   /admin/users/{name}/tokens` `{label, days}` → token, once (operators, or the user)
 //! - `DELETE /admin/users/{name}/tokens/{id}`        revoke (operators, or the user)
+//! - invitations (one-time links that make a user): see [`invitations`]
+//! - signing in through OpenID Connect providers: see [`oidc`]
 //!
 //! The client registry and the authorization server's keys:
 //!
@@ -69,7 +71,9 @@
 
 mod clients;
 mod directory;
+mod invitations;
 mod modules;
+mod oidc;
 mod users;
 
 use std::net::IpAddr;
@@ -91,19 +95,35 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 /// (only the admin may send a module's worth of bytes), then handled.
 /// Failed authentications are logged and throttled per client address
 /// (429 with `Retry-After` past 30 a minute).
-pub(crate) async fn serve(gw: &Arc<Services>, req: Request<Incoming>, client: IpAddr) -> Response<Body> {
+pub(crate) async fn serve(
+    gw: &Arc<Services>,
+    req: Request<Incoming>,
+    client: IpAddr,
+    public_base: &str,
+) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let Some(auth) = gw.admin() else {
         return problem(StatusCode::NOT_FOUND, "The admin API is not enabled (set [admin]).");
     };
     if let Some(wait) = gw.admin_failures().check(None, client) {
-        tracing::warn!(target: "fhirgate::audit", %client, path = parts.uri.path(), "admin request refused: too many failed authentications");
+        tracing::warn!(target: "fhirgate::audit", %client, path = invitations::loggable(parts.uri.path()), "admin request refused: too many failed authentications");
         let mut resp = problem(StatusCode::TOO_MANY_REQUESTS, "Too many failed authentications; try again later.");
         resp.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(wait));
         return resp;
     }
     if parts.uri.path() == "/admin/session" {
         return users::session(gw, &parts, body, client).await;
+    }
+    let segments: Vec<&str> = parts.uri.path().trim_start_matches("/admin/").trim_end_matches('/').split('/').collect();
+    if oidc::is_oidc_path(&segments) {
+        return oidc::endpoint(gw, &parts, &segments, public_base, client).await;
+    }
+    if invitations::is_invitee_path(&segments) {
+        let body = match crate::body::read_body(body, 4096, gw.limits()).await {
+            Ok(b) => b,
+            Err(f) => return problem(f.status, f.message),
+        };
+        return invitations::invitee(gw, &parts.method, &segments, body, client).await;
     }
     let safe = matches!(parts.method, Method::GET | Method::HEAD);
     let principal = match auth.authenticate(&parts.headers, safe).await {
@@ -154,6 +174,9 @@ pub async fn handle(
 ) -> Response<Body> {
     let segments: Vec<&str> = path.trim_start_matches("/admin/").trim_end_matches('/').split('/').collect();
     if let Some(resp) = users::endpoint(gw, &principal, method, &segments, &body).await {
+        return resp;
+    }
+    if let Some(resp) = invitations::endpoint(gw, &principal, method, &segments, &body).await {
         return resp;
     }
     if let Some(resp) = directory::endpoint(gw, &principal, method, &segments, query, &body).await {

@@ -86,7 +86,7 @@ fn default_days() -> u64 {
     90
 }
 
-fn account_error(e: AccountError) -> Response<Body> {
+pub(super) fn account_error(e: AccountError) -> Response<Body> {
     match e {
         AccountError::UnknownUser(_) => problem(StatusCode::NOT_FOUND, e.to_string()),
         AccountError::Exists(_) => problem(StatusCode::CONFLICT, e.to_string()),
@@ -178,6 +178,27 @@ pub(super) async fn endpoint(
     Some(result.unwrap_or_else(account_error))
 }
 
+/// `201` for a new session: the user, the CSRF token and the session cookie
+/// (`__Host-`, `Secure`, `HttpOnly`, `SameSite=Strict`).
+pub(super) fn session_answer(
+    accounts: &fhirgate_store::accounts::Accounts,
+    user: &fhirgate_store::accounts::User,
+    session: &str,
+) -> Response<Body> {
+    use fhirgate_gateway::principal::SESSION_COOKIE;
+    use fhirgate_store::sign_in::SESSION_MAX_SECONDS;
+    let mut resp = answer(
+        StatusCode::CREATED,
+        json!({ "user": user, "csrf_token": accounts.csrf(session), "expires_in": SESSION_MAX_SECONDS }),
+    );
+    let text =
+        format!("{SESSION_COOKIE}={session}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={SESSION_MAX_SECONDS}");
+    if let Ok(v) = http::HeaderValue::from_str(&text) {
+        resp.headers_mut().insert(http::header::SET_COOKIE, v);
+    }
+    resp
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SignIn {
@@ -233,17 +254,7 @@ pub(super) async fn session(
                 return resp;
             }
             match accounts.sign_in(&req.username, &req.password, req.code.as_deref()).await {
-                Ok(Some((user, session))) => {
-                    let mut resp = answer(
-                        StatusCode::CREATED,
-                        json!({ "user": user, "csrf_token": accounts.csrf(&session),
-                                "expires_in": fhirgate_store::sign_in::SESSION_MAX_SECONDS }),
-                    );
-                    if let Some(v) = cookie(&session, fhirgate_store::sign_in::SESSION_MAX_SECONDS) {
-                        resp.headers_mut().insert(http::header::SET_COOKIE, v);
-                    }
-                    resp
-                }
+                Ok(Some((user, session))) => session_answer(accounts, &user, &session),
                 Ok(None) => {
                     gw.admin_failures().failed(Some(&req.username), client);
                     tracing::warn!(target: "fhirgate::audit", %client, user = %req.username, "sign-in failed");
