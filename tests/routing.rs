@@ -241,10 +241,13 @@ fn onboarding_needs_approval_and_an_edit_needs_it_again() {
     let (status, body) = decide(&bob, &mapping, "approve", json!({}));
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["mapping"]["state"], "active");
+    // The approval ran the live provider check (its calls say so) and keeps
+    // its report.
+    assert_eq!(body["mapping"]["check_report"]["passed"], true, "{body}");
     let resp = read();
     assert_eq!(resp.status(), 200);
     let approved_id = request_id(&resp);
-    assert_eq!(seen_ids(&log), BTreeSet::from([approved_id.clone()]));
+    assert_eq!(seen_ids(&log), BTreeSet::from(["check-provider".to_owned(), approved_id.clone()]));
 
     // An edit returns it to pending; a rejection keeps it closed.
     let (status, _) = admin(reqwest::Method::PUT, &mapping, Some(json!({ "actor": "alice", "approver": "carol" })));
@@ -255,7 +258,7 @@ fn onboarding_needs_approval_and_an_edit_needs_it_again() {
     let resp = read();
     assert_eq!(resp.status(), 403);
     assert!(outcomes.check("stu3", resp.json().unwrap()).contains("rejected"));
-    assert_eq!(seen_ids(&log).len(), 1, "nothing more reached the provider");
+    assert_eq!(seen_ids(&log).len(), 2, "nothing more reached the provider");
 
     // The history says who did what.
     let (status, tenant) = admin(reqwest::Method::GET, &admin_url(&format!("tenants/{TENANT_A}")), None);
@@ -287,7 +290,8 @@ fn onboarding_needs_approval_and_an_edit_needs_it_again() {
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     };
     cli(&["--actor", "alice", "request", TENANT_A, "hospital", "--approver", "dave"]);
-    cli(&["--token", &dave, "approve", TENANT_A, "hospital"]);
+    let policy = gw.dir.path().join("policy.toml");
+    cli(&["--token", &dave, "approve", TENANT_A, "hospital", "--policy", policy.to_str().unwrap()]);
     assert!(eventually(Duration::from_secs(10), || read().status() == 200), "a CLI approval routes");
 
     // Moving the provider to another server needs approval again, and the
@@ -309,7 +313,11 @@ fn onboarding_needs_approval_and_an_edit_needs_it_again() {
     assert_eq!(status, 200);
     let resp = read();
     assert_eq!(resp.status(), 200);
-    assert_eq!(seen_ids(&moved_log), BTreeSet::from([request_id(&resp)]), "requests go to the approved server");
+    assert_eq!(
+        seen_ids(&moved_log),
+        BTreeSet::from(["check-provider".to_owned(), request_id(&resp)]),
+        "the approval's check and then requests go to the approved server"
+    );
 
     // Credential files named through the admin API must live in the data
     // directory's provider-secrets folder.

@@ -51,6 +51,7 @@ fn main() -> anyhow::Result<()> {
             name: Some("Bench".into()),
             secret_sha256: fhirgate_core::digest::sha256_hex(SECRET.as_bytes()),
             tenants: vec![TENANT.to_owned()],
+            environment: Default::default(),
         });
         let adjust = move |file: &mut PolicyFile| {
             if let Some(p) = file.providers.get_mut("demo") {

@@ -16,6 +16,7 @@
 
 pub mod clock;
 pub mod digest;
+pub mod environment;
 pub mod failure;
 pub mod fhir;
 pub mod files;

@@ -7,7 +7,7 @@
 //! - [`proxy`]: the bare proxy the comparative benchmark measures against;
 //! - [`scaffold`]: `fhirgate guest new`, a module crate to start from.
 
-pub mod conformance;
+pub use fhirgate_gateway::conformance;
 pub mod demo;
 pub mod proxy;
 pub mod scaffold;

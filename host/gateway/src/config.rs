@@ -228,6 +228,10 @@ pub struct ClientConfig {
     pub secret_sha256: String,
     /// Tenant ids (GUIDs) the client may ask tokens for.
     pub tenants: Vec<String>,
+    /// `test` or `production` (the default): which environment's provider
+    /// URLs its tokens reach.
+    #[serde(default)]
+    pub environment: fhirgate_core::environment::Environment,
 }
 
 /// The admin API's credential.

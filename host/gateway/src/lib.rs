@@ -32,6 +32,7 @@ pub mod app;
 pub mod backup;
 pub mod capability;
 pub mod config;
+pub mod conformance;
 pub mod directory;
 pub mod forwarded;
 pub mod hosts;

@@ -187,9 +187,36 @@ impl Accounts {
         Ok(())
     }
 
-    /// Creates the user `username` with `roles`.
+    /// `roles` with each app-owner role extended to every client of its
+    /// client's registration: the owner of an app owns its production and
+    /// its test client.
+    async fn with_twins(&self, roles: &[Role]) -> Result<Vec<Role>, AccountError> {
+        let mut out: Vec<Role> = roles.to_vec();
+        for role in roles {
+            if let Role::AppOwner(client) = role {
+                let twins = sqlx::query(
+                    "SELECT client_id FROM clients WHERE registration_id = \
+                     (SELECT registration_id FROM clients WHERE client_id = $1)",
+                )
+                .bind(client)
+                .fetch_all(self.store.pool())
+                .await?;
+                for row in twins {
+                    let twin = Role::AppOwner(row.try_get("client_id")?);
+                    if !out.contains(&twin) {
+                        out.push(twin);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Creates the user `username` with `roles` (an app owner owns both
+    /// clients of the registration).
     pub async fn create_user(&self, username: &str, roles: &[Role], actor: &str) -> Result<User, AccountError> {
         check_username(username)?;
+        let roles = &self.with_twins(roles).await?;
         if self.user(username).await.is_ok() {
             return Err(AccountError::Exists(username.to_owned()));
         }
@@ -268,13 +295,15 @@ impl Accounts {
     /// user's sessions end, so a new session id follows the change.
     pub async fn set_role(&self, username: &str, role: &Role, grant: bool, actor: &str) -> Result<User, AccountError> {
         let user = self.user(username).await?;
-        let (name, scope) = role.row();
         let sql = if grant {
             "INSERT INTO user_roles (user_id, role, scope) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
         } else {
             "DELETE FROM user_roles WHERE user_id = $1 AND role = $2 AND scope = $3"
         };
-        sqlx::query(sql).bind(&user.user_id).bind(name).bind(scope).execute(self.store.pool()).await?;
+        for each in self.with_twins(std::slice::from_ref(role)).await? {
+            let (name, scope) = each.row();
+            sqlx::query(sql).bind(&user.user_id).bind(name).bind(scope).execute(self.store.pool()).await?;
+        }
         self.end_sessions(&user.user_id).await?;
         let action = if grant { "user-role-granted" } else { "user-role-revoked" };
         self.audit(actor, action, username, json!({ "role": role })).await?;

@@ -12,6 +12,7 @@ use subtle::ConstantTimeEq;
 
 use super::Store;
 use fhirgate_core::clock::now_seconds;
+use fhirgate_core::environment::Environment;
 use fhirgate_core::ids::is_guid;
 use fhirgate_core::secret::generate_secret;
 
@@ -124,6 +125,11 @@ pub struct Client {
     pub jwks: Option<Value>,
     /// When a token was last issued to it with a secret, to the minute.
     pub last_used_at: Option<i64>,
+    /// Which environment its tokens reach: `test` or `production`.
+    pub environment: fhirgate_core::environment::Environment,
+    /// The registration it belongs to with its twin in the other
+    /// environment (the production client's id).
+    pub registration_id: Option<String>,
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -194,6 +200,32 @@ impl Registry {
     /// Registers a client and returns it with its first secret, which is
     /// shown this once and never stored in clear.
     pub async fn create(&self, name: &str, tenants: &[String], actor: &str) -> Result<(Client, String), RegistryError> {
+        self.create_in(name, tenants, Environment::Production, None, actor).await
+    }
+
+    /// Registers an app as EHR vendors' developer portals do: a production
+    /// client and a test client (its twin, sharing the registration id),
+    /// each with its first secret, shown this once.
+    pub async fn create_registration(
+        &self,
+        name: &str,
+        tenants: &[String],
+        actor: &str,
+    ) -> Result<((Client, String), (Client, String)), RegistryError> {
+        let production = self.create_in(name, tenants, Environment::Production, None, actor).await?;
+        let registration = production.0.client_id.clone();
+        let test = self.create_in(name, tenants, Environment::Test, Some(&registration), actor).await?;
+        Ok((production, test))
+    }
+
+    async fn create_in(
+        &self,
+        name: &str,
+        tenants: &[String],
+        environment: Environment,
+        registration: Option<&str>,
+        actor: &str,
+    ) -> Result<(Client, String), RegistryError> {
         if name.trim().is_empty() || tenants.is_empty() {
             return Err(RegistryError::Incomplete);
         }
@@ -206,16 +238,20 @@ impl Registry {
         let client_id = uuid::Uuid::new_v4().to_string();
         let at = now();
         sqlx::query(
-            "INSERT INTO clients (client_id, name, tenants, status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
+            "INSERT INTO clients (client_id, name, tenants, status, created_at, updated_at, environment, \
+             registration_id) VALUES ($1, $2, $3, $4, $5, $5, $6, $7)",
         )
         .bind(&client_id)
         .bind(name.trim())
         .bind(serde_json::to_string(&tenants).unwrap_or_default())
         .bind(ClientStatus::Active.as_str())
         .bind(at)
+        .bind(environment.as_str())
+        .bind(registration.unwrap_or(&client_id))
         .execute(self.store.pool())
         .await?;
-        self.audit(actor, "client.create", &client_id, json!({ "name": name.trim(), "tenants": tenants })).await?;
+        let detail = json!({ "name": name.trim(), "tenants": tenants, "environment": environment });
+        self.audit(actor, "client.create", &client_id, detail).await?;
         let first = NewSecret { description: "first secret".into(), expires_at: None };
         let (_, secret) = self.insert_secret(&client_id, &first, actor).await?;
         let client = self.get(&client_id).await?.ok_or_else(|| RegistryError::UnknownClient(client_id.clone()))?;
@@ -330,8 +366,8 @@ impl Registry {
     /// The client row alone, `secrets` left empty.
     async fn client_row(&self, client_id: &str) -> Result<Option<Client>, RegistryError> {
         let Some(row) = sqlx::query(
-            "SELECT client_id, name, tenants, status, created_at, updated_at, jwks, last_used_at FROM clients \
-             WHERE client_id = $1",
+            "SELECT client_id, name, tenants, status, created_at, updated_at, jwks, last_used_at, environment, \
+             registration_id FROM clients WHERE client_id = $1",
         )
         .bind(client_id)
         .fetch_optional(self.store.pool())
@@ -352,6 +388,8 @@ impl Registry {
             secrets: Vec::new(),
             jwks: jwks.and_then(|j| serde_json::from_str(&j).ok()),
             last_used_at: row.try_get("last_used_at")?,
+            environment: Environment::parse(&row.try_get::<String, _>("environment")?).unwrap_or_default(),
+            registration_id: row.try_get("registration_id")?,
         }))
     }
 
@@ -580,13 +618,14 @@ pub type RegistryFuture<'a, T> = super::RepoFuture<'a, T, RegistryError>;
 /// assertions and revoked tokens are kept, and the change trail read back.
 /// Secrets go in once and come back only as a yes or no.
 pub trait ClientRepository: Send + Sync {
-    /// A new active client with a first secret, shown this once.
+    /// A new registration: an active production client and its test twin,
+    /// each with a first secret, shown this once.
     fn create<'a>(
         &'a self,
         name: &'a str,
         tenants: &'a [String],
         actor: &'a str,
-    ) -> RegistryFuture<'a, (Client, String)>;
+    ) -> RegistryFuture<'a, ((Client, String), (Client, String))>;
     fn list(&self) -> RegistryFuture<'_, Vec<Client>>;
     fn get<'a>(&'a self, client_id: &'a str) -> RegistryFuture<'a, Option<Client>>;
     fn add_secret<'a>(
@@ -625,8 +664,8 @@ impl ClientRepository for Registry {
         name: &'a str,
         tenants: &'a [String],
         actor: &'a str,
-    ) -> RegistryFuture<'a, (Client, String)> {
-        Box::pin(Registry::create(self, name, tenants, actor))
+    ) -> RegistryFuture<'a, ((Client, String), (Client, String))> {
+        Box::pin(Registry::create_registration(self, name, tenants, actor))
     }
     fn list(&self) -> RegistryFuture<'_, Vec<Client>> {
         Box::pin(Registry::list(self))

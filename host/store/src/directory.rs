@@ -34,6 +34,63 @@ pub struct MappingRow {
     /// SHA-256 of the provider declaration the mapping was requested for.
     #[serde(skip)]
     pub spec_sha256: String,
+    /// The organization (hospital) of the tenant the URL belongs to; empty
+    /// for mappings made before organizations, and the policy file's.
+    pub organization: String,
+    /// `test` or `production`: which clients' tokens it routes.
+    pub environment: String,
+    /// The live provider check's report when it was approved (JSON).
+    #[serde(serialize_with = "as_json")]
+    pub check_report: Option<String>,
+}
+
+/// Serializes stored JSON text as the JSON it holds.
+fn as_json<S: serde::Serializer>(text: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    let value: Option<serde_json::Value> = text.as_deref().and_then(|t| serde_json::from_str(t).ok());
+    serde::Serialize::serialize(&value, s)
+}
+
+/// An organization (a hospital) of a tenant.
+#[derive(Debug, Clone, Serialize)]
+pub struct OrganizationRow {
+    pub tenant_id: String,
+    pub organization_id: String,
+    pub name: String,
+    pub created_by: String,
+    pub created_at: i64,
+}
+
+pub(crate) async fn organizations(db: &mut AnyConnection) -> Result<Vec<OrganizationRow>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT tenant_id, organization_id, name, created_by, created_at FROM organizations          ORDER BY tenant_id, organization_id",
+    )
+    .fetch_all(&mut *db)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(OrganizationRow {
+                tenant_id: r.try_get("tenant_id")?,
+                organization_id: r.try_get("organization_id")?,
+                name: r.try_get("name")?,
+                created_by: r.try_get("created_by")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn upsert_organization(db: &mut AnyConnection, o: &OrganizationRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO organizations (tenant_id, organization_id, name, created_by, created_at)          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, organization_id) DO UPDATE SET name = excluded.name",
+    )
+    .bind(&o.tenant_id)
+    .bind(&o.organization_id)
+    .bind(&o.name)
+    .bind(&o.created_by)
+    .bind(o.created_at)
+    .execute(&mut *db)
+    .await?;
+    Ok(())
 }
 
 /// A provider's assertion key (`private_key_jwt`), its private half sealed.
@@ -162,7 +219,7 @@ pub(crate) async fn delete_provider(db: &mut AnyConnection, id: &str) -> Result<
 }
 
 const MAPPING_COLUMNS: &str = "tenant_id, provider_id, state, approver, requested_by, requested_at, decided_by, \
-     decided_at, note, source, spec_sha256";
+     decided_at, note, source, spec_sha256, organization, environment, check_report";
 
 pub(crate) async fn mappings(db: &mut AnyConnection) -> Result<Vec<MappingRow>, sqlx::Error> {
     let rows = sqlx::query(&format!(
@@ -201,16 +258,21 @@ fn mapping_row(r: &sqlx::any::AnyRow) -> Result<MappingRow, sqlx::Error> {
         note: r.try_get("note")?,
         source: r.try_get("source")?,
         spec_sha256: r.try_get("spec_sha256")?,
+        organization: r.try_get("organization")?,
+        environment: r.try_get("environment")?,
+        check_report: r.try_get("check_report")?,
     })
 }
 
 pub(crate) async fn upsert_mapping(db: &mut AnyConnection, m: &MappingRow) -> Result<(), sqlx::Error> {
     sqlx::query(&format!(
-        "INSERT INTO tenant_mappings ({MAPPING_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+        "INSERT INTO tenant_mappings ({MAPPING_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
          ON CONFLICT (tenant_id, provider_id) DO UPDATE SET state = excluded.state, approver = excluded.approver, \
          requested_by = excluded.requested_by, requested_at = excluded.requested_at, \
          decided_by = excluded.decided_by, decided_at = excluded.decided_at, note = excluded.note, \
-         source = excluded.source, spec_sha256 = excluded.spec_sha256"
+         source = excluded.source, spec_sha256 = excluded.spec_sha256, organization = excluded.organization, \
+         environment = excluded.environment, check_report = excluded.check_report"
     ))
     .bind(&m.tenant_id)
     .bind(&m.provider_id)
@@ -223,6 +285,9 @@ pub(crate) async fn upsert_mapping(db: &mut AnyConnection, m: &MappingRow) -> Re
     .bind(&m.note)
     .bind(&m.source)
     .bind(&m.spec_sha256)
+    .bind(&m.organization)
+    .bind(&m.environment)
+    .bind(&m.check_report)
     .execute(&mut *db)
     .await?;
     Ok(())
@@ -239,7 +304,7 @@ pub(crate) async fn decide_mapping(
     decided_at: i64,
 ) -> Result<bool, sqlx::Error> {
     let updated = sqlx::query(
-        "UPDATE tenant_mappings SET state = $3, decided_by = $4, decided_at = $5, note = $6 \
+        "UPDATE tenant_mappings SET state = $3, decided_by = $4, decided_at = $5, note = $6, check_report = $9 \
          WHERE tenant_id = $1 AND provider_id = $2 AND state = 'pending' AND approver = $7 AND spec_sha256 = $8",
     )
     .bind(&m.tenant_id)
@@ -250,6 +315,7 @@ pub(crate) async fn decide_mapping(
     .bind(&m.note)
     .bind(&m.approver)
     .bind(&m.spec_sha256)
+    .bind(&m.check_report)
     .execute(&mut *db)
     .await?
     .rows_affected();
@@ -351,6 +417,9 @@ pub trait DirectoryTx: Send {
     fn insert_upstream_key<'a>(&'a mut self, key: &'a UpstreamKeyRow) -> TxFuture<'a, ()>;
     /// Retires the provider's keys but `keep` from its JWK Set at `at`.
     fn retire_upstream_keys<'a>(&'a mut self, provider: &'a str, keep: &'a str, at: i64) -> TxFuture<'a, ()>;
+    /// Every tenant's organizations.
+    fn organizations(&mut self) -> TxFuture<'_, Vec<OrganizationRow>>;
+    fn upsert_organization<'a>(&'a mut self, o: &'a OrganizationRow) -> TxFuture<'a, ()>;
     /// Every tenant mapping.
     fn mappings(&mut self) -> TxFuture<'_, Vec<MappingRow>>;
     fn mapping<'a>(&'a mut self, tenant: &'a str, provider: &'a str) -> TxFuture<'a, Option<MappingRow>>;
@@ -429,6 +498,12 @@ impl DirectoryTx for SqlTx {
     }
     fn retire_upstream_keys<'a>(&'a mut self, provider: &'a str, keep: &'a str, at: i64) -> TxFuture<'a, ()> {
         Box::pin(retire_upstream_keys(&mut self.0, provider, keep, at))
+    }
+    fn organizations(&mut self) -> TxFuture<'_, Vec<OrganizationRow>> {
+        Box::pin(organizations(&mut self.0))
+    }
+    fn upsert_organization<'a>(&'a mut self, o: &'a OrganizationRow) -> TxFuture<'a, ()> {
+        Box::pin(upsert_organization(&mut self.0, o))
     }
     fn mappings(&mut self) -> TxFuture<'_, Vec<MappingRow>> {
         Box::pin(mappings(&mut self.0))

@@ -75,9 +75,11 @@ async fn client_command(state: &super::StateArgs, command: ClientCommand) -> any
     let actor = format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()));
     let out = match command {
         ClientCommand::Create { name, tenants } => {
-            let (client, secret) = registry.create(&name, &tenants, &actor).await?;
+            let ((client, secret), (test, test_secret)) = registry.create_registration(&name, &tenants, &actor).await?;
             json!({ "client": client, "client_secret": secret,
-                    "note": "The secret is shown once; store it now." })
+                    "test_client": test, "test_client_secret": test_secret,
+                    "note": "The secrets are shown once; store them now. The test client's tokens reach only \
+                             test URLs, the production client's only production URLs." })
         }
         ClientCommand::List => json!({ "clients": registry.list().await? }),
         ClientCommand::Show { client_id } => match registry.get(&client_id).await? {

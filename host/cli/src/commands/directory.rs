@@ -53,13 +53,33 @@ pub enum DirectoryCommand {
         provider_id: String,
         #[arg(long)]
         approver: String,
+        /// The tenant's organization (hospital) the URL belongs to.
+        #[arg(long)]
+        organization: Option<String>,
+        /// `test` or `production` (the default).
+        #[arg(long, value_parser = parse_environment)]
+        environment: Option<fhirgate_core::environment::Environment>,
     },
-    /// Approve a pending mapping (as its named approver).
+    /// Add or rename an organization (a hospital) of a tenant.
+    Organization {
+        tenant: String,
+        organization_id: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// A tenant's organizations and their test and production URLs.
+    Organizations { tenant: String },
+    /// Approve a pending mapping (as its named approver): the live provider
+    /// check runs first, through the partner's shaping module, and must pass;
+    /// its report is kept with the approval.
     Approve {
         tenant: String,
         provider_id: String,
         #[arg(long)]
         note: Option<String>,
+        /// The partner's policy file (its shaping module runs the check).
+        #[arg(long)]
+        policy: PathBuf,
     },
     /// Reject a pending mapping (as its named approver).
     Reject {
@@ -82,6 +102,10 @@ pub enum DirectoryCommand {
     /// data directory's `provider-secrets/NAME`, for a declaration's
     /// `client_secret_file` or `value_file`.
     SealSecret { name: String },
+}
+
+fn parse_environment(s: &str) -> Result<fhirgate_core::environment::Environment, String> {
+    fhirgate_core::environment::Environment::parse(s).ok_or_else(|| "expected test or production".to_owned())
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -128,17 +152,38 @@ async fn directory_command(
             json!({ "removed": provider_id })
         }
         DirectoryCommand::Tenants => json!({ "tenants": dir.tenants_view().await? }),
-        DirectoryCommand::Show { tenant } => dir.tenant_view(&tenant).await?,
-        DirectoryCommand::Request { tenant, provider_id, approver } => {
-            json!({ "mapping": dir.request_mapping(&upstream, &tenant, &provider_id, &approver, &actor()?).await? })
+        DirectoryCommand::Organization { tenant, organization_id, name } => {
+            json!({ "organization": dir.put_organization(&tenant, &organization_id, &name, &actor()?).await? })
         }
-        DirectoryCommand::Approve { tenant, provider_id, note } => {
+        DirectoryCommand::Organizations { tenant } => dir.organizations_view(&tenant).await?,
+        DirectoryCommand::Show { tenant } => dir.tenant_view(&tenant).await?,
+        DirectoryCommand::Request { tenant, provider_id, approver, organization, environment } => {
+            let place = fhirgate_gateway::directory::environments::Placement {
+                organization: organization.unwrap_or_default(),
+                environment: environment.unwrap_or_default(),
+            };
+            let mapping = dir.request_mapping(&upstream, &tenant, &provider_id, &approver, &place, &actor()?).await?;
+            json!({ "mapping": mapping })
+        }
+        DirectoryCommand::Approve { tenant, provider_id, note, policy } => {
             let approver = approver(&accounts, token.as_deref(), named.as_deref(), &tenant).await?;
-            json!({ "mapping": dir.decide(&tenant, &provider_id, &approver, true, note).await? })
+            dir.decidable(&tenant, &provider_id, &approver, true).await?;
+            let route = dir.snapshot().provider(&provider_id).context("the provider's settings could not be loaded")?;
+            let runtime = fhirgate_sandbox::Runtime::new(Default::default())?;
+            let loaded = fhirgate_gateway::policy::PolicyFile::read(&policy)?.load(&policy, &runtime)?;
+            let report = fhirgate_gateway::conformance::check_route(&loaded.shaper, &upstream, &route).await?;
+            if !report.passed {
+                fhirgate_core::say!("{}", serde_json::to_string_pretty(&json!({ "report": report }))?);
+                anyhow::bail!(
+                    "the live provider check failed (Patient does not work through the gateway): not approved"
+                );
+            }
+            let report = serde_json::to_value(&report)?;
+            json!({ "mapping": dir.decide(&tenant, &provider_id, &approver, true, note, Some(report)).await? })
         }
         DirectoryCommand::Reject { tenant, provider_id, note } => {
             let approver = approver(&accounts, token.as_deref(), named.as_deref(), &tenant).await?;
-            json!({ "mapping": dir.decide(&tenant, &provider_id, &approver, false, note).await? })
+            json!({ "mapping": dir.decide(&tenant, &provider_id, &approver, false, note, None).await? })
         }
         DirectoryCommand::Remove { tenant, provider_id } => {
             dir.remove_mapping(&tenant, &provider_id, &actor()?).await?;

@@ -5,6 +5,7 @@
 //! pending → approve or reject). Requests route on an immutable [`Snapshot`],
 //! rebuilt whenever the store changes.
 
+pub mod environments;
 pub mod keys;
 pub mod onboarding;
 pub mod spec;
@@ -18,6 +19,7 @@ use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
+use fhirgate_core::environment::Environment;
 use fhirgate_core::fhir::Version;
 use fhirgate_core::vault::Kek;
 use fhirgate_store::directory::{DirectoryRepository, DirectoryTx, MappingRow, ProviderRow};
@@ -83,16 +85,18 @@ pub enum Refusal {
     Unavailable,
 }
 
-/// One consistent view of the directory.
+/// One consistent view of the directory, for the tokens of one
+/// environment: only its mappings route.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub generation: i64,
-    providers: HashMap<String, Arc<ProviderRoute>>,
+    pub environment: Environment,
+    providers: Arc<HashMap<String, Arc<ProviderRoute>>>,
     /// Lower-case tenant id → (provider id, state), active ones in approval
     /// order first.
     tenants: HashMap<String, Vec<(String, MappingState)>>,
     /// The providers' assertion keys.
-    keys: ProviderKeys,
+    keys: Arc<ProviderKeys>,
 }
 
 impl Snapshot {
@@ -100,6 +104,29 @@ impl Snapshot {
     /// built is left out (and logged): its tenants get a clear error rather
     /// than a half-configured upstream.
     pub fn build(generation: i64, providers: &[ProviderRow], mappings: &[MappingRow], keys: ProviderKeys) -> Snapshot {
+        Self::build_views(generation, providers, mappings, keys).1
+    }
+
+    /// The test and the production view of the same rows.
+    pub fn build_views(
+        generation: i64,
+        providers: &[ProviderRow],
+        mappings: &[MappingRow],
+        keys: ProviderKeys,
+    ) -> (Snapshot, Snapshot) {
+        let keys = Arc::new(keys);
+        let providers = Arc::new(Self::routes(providers, &keys));
+        let [test, production] = Environment::ALL.map(|environment| Snapshot {
+            generation,
+            environment,
+            providers: providers.clone(),
+            tenants: Self::tenants(mappings, environment),
+            keys: keys.clone(),
+        });
+        (test, production)
+    }
+
+    fn routes(providers: &[ProviderRow], keys: &ProviderKeys) -> HashMap<String, Arc<ProviderRoute>> {
         let mut by_id = HashMap::new();
         for row in providers {
             let key = keys.current(&row.provider_id);
@@ -114,8 +141,12 @@ impl Snapshot {
                     "provider settings could not be loaded; its tenants cannot be routed"),
             }
         }
+        by_id
+    }
+
+    fn tenants(mappings: &[MappingRow], environment: Environment) -> HashMap<String, Vec<(String, MappingState)>> {
         let mut tenants: HashMap<String, Vec<(String, MappingState, i64)>> = HashMap::new();
-        for m in mappings {
+        for m in mappings.iter().filter(|m| m.environment == environment.as_str()) {
             let Some(state) = MappingState::parse(&m.state) else { continue };
             tenants.entry(m.tenant_id.to_ascii_lowercase()).or_default().push((
                 m.provider_id.clone(),
@@ -123,14 +154,18 @@ impl Snapshot {
                 m.decided_at.unwrap_or(i64::MAX),
             ));
         }
-        let tenants = tenants
+        tenants
             .into_iter()
             .map(|(t, mut list)| {
                 list.sort_by_key(|(_, s, at)| (*s != MappingState::Active, *at));
                 (t, list.into_iter().map(|(p, s, _)| (p, s)).collect())
             })
-            .collect();
-        Snapshot { generation, providers: by_id, tenants, keys }
+            .collect()
+    }
+
+    /// Provider `id`, whatever its mappings.
+    pub fn provider(&self, id: &str) -> Option<Arc<ProviderRoute>> {
+        self.providers.get(id).cloned()
     }
 
     /// The JWK Set of `provider`'s assertion keys, if it has any.
@@ -185,7 +220,13 @@ impl Snapshot {
         for (t, p) in active {
             tenants.entry(t.to_ascii_lowercase()).or_default().push(((*p).to_owned(), MappingState::Active));
         }
-        Snapshot { generation: 0, providers, tenants, keys: ProviderKeys::default() }
+        Snapshot {
+            generation: 0,
+            environment: Environment::Production,
+            providers: Arc::new(providers),
+            tenants,
+            keys: Arc::default(),
+        }
     }
 }
 
@@ -200,7 +241,10 @@ impl fhirgate_sandbox::ActiveProviders for Snapshot {
 /// built from it.
 pub struct Directory {
     repo: Arc<dyn DirectoryRepository>,
+    /// The production view.
     snapshot: ArcSwap<Snapshot>,
+    /// The test view, of the same generation.
+    test_snapshot: ArcSwap<Snapshot>,
     generation: AtomicI64,
     /// One reload at a time, so a slow poll cannot install an older view
     /// over a newer one.
@@ -224,6 +268,7 @@ impl Directory {
         let dir = Directory {
             repo,
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            test_snapshot: ArcSwap::from_pointee(Snapshot { environment: Environment::Test, ..Snapshot::default() }),
             generation: AtomicI64::new(-1),
             reloading: tokio::sync::Mutex::new(()),
             secrets_dir,
@@ -242,9 +287,17 @@ impl Directory {
         self.secrets_dir.as_deref()
     }
 
-    /// The current view; requests keep the one they started with.
+    /// The current production view; requests keep the one they started with.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    /// The current view for tokens of `environment`.
+    pub fn snapshot_for(&self, environment: Environment) -> Arc<Snapshot> {
+        match environment {
+            Environment::Production => self.snapshot.load_full(),
+            Environment::Test => self.test_snapshot.load_full(),
+        }
     }
 
     /// Rebuilds the snapshot from the store.
@@ -258,13 +311,17 @@ impl Directory {
         let keys = tx.upstream_keys().await.context("reading the providers' assertion keys")?;
         tx.commit().await.context("reading the directory")?;
         let keys = ProviderKeys::open(&keys, &self.kek, fhirgate_core::clock::now_seconds() as i64);
-        let snapshot = Snapshot::build(generation, &providers, &mappings, keys);
+        let (test, snapshot) = Snapshot::build_views(generation, &providers, &mappings, keys);
         tracing::info!(
             generation,
             providers = snapshot.provider_count(),
             tenants = snapshot.tenant_count(),
+            test_tenants = test.tenant_count(),
             "directory loaded"
         );
+        // Test first: a request that reads the production view of this
+        // generation finds the test view of it too.
+        self.test_snapshot.store(Arc::new(test));
         self.snapshot.store(Arc::new(snapshot));
         self.generation.store(generation, Ordering::Release);
         Ok(())
@@ -361,6 +418,9 @@ mod tests {
                 note: None,
                 source: "admin".into(),
                 spec_sha256: String::new(),
+                organization: String::new(),
+                environment: "production".into(),
+                check_report: None,
             }],
             ProviderKeys::default(),
         );

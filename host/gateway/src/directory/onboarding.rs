@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
+use super::environments::Placement;
 use super::{Directory, MappingState, ProviderSpec};
+use fhirgate_core::environment::Environment;
 use fhirgate_core::fhir::Version;
 use fhirgate_core::ids::is_guid;
 use fhirgate_core::ids::valid_provider_id;
@@ -43,6 +45,44 @@ type Result<T> = std::result::Result<T, DirectoryError>;
 
 fn subject(tenant: &str, provider: &str) -> String {
     format!("tenant:{tenant}/provider:{provider}")
+}
+
+/// Whether `actor` may decide `m` now: it is pending, they are its named
+/// approver and not its requester, the provider is still what was
+/// requested, and (approving production) the organization's test URL
+/// passed the provider check.
+async fn may_decide(
+    tx: &mut dyn DirectoryTx,
+    m: &MappingRow,
+    provider: &str,
+    actor: &str,
+    approve: bool,
+) -> Result<()> {
+    if m.state != "pending" {
+        return Err(DirectoryError::Conflict(format!("The mapping is {}, not pending.", m.state)));
+    }
+    if m.approver != actor {
+        return Err(DirectoryError::Forbidden(format!(
+            "Only the named approver `{}` may decide this mapping.",
+            m.approver
+        )));
+    }
+    if m.requested_by == actor {
+        return Err(DirectoryError::Forbidden(
+            "The approver made the latest change to this mapping or its provider; another approver must be named."
+                .into(),
+        ));
+    }
+    let current = tx.provider(provider).await?.map(|r| fhirgate_core::digest::sha256_hex(r.spec.as_bytes()));
+    if current.as_deref() != Some(m.spec_sha256.as_str()) {
+        return Err(DirectoryError::Conflict(
+            "The provider changed since this mapping was requested; request it again.".into(),
+        ));
+    }
+    if approve {
+        super::environments::test_passed_first(tx, m).await?;
+    }
+    Ok(())
 }
 
 fn check_actor(actor: &str) -> Result<()> {
@@ -235,6 +275,9 @@ impl Directory {
                     note: Some("declared in the policy file".into()),
                     source: "policy".into(),
                     spec_sha256: providers.get(provider).map(ProviderSpec::digest).unwrap_or_default(),
+                    organization: String::new(),
+                    environment: Environment::Production.as_str().into(),
+                    check_report: None,
                 })
                 .await?;
                 tx.record_event(&actor, "mapping.declared", &subject(&tenant, provider), &json!({ "state": "active" }))
@@ -356,6 +399,7 @@ impl Directory {
                 m.requested_at = now;
                 m.decided_by = None;
                 m.decided_at = None;
+                m.check_report = None;
                 m.note = Some(format!("{reason}; approval needed again"));
             }
             tx.upsert_mapping(&m).await?;
@@ -398,6 +442,7 @@ impl Directory {
         tenant: &str,
         provider: &str,
         approver: &str,
+        place: &Placement,
         actor: &str,
     ) -> Result<MappingRow> {
         check_actor(actor)?;
@@ -424,6 +469,7 @@ impl Directory {
         if current.as_ref().is_some_and(|m| m.source == "policy") {
             return Err(DirectoryError::Conflict("This mapping is declared in the partner's policy file.".into()));
         }
+        place.check(&mut *tx, &tenant).await?;
         let now = fhirgate_core::clock::now_seconds() as i64;
         let mapping = MappingRow {
             tenant_id: tenant.clone(),
@@ -437,22 +483,40 @@ impl Directory {
             note: None,
             source: "admin".into(),
             spec_sha256: fhirgate_core::digest::sha256_hex(row.spec.as_bytes()),
+            organization: place.organization.clone(),
+            environment: place.environment.as_str().into(),
+            check_report: None,
         };
         tx.upsert_mapping(&mapping).await?;
         let action = if current.is_some() { "mapping.edited" } else { "mapping.requested" };
-        tx.record_event(
-            actor,
-            action,
-            &subject(&tenant, provider),
-            &json!({ "state": "pending", "approver": approver, "base_url": spec.base(), "metadata": validated }),
-        )
-        .await?;
+        let detail = json!({
+            "state": "pending", "approver": approver, "base_url": spec.base(), "metadata": validated,
+            "organization": place.organization, "environment": place.environment,
+        });
+        tx.record_event(actor, action, &subject(&tenant, provider), &detail).await?;
         self.commit(tx).await?;
         Ok(mapping)
     }
 
+    /// Whether `actor` may decide the mapping of `tenant` to `provider` now
+    /// (approving it, with `approve`): the mapping, or why not. What
+    /// [`Directory::decide`] checks again, for a caller that has work to do
+    /// (the live provider check) before deciding.
+    pub async fn decidable(&self, tenant: &str, provider: &str, actor: &str, approve: bool) -> Result<MappingRow> {
+        check_actor(actor)?;
+        let tenant = tenant_id(tenant)?;
+        let mut tx = self.repo().read().await?;
+        let m = tx
+            .mapping(&tenant, provider)
+            .await?
+            .ok_or_else(|| DirectoryError::NotFound(format!("No mapping of tenant {tenant} to `{provider}`.")))?;
+        may_decide(&mut *tx, &m, provider, actor, approve).await?;
+        Ok(m)
+    }
+
     /// The named approver approves (→ active) or rejects (→ rejected) a
-    /// pending mapping.
+    /// pending mapping; an approval carries the live provider check's
+    /// `report`.
     pub async fn decide(
         &self,
         tenant: &str,
@@ -460,6 +524,7 @@ impl Directory {
         actor: &str,
         approve: bool,
         note: Option<String>,
+        report: Option<Value>,
     ) -> Result<MappingRow> {
         check_actor(actor)?;
         let tenant = tenant_id(tenant)?;
@@ -468,30 +533,11 @@ impl Directory {
             .mapping(&tenant, provider)
             .await?
             .ok_or_else(|| DirectoryError::NotFound(format!("No mapping of tenant {tenant} to `{provider}`.")))?;
-        if m.state != "pending" {
-            return Err(DirectoryError::Conflict(format!("The mapping is {}, not pending.", m.state)));
-        }
-        if m.approver != actor {
-            return Err(DirectoryError::Forbidden(format!(
-                "Only the named approver `{}` may decide this mapping.",
-                m.approver
-            )));
-        }
-        if m.requested_by == actor {
-            return Err(DirectoryError::Forbidden(
-                "The approver made the latest change to this mapping or its provider; another approver must be named."
-                    .into(),
-            ));
-        }
-        let current = tx.provider(provider).await?.map(|r| fhirgate_core::digest::sha256_hex(r.spec.as_bytes()));
-        if current.as_deref() != Some(m.spec_sha256.as_str()) {
-            return Err(DirectoryError::Conflict(
-                "The provider changed since this mapping was requested; request it again.".into(),
-            ));
-        }
+        may_decide(&mut *tx, &m, provider, actor, approve).await?;
         let now = fhirgate_core::clock::now_seconds() as i64;
         let state = if approve { MappingState::Active } else { MappingState::Rejected }.as_str();
         m.note = note.filter(|n| !n.is_empty()).map(|n| n.chars().take(500).collect());
+        m.check_report = report.filter(|_| approve).map(|r| r.to_string());
         // Only if nothing changed since it was read: an edit racing this
         // decision wins, and the decision must be made again.
         if !tx.decide_mapping(&m, state, actor, now).await? {
@@ -501,8 +547,9 @@ impl Directory {
         m.decided_by = Some(actor.to_owned());
         m.decided_at = Some(now);
         let action = if approve { "mapping.approved" } else { "mapping.rejected" };
-        tx.record_event(actor, action, &subject(&tenant, provider), &json!({ "state": m.state, "note": m.note }))
-            .await?;
+        let passed = m.check_report.as_deref().map(super::environments::report_passed);
+        let detail = json!({ "state": m.state, "note": m.note, "environment": m.environment, "check_passed": passed });
+        tx.record_event(actor, action, &subject(&tenant, provider), &detail).await?;
         self.commit(tx).await?;
         Ok(m)
     }

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::ClientConfig;
+use fhirgate_core::environment::Environment;
 
 /// A registered client.
 #[derive(Debug, Clone)]
@@ -23,6 +24,7 @@ pub struct Client {
     secret_sha256: [u8; 32],
     /// Lower-case tenant ids the client may ask tokens for.
     pub tenants: Vec<String>,
+    pub environment: Environment,
 }
 
 /// An authenticated client: who it is and which tenants it may act for.
@@ -44,7 +46,7 @@ pub struct ClientRegistry {
     /// Registered in the store, when the gateway has one that lasts.
     stored: Option<Arc<dyn ClientRepository>>,
     /// Registered clients' status: whether each exists and is enabled.
-    statuses: Arc<quick_cache::sync::Cache<String, (bool, std::time::Instant)>>,
+    statuses: Arc<quick_cache::sync::Cache<String, (Option<Environment>, std::time::Instant)>>,
 }
 
 impl Default for ClientRegistry {
@@ -69,6 +71,7 @@ impl ClientRegistry {
                 name: c.name.clone(),
                 secret_sha256: digest,
                 tenants: c.tenants.iter().map(|t| t.to_ascii_lowercase()).collect(),
+                environment: c.environment,
             });
         }
         Ok(registry)
@@ -99,24 +102,30 @@ impl ClientRegistry {
         Ok(found.map(|c| Authenticated { client_id: c.client_id, tenants: c.tenants }))
     }
 
-    /// Whether `client_id` exists and is enabled: a declared client, or a
-    /// registered one whose status was read at most [`STATUS_TTL`] ago. A
-    /// token of any other client is not honoured.
-    pub async fn is_active(&self, client_id: &str) -> Result<bool, RegistryError> {
-        if self.clients.contains_key(client_id) {
-            return Ok(true);
+    /// The environment of `client_id` if it exists and is enabled: a
+    /// declared client, or a registered one whose status was read at most
+    /// [`STATUS_TTL`] ago. `None`: a token of this client is not honoured.
+    pub async fn active_environment(&self, client_id: &str) -> Result<Option<Environment>, RegistryError> {
+        if let Some(c) = self.clients.get(client_id) {
+            return Ok(Some(c.environment));
         }
         let Some(registry) = &self.stored else {
-            return Ok(false);
+            return Ok(None);
         };
-        if let Some((active, at)) = self.statuses.get(client_id)
+        if let Some((environment, at)) = self.statuses.get(client_id)
             && at.elapsed() < STATUS_TTL
         {
-            return Ok(active);
+            return Ok(environment);
         }
-        let active = registry.get(client_id).await?.is_some_and(|c| c.status == ClientStatus::Active);
-        self.statuses.insert(client_id.to_owned(), (active, std::time::Instant::now()));
-        Ok(active)
+        let client = registry.get(client_id).await?;
+        let environment = client.filter(|c| c.status == ClientStatus::Active).map(|c| c.environment);
+        self.statuses.insert(client_id.to_owned(), (environment, std::time::Instant::now()));
+        Ok(environment)
+    }
+
+    /// The clients the configuration file declares.
+    pub fn declared_clients(&self) -> impl Iterator<Item = &Client> {
+        self.clients.values()
     }
 
     /// Forgets what is known of `client_id`'s status, after a change to it.
@@ -135,6 +144,7 @@ impl ClientRegistry {
             name: Some(name.to_owned()),
             secret_sha256: Sha256::digest(secret.as_bytes()).into(),
             tenants: tenants.iter().map(|t| t.to_ascii_lowercase()).collect(),
+            environment: Environment::Production,
         });
     }
 

@@ -63,10 +63,13 @@ pub struct Verdict {
 }
 
 impl AuthServer {
-    /// Whether `client_id` exists and is enabled (see
-    /// [`ClientRegistry::is_active`]).
-    pub async fn client_is_active(&self, client_id: &str) -> Result<bool, fhirgate_store::clients::RegistryError> {
-        self.clients.is_active(client_id).await
+    /// The environment of `client_id` if it exists and is enabled (see
+    /// [`ClientRegistry::active_environment`]).
+    pub async fn client_environment(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<fhirgate_core::environment::Environment>, fhirgate_store::clients::RegistryError> {
+        self.clients.active_environment(client_id).await
     }
 
     /// Forgets what is known of `client_id`'s status, after a change to it.

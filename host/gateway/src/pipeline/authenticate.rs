@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use fhirgate_core::environment::Environment;
 use fhirgate_core::failure::Failure;
 use fhirgate_sandbox::Role;
 use fhirgate_sandbox::bindings::types::{Claims, Request};
@@ -15,8 +16,13 @@ use super::Ctx;
 use crate::oauth::token::{Verdict, VerdictKey};
 use crate::policy::invoke;
 
-/// Phase 2: the token, checked by the token-validation module.
-pub(super) async fn authenticate(ctx: &Ctx, headers: &HeaderMap, request: &Request) -> Result<Arc<Claims>, Failure> {
+/// Phase 2: the token, checked by the token-validation module; its claims
+/// and the environment of its client.
+pub(super) async fn authenticate(
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    request: &Request,
+) -> Result<(Arc<Claims>, Environment), Failure> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let value = values.next();
     if values.next().is_some() {
@@ -67,9 +73,9 @@ pub(super) async fn authenticate(ctx: &Ctx, headers: &HeaderMap, request: &Reque
     // Only for a client that exists and is enabled: a disabled or deleted
     // client's tokens end at once, and a token signed for a client never
     // registered is worth nothing.
-    match auth.client_is_active(&claims.client_id).await {
-        Ok(true) => Ok(claims),
-        Ok(false) => Err(Failure::bearer(
+    match auth.client_environment(&claims.client_id).await {
+        Ok(Some(environment)) => Ok((claims, environment)),
+        Ok(None) => Err(Failure::bearer(
             StatusCode::UNAUTHORIZED,
             Some("invalid_token"),
             "The access token's client is unknown or disabled.",
@@ -91,10 +97,11 @@ mod tests {
         let ctx = testing::ctx(&gw, Version::Stu3);
         let token = testing::token(&gw).await;
         let request = testing::get(&ctx, "Patient/p1");
-        let claims = authenticate(&ctx, &testing::bearer(&token), &request).await.unwrap();
+        let (claims, environment) = authenticate(&ctx, &testing::bearer(&token), &request).await.unwrap();
+        assert_eq!(environment, Environment::Production);
         assert_eq!((claims.client_id.as_str(), claims.tenant_id.as_str()), (testing::CLIENT, testing::TENANT));
         assert_eq!(gw.auth().verdicts.len(), 1, "the validator's verdict is kept for the next request");
-        let again = authenticate(&ctx, &testing::bearer(&token), &request).await.unwrap();
+        let (again, _) = authenticate(&ctx, &testing::bearer(&token), &request).await.unwrap();
         assert!(Arc::ptr_eq(&claims, &again), "a warm request reuses the verdict");
     }
 
@@ -123,7 +130,8 @@ mod tests {
         let ctx = testing::ctx(&gw, Version::Stu3);
         let token = testing::token(&gw).await;
         let request = testing::get(&ctx, "Patient/p1");
-        let claims = authenticate(&ctx, &testing::bearer(&token), &request).await.unwrap();
+        let (claims, environment) = authenticate(&ctx, &testing::bearer(&token), &request).await.unwrap();
+        assert_eq!(environment, Environment::Production);
         gw.auth().revoked.revoke(claims.token_id.as_deref().expect("a jti"), u64::MAX);
         let f = authenticate(&ctx, &testing::bearer(&token), &request).await.unwrap_err();
         assert_eq!((f.status, f.bearer_error.as_deref()), (StatusCode::UNAUTHORIZED, Some("invalid_token")));

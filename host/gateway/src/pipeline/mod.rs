@@ -173,7 +173,15 @@ where
     B: Future<Output = Result<Bytes, Failure>>,
 {
     let headers = line.headers;
-    let claims = authenticate::authenticate(ctx, headers, &head).await?;
+    let (claims, environment) = authenticate::authenticate(ctx, headers, &head).await?;
+    // A test client's token sees only the test view of the directory.
+    let test_ctx;
+    let ctx = if environment == ctx.directory.environment {
+        ctx
+    } else {
+        test_ctx = Ctx { directory: ctx.gw.directory().snapshot_for(environment), ..ctx.clone() };
+        &test_ctx
+    };
     audit.client_id = Some(claims.client_id.clone());
     audit.tenant = Some(claims.tenant_id.clone());
     let request = if line.method == Method::POST {

@@ -34,6 +34,7 @@ pub(super) async fn gateway() -> Arc<Services> {
         name: None,
         secret_sha256: sha256_hex(SECRET.as_bytes()),
         tenants: vec![TENANT.into()],
+        environment: Default::default(),
     });
     // One engine for every test: each module is compiled once, not per test.
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();

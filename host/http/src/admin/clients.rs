@@ -81,8 +81,14 @@ pub(super) async fn endpoint(
                 Ok(r) => r,
                 Err(message) => return problem(StatusCode::BAD_REQUEST, message),
             };
-            registry.create(&req.name, &req.tenants, actor).await.map(|(client, secret)| {
-                answer(StatusCode::CREATED, json!({ "client": client, "client_secret": secret }))
+            registry.create(&req.name, &req.tenants, actor).await.map(|((client, secret), (test, test_secret))| {
+                answer(
+                    StatusCode::CREATED,
+                    json!({
+                        "client": client, "client_secret": secret,
+                        "test_client": test, "test_client_secret": test_secret,
+                    }),
+                )
             })
         }
         (&Method::GET, ["clients", id]) => match registry.get(id).await {

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use fhirgate_core::failure::{Body, json_response, no_store};
 use fhirgate_gateway::access::{AccessQuery, audit_event_bundle};
 use fhirgate_gateway::directory::ProviderSpec;
+use fhirgate_gateway::directory::environments::Placement;
 use fhirgate_gateway::directory::onboarding::DirectoryError;
 use fhirgate_gateway::principal::Principal;
 use fhirgate_gateway::services::Services;
@@ -33,6 +34,12 @@ struct MappingPut {
     #[serde(default)]
     actor: Option<String>,
     approver: String,
+    /// The tenant's organization the URL belongs to.
+    #[serde(default)]
+    organization: Option<String>,
+    /// `test` or `production` (the default).
+    #[serde(default)]
+    environment: Option<fhirgate_core::environment::Environment>,
 }
 
 #[derive(Deserialize)]
@@ -48,16 +55,7 @@ fn default_overlap() -> i64 {
     fhirgate_gateway::directory::keys::DEFAULT_OVERLAP_SECONDS
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Decision {
-    #[serde(default)]
-    actor: Option<String>,
-    #[serde(default)]
-    note: Option<String>,
-}
-
-fn directory_error(e: DirectoryError) -> Response<Body> {
+pub(super) fn directory_error(e: DirectoryError) -> Response<Body> {
     let status = match &e {
         DirectoryError::Invalid(_) => StatusCode::BAD_REQUEST,
         DirectoryError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -132,23 +130,13 @@ pub(super) async fn endpoint(
         }
         (&Method::GET, ["tenants", tenant]) => dir.tenant_view(tenant).await.map(|t| answer(StatusCode::OK, t)),
         (&Method::PUT, ["tenants", tenant, "providers", id]) => {
-            let req = body!(MappingPut, "{actor, approver}");
+            let req = body!(MappingPut, "{actor, approver, organization?, environment?}");
             let actor = actor!(req.actor);
-            dir.request_mapping(gw.upstream(), tenant, id, &req.approver, &actor)
-                .await
-                .map(|m| answer(StatusCode::OK, json!({ "mapping": m })))
-        }
-        (&Method::POST, ["tenants", tenant, "providers", id, action @ ("approve" | "reject")]) => {
-            let req = body!(Decision, "{actor, note?}");
-            if principal.user().is_none() {
-                return Some(problem(
-                    StatusCode::FORBIDDEN,
-                    "The shared admin token cannot approve or reject: the named approver decides with their own \
-                     personal API token (`fhirgate user token`).",
-                ));
-            }
-            let actor = actor!(req.actor);
-            dir.decide(tenant, id, &actor, *action == "approve", req.note)
+            let place = Placement {
+                organization: req.organization.unwrap_or_default(),
+                environment: req.environment.unwrap_or_default(),
+            };
+            dir.request_mapping(gw.upstream(), tenant, id, &req.approver, &place, &actor)
                 .await
                 .map(|m| answer(StatusCode::OK, json!({ "mapping": m })))
         }

@@ -58,9 +58,12 @@
 //! - `DELETE /admin/providers/{id}?actor=…`          remove one no tenant uses
 //! - `GET    /admin/tenants`                         every mapping by tenant
 //! - `GET    /admin/tenants/{tenant}`                one tenant's mappings and history
-//! - `PUT    /admin/tenants/{tenant}/providers/{id}` request or edit `{actor, approver}` → pending
-//! - `POST   /admin/tenants/{tenant}/providers/{id}/approve` `{note?}` → active (the named approver's own token)
+//! - `PUT    /admin/tenants/{tenant}/providers/{id}` request or edit `{actor, approver, organization?,
+//!   environment?}` → pending
+//! - `POST   /admin/tenants/{tenant}/providers/{id}/approve` `{note?}` → active (the named approver's own token),
+//!   after the live provider check passed
 //! - `POST   /admin/tenants/{tenant}/providers/{id}/reject`  `{note?}` → rejected (likewise)
+//! - organizations, environments, the check alone and integration records: see [`environments`]
 //! - `DELETE /admin/tenants/{tenant}/providers/{id}?actor=…` disconnect
 //!
 //! The access log (one record per brokered access, no payloads):
@@ -71,6 +74,7 @@
 
 mod clients;
 mod directory;
+mod environments;
 mod invitations;
 mod modules;
 mod oidc;
@@ -159,7 +163,7 @@ pub(crate) async fn serve(
         Ok(b) => b,
         Err(f) => return json_response(f.status, "application/json", json!({ "error": f.message }).to_string()),
     };
-    handle(gw, principal, &parts.method, path, parts.uri.query(), body).await
+    handle(gw, principal, &parts.method, path, parts.uri.query(), body, public_base).await
 }
 
 /// Handles `/admin/...` for `principal`, whom the listener authenticated.
@@ -171,12 +175,16 @@ pub async fn handle(
     path: &str,
     query: Option<&str>,
     body: Bytes,
+    public_base: &str,
 ) -> Response<Body> {
     let segments: Vec<&str> = path.trim_start_matches("/admin/").trim_end_matches('/').split('/').collect();
     if let Some(resp) = users::endpoint(gw, &principal, method, &segments, &body).await {
         return resp;
     }
     if let Some(resp) = invitations::endpoint(gw, &principal, method, &segments, &body).await {
+        return resp;
+    }
+    if let Some(resp) = environments::endpoint(gw, &principal, method, &segments, &body, public_base).await {
         return resp;
     }
     if let Some(resp) = directory::endpoint(gw, &principal, method, &segments, query, &body).await {

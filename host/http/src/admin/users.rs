@@ -38,10 +38,16 @@ pub(super) fn allowed(principal: &Principal, method: &Method, segments: &[&str])
                 | (&Method::POST, ["rotate"])
                 | (&Method::PUT, ["jwks"])
         ),
-        (Role::Approver(scope), &Method::POST, ["tenants", tenant, "providers", _, "approve" | "reject"]) => {
+        (Role::Approver(scope), &Method::POST, ["tenants", tenant, "providers", _, "approve" | "reject" | "check"]) => {
             in_scope(scope, tenant)
         }
-        (Role::Approver(scope), &Method::GET, ["tenants", tenant]) => in_scope(scope, tenant),
+        (
+            Role::Approver(scope),
+            &Method::GET,
+            ["tenants", tenant]
+            | ["tenants", tenant, "organizations"]
+            | ["tenants", tenant, "providers", _, "integration"],
+        ) => in_scope(scope, tenant),
         (Role::Approver(_), &Method::GET, ["providers"] | ["providers", _]) => true,
         _ => false,
     })
@@ -56,7 +62,7 @@ pub(super) fn sensitive(method: &Method, segments: &[&str]) -> bool {
             | (&Method::DELETE, ["clients", _, "secrets", _])
             | (&Method::POST, ["keys", "rotate"])
             | (&Method::POST, ["providers", _, "keys", "rotate"])
-            | (&Method::POST, ["tenants", _, "providers", _, "approve" | "reject"])
+            | (&Method::POST, ["tenants", _, "providers", _, "approve" | "reject" | "check"])
             | (&Method::POST, ["users", _, "tokens"])
     )
 }

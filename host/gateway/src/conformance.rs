@@ -12,8 +12,9 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::directory::ProviderRoute;
+use crate::policy::BoundModule;
 use fhirgate_core::fhir::Version;
-use fhirgate_gateway::policy::BoundModule;
 use fhirgate_sandbox::CallContext;
 use fhirgate_sandbox::bindings::shaping::{Exchange, UpstreamRequest};
 use fhirgate_sandbox::bindings::types::{Interaction, Param};
@@ -71,6 +72,10 @@ pub struct Report {
     pub fhir_version: &'static str,
     pub patient: Option<String>,
     pub calls: Vec<CallReport>,
+    /// Whether the app would load (Patient works on both faces).
+    pub passed: bool,
+    /// When it ran, seconds since the Unix epoch.
+    pub checked_at: u64,
 }
 
 impl Report {
@@ -217,22 +222,45 @@ pub fn missing_fields(face: Version, r: &Value) -> Vec<&'static str> {
     missing
 }
 
-/// Runs the check with `shaper`.
+/// Runs the check with `shaper`, with a bearer token from `options` if it
+/// has one.
 pub async fn check(shaper: &BoundModule, options: &CheckOptions) -> anyhow::Result<Report> {
     let upstream = Upstream::new(64 * 1024 * 1024);
     let mut settings = ProviderSettings::new("check-provider", options.timeout);
-    // One failing resource must not trip a breaker for the next one.
-    settings.breaker.failure_threshold = u32::MAX;
     if let Some(token) = &options.token {
         let value = HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|_| anyhow::anyhow!("--token is not a valid header value"))?;
         settings.auth = Some(UpstreamAuth::Header { name: http::header::AUTHORIZATION, value });
     }
-    let base = options.base_url.trim_end_matches('/').to_owned();
-    let checker = Checker { shaper, upstream, settings, base, version: options.fhir_version, cache: Arc::default() };
+    check_with(shaper, upstream, settings, &options.base_url, options.fhir_version, options.patient.clone()).await
+}
 
-    let (patient, why_none) = match &options.patient {
-        Some(p) => (Some(p.clone()), String::new()),
+/// The live provider check of an approval: the app's calls against a
+/// directory provider as requests will reach it (its credentials, CA and
+/// address policy), on `upstream`, under an id of its own so that failing
+/// calls do not open the provider's breaker.
+pub async fn check_route(shaper: &BoundModule, upstream: &Upstream, route: &ProviderRoute) -> anyhow::Result<Report> {
+    let mut settings = route.settings.clone();
+    settings.id = format!("{}#check", route.id);
+    settings.retry.max_retries = 0;
+    check_with(shaper, upstream.clone(), settings, &route.base_url, route.fhir_version, None).await
+}
+
+async fn check_with(
+    shaper: &BoundModule,
+    upstream: Upstream,
+    mut settings: ProviderSettings,
+    base_url: &str,
+    fhir_version: Version,
+    patient: Option<String>,
+) -> anyhow::Result<Report> {
+    // One failing resource must not trip a breaker for the next one.
+    settings.breaker.failure_threshold = u32::MAX;
+    let base = base_url.trim_end_matches('/').to_owned();
+    let checker = Checker { shaper, upstream, settings, base, version: fhir_version, cache: Arc::default() };
+
+    let (patient, why_none) = match patient {
+        Some(p) => (Some(p), String::new()),
         None => match checker.first_patient().await {
             Ok(Some(p)) => (Some(p), String::new()),
             Ok(None) => (None, "a Patient search found no patient; name one with --patient".to_owned()),
@@ -241,9 +269,11 @@ pub async fn check(shaper: &BoundModule, options: &CheckOptions) -> anyhow::Resu
     };
     let mut report = Report {
         provider: checker.base.clone(),
-        fhir_version: options.fhir_version.number(),
+        fhir_version: fhir_version.number(),
         patient: patient.clone(),
         calls: Vec::new(),
+        passed: false,
+        checked_at: fhirgate_core::clock::now_seconds(),
     };
     for face in fhirgate_core::fhir::FACES {
         let Some(patient) = &patient else {
@@ -260,6 +290,7 @@ pub async fn check(shaper: &BoundModule, options: &CheckOptions) -> anyhow::Resu
             report.calls.push(checker.run(face, resource, &path, &params).await);
         }
     }
+    report.passed = report.app_loads();
     Ok(report)
 }
 
