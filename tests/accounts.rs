@@ -133,6 +133,10 @@ fn users_act_within_their_roles_and_under_their_own_names() {
     // Their own tokens, not someone else's.
     assert_eq!(api.post(&ada, "users/ada/tokens", json!({ "label": "laptop", "days": 7 })).0, 201);
     assert_eq!(api.post(&ada, "users/bob/tokens", json!({ "label": "stolen", "days": 7 })).0, 403);
+    // Not even an operator or the shared token mints one for someone else
+    // (an approver's, to approve as them).
+    assert_eq!(api.post(&olga, "users/bob/tokens", json!({ "label": "stolen", "days": 7 })).0, 403);
+    assert_eq!(api.post(ADMIN, "users/bob/tokens", json!({ "label": "stolen", "days": 7 })).0, 403);
 
     // The auditor reads the trail and changes nothing.
     assert_eq!(api.get(&aud, "access"), 200);

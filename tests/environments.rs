@@ -96,11 +96,18 @@ fn test_and_production_are_approved_apart_and_each_clients_tokens_stay_in_their_
     );
     assert_eq!(status, 404, "an organization the tenant does not have: {body}");
 
-    let bob = user_token(&gw.base, ADMIN, "bob", &format!("approver:{TENANT}"));
+    let bob = user_token(&gw, ADMIN, "bob", &format!("approver:{TENANT}"));
     // Production first: refused, the test URL has not passed the check.
     let (status, body) = decide(&bob, &mapping("st-mary-prod"), "approve", json!({}));
     assert_eq!(status, 409, "{body}");
     assert!(body["error"].as_str().unwrap().contains("test"), "{body}");
+    // Only the named approver (or an operator) runs a mapping's check: it
+    // reads patient data with the hospital's credentials.
+    let carla = user_token(&gw, ADMIN, "carla", &format!("approver:{TENANT}"));
+    let (status, _) = admin_call(&carla, Method::POST, &format!("{}/check", mapping("st-mary-test")), None);
+    assert_eq!(status, 403);
+    let (status, _) = admin_call(&bob, Method::POST, &format!("{}/check", mapping("st-mary-nowhere")), None);
+    assert_eq!(status, 404);
     // The approver can run the check alone first, and read the report.
     let (status, body) = admin_call(&bob, Method::POST, &format!("{}/check", mapping("st-mary-test")), None);
     assert_eq!(status, 200, "{body}");
@@ -160,11 +167,12 @@ fn test_and_production_are_approved_apart_and_each_clients_tokens_stay_in_their_
     for secret in [prod_secret, test_secret, ADMIN, bob.as_str()] {
         assert!(!text.contains(secret), "the record holds a secret");
     }
+    assert!(!text.contains("pat-0"), "the record names no patient: {text}");
     let (status, _) = admin_call(&bob, Method::GET, &format!("{}/integration", mapping("st-mary-broken")), None);
     assert_eq!(status, 409, "no record before approval");
 
     // The app's owner owns both client ids, and nothing else.
-    let owner = user_token(&gw.base, ADMIN, "otto", &format!("app-owner:{prod_id}"));
+    let owner = user_token(&gw, ADMIN, "otto", &format!("app-owner:{prod_id}"));
     let (status, _) = admin_call(&owner, Method::POST, &url(&format!("clients/{test_id}/secrets")), Some(json!({})));
     assert_eq!(status, 201);
     let (status, _) = admin_call(&owner, Method::GET, &url(&format!("tenants/{TENANT}/organizations")), None);

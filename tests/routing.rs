@@ -37,8 +37,8 @@ fn admin(method: reqwest::Method, url: &str, body: Option<Value>) -> (u16, Value
     support::admin_call(ADMIN, method, url, body)
 }
 
-fn user_token(base: &str, name: &str, role: &str) -> String {
-    support::user_token(base, ADMIN, name, role)
+fn user_token(gw: &support::Served, name: &str, role: &str) -> String {
+    support::user_token(gw, ADMIN, name, role)
 }
 
 use support::decide;
@@ -233,7 +233,7 @@ fn onboarding_needs_approval_and_an_edit_needs_it_again() {
 
     // Only the named approver decides, with their own token: not another
     // approver, not the shared admin token naming them.
-    let token_of = |name: &str| user_token(&gw.base, name, "approver:*");
+    let token_of = |name: &str| user_token(&gw, name, "approver:*");
     let (bob, carol, dave, mallory) = (token_of("bob"), token_of("carol"), token_of("dave"), token_of("mallory"));
     assert_eq!(decide(&mallory, &mapping, "approve", json!({})).0, 403);
     let (status, body) = admin(reqwest::Method::POST, &format!("{mapping}/approve"), Some(json!({ "actor": "bob" })));
@@ -269,10 +269,11 @@ fn onboarding_needs_approval_and_an_edit_needs_it_again() {
         .iter()
         .map(|e| (e["action"].as_str().unwrap().to_owned(), e["actor"].as_str().unwrap().to_owned()))
         .collect();
+    // What the shared token did is marked as its, under the name it gave.
     let expected = [
-        ("mapping.requested", "alice"),
+        ("mapping.requested", "admin-api:alice"),
         ("mapping.approved", "bob"),
-        ("mapping.edited", "alice"),
+        ("mapping.edited", "admin-api:alice"),
         ("mapping.rejected", "carol"),
     ];
     assert_eq!(history, expected.map(|(a, b)| (a.to_owned(), b.to_owned())).to_vec());

@@ -461,10 +461,12 @@ pub fn admin_call(token: &str, method: reqwest::Method, url: &str, body: Option<
     (status, resp.json().unwrap_or(Value::Null))
 }
 
-/// A personal API token for a new user `name` with `role`, made through
-/// the admin API at `base` with the admin token `admin`.
-pub fn user_token(base: &str, admin: &str, name: &str, role: &str) -> String {
-    let users = format!("{base}/admin/users");
+/// A personal API token for a new user `name` with `role`: the user made
+/// through the admin API of `gw` with the admin token `admin`, the token
+/// issued on the gateway's data directory (only the user themselves may
+/// issue one through the API).
+pub fn user_token(gw: &Served, admin: &str, name: &str, role: &str) -> String {
+    let users = format!("{}/admin/users", gw.base);
     let (status, body) = admin_call(
         admin,
         reqwest::Method::POST,
@@ -472,11 +474,10 @@ pub fn user_token(base: &str, admin: &str, name: &str, role: &str) -> String {
         Some(serde_json::json!({ "username": name, "roles": [role] })),
     );
     assert_eq!(status, 201, "{body}");
-    let tokens = format!("{users}/{name}/tokens");
-    let (status, body) =
-        admin_call(admin, reqwest::Method::POST, &tokens, Some(serde_json::json!({ "label": "test", "days": 1 })));
-    assert_eq!(status, 201, "{body}");
-    body["token"].as_str().unwrap().to_owned()
+    let data = gw.dir.path().join("data");
+    let out =
+        cli_json(&["user", "--data-dir", data.to_str().unwrap(), "token", name, "--label", "test", "--days", "1"]);
+    out["token"].as_str().unwrap().to_owned()
 }
 
 /// A decision (`approve` or `reject`) on the mapping at URL `mapping`, made

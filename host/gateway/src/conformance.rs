@@ -79,6 +79,20 @@ pub struct Report {
 }
 
 impl Report {
+    /// The report with the patient it read for named nowhere (replaced by
+    /// `{patient}`), to be kept or shown beyond whoever ran it.
+    pub fn without_patient(mut self) -> Report {
+        if let Some(patient) = self.patient.take() {
+            let hide = |s: &mut String| *s = s.replace(&patient, "{patient}");
+            for c in &mut self.calls {
+                hide(&mut c.call);
+                c.details.iter_mut().for_each(hide);
+            }
+            self.patient = Some("{patient}".into());
+        }
+        self
+    }
+
     /// Whether the app would load: Patient works on both faces.
     pub fn app_loads(&self) -> bool {
         self.calls.iter().filter(|c| c.resource == "Patient").all(|c| c.verdict == Verdict::Ok)

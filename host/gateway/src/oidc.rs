@@ -192,7 +192,8 @@ impl OidcProvider {
         let header = jsonwebtoken::decode_header(id_token).map_err(|_| refused("not a signed JWT"))?;
         // The key's type must fit `alg`: `decode` refuses a mismatch.
         let key = self.key(upstream, discovery, header.kid.as_deref()).await?;
-        verify_id_token(id_token, &key, &self.issuer, &self.client_id, nonce)
+        // The issuer exactly as the provider spells it (a trailing `/` too).
+        verify_id_token(id_token, &key, &discovery.issuer, &self.client_id, nonce)
     }
 
     /// The provider's endpoints; its discovery document must name the

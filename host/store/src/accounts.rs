@@ -129,7 +129,10 @@ pub enum AccountError {
 pub(crate) fn check_username(username: &str) -> Result<(), AccountError> {
     let plain = !username.is_empty()
         && username.len() <= 64
-        && username.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.@".contains(&c));
+        && username.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.@".contains(&c))
+        // Never mistaken for a credential: invitations and tokens start so.
+        && !username.starts_with(super::invitations::TOKEN_PREFIX)
+        && !username.starts_with(TOKEN_PREFIX);
     if plain {
         Ok(())
     } else {

@@ -17,6 +17,10 @@ pub const LOGIN_SECONDS: i64 = 600;
 
 const LOGIN_PURPOSE: &str = "oidc-login";
 
+/// Sign-ins under way at once, at most: each start is a row, and starts
+/// need no credential.
+const MAX_OPEN_LOGINS: i64 = 10_000;
+
 /// What a sign-in under way must remember until the provider sends the
 /// browser back.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -152,8 +156,24 @@ impl Accounts {
         }
         let Some(invitation) = self.take_invitation(token).await? else { return Ok(None) };
         let name = &invitation.username;
-        self.create_user(name, &invitation.roles, &format!("invitation:{}", invitation.created_by)).await?;
-        self.bind_identity(name, issuer, subject, name).await?;
+        let user =
+            match self.create_user(name, &invitation.roles, &format!("invitation:{}", invitation.created_by)).await {
+                Ok(user) => user,
+                Err(e) => {
+                    self.restore_invitation(token).await?;
+                    return Err(e);
+                }
+            };
+        if let Err(e) = self.bind_identity(name, issuer, subject, name).await {
+            // Someone bound the identity meanwhile: nobody is made of this
+            // invitation, which works again.
+            sqlx::query("DELETE FROM users WHERE user_id = $1")
+                .bind(&user.user_id)
+                .execute(self.store().pool())
+                .await?;
+            self.restore_invitation(token).await?;
+            return Err(e);
+        }
         let detail = json!({ "invited_by": invitation.created_by, "issuer": issuer });
         self.audit(name, "user-invitation-accepted", name, detail).await?;
         Ok(Some(self.user(name).await?))
@@ -163,6 +183,15 @@ impl Accounts {
     pub async fn begin_login(&self, provider: &str, state: &str, login: &PendingLogin) -> Result<(), AccountError> {
         let kek =
             self.kek().ok_or_else(|| AccountError::Invalid("no key-encryption key to seal the sign-in".into()))?;
+        let at = now();
+        let open: i64 = sqlx::query("SELECT COUNT(*) AS n FROM oidc_logins WHERE expires_at > $1")
+            .bind(at)
+            .fetch_one(self.store().pool())
+            .await?
+            .try_get("n")?;
+        if open >= MAX_OPEN_LOGINS {
+            return Err(AccountError::Invalid("too many sign-ins are under way; try again in a few minutes".into()));
+        }
         let plain = serde_json::to_vec(login).unwrap_or_default();
         let sealed =
             kek.seal(LOGIN_PURPOSE, &plain).map_err(|e| AccountError::Invalid(format!("sealing the sign-in: {e}")))?;

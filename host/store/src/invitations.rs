@@ -145,7 +145,10 @@ impl Accounts {
         let Some(invitation) = self.take_invitation(token).await? else { return Ok(None) };
         let actor = format!("invitation:{}", invitation.created_by);
         let name = &invitation.username;
-        self.create_user(name, &invitation.roles, &actor).await?;
+        if let Err(e) = self.create_user(name, &invitation.roles, &actor).await {
+            self.restore_invitation(token).await?;
+            return Err(e);
+        }
         self.set_password(name, password, name).await?;
         let totp_uri = self.enroll_totp(name, name).await?;
         self.audit(name, "user-invitation-accepted", name, json!({ "invited_by": invitation.created_by })).await?;
@@ -166,6 +169,16 @@ impl Accounts {
                 .await?
                 .rows_affected();
         Ok((used == 1).then_some(invitation))
+    }
+
+    /// Opens `token`'s invitation again after accepting it failed before
+    /// anyone was made from it.
+    pub(crate) async fn restore_invitation(&self, token: &str) -> Result<(), AccountError> {
+        sqlx::query("UPDATE invitations SET used_at = NULL WHERE hash = $1")
+            .bind(self.hash(token))
+            .execute(self.store().pool())
+            .await?;
+        Ok(())
     }
 }
 
@@ -213,5 +226,8 @@ mod tests {
         assert!(accounts.invite("bob", &[], 24, "x").await.is_err());
         assert!(accounts.invite("bob", &[Role::Auditor], MAX_HOURS + 1, "x").await.is_err());
         assert!(accounts.invitation("not-a-token").await.unwrap().is_none());
+        // A name that looks like a credential is refused.
+        assert!(accounts.invite("fgi_bob", &[Role::Auditor], 24, "x").await.is_err());
+        assert!(accounts.create_user("fgu_bob", &[Role::Auditor], "x").await.is_err());
     }
 }

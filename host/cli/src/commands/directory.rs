@@ -167,18 +167,16 @@ async fn directory_command(
         }
         DirectoryCommand::Approve { tenant, provider_id, note, policy } => {
             let approver = approver(&accounts, token.as_deref(), named.as_deref(), &tenant).await?;
-            dir.decidable(&tenant, &provider_id, &approver, true).await?;
-            let route = dir.snapshot().provider(&provider_id).context("the provider's settings could not be loaded")?;
+            let m = dir.decidable(&tenant, &provider_id, &approver, true).await?;
             let runtime = fhirgate_sandbox::Runtime::new(Default::default())?;
             let loaded = fhirgate_gateway::policy::PolicyFile::read(&policy)?.load(&policy, &runtime)?;
-            let report = fhirgate_gateway::conformance::check_route(&loaded.shaper, &upstream, &route).await?;
-            if !report.passed {
+            let report = dir.live_check(&loaded.shaper, &upstream, &provider_id, &m.spec_sha256).await?;
+            if report["passed"] != true {
                 fhirgate_core::say!("{}", serde_json::to_string_pretty(&json!({ "report": report }))?);
                 anyhow::bail!(
                     "the live provider check failed (Patient does not work through the gateway): not approved"
                 );
             }
-            let report = serde_json::to_value(&report)?;
             json!({ "mapping": dir.decide(&tenant, &provider_id, &approver, true, note, Some(report)).await? })
         }
         DirectoryCommand::Reject { tenant, provider_id, note } => {

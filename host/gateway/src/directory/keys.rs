@@ -62,6 +62,14 @@ impl ProviderKeys {
         keys
     }
 
+    /// Keeps only the keys of providers for which `uses` holds (those that
+    /// authenticate with `private_key_jwt` now): no key set is published
+    /// for a provider that no longer signs with it.
+    pub fn retain(&mut self, uses: impl Fn(&str) -> bool) {
+        self.current.retain(|p, _| uses(p));
+        self.published.retain(|p, _| uses(p));
+    }
+
     /// The key `provider`'s assertions are signed with.
     pub fn current(&self, provider: &str) -> Option<&AssertionKey> {
         self.current.get(provider)

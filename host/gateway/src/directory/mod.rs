@@ -112,8 +112,14 @@ impl Snapshot {
         generation: i64,
         providers: &[ProviderRow],
         mappings: &[MappingRow],
-        keys: ProviderKeys,
+        mut keys: ProviderKeys,
     ) -> (Snapshot, Snapshot) {
+        let signing: std::collections::HashSet<&str> = providers
+            .iter()
+            .filter(|p| ProviderSpec::from_json(&p.spec).is_ok_and(|s| s.uses_assertion_key()))
+            .map(|p| p.provider_id.as_str())
+            .collect();
+        keys.retain(|p| signing.contains(p));
         let keys = Arc::new(keys);
         let providers = Arc::new(Self::routes(providers, &keys));
         let [test, production] = Environment::ALL.map(|environment| Snapshot {

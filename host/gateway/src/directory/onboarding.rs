@@ -67,7 +67,7 @@ async fn may_decide(
             m.approver
         )));
     }
-    if m.requested_by == actor {
+    if same_person(&m.requested_by, actor) {
         return Err(DirectoryError::Forbidden(
             "The approver made the latest change to this mapping or its provider; another approver must be named."
                 .into(),
@@ -83,6 +83,13 @@ async fn may_decide(
         super::environments::test_passed_first(tx, m).await?;
     }
     Ok(())
+}
+
+/// Whether two actors are the same person: a user and the name they gave
+/// when they used the shared admin token (`admin-api:<name>`) are.
+fn same_person(a: &str, b: &str) -> bool {
+    let person = |x: &str| x.strip_prefix("admin-api:").unwrap_or(x).to_owned();
+    person(a) == person(b)
 }
 
 fn check_actor(actor: &str) -> Result<()> {
@@ -447,7 +454,7 @@ impl Directory {
     ) -> Result<MappingRow> {
         check_actor(actor)?;
         check_actor(approver).map_err(|_| DirectoryError::Invalid("`approver` must name who approves.".into()))?;
-        if approver == actor {
+        if same_person(approver, actor) {
             return Err(DirectoryError::Invalid("The approver must be someone other than the requester.".into()));
         }
         let tenant = tenant_id(tenant)?;
@@ -534,6 +541,13 @@ impl Directory {
             .await?
             .ok_or_else(|| DirectoryError::NotFound(format!("No mapping of tenant {tenant} to `{provider}`.")))?;
         may_decide(&mut *tx, &m, provider, actor, approve).await?;
+        // The report must be of the declaration being approved.
+        let checked = report.as_ref().and_then(|r| r.get("spec_sha256")).and_then(Value::as_str);
+        if report.is_some() && checked != Some(m.spec_sha256.as_str()) {
+            return Err(DirectoryError::Conflict(
+                "The provider changed while it was being checked; approve again.".into(),
+            ));
+        }
         let now = fhirgate_core::clock::now_seconds() as i64;
         let state = if approve { MappingState::Active } else { MappingState::Rejected }.as_str();
         m.note = note.filter(|n| !n.is_empty()).map(|n| n.chars().take(500).collect());

@@ -69,7 +69,26 @@ pub(super) async fn endpoint(
                 .map(|o| answer(StatusCode::OK, json!({ "organization": o })))
         }
         (&Method::POST, ["tenants", tenant, "providers", id, "check"]) => {
-            check(gw, id).await.map(|report| answer(StatusCode::OK, json!({ "tenant_id": tenant, "report": report })))
+            // Only for a requested mapping, by its named approver or an
+            // operator: the check reads patient data with the provider's
+            // credentials.
+            match dir.mapping_of(tenant, id).await {
+                Ok(m) if principal.is_operator() || principal.user().is_some_and(|u| u.username == m.approver) => {
+                    let checked = check(gw, id, &m.spec_sha256).await;
+                    if let Ok(report) = &checked {
+                        let passed = report.get("passed").and_then(serde_json::Value::as_bool);
+                        if let Err(e) = dir.record_check(tenant, id, principal.name(), passed == Some(true)).await {
+                            tracing::warn!(error = %e, "the provider check could not be recorded");
+                        }
+                    }
+                    checked.map(|report| answer(StatusCode::OK, json!({ "tenant_id": tenant, "report": report })))
+                }
+                Ok(m) => Err(DirectoryError::Forbidden(format!(
+                    "Only the named approver `{}` (or an operator) runs this mapping's check.",
+                    m.approver
+                ))),
+                Err(e) => Err(e),
+            }
         }
         (&Method::POST, ["tenants", tenant, "providers", id, action @ ("approve" | "reject")]) => {
             let req: Decision = match parse_body(body, "{note?}") {
@@ -111,9 +130,9 @@ async fn decide(
     note: Option<String>,
 ) -> Result<Response<Body>, DirectoryError> {
     let dir = gw.directory();
-    dir.decidable(tenant, id, actor, approve).await?;
+    let m = dir.decidable(tenant, id, actor, approve).await?;
     let report = if approve {
-        let report = check(gw, id).await?;
+        let report = check(gw, id, &m.spec_sha256).await?;
         if report.get("passed").and_then(serde_json::Value::as_bool) != Some(true) {
             return Ok(answer(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -131,16 +150,11 @@ async fn decide(
     Ok(answer(StatusCode::OK, json!({ "mapping": m })))
 }
 
-/// The live provider check against provider `id` as requests reach it.
-async fn check(gw: &Services, id: &str) -> Result<serde_json::Value, DirectoryError> {
-    let route = gw.directory().snapshot().provider(id).ok_or_else(|| {
-        DirectoryError::Conflict(format!("Provider `{id}` is unknown or its settings could not be loaded."))
-    })?;
+/// The live provider check of provider `id` for the declaration whose
+/// digest is `spec_sha256`, through the current policy's shaping module.
+async fn check(gw: &Services, id: &str, spec_sha256: &str) -> Result<serde_json::Value, DirectoryError> {
     let policy = gw.policy().load_full();
-    let report = fhirgate_gateway::conformance::check_route(&policy.shaper, gw.upstream(), &route)
-        .await
-        .map_err(|e| DirectoryError::Validation(format!("{e:#}")))?;
-    Ok(serde_json::to_value(report).unwrap_or_default())
+    gw.directory().live_check(&policy.shaper, gw.upstream(), id, spec_sha256).await
 }
 
 /// The gateway's side of an integration: where it answers and the app

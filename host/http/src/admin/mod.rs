@@ -26,7 +26,7 @@
 //! - `POST   /admin/users/{name}/roles` `{role}`, `DELETE /admin/users/{name}/roles/{role}` (operators;
 //!   the user's sessions end)
 //! - `GET    /admin/users/{name}/tokens`             (operators, or the user)
-//! - `POST   /admin/users/{name}/tokens` `{label, days}` → token, once (operators, or the user)
+//! - `POST   /admin/users/{name}/tokens` `{label, days}` → token, once (the user only: nobody mints one for someone else)
 //! - `DELETE /admin/users/{name}/tokens/{id}`        revoke (operators, or the user)
 //! - invitations (one-time links that make a user): see [`invitations`]
 //! - signing in through OpenID Connect providers: see [`oidc`]
@@ -134,7 +134,7 @@ pub(crate) async fn serve(
         Ok(Some(p)) => p,
         Ok(None) => {
             gw.admin_failures().failed(None, client);
-            tracing::warn!(target: "fhirgate::audit", %client, path = parts.uri.path(), "admin authentication failed");
+            tracing::warn!(target: "fhirgate::audit", %client, path = invitations::loggable(parts.uri.path()), "admin authentication failed");
             return unauthenticated();
         }
         Err(e) => {
@@ -145,7 +145,7 @@ pub(crate) async fn serve(
     let path = parts.uri.path();
     let segments: Vec<&str> = path.trim_start_matches("/admin/").trim_end_matches('/').split('/').collect();
     if !users::allowed(&principal, &parts.method, &segments) {
-        tracing::warn!(target: "fhirgate::audit", user = principal.name(), method = %parts.method, path, "admin request outside the user's roles");
+        tracing::warn!(target: "fhirgate::audit", user = principal.name(), method = %parts.method, path = invitations::loggable(path), "admin request outside the user's roles");
         return problem(StatusCode::FORBIDDEN, "Your roles do not allow this.");
     }
     if users::sensitive(&parts.method, &segments) && auth.needs_reauth(&principal) {
@@ -211,7 +211,8 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes, expected:
 }
 
 /// Who acts: a user acts as themselves (a body's `actor`, if any, must name
-/// them); the shared admin token names its actor in `given`. The error is
+/// them); the shared admin token names its actor in `given`, recorded as
+/// `admin-api:<given>`. The error is
 /// the message of a `400`.
 pub(crate) fn actor(principal: &Principal, given: Option<String>) -> Result<String, String> {
     match (principal.user(), given) {
@@ -219,7 +220,8 @@ pub(crate) fn actor(principal: &Principal, given: Option<String>) -> Result<Stri
             Err(format!("`actor` is the signed-in user ({}); leave it out.", user.username))
         }
         (Some(user), _) => Ok(user.username.clone()),
-        (None, Some(given)) if !given.is_empty() => Ok(given),
+        // Marked as the shared token's: no one can pass for a user with it.
+        (None, Some(given)) if !given.is_empty() => Ok(format!("admin-api:{given}")),
         (None, _) => Err("`actor` (a string) is required.".into()),
     }
 }

@@ -17,6 +17,12 @@ use super::{answer, parse_body, problem};
 /// Operators (and the admin token) reach everything; users reach what one
 /// of their roles names, and their own account.
 pub(super) fn allowed(principal: &Principal, method: &Method, segments: &[&str]) -> bool {
+    // A personal API token is issued only to the user who asks: nobody, an
+    // operator or the shared token included, can mint one to act as
+    // someone else (an approver, say).
+    if let (&Method::POST, ["users", name, "tokens"]) = (method, segments) {
+        return principal.user().is_some_and(|u| u.username == *name);
+    }
     if principal.is_operator() {
         return true;
     }

@@ -19,3 +19,4 @@ CREATE TABLE oidc_logins (
     sealed      TEXT NOT NULL,
     expires_at  BIGINT NOT NULL
 );
+CREATE INDEX oidc_logins_by_expiry ON oidc_logins (expires_at);
