@@ -139,7 +139,10 @@ async fn directory_command(
         outbound,
     );
     let named = actor.clone();
-    let actor = || actor.clone().context("name who makes the change with --actor (or FHIRGATE_ACTOR)");
+    // Marked as made on the gateway's machine, under the name given.
+    let actor = || {
+        actor.clone().map(|a| format!("cli:{a}")).context("name who makes the change with --actor (or FHIRGATE_ACTOR)")
+    };
     let out = match command {
         DirectoryCommand::Providers => json!({ "providers": dir.providers_view().await? }),
         DirectoryCommand::PutProvider { provider_id, spec } => {

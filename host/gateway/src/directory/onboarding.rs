@@ -86,9 +86,10 @@ async fn may_decide(
 }
 
 /// Whether two actors are the same person: a user and the name they gave
-/// when they used the shared admin token (`admin-api:<name>`) are.
+/// when they used the shared admin token (`admin-api:<name>`) or the CLI on
+/// the gateway's machine (`cli:<name>`) are.
 fn same_person(a: &str, b: &str) -> bool {
-    let person = |x: &str| x.strip_prefix("admin-api:").unwrap_or(x).to_owned();
+    let person = |x: &str| x.strip_prefix("admin-api:").or_else(|| x.strip_prefix("cli:")).unwrap_or(x).to_owned();
     person(a) == person(b)
 }
 
