@@ -260,6 +260,28 @@ pub async fn check_route(shaper: &BoundModule, upstream: &Upstream, route: &Prov
     check_with(shaper, upstream.clone(), settings, &route.base_url, route.fhir_version, None).await
 }
 
+/// The live provider check of an approval of directory provider `provider`
+/// (its credentials, CA and address policy), through `shaper`, for the
+/// declaration whose digest is `spec_sha256`: the report to keep with the
+/// approval, naming no patient (it is shown in integration records).
+pub async fn live_check(
+    dir: &crate::directory::Directory,
+    shaper: &BoundModule,
+    upstream: &Upstream,
+    provider: &str,
+    spec_sha256: &str,
+) -> Result<Value, crate::directory::onboarding::DirectoryError> {
+    use crate::directory::onboarding::DirectoryError;
+    let route = dir.snapshot().provider(provider).ok_or_else(|| {
+        DirectoryError::Conflict(format!("Provider `{provider}` is unknown or its settings could not be loaded."))
+    })?;
+    let report =
+        check_route(shaper, upstream, &route).await.map_err(|e| DirectoryError::Validation(format!("{e:#}")))?;
+    let mut value = serde_json::to_value(report.without_patient()).unwrap_or_default();
+    value["spec_sha256"] = Value::from(spec_sha256);
+    Ok(value)
+}
+
 async fn check_with(
     shaper: &BoundModule,
     upstream: Upstream,

@@ -125,13 +125,16 @@ pub enum AccountError {
     Store(#[from] sqlx::Error),
 }
 
+/// What an invitation token starts with (see `invitations`).
+pub const INVITATION_PREFIX: &str = "fgi_";
+
 /// A user name is 1 to 64 letters, digits, `-`, `_`, `.` or `@`.
 pub(crate) fn check_username(username: &str) -> Result<(), AccountError> {
     let plain = !username.is_empty()
         && username.len() <= 64
         && username.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.@".contains(&c))
         // Never mistaken for a credential: invitations and tokens start so.
-        && !username.starts_with(super::invitations::TOKEN_PREFIX)
+        && !username.starts_with(INVITATION_PREFIX)
         && !username.starts_with(TOKEN_PREFIX);
     if plain {
         Ok(())

@@ -14,7 +14,7 @@ use fhirgate_core::clock::now_seconds;
 
 /// What an invitation token starts with, so it is recognised in a link or a
 /// leaked log (and told apart from a user name in a path).
-pub const TOKEN_PREFIX: &str = "fgi_";
+pub const TOKEN_PREFIX: &str = super::accounts::INVITATION_PREFIX;
 
 /// The longest an invitation stays open: two weeks.
 pub const MAX_HOURS: u64 = 14 * 24;

@@ -173,7 +173,14 @@ async fn directory_command(
             let m = dir.decidable(&tenant, &provider_id, &approver, true).await?;
             let runtime = fhirgate_sandbox::Runtime::new(Default::default())?;
             let loaded = fhirgate_gateway::policy::PolicyFile::read(&policy)?.load(&policy, &runtime)?;
-            let report = dir.live_check(&loaded.shaper, &upstream, &provider_id, &m.spec_sha256).await?;
+            let report = fhirgate_gateway::conformance::live_check(
+                &dir,
+                &loaded.shaper,
+                &upstream,
+                &provider_id,
+                &m.spec_sha256,
+            )
+            .await?;
             if report["passed"] != true {
                 fhirgate_core::say!("{}", serde_json::to_string_pretty(&json!({ "report": report }))?);
                 anyhow::bail!(

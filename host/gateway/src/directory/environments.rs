@@ -88,28 +88,6 @@ impl Directory {
             .ok_or_else(|| DirectoryError::NotFound(format!("No mapping of tenant {tenant} to `{provider}`.")))
     }
 
-    /// The live provider check of `provider` as requests reach it (its
-    /// credentials, CA and address policy), through `shaper`, for the
-    /// declaration whose digest is `spec_sha256`: the report to keep with an
-    /// approval. It names no patient (it is shown in integration records).
-    pub async fn live_check(
-        &self,
-        shaper: &crate::policy::BoundModule,
-        upstream: &fhirgate_upstream::Upstream,
-        provider: &str,
-        spec_sha256: &str,
-    ) -> Result<Value> {
-        let route = self.snapshot().provider(provider).ok_or_else(|| {
-            DirectoryError::Conflict(format!("Provider `{provider}` is unknown or its settings could not be loaded."))
-        })?;
-        let report = crate::conformance::check_route(shaper, upstream, &route)
-            .await
-            .map_err(|e| DirectoryError::Validation(format!("{e:#}")))?;
-        let mut value = serde_json::to_value(report.without_patient()).unwrap_or_default();
-        value["spec_sha256"] = json!(spec_sha256);
-        Ok(value)
-    }
-
     /// Records in the mapping's trail that `actor` ran its live provider
     /// check, and whether it passed.
     pub async fn record_check(&self, tenant: &str, provider: &str, actor: &str, passed: bool) -> Result<()> {

@@ -154,7 +154,7 @@ async fn decide(
 /// digest is `spec_sha256`, through the current policy's shaping module.
 async fn check(gw: &Services, id: &str, spec_sha256: &str) -> Result<serde_json::Value, DirectoryError> {
     let policy = gw.policy().load_full();
-    gw.directory().live_check(&policy.shaper, gw.upstream(), id, spec_sha256).await
+    fhirgate_gateway::conformance::live_check(gw.directory(), &policy.shaper, gw.upstream(), id, spec_sha256).await
 }
 
 /// The gateway's side of an integration: where it answers and the app
