@@ -179,6 +179,20 @@ fn people_sign_in_through_an_openid_connect_provider_bound_by_issuer_and_subject
     assert_eq!(resp.status(), 201, "{:?}", resp.text());
     assert_eq!(resp.json::<Value>().unwrap()["user"]["username"], "olga");
 
+    // From the portal, the browser comes back to the portal page; a return
+    // address elsewhere is ignored.
+    std::fs::write(&account_file, "248289761001").unwrap();
+    let portal = format!("{}/admin/oidc/corp/start?return_to=/portal/", gw.base);
+    let (back, state) = browser.follow_to_callback(&portal, &gw.base);
+    let resp = browser.client.get(&back).header("cookie", format!("__Host-fhirgate-oidc={state}")).send().unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(location(&resp), "/portal/");
+    assert!(cookie(&resp, "__Host-fhirgate-session").is_some());
+    let away = format!("{}/admin/oidc/corp/start?return_to=//evil.example/", gw.base);
+    let (back, state) = browser.follow_to_callback(&away, &gw.base);
+    let resp = browser.client.get(&back).header("cookie", format!("__Host-fhirgate-oidc={state}")).send().unwrap();
+    assert_eq!(resp.status(), 201, "no redirect off the portal");
+
     // Someone else at the same provider, with the same e-mail address: no
     // user is bound to them, so nobody is signed in.
     std::fs::write(&account_file, "mallory-77").unwrap();

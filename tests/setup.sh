@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests drive besides the gateway: Python tools
-# in a virtualenv (target/py) and npm packages in tests/node, with Node.js
-# from Debian when the machine has none.
+# in a virtualenv (target/py), npm packages in tests/node, and from Debian
+# what the machine lacks of Node.js and Chromium (the portal's browser tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python3 -m venv target/py
 target/py/bin/pip install -q -r tests/requirements.txt
 
-if ! command -v npm >/dev/null 2>&1; then
+missing=()
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -q
-    apt-get install -y -q nodejs npm
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 fi
 npm ci --prefix tests/node --no-audit --no-fund --loglevel=error

@@ -486,6 +486,24 @@ pub fn decide(token: &str, mapping: &str, action: &str, body: Value) -> (u16, Va
     admin_call(token, reqwest::Method::POST, &format!("{mapping}/{action}"), Some(body))
 }
 
+/// Runs `fhirgate <args>` with `input` on its standard input; it must
+/// succeed.
+pub fn cli_with_input(args: &[&str], input: &str) {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fhirgate"))
+        .args(args)
+        .current_dir(repo_root())
+        .env("FHIRGATE_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running fhirgate");
+    child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("writing stdin");
+    let out = child.wait_with_output().expect("fhirgate finished");
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 pub fn sha256_str(s: &str) -> String {
     fhirgate_core::digest::sha256_hex(s.as_bytes())
 }

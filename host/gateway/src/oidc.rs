@@ -143,7 +143,7 @@ impl OidcProvider {
         Ok(Start {
             authorize_url: format!("{}{separator}{query}", discovery.authorization_endpoint),
             state,
-            login: PendingLogin { nonce, verifier, redirect_uri: redirect_uri.to_owned(), invitation },
+            login: PendingLogin { nonce, verifier, redirect_uri: redirect_uri.to_owned(), invitation, return_to: None },
         })
     }
 

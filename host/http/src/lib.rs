@@ -20,6 +20,7 @@ mod body;
 mod conn;
 mod fhir;
 mod oauth;
+mod portal;
 mod routes;
 pub mod server;
 pub mod tls;

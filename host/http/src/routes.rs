@@ -27,6 +27,8 @@ pub(crate) enum Route<'a> {
     /// assertions to provider `id` with.
     ProviderJwks(&'a str),
     Admin,
+    /// The portal's pages.
+    Portal,
     /// A FHIR face and the path after `/{face}/`, without trailing slashes.
     Face(Version, &'a str),
     NotFound,
@@ -42,6 +44,7 @@ pub(crate) fn route(path: &str) -> Route<'_> {
         "/.well-known/oauth-authorization-server" => return Route::AuthorizationServerMetadata,
         "/.well-known/jwks.json" => return Route::Jwks,
         p if p == "/admin" || p.starts_with("/admin/") => return Route::Admin,
+        p if p == "/portal" || p.starts_with("/portal/") => return Route::Portal,
         p => {
             let provider = p.strip_prefix("/providers/").and_then(|rest| rest.strip_suffix("/jwks.json"));
             if let Some(id) = provider.filter(|id| !id.is_empty() && !id.contains('/')) {
@@ -96,6 +99,10 @@ pub(crate) async fn dispatch(
         Route::Admin => {
             let client = gw.client_address(peer, req.headers());
             crate::admin::serve(gw, req, client, &public_base).await
+        }
+        Route::Portal => {
+            let client = gw.client_address(peer, req.headers());
+            crate::portal::serve(gw, req, client).await
         }
         Route::Face(face, rest) => crate::fhir::serve(gw, req, face, rest, request_id, public_base).await,
         Route::NotFound => Failure::client(

@@ -31,6 +31,9 @@ pub struct PendingLogin {
     /// An invitation being accepted through the provider.
     #[serde(default)]
     pub invitation: Option<String>,
+    /// A portal page to send the browser to once signed in.
+    #[serde(default)]
+    pub return_to: Option<String>,
 }
 
 /// An identity bound to a user.
@@ -270,6 +273,7 @@ mod tests {
             verifier: "v".into(),
             redirect_uri: "https://gw/cb".into(),
             invitation: None,
+            return_to: None,
         };
         accounts.begin_login("corp", "state-1", &login).await.unwrap();
         assert!(accounts.take_login("other", "state-1").await.unwrap().is_none());

@@ -2,7 +2,7 @@
 //!
 //! - `GET /admin/oidc`                      the providers, and where each sign-in starts
 //! - `GET /admin/oidc/{name}/start`         → 303 to the provider (`?invitation=fgi_…` accepts an invitation
-//!   as the identity the provider vouches for)
+//!   as the identity the provider vouches for; `?return_to=/portal/…` comes back to that page)
 //! - `GET /admin/oidc/{name}/callback`      where the provider sends the browser back: a session, as
 //!   `POST /admin/session` gives one
 //!
@@ -33,6 +33,14 @@ fn state_cookie(value: &str, max_age: i64) -> Option<HeaderValue> {
 
 fn query_map(query: Option<&str>) -> std::collections::HashMap<String, String> {
     form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect()
+}
+
+/// A path of the portal on this gateway, and nothing that could leave it.
+fn is_portal_page(path: &str) -> bool {
+    path.starts_with("/portal/")
+        && !path.contains("//")
+        && !path.contains('\\')
+        && path.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// Whether `segments` is a sign-in through a provider.
@@ -80,7 +88,10 @@ pub(super) async fn endpoint(
             let Some(provider) = oidc.provider(name) else {
                 return problem(StatusCode::NOT_FOUND, format!("No sign-in provider `{name}`."));
             };
-            let invitation = query_map(parts.uri.query()).remove("invitation");
+            let mut query = query_map(parts.uri.query());
+            let invitation = query.remove("invitation");
+            // Only a portal page: never somewhere else (an open redirect).
+            let return_to = query.remove("return_to").filter(|r| is_portal_page(r));
             if let Some(token) = &invitation {
                 match accounts.invitation(token).await {
                     Ok(Some(_)) => {}
@@ -95,7 +106,10 @@ pub(super) async fn endpoint(
                 }
             }
             let start = match provider.start(gw.upstream(), &callback(name), invitation).await {
-                Ok(s) => s,
+                Ok(mut s) => {
+                    s.login.return_to = return_to;
+                    s
+                }
                 Err(e) => {
                     tracing::warn!(provider = %name, error = %e, "OpenID Connect sign-in could not start");
                     return problem(StatusCode::BAD_GATEWAY, format!("The sign-in provider is unavailable: {e}."));
@@ -184,6 +198,12 @@ pub(super) async fn endpoint(
             match accounts.new_session(&user, how).await {
                 Ok(session) => {
                     let mut resp = session_answer(accounts, &user, &session);
+                    if let Some(to) = login.return_to.as_deref().filter(|r| is_portal_page(r))
+                        && let Ok(location) = HeaderValue::from_str(to)
+                    {
+                        *resp.status_mut() = StatusCode::SEE_OTHER;
+                        resp.headers_mut().insert(header::LOCATION, location);
+                    }
                     if let Some(clear) = state_cookie("", 0) {
                         resp.headers_mut().append(header::SET_COOKIE, clear);
                     }
