@@ -109,11 +109,13 @@ async function signInFlow(context, user) {
   await page.goto(`${base}/portal/`);
   assert.equal(await page.locator('#new-token').count(), 0, 'a token is shown once');
   await page.getByRole('button', { name: 'Revoke token laptop script' }).click();
+  await page.waitForLoadState();
   assert.match(await page.getByRole('status').innerText(), /revoked/);
   const after = await fetch(`${base}/admin/me`, { headers: { authorization: `Bearer ${token}` } });
   assert.equal(after.status, 401);
 
   await page.getByRole('button', { name: /Sign out/ }).click();
+  await page.waitForLoadState();
   assert.match(await page.getByRole('status').innerText(), /signed out/);
   await page.goto(`${base}/portal/`);
   assert.equal(new URL(page.url()).pathname, '/portal/sign-in', 'signed out, the account page is closed');

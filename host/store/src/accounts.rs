@@ -343,6 +343,10 @@ impl Accounts {
         if days == 0 || days > MAX_TOKEN_DAYS {
             return Err(AccountError::Invalid(format!("a token lives 1 to {MAX_TOKEN_DAYS} days")));
         }
+        let label = label.trim();
+        if label.is_empty() || label.chars().count() > 100 || label.chars().any(char::is_control) {
+            return Err(AccountError::Invalid("a token's label is 1 to 100 characters, none of them control".into()));
+        }
         let user = self.user(username).await?;
         let token = format!("{TOKEN_PREFIX}{}", fhirgate_core::secret::generate_secret());
         let info = TokenInfo {

@@ -41,6 +41,23 @@ fn is_portal_page(path: &str) -> bool {
         && !path.contains("//")
         && !path.contains('\\')
         && path.bytes().all(|b| b.is_ascii_graphic())
+        && !path.split(['/', '?', '#']).any(|segment| segment == "." || segment == "..")
+}
+
+/// `200`, a page that sends the browser on to `to` (a checked portal path).
+fn onward(to: &str) -> Response<Body> {
+    let text = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" \
+         content=\"0;url={to}\"><title>Signed in · fhirgate</title></head><body><main><p>You are signed in. \
+         <a href=\"{to}\">Continue</a>.</p></main></body></html>"
+    );
+    let mut resp = fhirgate_core::failure::json_response(StatusCode::OK, "text/html; charset=utf-8", text);
+    resp.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'; base-uri 'none'"),
+    );
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 /// Whether `segments` is a sign-in through a provider.
@@ -198,11 +215,15 @@ pub(super) async fn endpoint(
             match accounts.new_session(&user, how).await {
                 Ok(session) => {
                     let mut resp = session_answer(accounts, &user, &session);
-                    if let Some(to) = login.return_to.as_deref().filter(|r| is_portal_page(r))
-                        && let Ok(location) = HeaderValue::from_str(to)
-                    {
-                        *resp.status_mut() = StatusCode::SEE_OTHER;
-                        resp.headers_mut().insert(header::LOCATION, location);
+                    if let Some(to) = login.return_to.as_deref().filter(|r| is_portal_page(r)) {
+                        // A page of our own that moves on: the browser came
+                        // here from the provider's site, and would not send
+                        // the SameSite=Strict session cookie on a redirect.
+                        let cookie = resp.headers().get(header::SET_COOKIE).cloned();
+                        resp = onward(to);
+                        if let Some(c) = cookie {
+                            resp.headers_mut().insert(header::SET_COOKIE, c);
+                        }
                     }
                     if let Some(clear) = state_cookie("", 0) {
                         resp.headers_mut().append(header::SET_COOKIE, clear);

@@ -265,10 +265,15 @@ pub(super) async fn session(
                 resp.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(wait));
                 return resp;
             }
+            // Counted as a failure before the (slow) check and forgiven on
+            // success, so a burst of concurrent guesses cannot all pass.
+            gw.admin_failures().failed(Some(&req.username), client);
             match accounts.sign_in(&req.username, &req.password, req.code.as_deref()).await {
-                Ok(Some((user, session))) => session_answer(accounts, &user, &session),
+                Ok(Some((user, session))) => {
+                    gw.admin_failures().forgive(Some(&req.username), client);
+                    session_answer(accounts, &user, &session)
+                }
                 Ok(None) => {
-                    gw.admin_failures().failed(Some(&req.username), client);
                     tracing::warn!(target: "fhirgate::audit", %client, user = %req.username, "sign-in failed");
                     problem(StatusCode::UNAUTHORIZED, "The user name, password or code is wrong.")
                 }

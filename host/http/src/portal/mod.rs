@@ -44,6 +44,10 @@ const MAX_FORM: usize = 16 * 1024;
 
 /// Answers a request under `/portal`.
 pub(crate) async fn serve(gw: &Arc<Services>, req: Request<Incoming>, client: IpAddr) -> Response<Body> {
+    secured(answer(gw, req, client).await)
+}
+
+async fn answer(gw: &Arc<Services>, req: Request<Incoming>, client: IpAddr) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
     if path == "/portal/static/portal.css" {
@@ -66,7 +70,7 @@ pub(crate) async fn serve(gw: &Arc<Services>, req: Request<Incoming>, client: Ip
         HashMap::new()
     };
     let portal = Portal { gw, accounts: &accounts, headers: &parts.headers, client };
-    let resp = match (&parts.method, path.as_str()) {
+    match (&parts.method, path.as_str()) {
         (&Method::GET, "/portal") => redirect("/portal/"),
         (&Method::GET, "/portal/sign-in") => portal.sign_in_page(None, None, "").await,
         (&Method::POST, "/portal/sign-in") => portal.sign_in(&form).await,
@@ -76,15 +80,14 @@ pub(crate) async fn serve(gw: &Arc<Services>, req: Request<Incoming>, client: Ip
                 (&Method::POST, "/portal/sign-out") => s.sign_out(&form).await,
                 (&Method::GET, "/portal/") => s.home(None, None).await,
                 (&Method::POST, "/portal/tokens") => s.make_token(&form).await,
-                (&Method::POST, p) if p.starts_with("/portal/tokens/") && p.ends_with("/revoke") => {
-                    let id = p.trim_start_matches("/portal/tokens/").trim_end_matches("/revoke").to_owned();
-                    s.revoke_token(id, &form).await
-                }
+                (&Method::POST, p) => match p.strip_prefix("/portal/tokens/").and_then(|r| r.strip_suffix("/revoke")) {
+                    Some(id) if !id.is_empty() && !id.contains('/') => s.revoke_token(id.to_owned(), &form).await,
+                    _ => page(StatusCode::NOT_FOUND, "There is no such page.".into()),
+                },
                 _ => page(StatusCode::NOT_FOUND, "There is no such page.".into()),
             },
         },
-    };
-    secured(resp)
+    }
 }
 
 /// The headers every page gets.
@@ -219,8 +222,12 @@ impl Portal<'_> {
             return self.sign_in_page(Some(&message), None, username).await;
         }
         let code = Some(field("code").trim()).filter(|c| !c.is_empty());
+        // Counted as a failure before the (slow) check and forgiven on
+        // success, so a burst of concurrent guesses cannot all pass `check`.
+        self.gw.admin_failures().failed(Some(username), self.client);
         match self.accounts.sign_in(username, field("password"), code).await {
             Ok(Some((_, session))) => {
+                self.gw.admin_failures().forgive(Some(username), self.client);
                 let mut resp = redirect("/portal/");
                 set_cookie(
                     &mut resp,
@@ -232,7 +239,6 @@ impl Portal<'_> {
                 resp
             }
             Ok(None) => {
-                self.gw.admin_failures().failed(Some(username), self.client);
                 tracing::warn!(target: "fhirgate::audit", client = %self.client, user = %username, "portal sign-in failed");
                 self.sign_in_page(Some("The user name, password or code is wrong."), None, username).await
             }
@@ -316,7 +322,9 @@ impl Session<'_> {
         let name = self.user.username.clone();
         match self.portal.accounts.revoke_token(&name, &id, &name).await {
             Ok(()) => self.home(Some("Token revoked: it no longer works.".into()), None).await,
-            Err(AccountError::UnknownUser(_)) => page(StatusCode::NOT_FOUND, "There is no such token.".into()),
+            Err(AccountError::UnknownUser(_) | AccountError::Invalid(_)) => {
+                page(StatusCode::NOT_FOUND, "There is no such token (it may be revoked already).".into())
+            }
             Err(e) => store_failure(e),
         }
     }
