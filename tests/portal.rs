@@ -13,9 +13,24 @@ fn the_portal_works_in_a_browser_with_and_without_javascript() {
     let gw = Setup { data_dir: true, people_only_admin: true, ..Default::default() }.serve();
     let data = gw.dir.path().join("data");
     let data = data.to_str().unwrap();
+    // An app registration (production and test client ids) owned by ada,
+    // and someone else's.
+    let tenant = "abababab-0000-4000-8000-0000000000ab";
+    let client = |name: &str| cli_json(&["client", "--data-dir", data, "create", "--name", name, "--tenant", tenant]);
+    let (owned, other) = (client("Ward app"), client("Someone else's app"));
+    let owned_id = owned["client"]["client_id"].as_str().unwrap().to_owned();
+    let clients = json!({
+        "tenant": tenant,
+        "owned": owned_id,
+        "owned_test": owned["test_client"]["client_id"],
+        "other": other["client"]["client_id"],
+    });
     let mut users = Vec::new();
-    for name in ["olga", "nina"] {
-        cli_json(&["user", "--data-dir", data, "create", name, "--role", "operator"]);
+    let roles =
+        [("olga", "operator".to_owned()), ("nina", "operator".to_owned()), ("ada", format!("app-owner:{owned_id}"))];
+    for (name, role) in &roles {
+        let name = *name;
+        cli_json(&["user", "--data-dir", data, "create", name, "--role", role]);
         let password = format!("{name}'s long pass phrase");
         cli_with_input(&["user", "--data-dir", data, "password", name], &password);
         let totp = cli_json(&["user", "--data-dir", data, "totp", name]);
@@ -27,13 +42,14 @@ fn the_portal_works_in_a_browser_with_and_without_javascript() {
         .current_dir(repo_root())
         .env("FHIRGATE_URL", &gw.base)
         .env("PORTAL_USERS", json!(users).to_string())
+        .env("PORTAL_CLIENTS", clients.to_string())
         .env("SCREENSHOT_DIR", &shots)
         .output()
         .expect("node (tests/setup.sh installs tests/node)");
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     println!("{report}");
     assert!(out.status.success(), "the browser tests failed:\n{report}");
-    for page in ["sign-in", "account", "new-token"] {
+    for page in ["sign-in", "account", "new-token", "clients", "client-secret"] {
         assert!(shots.join(format!("{page}.png")).exists(), "no screenshot of {page}");
     }
 }

@@ -19,6 +19,7 @@ const require = createRequire(import.meta.url);
 const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 const base = process.env.FHIRGATE_URL;
 const users = JSON.parse(process.env.PORTAL_USERS ?? '[]');
+const clients = JSON.parse(process.env.PORTAL_CLIENTS ?? '{}');
 const shots = process.env.SCREENSHOT_DIR;
 mkdirSync(shots, { recursive: true });
 
@@ -120,6 +121,62 @@ async function signInFlow(context, user) {
   await page.goto(`${base}/portal/`);
   assert.equal(new URL(page.url()).pathname, '/portal/sign-in', 'signed out, the account page is closed');
 }
+
+/** A token request of the app with `secret`: its HTTP status. */
+async function tokenStatus(clientId, secret) {
+  const resp = await fetch(`${base}/oauth2/token`, {
+    method: 'POST',
+    headers: { authorization: `Basic ${Buffer.from(`${clientId}:${secret}`).toString('base64')}` },
+    body: new URLSearchParams({ grant_type: 'client_credentials', scope: clients.tenant }),
+  });
+  return resp.status;
+}
+
+test('an app owner adds a secret, sees it once, and revokes it', async () => {
+  const context = await browser();
+  try {
+    const page = context.pages()[0] ?? await context.newPage();
+    await signIn(page, users[2]);
+    await page.waitForURL(`${base}/portal/`);
+    await page.getByRole('link', { name: 'Your apps' }).click();
+    await page.waitForURL(`${base}/portal/clients`);
+    const listed = await page.locator('tbody code').allInnerTexts();
+    assert.deepEqual(listed.sort(), [clients.owned, clients.owned_test].sort(), 'both ids of the registration, nothing else');
+    await accessible(page, 'clients');
+    await page.screenshot({ path: join(shots, 'clients.png'), fullPage: true });
+
+    await page.goto(`${base}/portal/clients/${clients.owned}`);
+    await accessible(page, 'client');
+    await page.getByLabel('What the secret is for').fill('ward tablets');
+    await page.getByLabel(/Days until it stops working/).fill('30');
+    await page.getByRole('button', { name: 'Add a secret' }).click();
+    await page.waitForLoadState();
+    const secret = await page.locator('#new-secret').innerText();
+    await accessible(page, 'new secret');
+    await page.screenshot({ path: join(shots, 'client-secret.png'), fullPage: true });
+    assert.equal(await tokenStatus(clients.owned, secret), 200, 'the new secret gets tokens');
+    await page.goto(`${base}/portal/clients/${clients.owned}`);
+    assert.equal(await page.locator('#new-secret').count(), 0, 'a secret is shown once');
+
+    await page.getByRole('button', { name: 'Revoke secret ward tablets' }).click();
+    await page.waitForLoadState();
+    assert.match(await page.getByRole('status').innerText(), /revoked/);
+    assert.equal(await tokenStatus(clients.owned, secret), 401, 'a revoked secret gets nothing');
+
+    // Rotation with no grace: a new secret works, every older one stops.
+    await page.getByLabel(/Grace period in hours/).fill('0');
+    await page.getByRole('button', { name: 'Rotate the secret' }).click();
+    await page.waitForLoadState();
+    const rotated = await page.locator('#new-secret').innerText();
+    assert.equal(await tokenStatus(clients.owned, rotated), 200, 'the rotated secret gets tokens');
+    assert.match(await page.getByRole('status').innerText(), /stop working/);
+
+    const elsewhere = await page.goto(`${base}/portal/clients/${clients.other}`);
+    assert.equal(elsewhere.status(), 403, "someone else's client stays closed");
+  } finally {
+    await context.close();
+  }
+});
 
 test('signing in works with JavaScript disabled', async () => {
   const context = await browser({ javaScriptEnabled: false });

@@ -11,7 +11,9 @@
 //! - `GET  /portal/` the signed-in user's account: roles, personal API tokens
 //! - `POST /portal/tokens` (label, days) → the new token, shown once
 //! - `POST /portal/tokens/{id}/revoke`
+//! - app owners' client registrations and their secrets: see [`clients`]
 
+mod clients;
 mod pages;
 
 use std::collections::HashMap;
@@ -80,14 +82,27 @@ async fn answer(gw: &Arc<Services>, req: Request<Incoming>, client: IpAddr) -> R
                 (&Method::POST, "/portal/sign-out") => s.sign_out(&form).await,
                 (&Method::GET, "/portal/") => s.home(None, None).await,
                 (&Method::POST, "/portal/tokens") => s.make_token(&form).await,
-                (&Method::POST, p) => match p.strip_prefix("/portal/tokens/").and_then(|r| r.strip_suffix("/revoke")) {
-                    Some(id) if !id.is_empty() && !id.contains('/') => s.revoke_token(id.to_owned(), &form).await,
+                (&Method::GET, "/portal/clients") => s.clients().await,
+                (method, p) => match (method, segments(p).as_slice()) {
+                    (&Method::POST, ["tokens", id, "revoke"]) => s.revoke_token((*id).to_owned(), &form).await,
+                    (&Method::GET, ["clients", id]) => s.client(id, None, None).await,
+                    (&Method::POST, ["clients", id, "secrets"]) => s.add_secret(id, &form).await,
+                    (&Method::POST, ["clients", id, "rotate"]) => s.rotate(id, &form).await,
+                    (&Method::POST, ["clients", id, "secrets", secret, "revoke"]) => {
+                        s.revoke_secret(id, secret, &form).await
+                    }
                     _ => page(StatusCode::NOT_FOUND, "There is no such page.".into()),
                 },
-                _ => page(StatusCode::NOT_FOUND, "There is no such page.".into()),
             },
         },
     }
+}
+
+/// The segments of a portal path after `/portal/`; none of them empty.
+fn segments(path: &str) -> Vec<&str> {
+    let rest = path.strip_prefix("/portal/").unwrap_or_default();
+    let parts: Vec<&str> = rest.split('/').collect();
+    if parts.iter().any(|p| p.is_empty()) { Vec::new() } else { parts }
 }
 
 /// The headers every page gets.

@@ -42,3 +42,42 @@ pub(super) struct Home<'a> {
     pub notice: Option<&'a str>,
     pub new_token: Option<&'a str>,
 }
+
+pub(super) struct ClientRow {
+    pub id: String,
+    pub name: String,
+    pub environment: String,
+    pub status: String,
+    pub last_used: String,
+}
+
+#[derive(Template)]
+#[template(path = "clients.html")]
+pub(super) struct Clients {
+    pub clients: Vec<ClientRow>,
+}
+
+pub(super) struct SecretRow {
+    pub id: String,
+    pub description: String,
+    pub created_at: String,
+    pub created_by: String,
+    pub expires: String,
+    pub last_used: String,
+    pub state: &'static str,
+    pub usable: bool,
+}
+
+#[derive(Template)]
+#[template(path = "client.html")]
+pub(super) struct ClientPage<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub environment: String,
+    pub status: String,
+    pub tenants: Vec<String>,
+    pub secrets: Vec<SecretRow>,
+    pub csrf: &'a str,
+    pub notice: Option<&'a str>,
+    pub new_secret: Option<&'a str>,
+}
