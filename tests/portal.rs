@@ -6,11 +6,18 @@
 mod support;
 
 use serde_json::json;
-use support::{Setup, cli_json, cli_with_input, repo_root};
+use support::{Setup, cli_json, cli_with_input, provider, repo_root};
 
 #[test]
 fn the_portal_works_in_a_browser_with_and_without_javascript() {
-    let gw = Setup { data_dir: true, people_only_admin: true, ..Default::default() }.serve();
+    let (_provider, provider_base) = provider();
+    let gw = Setup {
+        data_dir: true,
+        people_only_admin: true,
+        extra_config: "[outbound]\nallowed_ranges = [\"127.0.0.0/8\"]\n",
+        ..Default::default()
+    }
+    .serve();
     let data = gw.dir.path().join("data");
     let data = data.to_str().unwrap();
     // An app registration (production and test client ids) owned by ada,
@@ -19,15 +26,30 @@ fn the_portal_works_in_a_browser_with_and_without_javascript() {
     let client = |name: &str| cli_json(&["client", "--data-dir", data, "create", "--name", name, "--tenant", tenant]);
     let (owned, other) = (client("Ward app"), client("Someone else's app"));
     let owned_id = owned["client"]["client_id"].as_str().unwrap().to_owned();
+    // A hospital's URL requested for the tenant, naming bea as its approver.
+    let directory = |args: &[&str]| {
+        let mut all = vec!["directory", "--data-dir", data, "--allowed-range", "127.0.0.0/8", "--actor", "olga"];
+        all.extend_from_slice(args);
+        cli_json(&all)
+    };
+    let spec = json!({ "base_url": provider_base, "fhir_version": "r4" }).to_string();
+    directory(&["put-provider", "st-mary", &spec]);
+    directory(&["request", tenant, "st-mary", "--approver", "bea"]);
     let clients = json!({
         "tenant": tenant,
+        "provider": "st-mary",
+        "other_secret": other["client_secret"],
         "owned": owned_id,
         "owned_test": owned["test_client"]["client_id"],
         "other": other["client"]["client_id"],
     });
     let mut users = Vec::new();
-    let roles =
-        [("olga", "operator".to_owned()), ("nina", "operator".to_owned()), ("ada", format!("app-owner:{owned_id}"))];
+    let roles = [
+        ("olga", "operator".to_owned()),
+        ("nina", "operator".to_owned()),
+        ("ada", format!("app-owner:{owned_id}")),
+        ("bea", format!("approver:{tenant}")),
+    ];
     for (name, role) in &roles {
         let name = *name;
         cli_json(&["user", "--data-dir", data, "create", name, "--role", role]);
@@ -49,7 +71,7 @@ fn the_portal_works_in_a_browser_with_and_without_javascript() {
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     println!("{report}");
     assert!(out.status.success(), "the browser tests failed:\n{report}");
-    for page in ["sign-in", "account", "new-token", "clients", "client-secret"] {
+    for page in ["sign-in", "account", "new-token", "clients", "client-secret", "approval", "integration"] {
         assert!(shots.join(format!("{page}.png")).exists(), "no screenshot of {page}");
     }
 }

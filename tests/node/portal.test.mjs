@@ -178,6 +178,62 @@ test('an app owner adds a secret, sees it once, and revokes it', async () => {
   }
 });
 
+test('the approver reads the check, approves, and the app then reaches the hospital', async () => {
+  const context = await browser();
+  try {
+    const page = context.pages()[0] ?? await context.newPage();
+    await signIn(page, users[3]);
+    await page.waitForURL(`${base}/portal/`);
+    await page.getByRole('link', { name: 'Approvals' }).click();
+    await page.waitForURL(`${base}/portal/approvals`);
+    await accessible(page, 'approvals');
+    await page.getByRole('link', { name: clients.provider }).click();
+    await page.waitForLoadState();
+    assert.equal(await page.locator('#state').innerText(), 'pending');
+    // Before approval nothing reaches the hospital for this tenant.
+    const token = await appToken();
+    assert.equal((await read(token)).status, 403);
+
+    await page.getByRole('button', { name: 'Run the provider check' }).click();
+    await page.waitForLoadState();
+    assert.equal(await page.locator('#check-result').innerText(), 'passed');
+    await accessible(page, 'approval with report');
+    await page.screenshot({ path: join(shots, 'approval.png'), fullPage: true });
+
+    await page.getByLabel(/Note or reason/).fill('St Mary test EHR answers');
+    await page.getByRole('button', { name: 'Approve' }).click();
+    await page.waitForLoadState();
+    assert.equal(await page.locator('#state').innerText(), 'active');
+    await page.locator('#integration-link').click();
+    await page.waitForLoadState();
+    assert.equal(await page.locator('#token-url').innerText(), `${base}/oauth2/token`);
+    await accessible(page, 'integration record');
+    await page.screenshot({ path: join(shots, 'integration.png'), fullPage: true });
+
+    // The app's token now reaches the approved hospital through the gateway.
+    const resp = await read(token);
+    assert.equal(resp.status, 200);
+    assert.equal((await resp.json()).resourceType, 'Patient');
+  } finally {
+    await context.close();
+  }
+});
+
+/** A token of the tenant's other app (the owned one's secrets were rotated away above). */
+async function appToken() {
+  const resp = await fetch(`${base}/oauth2/token`, {
+    method: 'POST',
+    headers: { authorization: `Basic ${Buffer.from(`${clients.other}:${clients.other_secret}`).toString('base64')}` },
+    body: new URLSearchParams({ grant_type: 'client_credentials', scope: clients.tenant }),
+  });
+  assert.equal(resp.status, 200);
+  return (await resp.json()).access_token;
+}
+
+function read(token) {
+  return fetch(`${base}/stu3/Patient/pat-001`, { headers: { authorization: `Bearer ${token}` } });
+}
+
 test('signing in works with JavaScript disabled', async () => {
   const context = await browser({ javaScriptEnabled: false });
   try {

@@ -102,7 +102,7 @@ pub(crate) async fn dispatch(
         }
         Route::Portal => {
             let client = gw.client_address(peer, req.headers());
-            crate::portal::serve(gw, req, client).await
+            crate::portal::serve(gw, req, client, &public_base).await
         }
         Route::Face(face, rest) => crate::fhir::serve(gw, req, face, rest, request_id, public_base).await,
         Route::NotFound => Failure::client(

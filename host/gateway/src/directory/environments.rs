@@ -79,6 +79,14 @@ pub struct Offer {
 }
 
 impl Directory {
+    /// The mappings that name `approver`, pending ones first.
+    pub async fn mappings_for(&self, approver: &str) -> Result<Vec<MappingRow>> {
+        let mut tx = self.repo().read().await?;
+        let mut list: Vec<MappingRow> = tx.mappings().await?.into_iter().filter(|m| m.approver == approver).collect();
+        list.sort_by_key(|m| (m.state != "pending", std::cmp::Reverse(m.requested_at)));
+        Ok(list)
+    }
+
     /// The mapping of `tenant` to `provider`.
     pub async fn mapping_of(&self, tenant: &str, provider: &str) -> Result<MappingRow> {
         let tenant = tenant.to_ascii_lowercase();

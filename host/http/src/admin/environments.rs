@@ -107,7 +107,7 @@ pub(super) async fn endpoint(
                 Err(message) => return Some(problem(StatusCode::BAD_REQUEST, message)),
             };
             let approve = *action == "approve";
-            Some(decide(gw, tenant, id, &actor, approve, req.note).await).transpose().map(Option::unwrap_or_default)
+            decide_checked(gw, tenant, id, &actor, approve, req.note).await.map(decided)
         }
         (&Method::GET, ["tenants", tenant, "providers", id, "integration"]) => {
             let offer = offer(gw, tenant, public_base).await;
@@ -118,48 +118,62 @@ pub(super) async fn endpoint(
     Some(result.unwrap_or_else(directory_error))
 }
 
+/// What came of a decision.
+pub(crate) enum Decided {
+    Done(Box<fhirgate_store::directory::MappingRow>),
+    /// The live provider check failed: not approved. Its report.
+    CheckFailed(serde_json::Value),
+}
+
 /// The approver proves the URL works: the live provider check runs (with
 /// the credentials entered for the provider) before an approval, and only
 /// a passing one is approved, its report kept with the approval.
-async fn decide(
+pub(crate) async fn decide_checked(
     gw: &Services,
     tenant: &str,
     id: &str,
     actor: &str,
     approve: bool,
     note: Option<String>,
-) -> Result<Response<Body>, DirectoryError> {
+) -> Result<Decided, DirectoryError> {
     let dir = gw.directory();
     let m = dir.decidable(tenant, id, actor, approve).await?;
     let report = if approve {
         let report = check(gw, id, &m.spec_sha256).await?;
         if report.get("passed").and_then(serde_json::Value::as_bool) != Some(true) {
-            return Ok(answer(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                json!({
-                    "error": "The live provider check failed (Patient does not work through the gateway): not approved.",
-                    "report": report,
-                }),
-            ));
+            return Ok(Decided::CheckFailed(report));
         }
         Some(report)
     } else {
         None
     };
-    let m = dir.decide(tenant, id, actor, approve, note, report).await?;
-    Ok(answer(StatusCode::OK, json!({ "mapping": m })))
+    Ok(Decided::Done(Box::new(dir.decide(tenant, id, actor, approve, note, report).await?)))
+}
+
+/// The admin API's answer to a decision.
+fn decided(d: Decided) -> Response<Body> {
+    match d {
+        Decided::Done(m) => answer(StatusCode::OK, json!({ "mapping": m })),
+        Decided::CheckFailed(report) => answer(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({
+                "error": "The live provider check failed (Patient does not work through the gateway): not approved.",
+                "report": report,
+            }),
+        ),
+    }
 }
 
 /// The live provider check of provider `id` for the declaration whose
 /// digest is `spec_sha256`, through the current policy's shaping module.
-async fn check(gw: &Services, id: &str, spec_sha256: &str) -> Result<serde_json::Value, DirectoryError> {
+pub(crate) async fn check(gw: &Services, id: &str, spec_sha256: &str) -> Result<serde_json::Value, DirectoryError> {
     let policy = gw.policy().load_full();
     fhirgate_gateway::conformance::live_check(gw.directory(), &policy.shaper, gw.upstream(), id, spec_sha256).await
 }
 
 /// The gateway's side of an integration: where it answers and the app
 /// clients that may act for `tenant`.
-async fn offer(gw: &Services, tenant: &str, public_base: &str) -> Offer {
+pub(crate) async fn offer(gw: &Services, tenant: &str, public_base: &str) -> Offer {
     let tenant = tenant.to_ascii_lowercase();
     let mut clients: Vec<(String, String, Environment)> = gw
         .auth()

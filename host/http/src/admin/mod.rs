@@ -74,7 +74,7 @@
 
 mod clients;
 mod directory;
-mod environments;
+pub(crate) mod environments;
 mod invitations;
 mod modules;
 mod oidc;

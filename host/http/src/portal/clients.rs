@@ -50,7 +50,7 @@ impl Session<'_> {
     }
 
     /// Whether a change of secrets must wait for a fresh sign-in.
-    fn needs_reauth(&self) -> bool {
+    pub(super) fn needs_reauth(&self) -> bool {
         let principal = Principal::Session(self.user.clone(), self.signed_in_at);
         self.portal.gw.admin().is_some_and(|a| a.needs_reauth(&principal))
     }

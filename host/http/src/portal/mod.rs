@@ -12,7 +12,9 @@
 //! - `POST /portal/tokens` (label, days) → the new token, shown once
 //! - `POST /portal/tokens/{id}/revoke`
 //! - app owners' client registrations and their secrets: see [`clients`]
+//! - approvers' requests, checks, decisions and integration records: see [`approvals`]
 
+mod approvals;
 mod clients;
 mod pages;
 
@@ -45,11 +47,16 @@ const STYLESHEET: &str = include_str!("../../static/portal.css");
 const MAX_FORM: usize = 16 * 1024;
 
 /// Answers a request under `/portal`.
-pub(crate) async fn serve(gw: &Arc<Services>, req: Request<Incoming>, client: IpAddr) -> Response<Body> {
-    secured(answer(gw, req, client).await)
+pub(crate) async fn serve(
+    gw: &Arc<Services>,
+    req: Request<Incoming>,
+    client: IpAddr,
+    public_base: &str,
+) -> Response<Body> {
+    secured(answer(gw, req, client, public_base).await)
 }
 
-async fn answer(gw: &Arc<Services>, req: Request<Incoming>, client: IpAddr) -> Response<Body> {
+async fn answer(gw: &Arc<Services>, req: Request<Incoming>, client: IpAddr, public_base: &str) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
     if path == "/portal/static/portal.css" {
@@ -83,11 +90,24 @@ async fn answer(gw: &Arc<Services>, req: Request<Incoming>, client: IpAddr) -> R
                 (&Method::GET, "/portal/") => s.home(None, None).await,
                 (&Method::POST, "/portal/tokens") => s.make_token(&form).await,
                 (&Method::GET, "/portal/clients") => s.clients().await,
+                (&Method::GET, "/portal/approvals") => s.approvals().await,
                 (method, p) => match (method, segments(p).as_slice()) {
                     (&Method::POST, ["tokens", id, "revoke"]) => s.revoke_token((*id).to_owned(), &form).await,
                     (&Method::GET, ["clients", id]) => s.client(id, None, None).await,
                     (&Method::POST, ["clients", id, "secrets"]) => s.add_secret(id, &form).await,
                     (&Method::POST, ["clients", id, "rotate"]) => s.rotate(id, &form).await,
+                    (&Method::GET, ["approvals", tenant, provider]) => {
+                        s.approval(tenant, provider, None, None, None).await
+                    }
+                    (&Method::POST, ["approvals", tenant, provider, "check"]) => {
+                        s.run_check(tenant, provider, &form).await
+                    }
+                    (&Method::POST, ["approvals", tenant, provider, "decide"]) => {
+                        s.decide(tenant, provider, &form).await
+                    }
+                    (&Method::GET, ["approvals", tenant, provider, "integration"]) => {
+                        s.integration(tenant, provider, public_base).await
+                    }
                     (&Method::POST, ["clients", id, "secrets", secret, "revoke"]) => {
                         s.revoke_secret(id, secret, &form).await
                     }

@@ -81,3 +81,60 @@ pub(super) struct ClientPage<'a> {
     pub notice: Option<&'a str>,
     pub new_secret: Option<&'a str>,
 }
+
+pub(super) struct ApprovalRow {
+    pub tenant: String,
+    pub provider: String,
+    pub organization: String,
+    pub environment: String,
+    pub state: String,
+    pub requested_at: String,
+    pub requested_by: String,
+}
+
+#[derive(Template)]
+#[template(path = "approvals.html")]
+pub(super) struct Approvals {
+    pub rows: Vec<ApprovalRow>,
+}
+
+pub(super) struct CallRow {
+    pub resource: String,
+    pub face: String,
+    pub verdict: String,
+    pub details: String,
+}
+
+#[derive(Template)]
+#[template(path = "approval.html")]
+pub(super) struct Approval<'a> {
+    pub tenant: &'a str,
+    pub provider: &'a str,
+    pub organization: String,
+    pub environment: String,
+    pub base_url: String,
+    pub state: String,
+    pub requested_at: String,
+    pub requested_by: String,
+    pub pending: bool,
+    pub active: bool,
+    pub calls: Vec<CallRow>,
+    pub passed: bool,
+    pub csrf: &'a str,
+    pub notice: Option<&'a str>,
+    pub error: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "integration.html")]
+pub(super) struct Integration {
+    pub token_url: String,
+    pub stu3_base: String,
+    pub dstu2_base: String,
+    pub clients: Vec<String>,
+    pub scope: String,
+    pub hospital_base: String,
+    pub jwks_url: Option<String>,
+    pub approved: String,
+    pub json: String,
+}
