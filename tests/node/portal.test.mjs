@@ -122,14 +122,18 @@ async function signInFlow(context, user) {
   assert.equal(new URL(page.url()).pathname, '/portal/sign-in', 'signed out, the account page is closed');
 }
 
-/** A token request of the app with `secret`: its HTTP status. */
-async function tokenStatus(clientId, secret) {
-  const resp = await fetch(`${base}/oauth2/token`, {
+/** A token request of the app `clientId` with `secret`, for the tenant. */
+function tokenRequest(clientId, secret) {
+  return fetch(`${base}/oauth2/token`, {
     method: 'POST',
     headers: { authorization: `Basic ${Buffer.from(`${clientId}:${secret}`).toString('base64')}` },
     body: new URLSearchParams({ grant_type: 'client_credentials', scope: clients.tenant }),
   });
-  return resp.status;
+}
+
+/** The HTTP status of a token request. */
+async function tokenStatus(clientId, secret) {
+  return (await tokenRequest(clientId, secret)).status;
 }
 
 test('an app owner adds a secret, sees it once, and revokes it', async () => {
@@ -221,11 +225,7 @@ test('the approver reads the check, approves, and the app then reaches the hospi
 
 /** A token of the tenant's other app (the owned one's secrets were rotated away above). */
 async function appToken() {
-  const resp = await fetch(`${base}/oauth2/token`, {
-    method: 'POST',
-    headers: { authorization: `Basic ${Buffer.from(`${clients.other}:${clients.other_secret}`).toString('base64')}` },
-    body: new URLSearchParams({ grant_type: 'client_credentials', scope: clients.tenant }),
-  });
+  const resp = await tokenRequest(clients.other, clients.other_secret);
   assert.equal(resp.status, 200);
   return (await resp.json()).access_token;
 }

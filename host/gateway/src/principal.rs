@@ -116,6 +116,19 @@ impl AdminAuth {
 /// this host and path `/`.
 pub const SESSION_COOKIE: &str = "__Host-fhirgate-session";
 
+/// A `Set-Cookie` value for a `__Host-` cookie: this host only, path `/`,
+/// `Secure`, `HttpOnly`, with `same_site` (`Strict` or `Lax`); a `max_age`
+/// of 0 removes it.
+pub fn host_cookie(name: &str, value: &str, same_site: &str, max_age: i64) -> String {
+    format!("{name}={value}; Path=/; Secure; HttpOnly; SameSite={same_site}; Max-Age={max_age}")
+}
+
+/// The `Set-Cookie` value of a session (or, with an empty `value` and a
+/// `max_age` of 0, of its removal).
+pub fn session_set_cookie(value: &str, max_age: i64) -> String {
+    host_cookie(SESSION_COOKIE, value, "Strict", max_age)
+}
+
 /// The session id in the request's cookies, if any.
 pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
     cookie(headers, SESSION_COOKIE)

@@ -27,8 +27,7 @@ use super::{answer, problem};
 const STATE_COOKIE: &str = "__Host-fhirgate-oidc";
 
 fn state_cookie(value: &str, max_age: i64) -> Option<HeaderValue> {
-    let text = format!("{STATE_COOKIE}={value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}");
-    HeaderValue::from_str(&text).ok()
+    HeaderValue::from_str(&fhirgate_gateway::principal::host_cookie(STATE_COOKIE, value, "Lax", max_age)).ok()
 }
 
 fn query_map(query: Option<&str>) -> std::collections::HashMap<String, String> {

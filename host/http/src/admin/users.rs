@@ -197,14 +197,12 @@ pub(super) fn session_answer(
     user: &fhirgate_store::accounts::User,
     session: &str,
 ) -> Response<Body> {
-    use fhirgate_gateway::principal::SESSION_COOKIE;
     use fhirgate_store::sign_in::SESSION_MAX_SECONDS;
     let mut resp = answer(
         StatusCode::CREATED,
         json!({ "user": user, "csrf_token": accounts.csrf(session), "expires_in": SESSION_MAX_SECONDS }),
     );
-    let text =
-        format!("{SESSION_COOKIE}={session}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={SESSION_MAX_SECONDS}");
+    let text = fhirgate_gateway::principal::session_set_cookie(session, SESSION_MAX_SECONDS);
     if let Ok(v) = http::HeaderValue::from_str(&text) {
         resp.headers_mut().insert(http::header::SET_COOKIE, v);
     }
@@ -229,13 +227,12 @@ pub(super) async fn session(
     body: hyper::body::Incoming,
     client: std::net::IpAddr,
 ) -> Response<Body> {
-    use fhirgate_gateway::principal::{SESSION_COOKIE, session_cookie};
+    use fhirgate_gateway::principal::session_cookie;
     let Some(accounts) = gw.admin().and_then(|a| a.accounts()) else {
         return problem(StatusCode::NOT_FOUND, "Accounts are not enabled (set data_dir).");
     };
     let cookie = |value: &str, max_age: i64| {
-        let text = format!("{SESSION_COOKIE}={value}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={max_age}");
-        http::HeaderValue::from_str(&text).ok()
+        http::HeaderValue::from_str(&fhirgate_gateway::principal::session_set_cookie(value, max_age)).ok()
     };
     match parts.method {
         Method::DELETE => {

@@ -28,7 +28,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use fhirgate_core::failure::Body;
-use fhirgate_gateway::principal::{SESSION_COOKIE, cookie, session_cookie};
+use fhirgate_gateway::principal::{cookie, host_cookie, session_cookie, session_set_cookie};
 use fhirgate_gateway::services::Services;
 use fhirgate_store::accounts::{AccountError, Accounts, User};
 use fhirgate_store::sign_in::SESSION_MAX_SECONDS;
@@ -238,10 +238,7 @@ impl Portal<'_> {
             Ok(t) => html(status, t),
             Err(e) => return page(StatusCode::INTERNAL_SERVER_ERROR, format!("The page could not be drawn: {e}")),
         };
-        set_cookie(
-            &mut resp,
-            format!("{FORM_COOKIE}={form_token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=3600"),
-        );
+        set_cookie(&mut resp, host_cookie(FORM_COOKIE, &form_token, "Strict", 3600));
         resp
     }
 
@@ -264,13 +261,8 @@ impl Portal<'_> {
             Ok(Some((_, session))) => {
                 self.gw.admin_failures().forgive(Some(username), self.client);
                 let mut resp = redirect("/portal/");
-                set_cookie(
-                    &mut resp,
-                    format!(
-                        "{SESSION_COOKIE}={session}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={SESSION_MAX_SECONDS}"
-                    ),
-                );
-                set_cookie(&mut resp, format!("{FORM_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0"));
+                set_cookie(&mut resp, session_set_cookie(&session, SESSION_MAX_SECONDS));
+                set_cookie(&mut resp, host_cookie(FORM_COOKIE, "", "Strict", 0));
                 resp
             }
             Ok(None) => {
@@ -299,7 +291,7 @@ impl Session<'_> {
             return store_failure(e);
         }
         let mut resp = self.portal.sign_in_page(None, Some("You are signed out."), "").await;
-        set_cookie(&mut resp, format!("{SESSION_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0"));
+        set_cookie(&mut resp, session_set_cookie("", 0));
         resp
     }
 
