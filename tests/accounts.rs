@@ -78,11 +78,30 @@ fn users_act_within_their_roles_and_under_their_own_names() {
         ("aud", "auditor".to_owned()),
         ("bob", format!("approver:{TENANT_2}")),
         ("carl", "approver:*".to_owned()),
+        ("dev", format!("developer:{TENANT}")),
     ] {
         let (status, body) = api.post(&olga, "users", json!({ "username": name, "roles": [role] }));
         assert_eq!(status, 201, "{body}");
     }
     let (ada, aud, bob, carl) = (token("ada"), token("aud"), token("bob"), token("carl"));
+
+    // A developer registers apps for their tenant, and owns what they made
+    // (both ids), nothing else; another tenant is refused and nothing made.
+    let dev = token("dev");
+    let (status, made) = api.post(&dev, "clients", json!({ "name": "Dev app", "tenants": [TENANT] }));
+    assert_eq!(status, 201, "{made}");
+    let (dev_prod, dev_test) =
+        (made["client"]["client_id"].as_str().unwrap(), made["test_client"]["client_id"].as_str().unwrap());
+    assert_eq!(api.get(&dev, &format!("clients/{dev_prod}")), 200);
+    assert_eq!(api.get(&dev, &format!("clients/{dev_test}")), 200);
+    assert_eq!(api.post(&dev, &format!("clients/{dev_test}/rotate"), json!({ "grace_seconds": 0 })).0, 201);
+    assert_eq!(api.get(&dev, &format!("clients/{own}")), 403);
+    let (status, refused) = api.post(&dev, "clients", json!({ "name": "Elsewhere", "tenants": [TENANT, TENANT_2] }));
+    assert_eq!(status, 403, "{refused}");
+    assert!(refused.to_string().contains(TENANT_2), "the refusal names the tenant: {refused}");
+    let (_, all) = api.call(ADMIN, reqwest::Method::GET, "clients", None);
+    assert!(!all.to_string().contains("Elsewhere"), "nothing was registered: {all}");
+    assert_eq!(api.get(&dev, "clients"), 403, "the registry's list is the operators'");
     assert_eq!(api.call(&ada, reqwest::Method::GET, "me", None).1["user"]["username"], "ada");
 
     // The app owner: their own client's secrets, nothing else.

@@ -1,6 +1,8 @@
 //! The portal in a real browser: `tests/node/portal.test.mjs` (node --test,
 //! playwright-core driving Debian's Chromium, axe-core, a TOTP library) run
-//! against a gateway started here, with users made on its data directory.
+//! against a gateway started here, with users made on its data directory
+//! (an operator, an app owner, an approver, a developer, an auditor) and a
+//! demo provider the operator registers through the pages.
 //! Screenshots land in `target/portal-screenshots/`.
 
 mod support;
@@ -26,18 +28,9 @@ fn the_portal_works_in_a_browser_with_and_without_javascript() {
     let client = |name: &str| cli_json(&["client", "--data-dir", data, "create", "--name", name, "--tenant", tenant]);
     let (owned, other) = (client("Ward app"), client("Someone else's app"));
     let owned_id = owned["client"]["client_id"].as_str().unwrap().to_owned();
-    // A hospital's URL requested for the tenant, naming bea as its approver.
-    let directory = |args: &[&str]| {
-        let mut all = vec!["directory", "--data-dir", data, "--allowed-range", "127.0.0.0/8", "--actor", "olga"];
-        all.extend_from_slice(args);
-        cli_json(&all)
-    };
-    let spec = json!({ "base_url": provider_base, "fhir_version": "r4" }).to_string();
-    directory(&["put-provider", "st-mary", &spec]);
-    directory(&["request", tenant, "st-mary", "--approver", "bea"]);
     let clients = json!({
         "tenant": tenant,
-        "provider": "st-mary",
+        "provider_base": provider_base,
         "other_secret": other["client_secret"],
         "owned": owned_id,
         "owned_test": owned["test_client"]["client_id"],
@@ -49,6 +42,8 @@ fn the_portal_works_in_a_browser_with_and_without_javascript() {
         ("nina", "operator".to_owned()),
         ("ada", format!("app-owner:{owned_id}")),
         ("bea", format!("approver:{tenant}")),
+        ("dana", format!("developer:{tenant}")),
+        ("aude", "auditor".to_owned()),
     ];
     for (name, role) in &roles {
         let name = *name;
@@ -60,7 +55,7 @@ fn the_portal_works_in_a_browser_with_and_without_javascript() {
     }
     let shots = repo_root().join("target/portal-screenshots");
     let out = std::process::Command::new("node")
-        .args(["--test", "--test-reporter=spec", "--test-timeout=120000", "tests/node/portal.test.mjs"])
+        .args(["--test", "--test-reporter=spec", "--test-timeout=600000", "tests/node/portal.test.mjs"])
         .current_dir(repo_root())
         .env("FHIRGATE_URL", &gw.base)
         .env("PORTAL_USERS", json!(users).to_string())
@@ -71,7 +66,22 @@ fn the_portal_works_in_a_browser_with_and_without_javascript() {
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     println!("{report}");
     assert!(out.status.success(), "the browser tests failed:\n{report}");
-    for page in ["sign-in", "account", "new-token", "clients", "client-secret", "approval", "integration"] {
+    for page in [
+        "sign-in",
+        "account",
+        "new-token",
+        "register",
+        "registered",
+        "client-activity",
+        "clients",
+        "client-secret",
+        "tenants",
+        "approval",
+        "integration",
+        "access-log",
+        "users",
+        "invitation",
+    ] {
         assert!(shots.join(format!("{page}.png")).exists(), "no screenshot of {page}");
     }
 }

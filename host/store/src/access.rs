@@ -96,6 +96,55 @@ pub struct AccessQuery {
     pub until_ms: Option<i64>,
     /// At most this many records (default 100, at most 1000).
     pub limit: Option<u32>,
+    /// Newest first (and `after` then pages towards older records).
+    #[serde(default)]
+    pub newest_first: bool,
+    /// Only records past this one in the query's order: the cursor of the
+    /// last record of the previous page.
+    #[serde(default)]
+    pub after: Option<AccessCursor>,
+}
+
+/// Where a page of the access log ends: a record's `(at_ms, request_id,
+/// part)`, written `<at_ms>.<part>.<request_id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct AccessCursor {
+    pub at_ms: i64,
+    pub request_id: String,
+    pub part: u32,
+}
+
+impl AccessCursor {
+    /// The cursor of `record`.
+    pub fn of(record: &AccessRecord) -> AccessCursor {
+        AccessCursor { at_ms: record.at_ms, request_id: record.request_id.clone(), part: record.part }
+    }
+}
+
+impl std::fmt::Display for AccessCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.at_ms, self.part, self.request_id)
+    }
+}
+
+impl TryFrom<String> for AccessCursor {
+    type Error = String;
+    fn try_from(text: String) -> Result<AccessCursor, String> {
+        text.parse()
+    }
+}
+
+impl std::str::FromStr for AccessCursor {
+    type Err = String;
+    fn from_str(text: &str) -> Result<AccessCursor, String> {
+        let bad = || format!("`{text}` is not a page cursor");
+        let mut parts = text.splitn(3, '.');
+        let at_ms = parts.next().and_then(|a| a.parse().ok()).ok_or_else(bad)?;
+        let part = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+        let request_id = parts.next().filter(|r| !r.is_empty() && r.len() <= 200).ok_or_else(bad)?.to_owned();
+        Ok(AccessCursor { at_ms, request_id, part })
+    }
 }
 
 impl AccessQuery {
@@ -196,7 +245,14 @@ async fn query(store: &Store, q: &AccessQuery) -> anyhow::Result<Vec<AccessRecor
         let joiner = if i == 0 { "WHERE" } else { "AND" };
         let _ = write!(sql, " {joiner} {condition} ${}", i + 1);
     }
-    let _ = write!(sql, " ORDER BY at_ms, request_id, part LIMIT ${}", filters.len() + 1);
+    let (direction, past) = if q.newest_first { ("DESC", "<") } else { ("ASC", ">") };
+    let mut next = filters.len() + 1;
+    if q.after.is_some() {
+        let joiner = if filters.is_empty() { "WHERE" } else { "AND" };
+        let _ = write!(sql, " {joiner} (at_ms, request_id, part) {past} (${}, ${}, ${})", next, next + 1, next + 2);
+        next += 3;
+    }
+    let _ = write!(sql, " ORDER BY at_ms {direction}, request_id {direction}, part {direction} LIMIT ${next}");
 
     let mut query = sqlx::query(&sql);
     for (_, arg) in filters {
@@ -204,6 +260,9 @@ async fn query(store: &Store, q: &AccessQuery) -> anyhow::Result<Vec<AccessRecor
             Arg::Text(s) => query.bind(s),
             Arg::Int(i) => query.bind(i),
         };
+    }
+    if let Some(c) = &q.after {
+        query = query.bind(c.at_ms).bind(c.request_id.as_str()).bind(i64::from(c.part));
     }
     let rows =
         query.bind(i64::from(q.effective_limit())).fetch_all(store.pool()).await.context("reading the access log")?;
@@ -427,6 +486,29 @@ mod tests {
         );
         assert_eq!(run(AccessQuery { limit: Some(2), ..Default::default() }).await, ["r1.0", "r1.1"]);
         assert!(run(AccessQuery { tenant: Some("nobody".into()), ..Default::default() }).await.is_empty());
+
+        // Pages, each after the last record of the one before, in either
+        // order, skip nothing and repeat nothing (r1 has two parts at one time).
+        for newest_first in [false, true] {
+            let mut seen = Vec::new();
+            let mut after: Option<AccessCursor> = None;
+            loop {
+                let q = AccessQuery { limit: Some(2), newest_first, after: after.clone(), ..Default::default() };
+                let page = log.query(&q).await.unwrap();
+                let Some(last) = page.last() else { break };
+                let cursor = AccessCursor::of(last);
+                assert_eq!(cursor.to_string().parse::<AccessCursor>().unwrap(), cursor);
+                after = Some(cursor);
+                seen.extend(page.iter().map(|r| format!("{}.{}", r.request_id, r.part)));
+            }
+            let mut expected = vec!["r1.0", "r1.1", "r2.0", "r3.0", "r4.0", "r5.0"];
+            if newest_first {
+                expected.reverse();
+            }
+            assert_eq!(seen, expected, "newest first: {newest_first}");
+        }
+        assert!("12.x.r1".parse::<AccessCursor>().is_err());
+        assert!("12.0.".parse::<AccessCursor>().is_err());
     }
     #[tokio::test]
     async fn limit_defaults_to_100_and_is_capped_at_1000() {

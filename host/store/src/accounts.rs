@@ -33,14 +33,19 @@ pub enum Role {
     /// Decisions on mappings of one tenant (`*`: any tenant) that name this
     /// user as their approver.
     Approver(String),
+    /// Registers new apps for one tenant (`*`: any tenant), and owns the
+    /// registrations it makes.
+    Developer(String),
 }
 
 impl Role {
-    /// `operator`, `auditor`, `app-owner:<client id>`, `approver:<tenant id or *>`.
+    /// `operator`, `auditor`, `app-owner:<client id>`, `approver:<tenant id or *>`,
+    /// `developer:<tenant id or *>`.
     pub fn parse(text: &str) -> Result<Role, AccountError> {
         let bad = || {
             AccountError::Invalid(format!(
-                "`{text}` is not a role: expected operator, auditor, app-owner:<client id> or approver:<tenant id or *>"
+                "`{text}` is not a role: expected operator, auditor, app-owner:<client id>, approver:<tenant id or *> \
+                 or developer:<tenant id or *>"
             ))
         };
         match text.split_once(':') {
@@ -50,6 +55,10 @@ impl Role {
             Some(("approver", "*")) => Ok(Role::Approver("*".into())),
             Some(("approver", tenant)) if fhirgate_core::ids::is_guid(tenant) => {
                 Ok(Role::Approver(tenant.to_ascii_lowercase()))
+            }
+            Some(("developer", "*")) => Ok(Role::Developer("*".into())),
+            Some(("developer", tenant)) if fhirgate_core::ids::is_guid(tenant) => {
+                Ok(Role::Developer(tenant.to_ascii_lowercase()))
             }
             _ => Err(bad()),
         }
@@ -61,6 +70,7 @@ impl Role {
             Role::Auditor => ("auditor", ""),
             Role::AppOwner(c) => ("app-owner", c),
             Role::Approver(t) => ("approver", t),
+            Role::Developer(t) => ("developer", t),
         }
     }
 
@@ -70,6 +80,7 @@ impl Role {
             "auditor" => Some(Role::Auditor),
             "app-owner" => Some(Role::AppOwner(scope.to_owned())),
             "approver" => Some(Role::Approver(scope.to_owned())),
+            "developer" => Some(Role::Developer(scope.to_owned())),
             _ => None,
         }
     }
@@ -313,6 +324,25 @@ impl Accounts {
         self.end_sessions(&user.user_id).await?;
         let action = if grant { "user-role-granted" } else { "user-role-revoked" };
         self.audit(actor, action, username, json!({ "role": role })).await?;
+        self.user(username).await
+    }
+
+    /// Makes `username` the owner of the registration of `client_id` they
+    /// just made. Unlike [`Accounts::set_role`], their sessions go on: the
+    /// role covers only what they created in this session.
+    pub async fn own_registration(&self, username: &str, client_id: &str, actor: &str) -> Result<User, AccountError> {
+        let user = self.user(username).await?;
+        let role = Role::AppOwner(client_id.to_owned());
+        for each in self.with_twins(std::slice::from_ref(&role)).await? {
+            let (name, scope) = each.row();
+            sqlx::query("INSERT INTO user_roles (user_id, role, scope) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(&user.user_id)
+                .bind(name)
+                .bind(scope)
+                .execute(self.store.pool())
+                .await?;
+        }
+        self.audit(actor, "user-role-granted", username, json!({ "role": role, "registered": true })).await?;
         self.user(username).await
     }
 

@@ -197,6 +197,35 @@ impl Registry {
             .collect()
     }
 
+    /// Tokens issued to `client_id` and its refused authentications since
+    /// `since` (Unix seconds), counted per `bucket` seconds: `(bucket start,
+    /// issued, refused)`, oldest first, empty buckets left out.
+    pub async fn token_activity(
+        &self,
+        client_id: &str,
+        since: i64,
+        bucket: i64,
+    ) -> Result<Vec<(i64, i64, i64)>, RegistryError> {
+        let bucket = bucket.max(1);
+        let rows = sqlx::query(
+            "SELECT (at / $1) * $1 AS bucket, \
+             CAST(SUM(CASE WHEN action = 'token.issued' THEN 1 ELSE 0 END) AS BIGINT) AS issued, \
+             CAST(SUM(CASE WHEN action = 'token.refused' THEN 1 ELSE 0 END) AS BIGINT) AS refused \
+             FROM audit_events WHERE subject = $2 AND at >= $3 AND action IN ('token.issued', 'token.refused') \
+             GROUP BY (at / $1) * $1 ORDER BY bucket",
+        )
+        .bind(bucket)
+        .bind(format!("client:{client_id}"))
+        .bind(since)
+        .fetch_all(self.store.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((r.try_get::<i64, _>("bucket")?, r.try_get::<i64, _>("issued")?, r.try_get::<i64, _>("refused")?))
+            })
+            .collect()
+    }
+
     /// Registers a client and returns it with its first secret, which is
     /// shown this once and never stored in clear.
     pub async fn create(&self, name: &str, tenants: &[String], actor: &str) -> Result<(Client, String), RegistryError> {
@@ -656,6 +685,13 @@ pub trait ClientRepository: Send + Sync {
     fn revocations(&self) -> RegistryFuture<'_, Vec<(String, i64)>>;
     /// The newest `limit` change events, newest first.
     fn audit_events(&self, limit: i64) -> RegistryFuture<'_, Vec<Value>>;
+    /// Tokens issued and refused per `bucket` seconds since `since`.
+    fn token_activity<'a>(
+        &'a self,
+        client_id: &'a str,
+        since: i64,
+        bucket: i64,
+    ) -> RegistryFuture<'a, Vec<(i64, i64, i64)>>;
 }
 
 impl ClientRepository for Registry {
@@ -718,6 +754,14 @@ impl ClientRepository for Registry {
     }
     fn audit_events(&self, limit: i64) -> RegistryFuture<'_, Vec<Value>> {
         Box::pin(Registry::audit_events(self, limit))
+    }
+    fn token_activity<'a>(
+        &'a self,
+        client_id: &'a str,
+        since: i64,
+        bucket: i64,
+    ) -> RegistryFuture<'a, Vec<(i64, i64, i64)>> {
+        Box::pin(Registry::token_activity(self, client_id, since, bucket))
     }
 }
 

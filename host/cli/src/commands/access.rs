@@ -40,6 +40,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         since_ms: since,
         until_ms: until,
         limit: Some(limit),
+        ..Default::default()
     };
     let records = log.query(&q).await?;
     let out = if fhir {

@@ -9,9 +9,10 @@ use serde_json::{Value, json};
 use fhirgate_core::failure::Body;
 use fhirgate_gateway::principal::Principal;
 use fhirgate_gateway::services::Services;
+use fhirgate_store::accounts::Role;
 use fhirgate_store::{
     ClientStatus,
-    clients::{NewSecret, RegistryError},
+    clients::{Client, NewSecret, RegistryError},
 };
 
 use super::{answer, parse_body, problem};
@@ -37,6 +38,87 @@ fn registry_error(e: RegistryError) -> Response<Body> {
 struct CreateClient {
     name: String,
     tenants: Vec<String>,
+}
+
+/// A new registration: the production client and its test twin, each with
+/// its first secret (shown this once).
+pub(crate) type Registered = ((Client, String), (Client, String));
+
+/// Why a registration was not made.
+pub(crate) enum NotRegistered {
+    /// The principal may not register apps for these tenants.
+    Forbidden(String),
+    Registry(RegistryError),
+    /// Made, but its owner could not be recorded (and it was removed).
+    Owner(String),
+}
+
+impl NotRegistered {
+    fn into_response(self) -> Response<Body> {
+        match self {
+            NotRegistered::Forbidden(m) => problem(StatusCode::FORBIDDEN, m),
+            NotRegistered::Registry(e) => registry_error(e),
+            NotRegistered::Owner(m) => problem(StatusCode::SERVICE_UNAVAILABLE, m),
+        }
+    }
+}
+
+/// Registers an app for `principal`: operators (and the shared token) for
+/// any tenant; a developer for the tenants of their `developer:` roles, who
+/// then owns the registration (both its ids).
+pub(crate) async fn register(
+    gw: &Services,
+    principal: &Principal,
+    name: &str,
+    tenants: &[String],
+) -> Result<Registered, NotRegistered> {
+    let Some(registry) = gw.auth().clients().stored() else {
+        return Err(NotRegistered::Forbidden("The client registry is not enabled (set data_dir).".into()));
+    };
+    let developer = !principal.is_operator();
+    if developer {
+        let scopes: Vec<&str> = principal
+            .user()
+            .map(|u| {
+                u.roles
+                    .iter()
+                    .filter_map(|r| match r {
+                        Role::Developer(scope) => Some(scope.as_str()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if scopes.is_empty() {
+            return Err(NotRegistered::Forbidden("Registering apps needs the developer or operator role.".into()));
+        }
+        if let Some(t) = tenants.iter().find(|t| !scopes.iter().any(|s| *s == "*" || s.eq_ignore_ascii_case(t))) {
+            return Err(NotRegistered::Forbidden(format!(
+                "Your developer role does not cover tenant {t}: ask an operator for developer:{t}."
+            )));
+        }
+    }
+    let actor = principal.name();
+    let made = registry.create(name, tenants, actor).await.map_err(NotRegistered::Registry)?;
+    if developer && let Some(user) = principal.user() {
+        let production = &made.0.0.client_id;
+        let granted = match gw.admin().and_then(|a| a.accounts()) {
+            Some(accounts) => {
+                accounts.own_registration(&user.username, production, actor).await.map_err(|e| e.to_string())
+            }
+            None => Err("no accounts store".into()),
+        };
+        if let Err(e) = granted {
+            tracing::error!(error = %e, "registration: its owner could not be recorded");
+            for c in [&made.1.0, &made.0.0] {
+                let _ = registry.delete(&c.client_id, actor).await;
+            }
+            return Err(NotRegistered::Owner(
+                "The registration could not be given its owner; nothing was kept.".into(),
+            ));
+        }
+    }
+    Ok(made)
 }
 
 #[derive(Deserialize)]
@@ -81,15 +163,16 @@ pub(super) async fn endpoint(
                 Ok(r) => r,
                 Err(message) => return problem(StatusCode::BAD_REQUEST, message),
             };
-            registry.create(&req.name, &req.tenants, actor).await.map(|((client, secret), (test, test_secret))| {
-                answer(
+            return match register(gw, principal, &req.name, &req.tenants).await {
+                Ok(((client, secret), (test, test_secret))) => answer(
                     StatusCode::CREATED,
                     json!({
                         "client": client, "client_secret": secret,
                         "test_client": test, "test_client_secret": test_secret,
                     }),
-                )
-            })
+                ),
+                Err(e) => e.into_response(),
+            };
         }
         (&Method::GET, ["clients", id]) => match registry.get(id).await {
             Ok(Some(c)) => Ok(answer(StatusCode::OK, json!(c))),

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use fhirgate_core::failure::{Body, json_response, no_store};
-use fhirgate_gateway::access::{AccessQuery, audit_event_bundle};
+use fhirgate_gateway::access::{AccessCursor, AccessQuery, audit_event_bundle};
 use fhirgate_gateway::directory::ProviderSpec;
 use fhirgate_gateway::directory::environments::Placement;
 use fhirgate_gateway::directory::onboarding::DirectoryError;
@@ -148,7 +148,21 @@ pub(super) async fn endpoint(
         }
         (&Method::GET, ["access"]) | (&Method::GET, ["access", "AuditEvent"]) => {
             let ms = |name: &str| query_param(query, name).and_then(|v| v.parse::<i64>().ok());
+            let after = match query_param(query, "after").map(|a| a.parse::<AccessCursor>()) {
+                None => None,
+                Some(Ok(c)) => Some(c),
+                Some(Err(message)) => return Some(problem(StatusCode::BAD_REQUEST, message)),
+            };
+            let newest_first = match query_param(query, "order").as_deref() {
+                None | Some("oldest") => false,
+                Some("newest") => true,
+                Some(_) => {
+                    return Some(problem(StatusCode::BAD_REQUEST, "`order` is `oldest` (the default) or `newest`."));
+                }
+            };
             let q = AccessQuery {
+                newest_first,
+                after,
                 tenant: query_param(query, "tenant").map(|t| t.to_ascii_lowercase()),
                 client: query_param(query, "client"),
                 patient: query_param(query, "patient"),
@@ -164,7 +178,13 @@ pub(super) async fn endpoint(
                     let bundle = audit_event_bundle(&records, "fhirgate");
                     no_store(json_response(StatusCode::OK, "application/fhir+json", bundle.to_string()))
                 }
-                Ok(records) => answer(StatusCode::OK, json!({ "records": records })),
+                Ok(records) => {
+                    // A full page has a cursor to the next one.
+                    let next = (records.len() == q.effective_limit() as usize)
+                        .then(|| records.last().map(|r| AccessCursor::of(r).to_string()))
+                        .flatten();
+                    answer(StatusCode::OK, json!({ "records": records, "next": next }))
+                }
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "admin API: access log query failed");
                     problem(StatusCode::SERVICE_UNAVAILABLE, "The store is unavailable.")

@@ -72,7 +72,7 @@
 //!   (`since`/`until` in ms since the epoch)
 //! - `GET    /admin/access/AuditEvent?…`             the same as a FHIR R4 Bundle of AuditEvent
 
-mod clients;
+pub(crate) mod clients;
 mod directory;
 pub(crate) mod environments;
 mod invitations;

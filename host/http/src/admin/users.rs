@@ -36,6 +36,8 @@ pub(super) fn allowed(principal: &Principal, method: &Method, segments: &[&str])
     let in_scope = |scope: &str, tenant: &str| scope == "*" || scope.eq_ignore_ascii_case(tenant);
     user.roles.iter().any(|role| match (role, method, segments) {
         (Role::Auditor, &Method::GET, ["access"] | ["access", "AuditEvent"] | ["audit"]) => true,
+        // Which tenants a developer may register for is checked on creation.
+        (Role::Developer(_), &Method::POST, ["clients"]) => true,
         (Role::AppOwner(own), _, ["clients", id, rest @ ..]) if *id == own.as_str() => matches!(
             (method, rest),
             (&Method::GET, [])
@@ -64,7 +66,8 @@ pub(super) fn allowed(principal: &Principal, method: &Method, segments: &[&str])
 pub(super) fn sensitive(method: &Method, segments: &[&str]) -> bool {
     matches!(
         (method, segments),
-        (&Method::POST, ["clients", _, "secrets" | "rotate"])
+        (&Method::POST, ["clients"])
+            | (&Method::POST, ["clients", _, "secrets" | "rotate"])
             | (&Method::DELETE, ["clients", _, "secrets", _])
             | (&Method::POST, ["keys", "rotate"])
             | (&Method::POST, ["providers", _, "keys", "rotate"])

@@ -8,11 +8,19 @@
 //! - `POST /portal/clients/{id}/secrets` (description, expires_in_days)
 //! - `POST /portal/clients/{id}/secrets/{secret}/revoke`
 //! - `POST /portal/clients/{id}/rotate` (grace_hours): a new secret, the others stop after the grace
+//! - `POST /portal/clients/{id}/jwks` (jwks, or remove): the public keys of `private_key_jwt`
+//! - `GET  /portal/clients/new`, `POST /portal/clients` (name, tenants): developers and
+//!   operators register an app; both ids' first secrets are shown once
+//!
+//! A client's page charts its token activity (issued, refused) over the
+//! last 24 hours and 14 days.
 
 use std::collections::HashMap;
 
 use askama::Template as _;
 use http::{Response, StatusCode};
+
+use serde_json::Value;
 
 use fhirgate_core::failure::Body;
 use fhirgate_gateway::principal::Principal;
@@ -20,6 +28,7 @@ use fhirgate_store::accounts::Role;
 use fhirgate_store::clients::{ClientRepository, ClientStatus, NewSecret, RegistryError};
 
 use super::{Session, csrf_refused, html, page, pages, rfc3339};
+use crate::admin::clients::{NotRegistered, register};
 
 fn no_registry() -> Response<Body> {
     page(StatusCode::NOT_FOUND, "This gateway keeps no client registry (set data_dir).".into())
@@ -28,11 +37,76 @@ fn no_registry() -> Response<Body> {
 fn registry_failure(e: RegistryError) -> Response<Body> {
     match e {
         RegistryError::UnknownClient(_) => page(StatusCode::NOT_FOUND, "There is no such client.".into()),
-        other => {
-            tracing::error!(error = %other, "portal: client registry failure");
+        RegistryError::Store(_) => {
+            tracing::error!(error = %e, "portal: client registry failure");
             page(StatusCode::SERVICE_UNAVAILABLE, "The client registry is unavailable; try again shortly.".into())
         }
+        other => page(StatusCode::BAD_REQUEST, format!("{other}.")),
     }
+}
+
+/// Whether the portal's user registers apps.
+fn registers(roles: &[Role]) -> bool {
+    roles.iter().any(|r| matches!(r, Role::Operator | Role::Developer(_)))
+}
+
+/// The tenants of a form field: GUIDs separated by white space or commas.
+fn tenant_list(text: &str) -> Vec<String> {
+    text.split(|c: char| c.is_whitespace() || c == ',').filter(|t| !t.is_empty()).map(str::to_owned).collect()
+}
+
+/// The activity chart's bars: `(start, issued, refused)` per bucket of
+/// `bucket` seconds, `count` of them ending with the current one.
+fn chart(rows: &[(i64, i64, i64)], now: i64, bucket: i64, count: i64, label: fn(i64) -> String) -> pages::Chart {
+    let first = (now / bucket - count + 1) * bucket;
+    let bars: Vec<(i64, i64, i64)> = (0..count)
+        .map(|i| {
+            let start = first + i * bucket;
+            let (_, issued, refused) = rows.iter().find(|r| r.0 == start).copied().unwrap_or((start, 0, 0));
+            (start, issued, refused)
+        })
+        .collect();
+    let top = bars.iter().map(|b| b.1.max(b.2)).max().unwrap_or(0).max(1);
+    let (width, height) = (640_i64, 160_i64);
+    let slot = width / count;
+    let scale = |n: i64| n * (height - 20) / top;
+    let issued: i64 = bars.iter().map(|b| b.1).sum();
+    let refused: i64 = bars.iter().map(|b| b.2).sum();
+    pages::Chart {
+        width,
+        height,
+        top,
+        summary: format!("tokens issued: {issued}, refused: {refused}"),
+        bars: bars
+            .iter()
+            .enumerate()
+            .map(|(i, &(start, n_issued, n_refused))| {
+                let x = i as i64 * slot;
+                pages::Bar {
+                    label: label(start),
+                    issued: n_issued,
+                    refused: n_refused,
+                    x_issued: x + 2,
+                    x_refused: x + slot / 2,
+                    w: (slot / 2 - 2).max(1),
+                    h_issued: scale(n_issued),
+                    h_refused: scale(n_refused),
+                    y_issued: height - 16 - scale(n_issued),
+                    y_refused: height - 16 - scale(n_refused),
+                    tick: (i as i64) % (count / 6).max(1) == 0,
+                    x_label: x + 2,
+                }
+            })
+            .collect(),
+    }
+}
+
+fn hour_label(start: i64) -> String {
+    rfc3339(start).get(11..16).unwrap_or_default().to_owned()
+}
+
+fn day_label(start: i64) -> String {
+    rfc3339(start).get(5..10).unwrap_or_default().to_owned()
 }
 
 impl Session<'_> {
@@ -72,7 +146,7 @@ impl Session<'_> {
                 last_used: c.last_used_at.map(rfc3339).unwrap_or_else(|| "never".into()),
             })
             .collect();
-        match (pages::Clients { clients }).render() {
+        match (pages::Clients { clients, can_register: registers(&self.user.roles) }).render() {
             Ok(t) => html(StatusCode::OK, t),
             Err(e) => page(StatusCode::INTERNAL_SERVER_ERROR, format!("The page could not be drawn: {e}")),
         }
@@ -116,6 +190,36 @@ impl Session<'_> {
                 }
             })
             .collect();
+        let keys = client
+            .jwks
+            .as_ref()
+            .and_then(|j| j["keys"].as_array())
+            .map(|keys| {
+                let field = |k: &Value, name: &str| k[name].as_str().unwrap_or("—").to_owned();
+                keys.iter()
+                    .map(|k| pages::KeyRow {
+                        kid: field(k, "kid"),
+                        kty: field(k, "kty"),
+                        alg: field(k, "alg"),
+                        usage: field(k, "use"),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut charts = Vec::new();
+        // Token issuance reaches the trail through the access log's writer:
+        // what happened before this page is on it.
+        self.portal.gw.access().flush().await;
+        for (title, bucket, count, label) in [
+            ("Last 24 hours, per hour (UTC)", 3600, 24, hour_label as fn(i64) -> String),
+            ("Last 14 days, per day (UTC)", 86_400, 14, day_label),
+        ] {
+            let since = (now / bucket - count + 1) * bucket;
+            match registry.token_activity(id, since, bucket).await {
+                Ok(rows) => charts.push((title, chart(&rows, now, bucket, count, label))),
+                Err(e) => tracing::warn!(error = %e, "portal: the token activity could not be read"),
+            }
+        }
         let view = pages::ClientPage {
             id: &client.client_id,
             name: &client.name,
@@ -123,6 +227,8 @@ impl Session<'_> {
             status: status(client.status),
             tenants: client.tenants.clone(),
             secrets,
+            keys,
+            charts,
             csrf: &self.csrf,
             notice,
             new_secret,
@@ -130,6 +236,106 @@ impl Session<'_> {
         match view.render() {
             Ok(t) => html(StatusCode::OK, t),
             Err(e) => page(StatusCode::INTERNAL_SERVER_ERROR, format!("The page could not be drawn: {e}")),
+        }
+    }
+
+    /// The form that registers an app.
+    pub(super) async fn new_client(self, error: Option<&str>, name: &str, tenants: &str) -> Response<Body> {
+        if !registers(&self.user.roles) {
+            return page(
+                StatusCode::FORBIDDEN,
+                "Registering apps needs the developer role: ask an operator to grant developer:<tenant id>.".into(),
+            );
+        }
+        let scopes: Vec<String> = self
+            .user
+            .roles
+            .iter()
+            .filter_map(|r| match r {
+                Role::Developer(s) => Some(s.clone()),
+                Role::Operator => Some("*".into()),
+                _ => None,
+            })
+            .collect();
+        let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+        let view = pages::NewClient { csrf: &self.csrf, error, name, tenants, scopes };
+        match view.render() {
+            Ok(t) => html(status, t),
+            Err(e) => page(StatusCode::INTERNAL_SERVER_ERROR, format!("The page could not be drawn: {e}")),
+        }
+    }
+
+    pub(super) async fn register_client(self, form: &HashMap<String, String>) -> Response<Body> {
+        if !self.csrf_ok(form) {
+            return csrf_refused();
+        }
+        let name = form.get("name").map(|n| n.trim().to_owned()).unwrap_or_default();
+        let tenant_text = form.get("tenants").cloned().unwrap_or_default();
+        if self.needs_reauth() {
+            let again = "Sign in again to register an app: your sign-in is too old for this.";
+            return self.new_client(Some(again), &name, &tenant_text).await;
+        }
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+            return self.new_client(Some("Name the app (1–200 characters)."), &name, &tenant_text).await;
+        }
+        let tenants = tenant_list(&tenant_text);
+        if tenants.is_empty() {
+            let message = "Give at least one tenant id (the customer's directory tenant, a GUID).";
+            return self.new_client(Some(message), &name, &tenant_text).await;
+        }
+        let principal = Principal::Session(self.user.clone(), self.signed_in_at);
+        match register(self.portal.gw, &principal, &name, &tenants).await {
+            Ok(((production, secret), (test, test_secret))) => {
+                let view = pages::Registered {
+                    name: &production.name,
+                    clients: [
+                        ("test", "Test", &test.client_id, &test_secret),
+                        ("production", "Production", &production.client_id, &secret),
+                    ],
+                    tenants: production.tenants.clone(),
+                };
+                match view.render() {
+                    Ok(t) => html(StatusCode::CREATED, t),
+                    Err(e) => page(StatusCode::INTERNAL_SERVER_ERROR, format!("The page could not be drawn: {e}")),
+                }
+            }
+            Err(NotRegistered::Forbidden(m) | NotRegistered::Owner(m)) => {
+                self.new_client(Some(&m), &name, &tenant_text).await
+            }
+            Err(NotRegistered::Registry(RegistryError::Store(e))) => registry_failure(RegistryError::Store(e)),
+            Err(NotRegistered::Registry(e)) => self.new_client(Some(&format!("{e}.")), &name, &tenant_text).await,
+        }
+    }
+
+    /// Registers (or, with `remove`, removes) the client's public keys.
+    pub(super) async fn set_jwks(self, id: &str, form: &HashMap<String, String>) -> Response<Body> {
+        if let Some(refused) = self.may_change(id, form) {
+            return refused;
+        }
+        let Some(registry) = self.registry() else { return no_registry() };
+        let jwks = if form.contains_key("remove") {
+            None
+        } else {
+            match serde_json::from_str::<Value>(form.get("jwks").map(String::as_str).unwrap_or_default()) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    let message =
+                        format!("No keys registered: that is not JSON ({e}). Paste a JWK Set: {{\"keys\": [...]}}.");
+                    return self.client(id, Some(&message), None).await;
+                }
+            }
+        };
+        let actor = self.user.username.clone();
+        match registry.set_jwks(id, jwks.as_ref(), &actor).await {
+            Ok(()) => {
+                self.portal.gw.auth().forget_client(id);
+                let done = if jwks.is_some() { "Public keys registered." } else { "Public keys removed." };
+                self.client(id, Some(done), None).await
+            }
+            Err(RegistryError::InvalidJwks(m)) => {
+                self.client(id, Some(&format!("No keys registered: {m}.")), None).await
+            }
+            Err(e) => registry_failure(e),
         }
     }
 

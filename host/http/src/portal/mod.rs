@@ -13,9 +13,19 @@
 //! - `POST /portal/tokens/{id}/revoke`
 //! - app owners' client registrations and their secrets: see [`clients`]
 //! - approvers' requests, checks, decisions and integration records: see [`approvals`]
+//! - operators' tenants, hospital URLs, people and invitations: see [`operators`]
+//! - the invitee's page: see [`invitation`]
+//! - auditors' access log: see [`access`]
+//!
+//! Times are written in RFC 3339 (UTC); `static/portal.js`, where scripts
+//! run, shows them in the viewer's time zone with the RFC 3339 underneath,
+//! and adds copy buttons beside secrets shown once.
 
+mod access;
 mod approvals;
 mod clients;
+mod invitation;
+mod operators;
 mod pages;
 
 use std::collections::HashMap;
@@ -38,10 +48,11 @@ const FORM_COOKIE: &str = "__Host-fhirgate-form";
 
 /// The policy every page is served under: this origin's stylesheet and
 /// nothing else; forms post only here; no framing.
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
-                   frame-ancestors 'none'; base-uri 'none'";
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 const STYLESHEET: &str = include_str!("../../static/portal.css");
+const SCRIPT: &str = include_str!("../../static/portal.js");
 
 /// Largest form a page posts.
 const MAX_FORM: usize = 16 * 1024;
@@ -64,6 +75,11 @@ async fn answer(gw: &Arc<Services>, req: Request<Incoming>, client: IpAddr, publ
         resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
         return resp;
     }
+    if path == "/portal/static/portal.js" {
+        let mut resp = fhirgate_core::failure::json_response(StatusCode::OK, "text/javascript; charset=utf-8", SCRIPT);
+        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+        return resp;
+    }
     let Some(accounts) = gw.admin().and_then(|a| a.accounts()).cloned() else {
         return page(
             StatusCode::NOT_FOUND,
@@ -83,6 +99,11 @@ async fn answer(gw: &Arc<Services>, req: Request<Incoming>, client: IpAddr, publ
         (&Method::GET, "/portal") => redirect("/portal/"),
         (&Method::GET, "/portal/sign-in") => portal.sign_in_page(None, None, "").await,
         (&Method::POST, "/portal/sign-in") => portal.sign_in(&form).await,
+        (method, p) if p.starts_with("/portal/invitation/") => match (method, segments(p).as_slice()) {
+            (&Method::GET, ["invitation", token]) => portal.invitation(token, None).await,
+            (&Method::POST, ["invitation", token]) => portal.accept(token, &form).await,
+            _ => page(StatusCode::NOT_FOUND, "There is no such page.".into()),
+        },
         (method, path) => match portal.session().await {
             Err(resp) => resp,
             Ok(s) => match (method, path) {
@@ -90,12 +111,29 @@ async fn answer(gw: &Arc<Services>, req: Request<Incoming>, client: IpAddr, publ
                 (&Method::GET, "/portal/") => s.home(None, None).await,
                 (&Method::POST, "/portal/tokens") => s.make_token(&form).await,
                 (&Method::GET, "/portal/clients") => s.clients().await,
+                (&Method::GET, "/portal/clients/new") => s.new_client(None, "", "").await,
+                (&Method::POST, "/portal/clients") => s.register_client(&form).await,
                 (&Method::GET, "/portal/approvals") => s.approvals().await,
+                (&Method::GET, "/portal/tenants") => s.tenants(None, None, Default::default()).await,
+                (&Method::POST, "/portal/tenants") => s.register_url(&form).await,
+                (&Method::GET, "/portal/users") => s.users(None, None, None).await,
+                (&Method::POST, "/portal/users/invite") => s.invite(&form, public_base).await,
+                (&Method::POST, "/portal/users/grant") => {
+                    let name = form.get("username").map(|n| n.trim().to_owned()).unwrap_or_default();
+                    let mut form = form.clone();
+                    form.insert("grant".into(), "1".into());
+                    s.set_role(&name, &form).await
+                }
+                (&Method::GET, "/portal/access") => s.access(parts.uri.query()).await,
+                (&Method::GET, "/portal/access/export") => s.access_export(parts.uri.query()).await,
                 (method, p) => match (method, segments(p).as_slice()) {
                     (&Method::POST, ["tokens", id, "revoke"]) => s.revoke_token((*id).to_owned(), &form).await,
                     (&Method::GET, ["clients", id]) => s.client(id, None, None).await,
                     (&Method::POST, ["clients", id, "secrets"]) => s.add_secret(id, &form).await,
                     (&Method::POST, ["clients", id, "rotate"]) => s.rotate(id, &form).await,
+                    (&Method::POST, ["clients", id, "jwks"]) => s.set_jwks(id, &form).await,
+                    (&Method::POST, ["users", name, "roles"]) => s.set_role(name, &form).await,
+                    (&Method::POST, ["invitations", name, "withdraw"]) => s.withdraw(name, &form).await,
                     (&Method::GET, ["approvals", tenant, provider]) => {
                         s.approval(tenant, provider, None, None, None).await
                     }
@@ -316,6 +354,10 @@ impl Session<'_> {
         let home = pages::Home {
             username: &self.user.username,
             roles,
+            operator: self.user.roles.contains(&fhirgate_store::accounts::Role::Operator),
+            auditor: self.user.roles.iter().any(|r| {
+                matches!(r, fhirgate_store::accounts::Role::Operator | fhirgate_store::accounts::Role::Auditor)
+            }),
             signed_in: rfc3339(self.signed_in_at),
             csrf: &self.csrf,
             tokens,

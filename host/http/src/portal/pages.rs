@@ -36,6 +36,8 @@ pub(super) struct Token {
 pub(super) struct Home<'a> {
     pub username: &'a str,
     pub roles: Vec<String>,
+    pub operator: bool,
+    pub auditor: bool,
     pub signed_in: String,
     pub csrf: &'a str,
     pub tokens: Vec<Token>,
@@ -55,6 +57,57 @@ pub(super) struct ClientRow {
 #[template(path = "clients.html")]
 pub(super) struct Clients {
     pub clients: Vec<ClientRow>,
+    pub can_register: bool,
+}
+
+pub(super) struct KeyRow {
+    pub kid: String,
+    pub kty: String,
+    pub alg: String,
+    pub usage: String,
+}
+
+/// A bar chart drawn as SVG (no script, no inline style).
+pub(super) struct Chart {
+    pub width: i64,
+    pub height: i64,
+    pub top: i64,
+    pub summary: String,
+    pub bars: Vec<Bar>,
+}
+
+pub(super) struct Bar {
+    pub label: String,
+    pub issued: i64,
+    pub refused: i64,
+    pub x_issued: i64,
+    pub x_refused: i64,
+    pub w: i64,
+    pub h_issued: i64,
+    pub h_refused: i64,
+    pub y_issued: i64,
+    pub y_refused: i64,
+    pub tick: bool,
+    pub x_label: i64,
+}
+
+#[derive(Template)]
+#[template(path = "client_new.html")]
+pub(super) struct NewClient<'a> {
+    pub csrf: &'a str,
+    pub error: Option<&'a str>,
+    pub name: &'a str,
+    pub tenants: &'a str,
+    pub scopes: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "registered.html")]
+pub(super) struct Registered<'a> {
+    pub name: &'a str,
+    /// `(environment, heading, client id, secret)`, test first.
+    pub clients: [(&'a str, &'a str, &'a str, &'a str); 2],
+    pub tenants: Vec<String>,
 }
 
 pub(super) struct SecretRow {
@@ -77,6 +130,8 @@ pub(super) struct ClientPage<'a> {
     pub status: String,
     pub tenants: Vec<String>,
     pub secrets: Vec<SecretRow>,
+    pub keys: Vec<KeyRow>,
+    pub charts: Vec<(&'static str, Chart)>,
     pub csrf: &'a str,
     pub notice: Option<&'a str>,
     pub new_secret: Option<&'a str>,
@@ -137,4 +192,96 @@ pub(super) struct Integration {
     pub jwks_url: Option<String>,
     pub approved: String,
     pub json: String,
+}
+
+pub(super) struct MappingLine {
+    pub tenant: String,
+    pub organization: String,
+    pub provider: String,
+    pub base_url: String,
+    pub environment: String,
+    pub state: String,
+    pub approver: String,
+    pub requested_by: String,
+    pub requested_at: String,
+}
+
+#[derive(Template)]
+#[template(path = "tenants.html")]
+pub(super) struct Tenants<'a> {
+    pub rows: Vec<MappingLine>,
+    pub pending: usize,
+    pub csrf: &'a str,
+    pub notice: Option<&'a str>,
+    pub error: Option<&'a str>,
+    pub form: super::operators::UrlForm,
+}
+
+pub(super) struct UserLine {
+    pub username: String,
+    pub roles: Vec<String>,
+    pub status: String,
+    pub created_at: String,
+    pub created_by: String,
+}
+
+pub(super) struct InvitationLine {
+    pub username: String,
+    pub roles: String,
+    pub created_by: String,
+    pub expires_at: String,
+}
+
+#[derive(Template)]
+#[template(path = "users.html")]
+pub(super) struct Users<'a> {
+    pub users: Vec<UserLine>,
+    pub invitations: Vec<InvitationLine>,
+    pub csrf: &'a str,
+    pub notice: Option<&'a str>,
+    pub error: Option<&'a str>,
+    pub link: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "invitation.html")]
+pub(super) struct InvitationPage<'a> {
+    pub username: &'a str,
+    pub roles: Vec<String>,
+    pub invited_by: &'a str,
+    pub expires_at: String,
+    pub error: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "accepted.html")]
+pub(super) struct Accepted<'a> {
+    pub username: &'a str,
+    pub secret: &'a str,
+    pub uri: &'a str,
+}
+
+pub(super) struct AccessLine {
+    pub at: String,
+    pub request_id: String,
+    pub part: u32,
+    pub client: String,
+    pub tenant: String,
+    pub provider: String,
+    pub what: String,
+    pub patient: String,
+    pub status: u16,
+}
+
+#[derive(Template)]
+#[template(path = "access.html")]
+pub(super) struct AccessLog<'a> {
+    pub search: &'a super::access::Search,
+    pub rows: Vec<AccessLine>,
+    pub error: Option<&'a str>,
+    pub next: Option<String>,
+    pub export: String,
+    pub searched: bool,
+    /// The first page of this search, when this is a later one.
+    pub first: Option<String>,
 }
