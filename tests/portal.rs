@@ -8,7 +8,7 @@
 mod support;
 
 use serde_json::json;
-use support::{Setup, cli_json, cli_with_input, provider, repo_root};
+use support::{Setup, cli_json, cli_with_input, guest, provider, repo_root};
 
 #[test]
 fn the_portal_works_in_a_browser_with_and_without_javascript() {
@@ -61,6 +61,7 @@ fn the_portal_works_in_a_browser_with_and_without_javascript() {
         .env("PORTAL_USERS", json!(users).to_string())
         .env("PORTAL_CLIENTS", clients.to_string())
         .env("SCREENSHOT_DIR", &shots)
+        .env("PORTAL_MODULE", guest("fhirgate_router_table"))
         .output()
         .expect("node (tests/setup.sh installs tests/node)");
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -79,6 +80,8 @@ fn the_portal_works_in_a_browser_with_and_without_javascript() {
         "approval",
         "integration",
         "access-log",
+        "health",
+        "modules",
         "users",
         "invitation",
     ] {

@@ -451,6 +451,57 @@ test('an auditor finds that access in the log and exports it', async () => {
   }
 });
 
+test('an operator reads the health charts, uploads a module and rolls it back', async () => {
+  const context = await browser();
+  try {
+    const page = context.pages()[0] ?? await context.newPage();
+    await signIn(page, who.nina);
+    await page.waitForURL(`${base}/portal/`);
+    await page.getByRole('link', { name: 'Health' }).click();
+    await page.waitForURL(`${base}/portal/health`);
+    const requests = await page.locator('figcaption').first().innerText();
+    const served = Number(/requests: (\d+)/.exec(requests)?.[1]);
+    assert.ok(served >= 2, `the reads above are counted: ${requests}`);
+    assert.match(await page.locator('#breakers').innerText(), new RegExp(`${hospital.provider}[\\s\\S]*closed`));
+    await accessible(page, 'health');
+    await page.screenshot({ path: join(shots, 'health.png'), fullPage: true });
+
+    await page.goto(`${base}/portal/modules`);
+    const active = await page.locator('#active-modules').innerText();
+    for (const role of ['token-validation', 'routing', 'shaping']) assert.match(active, new RegExp(role));
+    await accessible(page, 'modules');
+
+    // Something that is not a module is refused with the reason; the
+    // active modules keep serving.
+    await page.getByLabel('Role').selectOption('routing');
+    await page.getByLabel('Module (.wasm)').setInputFiles({
+      name: 'broken.wasm', mimeType: 'application/wasm', buffer: Buffer.from('not a module'),
+    });
+    await page.getByRole('button', { name: 'Upload and activate' }).click();
+    await page.waitForLoadState();
+    assert.match(await page.getByRole('alert').innerText(), /Not activated|not a|invalid|module/i);
+    assert.equal(await page.locator('#active-modules').innerText(), active);
+    assert.equal((await read(await appToken())).status, 200, 'the app still reads');
+
+    // A module that passes its checks serves; rolling back restores the one before.
+    await page.getByLabel('Role').selectOption('routing');
+    await page.getByLabel(/^Name/).fill('table-router-again');
+    await page.getByLabel('Module (.wasm)').setInputFiles(process.env.PORTAL_MODULE);
+    await page.getByRole('button', { name: 'Upload and activate' }).click();
+    await page.waitForLoadState();
+    assert.match(await page.getByRole('status').innerText(), /is active as the routing module/);
+    assert.match(await page.locator('#active-modules').innerText(), /table-router-again/);
+    await page.screenshot({ path: join(shots, 'modules.png'), fullPage: true });
+    await page.getByRole('button', { name: 'Roll back to these' }).click();
+    await page.waitForLoadState();
+    assert.match(await page.getByRole('status').innerText(), /Rolled back/);
+    assert.doesNotMatch(await page.locator('#active-modules').innerText(), /table-router-again/);
+    assert.equal((await read(await appToken())).status, 200, 'the app reads after the rollback');
+  } finally {
+    await context.close();
+  }
+});
+
 test('an operator invites someone, who accepts through the link and signs in', async () => {
   const context = await browser();
   const invitee = await browser();

@@ -191,6 +191,50 @@ pub trait AccessRepository: Send + Sync {
     fn append_event<'a>(&'a self, event: &'a Event) -> RepoFuture<'a, ()>;
     /// Records matching `q`, oldest first (by `at_ms`, `request_id`, `part`).
     fn query<'a>(&'a self, q: &'a AccessQuery) -> RepoFuture<'a, Vec<AccessRecord>>;
+    /// Requests (batch entries not counted apart) since `since_ms`, per
+    /// `bucket_ms`: the gateway's health over time. Empty buckets left out.
+    fn traffic(&self, since_ms: i64, bucket_ms: i64) -> RepoFuture<'_, Vec<Traffic>>;
+}
+
+/// The requests of one time bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Traffic {
+    /// The bucket's start, milliseconds since the Unix epoch.
+    pub start_ms: i64,
+    pub requests: i64,
+    /// Answered with a server error (the provider's or the gateway's).
+    pub errors: i64,
+    /// Refused as unauthenticated or not allowed.
+    pub denied: i64,
+    pub mean_latency_us: i64,
+    pub max_latency_us: i64,
+}
+
+async fn traffic(store: &Store, since_ms: i64, bucket_ms: i64) -> anyhow::Result<Vec<Traffic>> {
+    let rows = sqlx::query(
+        "SELECT (at_ms / $1) * $1 AS start_ms, COUNT(*) AS requests, \
+         CAST(SUM(CASE WHEN outcome IN ('provider-error', 'gateway-error') THEN 1 ELSE 0 END) AS BIGINT) AS errors, \
+         CAST(SUM(CASE WHEN outcome = 'denied' THEN 1 ELSE 0 END) AS BIGINT) AS denied, \
+         CAST(AVG(latency_us) AS BIGINT) AS mean_us, CAST(MAX(latency_us) AS BIGINT) AS max_us \
+         FROM access_log WHERE part = 0 AND at_ms >= $2 GROUP BY (at_ms / $1) * $1 ORDER BY start_ms",
+    )
+    .bind(bucket_ms.max(1))
+    .bind(since_ms)
+    .fetch_all(store.pool())
+    .await
+    .context("reading the access log's traffic")?;
+    rows.iter()
+        .map(|r| {
+            Ok(Traffic {
+                start_ms: r.try_get("start_ms")?,
+                requests: r.try_get("requests")?,
+                errors: r.try_get("errors")?,
+                denied: r.try_get("denied")?,
+                mean_latency_us: r.try_get("mean_us")?,
+                max_latency_us: r.try_get("max_us")?,
+            })
+        })
+        .collect()
 }
 
 impl AccessRepository for Store {
@@ -213,6 +257,9 @@ impl AccessRepository for Store {
 
     fn query<'a>(&'a self, q: &'a AccessQuery) -> RepoFuture<'a, Vec<AccessRecord>> {
         Box::pin(query(self, q))
+    }
+    fn traffic(&self, since_ms: i64, bucket_ms: i64) -> RepoFuture<'_, Vec<Traffic>> {
+        Box::pin(traffic(self, since_ms, bucket_ms))
     }
 }
 

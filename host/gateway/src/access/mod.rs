@@ -12,5 +12,5 @@ pub mod audit_event;
 pub mod writer;
 
 pub use audit_event::{audit_event, audit_event_bundle, audit_event_id};
-pub use fhirgate_store::access::{AccessCursor, AccessQuery, AccessRecord, Outcome};
+pub use fhirgate_store::access::{AccessCursor, AccessQuery, AccessRecord, Outcome, Traffic};
 pub use writer::{AccessLog, Commit};

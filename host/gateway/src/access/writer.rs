@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use fhirgate_store::access::{AccessQuery, AccessRecord, AccessRepository, Event};
+use fhirgate_store::access::{AccessQuery, AccessRecord, AccessRepository, Event, Traffic};
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
@@ -169,6 +169,13 @@ impl AccessLog {
     /// Flush first for what was recorded just before.
     pub async fn query(&self, q: &AccessQuery) -> anyhow::Result<Vec<AccessRecord>> {
         self.repo.query(q).await
+    }
+
+    /// Requests per `bucket_ms` since `since_ms`: what was recorded before
+    /// the question is in the answer.
+    pub async fn traffic(&self, since_ms: i64, bucket_ms: i64) -> anyhow::Result<Vec<Traffic>> {
+        self.flush().await;
+        self.repo.traffic(since_ms, bucket_ms).await
     }
 
     /// Records written and records failed so far.

@@ -174,6 +174,13 @@ impl Snapshot {
         self.providers.get(id).cloned()
     }
 
+    /// The ids of every declared provider, sorted.
+    pub fn provider_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.providers.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
     /// The JWK Set of `provider`'s assertion keys, if it has any.
     pub fn provider_jwks(&self, provider: &str) -> Option<serde_json::Value> {
         self.keys.jwks(provider)

@@ -27,7 +27,7 @@ use fhirgate_gateway::principal::Principal;
 use fhirgate_store::accounts::Role;
 use fhirgate_store::clients::{ClientRepository, ClientStatus, NewSecret, RegistryError};
 
-use super::{Session, csrf_refused, html, page, pages, rfc3339};
+use super::{Session, chart, csrf_refused, html, page, pages, rfc3339};
 use crate::admin::clients::{NotRegistered, register};
 
 fn no_registry() -> Response<Body> {
@@ -53,60 +53,6 @@ fn registers(roles: &[Role]) -> bool {
 /// The tenants of a form field: GUIDs separated by white space or commas.
 fn tenant_list(text: &str) -> Vec<String> {
     text.split(|c: char| c.is_whitespace() || c == ',').filter(|t| !t.is_empty()).map(str::to_owned).collect()
-}
-
-/// The activity chart's bars: `(start, issued, refused)` per bucket of
-/// `bucket` seconds, `count` of them ending with the current one.
-fn chart(rows: &[(i64, i64, i64)], now: i64, bucket: i64, count: i64, label: fn(i64) -> String) -> pages::Chart {
-    let first = (now / bucket - count + 1) * bucket;
-    let bars: Vec<(i64, i64, i64)> = (0..count)
-        .map(|i| {
-            let start = first + i * bucket;
-            let (_, issued, refused) = rows.iter().find(|r| r.0 == start).copied().unwrap_or((start, 0, 0));
-            (start, issued, refused)
-        })
-        .collect();
-    let top = bars.iter().map(|b| b.1.max(b.2)).max().unwrap_or(0).max(1);
-    let (width, height) = (640_i64, 160_i64);
-    let slot = width / count;
-    let scale = |n: i64| n * (height - 20) / top;
-    let issued: i64 = bars.iter().map(|b| b.1).sum();
-    let refused: i64 = bars.iter().map(|b| b.2).sum();
-    pages::Chart {
-        width,
-        height,
-        top,
-        summary: format!("tokens issued: {issued}, refused: {refused}"),
-        bars: bars
-            .iter()
-            .enumerate()
-            .map(|(i, &(start, n_issued, n_refused))| {
-                let x = i as i64 * slot;
-                pages::Bar {
-                    label: label(start),
-                    issued: n_issued,
-                    refused: n_refused,
-                    x_issued: x + 2,
-                    x_refused: x + slot / 2,
-                    w: (slot / 2 - 2).max(1),
-                    h_issued: scale(n_issued),
-                    h_refused: scale(n_refused),
-                    y_issued: height - 16 - scale(n_issued),
-                    y_refused: height - 16 - scale(n_refused),
-                    tick: (i as i64) % (count / 6).max(1) == 0,
-                    x_label: x + 2,
-                }
-            })
-            .collect(),
-    }
-}
-
-fn hour_label(start: i64) -> String {
-    rfc3339(start).get(11..16).unwrap_or_default().to_owned()
-}
-
-fn day_label(start: i64) -> String {
-    rfc3339(start).get(5..10).unwrap_or_default().to_owned()
 }
 
 impl Session<'_> {
@@ -211,12 +157,18 @@ impl Session<'_> {
         // what happened before this page is on it.
         self.portal.gw.access().flush().await;
         for (title, bucket, count, label) in [
-            ("Last 24 hours, per hour (UTC)", 3600, 24, hour_label as fn(i64) -> String),
-            ("Last 14 days, per day (UTC)", 86_400, 14, day_label),
+            ("Last 24 hours, per hour (UTC)", 3600, 24, chart::hour_label as fn(i64) -> String),
+            ("Last 14 days, per day (UTC)", 86_400, 14, chart::day_label),
         ] {
-            let since = (now / bucket - count + 1) * bucket;
+            let since = chart::starts(now, bucket, count).next().unwrap_or(now);
             match registry.token_activity(id, since, bucket).await {
-                Ok(rows) => charts.push((title, chart(&rows, now, bucket, count, label))),
+                Ok(rows) => {
+                    let (issued, refused): (i64, i64) =
+                        (rows.iter().map(|r| r.1).sum(), rows.iter().map(|r| r.2).sum());
+                    let summary = format!("tokens issued: {issued}, refused: {refused}");
+                    let drawn = chart::chart(&rows, now, (bucket, count), label, ["issued", "refused"], summary);
+                    charts.push((title, drawn));
+                }
                 Err(e) => tracing::warn!(error = %e, "portal: the token activity could not be read"),
             }
         }

@@ -16,6 +16,8 @@
 //! - operators' tenants, hospital URLs, people and invitations: see [`operators`]
 //! - the invitee's page: see [`invitation`]
 //! - auditors' access log: see [`access`]
+//! - operators' modules (active, previous, refused, shadows, rollback, upload): see [`modules`]
+//! - operators' health charts and provider breakers: see [`health`]
 //!
 //! Times are written in RFC 3339 (UTC); `static/portal.js`, where scripts
 //! run, shows them in the viewer's time zone with the RFC 3339 underneath,
@@ -23,8 +25,11 @@
 
 mod access;
 mod approvals;
+mod chart;
 mod clients;
+mod health;
 mod invitation;
+mod modules;
 mod operators;
 mod pages;
 
@@ -86,6 +91,23 @@ async fn answer(gw: &Arc<Services>, req: Request<Incoming>, client: IpAddr, publ
             "The portal needs the admin API and a data directory ([admin], data_dir).".into(),
         );
     };
+    if parts.method == Method::POST && path == "/portal/modules/upload" {
+        // A module is large: read only for a signed-in session.
+        let portal = Portal { gw, accounts: &accounts, headers: &parts.headers, client };
+        let s = match portal.session().await {
+            Ok(s) => s,
+            Err(resp) => return resp,
+        };
+        let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let limit = fhirgate_gateway::activation::MAX_UPLOAD_BYTES + MAX_FORM;
+        return match crate::body::read_body(body, limit, gw.limits()).await {
+            Ok(b) => match modules::multipart(content_type, &b) {
+                Some(fields) => s.upload(fields).await,
+                None => page(StatusCode::BAD_REQUEST, "Send the module from the upload form.".into()),
+            },
+            Err(f) => page(f.status, f.message),
+        };
+    }
     let form = if parts.method == Method::POST {
         match crate::body::read_body(body, MAX_FORM, gw.limits()).await {
             Ok(b) => parse_form(&b),
@@ -124,6 +146,10 @@ async fn answer(gw: &Arc<Services>, req: Request<Incoming>, client: IpAddr, publ
                     form.insert("grant".into(), "1".into());
                     s.set_role(&name, &form).await
                 }
+                (&Method::GET, "/portal/modules") => s.modules(None, None).await,
+                (&Method::GET, "/portal/health") => s.health().await,
+                (&Method::POST, "/portal/modules/reload") => s.reload_policy(&form).await,
+                (&Method::POST, "/portal/modules/rollback") => s.roll_back(&form).await,
                 (&Method::GET, "/portal/access") => s.access(parts.uri.query()).await,
                 (&Method::GET, "/portal/access/export") => s.access_export(parts.uri.query()).await,
                 (method, p) => match (method, segments(p).as_slice()) {

@@ -72,21 +72,23 @@ pub(super) struct Chart {
     pub width: i64,
     pub height: i64,
     pub top: i64,
+    /// The names of the two series (`a`, then `b`).
+    pub series: [&'static str; 2],
     pub summary: String,
     pub bars: Vec<Bar>,
 }
 
 pub(super) struct Bar {
     pub label: String,
-    pub issued: i64,
-    pub refused: i64,
-    pub x_issued: i64,
-    pub x_refused: i64,
+    pub a: i64,
+    pub b: i64,
+    pub x_a: i64,
+    pub x_b: i64,
     pub w: i64,
-    pub h_issued: i64,
-    pub h_refused: i64,
-    pub y_issued: i64,
-    pub y_refused: i64,
+    pub h_a: i64,
+    pub h_b: i64,
+    pub y_a: i64,
+    pub y_b: i64,
     pub tick: bool,
     pub x_label: i64,
 }
@@ -284,4 +286,56 @@ pub(super) struct AccessLog<'a> {
     pub searched: bool,
     /// The first page of this search, when this is a later one.
     pub first: Option<String>,
+}
+
+pub(super) struct ModuleLine {
+    pub role: String,
+    pub tenant: String,
+    pub module: String,
+    pub digest: String,
+}
+
+pub(super) struct ShadowLine {
+    pub role: String,
+    pub module: String,
+    pub sample: String,
+    pub compared: u64,
+    pub same: u64,
+    pub different: u64,
+    pub faults: u64,
+    pub differing: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "modules.html")]
+pub(super) struct Modules<'a> {
+    pub policy: String,
+    pub partner: String,
+    pub generation: u64,
+    pub activated_at: Option<String>,
+    pub modules: Vec<ModuleLine>,
+    pub previous: Option<Vec<ModuleLine>>,
+    /// When the last policy was refused, and why.
+    pub rejection: Option<(String, String)>,
+    pub shadows: Vec<ShadowLine>,
+    pub csrf: &'a str,
+    pub notice: Option<&'a str>,
+    pub error: Option<&'a str>,
+}
+
+pub(super) struct BreakerLine {
+    pub id: String,
+    pub base_url: String,
+    pub state: String,
+    pub healthy: bool,
+}
+
+#[derive(Template)]
+#[template(path = "health.html")]
+pub(super) struct Health {
+    pub charts: Vec<(String, Chart)>,
+    pub providers: Vec<BreakerLine>,
+    /// Access records written and failed since the gateway started.
+    pub written: u64,
+    pub failed: u64,
 }

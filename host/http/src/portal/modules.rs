@@ -1,0 +1,218 @@
+//! Operators' modules page: what serves (each role's module and digest),
+//! what it replaced, the last policy refused and why, each shadow
+//! candidate's comparison with the active module and the tenants where they
+//! differ; reloading the policy file, rolling back one step, and uploading a
+//! module (a file field; checked, then activated, or refused with the
+//! reason while the active one keeps serving).
+//!
+//! - `GET  /portal/modules`
+//! - `POST /portal/modules/reload`, `POST /portal/modules/rollback`
+//! - `POST /portal/modules/upload` (multipart: csrf, role, name, module)
+
+use std::collections::HashMap;
+
+use askama::Template as _;
+use bytes::Bytes;
+use http::{Response, StatusCode};
+
+use fhirgate_core::failure::Body;
+use fhirgate_gateway::activation::{ModuleStatus, UploadError};
+use fhirgate_store::accounts::Role;
+
+use super::{Session, csrf_refused, html, page, pages, rfc3339};
+
+fn rows(modules: &[ModuleStatus]) -> Vec<pages::ModuleLine> {
+    modules
+        .iter()
+        .map(|m| pages::ModuleLine {
+            role: m.role.to_owned(),
+            tenant: m.tenant.clone().unwrap_or_else(|| "every tenant".into()),
+            module: m.module.clone(),
+            digest: m.digest.clone(),
+        })
+        .collect()
+}
+
+/// The fields of a `multipart/form-data` body: name → bytes. `None` when
+/// the body is not one.
+pub(super) fn multipart(content_type: &str, body: &[u8]) -> Option<HashMap<String, Bytes>> {
+    let boundary = content_type
+        .split(';')
+        .map(str::trim)
+        .find_map(|p| p.strip_prefix("boundary="))
+        .map(|b| b.trim_matches('"'))
+        .filter(|b| !b.is_empty() && b.len() <= 70)?;
+    let delimiter = format!("--{boundary}").into_bytes();
+    let find = |hay: &[u8], needle: &[u8], from: usize| {
+        hay.get(from..)?.windows(needle.len()).position(|w| w == needle).map(|i| i + from)
+    };
+    let mut fields = HashMap::new();
+    let mut at = find(body, &delimiter, 0)? + delimiter.len();
+    loop {
+        if body.get(at..at + 2) == Some(b"--") {
+            return Some(fields);
+        }
+        let head_start = at + 2; // CRLF after the delimiter
+        let head_end = find(body, b"\r\n\r\n", head_start)?;
+        let head = std::str::from_utf8(body.get(head_start..head_end)?).ok()?;
+        let next = find(body, &[b"\r\n".as_slice(), &delimiter].concat(), head_end + 4)?;
+        let name = head
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("content-disposition:"))
+            .and_then(|l| l.split(';').map(str::trim).find_map(|p| p.strip_prefix("name=")))
+            .map(|n| n.trim_matches('"').to_owned())?;
+        fields.insert(name, Bytes::copy_from_slice(body.get(head_end + 4..next)?));
+        at = next + 2 + delimiter.len();
+    }
+}
+
+impl Session<'_> {
+    fn runs_modules(&self) -> bool {
+        self.user.roles.contains(&Role::Operator)
+    }
+
+    pub(super) async fn modules(self, notice: Option<&str>, error: Option<&str>) -> Response<Body> {
+        if !self.runs_modules() {
+            return page(StatusCode::FORBIDDEN, "This page is for the gateway's operators.".into());
+        }
+        let gw = self.portal.gw;
+        let Some(activation) = gw.activation() else {
+            return page(StatusCode::NOT_FOUND, "This gateway does not watch a policy file.".into());
+        };
+        let status = activation.status(&gw.served());
+        let shadows = status
+            .shadows
+            .iter()
+            .map(|s| pages::ShadowLine {
+                role: s.role.clone(),
+                module: s.module.clone(),
+                sample: format!("{:.0}%", s.sample * 100.0),
+                compared: s.compared,
+                same: s.same,
+                different: s.different,
+                faults: s.candidate_faults,
+                differing: s.differing_tenants.iter().map(|(t, n)| format!("{t}: {n}")).collect(),
+            })
+            .collect();
+        let view = pages::Modules {
+            policy: status.policy.clone(),
+            partner: status.partner.clone(),
+            generation: status.generation,
+            activated_at: status.activated_at.map(|a| rfc3339(a as i64)),
+            modules: rows(&status.modules),
+            previous: status.previous.as_deref().map(rows),
+            rejection: status.last_rejection.as_ref().map(|r| (rfc3339(r.at as i64), r.reason.clone())),
+            shadows,
+            csrf: &self.csrf,
+            notice,
+            error,
+        };
+        let code = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+        match view.render() {
+            Ok(t) => html(code, t),
+            Err(e) => page(StatusCode::INTERNAL_SERVER_ERROR, format!("The page could not be drawn: {e}")),
+        }
+    }
+
+    fn may_run(&self, form: &HashMap<String, String>) -> Option<Response<Body>> {
+        if !self.csrf_ok(form) {
+            return Some(csrf_refused());
+        }
+        if !self.runs_modules() {
+            return Some(page(StatusCode::FORBIDDEN, "This page is for the gateway's operators.".into()));
+        }
+        if self.needs_reauth() {
+            return Some(page(
+                StatusCode::FORBIDDEN,
+                "Sign in again to change what serves: your sign-in is too old for this.".into(),
+            ));
+        }
+        if self.portal.gw.activation().is_none() {
+            return Some(page(StatusCode::NOT_FOUND, "This gateway does not watch a policy file.".into()));
+        }
+        None
+    }
+
+    pub(super) async fn reload_policy(self, form: &HashMap<String, String>) -> Response<Body> {
+        if let Some(refused) = self.may_run(form) {
+            return refused;
+        }
+        let gw = self.portal.gw;
+        let result = match gw.activation() {
+            Some(a) => a.reload(&gw.served()).await,
+            None => return page(StatusCode::NOT_FOUND, "This gateway does not watch a policy file.".into()),
+        };
+        tracing::info!(target: "fhirgate::audit", user = %self.user.username, ok = result.is_ok(), "policy reload from the portal");
+        match result {
+            Ok(s) => {
+                self.modules(Some(&format!("The policy file is active (generation {}).", s.generation)), None).await
+            }
+            Err(r) => {
+                let message = format!("Not activated; the active policy keeps serving: {}", r.reason);
+                self.modules(None, Some(&message)).await
+            }
+        }
+    }
+
+    pub(super) async fn roll_back(self, form: &HashMap<String, String>) -> Response<Body> {
+        if let Some(refused) = self.may_run(form) {
+            return refused;
+        }
+        let gw = self.portal.gw;
+        let result = match gw.activation() {
+            Some(a) => a.rollback(&gw.served()).await,
+            None => return page(StatusCode::NOT_FOUND, "This gateway does not watch a policy file.".into()),
+        };
+        tracing::info!(target: "fhirgate::audit", user = %self.user.username, ok = result.is_ok(), "policy rollback from the portal");
+        match result {
+            Ok(_) => self.modules(Some("Rolled back: the previous modules serve again."), None).await,
+            Err(message) => self.modules(None, Some(&message)).await,
+        }
+    }
+
+    /// A module uploaded from the page: `fields` of the multipart form.
+    pub(super) async fn upload(self, fields: HashMap<String, Bytes>) -> Response<Body> {
+        let text = |k: &str| fields.get(k).and_then(|v| std::str::from_utf8(v).ok()).unwrap_or_default().trim();
+        let form: HashMap<String, String> = [("csrf".to_owned(), text("csrf").to_owned())].into();
+        if let Some(refused) = self.may_run(&form) {
+            return refused;
+        }
+        let role = text("role").to_owned();
+        let name = Some(text("name")).filter(|n| !n.is_empty()).unwrap_or(&role).to_owned();
+        let Some(bytes) = fields.get("module").filter(|b| !b.is_empty()).cloned() else {
+            return self.modules(None, Some("Choose the module's .wasm file.")).await;
+        };
+        let gw = self.portal.gw;
+        let result = match gw.activation() {
+            Some(a) => a.upload(&gw.served(), &role, &name, bytes, None).await,
+            None => return page(StatusCode::NOT_FOUND, "This gateway does not watch a policy file.".into()),
+        };
+        tracing::info!(target: "fhirgate::audit", user = %self.user.username, role = %role, ok = result.is_ok(), "module upload from the portal");
+        match result {
+            Ok(_) => self.modules(Some(&format!("{name} is active as the {role} module.")), None).await,
+            Err(UploadError::Invalid(message)) => self.modules(None, Some(&message)).await,
+            Err(UploadError::Refused(r)) => {
+                let message = format!("Not activated; the active module keeps serving: {}", r.reason);
+                self.modules(None, Some(&message)).await
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_fields_are_read_whatever_bytes_they_hold() {
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\nabc\r\n--XyZ\r\n\
+                     Content-Disposition: form-data; name=\"module\"; filename=\"m.wasm\"\r\n\
+                     Content-Type: application/wasm\r\n\r\n\x00asm\r\n--X\x01\r\n--XyZ--\r\n";
+        let fields = multipart("multipart/form-data; boundary=XyZ", body).unwrap();
+        assert_eq!(&fields["csrf"][..], b"abc");
+        assert_eq!(&fields["module"][..], b"\x00asm\r\n--X\x01");
+        assert!(multipart("multipart/form-data", body).is_none(), "no boundary");
+        assert!(multipart("multipart/form-data; boundary=XyZ", b"--XyZ\r\nbroken").is_none());
+        assert!(multipart("multipart/form-data; boundary=XyZ", b"").is_none());
+    }
+}
