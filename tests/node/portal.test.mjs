@@ -410,6 +410,8 @@ test('an auditor finds that access in the log and exports it', async () => {
     await page.waitForURL(`${base}/portal/`);
     const closed = await page.goto(`${base}/portal/tenants`);
     assert.equal(closed.status(), 403, "the operators' pages stay closed");
+    assert.match(await page.locator('main').innerText(), /for the gateway's operators/);
+    await accessible(page, 'forbidden');
     await page.goto(`${base}/portal/`);
     await page.getByRole('link', { name: 'Access log' }).click();
     await page.waitForURL(`${base}/portal/access`);
