@@ -331,6 +331,16 @@ test('an operator registers a hospital test URL and names its approver', async (
 
     await fill('bea');
     assert.match(await page.getByRole('status').innerText(), /waits for bea/);
+    // The same provider id for another server is refused: changing a
+    // provider would send the tenants it serves back to approval.
+    const elsewhere = clients.provider_base.replace('/fhir', '/other');
+    await page.getByLabel(/Customer tenant id/).fill('efefefef-0000-4000-8000-0000000000ef');
+    await page.getByLabel(/Provider id/).fill(hospital.provider);
+    await page.getByLabel('FHIR base URL').fill(elsewhere);
+    await page.getByLabel(/Approver/).fill('bea');
+    await page.getByRole('button', { name: 'Request approval' }).click();
+    await page.waitForLoadState();
+    assert.match(await page.getByRole('alert').innerText(), /already exists/);
     const row = page.locator('tbody tr', { hasText: hospital.provider });
     assert.match(await row.innerText(), /pending/);
     assert.match(await row.innerText(), /test/);

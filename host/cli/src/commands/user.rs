@@ -14,7 +14,8 @@ pub struct Args {
 #[derive(Subcommand)]
 pub enum UserCommand {
     /// Create a user with roles: operator, auditor, app-owner:<client id>,
-    /// approver:<tenant id or *> (repeat --role for more).
+    /// approver:<tenant id or *>, developer:<tenant id or *> (repeat --role
+    /// for more).
     Create {
         username: String,
         #[arg(long = "role", required = true)]

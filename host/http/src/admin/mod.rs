@@ -8,7 +8,9 @@
 //! Roles: *operator* (everything), *auditor* (`GET` of the access log and
 //! the change trail), *app-owner:<client id>* (that client: show, secrets,
 //! rotate, JWK Set), *approver:<tenant id or \*>* (read providers and the
-//! tenant, approve or reject its mappings that name them). A user's changes
+//! tenant, approve or reject its mappings that name them),
+//! *developer:<tenant id or \*>* (register apps for those tenants, owning
+//! each registration made). A user's changes
 //! are recorded under their user name: a body's `actor`, if given, must be it.
 //!
 //! Layout: [`clients`] (clients, keys, tokens, the change trail),

@@ -162,8 +162,28 @@ impl Session<'_> {
                 return self.fail(e, given).await;
             }
         }
-        if let Err(e) = dir.put_provider(gw.upstream(), &given.provider, spec, &actor).await {
-            return self.fail(e, given).await;
+        // An existing provider is reused as it is when the form names the
+        // same server; changing one from here would send every tenant it
+        // serves back to pending.
+        let existing = dir.snapshot().provider(&given.provider);
+        match existing {
+            Some(p) if p.base_url == spec.base() && p.fhir_version == spec.fhir_version => {}
+            Some(p) => {
+                let message = format!(
+                    "Nothing requested: provider `{}` already exists for {} ({}). Choose another provider id; \
+                     changing a provider sends every tenant it serves back to approval, so that is done on the \
+                     command line or the admin API.",
+                    given.provider,
+                    p.base_url,
+                    p.fhir_version.face()
+                );
+                return self.tenants(None, Some(&message), given).await;
+            }
+            None => {
+                if let Err(e) = dir.put_provider(gw.upstream(), &given.provider, spec, &actor).await {
+                    return self.fail(e, given).await;
+                }
+            }
         }
         let place = Placement { organization: given.organization.clone(), environment };
         match dir.request_mapping(gw.upstream(), &given.tenant, &given.provider, &given.approver, &place, &actor).await
