@@ -296,8 +296,16 @@ async fn query(store: &Store, q: &AccessQuery) -> anyhow::Result<Vec<AccessRecor
     let mut next = filters.len() + 1;
     if q.after.is_some() {
         let joiner = if filters.is_empty() { "WHERE" } else { "AND" };
-        let _ = write!(sql, " {joiner} (at_ms, request_id, part) {past} (${}, ${}, ${})", next, next + 1, next + 2);
-        next += 3;
+        // The plain bound on `at_ms` lets the time index narrow the scan.
+        let _ = write!(
+            sql,
+            " {joiner} at_ms {past}= ${} AND (at_ms, request_id, part) {past} (${}, ${}, ${})",
+            next,
+            next + 1,
+            next + 2,
+            next + 3
+        );
+        next += 4;
     }
     let _ = write!(sql, " ORDER BY at_ms {direction}, request_id {direction}, part {direction} LIMIT ${next}");
 
@@ -309,7 +317,7 @@ async fn query(store: &Store, q: &AccessQuery) -> anyhow::Result<Vec<AccessRecor
         };
     }
     if let Some(c) = &q.after {
-        query = query.bind(c.at_ms).bind(c.request_id.as_str()).bind(i64::from(c.part));
+        query = query.bind(c.at_ms).bind(c.at_ms).bind(c.request_id.as_str()).bind(i64::from(c.part));
     }
     let rows =
         query.bind(i64::from(q.effective_limit())).fetch_all(store.pool()).await.context("reading the access log")?;

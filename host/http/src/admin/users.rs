@@ -61,8 +61,8 @@ pub(super) fn allowed(principal: &Principal, method: &Method, segments: &[&str])
     })
 }
 
-/// Whether a change touches secrets, keys or approvals: through a session,
-/// it needs a recent sign-in.
+/// Whether a change touches secrets, keys, approvals, people's roles or
+/// what serves: through a session, it needs a recent sign-in.
 pub(super) fn sensitive(method: &Method, segments: &[&str]) -> bool {
     matches!(
         (method, segments),
@@ -73,6 +73,12 @@ pub(super) fn sensitive(method: &Method, segments: &[&str]) -> bool {
             | (&Method::POST, ["providers", _, "keys", "rotate"])
             | (&Method::POST, ["tenants", _, "providers", _, "approve" | "reject" | "check"])
             | (&Method::POST, ["users", _, "tokens"])
+            | (&Method::POST, ["users"])
+            | (&Method::POST, ["users", _, "roles" | "enable"])
+            | (&Method::DELETE, ["users", _, "roles", _])
+            | (&Method::POST, ["invitations"])
+            | (&Method::PUT, ["modules", _])
+            | (&Method::POST, ["modules", "reload" | "rollback"])
     )
 }
 

@@ -98,10 +98,13 @@ async fn answer(gw: &Arc<Services>, req: Request<Incoming>, client: IpAddr, publ
             Ok(s) => s,
             Err(resp) => return resp,
         };
+        if let Some(refused) = s.may_upload() {
+            return refused;
+        }
         let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
         let limit = fhirgate_gateway::activation::MAX_UPLOAD_BYTES + MAX_FORM;
         return match crate::body::read_body(body, limit, gw.limits()).await {
-            Ok(b) => match modules::multipart(content_type, &b) {
+            Ok(b) => match modules::multipart(content_type, b) {
                 Some(fields) => s.upload(fields).await,
                 None => page(StatusCode::BAD_REQUEST, "Send the module from the upload form.".into()),
             },
@@ -399,6 +402,10 @@ impl Session<'_> {
     async fn make_token(self, form: &HashMap<String, String>) -> Response<Body> {
         if !self.csrf_ok(form) {
             return csrf_refused();
+        }
+        if self.needs_reauth() {
+            let again = "No token made: sign in again first, your sign-in is too old for this.";
+            return self.home(Some(again.into()), None).await;
         }
         let label = form.get("label").map(|l| l.trim().to_owned()).unwrap_or_default();
         let days = form.get("days").and_then(|d| d.trim().parse::<u64>().ok()).unwrap_or(0);

@@ -35,7 +35,7 @@ fn rows(modules: &[ModuleStatus]) -> Vec<pages::ModuleLine> {
 
 /// The fields of a `multipart/form-data` body: name → bytes. `None` when
 /// the body is not one.
-pub(super) fn multipart(content_type: &str, body: &[u8]) -> Option<HashMap<String, Bytes>> {
+pub(super) fn multipart(content_type: &str, body: Bytes) -> Option<HashMap<String, Bytes>> {
     let boundary = content_type
         .split(';')
         .map(str::trim)
@@ -47,21 +47,24 @@ pub(super) fn multipart(content_type: &str, body: &[u8]) -> Option<HashMap<Strin
         hay.get(from..)?.windows(needle.len()).position(|w| w == needle).map(|i| i + from)
     };
     let mut fields = HashMap::new();
-    let mut at = find(body, &delimiter, 0)? + delimiter.len();
+    let mut at = find(&body, &delimiter, 0)? + delimiter.len();
     loop {
         if body.get(at..at + 2) == Some(b"--") {
             return Some(fields);
         }
         let head_start = at + 2; // CRLF after the delimiter
-        let head_end = find(body, b"\r\n\r\n", head_start)?;
+        let head_end = find(&body, b"\r\n\r\n", head_start)?;
         let head = std::str::from_utf8(body.get(head_start..head_end)?).ok()?;
-        let next = find(body, &[b"\r\n".as_slice(), &delimiter].concat(), head_end + 4)?;
+        let next = find(&body, &[b"\r\n".as_slice(), &delimiter].concat(), head_end + 4)?;
         let name = head
             .lines()
             .find(|l| l.to_ascii_lowercase().starts_with("content-disposition:"))
             .and_then(|l| l.split(';').map(str::trim).find_map(|p| p.strip_prefix("name=")))
             .map(|n| n.trim_matches('"').to_owned())?;
-        fields.insert(name, Bytes::copy_from_slice(body.get(head_end + 4..next)?));
+        if head_end + 4 > next {
+            return None;
+        }
+        fields.insert(name, body.slice(head_end + 4..next));
         at = next + 2 + delimiter.len();
     }
 }
@@ -112,6 +115,21 @@ impl Session<'_> {
             Ok(t) => html(code, t),
             Err(e) => page(StatusCode::INTERNAL_SERVER_ERROR, format!("The page could not be drawn: {e}")),
         }
+    }
+
+    /// Whether this session may upload a module (before its body is read):
+    /// `None` if so, else the answer.
+    pub(super) fn may_upload(&self) -> Option<Response<Body>> {
+        if !self.runs_modules() {
+            return Some(page(StatusCode::FORBIDDEN, "This page is for the gateway's operators.".into()));
+        }
+        if self.needs_reauth() {
+            return Some(page(
+                StatusCode::FORBIDDEN,
+                "Sign in again to change what serves: your sign-in is too old for this.".into(),
+            ));
+        }
+        None
     }
 
     fn may_run(&self, form: &HashMap<String, String>) -> Option<Response<Body>> {
@@ -208,11 +226,13 @@ mod tests {
         let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\nabc\r\n--XyZ\r\n\
                      Content-Disposition: form-data; name=\"module\"; filename=\"m.wasm\"\r\n\
                      Content-Type: application/wasm\r\n\r\n\x00asm\r\n--X\x01\r\n--XyZ--\r\n";
-        let fields = multipart("multipart/form-data; boundary=XyZ", body).unwrap();
+        let body = Bytes::from_static(body);
+        let fields = multipart("multipart/form-data; boundary=XyZ", body.clone()).unwrap();
         assert_eq!(&fields["csrf"][..], b"abc");
         assert_eq!(&fields["module"][..], b"\x00asm\r\n--X\x01");
         assert!(multipart("multipart/form-data", body).is_none(), "no boundary");
-        assert!(multipart("multipart/form-data; boundary=XyZ", b"--XyZ\r\nbroken").is_none());
-        assert!(multipart("multipart/form-data; boundary=XyZ", b"").is_none());
+        let broken = Bytes::from_static(b"--XyZ\r\nbroken");
+        assert!(multipart("multipart/form-data; boundary=XyZ", broken).is_none());
+        assert!(multipart("multipart/form-data; boundary=XyZ", Bytes::new()).is_none());
     }
 }

@@ -91,6 +91,24 @@ impl Session<'_> {
         self.user.roles.contains(&Role::Operator)
     }
 
+    /// The checks every change of people and roles passes: the form's CSRF
+    /// token, the operator role and a recent sign-in.
+    fn may_manage(&self, form: &HashMap<String, String>) -> Option<Response<Body>> {
+        if !self.csrf_ok(form) {
+            return Some(csrf_refused());
+        }
+        if !self.operator() {
+            return Some(operators_only());
+        }
+        if self.needs_reauth() {
+            return Some(page(
+                StatusCode::FORBIDDEN,
+                "Sign in again to change people and roles: your sign-in is too old for this.".into(),
+            ));
+        }
+        None
+    }
+
     pub(super) async fn tenants(self, notice: Option<&str>, error: Option<&str>, form: UrlForm) -> Response<Body> {
         if !self.operator() {
             return operators_only();
@@ -156,17 +174,11 @@ impl Session<'_> {
         let gw = self.portal.gw;
         let dir = gw.directory();
         let actor = self.user.username.clone();
-        if !given.organization.is_empty() && !given.organization_name.is_empty() {
-            let made = dir.put_organization(&given.tenant, &given.organization, &given.organization_name, &actor).await;
-            if let Err(e) = made {
-                return self.fail(e, given).await;
-            }
-        }
         // An existing provider is reused as it is when the form names the
         // same server; changing one from here would send every tenant it
         // serves back to pending.
         let existing = dir.snapshot().provider(&given.provider);
-        match existing {
+        match &existing {
             Some(p) if p.base_url == spec.base() && p.fhir_version == spec.fhir_version => {}
             Some(p) => {
                 let message = format!(
@@ -179,18 +191,29 @@ impl Session<'_> {
                 );
                 return self.tenants(None, Some(&message), given).await;
             }
-            None => {
-                if let Err(e) = dir.put_provider(gw.upstream(), &given.provider, spec, &actor).await {
-                    return self.fail(e, given).await;
-                }
+            None => {}
+        }
+        if !given.organization.is_empty() && !given.organization_name.is_empty() {
+            let made = dir.put_organization(&given.tenant, &given.organization, &given.organization_name, &actor).await;
+            if let Err(e) = made {
+                return self.fail(e, given).await;
             }
+        }
+        let reused = existing.is_some();
+        if !reused && let Err(e) = dir.put_provider(gw.upstream(), &given.provider, spec, &actor).await {
+            return self.fail(e, given).await;
         }
         let place = Placement { organization: given.organization.clone(), environment };
         match dir.request_mapping(gw.upstream(), &given.tenant, &given.provider, &given.approver, &place, &actor).await
         {
             Ok(m) => {
+                let kept = if reused {
+                    " The provider was declared already: its settings (and how the gateway signs in there) are kept."
+                } else {
+                    ""
+                };
                 let notice = format!(
-                    "Requested: {} now waits for {} to run the provider check and approve it.",
+                    "Requested: {} now waits for {} to run the provider check and approve it.{kept}",
                     m.provider_id, m.approver
                 );
                 self.tenants(Some(&notice), None, UrlForm::default()).await
@@ -253,11 +276,8 @@ impl Session<'_> {
     }
 
     pub(super) async fn invite(self, form: &HashMap<String, String>, public_base: &str) -> Response<Body> {
-        if !self.csrf_ok(form) {
-            return csrf_refused();
-        }
-        if !self.operator() {
-            return operators_only();
+        if let Some(refused) = self.may_manage(form) {
+            return refused;
         }
         let field = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
         let role = match Role::parse(&field("role")) {
@@ -278,11 +298,8 @@ impl Session<'_> {
     }
 
     pub(super) async fn set_role(self, username: &str, form: &HashMap<String, String>) -> Response<Body> {
-        if !self.csrf_ok(form) {
-            return csrf_refused();
-        }
-        if !self.operator() {
-            return operators_only();
+        if let Some(refused) = self.may_manage(form) {
+            return refused;
         }
         let role = match Role::parse(form.get("role").map(|r| r.trim()).unwrap_or_default()) {
             Ok(r) => r,
@@ -309,11 +326,8 @@ impl Session<'_> {
     }
 
     pub(super) async fn withdraw(self, username: &str, form: &HashMap<String, String>) -> Response<Body> {
-        if !self.csrf_ok(form) {
-            return csrf_refused();
-        }
-        if !self.operator() {
-            return operators_only();
+        if let Some(refused) = self.may_manage(form) {
+            return refused;
         }
         let actor = self.user.username.clone();
         match self.portal.accounts.withdraw_invitation(username, &actor).await {
