@@ -117,8 +117,8 @@ impl Session<'_> {
         }
     }
 
-    /// Whether this session may upload a module (before its body is read):
-    /// `None` if so, else the answer.
+    /// Whether this session may change what serves (checked for an upload
+    /// before its body is read): `None` if so, else the answer.
     pub(super) fn may_upload(&self) -> Option<Response<Body>> {
         if !self.runs_modules() {
             return Some(page(StatusCode::FORBIDDEN, "This page is for the gateway's operators.".into()));
@@ -136,14 +136,8 @@ impl Session<'_> {
         if !self.csrf_ok(form) {
             return Some(csrf_refused());
         }
-        if !self.runs_modules() {
-            return Some(page(StatusCode::FORBIDDEN, "This page is for the gateway's operators.".into()));
-        }
-        if self.needs_reauth() {
-            return Some(page(
-                StatusCode::FORBIDDEN,
-                "Sign in again to change what serves: your sign-in is too old for this.".into(),
-            ));
+        if let Some(refused) = self.may_upload() {
+            return Some(refused);
         }
         if self.portal.gw.activation().is_none() {
             return Some(page(StatusCode::NOT_FOUND, "This gateway does not watch a policy file.".into()));
