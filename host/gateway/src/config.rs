@@ -41,6 +41,12 @@ pub struct Config {
     /// throttling and logs. Empty: the connection's peer is the client.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// Seconds between SIGTERM and closing the listener: `/readyz` answers
+    /// 503 at once while requests are still served, so a load balancer moves
+    /// traffic to other replicas first; in-flight requests then drain.
+    /// 0 (the default) for a single gateway; about 5 behind a balancer.
+    #[serde(default)]
+    pub shutdown_delay_seconds: u64,
     /// The partner policy file, relative to this file.
     pub policy: PathBuf,
     /// Directory of persistent state (the client registry), relative to this
@@ -147,6 +153,7 @@ impl Config {
             public_url: None,
             accepted_hosts: Vec::new(),
             trusted_proxies: Vec::new(),
+            shutdown_delay_seconds: 0,
             policy,
             data_dir: None,
             kek_file: None,

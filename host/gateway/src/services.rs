@@ -99,6 +99,8 @@ pub struct Services {
     key_policy: Option<KeyPolicy>,
     /// What the store's key material is sealed under.
     kek: Kek,
+    /// Set when the gateway is stopping: `/readyz` answers 503 from then on.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 /// Algorithm of new signing keys, and how long retired ones stay published
@@ -184,7 +186,19 @@ impl Services {
             proxies: TrustedProxies::new(&config.trusted_proxies)?,
             key_policy,
             kek,
+            draining: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Marks the gateway as stopping: it keeps serving, but reports itself
+    /// not ready so load balancers move traffic away first.
+    pub fn start_draining(&self) {
+        self.draining.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the gateway is stopping.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The authorization server: clients, keys, tokens, verdicts,

@@ -21,6 +21,7 @@ mod conn;
 mod fhir;
 mod oauth;
 mod portal;
+mod readiness;
 mod routes;
 pub mod server;
 pub mod tls;

@@ -16,6 +16,10 @@ use hyper::body::Incoming;
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Route<'a> {
     Health,
+    /// The process answers: `/livez`.
+    Live,
+    /// The gateway should get traffic: `/readyz`.
+    Ready,
     Metrics,
     /// `/oauth2/token`, `/oauth2/revoke`, `/oauth2/introspect`.
     OAuth,
@@ -38,6 +42,8 @@ pub(crate) enum Route<'a> {
 pub(crate) fn route(path: &str) -> Route<'_> {
     match path {
         "/healthz" => return Route::Health,
+        "/livez" => return Route::Live,
+        "/readyz" => return Route::Ready,
         "/metrics" => return Route::Metrics,
         "/oauth2/token" | "/oauth2/revoke" | "/oauth2/introspect" => return Route::OAuth,
         "/oauth2/authorize" => return Route::Authorize,
@@ -74,7 +80,7 @@ pub(crate) async fn dispatch(
     // Health and metrics answer any host (probes and scrapers use the
     // address); everything else only the hosts the gateway answers for.
     let public_base = match route {
-        Route::Health | Route::Metrics => String::new(),
+        Route::Health | Route::Live | Route::Ready | Route::Metrics => String::new(),
         _ => match gw.public_base(&req) {
             Ok(base) => base,
             Err(Misdirected) => return misdirected(&route),
@@ -82,6 +88,8 @@ pub(crate) async fn dispatch(
     };
     match route {
         Route::Health => json_response(StatusCode::OK, "application/json", r#"{"status":"ok"}"#),
+        Route::Live => json_response(StatusCode::OK, "application/json", r#"{"status":"live"}"#),
+        Route::Ready => crate::readiness::ready(gw).await,
         // Figures only: no tokens, tenants or patient data, so no credential.
         Route::Metrics => json_response(
             StatusCode::OK,
@@ -157,6 +165,8 @@ mod tests {
     #[test]
     fn paths_to_surfaces() {
         assert_eq!(route("/healthz"), Route::Health);
+        assert_eq!(route("/livez"), Route::Live);
+        assert_eq!(route("/readyz"), Route::Ready);
         assert_eq!(route("/oauth2/token"), Route::OAuth);
         assert_eq!(route("/oauth2/introspect"), Route::OAuth);
         assert_eq!(route("/oauth2/tokens"), Route::NotFound);

@@ -115,6 +115,15 @@ impl Store {
         Ok(Store { pool, sqlite: url.starts_with("sqlite:"), appender: None })
     }
 
+    /// Whether the database answers a trivial query within `within`.
+    pub async fn ping(&self, within: std::time::Duration) -> anyhow::Result<()> {
+        match tokio::time::timeout(within, sqlx::query("SELECT 1").execute(&self.pool)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(anyhow::Error::new(e).context("the store did not answer")),
+            Err(_) => anyhow::bail!("the store did not answer within {} ms", within.as_millis()),
+        }
+    }
+
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }

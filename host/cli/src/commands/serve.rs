@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use fhirgate_gateway::App;
@@ -54,7 +55,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             serde_json::json!({ "event": "ready", "address": local.to_string(), "scheme": scheme })
         );
     }
-    serve(listener, app.services().clone(), https, shutdown_signal()).await?;
+    let (services, delay) = (app.services().clone(), Duration::from_secs(config.shutdown_delay_seconds.min(300)));
+    let stopping = async move {
+        shutdown_signal().await;
+        // Not ready first, still serving; then stop accepting and drain.
+        services.start_draining();
+        tracing::info!(delay_seconds = delay.as_secs(), "stopping: reported not ready; draining after the delay");
+        tokio::time::sleep(delay).await;
+    };
+    serve(listener, app.services().clone(), https, stopping).await?;
     app.shutdown().await;
     Ok(())
 }

@@ -259,6 +259,9 @@ pub struct Directory {
     /// The test view, of the same generation.
     test_snapshot: ArcSwap<Snapshot>,
     generation: AtomicI64,
+    /// When the directory was last confirmed current against the store
+    /// (milliseconds since the Unix epoch).
+    confirmed_at_ms: AtomicI64,
     /// One reload at a time, so a slow poll cannot install an older view
     /// over a newer one.
     reloading: tokio::sync::Mutex<()>,
@@ -283,6 +286,7 @@ impl Directory {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             test_snapshot: ArcSwap::from_pointee(Snapshot { environment: Environment::Test, ..Snapshot::default() }),
             generation: AtomicI64::new(-1),
+            confirmed_at_ms: AtomicI64::new(0),
             reloading: tokio::sync::Mutex::new(()),
             secrets_dir,
             kek,
@@ -337,7 +341,20 @@ impl Directory {
         self.test_snapshot.store(Arc::new(test));
         self.snapshot.store(Arc::new(snapshot));
         self.generation.store(generation, Ordering::Release);
+        self.confirm();
         Ok(())
+    }
+
+    fn confirm(&self) {
+        self.confirmed_at_ms.store(fhirgate_core::clock::now_millis(), Ordering::Release);
+    }
+
+    /// How long ago the directory was last confirmed current: the
+    /// configuration lag a readiness probe bounds.
+    pub fn lag(&self) -> std::time::Duration {
+        let at = self.confirmed_at_ms.load(Ordering::Acquire);
+        let now = fhirgate_core::clock::now_millis();
+        std::time::Duration::from_millis(now.saturating_sub(at).max(0) as u64)
     }
 
     /// Reloads when another process (the CLI, another gateway) changed the
@@ -347,6 +364,7 @@ impl Directory {
         let generation = conn.generation().await.context("reading the directory generation")?;
         drop(conn);
         if generation == self.generation.load(Ordering::Acquire) {
+            self.confirm();
             return Ok(false);
         }
         self.reload().await?;

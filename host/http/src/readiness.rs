@@ -1,0 +1,42 @@
+//! `/readyz`: whether this gateway should get traffic. Not while it is
+//! stopping (SIGTERM turns it not-ready before it stops accepting), nor when
+//! its store does not answer, nor when its directory was not confirmed
+//! current for longer than [`MAX_LAG`] (it would route on stale approvals).
+//! The answer names each check; nothing secret. `/livez` only says the
+//! process answers.
+
+use std::time::Duration;
+
+use http::{Response, StatusCode};
+use serde_json::json;
+
+use fhirgate_core::failure::{Body, json_response, no_store};
+use fhirgate_gateway::services::Services;
+
+/// The directory is polled every 2 s: five missed polls is not a blip.
+pub const MAX_LAG: Duration = Duration::from_secs(10);
+
+/// How long the store may take to answer the probe.
+const STORE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub(crate) async fn ready(gw: &Services) -> Response<Body> {
+    let stopping = gw.is_draining();
+    let store = gw.store().ping(STORE_TIMEOUT).await;
+    if let Err(e) = &store {
+        tracing::warn!(error = %format!("{e:#}"), "readiness: the store does not answer");
+    }
+    let lag = gw.directory().lag();
+    let ready = !stopping && store.is_ok() && lag <= MAX_LAG;
+    let body = json!({
+        "status": if ready { "ready" } else { "not-ready" },
+        "checks": {
+            "stopping": stopping,
+            "store": if store.is_ok() { "ok" } else { "unreachable" },
+            "directory_lag_ms": lag.as_millis() as u64,
+            "directory_max_lag_ms": MAX_LAG.as_millis() as u64,
+            "policy": { "partner": gw.policy().load().partner.to_string() },
+        },
+    });
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    no_store(json_response(status, "application/json", body.to_string()))
+}
