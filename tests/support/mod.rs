@@ -352,6 +352,17 @@ impl Setup<'_> {
         Served { running, base, dir }
     }
 
+    /// The `fhirgate serve` process with `flags`, logging at `level` into
+    /// `stderr`.
+    pub fn serve_binary_logging(&self, flags: &[&str], level: &str, stderr: Stdio) -> Served {
+        let (dir, config_path) = self.write();
+        let mut args = vec!["serve", "--json", "--listen", "127.0.0.1:0", "--config", config_path.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        let running = start_with(&args, level, stderr);
+        let base = format!("http://{}", running.get("address"));
+        Served { running, base, dir }
+    }
+
     /// The `fhirgate serve` process with at most `descriptors` open files.
     pub fn serve_binary_limited(&self, descriptors: u32) -> Served {
         let (dir, config_path) = self.write();

@@ -4,6 +4,8 @@
 
 mod commands;
 
+use std::io::IsTerminal as _;
+
 use anyhow::Context as _;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -17,10 +19,14 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> anyhow::Result<()> {
     let cli = commands::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("FHIRGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = EnvFilter::try_from_env("FHIRGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format() {
+        // One JSON object per line, with the request's span (its id).
+        commands::LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).init(),
+        // Colours only for a person at a terminal.
+        commands::LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     rt.block_on(commands::run(cli))
 }

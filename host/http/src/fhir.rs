@@ -11,6 +11,7 @@ use fhirgate_gateway::oauth::discovery;
 use fhirgate_gateway::pipeline::{self, Ctx};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use tracing::Instrument as _;
 
 /// Answers a request on `face`; `rest` is the path after `/{face}/`.
 pub(crate) async fn serve(
@@ -45,5 +46,7 @@ pub(crate) async fn serve(
         request_id: request_id.to_owned(),
         arrived_ms: fhirgate_core::clock::now_millis(),
     };
-    pipeline::handle(&ctx, &parts.method, rest, parts.uri.query(), &parts.headers, body).await
+    // Every line logged while the request is handled names it.
+    let span = tracing::info_span!("request", request_id = %request_id);
+    pipeline::handle(&ctx, &parts.method, rest, parts.uri.query(), &parts.headers, body).instrument(span).await
 }

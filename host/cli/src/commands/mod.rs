@@ -45,8 +45,25 @@ impl StateArgs {
 #[derive(Parser)]
 #[command(name = "fhirgate", version, about = "FHIR interop gateway with WebAssembly policy modules")]
 pub struct Cli {
+    /// How log lines (on standard error) are written: `text`, or `json`
+    /// (one object per line, the request id in every line of a request).
+    #[arg(long, global = true, value_enum, env = "FHIRGATE_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The log lines' format.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Cli {
+    pub fn log_format(&self) -> LogFormat {
+        self.log_format
+    }
 }
 
 #[derive(Subcommand)]

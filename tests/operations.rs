@@ -1,0 +1,95 @@
+//! Running the gateway as an operator does. Probes for an orchestrator:
+//! `/livez` says the process answers, `/readyz` whether it should get
+//! traffic (store answering, directory current, not stopping). On SIGTERM the
+//! gateway reports not-ready at once while it still serves, for
+//! `shutdown_delay_seconds`, then stops accepting, drains and exits. Logs as
+//! JSON lines for a collector, each line of a request naming it.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{Setup, http};
+
+#[test]
+fn sigterm_turns_the_gateway_not_ready_before_it_stops_serving() {
+    let gw =
+        Setup { data_dir: true, extra_config: "shutdown_delay_seconds = 3\n", ..Default::default() }.serve_binary();
+    let get = |path: &str| {
+        let resp = http().get(format!("{}{path}", gw.base)).send();
+        resp.map(|r| (r.status().as_u16(), r.json::<Value>().unwrap_or(Value::Null)))
+    };
+    assert_eq!(get("/livez").unwrap().0, 200);
+    let (status, ready) = get("/readyz").unwrap();
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["checks"]["store"], "ok");
+    assert!(ready["checks"]["directory_lag_ms"].as_u64().unwrap() <= 10_000, "{ready}");
+
+    let pid = gw.running.pid().to_string();
+    let sent = Instant::now();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    // Not ready at once; still serving (probes and FHIR alike).
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, stopping) = get("/readyz").expect("still accepting during the delay");
+    assert_eq!(status, 503, "{stopping}");
+    assert_eq!(stopping["status"], "not-ready");
+    assert_eq!(stopping["checks"]["stopping"], true);
+    assert_eq!(get("/livez").unwrap().0, 200);
+    assert_eq!(get("/stu3/metadata").unwrap().0, 200, "requests are still served during the delay");
+    assert!(sent.elapsed() < Duration::from_secs(3), "the checks above ran within the delay");
+
+    // After the delay the listener closes and the process exits cleanly.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get("/livez").is_ok() {
+        assert!(Instant::now() < deadline, "the gateway kept accepting after the delay");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(sent.elapsed() >= Duration::from_secs(3), "it accepted for the whole delay");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_naming_the_request() {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let stderr = std::process::Stdio::from(log.reopen().unwrap());
+    let gw = Setup::default().serve_binary_logging(&["--log-format", "json"], "info", stderr);
+    let resp = http()
+        .get(format!("{}/stu3/Patient/pat-001", gw.base))
+        .bearer_auth("not-a-token-but-secret-looking")
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    // The access line is written when the request ends; give the log a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        if text.contains(&request_id) || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    drop(gw);
+    assert!(!text.contains('\u{1b}'), "no colour codes in a file: {text}");
+    assert!(!text.contains("not-a-token-but-secret-looking"), "no credential in the log");
+    let lines: Vec<Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON object ({e}): {l}")))
+        .collect();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        let at = line["timestamp"].as_str().unwrap_or_else(|| panic!("no timestamp: {line}"));
+        assert!(
+            time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).is_ok(),
+            "not RFC 3339: {at}"
+        );
+        assert!(line["level"].is_string(), "{line}");
+    }
+    let of_request: Vec<&Value> = lines.iter().filter(|l| l["span"]["request_id"] == request_id.as_str()).collect();
+    assert!(
+        of_request.iter().any(|l| l["fields"]["message"] == "access"),
+        "the request's access line carries its id in its span: {text}"
+    );
+}
