@@ -3,14 +3,16 @@
 //! traffic (store answering, directory current, not stopping). On SIGTERM the
 //! gateway reports not-ready at once while it still serves, for
 //! `shutdown_delay_seconds`, then stops accepting, drains and exits. Logs as
-//! JSON lines for a collector, each line of a request naming it.
+//! JSON lines for a collector, each line of a request naming it. Metrics of
+//! requests by route and status, exchanges with providers, breakers, and
+//! the directory's and store's freshness.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Setup, http};
+use support::{Setup, http, provider};
 
 #[test]
 fn sigterm_turns_the_gateway_not_ready_before_it_stops_serving() {
@@ -92,4 +94,56 @@ fn json_logs_are_one_object_per_line_naming_the_request() {
         of_request.iter().any(|l| l["fields"]["message"] == "access"),
         "the request's access line carries its id in its span: {text}"
     );
+}
+
+const TENANT: &str = "0f0f0f0f-0000-4000-8000-00000000000f";
+const DOWN_TENANT: &str = "0f0f0f0f-0000-4000-8000-0000000000d0";
+
+#[test]
+fn metrics_count_requests_exchanges_and_breakers() {
+    let (_provider, base) = provider();
+    // A second provider nobody listens for: its exchanges fail to connect.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down = format!("http://{}/fhir", closed.local_addr().unwrap());
+    drop(closed);
+    let gw = Setup {
+        routes: &[(TENANT, "up"), (DOWN_TENANT, "down")],
+        tenants: &[(TENANT, "up"), (DOWN_TENANT, "down")],
+        providers: &[("up", &base), ("down", &down)],
+        client_tenants: &[TENANT, DOWN_TENANT],
+        ..Default::default()
+    }
+    .serve();
+    let read = |tenant: &str| {
+        http()
+            .get(format!("{}/stu3/Patient/pat-001", gw.base))
+            .bearer_auth(gw.token(tenant))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(read(TENANT), 200);
+    assert_eq!(read(TENANT), 200);
+    assert_eq!(read(DOWN_TENANT), 502);
+    assert_eq!(http().get(format!("{}/stu3/Patient/pat-001", gw.base)).send().unwrap().status(), 401);
+
+    let text = http().get(format!("{}/metrics", gw.base)).send().unwrap().text().unwrap();
+    let value = |series: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("no {series} in:\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(value(r#"fhirgate_http_requests_total{route="fhir",face="stu3",status="200"}"#), 2.0);
+    assert_eq!(value(r#"fhirgate_http_requests_total{route="fhir",face="stu3",status="502"}"#), 1.0);
+    assert_eq!(value(r#"fhirgate_http_requests_total{route="fhir",face="stu3",status="401"}"#), 1.0);
+    assert_eq!(value(r#"fhirgate_http_requests_total{route="oauth",face="-",status="200"}"#), 3.0, "tokens");
+    assert_eq!(value(r#"fhirgate_http_request_duration_seconds_count{route="fhir",face="stu3"}"#), 4.0);
+    assert_eq!(value(r#"fhirgate_upstream_requests_total{provider="up",outcome="2xx-3xx"}"#), 2.0);
+    assert_eq!(value(r#"fhirgate_upstream_requests_total{provider="down",outcome="connect"}"#), 1.0);
+    assert_eq!(value(r#"fhirgate_upstream_duration_seconds_count{provider="up"}"#), 2.0);
+    assert_eq!(value(r#"fhirgate_provider_breaker{provider="up",state="closed"}"#), 1.0);
+    assert_eq!(value(r#"fhirgate_provider_breaker{provider="up",state="open"}"#), 0.0);
+    assert!(value("fhirgate_directory_lag_milliseconds") < 10_000.0);
+    assert!(value("fhirgate_store_answer_microseconds") >= 0.0, "the store answered");
+    assert!(!text.contains("pat-001") && !text.contains(TENANT), "no patient or tenant in the figures");
 }

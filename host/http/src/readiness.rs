@@ -3,7 +3,8 @@
 //! its store does not answer, nor when its directory was not confirmed
 //! current for longer than [`MAX_LAG`] (it would route on stale approvals).
 //! The answer names each check; nothing secret. `/livez` only says the
-//! process answers.
+//! process answers. The same figures (and each provider's breaker) are
+//! brought up to date for `/metrics` at each scrape.
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use serde_json::json;
 
 use fhirgate_core::failure::{Body, json_response, no_store};
 use fhirgate_gateway::services::Services;
+use fhirgate_upstream::BreakerState;
 
 /// The directory is polled every 2 s: five missed polls is not a blip.
 pub const MAX_LAG: Duration = Duration::from_secs(10);
@@ -39,4 +41,23 @@ pub(crate) async fn ready(gw: &Services) -> Response<Body> {
     });
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     no_store(json_response(status, "application/json", body.to_string()))
+}
+
+/// The metrics' text, with the figures read at the scrape brought up to
+/// date first: each provider's breaker, the directory's lag and the store's
+/// answer time.
+pub(crate) async fn metrics(gw: &Services) -> String {
+    let metrics = gw.runtime().metrics();
+    for id in gw.directory().snapshot().provider_ids() {
+        let state = match gw.upstream().breaker_state(&id) {
+            None | Some(BreakerState::Closed) => "closed",
+            Some(BreakerState::Open { .. }) => "open",
+            Some(BreakerState::HalfOpen) => "half-open",
+        };
+        metrics.breaker(&id, state);
+    }
+    let started = std::time::Instant::now();
+    let answered = gw.store().ping(STORE_TIMEOUT).await.ok().map(|()| started.elapsed());
+    metrics.freshness(gw.directory().lag(), answered);
+    metrics.render()
 }

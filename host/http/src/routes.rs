@@ -86,6 +86,46 @@ pub(crate) async fn dispatch(
             Err(Misdirected) => return misdirected(&route),
         },
     };
+    let (started, (label, face)) = (std::time::Instant::now(), route.label());
+    let resp = answer(gw, req, route, request_id, peer, public_base).await;
+    gw.runtime().metrics().http_request(label, face, resp.status().as_u16(), started.elapsed());
+    resp
+}
+
+impl Route<'_> {
+    /// The route's name and FHIR face in the metrics.
+    fn label(&self) -> (&'static str, &'static str) {
+        let name = match self {
+            Route::Health => "health",
+            Route::Live => "live",
+            Route::Ready => "ready",
+            Route::Metrics => "metrics",
+            Route::OAuth => "oauth",
+            Route::Authorize => "authorize",
+            Route::AuthorizationServerMetadata => "oauth-metadata",
+            Route::Jwks => "jwks",
+            Route::ProviderJwks(_) => "provider-jwks",
+            Route::Admin => "admin",
+            Route::Portal => "portal",
+            Route::Face(..) => "fhir",
+            Route::NotFound => "not-found",
+        };
+        let face = match self {
+            Route::Face(v, _) => v.face(),
+            _ => "-",
+        };
+        (name, face)
+    }
+}
+
+async fn answer(
+    gw: &Arc<Services>,
+    req: Request<Incoming>,
+    route: Route<'_>,
+    request_id: &str,
+    peer: IpAddr,
+    public_base: String,
+) -> Response<Body> {
     match route {
         Route::Health => json_response(StatusCode::OK, "application/json", r#"{"status":"ok"}"#),
         Route::Live => json_response(StatusCode::OK, "application/json", r#"{"status":"live"}"#),
@@ -94,7 +134,7 @@ pub(crate) async fn dispatch(
         Route::Metrics => json_response(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            gw.runtime().metrics().render(),
+            crate::readiness::metrics(gw).await,
         ),
         Route::OAuth => {
             let client = gw.client_address(peer, req.headers());

@@ -3,7 +3,11 @@
 //! Per module (labelled by partner, role, module name and digest): calls by
 //! outcome (`ok`, `denied`, `timeout`, `memory`, `trap`, `busy`), call
 //! durations, and the peak linear memory of a call. Per partner: policy
-//! activations, rejections and rollbacks. No label carries a token, a
+//! activations, rejections and rollbacks. Per route (and FHIR face): HTTP
+//! requests by status, and their durations (the token endpoint's statuses
+//! are its outcomes). Per provider: upstream exchanges by outcome and their
+//! durations, and the circuit breaker's state. The directory's lag and the
+//! store's answer time, as of the scrape. No label carries a token, a
 //! tenant or patient data.
 
 use std::sync::Arc;
@@ -62,6 +66,39 @@ struct PolicyLabels {
     event: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    route: &'static str,
+    face: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+    face: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    provider: Arc<str>,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    provider: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BreakerLabels {
+    provider: Arc<str>,
+    state: &'static str,
+}
+
+/// The breaker states a gauge is kept for (1 for the current one).
+pub const BREAKER_STATES: [&str; 3] = ["closed", "open", "half-open"];
+
 /// Durations from 10 µs to about 10 s.
 fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_01, 2.0, 21))
@@ -75,6 +112,13 @@ pub struct Metrics {
     peak_memory: Family<ModuleLabels, Gauge>,
     policy: Family<PolicyLabels, Counter>,
     shadow: Family<ShadowLabels, Counter>,
+    http: Family<HttpLabels, Counter>,
+    http_durations: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    upstream: Family<UpstreamLabels, Counter>,
+    upstream_durations: Family<ProviderLabels, Histogram, fn() -> Histogram>,
+    breakers: Family<BreakerLabels, Gauge>,
+    directory_lag: Gauge,
+    store_answer: Gauge,
 }
 
 impl Default for Metrics {
@@ -112,7 +156,88 @@ impl Metrics {
             "Decisions of shadow (candidate) modules, the same as or different from the one served",
             shadow.clone(),
         );
-        Metrics { registry, calls, durations, peak_memory, policy, shadow }
+        let http = Family::<HttpLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests by route, FHIR face and status", http.clone());
+        let http_durations =
+            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(duration_histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to the response's head, by route and FHIR face",
+            http_durations.clone(),
+        );
+        let upstream = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "upstream_requests",
+            "Exchanges with providers by outcome (status class, or timeout, connect, circuit-open, auth, tls, other)",
+            upstream.clone(),
+        );
+        let upstream_durations =
+            Family::<ProviderLabels, Histogram, fn() -> Histogram>::new_with_constructor(duration_histogram);
+        registry.register(
+            "upstream_duration_seconds",
+            "Exchanges with providers, retries and token fetches included",
+            upstream_durations.clone(),
+        );
+        let breakers = Family::<BreakerLabels, Gauge>::default();
+        registry.register("provider_breaker", "Each provider's circuit breaker: 1 for its state", breakers.clone());
+        let directory_lag = Gauge::default();
+        registry.register(
+            "directory_lag_milliseconds",
+            "Since the directory was last confirmed current against the store",
+            directory_lag.clone(),
+        );
+        let store_answer = Gauge::default();
+        registry.register(
+            "store_answer_microseconds",
+            "The store's answer time to a trivial query at the scrape; -1 if it did not answer",
+            store_answer.clone(),
+        );
+        Metrics {
+            registry,
+            calls,
+            durations,
+            peak_memory,
+            policy,
+            shadow,
+            http,
+            http_durations,
+            upstream,
+            upstream_durations,
+            breakers,
+            directory_lag,
+            store_answer,
+        }
+    }
+
+    /// Records one HTTP request answered on `route` (`face`: `stu3`,
+    /// `dstu2` or `-`).
+    pub fn http_request(&self, route: &'static str, face: &'static str, status: u16, elapsed: Duration) {
+        self.http.get_or_create(&HttpLabels { route, face, status }).inc();
+        self.http_durations.get_or_create(&RouteLabels { route, face }).observe(elapsed.as_secs_f64());
+    }
+
+    /// Records one exchange with `provider`.
+    pub fn upstream_exchange(&self, provider: &Arc<str>, outcome: &'static str, elapsed: Duration) {
+        self.upstream.get_or_create(&UpstreamLabels { provider: provider.clone(), outcome }).inc();
+        self.upstream_durations
+            .get_or_create(&ProviderLabels { provider: provider.clone() })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Sets the state of `provider`'s breaker (one of [`BREAKER_STATES`]).
+    pub fn breaker(&self, provider: &str, state: &'static str) {
+        let provider: Arc<str> = Arc::from(provider);
+        for each in BREAKER_STATES {
+            let labels = BreakerLabels { provider: provider.clone(), state: each };
+            self.breakers.get_or_create(&labels).set(i64::from(each == state));
+        }
+    }
+
+    /// The directory's lag and the store's answer time (`None`: it did not
+    /// answer), as of now.
+    pub fn freshness(&self, directory_lag: Duration, store_answer: Option<Duration>) {
+        self.directory_lag.set(i64::try_from(directory_lag.as_millis()).unwrap_or(i64::MAX));
+        self.store_answer.set(store_answer.map_or(-1, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)));
     }
 
     /// Records one module call.

@@ -2,6 +2,8 @@
 //! client, within the provider's time budget, retries and circuit breaker.
 //! Between the two shaping calls: the only phase that waits on a hospital.
 
+use std::sync::Arc;
+
 use fhirgate_core::Version;
 use fhirgate_core::failure::Failure;
 use fhirgate_upstream::{UpstreamError, UpstreamResponse};
@@ -36,13 +38,29 @@ pub(super) async fn forward(
         Version::Dstu2 => "application/json+fhir",
         _ => "application/fhir+json",
     };
-    let response = ctx
-        .gw
-        .upstream()
-        .get(&provider.settings, url, headers, accept)
-        .await
-        .map_err(|e| upstream_failure(ctx, provider, e))?;
+    let started = std::time::Instant::now();
+    let exchanged = ctx.gw.upstream().get(&provider.settings, url, headers, accept).await;
+    let outcome = match &exchanged {
+        Ok(r) if r.status.is_success() || r.status.is_redirection() => "2xx-3xx",
+        Ok(r) if r.status.is_client_error() => "4xx",
+        Ok(_) => "5xx",
+        Err(e) => error_kind(e),
+    };
+    ctx.gw.runtime().metrics().upstream_exchange(&Arc::from(provider.id.as_str()), outcome, started.elapsed());
+    let response = exchanged.map_err(|e| upstream_failure(ctx, provider, e))?;
     Ok(Forwarded { response, accept, routing_headers })
+}
+
+/// The metrics' name of a failed exchange.
+fn error_kind(e: &UpstreamError) -> &'static str {
+    match e {
+        UpstreamError::Timeout(_) => "timeout",
+        UpstreamError::Connect | UpstreamError::Refused => "connect",
+        UpstreamError::CircuitOpen { .. } => "circuit-open",
+        UpstreamError::Auth(_) => "auth",
+        UpstreamError::Tls(_) => "tls",
+        _ => "other",
+    }
 }
 
 /// How a failed exchange with `provider` is told to the app.
