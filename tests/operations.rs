@@ -12,7 +12,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Setup, http, provider};
+use support::{Setup, cli_json, http, provider};
 
 #[test]
 fn sigterm_turns_the_gateway_not_ready_before_it_stops_serving() {
@@ -28,6 +28,24 @@ fn sigterm_turns_the_gateway_not_ready_before_it_stops_serving() {
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["checks"]["store"], "ok");
     assert!(ready["checks"]["directory_lag_ms"].as_u64().unwrap() <= 10_000, "{ready}");
+
+    // Times are given to the CLI as people write them.
+    assert_eq!(get("/stu3/Patient/pat-001").unwrap().0, 401);
+    let data = gw.dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let records = |since: &str| {
+        let out = cli_json(&["access", "--data-dir", data, "--since", since]);
+        out["records"].as_array().unwrap().len()
+    };
+    assert!(records("2000-01-01T00:00:00Z") >= 1);
+    assert!(records("2000-01-01") >= 1);
+    assert_eq!(records("2999-01-01T00:00:00+01:00"), 0);
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_fhirgate"))
+        .args(["access", "--data-dir", data, "--since", "yesterday"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("RFC 3339"), "the error says what to write");
 
     let pid = gw.running.pid().to_string();
     let sent = Instant::now();

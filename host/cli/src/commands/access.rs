@@ -13,10 +13,12 @@ pub struct Args {
     client: Option<String>,
     #[arg(long)]
     patient: Option<String>,
-    /// Only records at or after this time (ms since the epoch).
-    #[arg(long)]
+    /// Only records at or after this time: RFC 3339 (2026-12-04T17:00:00Z),
+    /// a date (2026-12-04), or milliseconds since the epoch.
+    #[arg(long, value_parser = fhirgate_core::clock::parse_instant_ms)]
     since: Option<i64>,
-    #[arg(long)]
+    /// Only records before this time (as `--since`).
+    #[arg(long, value_parser = fhirgate_core::clock::parse_instant_ms)]
     until: Option<i64>,
     #[arg(long, default_value_t = 100)]
     limit: u32,

@@ -147,7 +147,17 @@ pub(super) async fn endpoint(
                 .map(|()| answer(StatusCode::OK, json!({ "removed": { "tenant_id": tenant, "provider_id": id } })))
         }
         (&Method::GET, ["access"]) | (&Method::GET, ["access", "AuditEvent"]) => {
-            let ms = |name: &str| query_param(query, name).and_then(|v| v.parse::<i64>().ok());
+            let mut times = [None, None];
+            for (slot, name) in times.iter_mut().zip(["since", "until"]) {
+                *slot = match query_param(query, name).map(|v| fhirgate_core::clock::parse_instant_ms(&v)) {
+                    None => None,
+                    Some(Ok(ms)) => Some(ms),
+                    Some(Err(message)) => {
+                        return Some(problem(StatusCode::BAD_REQUEST, format!("`{name}`: {message}.")));
+                    }
+                };
+            }
+            let [since_ms, until_ms] = times;
             let after = match query_param(query, "after").map(|a| a.parse::<AccessCursor>()) {
                 None => None,
                 Some(Ok(c)) => Some(c),
@@ -167,8 +177,8 @@ pub(super) async fn endpoint(
                 client: query_param(query, "client"),
                 patient: query_param(query, "patient"),
                 request_id: query_param(query, "request_id"),
-                since_ms: ms("since"),
-                until_ms: ms("until"),
+                since_ms,
+                until_ms,
                 limit: query_param(query, "limit").and_then(|v| v.parse().ok()),
             };
             // What was recorded before this question is in the answer.

@@ -84,24 +84,13 @@ impl Search {
     }
 }
 
-/// Milliseconds of an RFC 3339 time (`2026-12-05T09:00:00Z`, any offset)
-/// or a date (`2026-12-05`, midnight UTC).
+/// Milliseconds of the form's time `text` (RFC 3339, a date, or
+/// milliseconds); what is wrong with it, naming the `field`.
 fn instant(text: &str, field: &str) -> Result<Option<i64>, String> {
     if text.is_empty() {
         return Ok(None);
     }
-    let rfc3339 = &time::format_description::well_known::Rfc3339;
-    let parsed = time::OffsetDateTime::parse(text, rfc3339).ok().or_else(|| {
-        let date = time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]")).ok()?;
-        Some(date.midnight().assume_utc())
-    });
-    match parsed {
-        Some(t) => Ok(Some((t.unix_timestamp_nanos() / 1_000_000) as i64)),
-        None => Err(format!(
-            "{field}: `{text}` is not a time; write it in RFC 3339 (2026-12-05T09:00:00Z, or with your offset \
-             2026-12-05T10:00:00+01:00) or as a date (2026-12-05)."
-        )),
-    }
+    fhirgate_core::clock::parse_instant_ms(text).map(Some).map_err(|e| format!("{field}: {e}."))
 }
 
 impl Session<'_> {
