@@ -110,6 +110,19 @@ impl User {
     pub fn is_active(&self) -> bool {
         self.status == "active"
     }
+
+    /// The tenants this user may register apps for: `*` for an operator
+    /// or `developer:*`, else each `developer:` role's tenant. Empty: none.
+    pub fn registration_scopes(&self) -> Vec<&str> {
+        self.roles
+            .iter()
+            .filter_map(|r| match r {
+                Role::Operator => Some("*"),
+                Role::Developer(scope) => Some(scope.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 /// A personal API token's metadata (never the token).

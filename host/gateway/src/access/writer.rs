@@ -171,10 +171,9 @@ impl AccessLog {
         self.repo.query(q).await
     }
 
-    /// Requests per `bucket_ms` since `since_ms`: what was recorded before
-    /// the question is in the answer.
+    /// Requests per `bucket_ms` since `since_ms`, as committed (`flush`
+    /// first for what is still queued).
     pub async fn traffic(&self, since_ms: i64, bucket_ms: i64) -> anyhow::Result<Vec<Traffic>> {
-        self.flush().await;
         self.repo.traffic(since_ms, bucket_ms).await
     }
 

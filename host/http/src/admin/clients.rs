@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 use fhirgate_core::failure::Body;
 use fhirgate_gateway::principal::Principal;
 use fhirgate_gateway::services::Services;
-use fhirgate_store::accounts::Role;
 use fhirgate_store::{
     ClientStatus,
     clients::{Client, NewSecret, RegistryError},
@@ -77,18 +76,7 @@ pub(crate) async fn register(
     };
     let developer = !principal.is_operator();
     if developer {
-        let scopes: Vec<&str> = principal
-            .user()
-            .map(|u| {
-                u.roles
-                    .iter()
-                    .filter_map(|r| match r {
-                        Role::Developer(scope) => Some(scope.as_str()),
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let scopes = principal.user().map(|u| u.registration_scopes()).unwrap_or_default();
         if scopes.is_empty() {
             return Err(NotRegistered::Forbidden("Registering apps needs the developer or operator role.".into()));
         }

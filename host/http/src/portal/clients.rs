@@ -45,11 +45,6 @@ fn registry_failure(e: RegistryError) -> Response<Body> {
     }
 }
 
-/// Whether the portal's user registers apps.
-fn registers(roles: &[Role]) -> bool {
-    roles.iter().any(|r| matches!(r, Role::Operator | Role::Developer(_)))
-}
-
 /// The tenants of a form field: GUIDs separated by white space or commas.
 fn tenant_list(text: &str) -> Vec<String> {
     text.split(|c: char| c.is_whitespace() || c == ',').filter(|t| !t.is_empty()).map(str::to_owned).collect()
@@ -92,7 +87,7 @@ impl Session<'_> {
                 last_used: c.last_used_at.map(rfc3339).unwrap_or_else(|| "never".into()),
             })
             .collect();
-        match (pages::Clients { clients, can_register: registers(&self.user.roles) }).render() {
+        match (pages::Clients { clients, can_register: !self.user.registration_scopes().is_empty() }).render() {
             Ok(t) => html(StatusCode::OK, t),
             Err(e) => page(StatusCode::INTERNAL_SERVER_ERROR, format!("The page could not be drawn: {e}")),
         }
@@ -193,22 +188,13 @@ impl Session<'_> {
 
     /// The form that registers an app.
     pub(super) async fn new_client(self, error: Option<&str>, name: &str, tenants: &str) -> Response<Body> {
-        if !registers(&self.user.roles) {
+        if self.user.registration_scopes().is_empty() {
             return page(
                 StatusCode::FORBIDDEN,
                 "Registering apps needs the developer role: ask an operator to grant developer:<tenant id>.".into(),
             );
         }
-        let scopes: Vec<String> = self
-            .user
-            .roles
-            .iter()
-            .filter_map(|r| match r {
-                Role::Developer(s) => Some(s.clone()),
-                Role::Operator => Some("*".into()),
-                _ => None,
-            })
-            .collect();
+        let scopes = self.user.registration_scopes().into_iter().map(str::to_owned).collect();
         let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
         let view = pages::NewClient { csrf: &self.csrf, error, name, tenants, scopes };
         match view.render() {

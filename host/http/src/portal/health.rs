@@ -22,6 +22,8 @@ impl Session<'_> {
         let gw = self.portal.gw;
         let now = fhirgate_core::clock::now_seconds() as i64;
         let mut charts = Vec::new();
+        // What was recorded before this page is on it: one flush for both windows.
+        gw.access().flush().await;
         for (title, bucket, count, label, latency) in [
             ("Last hour, per minute (UTC)", 60, 60, chart::hour_label as fn(i64) -> String, true),
             ("Last 24 hours, per hour (UTC)", 3600, 24, chart::hour_label, false),

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http::{Response, StatusCode};
 
 use fhirgate_core::failure::Body;
-use fhirgate_gateway::activation::{ModuleStatus, UploadError};
+use fhirgate_gateway::activation::{Activation, ModuleStatus, UploadError};
 use fhirgate_store::accounts::Role;
 
 use super::{Session, csrf_refused, html, page, pages, rfc3339};
@@ -132,27 +132,24 @@ impl Session<'_> {
         None
     }
 
-    fn may_run(&self, form: &HashMap<String, String>) -> Option<Response<Body>> {
+    /// The policy's activation, if this form may change what serves.
+    fn may_run(&self, form: &HashMap<String, String>) -> Result<&Activation, Box<Response<Body>>> {
         if !self.csrf_ok(form) {
-            return Some(csrf_refused());
+            return Err(Box::new(csrf_refused()));
         }
         if let Some(refused) = self.may_upload() {
-            return Some(refused);
+            return Err(Box::new(refused));
         }
-        if self.portal.gw.activation().is_none() {
-            return Some(page(StatusCode::NOT_FOUND, "This gateway does not watch a policy file.".into()));
-        }
-        None
+        self.portal
+            .gw
+            .activation()
+            .ok_or_else(|| Box::new(page(StatusCode::NOT_FOUND, "This gateway does not watch a policy file.".into())))
     }
 
     pub(super) async fn reload_policy(self, form: &HashMap<String, String>) -> Response<Body> {
-        if let Some(refused) = self.may_run(form) {
-            return refused;
-        }
-        let gw = self.portal.gw;
-        let result = match gw.activation() {
-            Some(a) => a.reload(&gw.served()).await,
-            None => return page(StatusCode::NOT_FOUND, "This gateway does not watch a policy file.".into()),
+        let result = match self.may_run(form) {
+            Ok(activation) => activation.reload(&self.portal.gw.served()).await,
+            Err(refused) => return *refused,
         };
         tracing::info!(target: "fhirgate::audit", user = %self.user.username, ok = result.is_ok(), "policy reload from the portal");
         match result {
@@ -167,13 +164,9 @@ impl Session<'_> {
     }
 
     pub(super) async fn roll_back(self, form: &HashMap<String, String>) -> Response<Body> {
-        if let Some(refused) = self.may_run(form) {
-            return refused;
-        }
-        let gw = self.portal.gw;
-        let result = match gw.activation() {
-            Some(a) => a.rollback(&gw.served()).await,
-            None => return page(StatusCode::NOT_FOUND, "This gateway does not watch a policy file.".into()),
+        let result = match self.may_run(form) {
+            Ok(activation) => activation.rollback(&self.portal.gw.served()).await,
+            Err(refused) => return *refused,
         };
         tracing::info!(target: "fhirgate::audit", user = %self.user.username, ok = result.is_ok(), "policy rollback from the portal");
         match result {
@@ -186,19 +179,16 @@ impl Session<'_> {
     pub(super) async fn upload(self, fields: HashMap<String, Bytes>) -> Response<Body> {
         let text = |k: &str| fields.get(k).and_then(|v| std::str::from_utf8(v).ok()).unwrap_or_default().trim();
         let form: HashMap<String, String> = [("csrf".to_owned(), text("csrf").to_owned())].into();
-        if let Some(refused) = self.may_run(&form) {
-            return refused;
-        }
+        let activation = match self.may_run(&form) {
+            Ok(a) => a,
+            Err(refused) => return *refused,
+        };
         let role = text("role").to_owned();
         let name = Some(text("name")).filter(|n| !n.is_empty()).unwrap_or(&role).to_owned();
         let Some(bytes) = fields.get("module").filter(|b| !b.is_empty()).cloned() else {
             return self.modules(None, Some("Choose the module's .wasm file.")).await;
         };
-        let gw = self.portal.gw;
-        let result = match gw.activation() {
-            Some(a) => a.upload(&gw.served(), &role, &name, bytes, None).await,
-            None => return page(StatusCode::NOT_FOUND, "This gateway does not watch a policy file.".into()),
-        };
+        let result = activation.upload(&self.portal.gw.served(), &role, &name, bytes, None).await;
         tracing::info!(target: "fhirgate::audit", user = %self.user.username, role = %role, ok = result.is_ok(), "module upload from the portal");
         match result {
             Ok(_) => self.modules(Some(&format!("{name} is active as the {role} module.")), None).await,
