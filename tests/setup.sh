@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests drive besides the gateway: Python tools
 # in a virtualenv (target/py), npm packages in tests/node, and from Debian
-# what the machine lacks of Node.js and Chromium (the portal's browser tests).
+# what the machine lacks of Node.js, Chromium (the portal's browser tests)
+# and PostgreSQL (the tests start throwaway servers from its programs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,7 @@ target/py/bin/pip install -q -r tests/requirements.txt
 missing=()
 command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"

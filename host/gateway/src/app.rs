@@ -28,6 +28,11 @@ const DIRECTORY_POLL: Duration = Duration::from_secs(2);
 /// ended drop out of the JWK Set.
 const KEY_RELOAD: Duration = Duration::from_secs(30);
 
+/// As [`KEY_RELOAD`] for replicas sharing a database, which hear of changes
+/// at once: the poll only makes up for announcements lost while a listener
+/// reconnects, so a change arrives within 5 s even then.
+const SHARED_KEY_RELOAD: Duration = Duration::from_secs(4);
+
 /// A change made to the policy file each time it is read.
 pub type AdjustPolicy = Arc<dyn Fn(&mut PolicyFile) + Send + Sync>;
 
@@ -67,6 +72,7 @@ impl App {
         }
         let state = GatewayState::open(
             config.data_dir.as_deref(),
+            config.database_url.as_deref(),
             config.kek_file.as_deref(),
             &policy_file,
             config.audit.commit,
@@ -111,19 +117,61 @@ impl App {
                 }
             }
         });
-        if let Some((alg, publish)) = self.services.key_policy() {
+        if self.services.key_policy().is_some() {
             let gw = self.services.clone();
-            self.every(KEY_RELOAD, move || {
+            let shared = gw.store().backend() == fhirgate_store::Backend::Postgres;
+            self.every(if shared { SHARED_KEY_RELOAD } else { KEY_RELOAD }, move || {
                 let gw = gw.clone();
                 async move {
-                    match crate::oauth::key_store::load_ring(gw.store(), gw.kek(), alg, publish).await {
-                        Ok(ring) => gw.auth().set_keys(ring),
-                        Err(e) => tracing::warn!(error = %e, "reloading signing keys failed; keeping the current ones"),
-                    }
+                    reload_keys(&gw).await;
                     gw.auth().load_revocations().await;
                 }
             });
         }
+        self.listen();
+    }
+
+    /// On a database other replicas share: reloads at once what another
+    /// replica announces it changed (the polls above make up for
+    /// announcements lost while reconnecting).
+    fn listen(&mut self) {
+        if self.services.store().backend() != fhirgate_store::Backend::Postgres {
+            return;
+        }
+        let gw = self.services.clone();
+        let mut stop = self.stop.subscribe();
+        self.tasks.push(tokio::spawn(async move {
+            let mut listener = loop {
+                match gw.store().listen().await {
+                    Ok(Some(listener)) => break listener,
+                    Ok(None) => return,
+                    Err(e) => tracing::warn!(error = %e, "listening for changes by other replicas failed; retrying"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => return,
+                }
+            };
+            loop {
+                let heard = tokio::select! {
+                    heard = listener.next() => heard,
+                    _ = stop.changed() => return,
+                };
+                use fhirgate_store::changes::{Heard, Topic};
+                let (directory, keys) = match heard {
+                    Heard::Changed(Topic::Directory) => (true, false),
+                    Heard::Changed(Topic::Keys) => (false, true),
+                    Heard::Changed(Topic::Modules) => (false, false),
+                    Heard::Reconnected => (true, true),
+                };
+                if directory && let Err(e) = gw.directory().reload_if_changed().await {
+                    tracing::warn!(error = %format!("{e:#}"), "reloading the directory failed; keeping the current one");
+                }
+                if keys {
+                    reload_keys(&gw).await;
+                }
+            }
+        }));
     }
 
     /// Runs `work` every `period` (the first time one period from now) until
@@ -154,6 +202,15 @@ impl App {
             let _ = task.await;
         }
         self.services.access().flush().await;
+    }
+}
+
+/// Loads the signing keys from the store again.
+async fn reload_keys(gw: &Services) {
+    let Some((alg, publish)) = gw.key_policy() else { return };
+    match crate::oauth::key_store::load_ring(gw.store(), gw.kek(), alg, publish).await {
+        Ok(ring) => gw.auth().set_keys(ring),
+        Err(e) => tracing::warn!(error = %e, "reloading signing keys failed; keeping the current ones"),
     }
 }
 

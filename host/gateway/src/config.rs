@@ -54,6 +54,14 @@ pub struct Config {
     /// tokens.
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
+    /// The database holding the gateway's state, shared by every replica:
+    /// `postgres://user:password@host:5432/fhirgate`. Set, nothing a replica
+    /// needs is kept in `data_dir` (the keys are sealed in the database under
+    /// the KEK each replica is given: `FHIRGATE_KEK` or `kek_file`); unset,
+    /// the state is a SQLite file in `data_dir`. `--database-url` and
+    /// `FHIRGATE_DATABASE_URL` override it.
+    #[serde(default)]
+    pub database_url: Option<String>,
     /// The key-encryption key's file (64 hexadecimal characters, mode 0600),
     /// relative to this file; unset, `kek.key` in `data_dir`, created on
     /// first start. `FHIRGATE_KEK` in the environment takes precedence. Keep
@@ -156,6 +164,7 @@ impl Config {
             shutdown_delay_seconds: 0,
             policy,
             data_dir: None,
+            database_url: None,
             kek_file: None,
             token: TokenConfig::default(),
             clients: Vec::new(),
@@ -459,6 +468,9 @@ impl Config {
         for (i, host) in self.accepted_hosts.iter().enumerate() {
             crate::hosts::check_accepted_host(host).with_context(|| format!("`accepted_hosts[{i}]`"))?;
         }
+        if let Some(url) = &self.database_url {
+            fhirgate_store::Backend::of(url).context("`database_url`")?;
+        }
         self.token.algorithm()?;
         self.limits.check()?;
         self.outbound.policy()?;
@@ -484,8 +496,10 @@ impl Config {
             {
                 bail!("`admin.token_sha256` must be 64 hexadecimal characters");
             }
-            if self.data_dir.is_none() {
-                bail!("`admin` needs `data_dir`: the admin API manages the client registry kept there");
+            if self.data_dir.is_none() && self.database_url.is_none() {
+                bail!(
+                    "`admin` needs `data_dir` or `database_url`: the admin API manages the client registry kept there"
+                );
             }
             let mut names = std::collections::BTreeSet::new();
             for (i, o) in a.oidc.iter().enumerate() {

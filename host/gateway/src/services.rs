@@ -45,20 +45,20 @@ pub struct GatewayState {
 }
 
 impl GatewayState {
-    /// Opens the store in `data_dir` (or an in-memory one, for a gateway
-    /// that keeps nothing across restarts) and writes the policy file's
+    /// Opens the store at `database_url` or in `data_dir` (or an in-memory
+    /// one, for a gateway that keeps nothing across restarts) and writes the policy file's
     /// providers and tenants into the directory.
     pub async fn open(
         data_dir: Option<&std::path::Path>,
+        database_url: Option<&str>,
         kek_file: Option<&std::path::Path>,
         policy: &PolicyFile,
         commit: Commit,
     ) -> anyhow::Result<GatewayState> {
-        let (store, sealer, material) = match data_dir {
-            Some(dir) => {
-                let store = Store::open_dir(dir).await?;
-                let material = KeyMaterial::open(&store, dir, kek_file).await?;
-                (store, Sealer::from_key(&material.cursor)?, Some(material))
+        let (store, sealer, material) = match Store::open_state(data_dir, database_url, kek_file).await? {
+            Some((store, material)) => {
+                let sealer = Sealer::from_key(&material.cursor)?;
+                (store, sealer, Some(material))
             }
             None => (Store::open("sqlite::memory:").await?, Sealer::random()?, None),
         };

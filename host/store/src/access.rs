@@ -351,7 +351,7 @@ fn insert_rows(table: &str, columns: &str, rows: usize) -> String {
 const EVENT_COLUMNS: &str = "event_id, at, actor, action, subject, detail";
 
 async fn insert_all(store: &Store, records: &[AccessRecord], events: &[Event]) -> Result<(), sqlx::Error> {
-    let mut tx = store.begin_write().await?;
+    let mut tx = store.begin_append().await?;
     for chunk in records.chunks(ROWS_PER_STATEMENT) {
         let sql = insert_rows("access_log", COLUMNS, chunk.len());
         let mut query = sqlx::query(&sql);
@@ -453,10 +453,6 @@ mod tests {
         }
     }
 
-    async fn log() -> Direct {
-        Direct(Store::open("sqlite::memory:").await.unwrap())
-    }
-
     #[test]
     fn outcome_from_status() {
         assert_eq!(Outcome::from_status(200, false), Outcome::Success);
@@ -470,154 +466,158 @@ mod tests {
         assert_eq!(serde_json::to_value(Outcome::ClientError).unwrap(), json!("client-error"));
         assert_eq!(serde_json::to_value(Outcome::GatewayError).unwrap(), json!("gateway-error"));
     }
-    #[tokio::test]
-    async fn records_round_trip_unchanged() {
-        let log = log().await;
-        let full = rec("a", 0, T0);
-        let bare = AccessRecord {
-            client_id: None,
-            tenant_id: None,
-            provider_id: None,
-            resource_type: None,
-            patient_id: None,
-            interaction: "-".into(),
-            outcome: Outcome::Denied,
-            status: 401,
-            latency_us: 0,
-            ..rec("b", 0, T0 + 1)
-        };
-        log.record(full.clone()).await;
-        log.record(bare.clone()).await;
-        log.flush().await;
-        assert_eq!(log.query(&AccessQuery::default()).await.unwrap(), vec![full, bare]);
-    }
-    #[tokio::test]
-    async fn queries_filter_by_each_field() {
-        let log = log().await;
-        let mut other_tenant = rec("r2", 0, T0 + 20);
-        other_tenant.tenant_id = Some("tenant-b".into());
-        let mut other_client = rec("r3", 0, T0 + 30);
-        other_client.client_id = Some("client-b".into());
-        let mut other_patient = rec("r4", 0, T0 + 40);
-        other_patient.patient_id = Some("p2".into());
-        let mut anonymous = rec("r5", 0, T0 + 50);
-        anonymous.client_id = None;
-        anonymous.patient_id = None;
-        for r in [rec("r1", 0, T0 + 10), other_tenant, other_client, other_patient, anonymous, rec("r1", 1, T0 + 10)] {
-            log.record(r).await;
+    crate::store_tests! {
+        async fn records_round_trip_unchanged(store) {
+            let log = Direct(store);
+            let full = rec("a", 0, T0);
+            let bare = AccessRecord {
+                client_id: None,
+                tenant_id: None,
+                provider_id: None,
+                resource_type: None,
+                patient_id: None,
+                interaction: "-".into(),
+                outcome: Outcome::Denied,
+                status: 401,
+                latency_us: 0,
+                ..rec("b", 0, T0 + 1)
+            };
+            log.record(full.clone()).await;
+            log.record(bare.clone()).await;
+            log.flush().await;
+            assert_eq!(log.query(&AccessQuery::default()).await.unwrap(), vec![full, bare]);
         }
-        log.flush().await;
-
-        let run = |q: AccessQuery| {
-            let log = log.clone();
-            async move {
-                let got = log.query(&q).await.unwrap();
-                got.into_iter().map(|r| format!("{}.{}", r.request_id, r.part)).collect::<Vec<_>>()
+    }
+    crate::store_tests! {
+        async fn queries_filter_by_each_field(store) {
+            let log = Direct(store);
+            let mut other_tenant = rec("r2", 0, T0 + 20);
+            other_tenant.tenant_id = Some("tenant-b".into());
+            let mut other_client = rec("r3", 0, T0 + 30);
+            other_client.client_id = Some("client-b".into());
+            let mut other_patient = rec("r4", 0, T0 + 40);
+            other_patient.patient_id = Some("p2".into());
+            let mut anonymous = rec("r5", 0, T0 + 50);
+            anonymous.client_id = None;
+            anonymous.patient_id = None;
+            for r in [rec("r1", 0, T0 + 10), other_tenant, other_client, other_patient, anonymous, rec("r1", 1, T0 + 10)] {
+                log.record(r).await;
             }
-        };
-        assert_eq!(run(AccessQuery::default()).await, ["r1.0", "r1.1", "r2.0", "r3.0", "r4.0", "r5.0"]);
-        assert_eq!(run(AccessQuery { tenant: Some("tenant-b".into()), ..Default::default() }).await, ["r2.0"]);
-        assert_eq!(
-            run(AccessQuery { tenant: Some("tenant-a".into()), ..Default::default() }).await,
-            ["r1.0", "r1.1", "r3.0", "r4.0", "r5.0"]
-        );
-        assert_eq!(run(AccessQuery { client: Some("client-b".into()), ..Default::default() }).await, ["r3.0"]);
-        assert_eq!(run(AccessQuery { patient: Some("p2".into()), ..Default::default() }).await, ["r4.0"]);
-        assert_eq!(run(AccessQuery { request_id: Some("r1".into()), ..Default::default() }).await, ["r1.0", "r1.1"]);
-        // `since` is inclusive, `until` exclusive.
-        assert_eq!(
-            run(AccessQuery { since_ms: Some(T0 + 20), until_ms: Some(T0 + 40), ..Default::default() }).await,
-            ["r2.0", "r3.0"]
-        );
-        assert_eq!(
-            run(AccessQuery {
-                tenant: Some("tenant-a".into()),
-                client: Some("client-a".into()),
-                since_ms: Some(T0 + 11),
-                ..Default::default()
-            })
-            .await,
-            ["r4.0"]
-        );
-        assert_eq!(run(AccessQuery { limit: Some(2), ..Default::default() }).await, ["r1.0", "r1.1"]);
-        assert!(run(AccessQuery { tenant: Some("nobody".into()), ..Default::default() }).await.is_empty());
+            log.flush().await;
 
-        // Pages, each after the last record of the one before, in either
-        // order, skip nothing and repeat nothing (r1 has two parts at one time).
-        for newest_first in [false, true] {
-            let mut seen = Vec::new();
-            let mut after: Option<AccessCursor> = None;
-            loop {
-                let q = AccessQuery { limit: Some(2), newest_first, after: after.clone(), ..Default::default() };
-                let page = log.query(&q).await.unwrap();
-                let Some(last) = page.last() else { break };
-                let cursor = AccessCursor::of(last);
-                assert_eq!(cursor.to_string().parse::<AccessCursor>().unwrap(), cursor);
-                after = Some(cursor);
-                seen.extend(page.iter().map(|r| format!("{}.{}", r.request_id, r.part)));
+            let run = |q: AccessQuery| {
+                let log = log.clone();
+                async move {
+                    let got = log.query(&q).await.unwrap();
+                    got.into_iter().map(|r| format!("{}.{}", r.request_id, r.part)).collect::<Vec<_>>()
+                }
+            };
+            assert_eq!(run(AccessQuery::default()).await, ["r1.0", "r1.1", "r2.0", "r3.0", "r4.0", "r5.0"]);
+            assert_eq!(run(AccessQuery { tenant: Some("tenant-b".into()), ..Default::default() }).await, ["r2.0"]);
+            assert_eq!(
+                run(AccessQuery { tenant: Some("tenant-a".into()), ..Default::default() }).await,
+                ["r1.0", "r1.1", "r3.0", "r4.0", "r5.0"]
+            );
+            assert_eq!(run(AccessQuery { client: Some("client-b".into()), ..Default::default() }).await, ["r3.0"]);
+            assert_eq!(run(AccessQuery { patient: Some("p2".into()), ..Default::default() }).await, ["r4.0"]);
+            assert_eq!(run(AccessQuery { request_id: Some("r1".into()), ..Default::default() }).await, ["r1.0", "r1.1"]);
+            // `since` is inclusive, `until` exclusive.
+            assert_eq!(
+                run(AccessQuery { since_ms: Some(T0 + 20), until_ms: Some(T0 + 40), ..Default::default() }).await,
+                ["r2.0", "r3.0"]
+            );
+            assert_eq!(
+                run(AccessQuery {
+                    tenant: Some("tenant-a".into()),
+                    client: Some("client-a".into()),
+                    since_ms: Some(T0 + 11),
+                    ..Default::default()
+                })
+                .await,
+                ["r4.0"]
+            );
+            assert_eq!(run(AccessQuery { limit: Some(2), ..Default::default() }).await, ["r1.0", "r1.1"]);
+            assert!(run(AccessQuery { tenant: Some("nobody".into()), ..Default::default() }).await.is_empty());
+
+            // Pages, each after the last record of the one before, in either
+            // order, skip nothing and repeat nothing (r1 has two parts at one time).
+            for newest_first in [false, true] {
+                let mut seen = Vec::new();
+                let mut after: Option<AccessCursor> = None;
+                loop {
+                    let q = AccessQuery { limit: Some(2), newest_first, after: after.clone(), ..Default::default() };
+                    let page = log.query(&q).await.unwrap();
+                    let Some(last) = page.last() else { break };
+                    let cursor = AccessCursor::of(last);
+                    assert_eq!(cursor.to_string().parse::<AccessCursor>().unwrap(), cursor);
+                    after = Some(cursor);
+                    seen.extend(page.iter().map(|r| format!("{}.{}", r.request_id, r.part)));
+                }
+                let mut expected = vec!["r1.0", "r1.1", "r2.0", "r3.0", "r4.0", "r5.0"];
+                if newest_first {
+                    expected.reverse();
+                }
+                assert_eq!(seen, expected, "newest first: {newest_first}");
             }
-            let mut expected = vec!["r1.0", "r1.1", "r2.0", "r3.0", "r4.0", "r5.0"];
-            if newest_first {
-                expected.reverse();
+            assert!("12.x.r1".parse::<AccessCursor>().is_err());
+            assert!("12.0.".parse::<AccessCursor>().is_err());
+        }
+    }
+    crate::store_tests! {
+        async fn limit_defaults_to_100_and_is_capped_at_1000(store) {
+            let log = Direct(store);
+            for i in 0..1100 {
+                log.record(rec(&format!("r{i:04}"), 0, T0 + i)).await;
             }
-            assert_eq!(seen, expected, "newest first: {newest_first}");
+            log.flush().await;
+            let got = log.query(&AccessQuery::default()).await.unwrap();
+            assert_eq!(got.len(), 100);
+            assert_eq!(got[99].request_id, "r0099");
+            let got = log.query(&AccessQuery { limit: Some(5000), ..Default::default() }).await.unwrap();
+            assert_eq!(got.len(), 1000);
+            assert_eq!(got[999].request_id, "r0999");
         }
-        assert!("12.x.r1".parse::<AccessCursor>().is_err());
-        assert!("12.0.".parse::<AccessCursor>().is_err());
     }
-    #[tokio::test]
-    async fn limit_defaults_to_100_and_is_capped_at_1000() {
-        let log = log().await;
-        for i in 0..1100 {
-            log.record(rec(&format!("r{i:04}"), 0, T0 + i)).await;
+    crate::store_tests! {
+        async fn records_come_back_oldest_first(store) {
+            let log = Direct(store);
+            for r in [
+                rec("b", 0, T0 + 5),
+                rec("a", 2, T0),
+                rec("c", 0, T0 - 5),
+                rec("a", 10, T0),
+                rec("b", 1, T0),
+                rec("a", 1, T0),
+            ] {
+                log.record(r).await;
+            }
+            log.flush().await;
+            let got = log.query(&AccessQuery::default()).await.unwrap();
+            let order: Vec<(&str, u32, i64)> = got.iter().map(|r| (r.request_id.as_str(), r.part, r.at_ms)).collect();
+            assert_eq!(
+                order,
+                [("c", 0, T0 - 5), ("a", 1, T0), ("a", 2, T0), ("a", 10, T0), ("b", 1, T0), ("b", 0, T0 + 5)]
+            );
         }
-        log.flush().await;
-        let got = log.query(&AccessQuery::default()).await.unwrap();
-        assert_eq!(got.len(), 100);
-        assert_eq!(got[99].request_id, "r0099");
-        let got = log.query(&AccessQuery { limit: Some(5000), ..Default::default() }).await.unwrap();
-        assert_eq!(got.len(), 1000);
-        assert_eq!(got[999].request_id, "r0999");
-    }
-    #[tokio::test]
-    async fn records_come_back_oldest_first() {
-        let log = log().await;
-        for r in [
-            rec("b", 0, T0 + 5),
-            rec("a", 2, T0),
-            rec("c", 0, T0 - 5),
-            rec("a", 10, T0),
-            rec("b", 1, T0),
-            rec("a", 1, T0),
-        ] {
-            log.record(r).await;
-        }
-        log.flush().await;
-        let got = log.query(&AccessQuery::default()).await.unwrap();
-        let order: Vec<(&str, u32, i64)> = got.iter().map(|r| (r.request_id.as_str(), r.part, r.at_ms)).collect();
-        assert_eq!(
-            order,
-            [("c", 0, T0 - 5), ("a", 1, T0), ("a", 2, T0), ("a", 10, T0), ("b", 1, T0), ("b", 0, T0 + 5)]
-        );
     }
 
-    #[tokio::test]
-    async fn an_append_is_all_or_none() {
-        let store = Store::open("sqlite::memory:").await.unwrap();
-        let event = Event::new("test", "test.done", "subject".into(), &json!({ "n": 1 }));
-        store.append(&[rec("a", 0, T0), rec("b", 0, T0)], std::slice::from_ref(&event)).await.unwrap();
-        // A repeated id fails the whole append: nothing of it is kept.
-        let failed = store.append(&[rec("c", 0, T0), rec("a", 0, T0 + 1)], &[]).await;
-        assert!(failed.is_err());
-        let got = AccessRepository::query(&store, &AccessQuery::default()).await.unwrap();
-        let ids: Vec<&str> = got.iter().map(|r| r.request_id.as_str()).collect();
-        assert_eq!(ids, ["a", "b"]);
-        // The same event twice is refused on its own, too.
-        assert!(store.append_event(&event).await.is_err());
-        let (events,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_events WHERE action = 'test.done'")
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
-        assert_eq!(events, 1);
+    crate::store_tests! {
+        async fn an_append_is_all_or_none(store) {
+                    let event = Event::new("test", "test.done", "subject".into(), &json!({ "n": 1 }));
+            store.append(&[rec("a", 0, T0), rec("b", 0, T0)], std::slice::from_ref(&event)).await.unwrap();
+            // A repeated id fails the whole append: nothing of it is kept.
+            let failed = store.append(&[rec("c", 0, T0), rec("a", 0, T0 + 1)], &[]).await;
+            assert!(failed.is_err());
+            let got = AccessRepository::query(&store, &AccessQuery::default()).await.unwrap();
+            let ids: Vec<&str> = got.iter().map(|r| r.request_id.as_str()).collect();
+            assert_eq!(ids, ["a", "b"]);
+            // The same event twice is refused on its own, too.
+            assert!(store.append_event(&event).await.is_err());
+            let (events,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_events WHERE action = 'test.done'")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            assert_eq!(events, 1);
+        }
     }
 }

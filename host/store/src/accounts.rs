@@ -496,31 +496,31 @@ mod tests {
 
     const TENANT: &str = "aaaaaaaa-0000-4000-8000-00000000000a";
 
-    #[tokio::test]
-    async fn tokens_authenticate_their_active_user_until_revoked_or_disabled() {
-        let store = Store::open("sqlite::memory:").await.unwrap();
-        let accounts = Accounts::new(store, [3; 32]);
-        let roles = [Role::parse("app-owner:cl_1").unwrap(), Role::parse(&format!("approver:{TENANT}")).unwrap()];
-        let user = accounts.create_user("dana", &roles, "cli:root").await.unwrap();
-        assert_eq!(user.roles.len(), 2);
-        assert!(matches!(accounts.create_user("dana", &[], "x").await, Err(AccountError::Exists(_))));
-        assert!(accounts.create_user("no spaces", &[], "x").await.is_err());
-        assert!(Role::parse("approver:not-a-guid").is_err() && Role::parse("admin").is_err());
+    crate::store_tests! {
+        async fn tokens_authenticate_their_active_user_until_revoked_or_disabled(store) {
+                    let accounts = Accounts::new(store, [3; 32]);
+            let roles = [Role::parse("app-owner:cl_1").unwrap(), Role::parse(&format!("approver:{TENANT}")).unwrap()];
+            let user = accounts.create_user("dana", &roles, "cli:root").await.unwrap();
+            assert_eq!(user.roles.len(), 2);
+            assert!(matches!(accounts.create_user("dana", &[], "x").await, Err(AccountError::Exists(_))));
+            assert!(accounts.create_user("no spaces", &[], "x").await.is_err());
+            assert!(Role::parse("approver:not-a-guid").is_err() && Role::parse("admin").is_err());
 
-        let (token, info) = accounts.issue_token("dana", "ci", 30, "cli:root").await.unwrap();
-        assert!(token.starts_with(TOKEN_PREFIX));
-        let who = accounts.authenticate(&token).await.unwrap().unwrap();
-        assert_eq!(who.username, "dana");
-        assert!(accounts.tokens("dana").await.unwrap()[0].last_used_at.is_some());
-        assert!(accounts.authenticate(&format!("{token}x")).await.unwrap().is_none());
-        assert!(accounts.authenticate("not-a-user-token").await.unwrap().is_none());
+            let (token, info) = accounts.issue_token("dana", "ci", 30, "cli:root").await.unwrap();
+            assert!(token.starts_with(TOKEN_PREFIX));
+            let who = accounts.authenticate(&token).await.unwrap().unwrap();
+            assert_eq!(who.username, "dana");
+            assert!(accounts.tokens("dana").await.unwrap()[0].last_used_at.is_some());
+            assert!(accounts.authenticate(&format!("{token}x")).await.unwrap().is_none());
+            assert!(accounts.authenticate("not-a-user-token").await.unwrap().is_none());
 
-        accounts.set_active("dana", false, "cli:root").await.unwrap();
-        assert!(accounts.authenticate(&token).await.unwrap().is_none(), "a disabled user's token");
-        accounts.set_active("dana", true, "cli:root").await.unwrap();
-        assert!(accounts.authenticate(&token).await.unwrap().is_some());
-        accounts.revoke_token("dana", &info.token_id, "cli:root").await.unwrap();
-        assert!(accounts.authenticate(&token).await.unwrap().is_none(), "a revoked token");
-        assert!(accounts.issue_token("dana", "too long", MAX_TOKEN_DAYS + 1, "x").await.is_err());
+            accounts.set_active("dana", false, "cli:root").await.unwrap();
+            assert!(accounts.authenticate(&token).await.unwrap().is_none(), "a disabled user's token");
+            accounts.set_active("dana", true, "cli:root").await.unwrap();
+            assert!(accounts.authenticate(&token).await.unwrap().is_some());
+            accounts.revoke_token("dana", &info.token_id, "cli:root").await.unwrap();
+            assert!(accounts.authenticate(&token).await.unwrap().is_none(), "a revoked token");
+            assert!(accounts.issue_token("dana", "too long", MAX_TOKEN_DAYS + 1, "x").await.is_err());
+        }
     }
 }

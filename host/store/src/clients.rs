@@ -110,6 +110,15 @@ fn usable(expires_at: Option<i64>, revoked_at: Option<i64>, now: i64) -> bool {
     revoked_at.is_none() && expires_at.is_none_or(|e| now < e)
 }
 
+/// A token's client and the token itself as the registry knows them now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    /// The client's environment; `None` if it is unknown or disabled.
+    pub environment: Option<Environment>,
+    /// Whether the token was revoked.
+    pub revoked: bool,
+}
+
 /// A registered client.
 #[derive(Debug, Clone, Serialize)]
 pub struct Client {
@@ -282,13 +291,15 @@ impl Registry {
         let detail = json!({ "name": name.trim(), "tenants": tenants, "environment": environment });
         self.audit(actor, "client.create", &client_id, detail).await?;
         let first = NewSecret { description: "first secret".into(), expires_at: None };
-        let (_, secret) = self.insert_secret(&client_id, &first, actor).await?;
+        let (_, secret) =
+            self.insert_secret(&mut *self.store.pool().acquire().await?, &client_id, &first, actor).await?;
         let client = self.get(&client_id).await?.ok_or_else(|| RegistryError::UnknownClient(client_id.clone()))?;
         Ok((client, secret))
     }
 
     async fn insert_secret(
         &self,
+        db: &mut sqlx::AnyConnection,
         client_id: &str,
         new: &NewSecret,
         created_by: &str,
@@ -314,7 +325,7 @@ impl Registry {
         .bind(info.expires_at)
         .bind(&info.description)
         .bind(&info.created_by)
-        .execute(self.store.pool())
+        .execute(&mut *db)
         .await?;
         Ok((info, secret))
     }
@@ -440,7 +451,8 @@ impl Registry {
             return Err(RegistryError::InvalidSecret("the expiry is not in the future".into()));
         }
         self.require(client_id).await?;
-        let (info, secret) = self.insert_secret(client_id, new, actor).await?;
+        let (info, secret) =
+            self.insert_secret(&mut *self.store.pool().acquire().await?, client_id, new, actor).await?;
         let detail =
             json!({ "secret_id": info.secret_id, "description": info.description, "expires_at": info.expires_at });
         self.audit(actor, "secret.add", client_id, detail).await?;
@@ -473,23 +485,23 @@ impl Registry {
         actor: &str,
     ) -> Result<(SecretInfo, String), RegistryError> {
         self.require(client_id).await?;
+        // One transaction, under the write lock: two rotations at once (on
+        // two replicas) take turns, and the later one ends the earlier
+        // one's secret at the grace end, as if they had come one by one.
+        let mut tx = self.store.begin_write().await?;
         sqlx::query(
             "UPDATE client_secrets SET expires_at = $1 WHERE client_id = $2 AND revoked_at IS NULL \
              AND (expires_at IS NULL OR expires_at > $1)",
         )
         .bind(grace_until)
         .bind(client_id)
-        .execute(self.store.pool())
+        .execute(&mut *tx)
         .await?;
         let rotation = NewSecret { description: "rotation".into(), expires_at: None };
-        let (info, secret) = self.insert_secret(client_id, &rotation, actor).await?;
-        self.audit(
-            actor,
-            "secret.rotate",
-            client_id,
-            json!({ "secret_id": info.secret_id, "grace_until": grace_until }),
-        )
-        .await?;
+        let (info, secret) = self.insert_secret(&mut tx, client_id, &rotation, actor).await?;
+        let detail = json!({ "secret_id": info.secret_id, "grace_until": grace_until });
+        super::directory::record_event(&mut tx, actor, "secret.rotate", client_id, &detail).await?;
+        tx.commit().await?;
         Ok((info, secret))
     }
 
@@ -550,6 +562,31 @@ impl Registry {
             .execute(self.store.pool())
             .await?;
         Ok(())
+    }
+
+    /// What a request with a token of `client_id` (its id `jti`) must know,
+    /// read at once in one query: the environment of the client if it exists
+    /// and is enabled, and whether the token was revoked.
+    pub async fn standing(&self, client_id: &str, jti: Option<&str>) -> Result<Standing, RegistryError> {
+        let row = sqlx::query(
+            "SELECT (SELECT status FROM clients WHERE client_id = $1) AS status, \
+             (SELECT environment FROM clients WHERE client_id = $1) AS environment, \
+             (SELECT COUNT(*) FROM revoked_tokens WHERE jti = $2) AS revoked",
+        )
+        .bind(client_id)
+        .bind(jti.unwrap_or(""))
+        .fetch_one(self.store.pool())
+        .await?;
+        let status: Option<String> = row.try_get("status")?;
+        let environment: Option<String> = row.try_get("environment")?;
+        let revoked: i64 = row.try_get("revoked")?;
+        Ok(Standing {
+            environment: match (status.as_deref(), environment) {
+                (Some("active"), Some(e)) => Some(Environment::parse(&e).unwrap_or_default()),
+                _ => None,
+            },
+            revoked: jti.is_some() && revoked > 0,
+        })
     }
 
     /// Every revoked token that has not expired yet, as (`jti`, `exp`).
@@ -683,6 +720,12 @@ pub trait ClientRepository: Send + Sync {
     fn record_revocation<'a>(&'a self, jti: &'a str, expires_at: i64) -> RegistryFuture<'a, ()>;
     /// Revoked tokens not yet expired: `(jti, expires_at)`.
     fn revocations(&self) -> RegistryFuture<'_, Vec<(String, i64)>>;
+    /// The client's environment if it is enabled, and whether token `jti`
+    /// was revoked, read now.
+    fn standing<'a>(&'a self, client_id: &'a str, jti: Option<&'a str>) -> RegistryFuture<'a, Standing>;
+    /// Whether other gateways share this registry (a database server, not a
+    /// file of this gateway's): then nothing read from it is kept.
+    fn is_shared(&self) -> bool;
     /// The newest `limit` change events, newest first.
     fn audit_events(&self, limit: i64) -> RegistryFuture<'_, Vec<Value>>;
     /// Tokens issued and refused per `bucket` seconds since `since`.
@@ -695,6 +738,12 @@ pub trait ClientRepository: Send + Sync {
 }
 
 impl ClientRepository for Registry {
+    fn standing<'a>(&'a self, client_id: &'a str, jti: Option<&'a str>) -> RegistryFuture<'a, Standing> {
+        Box::pin(Registry::standing(self, client_id, jti))
+    }
+    fn is_shared(&self) -> bool {
+        self.store.backend() == crate::Backend::Postgres
+    }
     fn create<'a>(
         &'a self,
         name: &'a str,
@@ -771,103 +820,102 @@ mod tests {
 
     const T: &str = "3f2b8c1e-6d4a-4b7f-9e21-5a0c7d9e4b13";
 
-    async fn registry() -> Registry {
-        Registry::new(Store::open("sqlite::memory:").await.unwrap(), [7u8; 32])
-    }
+    crate::store_tests! {
+        async fn secrets_carry_who_what_and_when_and_the_expiring_are_listed(store) {
+            let r = Registry::new(store, [7u8; 32]);
+            let (client, first) = r.create("App", &[T.to_owned()], "olga").await.unwrap();
+            let id = &client.client_id;
+            let soon = NewSecret { description: "ward tablets".into(), expires_at: Some(now() + 3 * 86_400) };
+            let (info, _) = r.add_secret(id, &soon, "ada").await.unwrap();
+            assert_eq!((info.description.as_str(), info.created_by.as_str()), ("ward tablets", "ada"));
+            let past = NewSecret { description: String::new(), expires_at: Some(now() - 1) };
+            assert!(matches!(r.add_secret(id, &past, "ada").await, Err(RegistryError::InvalidSecret(_))));
+            let long = NewSecret { description: "x".repeat(201), expires_at: None };
+            assert!(matches!(r.add_secret(id, &long, "ada").await, Err(RegistryError::InvalidSecret(_))));
 
-    #[tokio::test]
-    async fn secrets_carry_who_what_and_when_and_the_expiring_are_listed() {
-        let r = registry().await;
-        let (client, first) = r.create("App", &[T.to_owned()], "olga").await.unwrap();
-        let id = &client.client_id;
-        let soon = NewSecret { description: "ward tablets".into(), expires_at: Some(now() + 3 * 86_400) };
-        let (info, _) = r.add_secret(id, &soon, "ada").await.unwrap();
-        assert_eq!((info.description.as_str(), info.created_by.as_str()), ("ward tablets", "ada"));
-        let past = NewSecret { description: String::new(), expires_at: Some(now() - 1) };
-        assert!(matches!(r.add_secret(id, &past, "ada").await, Err(RegistryError::InvalidSecret(_))));
-        let long = NewSecret { description: "x".repeat(201), expires_at: None };
-        assert!(matches!(r.add_secret(id, &long, "ada").await, Err(RegistryError::InvalidSecret(_))));
+            assert!(r.get(id).await.unwrap().unwrap().last_used_at.is_none());
+            assert!(r.authenticate(id, &first).await.unwrap().is_some());
+            let shown = r.get(id).await.unwrap().unwrap();
+            assert!(shown.last_used_at.is_some());
+            // Secrets made in the same second come in any order.
+            let mut used: Vec<_> = shown
+                .secrets
+                .iter()
+                .map(|s| (s.description.as_str(), s.last_used_at.is_some(), s.created_by.as_str()))
+                .collect();
+            used.sort();
+            assert_eq!(used, [("first secret", true, "olga"), ("ward tablets", false, "ada")]);
 
-        assert!(r.get(id).await.unwrap().unwrap().last_used_at.is_none());
-        assert!(r.authenticate(id, &first).await.unwrap().is_some());
-        let shown = r.get(id).await.unwrap().unwrap();
-        assert!(shown.last_used_at.is_some());
-        // Secrets made in the same second come in any order.
-        let mut used: Vec<_> = shown
-            .secrets
-            .iter()
-            .map(|s| (s.description.as_str(), s.last_used_at.is_some(), s.created_by.as_str()))
-            .collect();
-        used.sort();
-        assert_eq!(used, [("first secret", true, "olga"), ("ward tablets", false, "ada")]);
-
-        let expiring = r.expiring(7 * 86_400).await.unwrap();
-        assert_eq!(expiring.len(), 1);
-        assert_eq!(
-            (expiring[0].secret_id.as_str(), expiring[0].client_name.as_str()),
-            (info.secret_id.as_str(), "App")
-        );
-        assert!(r.expiring(86_400).await.unwrap().is_empty(), "not within a day");
-    }
-
-    #[tokio::test]
-    async fn lifecycle() {
-        let r = registry().await;
-        let (client, first) = r.create("App", &[T.to_uppercase()], "test").await.unwrap();
-        assert_eq!(client.tenants, vec![T.to_owned()]);
-        assert!(r.authenticate(&client.client_id, &first).await.unwrap().is_some());
-        assert!(r.authenticate(&client.client_id, "wrong").await.unwrap().is_none());
-        assert!(r.authenticate("nobody", &first).await.unwrap().is_none());
-
-        let (second_info, second) = r.add_secret(&client.client_id, &NewSecret::default(), "test").await.unwrap();
-        assert!(r.authenticate(&client.client_id, &first).await.unwrap().is_some());
-        assert!(r.authenticate(&client.client_id, &second).await.unwrap().is_some());
-
-        let secrets = r.get(&client.client_id).await.unwrap().unwrap().secrets;
-        let first_id = secrets.iter().find(|s| s.secret_id != second_info.secret_id).unwrap().secret_id.clone();
-        r.revoke_secret(&client.client_id, &first_id, "test").await.unwrap();
-        assert!(r.authenticate(&client.client_id, &first).await.unwrap().is_none());
-        assert!(r.authenticate(&client.client_id, &second).await.unwrap().is_some());
-
-        // Rotation with a grace end in the past: the old secret stops at once.
-        let (_, third) = r.rotate(&client.client_id, now() - 1, "test").await.unwrap();
-        assert!(r.authenticate(&client.client_id, &second).await.unwrap().is_none());
-        assert!(r.authenticate(&client.client_id, &third).await.unwrap().is_some());
-        // With a grace end ahead, both work.
-        let (_, fourth) = r.rotate(&client.client_id, now() + 3600, "test").await.unwrap();
-        assert!(r.authenticate(&client.client_id, &third).await.unwrap().is_some());
-        assert!(r.authenticate(&client.client_id, &fourth).await.unwrap().is_some());
-
-        r.set_status(&client.client_id, ClientStatus::Disabled, "test").await.unwrap();
-        assert!(r.authenticate(&client.client_id, &fourth).await.unwrap().is_none());
-        r.set_status(&client.client_id, ClientStatus::Active, "test").await.unwrap();
-        assert!(r.authenticate(&client.client_id, &fourth).await.unwrap().is_some());
-
-        r.delete(&client.client_id, "test").await.unwrap();
-        assert!(r.get(&client.client_id).await.unwrap().is_none());
-        assert!(matches!(r.delete(&client.client_id, "test").await, Err(RegistryError::UnknownClient(_))));
-
-        let events = r.audit_events(100).await.unwrap();
-        let actions: Vec<&str> = events.iter().map(|e| e["action"].as_str().unwrap()).collect();
-        for a in ["client.create", "secret.add", "secret.revoke", "secret.rotate", "client.disable", "client.delete"] {
-            assert!(actions.contains(&a), "{a} missing from {actions:?}");
-        }
-        let dump = serde_json::to_string(&events).unwrap();
-        for s in [&first, &second, &third, &fourth] {
-            assert!(!dump.contains(s.as_str()), "a secret reached the audit trail");
+            let expiring = r.expiring(7 * 86_400).await.unwrap();
+            assert_eq!(expiring.len(), 1);
+            assert_eq!(
+                (expiring[0].secret_id.as_str(), expiring[0].client_name.as_str()),
+                (info.secret_id.as_str(), "App")
+            );
+            assert!(r.expiring(86_400).await.unwrap().is_empty(), "not within a day");
         }
     }
 
-    #[tokio::test]
-    async fn bad_input_is_refused() {
-        let r = registry().await;
-        assert!(matches!(r.create("App", &["nope".into()], "t").await, Err(RegistryError::InvalidTenant(_))));
-        assert!(matches!(r.create(" ", &[T.into()], "t").await, Err(RegistryError::Incomplete)));
-        assert!(matches!(
-            r.add_secret("missing", &NewSecret::default(), "t").await,
-            Err(RegistryError::UnknownClient(_))
-        ));
-        let (c, _) = r.create("App", &[T.into()], "t").await.unwrap();
-        assert!(matches!(r.revoke_secret(&c.client_id, "sec_x", "t").await, Err(RegistryError::UnknownSecret { .. })));
+    crate::store_tests! {
+        async fn lifecycle(store) {
+            let r = Registry::new(store, [7u8; 32]);
+            let (client, first) = r.create("App", &[T.to_uppercase()], "test").await.unwrap();
+            assert_eq!(client.tenants, vec![T.to_owned()]);
+            assert!(r.authenticate(&client.client_id, &first).await.unwrap().is_some());
+            assert!(r.authenticate(&client.client_id, "wrong").await.unwrap().is_none());
+            assert!(r.authenticate("nobody", &first).await.unwrap().is_none());
+
+            let (second_info, second) = r.add_secret(&client.client_id, &NewSecret::default(), "test").await.unwrap();
+            assert!(r.authenticate(&client.client_id, &first).await.unwrap().is_some());
+            assert!(r.authenticate(&client.client_id, &second).await.unwrap().is_some());
+
+            let secrets = r.get(&client.client_id).await.unwrap().unwrap().secrets;
+            let first_id = secrets.iter().find(|s| s.secret_id != second_info.secret_id).unwrap().secret_id.clone();
+            r.revoke_secret(&client.client_id, &first_id, "test").await.unwrap();
+            assert!(r.authenticate(&client.client_id, &first).await.unwrap().is_none());
+            assert!(r.authenticate(&client.client_id, &second).await.unwrap().is_some());
+
+            // Rotation with a grace end in the past: the old secret stops at once.
+            let (_, third) = r.rotate(&client.client_id, now() - 1, "test").await.unwrap();
+            assert!(r.authenticate(&client.client_id, &second).await.unwrap().is_none());
+            assert!(r.authenticate(&client.client_id, &third).await.unwrap().is_some());
+            // With a grace end ahead, both work.
+            let (_, fourth) = r.rotate(&client.client_id, now() + 3600, "test").await.unwrap();
+            assert!(r.authenticate(&client.client_id, &third).await.unwrap().is_some());
+            assert!(r.authenticate(&client.client_id, &fourth).await.unwrap().is_some());
+
+            r.set_status(&client.client_id, ClientStatus::Disabled, "test").await.unwrap();
+            assert!(r.authenticate(&client.client_id, &fourth).await.unwrap().is_none());
+            r.set_status(&client.client_id, ClientStatus::Active, "test").await.unwrap();
+            assert!(r.authenticate(&client.client_id, &fourth).await.unwrap().is_some());
+
+            r.delete(&client.client_id, "test").await.unwrap();
+            assert!(r.get(&client.client_id).await.unwrap().is_none());
+            assert!(matches!(r.delete(&client.client_id, "test").await, Err(RegistryError::UnknownClient(_))));
+
+            let events = r.audit_events(100).await.unwrap();
+            let actions: Vec<&str> = events.iter().map(|e| e["action"].as_str().unwrap()).collect();
+            for a in ["client.create", "secret.add", "secret.revoke", "secret.rotate", "client.disable", "client.delete"] {
+                assert!(actions.contains(&a), "{a} missing from {actions:?}");
+            }
+            let dump = serde_json::to_string(&events).unwrap();
+            for s in [&first, &second, &third, &fourth] {
+                assert!(!dump.contains(s.as_str()), "a secret reached the audit trail");
+            }
+        }
+    }
+
+    crate::store_tests! {
+        async fn bad_input_is_refused(store) {
+            let r = Registry::new(store, [7u8; 32]);
+            assert!(matches!(r.create("App", &["nope".into()], "t").await, Err(RegistryError::InvalidTenant(_))));
+            assert!(matches!(r.create(" ", &[T.into()], "t").await, Err(RegistryError::Incomplete)));
+            assert!(matches!(
+                r.add_secret("missing", &NewSecret::default(), "t").await,
+                Err(RegistryError::UnknownClient(_))
+            ));
+            let (c, _) = r.create("App", &[T.into()], "t").await.unwrap();
+            assert!(matches!(r.revoke_secret(&c.client_id, "sec_x", "t").await, Err(RegistryError::UnknownSecret { .. })));
+        }
     }
 }

@@ -166,7 +166,7 @@ pub(crate) async fn generation(db: &mut AnyConnection) -> Result<i64, sqlx::Erro
 
 pub(crate) async fn bump_generation(db: &mut AnyConnection) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE directory_generation SET generation = generation + 1 WHERE id = 1").execute(&mut *db).await?;
-    Ok(())
+    crate::changes::announce(db, crate::changes::Topic::Directory).await
 }
 
 pub(crate) async fn providers(db: &mut AnyConnection) -> Result<Vec<ProviderRow>, sqlx::Error> {

@@ -244,40 +244,41 @@ mod tests {
     use crate::Store;
     use crate::accounts::Role;
 
-    async fn accounts() -> Accounts {
-        let store = Store::open("sqlite::memory:").await.unwrap();
+    fn accounts(store: Store) -> Accounts {
         Accounts::new(store, [9; 32]).with_kek(fhirgate_core::vault::Kek::random())
     }
 
-    #[tokio::test]
-    async fn an_identity_is_its_issuer_and_subject_and_belongs_to_one_user() {
-        let accounts = accounts().await;
-        accounts.create_user("ann", &[Role::Auditor], "t").await.unwrap();
-        accounts.create_user("bob", &[Role::Auditor], "t").await.unwrap();
-        accounts.bind_identity("ann", "https://idp.example", "248289761001", "t").await.unwrap();
-        let ann = accounts.user_by_identity("https://idp.example", "248289761001").await.unwrap().unwrap();
-        assert_eq!(ann.username, "ann");
-        assert!(accounts.user_by_identity("https://other.example", "248289761001").await.unwrap().is_none());
-        assert!(accounts.bind_identity("bob", "https://idp.example", "248289761001", "t").await.is_err());
-        accounts.set_active("ann", false, "t").await.unwrap();
-        assert!(accounts.user_by_identity("https://idp.example", "248289761001").await.unwrap().is_none());
-        assert!(accounts.unbind_identity("ann", "https://idp.example", "248289761001", "t").await.unwrap());
-        assert!(accounts.identities("ann").await.unwrap().is_empty());
+    crate::store_tests! {
+        async fn an_identity_is_its_issuer_and_subject_and_belongs_to_one_user(store) {
+            let accounts = accounts(store);
+            accounts.create_user("ann", &[Role::Auditor], "t").await.unwrap();
+            accounts.create_user("bob", &[Role::Auditor], "t").await.unwrap();
+            accounts.bind_identity("ann", "https://idp.example", "248289761001", "t").await.unwrap();
+            let ann = accounts.user_by_identity("https://idp.example", "248289761001").await.unwrap().unwrap();
+            assert_eq!(ann.username, "ann");
+            assert!(accounts.user_by_identity("https://other.example", "248289761001").await.unwrap().is_none());
+            assert!(accounts.bind_identity("bob", "https://idp.example", "248289761001", "t").await.is_err());
+            accounts.set_active("ann", false, "t").await.unwrap();
+            assert!(accounts.user_by_identity("https://idp.example", "248289761001").await.unwrap().is_none());
+            assert!(accounts.unbind_identity("ann", "https://idp.example", "248289761001", "t").await.unwrap());
+            assert!(accounts.identities("ann").await.unwrap().is_empty());
+        }
     }
 
-    #[tokio::test]
-    async fn a_sign_in_under_way_is_taken_once_and_only_for_its_provider() {
-        let accounts = accounts().await;
-        let login = PendingLogin {
-            nonce: "n".into(),
-            verifier: "v".into(),
-            redirect_uri: "https://gw/cb".into(),
-            invitation: None,
-            return_to: None,
-        };
-        accounts.begin_login("corp", "state-1", &login).await.unwrap();
-        assert!(accounts.take_login("other", "state-1").await.unwrap().is_none());
-        assert_eq!(accounts.take_login("corp", "state-1").await.unwrap().unwrap().verifier, "v");
-        assert!(accounts.take_login("corp", "state-1").await.unwrap().is_none());
+    crate::store_tests! {
+        async fn a_sign_in_under_way_is_taken_once_and_only_for_its_provider(store) {
+            let accounts = accounts(store);
+            let login = PendingLogin {
+                nonce: "n".into(),
+                verifier: "v".into(),
+                redirect_uri: "https://gw/cb".into(),
+                invitation: None,
+                return_to: None,
+            };
+            accounts.begin_login("corp", "state-1", &login).await.unwrap();
+            assert!(accounts.take_login("other", "state-1").await.unwrap().is_none());
+            assert_eq!(accounts.take_login("corp", "state-1").await.unwrap().unwrap().verifier, "v");
+            assert!(accounts.take_login("corp", "state-1").await.unwrap().is_none());
+        }
     }
 }

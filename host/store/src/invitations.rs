@@ -199,35 +199,35 @@ mod tests {
     use super::*;
     use crate::Store;
 
-    async fn accounts() -> Accounts {
-        let store = Store::open("sqlite::memory:").await.unwrap();
+    fn accounts(store: Store) -> Accounts {
         Accounts::new(store, [7; 32]).with_kek(fhirgate_core::vault::Kek::random())
     }
 
-    #[tokio::test]
-    async fn an_invitation_works_once_and_a_new_one_withdraws_the_old() {
-        let accounts = accounts().await;
-        let (old, _) = accounts.invite("alice", &[Role::Operator], 24, "cli:root").await.unwrap();
-        let (token, invitation) = accounts.invite("alice", &[Role::Operator], 24, "cli:root").await.unwrap();
-        assert!(token.starts_with(TOKEN_PREFIX));
-        assert_eq!(invitation.roles, [Role::Operator]);
-        assert!(accounts.invitation(&old).await.unwrap().is_none(), "the earlier link stopped working");
-        assert!(accounts.accept_invitation(&old, "a long enough password").await.unwrap().is_none());
-        assert!(accounts.accept_invitation(&token, "short").await.is_err(), "the password is checked first");
-        assert!(accounts.invitation(&token).await.unwrap().is_some(), "and a refused password uses nothing up");
+    crate::store_tests! {
+        async fn an_invitation_works_once_and_a_new_one_withdraws_the_old(store) {
+            let accounts = accounts(store);
+            let (old, _) = accounts.invite("alice", &[Role::Operator], 24, "cli:root").await.unwrap();
+            let (token, invitation) = accounts.invite("alice", &[Role::Operator], 24, "cli:root").await.unwrap();
+            assert!(token.starts_with(TOKEN_PREFIX));
+            assert_eq!(invitation.roles, [Role::Operator]);
+            assert!(accounts.invitation(&old).await.unwrap().is_none(), "the earlier link stopped working");
+            assert!(accounts.accept_invitation(&old, "a long enough password").await.unwrap().is_none());
+            assert!(accounts.accept_invitation(&token, "short").await.is_err(), "the password is checked first");
+            assert!(accounts.invitation(&token).await.unwrap().is_some(), "and a refused password uses nothing up");
 
-        let accepted = accounts.accept_invitation(&token, "a long enough password").await.unwrap().unwrap();
-        assert_eq!(accepted.user.roles, [Role::Operator]);
-        assert!(accepted.totp_uri.starts_with("otpauth://totp/"));
-        assert!(accounts.accept_invitation(&token, "another long password").await.unwrap().is_none());
-        assert!(accounts.invitations().await.unwrap().is_empty());
-        let again = accounts.invite("alice", &[Role::Auditor], 24, "cli:root").await;
-        assert!(matches!(again, Err(AccountError::Exists(_))));
-        assert!(accounts.invite("bob", &[], 24, "x").await.is_err());
-        assert!(accounts.invite("bob", &[Role::Auditor], MAX_HOURS + 1, "x").await.is_err());
-        assert!(accounts.invitation("not-a-token").await.unwrap().is_none());
-        // A name that looks like a credential is refused.
-        assert!(accounts.invite("fgi_bob", &[Role::Auditor], 24, "x").await.is_err());
-        assert!(accounts.create_user("fgu_bob", &[Role::Auditor], "x").await.is_err());
+            let accepted = accounts.accept_invitation(&token, "a long enough password").await.unwrap().unwrap();
+            assert_eq!(accepted.user.roles, [Role::Operator]);
+            assert!(accepted.totp_uri.starts_with("otpauth://totp/"));
+            assert!(accounts.accept_invitation(&token, "another long password").await.unwrap().is_none());
+            assert!(accounts.invitations().await.unwrap().is_empty());
+            let again = accounts.invite("alice", &[Role::Auditor], 24, "cli:root").await;
+            assert!(matches!(again, Err(AccountError::Exists(_))));
+            assert!(accounts.invite("bob", &[], 24, "x").await.is_err());
+            assert!(accounts.invite("bob", &[Role::Auditor], MAX_HOURS + 1, "x").await.is_err());
+            assert!(accounts.invitation("not-a-token").await.unwrap().is_none());
+            // A name that looks like a credential is refused.
+            assert!(accounts.invite("fgi_bob", &[Role::Auditor], 24, "x").await.is_err());
+            assert!(accounts.create_user("fgu_bob", &[Role::Auditor], "x").await.is_err());
+        }
     }
 }

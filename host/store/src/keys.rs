@@ -5,6 +5,7 @@
 
 use sqlx::Row;
 
+use super::changes::Topic;
 use super::{RepoFuture, Store};
 
 /// One stored signing key.
@@ -39,11 +40,19 @@ impl KeyRepository for Store {
     }
 
     fn insert<'a>(&'a self, key: &'a KeyRow) -> RepoFuture<'a, ()> {
-        Box::pin(async move { Ok(insert(self, key).await?) })
+        Box::pin(async move {
+            insert(self, key).await?;
+            self.announce(Topic::Keys).await?;
+            Ok(())
+        })
     }
 
     fn retire_active(&self, at: i64) -> RepoFuture<'_, ()> {
-        Box::pin(async move { Ok(retire_active(self, at).await?) })
+        Box::pin(async move {
+            retire_active(self, at).await?;
+            self.announce(Topic::Keys).await?;
+            Ok(())
+        })
     }
 
     fn reseal<'a>(&'a self, kid: &'a str, private_pem: &'a str) -> RepoFuture<'a, ()> {

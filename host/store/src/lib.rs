@@ -28,6 +28,7 @@
 pub mod access;
 pub mod accounts;
 mod appender;
+pub mod changes;
 pub mod clients;
 pub mod directory;
 pub mod identities;
@@ -35,6 +36,8 @@ pub mod invitations;
 pub mod keys;
 pub mod material;
 pub mod sign_in;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod testing;
 
 use std::path::{Path, PathBuf};
 
@@ -50,14 +53,47 @@ pub use clients::{Client, ClientStatus, Registry, SecretInfo};
 pub type RepoFuture<'a, T, E = anyhow::Error> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, E>> + Send + 'a>>;
 
-/// The embedded migrations, applied on open.
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// The embedded migrations of each backend, applied on open.
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Which database is behind a [`Store`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The backend of a database URL: `sqlite:…`, or `postgres://…` /
+    /// `postgresql://…`.
+    pub fn of(url: &str) -> anyhow::Result<Backend> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            anyhow::bail!(
+                "database URL {} names no database this gateway knows: write postgres://user:password@host:port/name \
+                 (or sqlite://path)",
+                redact(url)
+            )
+        }
+    }
+}
+
+/// The advisory lock every read-then-write transaction on PostgreSQL takes
+/// first: writers on every replica take turns, as SQLite's `BEGIN IMMEDIATE`
+/// makes writers on one file do (the constant is "fhirgate" in ASCII).
+const WRITE_LOCK: i64 = 0x6668_6972_6761_7465;
 
 /// A connection pool with the schema applied.
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
-    sqlite: bool,
+    backend: Backend,
+    /// The database's URL, for a connection of its own (a listener).
+    url: Option<std::sync::Arc<str>>,
     /// The access log's own connection, for a SQLite file.
     appender: Option<std::sync::Arc<appender::Appender>>,
 }
@@ -82,13 +118,47 @@ impl Store {
         Ok(store)
     }
 
-    /// Opens the database at `url` (`sqlite://…` or `sqlite::memory:`) and
-    /// applies pending migrations.
+    /// The gateway's lasting state and its key material: the database at
+    /// `database_url` when one is given (its keys sealed in it, the KEK from
+    /// `FHIRGATE_KEK`, `kek_file` or `kek.key` in `data_dir`), else the SQLite
+    /// database in `data_dir` (its keys in files beside it); `None` when
+    /// neither is given.
+    pub async fn open_state(
+        data_dir: Option<&Path>,
+        database_url: Option<&str>,
+        kek_file: Option<&Path>,
+    ) -> anyhow::Result<Option<(Store, material::KeyMaterial)>> {
+        if let Some(url) = database_url {
+            let store = Store::open(url).await?;
+            let kek_file =
+                kek_file.map(Path::to_path_buf).or_else(|| data_dir.map(|d| d.join(fhirgate_core::vault::FILE_NAME)));
+            let material = material::KeyMaterial::open_in_database(&store, kek_file.as_deref()).await?;
+            return Ok(Some((store, material)));
+        }
+        let Some(dir) = data_dir else { return Ok(None) };
+        let store = Store::open_dir(dir).await?;
+        let material = material::KeyMaterial::open(&store, dir, kek_file).await?;
+        Ok(Some((store, material)))
+    }
+
+    /// Opens the database at `url` (`postgres://…`, `sqlite://…` or
+    /// `sqlite::memory:`) and applies pending migrations.
     pub async fn open(url: &str) -> anyhow::Result<Store> {
         sqlx::any::install_default_drivers();
         // An in-memory SQLite database lives as long as its one connection.
         let memory = url.contains(":memory:");
-        let mut options = AnyPoolOptions::new().max_connections(if memory { 1 } else { 4 });
+        let backend = Backend::of(url)?;
+        let connections = match backend {
+            _ if memory => 1,
+            Backend::Sqlite => 4,
+            // Requests wait on the network, not a file lock: more at once.
+            Backend::Postgres => 16,
+        };
+        let mut options = AnyPoolOptions::new()
+            .max_connections(connections)
+            // A database that is down fails a request in seconds, not at
+            // sqlx's default 30 s, and readiness says so.
+            .acquire_timeout(std::time::Duration::from_secs(5));
         if memory {
             // The database lives and dies with its one connection: never
             // recycle it.
@@ -111,8 +181,14 @@ impl Store {
             });
         }
         let pool = options.connect(url).await.with_context(|| format!("opening the store at {}", redact(url)))?;
-        MIGRATOR.run(&pool).await.context("applying store migrations")?;
-        Ok(Store { pool, sqlite: url.starts_with("sqlite:"), appender: None })
+        let migrations = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        // On PostgreSQL, sqlx takes an advisory lock around the migrations:
+        // replicas starting together apply them once.
+        migrations.run(&pool).await.context("applying store migrations")?;
+        Ok(Store { pool, backend, url: Some(url.into()), appender: None })
     }
 
     /// Whether the database answers a trivial query within `within`.
@@ -132,8 +208,11 @@ impl Store {
     /// (mode 0600) while others keep reading and writing: SQLite's
     /// `VACUUM INTO`, one read transaction over everything committed.
     pub async fn snapshot_into(&self, target: &Path) -> anyhow::Result<()> {
-        if !self.sqlite {
-            anyhow::bail!("only a SQLite store is copied by `fhirgate backup`");
+        if self.backend != Backend::Sqlite {
+            anyhow::bail!(
+                "only a SQLite store is copied by `fhirgate backup`: back up a PostgreSQL database with its own tools \
+                 (pg_dump, or continuous archiving)"
+            );
         }
         // VACUUM INTO takes an empty file: created private first.
         fhirgate_core::files::write_private(target, b"")?;
@@ -146,12 +225,34 @@ impl Store {
         Ok(())
     }
 
-    /// A transaction that reads and then writes. On SQLite it takes the
-    /// write lock up front (`BEGIN IMMEDIATE`), waiting its turn behind other
-    /// writers, instead of failing when another connection wrote after it
-    /// first read.
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A transaction that reads and then writes. It takes the write lock up
+    /// front, waiting its turn behind other writers, instead of failing (or
+    /// acting on what it read) when another connection wrote after it first
+    /// read: `BEGIN IMMEDIATE` on SQLite; on PostgreSQL a transaction-scoped
+    /// advisory lock that writers on every replica share.
     pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-        if self.sqlite { self.pool.begin_with("BEGIN IMMEDIATE").await } else { self.pool.begin().await }
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITE_LOCK).execute(&mut *tx).await?;
+                Ok(tx)
+            }
+        }
+    }
+
+    /// A transaction that only appends rows (access records, audit events):
+    /// on PostgreSQL it does not wait for the write lock.
+    pub async fn begin_append(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.begin_write().await,
+            Backend::Postgres => self.pool.begin().await,
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! The key material that goes with a database: the key-encryption key its
 //! secrets are sealed under, the secret-hash key (`pepper.key`) and the
-//! cursor key (`cursor.key`), both kept sealed beside the database.
+//! cursor key (`cursor.key`), both kept sealed beside the database — in the
+//! data directory, or for a database named by URL (shared by replicas) in
+//! the database itself, so that a replica needs nothing but its KEK.
 //!
 //! The database records the KEK's id and a check value of each key, so a
 //! gateway given a database without its keys (a partial restore, another
@@ -59,6 +61,64 @@ impl KeyMaterial {
         let cursor = key_file(store, &checks, &kek, data_dir, CURSOR_FILE, "page links are sealed with it").await?;
         Ok(KeyMaterial { kek, pepper, cursor })
     }
+}
+
+impl KeyMaterial {
+    /// Opens the key material of the database at a URL: the KEK from
+    /// `FHIRGATE_KEK` or `kek_file` (created there only for a database that
+    /// has never had one), the other keys sealed in the database (created by
+    /// whichever replica comes first).
+    pub async fn open_in_database(store: &Store, kek_file: Option<&Path>) -> anyhow::Result<KeyMaterial> {
+        let checks = checks(store).await?;
+        let kek = match kek_file {
+            // `FHIRGATE_KEK` first, then the file.
+            Some(file) => Kek::load(file, !checks.contains_key("kek"))?,
+            None if std::env::var_os(vault::ENV).is_some() => Kek::load(Path::new(""), false)?,
+            None => bail!(
+                "a gateway whose state is at a database URL needs the key-encryption key every replica shares: \
+                 set {} (64 hexadecimal characters) or kek_file",
+                vault::ENV
+            ),
+        };
+        if !checks.contains_key("kek") {
+            record(store, "kek", kek.id()).await?;
+        }
+        // Read again: another replica may have recorded its KEK first.
+        if let Some(id) = self::checks(store).await?.get("kek")
+            && id != kek.id()
+        {
+            bail!(
+                "this database's key material is sealed under key-encryption key {id}, and the one given \
+                 ({} or the kek_file) is {}: give every replica the KEK the database was made with",
+                vault::ENV,
+                kek.id()
+            );
+        }
+        vault::remember(&kek);
+        let pepper = sealed_key(store, &kek, PEPPER_FILE).await?;
+        let cursor = sealed_key(store, &kek, CURSOR_FILE).await?;
+        Ok(KeyMaterial { kek, pepper, cursor })
+    }
+}
+
+/// The key `name` sealed in the database; a fresh one is stored first when
+/// there is none (if another replica stores its own at the same moment,
+/// both use the one that was stored).
+async fn sealed_key(store: &Store, kek: &Kek, name: &str) -> anyhow::Result<[u8; 32]> {
+    let fresh = fhirgate_core::secret::random_key();
+    sqlx::query("INSERT INTO sealed_keys (name, sealed) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+        .bind(name)
+        .bind(kek.seal(name, &fresh)?)
+        .execute(store.pool())
+        .await
+        .with_context(|| format!("storing {name}"))?;
+    let sealed: String = sqlx::query_scalar("SELECT sealed FROM sealed_keys WHERE name = $1")
+        .bind(name)
+        .fetch_one(store.pool())
+        .await
+        .with_context(|| format!("reading {name}"))?;
+    let plain = kek.open(name, &sealed).with_context(|| format!("opening {name} from the database"))?;
+    plain.try_into().map_err(|_| anyhow::anyhow!("{name} in the database is not a 32-byte key"))
 }
 
 /// Opens (or, for a database that never had it, creates) the sealed key
@@ -181,5 +241,39 @@ mod tests {
         assert_eq!(m.pepper, [9; 32]);
         assert!(vault::is_sealed(&std::fs::read_to_string(dir.join(PEPPER_FILE)).unwrap()));
         assert_eq!(open(dir).await.unwrap().pepper, [9; 32]);
+    }
+}
+
+#[cfg(test)]
+mod database_tests {
+    use super::*;
+
+    crate::store_tests! {
+        async fn keys_in_the_database_are_shared_sealed_and_need_their_kek(store) {
+            let tmp = tempfile::tempdir().unwrap();
+            let kek_file = tmp.path().join("kek.key");
+            // Replicas starting together on a fresh database agree on one set.
+            let (a, b) = tokio::join!(
+                KeyMaterial::open_in_database(&store, Some(&kek_file)),
+                KeyMaterial::open_in_database(&store, Some(&kek_file))
+            );
+            let (a, b) = (a.unwrap(), b.unwrap());
+            assert_eq!((a.pepper, a.cursor, a.kek.id()), (b.pepper, b.cursor, b.kek.id()));
+            let sealed: Vec<String> = sqlx::query_scalar("SELECT sealed FROM sealed_keys ORDER BY name")
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+            assert_eq!(sealed.len(), 2);
+            assert!(sealed.iter().all(|s| vault::is_sealed(s) && !s.contains(&hex::encode(a.pepper))));
+
+            // Another KEK is refused, naming both; no KEK at all is explained.
+            let other = tmp.path().join("other.key");
+            files::write_private(&other, hex::encode([5u8; 32]).as_bytes()).unwrap();
+            let e = format!("{:#}", KeyMaterial::open_in_database(&store, Some(&other)).await.err().unwrap());
+            assert!(e.contains("sealed under key-encryption key") && e.contains(a.kek.id()), "{e}");
+            std::fs::remove_file(&kek_file).unwrap();
+            let e = format!("{:#}", KeyMaterial::open_in_database(&store, Some(&kek_file)).await.err().unwrap());
+            assert!(e.contains("key-encryption key is missing"), "{e}");
+        }
     }
 }

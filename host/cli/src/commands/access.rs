@@ -1,12 +1,10 @@
 //! `fhirgate access`: the access log of a data directory, as JSON records or
 //! a FHIR Bundle of AuditEvent.
 
-use std::path::PathBuf;
-
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long, env = "FHIRGATE_DATA_DIR")]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    state: super::StateArgs,
     #[arg(long)]
     tenant: Option<String>,
     #[arg(long)]
@@ -28,8 +26,8 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let Args { data_dir, tenant, client, patient, since, until, limit, fhir } = args;
-    let store = fhirgate_store::Store::open_dir(&data_dir).await?;
+    let Args { state, tenant, client, patient, since, until, limit, fhir } = args;
+    let (store, _) = state.open().await?;
     let log = fhirgate_gateway::access::AccessLog::start(
         std::sync::Arc::new(store),
         fhirgate_gateway::access::Commit::Buffered,

@@ -8,8 +8,8 @@ use clap::Subcommand;
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long, env = "FHIRGATE_DATA_DIR")]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    state: super::StateArgs,
     /// Who makes the change, as the audit trail records it.
     #[arg(long, env = "FHIRGATE_ACTOR")]
     actor: Option<String>,
@@ -22,10 +22,6 @@ pub struct Args {
     /// `outbound.allowed_ranges`, for the /metadata check made here.
     #[arg(long = "allowed-range", value_name = "CIDR")]
     allowed_ranges: Vec<String>,
-    /// The key-encryption key's file, when the gateway's `kek_file` is set
-    /// (default: `kek.key` in the data directory; `FHIRGATE_KEK` wins).
-    #[arg(long, env = "FHIRGATE_KEK_FILE")]
-    kek_file: Option<PathBuf>,
     #[command(subcommand)]
     command: DirectoryCommand,
 }
@@ -110,13 +106,12 @@ fn parse_environment(s: &str) -> Result<fhirgate_core::environment::Environment,
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let outbound = fhirgate_gateway::config::OutboundConfig { allowed_ranges: args.allowed_ranges }.policy()?;
-    directory_command(&args.data_dir, args.kek_file.as_deref(), args.actor, args.token, outbound, args.command).await
+    directory_command(&args.state, args.actor, args.token, outbound, args.command).await
 }
 
 /// Runs a `fhirgate directory …` command; results are JSON on stdout.
 async fn directory_command(
-    data_dir: &std::path::Path,
-    kek_file: Option<&std::path::Path>,
+    state: &super::StateArgs,
     actor: Option<String>,
     token: Option<String>,
     outbound: fhirgate_upstream::outbound::OutboundPolicy,
@@ -124,16 +119,17 @@ async fn directory_command(
 ) -> anyhow::Result<()> {
     use fhirgate_gateway::directory::{Directory, ProviderSpec, SECRETS_DIR};
     use serde_json::json;
-    let store = fhirgate_store::Store::open_dir(data_dir).await?;
-    let material = fhirgate_store::material::KeyMaterial::open(&store, data_dir, kek_file).await?;
+    let (store, material) = state.open().await?;
     let accounts = fhirgate_store::accounts::Accounts::new(store.clone(), material.pepper);
     let kek = material.kek;
-    let secrets = data_dir.join(SECRETS_DIR);
-    if let DirectoryCommand::SealSecret { name } = &command {
-        return seal_secret(&secrets, name, &kek);
+    let secrets = state.data_dir.as_ref().map(|d| d.join(SECRETS_DIR));
+    if let (DirectoryCommand::SealSecret { name }, Some(secrets)) = (&command, &secrets) {
+        return seal_secret(secrets, name, &kek);
     }
-    fhirgate_core::vault::seal_plain_files(&secrets, &kek)?;
-    let dir = Directory::open(std::sync::Arc::new(store), Some(secrets), kek.clone()).await?;
+    if let Some(secrets) = &secrets {
+        fhirgate_core::vault::seal_plain_files(secrets, &kek)?;
+    }
+    let dir = Directory::open(std::sync::Arc::new(store), secrets.clone(), kek.clone()).await?;
     let upstream = fhirgate_upstream::Upstream::with_outbound(
         fhirgate_gateway::config::HttpLimits::default().max_upstream_body_bytes,
         outbound,
@@ -201,7 +197,9 @@ async fn directory_command(
             let kid = dir.rotate_assertion_key(&provider_id, overlap_seconds, &actor()?).await?;
             json!({ "provider_id": provider_id, "kid": kid, "jwks": dir.snapshot().provider_jwks(&provider_id) })
         }
-        DirectoryCommand::SealSecret { name } => return seal_secret(&data_dir.join(SECRETS_DIR), &name, &kek),
+        DirectoryCommand::SealSecret { name } => {
+            return seal_secret(&secrets.context("sealing a provider secret file needs --data-dir")?, &name, &kek);
+        }
     };
     fhirgate_core::say!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())

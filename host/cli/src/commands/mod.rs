@@ -19,13 +19,17 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-/// Where a command finds a gateway's state: its data directory, and the
-/// key-encryption key its key material is sealed under.
+/// Where a command finds a gateway's state: its data directory or its
+/// database, and the key-encryption key its key material is sealed under.
 #[derive(clap::Args)]
 pub struct StateArgs {
     /// The gateway's data directory.
-    #[arg(long, env = "FHIRGATE_DATA_DIR")]
-    pub data_dir: PathBuf,
+    #[arg(long, env = "FHIRGATE_DATA_DIR", required_unless_present = "database_url")]
+    pub data_dir: Option<PathBuf>,
+    /// The gateway's database, when its state is at a URL
+    /// (`postgres://…`, the gateway's `database_url`).
+    #[arg(long, env = "FHIRGATE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// The key-encryption key's file, when the gateway's `kek_file` is set
     /// (default: `kek.key` in the data directory; `FHIRGATE_KEK` wins).
     #[arg(long, env = "FHIRGATE_KEK_FILE")]
@@ -35,10 +39,13 @@ pub struct StateArgs {
 impl StateArgs {
     /// The store and its key material.
     pub async fn open(&self) -> anyhow::Result<(fhirgate_store::Store, fhirgate_store::material::KeyMaterial)> {
-        let store = fhirgate_store::Store::open_dir(&self.data_dir).await?;
-        let material =
-            fhirgate_store::material::KeyMaterial::open(&store, &self.data_dir, self.kek_file.as_deref()).await?;
-        Ok((store, material))
+        fhirgate_store::Store::open_state(
+            self.data_dir.as_deref(),
+            self.database_url.as_deref(),
+            self.kek_file.as_deref(),
+        )
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("give --data-dir or --database-url"))
     }
 }
 

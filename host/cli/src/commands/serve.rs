@@ -27,13 +27,21 @@ pub struct Args {
     /// Directory of persistent state; overrides `data_dir` in the file.
     #[arg(long, env = "FHIRGATE_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// The database shared by the replicas (`postgres://…`); overrides
+    /// `database_url` in the file.
+    #[arg(long, env = "FHIRGATE_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let Args { config: path, listen, json, data_dir } = args;
+    let Args { config: path, listen, json, data_dir, database_url } = args;
     let mut config = Config::load(&path)?;
     if data_dir.is_some() {
         config.data_dir = data_dir;
+    }
+    if database_url.is_some() {
+        config.database_url = database_url;
+        config.check().with_context(|| format!("in {} with --database-url", path.display()))?;
     }
     let addr =
         listen.or(config.listen).context("no address to listen on: set `listen` in the config or pass --listen")?;

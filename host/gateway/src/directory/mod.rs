@@ -390,8 +390,7 @@ mod tests {
     const T1: &str = "3f2b8c1e-6d4a-4b7f-9e21-5a0c7d9e4b13";
     const T2: &str = "8e1c3a4e-2b51-4c1e-9d3a-0c6f5e2b8a11";
 
-    async fn directory() -> Directory {
-        let store = fhirgate_store::Store::open("sqlite::memory:").await.unwrap();
+    async fn directory(store: fhirgate_store::Store) -> Directory {
         Directory::open(Arc::new(store), None, Kek::random()).await.unwrap()
     }
 
@@ -409,27 +408,28 @@ mod tests {
         map
     }
 
-    #[tokio::test]
-    async fn declarations_route_and_their_removal_stops_routing() {
-        let dir = directory().await;
-        dir.declare("acme", &providers(&["a", "b"]), &tenants(&[(T1, "a"), (T2, "b")])).await.unwrap();
-        let snap = dir.snapshot();
-        assert!(snap.check_tenant(T1).is_ok());
-        assert_eq!(snap.resolve(&T1.to_uppercase(), "a").unwrap().base_url, "http://a.example/fhir");
-        assert_eq!(snap.resolve(T1, "b").unwrap_err(), Refusal::NotApproved, "no cross-tenant routes");
-        assert_eq!(snap.active_providers(T2), vec![("b".to_owned(), Version::R4)]);
-        let generation = snap.generation;
+    fhirgate_store::store_tests! {
+        async fn declarations_route_and_their_removal_stops_routing(store) {
+            let dir = directory(store).await;
+            dir.declare("acme", &providers(&["a", "b"]), &tenants(&[(T1, "a"), (T2, "b")])).await.unwrap();
+            let snap = dir.snapshot();
+            assert!(snap.check_tenant(T1).is_ok());
+            assert_eq!(snap.resolve(&T1.to_uppercase(), "a").unwrap().base_url, "http://a.example/fhir");
+            assert_eq!(snap.resolve(T1, "b").unwrap_err(), Refusal::NotApproved, "no cross-tenant routes");
+            assert_eq!(snap.active_providers(T2), vec![("b".to_owned(), Version::R4)]);
+            let generation = snap.generation;
 
-        // Declaring the same again changes nothing.
-        dir.declare("acme", &providers(&["a", "b"]), &tenants(&[(T1, "a"), (T2, "b")])).await.unwrap();
-        assert_eq!(dir.snapshot().generation, generation);
+            // Declaring the same again changes nothing.
+            dir.declare("acme", &providers(&["a", "b"]), &tenants(&[(T1, "a"), (T2, "b")])).await.unwrap();
+            assert_eq!(dir.snapshot().generation, generation);
 
-        // Dropping T2 and provider b from the file removes them.
-        dir.declare("acme", &providers(&["a"]), &tenants(&[(T1, "a")])).await.unwrap();
-        let snap = dir.snapshot();
-        assert_eq!(snap.check_tenant(T2).unwrap_err(), Refusal::UnknownTenant);
-        assert_eq!(snap.provider_count(), 1);
-        assert!(snap.generation > generation);
+            // Dropping T2 and provider b from the file removes them.
+            dir.declare("acme", &providers(&["a"]), &tenants(&[(T1, "a")])).await.unwrap();
+            let snap = dir.snapshot();
+            assert_eq!(snap.check_tenant(T2).unwrap_err(), Refusal::UnknownTenant);
+            assert_eq!(snap.provider_count(), 1);
+            assert!(snap.generation > generation);
+        }
     }
 
     #[tokio::test]
@@ -460,16 +460,17 @@ mod tests {
         assert!(pending.active_providers(T1).is_empty());
     }
 
-    #[tokio::test]
-    async fn a_bad_declaration_changes_nothing() {
-        let dir = directory().await;
-        dir.declare("acme", &providers(&["a"]), &tenants(&[(T1, "a")])).await.unwrap();
-        let generation = dir.snapshot().generation;
-        let mut bad = providers(&["a"]);
-        bad.get_mut("a").unwrap().base_url = "ftp://nope".into();
-        let err = dir.declare("acme", &bad, &tenants(&[(T1, "a")])).await.unwrap_err();
-        assert!(format!("{err:#}").contains("providers.a"), "{err:#}");
-        assert_eq!(dir.snapshot().generation, generation);
-        assert!(dir.snapshot().resolve(T1, "a").is_ok());
+    fhirgate_store::store_tests! {
+        async fn a_bad_declaration_changes_nothing(store) {
+            let dir = directory(store).await;
+            dir.declare("acme", &providers(&["a"]), &tenants(&[(T1, "a")])).await.unwrap();
+            let generation = dir.snapshot().generation;
+            let mut bad = providers(&["a"]);
+            bad.get_mut("a").unwrap().base_url = "ftp://nope".into();
+            let err = dir.declare("acme", &bad, &tenants(&[(T1, "a")])).await.unwrap_err();
+            assert!(format!("{err:#}").contains("providers.a"), "{err:#}");
+            assert_eq!(dir.snapshot().generation, generation);
+            assert!(dir.snapshot().resolve(T1, "a").is_ok());
+        }
     }
 }

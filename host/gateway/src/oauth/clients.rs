@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use std::sync::Arc;
 
-use fhirgate_store::clients::{ClientRepository, ClientStatus, RegistryError};
+use fhirgate_store::clients::{ClientRepository, ClientStatus, RegistryError, Standing};
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -123,6 +123,31 @@ impl ClientRegistry {
         Ok(environment)
     }
 
+    /// What a request with a token of `client_id` (its id `jti`) must know:
+    /// the client's environment if it exists and is enabled, and whether the
+    /// token was revoked (`revoked_here`: this gateway knows it was). On a
+    /// registry other gateways share, both are read from it at every call,
+    /// in one query, so a change made anywhere holds on the next request;
+    /// otherwise the status as [`ClientRegistry::active_environment`] keeps it.
+    pub async fn standing(
+        &self,
+        client_id: &str,
+        jti: Option<&str>,
+        revoked_here: bool,
+    ) -> Result<Standing, RegistryError> {
+        match &self.stored {
+            Some(registry) if registry.is_shared() => {
+                let mut standing = registry.standing(client_id, jti).await?;
+                if let Some(c) = self.clients.get(client_id) {
+                    standing.environment = Some(c.environment);
+                }
+                standing.revoked |= revoked_here;
+                Ok(standing)
+            }
+            _ => Ok(Standing { environment: self.active_environment(client_id).await?, revoked: revoked_here }),
+        }
+    }
+
     /// The clients the configuration file declares.
     pub fn declared_clients(&self) -> impl Iterator<Item = &Client> {
         self.clients.values()
@@ -183,22 +208,22 @@ mod tests {
         assert_eq!(found.tenants[0], "7f0c3a4e-2b51-4c1e-9d3a-0c6f5e2b8a11");
     }
 
-    #[tokio::test]
-    async fn declared_clients_then_registered_ones() {
-        let store = fhirgate_store::Store::open("sqlite::memory:").await.unwrap();
-        let registry = fhirgate_store::Registry::new(store, [7u8; 32]);
-        let (registered, registered_secret) = registry.create("Registered", &[TENANT.into()], "test").await.unwrap();
-        let mut r = ClientRegistry::default();
-        let declared_secret = generate_secret();
-        r.add("declared", "Declared", &declared_secret, &[TENANT.into()]);
-        let r = r.with_store(Arc::new(registry));
-        let found = r.authenticate("declared", &declared_secret).await.unwrap().unwrap();
-        assert_eq!(found.client_id, "declared");
-        let found = r.authenticate(&registered.client_id, &registered_secret).await.unwrap().unwrap();
-        assert_eq!(found.client_id, registered.client_id);
-        // A declared client's secret opens no registered client, and back.
-        assert!(r.authenticate(&registered.client_id, &declared_secret).await.unwrap().is_none());
-        assert!(r.authenticate("declared", &registered_secret).await.unwrap().is_none());
-        assert!(r.stored().is_some());
+    fhirgate_store::store_tests! {
+        async fn declared_clients_then_registered_ones(store) {
+                    let registry = fhirgate_store::Registry::new(store, [7u8; 32]);
+            let (registered, registered_secret) = registry.create("Registered", &[TENANT.into()], "test").await.unwrap();
+            let mut r = ClientRegistry::default();
+            let declared_secret = generate_secret();
+            r.add("declared", "Declared", &declared_secret, &[TENANT.into()]);
+            let r = r.with_store(Arc::new(registry));
+            let found = r.authenticate("declared", &declared_secret).await.unwrap().unwrap();
+            assert_eq!(found.client_id, "declared");
+            let found = r.authenticate(&registered.client_id, &registered_secret).await.unwrap().unwrap();
+            assert_eq!(found.client_id, registered.client_id);
+            // A declared client's secret opens no registered client, and back.
+            assert!(r.authenticate(&registered.client_id, &declared_secret).await.unwrap().is_none());
+            assert!(r.authenticate("declared", &registered_secret).await.unwrap().is_none());
+            assert!(r.stored().is_some());
+        }
     }
 }

@@ -95,50 +95,50 @@ pub async fn rotate(
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn rotation_keeps_old_keys_published_for_the_window() {
-        let store = fhirgate_store::Store::open("sqlite::memory:").await.unwrap();
-        let kek = Kek::random();
-        let ring = load_ring(&store, &kek, Algorithm::ES256, 3600).await.unwrap();
-        let first = ring.active().kid().to_owned();
-        // Loading again does not create another key.
-        assert_eq!(load_ring(&store, &kek, Algorithm::ES256, 3600).await.unwrap().active().kid(), first);
+    fhirgate_store::store_tests! {
+        async fn rotation_keeps_old_keys_published_for_the_window(store) {
+                    let kek = Kek::random();
+            let ring = load_ring(&store, &kek, Algorithm::ES256, 3600).await.unwrap();
+            let first = ring.active().kid().to_owned();
+            // Loading again does not create another key.
+            assert_eq!(load_ring(&store, &kek, Algorithm::ES256, 3600).await.unwrap().active().kid(), first);
 
-        let ring = rotate(&store, &kek, Algorithm::RS256, 3600).await.unwrap();
-        assert_ne!(ring.active().kid(), first);
-        assert_eq!(ring.active().alg(), Algorithm::RS256);
-        assert!(ring.find(&first).is_some(), "the retired key is still published");
-        assert_eq!(ring.jwks()["keys"].as_array().unwrap().len(), 2);
+            let ring = rotate(&store, &kek, Algorithm::RS256, 3600).await.unwrap();
+            assert_ne!(ring.active().kid(), first);
+            assert_eq!(ring.active().alg(), Algorithm::RS256);
+            assert!(ring.find(&first).is_some(), "the retired key is still published");
+            assert_eq!(ring.jwks()["keys"].as_array().unwrap().len(), 2);
 
-        // With no publication window, the retired key is gone.
-        let ring = load_ring(&store, &kek, Algorithm::ES256, 0).await.unwrap();
-        assert!(ring.find(&first).is_none());
-        assert_eq!(ring.jwks()["keys"].as_array().unwrap().len(), 1);
+            // With no publication window, the retired key is gone.
+            let ring = load_ring(&store, &kek, Algorithm::ES256, 0).await.unwrap();
+            assert!(ring.find(&first).is_none());
+            assert_eq!(ring.jwks()["keys"].as_array().unwrap().len(), 1);
+        }
     }
 
-    #[tokio::test]
-    async fn keys_are_stored_sealed_and_plain_ones_are_sealed_on_load() {
-        let store = fhirgate_store::Store::open("sqlite::memory:").await.unwrap();
-        let kek = Kek::random();
-        let ring = load_ring(&store, &kek, Algorithm::ES256, 3600).await.unwrap();
-        let rows = store.all().await.unwrap();
-        assert!(vault::is_sealed(&rows[0].private_pem) && !rows[0].private_pem.contains("PRIVATE KEY"));
-        assert!(load_ring(&store, &Kek::random(), Algorithm::ES256, 3600).await.is_err(), "another KEK");
+    fhirgate_store::store_tests! {
+        async fn keys_are_stored_sealed_and_plain_ones_are_sealed_on_load(store) {
+                    let kek = Kek::random();
+            let ring = load_ring(&store, &kek, Algorithm::ES256, 3600).await.unwrap();
+            let rows = store.all().await.unwrap();
+            assert!(vault::is_sealed(&rows[0].private_pem) && !rows[0].private_pem.contains("PRIVATE KEY"));
+            assert!(load_ring(&store, &Kek::random(), Algorithm::ES256, 3600).await.is_err(), "another KEK");
 
-        // A row written in plain text by an earlier version.
-        let plain = SigningKey::generate_for(Algorithm::ES256).unwrap();
-        store.retire_active(now_seconds() as i64).await.unwrap();
-        let row = KeyRow {
-            kid: plain.kid().to_owned(),
-            alg: "ES256".into(),
-            private_pem: plain.private_pem().to_owned(),
-            created_at: now_seconds() as i64 + 1,
-            retired_at: None,
-        };
-        store.insert(&row).await.unwrap();
-        let again = load_ring(&store, &kek, Algorithm::ES256, 3600).await.unwrap();
-        assert_eq!(again.active().kid(), plain.kid());
-        assert!(again.find(ring.active().kid()).is_some());
-        assert!(store.all().await.unwrap().iter().all(|r| vault::is_sealed(&r.private_pem)));
+            // A row written in plain text by an earlier version.
+            let plain = SigningKey::generate_for(Algorithm::ES256).unwrap();
+            store.retire_active(now_seconds() as i64).await.unwrap();
+            let row = KeyRow {
+                kid: plain.kid().to_owned(),
+                alg: "ES256".into(),
+                private_pem: plain.private_pem().to_owned(),
+                created_at: now_seconds() as i64 + 1,
+                retired_at: None,
+            };
+            store.insert(&row).await.unwrap();
+            let again = load_ring(&store, &kek, Algorithm::ES256, 3600).await.unwrap();
+            assert_eq!(again.active().kid(), plain.kid());
+            assert!(again.find(ring.active().kid()).is_some());
+            assert!(store.all().await.unwrap().iter().all(|r| vault::is_sealed(&r.private_pem)));
+        }
     }
 }

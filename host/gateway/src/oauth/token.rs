@@ -63,13 +63,16 @@ pub struct Verdict {
 }
 
 impl AuthServer {
-    /// The environment of `client_id` if it exists and is enabled (see
-    /// [`ClientRegistry::active_environment`]).
-    pub async fn client_environment(
+    /// What a request with a token of `client_id` (its id `jti`) must know
+    /// now: the client's environment if it exists and is enabled, and
+    /// whether the token was revoked (see [`ClientRegistry::standing`]).
+    pub async fn standing(
         &self,
         client_id: &str,
-    ) -> Result<Option<fhirgate_core::environment::Environment>, fhirgate_store::clients::RegistryError> {
-        self.clients.active_environment(client_id).await
+        jti: Option<&str>,
+    ) -> Result<fhirgate_store::clients::Standing, fhirgate_store::clients::RegistryError> {
+        let revoked_here = jti.is_some_and(|j| self.revoked.is_revoked(j));
+        self.clients.standing(client_id, jti, revoked_here).await
     }
 
     /// Forgets what is known of `client_id`'s status, after a change to it.
@@ -117,11 +120,17 @@ impl AuthServer {
 
     /// Replaces the key ring (after a rotation, or when loaded from the
     /// store); validators see the new JWK Set from their next call.
+    /// A ring that publishes what the current one does (the active key
+    /// first) is the same ring: nothing changes.
     pub fn set_keys(&self, ring: KeyRing) {
+        let jwks = ring.jwks().to_string();
+        if self.facts.load().jwks == jwks {
+            return;
+        }
         self.facts.store(Arc::new(IssuerFacts {
             issuer: self.issuer.clone(),
             audiences: self.audiences.clone(),
-            jwks: ring.jwks().to_string(),
+            jwks,
         }));
         self.keys.store(Arc::new(ring));
         // A verdict vouches for a token under the keys it was checked with.
@@ -393,12 +402,13 @@ impl AuthServer {
         let params = read_form(headers, query, body)?;
         let client = self.authenticate_request(headers, &params, peer).await?;
         let token = params.get("token").ok_or_else(|| OAuthError::InvalidRequest("`token` is missing.".into()))?;
-        Ok(self.introspection(token, Some(&client.client_id)))
+        Ok(self.introspection(token, Some(&client.client_id)).await)
     }
 
     /// The introspection answer for `token`, restricted to `owner`'s tokens
-    /// unless `owner` is `None` (the admin).
-    pub fn introspection(&self, token: &str, owner: Option<&str>) -> Value {
+    /// unless `owner` is `None` (the admin): active only while its client is
+    /// enabled and it is not revoked.
+    pub async fn introspection(&self, token: &str, owner: Option<&str>) -> Value {
         let inactive = json!({ "active": false });
         let Some(claims) = self.decode_own(token) else {
             return inactive;
@@ -408,8 +418,14 @@ impl AuthServer {
         let nbf = claims["nbf"].as_u64().unwrap_or(0);
         let jti = claims["jti"].as_str().unwrap_or_default();
         let owned = owner.is_none_or(|o| claims["sub"] == o);
-        if !owned || exp <= now || nbf > now + 30 || self.revoked.is_revoked(jti) {
+        if !owned || exp <= now || nbf > now + 30 {
             return inactive;
+        }
+        let client_id = claims["sub"].as_str().unwrap_or_default();
+        match self.standing(client_id, Some(jti).filter(|j| !j.is_empty())).await {
+            Ok(s) if s.environment.is_some() && !s.revoked => {}
+            // A registry that cannot be read vouches for nothing.
+            _ => return inactive,
         }
         json!({
             "active": true,

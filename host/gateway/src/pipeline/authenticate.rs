@@ -64,18 +64,18 @@ pub(super) async fn authenticate(
     if claims.client_id.is_empty() || !fhirgate_core::ids::is_guid(&claims.tenant_id) {
         return Err(Failure::module(Role::TokenValidation, "returned claims without a client id or tenant id"));
     }
-    if claims.token_id.as_deref().is_some_and(|jti| ctx.gw.auth().revoked.is_revoked(jti)) {
-        return Err(Failure::bearer(StatusCode::UNAUTHORIZED, Some("invalid_token"), "The access token was revoked."));
-    }
     if claims.expires_at <= fhirgate_core::clock::now_seconds() {
         return Err(Failure::bearer(StatusCode::UNAUTHORIZED, Some("invalid_token"), "The access token expired."));
     }
-    // Only for a client that exists and is enabled: a disabled or deleted
-    // client's tokens end at once, and a token signed for a client never
-    // registered is worth nothing.
-    match auth.client_environment(&claims.client_id).await {
-        Ok(Some(environment)) => Ok((claims, environment)),
-        Ok(None) => Err(Failure::bearer(
+    // Only for a client that exists and is enabled, and a token not revoked:
+    // a disabled or deleted client's tokens end at once, and a token signed
+    // for a client never registered is worth nothing.
+    match auth.standing(&claims.client_id, claims.token_id.as_deref()).await {
+        Ok(s) if s.revoked => {
+            Err(Failure::bearer(StatusCode::UNAUTHORIZED, Some("invalid_token"), "The access token was revoked."))
+        }
+        Ok(fhirgate_store::clients::Standing { environment: Some(environment), .. }) => Ok((claims, environment)),
+        Ok(_) => Err(Failure::bearer(
             StatusCode::UNAUTHORIZED,
             Some("invalid_token"),
             "The access token's client is unknown or disabled.",

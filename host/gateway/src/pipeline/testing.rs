@@ -40,8 +40,9 @@ pub(super) async fn gateway() -> Arc<Services> {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     let runtime = RUNTIME.get_or_init(|| Runtime::new(config.wasm.clone()).expect("the engine")).clone();
     let file = PolicyFile::read(&policy_path).expect("the demo policy");
-    let state =
-        GatewayState::open(None, None, &file, crate::access::Commit::default()).await.expect("an in-memory store");
+    let state = GatewayState::open(None, None, None, &file, crate::access::Commit::default())
+        .await
+        .expect("an in-memory store");
     let policy = file.load(&policy_path, &runtime).expect("the demo modules: run `cargo build-guests` first");
     let addr = SocketAddr::from(([127, 0, 0, 1], 8080));
     Arc::new(Services::new(&config, addr, runtime, policy, state, None).await.expect("the gateway"))

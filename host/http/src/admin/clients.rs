@@ -250,7 +250,7 @@ pub(super) async fn endpoint(
         (&Method::POST, ["introspect"]) => {
             let token = form_urlencoded::parse(body).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned());
             return match token {
-                Some(t) => answer(StatusCode::OK, gw.auth().introspection(&t, None)),
+                Some(t) => answer(StatusCode::OK, gw.auth().introspection(&t, None).await),
                 None => problem(StatusCode::BAD_REQUEST, "Send the token as the form parameter `token`."),
             };
         }
