@@ -5,7 +5,8 @@
 //! `shutdown_delay_seconds`, then stops accepting, drains and exits. Logs as
 //! JSON lines for a collector, each line of a request naming it. Metrics of
 //! requests by route and status, exchanges with providers, breakers, and
-//! the directory's and store's freshness.
+//! the directory's and store's freshness. And from only the binary, in an
+//! empty directory: `fhirgate init`, `fhirgate serve`, a token and a read.
 
 mod support;
 
@@ -164,4 +165,88 @@ fn metrics_count_requests_exchanges_and_breakers() {
     assert!(value("fhirgate_directory_lag_milliseconds") < 10_000.0);
     assert!(value("fhirgate_store_answer_microseconds") >= 0.0, "the store answered");
     assert!(!text.contains("pat-001") && !text.contains(TENANT), "no patient or tenant in the figures");
+}
+
+/// A process of the copied binary, killed when dropped.
+struct Spawned(std::process::Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `bin args` in `dir` and reads the JSON line it prints when ready.
+fn spawn_ready(bin: &std::path::Path, dir: &std::path::Path, args: &[&str]) -> (Spawned, Value) {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(bin)
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("FHIRGATE_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let ready = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{args:?} printed {line:?}: {e}"));
+    (Spawned(child), ready)
+}
+
+#[test]
+fn from_only_the_binary_init_then_serve_then_a_token_and_a_patient_read() {
+    // The binary alone, copied out of the source tree, in an empty directory.
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("fhirgate");
+    std::fs::copy(env!("CARGO_BIN_EXE_fhirgate"), &bin).unwrap();
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let (_hospital, facts) = spawn_ready(&bin, &work, &["provider", "--json", "--listen", "127.0.0.1:0"]);
+    let provider_url = facts["base_url"].as_str().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+
+    let init = |args: &[&str]| {
+        std::process::Command::new(&bin)
+            .arg("init")
+            .arg(".")
+            .args(args)
+            .current_dir(&work)
+            .env_clear()
+            .output()
+            .unwrap()
+    };
+    let out = init(&["--provider-url", provider_url, "--listen", &listen]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let made: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Never twice over the same files.
+    let again = init(&[]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+
+    let (_gateway, ready) = spawn_ready(&bin, &work, &["serve", "--json", "--config", "gateway.toml"]);
+    assert_eq!(ready["address"], listen.as_str());
+    let base = made["public_url"].as_str().unwrap();
+    let tenant = made["tenant_id"].as_str().unwrap();
+    let resp = http()
+        .post(made["token_url"].as_str().unwrap())
+        .basic_auth(made["client_id"].as_str().unwrap(), made["client_secret"].as_str())
+        .form(&[("grant_type", "client_credentials"), ("scope", tenant)])
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let token: Value = resp.json().unwrap();
+    let resp = http()
+        .get(format!("{base}/stu3/Patient/pat-001"))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let patient: Value = resp.json().unwrap();
+    assert_eq!((patient["resourceType"].as_str(), patient["id"].as_str()), (Some("Patient"), Some("pat-001")));
+    // It kept its state beside its configuration, private.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(work.join("data")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "the data directory is private");
 }

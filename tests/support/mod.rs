@@ -162,7 +162,7 @@ fn start_command(mut command: Command, args: &[&str]) -> Running {
 pub fn demo() -> Running {
     in_process("the demo".into(), |ready, stop| async move {
         let policy = repo_root().join("policies/demo/policy.toml");
-        let demo = fhirgate_devtools::demo::Demo::start(&policy, "127.0.0.1:0".parse()?).await?;
+        let demo = fhirgate_devtools::demo::Demo::start(Some(&policy), "127.0.0.1:0".parse()?).await?;
         let _ = ready.send(demo.facts.clone());
         demo.serve(async {
             let _ = stop.await;

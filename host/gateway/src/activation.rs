@@ -436,6 +436,7 @@ fn name_module(policy: &str, role: &str, file: &Path, digest: &str) -> anyhow::R
         .and_then(|m| m.get_mut(role))
         .and_then(|t| t.as_table_like_mut())
         .with_context(|| format!("the policy has no [modules.{role}]"))?;
+    table.remove("builtin");
     table.insert("path", toml_edit::value(file.display().to_string()));
     table.insert("sha256", toml_edit::value(digest));
     Ok(doc.to_string())

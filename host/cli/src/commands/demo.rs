@@ -16,9 +16,10 @@ pub struct Args {
     /// Print the demo's facts as one JSON object on stdout once ready.
     #[arg(long)]
     json: bool,
-    /// The demo partner's policy.
-    #[arg(long, default_value = "policies/demo/policy.toml")]
-    policy: PathBuf,
+    /// The demo partner's policy (default: policies/demo/policy.toml in
+    /// fhirgate's source tree, else the demo policy built into fhirgate).
+    #[arg(long)]
+    policy: Option<PathBuf>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {

@@ -7,6 +7,7 @@ mod client;
 mod demo;
 mod directory;
 mod guest;
+mod init;
 mod keys;
 mod policy;
 mod provider;
@@ -75,6 +76,9 @@ impl Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Write a starter gateway.toml and policy.toml into a directory: one
+    /// hospital, one tenant, one app, the modules built into fhirgate.
+    Init(init::Args),
     /// Serve the gateway described by a configuration file.
     Serve(serve::Args),
     /// Start the demo provider and a gateway serving the demo partner.
@@ -118,6 +122,7 @@ enum Command {
 /// Runs the command `cli` names.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Init(args) => init::run(args),
         Command::Serve(args) => serve::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Proxy(args) => proxy::run(args).await,

@@ -19,7 +19,8 @@ pub struct Args {
 pub enum PolicyCommand {
     /// Load a policy and its modules and report what would serve.
     Check { policy: PathBuf },
-    /// Rewrite each module's `sha256` to the digest of the file it names.
+    /// Rewrite each module's `sha256` to the digest of the file it names
+    /// (built-in modules are left as they are).
     Pin { policy: PathBuf },
 }
 
@@ -58,6 +59,10 @@ fn pin(path: &std::path::Path) -> anyhow::Result<()> {
         .with_context(|| format!("{}: no [modules] table", path.display()))?;
     for (role, item) in modules.iter_mut() {
         let table = item.as_table_like_mut().with_context(|| format!("`modules.{role}` is not a table"))?;
+        if table.contains_key("builtin") && !table.contains_key("path") {
+            // The binary vouches for its own modules.
+            continue;
+        }
         let file =
             table.get("path").and_then(|p| p.as_str()).with_context(|| format!("`modules.{role}.path` is missing"))?;
         let file = dir.join(file);

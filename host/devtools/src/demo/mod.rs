@@ -30,13 +30,22 @@ pub const DEMO_PROVIDER_ID: &str = "demo";
 pub struct DemoOptions {
     pub listen: SocketAddr,
     pub json: bool,
-    pub policy: PathBuf,
+    /// The demo partner's policy; `None`: [`DEMO_POLICY`] in fhirgate's
+    /// source tree, else the copy built into the binary.
+    pub policy: Option<PathBuf>,
 }
+
+/// The demo partner's policy in fhirgate's source tree.
+pub const DEMO_POLICY: &str = "policies/demo/policy.toml";
+
+/// The same, built into the binary: it names the built-in modules, so it
+/// serves from any directory.
+const BUILT_IN_POLICY: &str = include_str!("../../../../policies/demo/policy.toml");
 
 /// Starts the demo provider and a gateway serving the demo partner, prints how
 /// to reach them, and serves until `shutdown` resolves.
 pub async fn run_demo(opts: DemoOptions, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
-    let demo = Demo::start(&opts.policy, opts.listen).await?;
+    let demo = Demo::start(opts.policy.as_deref(), opts.listen).await?;
     if opts.json {
         fhirgate_core::say!("{}", demo.facts);
     } else {
@@ -118,7 +127,27 @@ async fn demo_people(data: &Path, tenant: &str) -> anyhow::Result<(String, Strin
 impl Demo {
     /// Starts the demo provider on a free port and builds the gateway serving
     /// the demo partner's `policy` on `listen`.
-    pub async fn start(policy: &Path, listen: SocketAddr) -> anyhow::Result<Demo> {
+    /// Without a `policy`: [`DEMO_POLICY`] when run in fhirgate's source
+    /// tree, else the policy built in.
+    pub async fn start(policy: Option<&Path>, listen: SocketAddr) -> anyhow::Result<Demo> {
+        let data = DemoDir::new()?;
+        let policy = match policy {
+            Some(p) => p.to_owned(),
+            None if Path::new(DEMO_POLICY).exists() => PathBuf::from(DEMO_POLICY),
+            None => {
+                // Its module test cases live in the source tree: without it,
+                // the modules go live unchecked by them, as built.
+                let text: String = BUILT_IN_POLICY
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with("cases ="))
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                let path = data.0.join("demo-policy.toml");
+                fhirgate_core::files::write_private(&path, text.as_bytes())?;
+                path
+            }
+        };
+        let policy = policy.as_path();
         let (provider_listener, provider_addr) = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let provider_base = format!("http://{provider_addr}/fhir");
         tokio::spawn(provider::serve(provider_listener, provider_base.clone(), provider::ProviderOptions::default()));
@@ -135,7 +164,6 @@ impl Demo {
             .with_context(|| format!("{}: the demo policy declares no tenant", policy.display()))?
             .to_ascii_lowercase();
 
-        let data = DemoDir::new()?;
         let (client_id, secret, users) = demo_people(&data.0, &tenant).await?;
         let mut config = demo_config(policy, listen);
         config.data_dir = Some(data.0.clone());

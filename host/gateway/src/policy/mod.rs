@@ -87,9 +87,16 @@ impl ModulesFile {
 #[serde(deny_unknown_fields)]
 pub struct ModuleFile {
     /// The `.wasm` component, relative to the policy file.
-    pub path: PathBuf,
-    /// Lower-case hex SHA-256 of the file.
-    pub sha256: String,
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// A module built into the gateway instead of a file: `token-jwt`,
+    /// `router-table`, `router-rules` or `shaper-fhir`.
+    #[serde(default)]
+    pub builtin: Option<String>,
+    /// Lower-case hex SHA-256 of the file; for a built-in module, optional
+    /// (given, it must match).
+    #[serde(default)]
+    pub sha256: Option<String>,
     /// The module's own configuration, handed to it as JSON.
     #[serde(default)]
     pub config: Option<toml::Table>,
@@ -276,11 +283,11 @@ impl PolicyFile {
         let m = &self.modules;
         let mut out: Vec<&Path> = Vec::new();
         for (_, f) in m.roles() {
-            out.push(f.path.as_path());
-            out.extend(f.shadow.as_ref().map(|s| s.path.as_path()));
+            out.extend(f.path.as_deref());
+            out.extend(f.shadow.as_ref().and_then(|s| s.path.as_deref()));
         }
         for t in self.tenant_modules.values() {
-            out.extend([&t.routing, &t.shaping].into_iter().flatten().map(|f| f.path.as_path()));
+            out.extend([&t.routing, &t.shaping].into_iter().flatten().filter_map(|f| f.path.as_deref()));
         }
         out
     }
@@ -332,6 +339,22 @@ impl PolicyFile {
         if let Some((key, _)) = active.iter().find(|(_, m)| m.sample.is_some()) {
             bail!("`{key}.sample`: only a shadow candidate has a sample");
         }
+        let shadows = self
+            .modules
+            .roles()
+            .into_iter()
+            .filter_map(|(role, m)| m.shadow.as_deref().map(|s| (format!("modules.{role}.shadow"), s)));
+        for (key, m) in active.iter().map(|(k, m)| (k.clone(), *m)).chain(shadows) {
+            match (&m.path, &m.builtin, &m.sha256) {
+                (Some(_), None, Some(_)) | (None, Some(_), _) => {}
+                (Some(_), None, None) => bail!("`{key}.sha256` is missing: a module file is pinned by its SHA-256"),
+                (Some(_), Some(_), _) => bail!("`{key}`: give `path` or `builtin`, not both"),
+                (None, None, _) => bail!(
+                    "`{key}`: name the module's file with `path` (and `sha256`), or a built-in one with `builtin` ({})",
+                    fhirgate_builtin::NAMES.join(", ")
+                ),
+            }
+        }
         let mut seen = std::collections::BTreeSet::new();
         for (tenant, t) in &self.tenants {
             if !is_guid(tenant) {
@@ -355,33 +378,51 @@ impl PolicyFile {
         self.tenants.iter().map(|(t, f)| (t.to_ascii_lowercase(), f.providers.clone())).collect()
     }
 
+    /// The module `m` names (`file`: where it was looked for) and its name
+    /// for logs, its bytes checked against its pin.
+    fn module_bytes(&self, key: &str, m: &ModuleFile, file: &Path) -> anyhow::Result<(String, Vec<u8>)> {
+        if let (None, Some(name)) = (&m.path, &m.builtin) {
+            let bytes = fhirgate_builtin::module(name).map_err(|e| anyhow::anyhow!("`modules.{key}.builtin`: {e}"))?;
+            let actual = sha256_hex(bytes);
+            if let Some(pin) = m.sha256.as_ref().filter(|pin| !pin.eq_ignore_ascii_case(&actual)) {
+                bail!("`modules.{key}.sha256` is {pin}, but the built-in module `{name}` has sha256 {actual}");
+            }
+            return Ok((name.clone(), bytes.to_vec()));
+        }
+        let bytes = std::fs::read(file).with_context(|| format!("`modules.{key}.path`: reading {}", file.display()))?;
+        let actual = sha256_hex(&bytes);
+        let pin = m.sha256.as_deref().unwrap_or_default();
+        if !actual.eq_ignore_ascii_case(pin) {
+            match self.on_pin_mismatch {
+                PinMismatch::Refuse => {
+                    bail!("`modules.{key}.sha256` is {pin}, but {} has sha256 {actual}", file.display())
+                }
+                PinMismatch::Warn => tracing::warn!(
+                    module = key, expected = %pin, actual = %actual,
+                    "module does not match its pin; loading it because on_pin_mismatch = \"warn\""
+                ),
+            }
+        }
+        let name = file.file_stem().and_then(|s| s.to_str()).unwrap_or(key).to_owned();
+        Ok((name, bytes))
+    }
+
     /// Loads every module and builds the policy. `path` is where the file was
     /// read from; module paths are relative to it.
     pub fn load(self, path: &Path, runtime: &Runtime) -> anyhow::Result<Policy> {
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut cache: HashMap<PathBuf, Arc<Module>> = HashMap::new();
         let mut bind = |key: &str, m: &ModuleFile, role: Role| -> anyhow::Result<BoundModule> {
-            let file = dir.join(&m.path);
+            // A built-in module is keyed by a path no file has.
+            let file = match (&m.path, &m.builtin) {
+                (Some(path), _) => dir.join(path),
+                (None, Some(name)) => PathBuf::from(format!("builtin:{name}")),
+                (None, None) => bail!("`modules.{key}` names no module"),
+            };
             let module = match cache.get(&file) {
                 Some(module) => module.clone(),
                 None => {
-                    let bytes = std::fs::read(&file)
-                        .with_context(|| format!("`modules.{key}.path`: reading {}", file.display()))?;
-                    let actual = sha256_hex(&bytes);
-                    if !actual.eq_ignore_ascii_case(&m.sha256) {
-                        match self.on_pin_mismatch {
-                            PinMismatch::Refuse => bail!(
-                                "`modules.{key}.sha256` is {}, but {} has sha256 {actual}",
-                                m.sha256,
-                                file.display()
-                            ),
-                            PinMismatch::Warn => tracing::warn!(
-                                module = key, expected = %m.sha256, actual = %actual,
-                                "module does not match its pin; loading it because on_pin_mismatch = \"warn\""
-                            ),
-                        }
-                    }
-                    let name = file.file_stem().and_then(|s| s.to_str()).unwrap_or(key).to_owned();
+                    let (name, bytes) = self.module_bytes(key, m, &file)?;
                     let module =
                         Arc::new(Module::load(runtime, &name, &bytes).with_context(|| format!("`modules.{key}`"))?);
                     cache.insert(file.clone(), module.clone());
@@ -427,5 +468,41 @@ impl PolicyFile {
             tenant_modules,
             source: path.to_owned(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A policy whose routing module is written `routing`.
+    fn with_routing(routing: &str) -> anyhow::Result<PolicyFile> {
+        let text = format!(
+            "schema_version = 1\npartner = \"p\"\n[modules.token-validation]\nbuiltin = \"token-jwt\"\n\
+             [modules.routing]\n{routing}\n[modules.shaping]\nbuiltin = \"shaper-fhir\"\n"
+        );
+        PolicyFile::parse(&text, Path::new("policy.toml"))
+    }
+
+    #[test]
+    fn a_module_is_a_pinned_file_or_a_built_in_one() {
+        let err = |routing: &str| format!("{:#}", with_routing(routing).expect_err("refused"));
+        assert!(err("").contains("router-table, router-rules"), "{}", err(""));
+        assert!(err("path = \"r.wasm\"").contains("`modules.routing.sha256` is missing"));
+        assert!(err("path = \"r.wasm\"\nsha256 = \"00\"\nbuiltin = \"router-table\"").contains("not both"));
+
+        let runtime = Runtime::new(Default::default()).unwrap();
+        let policy = with_routing("builtin = \"router-table\"").unwrap().load(Path::new("policy.toml"), &runtime);
+        assert_eq!(
+            policy.unwrap().router.module.digest().to_string(),
+            sha256_hex(fhirgate_builtin::module("router-table").unwrap())
+        );
+        // A pin on a built-in module must match it.
+        let pinned = with_routing(&format!("builtin = \"router-table\"\nsha256 = \"{}\"", "0".repeat(64))).unwrap();
+        let e = format!("{:#}", pinned.load(Path::new("policy.toml"), &runtime).err().unwrap());
+        assert!(e.contains("the built-in module `router-table` has sha256"), "{e}");
+        let unknown = with_routing("builtin = \"router-magic\"").unwrap();
+        let e = format!("{:#}", unknown.load(Path::new("policy.toml"), &runtime).err().unwrap());
+        assert!(e.contains("no built-in module `router-magic`"), "{e}");
     }
 }
