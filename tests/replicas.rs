@@ -4,8 +4,10 @@
 //! on the next request; a tenant approved through A routes on C within a
 //! second (measured and printed), and within the poll bound when the
 //! replicas' listening connections were killed; two replicas rotating one
-//! client's secret at once: one wins and nothing is lost. PostgreSQL
-//! restarted under them: they report not-ready, then recover by themselves.
+//! client's secret at once: one wins and nothing is lost; a module uploaded
+//! through B serves on A and C within a second, and a rollback through C
+//! everywhere. PostgreSQL restarted under them: they report not-ready, then
+//! recover by themselves.
 
 mod support;
 
@@ -46,6 +48,7 @@ fn replica(config: &str, provider_base: &str) -> Served {
         admin_token: Some(ADMIN),
         extra_config: config,
         providers: &[("declared", provider_base)],
+        routes: &[(T1, "declared")],
         tenants: &[(T1, "declared")],
         client_tenants: &[T1],
         ..Default::default()
@@ -224,6 +227,37 @@ fn replicas_on_one_database_agree_at_once() {
     for secret in [&second, ra.1["client_secret"].as_str().unwrap(), rb.1["client_secret"].as_str().unwrap()] {
         assert_eq!(token_status(&c.base, &id, secret, T1).0, 200, "a secret handed out was lost");
     }
+
+    // A module uploaded through B serves on A and C within a second; a
+    // rollback through C brings the earlier one back everywhere.
+    let table = serving(&a, "routing");
+    let rules = std::fs::read(support::guest("fhirgate_router_rules")).unwrap();
+    let digest = support::sha256(&support::guest("fhirgate_router_rules"));
+    let resp = http()
+        .put(format!("{}/admin/modules/routing?name=router-rules&sha256={digest}", b.base))
+        .bearer_auth(ADMIN)
+        .body(rules)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{:?}", resp.text());
+    let took =
+        time_until(Duration::from_secs(1), || serving(&a, "routing") == digest && serving(&c, "routing") == digest);
+    println!("a module uploaded through one replica served on the others after {} ms", took.as_millis());
+    let on_a = token(&a.base, &id, &second, T1);
+    assert_eq!(read(&a.base, &on_a), 200);
+    let (status, body) = admin_call(ADMIN, Method::POST, &format!("{}/admin/modules/rollback", c.base), None);
+    assert_eq!(status, 200, "{body}");
+    time_until(Duration::from_secs(1), || serving(&a, "routing") == table && serving(&b, "routing") == table);
+    assert_eq!(read(&b.base, &on_a), 200);
+}
+
+/// The digest of the module serving `role` on `gw`.
+fn serving(gw: &Served, role: &str) -> String {
+    let (status, body) = admin_call(ADMIN, Method::GET, &format!("{}/admin/modules", gw.base), None);
+    assert_eq!(status, 200, "{body}");
+    let modules = body["modules"].as_array().unwrap();
+    let m = modules.iter().find(|m| m["role"] == role && m.get("tenant").is_none()).unwrap();
+    m["digest"].as_str().unwrap().to_owned()
 }
 
 /// Kills every connection listening for announcements; how many.

@@ -83,8 +83,15 @@ impl App {
         crate::activation::check(&policy).await.with_context(in_policy)?;
         let adjust: Option<Adjust> = options.adjust_policy.map(|a| Box::new(move |f: &mut PolicyFile| a(f)) as Adjust);
         let uploads: Option<PathBuf> = config.data_dir.as_ref().map(|d| d.join("modules"));
-        let activation = Activation::with_uploads(&config.policy, adjust, uploads);
+        let mut activation = Activation::with_uploads(&config.policy, adjust, uploads);
+        if config.database_url.is_some() {
+            activation = activation.sharing(state.store.clone());
+        }
         let services = Services::new(config, local_addr, runtime, policy, state, Some(activation)).await?;
+        // Replicas serve the newest activation recorded in their database.
+        if let Some(activation) = services.activation() {
+            activation.sync_shared(&services.served()).await;
+        }
         let (stop, _) = watch::channel(false);
         let mut app = App { services: Arc::new(services), stop, tasks: Vec::new() };
         app.start();
@@ -117,6 +124,17 @@ impl App {
                 }
             }
         });
+        if self.services.activation().is_some_and(|a| a.is_shared()) {
+            let gw = self.services.clone();
+            self.every(crate::activation::SHARED_POLL, move || {
+                let gw = gw.clone();
+                async move {
+                    if let Some(activation) = gw.activation() {
+                        activation.sync_shared(&gw.served()).await;
+                    }
+                }
+            });
+        }
         if self.services.key_policy().is_some() {
             let gw = self.services.clone();
             let shared = gw.store().backend() == fhirgate_store::Backend::Postgres;
@@ -158,12 +176,15 @@ impl App {
                     _ = stop.changed() => return,
                 };
                 use fhirgate_store::changes::{Heard, Topic};
-                let (directory, keys) = match heard {
-                    Heard::Changed(Topic::Directory) => (true, false),
-                    Heard::Changed(Topic::Keys) => (false, true),
-                    Heard::Changed(Topic::Modules) => (false, false),
-                    Heard::Reconnected => (true, true),
+                let (directory, keys, modules) = match heard {
+                    Heard::Changed(Topic::Directory) => (true, false, false),
+                    Heard::Changed(Topic::Keys) => (false, true, false),
+                    Heard::Changed(Topic::Modules) => (false, false, true),
+                    Heard::Reconnected => (true, true, true),
                 };
+                if modules && let Some(activation) = gw.activation() {
+                    activation.sync_shared(&gw.served()).await;
+                }
                 if directory && let Err(e) = gw.directory().reload_if_changed().await {
                     tracing::warn!(error = %format!("{e:#}"), "reloading the directory failed; keeping the current one");
                 }

@@ -35,6 +35,7 @@ pub mod identities;
 pub mod invitations;
 pub mod keys;
 pub mod material;
+pub mod modules;
 pub mod sign_in;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod testing;

@@ -280,14 +280,27 @@ impl PolicyFile {
     /// Every module file the policy names (relative to it): each role's,
     /// shadow candidates' and tenants' own.
     pub fn module_paths(&self) -> Vec<&Path> {
+        self.module_files().into_iter().filter_map(|f| f.path.as_deref()).collect()
+    }
+
+    /// The digests of the modules named by digest alone (uploaded to the
+    /// gateway's module store).
+    pub fn stored_digests(&self) -> Vec<String> {
+        let stored = self.module_files().into_iter().filter(|f| f.path.is_none() && f.builtin.is_none());
+        stored.filter_map(|f| f.sha256.clone()).collect()
+    }
+
+    /// Every module the policy names: each role's, shadow candidates' and
+    /// tenants' own.
+    fn module_files(&self) -> Vec<&ModuleFile> {
         let m = &self.modules;
-        let mut out: Vec<&Path> = Vec::new();
+        let mut out: Vec<&ModuleFile> = Vec::new();
         for (_, f) in m.roles() {
-            out.extend(f.path.as_deref());
-            out.extend(f.shadow.as_ref().and_then(|s| s.path.as_deref()));
+            out.push(f);
+            out.extend(f.shadow.as_deref());
         }
         for t in self.tenant_modules.values() {
-            out.extend([&t.routing, &t.shaping].into_iter().flatten().filter_map(|f| f.path.as_deref()));
+            out.extend([&t.routing, &t.shaping].into_iter().flatten());
         }
         out
     }
@@ -346,10 +359,12 @@ impl PolicyFile {
             .filter_map(|(role, m)| m.shadow.as_deref().map(|s| (format!("modules.{role}.shadow"), s)));
         for (key, m) in active.iter().map(|(k, m)| (k.clone(), *m)).chain(shadows) {
             match (&m.path, &m.builtin, &m.sha256) {
-                (Some(_), None, Some(_)) | (None, Some(_), _) => {}
+                // A file, a built-in module, or one uploaded to the
+                // gateway's module store, named by its digest alone.
+                (Some(_), None, Some(_)) | (None, Some(_), _) | (None, None, Some(_)) => {}
                 (Some(_), None, None) => bail!("`{key}.sha256` is missing: a module file is pinned by its SHA-256"),
                 (Some(_), Some(_), _) => bail!("`{key}`: give `path` or `builtin`, not both"),
-                (None, None, _) => bail!(
+                (None, None, None) => bail!(
                     "`{key}`: name the module's file with `path` (and `sha256`), or a built-in one with `builtin` ({})",
                     fhirgate_builtin::NAMES.join(", ")
                 ),
@@ -380,7 +395,23 @@ impl PolicyFile {
 
     /// The module `m` names (`file`: where it was looked for) and its name
     /// for logs, its bytes checked against its pin.
-    fn module_bytes(&self, key: &str, m: &ModuleFile, file: &Path) -> anyhow::Result<(String, Vec<u8>)> {
+    fn module_bytes(
+        &self,
+        key: &str,
+        m: &ModuleFile,
+        file: &Path,
+        stored: &HashMap<String, Vec<u8>>,
+    ) -> anyhow::Result<(String, Vec<u8>)> {
+        if let (None, None, Some(digest)) = (&m.path, &m.builtin, &m.sha256) {
+            let bytes = stored.get(digest).with_context(|| {
+                format!("`modules.{key}.sha256`: module {digest} is not in the gateway's module store")
+            })?;
+            let actual = sha256_hex(bytes);
+            if !actual.eq_ignore_ascii_case(digest) {
+                bail!("`modules.{key}`: the stored module {digest} has sha256 {actual}");
+            }
+            return Ok((format!("uploaded-{}", &digest[..digest.len().min(12)]), bytes.clone()));
+        }
         if let (None, Some(name)) = (&m.path, &m.builtin) {
             let bytes = fhirgate_builtin::module(name).map_err(|e| anyhow::anyhow!("`modules.{key}.builtin`: {e}"))?;
             let actual = sha256_hex(bytes);
@@ -410,19 +441,31 @@ impl PolicyFile {
     /// Loads every module and builds the policy. `path` is where the file was
     /// read from; module paths are relative to it.
     pub fn load(self, path: &Path, runtime: &Runtime) -> anyhow::Result<Policy> {
+        self.load_with(path, runtime, &HashMap::new())
+    }
+
+    /// As [`PolicyFile::load`], with the modules named by digest alone from
+    /// `stored` (SHA-256 → bytes).
+    pub fn load_with(
+        self,
+        path: &Path,
+        runtime: &Runtime,
+        stored: &HashMap<String, Vec<u8>>,
+    ) -> anyhow::Result<Policy> {
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut cache: HashMap<PathBuf, Arc<Module>> = HashMap::new();
         let mut bind = |key: &str, m: &ModuleFile, role: Role| -> anyhow::Result<BoundModule> {
             // A built-in module is keyed by a path no file has.
-            let file = match (&m.path, &m.builtin) {
-                (Some(path), _) => dir.join(path),
-                (None, Some(name)) => PathBuf::from(format!("builtin:{name}")),
-                (None, None) => bail!("`modules.{key}` names no module"),
+            let file = match (&m.path, &m.builtin, &m.sha256) {
+                (Some(path), _, _) => dir.join(path),
+                (None, Some(name), _) => PathBuf::from(format!("builtin:{name}")),
+                (None, None, Some(digest)) => PathBuf::from(format!("stored:{digest}")),
+                (None, None, None) => bail!("`modules.{key}` names no module"),
             };
             let module = match cache.get(&file) {
                 Some(module) => module.clone(),
                 None => {
-                    let (name, bytes) = self.module_bytes(key, m, &file)?;
+                    let (name, bytes) = self.module_bytes(key, m, &file, stored)?;
                     let module =
                         Arc::new(Module::load(runtime, &name, &bytes).with_context(|| format!("`modules.{key}`"))?);
                     cache.insert(file.clone(), module.clone());

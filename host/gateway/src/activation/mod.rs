@@ -9,6 +9,13 @@
 //! with. A policy that fails is rejected with its reason (log, metric,
 //! `GET /admin/modules`) and the active one keeps serving. One step of
 //! history is kept for `POST /admin/modules/rollback`.
+//!
+//! Replicas sharing a database ([`shared`]) serve the newest activation
+//! recorded in it: the policy file as deployed, an upload or a rollback made
+//! through any of them, each announced to the others.
+
+mod shared;
+pub use shared::SHARED_POLL;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -54,6 +61,8 @@ pub struct Activation {
     loading: tokio::sync::Mutex<()>,
     /// Where uploaded modules are kept (`<data_dir>/modules`), if anywhere.
     uploads: Option<PathBuf>,
+    /// The database replicas share: modules and activations are kept there.
+    shared: Option<fhirgate_store::Store>,
 }
 
 /// Why an uploaded module was not activated.
@@ -90,6 +99,8 @@ struct State {
     /// The partner, providers and tenants last written into the directory.
     declared: Option<Declared>,
     rejection: Option<Rejection>,
+    /// On a shared database: the activation served.
+    stored_generation: i64,
 }
 
 /// A policy file's partner, providers and tenants, as written into the
@@ -112,7 +123,8 @@ pub struct Rejection {
 #[derive(Debug, Serialize)]
 pub struct Status {
     pub policy: String,
-    /// Counts activations and rollbacks since the gateway started.
+    /// Counts activations and rollbacks since the gateway started; on a
+    /// database replicas share, the number of the activation served.
     pub generation: u64,
     pub partner: String,
     pub activated_at: Option<u64>,
@@ -160,6 +172,7 @@ impl Activation {
             state: Mutex::default(),
             loading: tokio::sync::Mutex::new(()),
             uploads,
+            shared: None,
         };
         let seen = activation.look().unwrap_or_default();
         activation.lock().seen = seen;
@@ -212,7 +225,7 @@ impl Activation {
         let state = self.lock();
         Status {
             policy: self.path.display().to_string(),
-            generation: state.generation,
+            generation: if self.shared.is_some() { state.stored_generation.max(0) as u64 } else { state.generation },
             partner: active.partner.to_string(),
             activated_at: state.activated_at,
             modules: modules_of(&active),
@@ -260,6 +273,9 @@ impl Activation {
         if !valid_name {
             return Err(invalid("`name` is 1–64 letters, digits, `-` or `_`".into()));
         }
+        if self.shared.is_some() {
+            return self.upload_shared(gw, role, name, bytes, sha256).await;
+        }
         let dir = self.uploads.as_ref().ok_or_else(|| invalid("Uploading modules needs a data_dir.".into()))?;
         // Hashing and writing up to 64 MiB is blocking work: off the
         // request threads.
@@ -283,7 +299,7 @@ impl Activation {
             .map_err(|e| refused(format!("writing {}: {e}", file.display())))?
             .map_err(|e| refused(format!("writing {}: {e}", file.display())))?;
         let before = std::fs::read_to_string(&self.path).map_err(|e| refused(format!("reading the policy: {e}")))?;
-        let edited = name_module(&before, role, &file, &digest).map_err(|e| refused(format!("{e:#}")))?;
+        let edited = name_module(&before, role, Some(&file), &digest).map_err(|e| refused(format!("{e:#}")))?;
         write_atomically(&self.path, edited.as_bytes()).map_err(|e| refused(format!("writing the policy: {e}")))?;
         match self.reload_now(gw).await {
             Ok(status) => {
@@ -306,43 +322,58 @@ impl Activation {
 
     async fn reload_now(&self, gw: &Served<'_>) -> Result<Status, Rejection> {
         let seen = self.look().unwrap_or_default();
-        match self.prepare(gw).await {
-            Ok((mut policy, text)) => {
-                policy.shadows.continue_from(&gw.policy.load().shadows);
-                let partner = policy.partner.to_string();
-                let digests: Vec<String> = modules_of(&policy).iter().map(|m| m.digest[..12].to_owned()).collect();
-                let previous = gw.policy.swap(Arc::new(policy));
-                {
-                    let mut state = self.lock();
-                    state.previous = Some(previous);
-                    state.previous_text = state.text.replace(text);
-                    state.activated_at = Some(now_seconds());
-                    state.generation += 1;
-                    state.seen = seen;
-                }
-                gw.runtime.metrics().policy_event(&partner, "activated");
-                tracing::info!(partner, modules = ?digests, "policy activated");
-                Ok(self.status(gw))
-            }
-            Err(e) => {
-                let reason = format!("{e:#}");
-                let rejection = Rejection { at: now_seconds(), reason: reason.clone() };
-                {
-                    let mut state = self.lock();
-                    state.rejection = Some(rejection.clone());
-                    state.seen = seen;
-                }
-                let partner = gw.policy.load().partner.to_string();
-                gw.runtime.metrics().policy_event(&partner, "rejected");
-                tracing::warn!(policy = %self.path.display(), reason, "new policy rejected; the active one keeps serving");
-                Err(rejection)
-            }
+        if let Some(store) = &self.shared {
+            return self.reload_shared(gw, store, seen).await;
         }
+        match self.prepare(gw).await {
+            Ok((policy, text)) => Ok(self.install(gw, policy, text, seen)),
+            Err(e) => Err(self.refuse(gw, &e, seen)),
+        }
+    }
+
+    /// Serves `policy` (of text `text`) from now on.
+    fn install(&self, gw: &Served<'_>, mut policy: Policy, text: String, seen: Vec<Look>) -> Status {
+        policy.shadows.continue_from(&gw.policy.load().shadows);
+        let partner = policy.partner.to_string();
+        let digests: Vec<String> = modules_of(&policy).iter().map(|m| m.digest[..12].to_owned()).collect();
+        let previous = gw.policy.swap(Arc::new(policy));
+        {
+            let mut state = self.lock();
+            state.previous = Some(previous);
+            state.previous_text = state.text.replace(text);
+            state.activated_at = Some(now_seconds());
+            state.generation += 1;
+            state.seen = seen;
+        }
+        gw.runtime.metrics().policy_event(&partner, "activated");
+        tracing::info!(partner, modules = ?digests, "policy activated");
+        self.status(gw)
+    }
+
+    /// Keeps why a policy was not activated; the active one keeps serving.
+    fn refuse(&self, gw: &Served<'_>, e: &anyhow::Error, seen: Vec<Look>) -> Rejection {
+        let reason = format!("{e:#}");
+        let rejection = Rejection { at: now_seconds(), reason: reason.clone() };
+        {
+            let mut state = self.lock();
+            state.rejection = Some(rejection.clone());
+            state.seen = seen;
+        }
+        let partner = gw.policy.load().partner.to_string();
+        gw.runtime.metrics().policy_event(&partner, "rejected");
+        tracing::warn!(policy = %self.path.display(), reason, "new policy rejected; the active one keeps serving");
+        rejection
     }
 
     /// The policy file loaded, checked and declared, with its text.
     async fn prepare(&self, gw: &Served<'_>) -> anyhow::Result<(Policy, String)> {
         let text = std::fs::read_to_string(&self.path).with_context(|| format!("reading {}", self.path.display()))?;
+        self.prepare_text(gw, text).await
+    }
+
+    /// The policy of text `text` (as if it were the policy file) loaded,
+    /// checked and declared, with its text.
+    async fn prepare_text(&self, gw: &Served<'_>, text: String) -> anyhow::Result<(Policy, String)> {
         let mut file = PolicyFile::parse(&text, &self.path)?;
         if let Some(adjust) = &self.adjust {
             adjust(&mut file);
@@ -352,8 +383,17 @@ impl Activation {
         }
         let (path, runtime) = (self.path.clone(), gw.runtime.clone());
         let loading = file.clone();
+        let digests = file.stored_digests();
+        let stored = match &self.shared {
+            _ if digests.is_empty() => Default::default(),
+            Some(store) => store.modules(&digests).await.context("reading uploaded modules from the store")?,
+            None => anyhow::bail!(
+                "a module named by `sha256` alone is one uploaded to a gateway whose state is in a database \
+                 (database_url); name a file with `path`, or a built-in module with `builtin`"
+            ),
+        };
         // Compiling is CPU work: off the request threads.
-        let policy = tokio::task::spawn_blocking(move || loading.load(&path, &runtime))
+        let policy = tokio::task::spawn_blocking(move || loading.load_with(&path, &runtime, &stored))
             .await
             .map_err(|e| anyhow!("loading the modules stopped: {e}"))??;
         check(&policy).await?;
@@ -385,6 +425,9 @@ impl Activation {
     /// file back, so that a restart or the next look at the file keeps it.
     pub async fn rollback(&self, gw: &Served<'_>) -> Result<Status, String> {
         let _one = self.loading.lock().await;
+        if let Some(store) = &self.shared {
+            return self.rollback_shared(gw, store).await;
+        }
         let previous = self.lock().previous.take().ok_or("There is no earlier policy to go back to.")?;
         let (declared, previous_text) = {
             let state = self.lock();
@@ -427,9 +470,9 @@ impl Activation {
     }
 }
 
-/// `policy` (TOML text) with `modules.<role>` naming `file` and `digest`;
-/// its configuration and cases stay.
-fn name_module(policy: &str, role: &str, file: &Path, digest: &str) -> anyhow::Result<String> {
+/// `policy` (TOML text) with `modules.<role>` naming `file` (or, without
+/// one, the uploaded module) and `digest`; its configuration and cases stay.
+fn name_module(policy: &str, role: &str, file: Option<&Path>, digest: &str) -> anyhow::Result<String> {
     let mut doc: toml_edit::DocumentMut = policy.parse().context("parsing the policy")?;
     let table = doc
         .get_mut("modules")
@@ -437,7 +480,14 @@ fn name_module(policy: &str, role: &str, file: &Path, digest: &str) -> anyhow::R
         .and_then(|t| t.as_table_like_mut())
         .with_context(|| format!("the policy has no [modules.{role}]"))?;
     table.remove("builtin");
-    table.insert("path", toml_edit::value(file.display().to_string()));
+    match file {
+        Some(file) => {
+            table.insert("path", toml_edit::value(file.display().to_string()));
+        }
+        None => {
+            table.remove("path");
+        }
+    }
     table.insert("sha256", toml_edit::value(digest));
     Ok(doc.to_string())
 }

@@ -1,0 +1,162 @@
+//! Activation on a database replicas share: the newest activation recorded
+//! there serves everywhere. A replica records the policy file as deployed
+//! when it starts with, or sees, a file unlike the last one recorded; an
+//! upload keeps the module in the database by its SHA-256 and records the
+//! policy naming it; a rollback records the activation before the one
+//! served. Each is announced, and the others load it at once (or at their
+//! next poll, when an announcement was lost).
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use fhirgate_store::Store;
+
+use super::{Activation, Look, Rejection, Served, Status, UploadError, name_module};
+use fhirgate_core::clock::now_seconds;
+
+/// How often a replica looks for an activation made through another one;
+/// announcements bring it sooner.
+pub const SHARED_POLL: Duration = Duration::from_secs(4);
+
+impl Activation {
+    /// Keeps modules and activations in `store`, which replicas share.
+    pub fn sharing(mut self, store: Store) -> Self {
+        self.shared = Some(store);
+        self
+    }
+
+    /// Whether modules and activations are kept in a database replicas share.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// On a shared database: serves the newest activation unless it is the
+    /// one served (at start, when another replica announces one, and at
+    /// each poll).
+    pub async fn sync_shared(&self, gw: &Served<'_>) {
+        let Some(store) = &self.shared else { return };
+        let _one = self.loading.lock().await;
+        let latest = match store.latest_activation().await {
+            Ok(latest) => latest,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the active policy from the store failed; keeping the current one");
+                return;
+            }
+        };
+        if let Some(row) = &latest {
+            let mut state = self.lock();
+            if row.generation == state.stored_generation {
+                return;
+            }
+            if state.text.as_deref() == Some(row.policy.as_str()) {
+                // What serves already (every replica starts on the file).
+                state.stored_generation = row.generation;
+                return;
+            }
+        }
+        let _ = self.reload_now(gw).await;
+    }
+
+    /// Records the policy file if it changed, then serves the newest
+    /// activation (the loading lock is held).
+    pub(super) async fn reload_shared(
+        &self,
+        gw: &Served<'_>,
+        store: &Store,
+        seen: Vec<Look>,
+    ) -> Result<Status, Rejection> {
+        let newest = async {
+            let text =
+                std::fs::read_to_string(&self.path).with_context(|| format!("reading {}", self.path.display()))?;
+            let sha256 = fhirgate_core::digest::sha256_hex(text.as_bytes());
+            store.adopt_policy_file(&text, &sha256, "policy-file").await.context("recording the policy file")?;
+            store.latest_activation().await?.context("no policy is recorded in the store")
+        }
+        .await;
+        let row = match newest {
+            Ok(row) => row,
+            Err(e) => return Err(self.refuse(gw, &e, seen)),
+        };
+        // A generation that fails here is not tried again until a newer one.
+        let unchanged = {
+            let mut state = self.lock();
+            state.stored_generation = row.generation;
+            state.seen.clone_from(&seen);
+            state.text.as_deref() == Some(row.policy.as_str())
+        };
+        if unchanged {
+            // What serves already: every replica starts on the same file.
+            return Ok(self.status(gw));
+        }
+        match self.prepare_text(gw, row.policy).await {
+            Ok((policy, text)) => Ok(self.install(gw, policy, text, seen)),
+            Err(e) => Err(self.refuse(gw, &e, seen)),
+        }
+    }
+
+    /// [`Activation::upload`] on a shared database.
+    pub(super) async fn upload_shared(
+        &self,
+        gw: &Served<'_>,
+        role: &str,
+        name: &str,
+        bytes: bytes::Bytes,
+        sha256: Option<&str>,
+    ) -> Result<Status, UploadError> {
+        let Some(store) = &self.shared else {
+            return Err(UploadError::Invalid("the gateway keeps no module store".into()));
+        };
+        let hashing = bytes.clone();
+        let digest = tokio::task::spawn_blocking(move || fhirgate_core::digest::sha256_hex(&hashing))
+            .await
+            .map_err(|e| UploadError::Invalid(format!("hashing the module stopped: {e}")))?;
+        if sha256.is_some_and(|s| !s.eq_ignore_ascii_case(&digest)) {
+            return Err(UploadError::Invalid(format!("The module's sha256 is {digest}, not the one given.")));
+        }
+        let refused = |reason: String| UploadError::Refused(Rejection { at: now_seconds(), reason });
+        let _one = self.loading.lock().await;
+        let seen = self.look().unwrap_or_default();
+        store
+            .put_module(&digest, name, &bytes, "upload")
+            .await
+            .map_err(|e| refused(format!("keeping the module: {e}")))?;
+        let active = self.lock().text.clone().ok_or_else(|| refused("the active policy's text is unknown".into()))?;
+        let edited = name_module(&active, role, None, &digest).map_err(|e| refused(format!("{e:#}")))?;
+        let (policy, text) = match self.prepare_text(gw, edited).await {
+            Ok(prepared) => prepared,
+            Err(e) => return Err(UploadError::Refused(self.refuse(gw, &e, seen))),
+        };
+        let generation =
+            store.record_activation(&text, "upload", "upload").await.map_err(|e| refused(format!("{e}")))?;
+        self.lock().stored_generation = generation;
+        tracing::info!(role, module = %digest, generation, "uploaded module activated on every replica");
+        Ok(self.install(gw, policy, text, seen))
+    }
+
+    /// [`Activation::rollback`] on a shared database: the activation before
+    /// the one served, recorded again as the newest (the loading lock is
+    /// held).
+    pub(super) async fn rollback_shared(&self, gw: &Served<'_>, store: &Store) -> Result<Status, String> {
+        let current = self.lock().stored_generation;
+        let earlier = store
+            .activation_before(current)
+            .await
+            .map_err(|e| format!("The store could not be read: {e}"))?
+            .ok_or("There is no earlier policy to go back to.")?;
+        let seen = self.look().unwrap_or_default();
+        let (policy, text) = self
+            .prepare_text(gw, earlier.policy)
+            .await
+            .map_err(|e| format!("The earlier policy does not serve any more: {e:#}"))?;
+        let generation = store
+            .record_activation(&text, "rollback", "rollback")
+            .await
+            .map_err(|e| format!("The rollback could not be recorded: {e}"))?;
+        self.lock().stored_generation = generation;
+        let status = self.install(gw, policy, text, seen);
+        let partner = gw.policy.load().partner.to_string();
+        gw.runtime.metrics().policy_event(&partner, "rolled-back");
+        tracing::info!(partner, generation, "policy rolled back on every replica");
+        Ok(status)
+    }
+}
