@@ -142,6 +142,18 @@ fn replicas_on_one_database_agree_at_once() {
     assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")), "{body}");
     let on_c = token(&c.base, &id, &second, T1);
 
+    // Guesses spread over the replicas meet one limit: ten failures for a
+    // client id from this address, on any replica, then every replica
+    // refuses it; another client from the same address is not locked out.
+    for (i, gw) in [&a, &b, &c].iter().cycle().take(10).enumerate() {
+        assert_eq!(token_status(&gw.base, "guessed-app", &format!("guess-{i}"), T1).0, 401);
+    }
+    for gw in [&a, &b, &c] {
+        let (status, body) = token_status(&gw.base, "guessed-app", "guess", T1);
+        assert_eq!(status, 429, "throttled on every replica: {body}");
+        assert_eq!(token_status(&gw.base, &id, &second, T1).0, 200);
+    }
+
     // A token revoked through A is refused by C on its next request.
     let declared = token(&a.base, "app", SECRET, T1);
     assert_eq!(read(&c.base, &declared), 200);

@@ -150,6 +150,9 @@ impl Services {
         let audiences = FACES.iter().map(|f| format!("{issuer}/{}", f.face())).collect();
         let mut auth = AuthServer::new(clients, key, issuer, audiences, config.token.lifetime_seconds);
         auth.events = Some(state.access.clone());
+        if state.store.backend() == fhirgate_store::Backend::Postgres {
+            auth.share_throttle(state.store.clone());
+        }
         if let Some(ring) = ring {
             auth.set_keys(ring);
         }

@@ -39,6 +39,7 @@ pub mod modules;
 pub mod sign_in;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod testing;
+mod throttle;
 
 use std::path::{Path, PathBuf};
 

@@ -82,6 +82,12 @@ impl AuthServer {
 }
 
 impl AuthServer {
+    /// Counts failed authentications together with the other replicas on
+    /// `store`.
+    pub fn share_throttle(&mut self, store: fhirgate_store::Store) {
+        self.throttle = Throttle::shared(store);
+    }
+
     pub fn new(
         clients: ClientRegistry,
         key: SigningKey,
@@ -247,7 +253,7 @@ impl AuthServer {
         }
         let credentials = client_credentials(headers, params);
         let claimed_id = credentials.as_ref().ok().map(|(id, _, _)| id.as_str());
-        if let Some(wait) = self.throttle.check(claimed_id, peer) {
+        if let Some(wait) = self.throttle.check(claimed_id, peer).await {
             return Err(OAuthError::Throttled(wait));
         }
         let (client_id, secret, basic) = credentials?;
@@ -260,6 +266,7 @@ impl AuthServer {
                 Ok(client)
             }
             None => {
+                self.throttle.confirm_failure(Some(&client_id), peer).await;
                 self.record(
                     "token.refused",
                     format!("client:{}", client_id.chars().take(128).collect::<String>()),
@@ -298,11 +305,12 @@ impl AuthServer {
         {
             return Err(OAuthError::InvalidRequest("`client_id` differs from the assertion's issuer.".into()));
         }
-        if let Some(wait) = self.throttle.check(claimed.as_deref(), peer) {
+        if let Some(wait) = self.throttle.check(claimed.as_deref(), peer).await {
             return Err(OAuthError::Throttled(wait));
         }
         let Some(registry) = self.clients.stored() else {
             self.throttle.failed(claimed.as_deref(), peer);
+            self.throttle.confirm_failure(claimed.as_deref(), peer).await;
             return Err(OAuthError::InvalidClient { basic: false });
         };
         // The assertion's audience is the token endpoint, as the client
@@ -318,6 +326,7 @@ impl AuthServer {
             }
             Err(e) => {
                 tracing::debug!(reason = %e, "client assertion refused");
+                self.throttle.confirm_failure(claimed.as_deref(), peer).await;
                 Err(OAuthError::InvalidClient { basic: false })
             }
         }

@@ -33,7 +33,7 @@ impl Portal<'_> {
     }
 
     pub(super) async fn invitation(&self, token: &str, error: Option<&str>) -> Response<Body> {
-        if let Some(wait) = self.gw.admin_failures().check(None, self.client) {
+        if let Some(wait) = self.gw.admin_failures().check_here(None, self.client) {
             return page(StatusCode::TOO_MANY_REQUESTS, format!("Too many tries; try again in {wait} seconds."));
         }
         let invitation = match self.accounts.invitation(token).await {
@@ -56,7 +56,7 @@ impl Portal<'_> {
     }
 
     pub(super) async fn accept(&self, token: &str, form: &HashMap<String, String>) -> Response<Body> {
-        if let Some(wait) = self.gw.admin_failures().check(None, self.client) {
+        if let Some(wait) = self.gw.admin_failures().check_here(None, self.client) {
             return page(StatusCode::TOO_MANY_REQUESTS, format!("Too many tries; try again in {wait} seconds."));
         }
         let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();

@@ -316,7 +316,7 @@ impl Portal<'_> {
         if !same_browser {
             return self.sign_in_page(Some("This form expired; sign in again."), None, username).await;
         }
-        if let Some(wait) = self.gw.admin_failures().check(Some(username), self.client) {
+        if let Some(wait) = self.gw.admin_failures().check_here(Some(username), self.client) {
             let message = format!("Too many failed sign-ins; try again in {wait} seconds.");
             return self.sign_in_page(Some(&message), None, username).await;
         }
