@@ -96,7 +96,7 @@ fn logged_provider(dir: &Path, name: &str) -> (support::Running, String, std::pa
 
 /// `fhirgate_module_calls_total` for `role` and `outcome` at `/metrics`.
 fn module_calls(base: &str, role: &str, outcome: &str) -> u64 {
-    let metrics = http().get(format!("{base}/metrics")).send().unwrap().text().unwrap();
+    let metrics = support::metrics(base);
     let (role, outcome) = (format!("role=\"{role}\""), format!("outcome=\"{outcome}\""));
     let line = metrics
         .lines()
@@ -205,7 +205,7 @@ fn policy_edits_swap_modules_under_load_and_a_bad_policy_is_refused() {
     assert_eq!(s["generation"].as_u64(), before["generation"].as_u64().map(|g| g + 1));
     let count = module_calls(&gw.base, "routing", "ok");
     assert!(count > 100, "{count}");
-    let metrics = http().get(format!("{}/metrics", gw.base)).send().unwrap().text().unwrap();
+    let metrics = support::metrics(&gw.base);
     assert!(metrics.contains("fhirgate_policy_changes_total{partner=\"test\",event=\"rejected\"} 2"), "{metrics}");
     assert!(metrics.contains("fhirgate_module_call_duration_seconds_bucket{"), "{metrics}");
 }
@@ -328,7 +328,7 @@ fn a_shadow_router_that_differs_on_one_tenant_reports_exactly_its_requests() {
     assert_eq!(report["role"], "routing", "{report}");
     // Never served: nothing reached the candidate's provider.
     assert!(seen(&log_b).is_empty(), "the shadow decision was served");
-    let metrics = http().get(format!("{}/metrics", gw.base)).send().unwrap().text().unwrap();
+    let metrics = support::metrics(&gw.base);
     assert!(
         metrics.lines().any(|l| l.starts_with("fhirgate_shadow_decisions_total{")
             && l.contains("result=\"different\"")
@@ -402,7 +402,7 @@ fn shadow_validators_and_shapers_are_compared_on_every_call_and_never_served() {
     assert_eq!(shaping["different"], 2, "{shaping}");
     assert_eq!(shaping["candidate_faults"], 0, "{shaping}");
     assert_eq!(shaping["differing_tenants"], serde_json::json!({ TENANT: 1, OTHER: 1 }), "{shaping}");
-    let metrics = http().get(format!("{}/metrics", gw.base)).send().unwrap().text().unwrap();
+    let metrics = support::metrics(&gw.base);
     for (role, result, n) in [("token-validation", "different", 5), ("shaping", "same", 2), ("shaping", "different", 2)]
     {
         assert!(

@@ -147,7 +147,7 @@ fn metrics_count_requests_exchanges_and_breakers() {
     assert_eq!(read(DOWN_TENANT), 502);
     assert_eq!(http().get(format!("{}/stu3/Patient/pat-001", gw.base)).send().unwrap().status(), 401);
 
-    let text = http().get(format!("{}/metrics", gw.base)).send().unwrap().text().unwrap();
+    let text = support::metrics(&gw.base);
     let value = |series: &str| -> f64 {
         let line = text.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("no {series} in:\n{text}"));
         line.rsplit(' ').next().unwrap().parse().unwrap()
@@ -165,6 +165,37 @@ fn metrics_count_requests_exchanges_and_breakers() {
     assert!(value("fhirgate_directory_lag_milliseconds") < 10_000.0);
     assert!(value("fhirgate_store_answer_microseconds") >= 0.0, "the store answered");
     assert!(!text.contains("pat-001") && !text.contains(TENANT), "no patient or tenant in the figures");
+
+    // The token endpoint's outcomes: three tokens issued, then a refusal.
+    let resp = http()
+        .post(format!("{}/oauth2/token", gw.base))
+        .basic_auth("app", Some("wrong"))
+        .form(&[("grant_type", "client_credentials"), ("scope", TENANT)])
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let text = support::metrics(&gw.base);
+    assert!(text.contains(r#"fhirgate_oauth_requests_total{endpoint="token",outcome="ok"} 3"#), "{text}");
+    assert!(text.contains(r#"fhirgate_oauth_requests_total{endpoint="token",outcome="invalid_client"} 1"#), "{text}");
+
+    // Only for the scraper: no token or another is refused, and a gateway
+    // without [metrics] serves none.
+    let resp = http().get(format!("{}/metrics", gw.base)).send().unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.headers()["www-authenticate"], r#"Bearer realm="metrics""#);
+    let resp = http().get(format!("{}/metrics", gw.base)).bearer_auth(support::SECRET).send().unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(!resp.text().unwrap().contains("fhirgate_"));
+    let (dir, config) = (tempfile::tempdir().unwrap(), "gateway.toml");
+    let policy = support::repo_root().join("policies/demo/policy.toml");
+    std::fs::write(
+        dir.path().join(config),
+        format!("schema_version = 1\npolicy = {:?}\naccepted_hosts = [\"127.0.0.1\"]\n", policy.display().to_string()),
+    )
+    .unwrap();
+    let plain = support::serve_config(&dir.path().join(config));
+    let resp = http().get(format!("http://{}/metrics", plain.get("address"))).send().unwrap();
+    assert_eq!(resp.status(), 404);
 }
 
 /// A process of the copied binary, killed when dropped.

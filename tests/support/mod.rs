@@ -329,6 +329,16 @@ pub struct Setup<'a> {
 
 pub const SECRET: &str = "test-secret-0123456789-abcdefghijklmnopqrstuv";
 
+/// The bearer token a [`Setup`] gateway's metrics scraper sends.
+pub const METRICS_TOKEN: &str = "metrics-scraper-token-0123456789abcdef";
+
+/// The metrics of the gateway at `base`, as its scraper reads them.
+pub fn metrics(base: &str) -> String {
+    let resp = http().get(format!("{base}/metrics")).bearer_auth(METRICS_TOKEN).send().expect("metrics");
+    assert_eq!(resp.status(), 200, "metrics refused");
+    resp.text().expect("metrics text")
+}
+
 pub struct Served {
     pub running: Running,
     pub base: String,
@@ -417,6 +427,7 @@ impl Setup<'_> {
         } else if self.people_only_admin {
             extra += &format!("\n[admin]\n{}\n", self.admin_extra);
         }
+        extra += &format!("\n[metrics]\ntoken_sha256 = {:?}\n", sha256_str(METRICS_TOKEN));
         let config = format!(
             "schema_version = 1\npolicy = \"policy.toml\"\n{}\n\n[[clients]]\nclient_id = \"app\"\nsecret_sha256 = {:?}\ntenants = [{}]\n",
             extra,

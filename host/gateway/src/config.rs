@@ -88,6 +88,19 @@ pub struct Config {
     /// HTTPS on the listener; absent, it speaks plain HTTP.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// `GET /metrics` for a scraper with a bearer token; absent, metrics
+    /// are not served.
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// The metrics endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Lower-case hex SHA-256 of the bearer token the scraper sends
+    /// (`fhirgate secret` prints a token and its digest).
+    pub token_sha256: String,
 }
 
 /// The HTTPS listener. The certificate and key files are looked at every
@@ -174,6 +187,7 @@ impl Config {
             audit: AuditConfig::default(),
             outbound: OutboundConfig::default(),
             tls: None,
+            metrics: None,
         }
     }
 }
@@ -470,6 +484,11 @@ impl Config {
         }
         if let Some(url) = &self.database_url {
             fhirgate_store::Backend::of(url).context("`database_url`")?;
+        }
+        if let Some(m) = &self.metrics
+            && (m.token_sha256.len() != 64 || hex::decode(&m.token_sha256).is_err())
+        {
+            bail!("`metrics.token_sha256` must be 64 hexadecimal characters");
         }
         self.token.algorithm()?;
         self.limits.check()?;

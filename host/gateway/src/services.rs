@@ -92,6 +92,8 @@ pub struct Services {
     upstream: Upstream,
     hosts: PublicHosts,
     limits: HttpLimits,
+    /// SHA-256 of the metrics scraper's bearer token; `None`: no metrics.
+    metrics_token: Option<[u8; 32]>,
     admin: Option<AdminAuth>,
     /// Failed admin authentications, per client address.
     admin_failures: Throttle,
@@ -184,6 +186,10 @@ impl Services {
             upstream: Upstream::with_outbound(config.limits.max_upstream_body_bytes, config.outbound.policy()?),
             hosts: PublicHosts::new(config.public_url.as_deref(), &config.accepted_hosts, local_addr)?,
             limits: config.limits.clone(),
+            metrics_token: config.metrics.as_ref().and_then(|m| {
+                let mut digest = [0u8; 32];
+                hex::decode_to_slice(&m.token_sha256, &mut digest).ok().map(|()| digest)
+            }),
             admin,
             admin_failures: Throttle::default(),
             proxies: TrustedProxies::new(&config.trusted_proxies)?,
@@ -255,6 +261,15 @@ impl Services {
 
     pub fn limits(&self) -> &HttpLimits {
         &self.limits
+    }
+
+    /// Whether `token` is the metrics scraper's; `None` when metrics are off.
+    pub fn metrics_token_matches(&self, token: &str) -> Option<bool> {
+        use sha2::Digest as _;
+        use subtle::ConstantTimeEq as _;
+        let expected = self.metrics_token.as_ref()?;
+        let presented: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        Some(presented.ct_eq(expected).into())
     }
 
     /// The admin API's credential, when the API is enabled.

@@ -37,11 +37,17 @@ pub(crate) async fn endpoint(gw: &Services, req: Request<Incoming>, peer: IpAddr
         }
     };
     let (headers, query) = (&parts.headers, parts.uri.query());
-    let result = match parts.uri.path() {
-        "/oauth2/token" => gw.auth().token(headers, query, &body, peer).await,
-        "/oauth2/revoke" => gw.auth().revoke(headers, query, &body, peer).await.map(|()| json!({})),
-        _ => gw.auth().introspect(headers, query, &body, peer).await,
+    let (endpoint, result) = match parts.uri.path() {
+        "/oauth2/token" => ("token", gw.auth().token(headers, query, &body, peer).await),
+        "/oauth2/revoke" => ("revoke", gw.auth().revoke(headers, query, &body, peer).await.map(|()| json!({}))),
+        _ => ("introspect", gw.auth().introspect(headers, query, &body, peer).await),
     };
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(OAuthError::Throttled(_)) => "throttled",
+        Err(e) => e.code(),
+    };
+    gw.runtime().metrics().oauth_request(endpoint, outcome);
     match result {
         Ok(answer) => no_store(json_response(StatusCode::OK, "application/json", answer.to_string())),
         Err(e) => {

@@ -43,6 +43,34 @@ pub(crate) async fn ready(gw: &Services) -> Response<Body> {
     no_store(json_response(status, "application/json", body.to_string()))
 }
 
+/// `GET /metrics`: for the scraper presenting the configured bearer token;
+/// off (404) without `[metrics]`.
+pub(crate) async fn metrics_answer(gw: &Services, headers: &http::HeaderMap) -> Response<Body> {
+    let token = headers.get(http::header::AUTHORIZATION).and_then(fhirgate_gateway::oauth::bearer_token);
+    match gw.metrics_token_matches(token.unwrap_or_default()) {
+        None => json_response(
+            StatusCode::NOT_FOUND,
+            "application/json",
+            r#"{"error":"Metrics are off: set [metrics] token_sha256 in gateway.toml and scrape with that bearer token."}"#,
+        ),
+        Some(true) => json_response(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            metrics(gw).await,
+        ),
+        Some(false) => {
+            let mut resp = json_response(
+                StatusCode::UNAUTHORIZED,
+                "application/json",
+                r#"{"error":"The metrics scraper's bearer token is required."}"#,
+            );
+            resp.headers_mut()
+                .insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static(r#"Bearer realm="metrics""#));
+            resp
+        }
+    }
+}
+
 /// The metrics' text, with the figures read at the scrape brought up to
 /// date first: each provider's breaker, the directory's lag and the store's
 /// answer time.

@@ -130,12 +130,9 @@ async fn answer(
         Route::Health => json_response(StatusCode::OK, "application/json", r#"{"status":"ok"}"#),
         Route::Live => json_response(StatusCode::OK, "application/json", r#"{"status":"live"}"#),
         Route::Ready => crate::readiness::ready(gw).await,
-        // Figures only: no tokens, tenants or patient data, so no credential.
-        Route::Metrics => json_response(
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            crate::readiness::metrics(gw).await,
-        ),
+        // Figures about traffic, providers and tenants' routes: for the
+        // scraper's token only.
+        Route::Metrics => crate::readiness::metrics_answer(gw, req.headers()).await,
         Route::OAuth => {
             let client = gw.client_address(peer, req.headers());
             crate::oauth::endpoint(gw, req, client).await

@@ -74,6 +74,12 @@ struct HttpLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OAuthLabels {
+    endpoint: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     route: &'static str,
     face: &'static str,
@@ -115,6 +121,7 @@ pub struct Metrics {
     http: Family<HttpLabels, Counter>,
     http_durations: Family<RouteLabels, Histogram, fn() -> Histogram>,
     upstream: Family<UpstreamLabels, Counter>,
+    oauth: Family<OAuthLabels, Counter>,
     upstream_durations: Family<ProviderLabels, Histogram, fn() -> Histogram>,
     breakers: Family<BreakerLabels, Gauge>,
     directory_lag: Gauge,
@@ -171,6 +178,13 @@ impl Metrics {
             "Exchanges with providers by outcome (status class, or timeout, connect, circuit-open, auth, tls, other)",
             upstream.clone(),
         );
+        let oauth = Family::<OAuthLabels, Counter>::default();
+        registry.register(
+            "oauth_requests",
+            "Requests to the authorization server's endpoints (token, revoke, introspect) by outcome: ok, \
+             throttled, or the OAuth error code",
+            oauth.clone(),
+        );
         let upstream_durations =
             Family::<ProviderLabels, Histogram, fn() -> Histogram>::new_with_constructor(duration_histogram);
         registry.register(
@@ -202,11 +216,17 @@ impl Metrics {
             http,
             http_durations,
             upstream,
+            oauth,
             upstream_durations,
             breakers,
             directory_lag,
             store_answer,
         }
+    }
+
+    /// Records one request to the authorization server's `endpoint`.
+    pub fn oauth_request(&self, endpoint: &'static str, outcome: &'static str) {
+        self.oauth.get_or_create(&OAuthLabels { endpoint, outcome }).inc();
     }
 
     /// Records one HTTP request answered on `route` (`face`: `stu3`,
