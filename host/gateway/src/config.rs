@@ -444,6 +444,14 @@ impl Config {
     /// Reads and checks `path`; relative paths inside it are resolved against
     /// its directory.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let config = Self::read(path)?;
+        config.check().with_context(|| format!("in {}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Reads `path` as [`Config::load`] does, without the checks: for a
+    /// caller that overrides keys first (command-line flags), then checks.
+    pub fn read(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let mut config: Config = toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
         let dir = path.parent().unwrap_or(Path::new("."));
@@ -467,7 +475,6 @@ impl Config {
             tls.key_file = dir.join(&tls.key_file);
             tls.client_ca_file = tls.client_ca_file.as_ref().map(|ca| dir.join(ca));
         }
-        config.check().with_context(|| format!("in {}", path.display()))?;
         Ok(config)
     }
 

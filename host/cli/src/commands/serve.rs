@@ -35,14 +35,14 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let Args { config: path, listen, json, data_dir, database_url } = args;
-    let mut config = Config::load(&path)?;
+    let mut config = Config::read(&path)?;
     if data_dir.is_some() {
         config.data_dir = data_dir;
     }
     if database_url.is_some() {
         config.database_url = database_url;
-        config.check().with_context(|| format!("in {} with --database-url", path.display()))?;
     }
+    config.check().with_context(|| format!("in {}", path.display()))?;
     let addr =
         listen.or(config.listen).context("no address to listen on: set `listen` in the config or pass --listen")?;
     if config.public_url.is_none() && config.accepted_hosts.is_empty() {
