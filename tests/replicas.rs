@@ -314,3 +314,84 @@ fn replicas_report_not_ready_while_the_database_is_down_and_recover_by_themselve
     let after = token(&b.base, "app", SECRET, T1);
     assert_eq!(read(&a.base, &after), 200);
 }
+
+#[test]
+fn a_replica_killed_under_load_leaves_the_others_serving_and_every_answer_audited() {
+    let url = tokio::runtime::Runtime::new().unwrap().block_on(Cluster::shared().database()).unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let config = shared_config(&url, &kek_file(keys.path()));
+    let (_provider, provider_base) = provider();
+    let replicas =
+        [replica(&config, &provider_base), replica(&config, &provider_base), replica(&config, &provider_base)];
+    let token = token(&replicas[0].base, "app", SECRET, T1);
+    let bases: Vec<String> = replicas.iter().map(|r| r.base.clone()).collect();
+    let victim = replicas[1].running.pid();
+
+    // Four clients read through every replica in turn; B is killed (SIGKILL)
+    // a moment in. Every 200 is kept with its request id.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (answered, failed_after_kill) = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let (bases, token, stop) = (&bases, &token, &stop);
+                s.spawn(move || {
+                    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+                    let (mut ids, mut failed) = (Vec::new(), 0);
+                    let mut i = w;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let base = &bases[i % bases.len()];
+                        i += 1;
+                        match client.get(format!("{base}/stu3/Patient/pat-001")).bearer_auth(token).send() {
+                            Ok(resp) if resp.status() == 200 => {
+                                ids.push((base.clone(), resp.headers()["x-request-id"].to_str().unwrap().to_owned()))
+                            }
+                            Ok(resp) => panic!("{base} answered {}", resp.status()),
+                            Err(_) => failed += 1,
+                        }
+                    }
+                    (ids, failed)
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(700));
+        let killed = std::process::Command::new("kill").args(["-9", &victim.to_string()]).status().unwrap();
+        assert!(killed.success());
+        std::thread::sleep(Duration::from_millis(1500));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut all = Vec::new();
+        let mut failed = 0;
+        for w in workers {
+            let (ids, f) = w.join().unwrap();
+            all.extend(ids);
+            failed += f;
+        }
+        (all, failed)
+    });
+    let by = |base: &str| answered.iter().filter(|(b, _)| b == base).count();
+    println!(
+        "answered {} reads (A {}, B {}, C {}); {failed_after_kill} refused by the killed replica",
+        answered.len(),
+        by(&bases[0]),
+        by(&bases[1]),
+        by(&bases[2])
+    );
+    assert!(failed_after_kill > 0, "the killed replica stopped answering");
+    assert!(by(&bases[0]) > 0 && by(&bases[2]) > 0 && by(&bases[1]) > 0);
+    // The others kept serving after the kill.
+    for base in [&bases[0], &bases[2]] {
+        assert_eq!(read(base, &token), 200);
+    }
+    // Every answered request, on every replica (the killed one too), has
+    // its access record: records are committed before the answer goes out.
+    let recorded: std::collections::BTreeSet<String> = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async {
+            use sqlx::Connection as _;
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::query_scalar("SELECT request_id FROM access_log WHERE part = 0").fetch_all(&mut conn).await.unwrap()
+        })
+        .into_iter()
+        .collect();
+    let missing: Vec<&(String, String)> = answered.iter().filter(|(_, id)| !recorded.contains(id)).collect();
+    assert!(missing.is_empty(), "{} answered requests without an access record: {missing:?}", missing.len());
+}
