@@ -175,6 +175,27 @@ fn replicas_on_one_database_agree_at_once() {
     assert_eq!(admin(&a, Method::POST, &format!("clients/{id}/enable"), json!({})).0, 200);
     assert_eq!(read(&b.base, &on_c), 200);
 
+    // A signing key rotated through A: C publishes it and signs with it
+    // within a second (never with a key of its own), and B accepts those
+    // tokens.
+    let (status, rotated) = admin(&a, Method::POST, "keys/rotate", json!({}));
+    assert_eq!(status, 201, "{rotated}");
+    let kid = rotated["kid"].as_str().unwrap().to_owned();
+    let published = |gw: &Served| -> Value {
+        support::polling_http().get(format!("{}/.well-known/jwks.json", gw.base)).send().unwrap().json().unwrap()
+    };
+    time_until(Duration::from_secs(1), || published(&c)["keys"][0]["kid"] == kid.as_str());
+    let from_c = token(&c.base, &id, &second, T1);
+    let header: Value = {
+        use base64::Engine as _;
+        let head = from_c.split('.').next().unwrap();
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(head).unwrap()).unwrap()
+    };
+    assert_eq!(header["kid"], kid.as_str());
+    assert_eq!(read(&b.base, &from_c), 200);
+    let signing: Vec<Value> = [&a, &b, &c].iter().map(|gw| published(gw)["keys"][0]["kid"].clone()).collect();
+    assert!(signing.iter().all(|k| *k == kid.as_str()), "one key signs everywhere: {signing:?}");
+
     // A tenant approved through A routes on C within a second.
     let (status, body) = admin(&a, Method::POST, "users", json!({ "username": "bob", "roles": ["approver:*"] }));
     assert_eq!(status, 201, "{body}");

@@ -32,9 +32,49 @@ pub trait KeyRepository: Send + Sync {
     fn retire_active(&self, at: i64) -> RepoFuture<'_, ()>;
     /// Replaces key `kid`'s private key text (to seal a plain one).
     fn reseal<'a>(&'a self, kid: &'a str, private_pem: &'a str) -> RepoFuture<'a, ()>;
+    /// Makes `key` the one that signs, in one transaction: with
+    /// `retire_at`, after retiring every key still signing (a rotation);
+    /// without, only if none signs yet (the first key: `false` when another
+    /// gateway made one first, and nothing is written).
+    fn install<'a>(&'a self, key: &'a KeyRow, retire_at: Option<i64>) -> RepoFuture<'a, bool>;
 }
 
 impl KeyRepository for Store {
+    fn install<'a>(&'a self, key: &'a KeyRow, retire_at: Option<i64>) -> RepoFuture<'a, bool> {
+        Box::pin(async move {
+            let mut tx = self.begin_write().await?;
+            match retire_at {
+                Some(at) => {
+                    sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                None => {
+                    let signing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys WHERE retired_at IS NULL")
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if signing > 0 {
+                        return Ok(false);
+                    }
+                }
+            }
+            sqlx::query(
+                "INSERT INTO signing_keys (kid, alg, private_pem, created_at, retired_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&key.kid)
+            .bind(&key.alg)
+            .bind(&key.private_pem)
+            .bind(key.created_at)
+            .bind(key.retired_at)
+            .execute(&mut *tx)
+            .await?;
+            super::changes::announce(&mut tx, Topic::Keys).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
     fn all(&self) -> RepoFuture<'_, Vec<KeyRow>> {
         Box::pin(async move { Ok(all(self).await?) })
     }

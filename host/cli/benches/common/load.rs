@@ -84,7 +84,7 @@ impl Outcome {
         self.latency.value_at_quantile(q) as f64 / 1000.0
     }
 
-    fn merge(&mut self, other: Outcome) {
+    pub fn merge(&mut self, other: Outcome) {
         self.ok += other.ok;
         self.errors += other.errors;
         self.bytes += other.bytes;

@@ -42,7 +42,11 @@ pub async fn load_ring(
         Some(k) => k,
         None => {
             let key = SigningKey::generate_for(alg)?;
-            insert(store, kek, &key).await?;
+            if !store.install(&row_of(kek, &key)?, None).await? {
+                // Another gateway sharing the store made the first key
+                // meanwhile: that one signs.
+                return Box::pin(load_ring(store, kek, alg, publish_seconds)).await;
+            }
             tracing::info!(kid = key.kid(), alg = ?alg, "created the first token signing key");
             key
         }
@@ -66,16 +70,15 @@ fn purpose(kid: &str) -> String {
     format!("signing-key:{kid}")
 }
 
-async fn insert(store: &dyn KeyRepository, kek: &Kek, key: &SigningKey) -> anyhow::Result<()> {
-    let row = KeyRow {
+/// The row of a new signing key, its private key sealed.
+fn row_of(kek: &Kek, key: &SigningKey) -> anyhow::Result<KeyRow> {
+    Ok(KeyRow {
         kid: key.kid().to_owned(),
         alg: format!("{:?}", key.alg()),
         private_pem: kek.seal(&purpose(key.kid()), key.private_pem().as_bytes())?,
         created_at: now_seconds() as i64,
         retired_at: None,
-    };
-    store.insert(&row).await?;
-    Ok(())
+    })
 }
 
 /// Retires the active keys and creates a new `alg` key; returns the new ring.
@@ -86,8 +89,9 @@ pub async fn rotate(
     publish_seconds: u64,
 ) -> anyhow::Result<KeyRing> {
     let key = SigningKey::generate_for(alg)?;
-    store.retire_active(now_seconds() as i64).await?;
-    insert(store, kek, &key).await?;
+    // Retired and replaced in one transaction: a replica reloading in
+    // between never sees no key signing (and makes one of its own).
+    store.install(&row_of(kek, &key)?, Some(now_seconds() as i64)).await?;
     tracing::info!(target: "fhirgate::audit", event = "signing-key-rotated", kid = key.kid(), "signing key rotated");
     load_ring(store, kek, alg, publish_seconds).await
 }
