@@ -156,11 +156,12 @@ impl Store {
             // Requests wait on the network, not a file lock: more at once.
             Backend::Postgres => 16,
         };
-        let mut options = AnyPoolOptions::new()
-            .max_connections(connections)
-            // A database that is down fails a request in seconds, not at
-            // sqlx's default 30 s, and readiness says so.
-            .acquire_timeout(std::time::Duration::from_secs(5));
+        let mut options = AnyPoolOptions::new().max_connections(connections);
+        if backend == Backend::Postgres {
+            // A database server that is down fails a request in seconds,
+            // not at sqlx's default 30 s, and readiness says so.
+            options = options.acquire_timeout(std::time::Duration::from_secs(5));
+        }
         if memory {
             // The database lives and dies with its one connection: never
             // recycle it.
