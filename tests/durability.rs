@@ -102,7 +102,7 @@ fn every_answered_request_and_issued_token_survives_kill_9() {
             if r["status"] == 200 {
                 recorded.insert(r["request_id"].as_str().unwrap().to_owned());
             }
-            since = since.max(r["at_ms"].as_i64().unwrap());
+            since = since.max(fhirgate_core::clock::parse_instant_ms(r["at"].as_str().unwrap()).unwrap());
         }
         if page.len() < 1000 {
             break;

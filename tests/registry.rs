@@ -158,7 +158,8 @@ fn secrets_are_added_revoked_and_rotated_with_grace() {
         admin(reqwest::Method::POST, &format!("clients/{client_id}/rotate"), Some(json!({ "grace_seconds": 2 })));
     assert_eq!(status, 201, "{rotated}");
     let third = rotated["client_secret"].as_str().unwrap().to_owned();
-    let grace_end = rotated["previous_secrets_stop_at"].as_i64().unwrap();
+    let grace_end =
+        fhirgate_core::clock::parse_instant_ms(rotated["previous_secrets_stop_at"].as_str().unwrap()).unwrap() / 1000;
     assert!(works(&base, &client_id, &second), "the old secret works during the grace period");
     assert!(works(&base, &client_id, &third));
     let deadline = Instant::now() + Duration::from_secs(10);

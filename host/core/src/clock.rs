@@ -22,6 +22,78 @@ pub fn now_rfc3339_date() -> String {
     format!("{:04}-{:02}-{:02}", now.year(), u8::from(now.month()), now.day())
 }
 
+/// `secs` (since the Unix epoch) in RFC 3339, UTC, to the second:
+/// `2026-12-05T13:37:00Z`.
+pub fn format_seconds(secs: i64) -> String {
+    format_millis(secs.saturating_mul(1000)).replacen(".000Z", "Z", 1)
+}
+
+/// `ms` (since the Unix epoch) in RFC 3339, UTC, to the millisecond:
+/// `2026-12-05T13:37:00.123Z`.
+pub fn format_millis(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+/// Times in JSON answers and CLI output, as RFC 3339 (UTC): for
+/// `#[serde(serialize_with = …)]` on fields holding Unix seconds or
+/// milliseconds.
+pub mod rfc3339 {
+    use serde::Serializer;
+
+    /// Unix seconds.
+    pub fn seconds<S: Serializer>(v: &i64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_seconds(*v))
+    }
+
+    /// Unix seconds, or `null`.
+    pub fn seconds_opt<S: Serializer>(v: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => seconds(v, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Unix seconds (unsigned), or `null`.
+    pub fn useconds_opt<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        seconds_opt(&v.map(|v| v.min(i64::MAX as u64) as i64), s)
+    }
+
+    /// Unix seconds (unsigned).
+    pub fn useconds<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        seconds(&((*v).min(i64::MAX as u64) as i64), s)
+    }
+
+    /// Unix milliseconds.
+    pub fn millis<S: Serializer>(v: &i64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_millis(*v))
+    }
+
+    /// Unix milliseconds from a number or an RFC 3339 string.
+    pub fn millis_from<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Number(i64),
+            Text(String),
+        }
+        match <Either as serde::Deserialize>::deserialize(d)? {
+            Either::Number(ms) => Ok(ms),
+            Either::Text(t) => super::parse_instant_ms(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch of `text`: an RFC 3339 time
 /// (`2026-12-04T17:00:00Z`, any offset, fractions kept to the millisecond),
 /// a date (`2026-12-04`, midnight UTC), or a number of milliseconds.
@@ -57,6 +129,15 @@ mod tests {
         assert_eq!(parse_instant_ms("1733331600000"), Ok(1_733_331_600_000));
         assert!(parse_instant_ms("yesterday").unwrap_err().contains("RFC 3339"));
         assert!(parse_instant_ms("2026-13-01").is_err());
+    }
+
+    #[test]
+    fn times_are_written_in_rfc_3339_utc_and_read_back() {
+        assert_eq!(format_seconds(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_seconds(1_796_475_570), "2026-12-05T12:59:30Z");
+        assert_eq!(format_millis(1_796_475_570_042), "2026-12-05T12:59:30.042Z");
+        assert_eq!(parse_instant_ms(&format_millis(1_796_475_570_042)), Ok(1_796_475_570_042));
+        assert_eq!(parse_instant_ms(&format_seconds(1_796_475_570)), Ok(1_796_475_570_000));
     }
 
     #[test]

@@ -69,6 +69,12 @@ pub struct AccessRecord {
     /// 0 for the HTTP request itself; 1..=n for the entries of a batch.
     pub part: u32,
     /// When the request arrived, milliseconds since the Unix epoch.
+    #[serde(
+        rename = "at",
+        alias = "at_ms",
+        serialize_with = "fhirgate_core::clock::rfc3339::millis",
+        deserialize_with = "fhirgate_core::clock::rfc3339::millis_from"
+    )]
     pub at_ms: i64,
     pub client_id: Option<String>,
     pub tenant_id: Option<String>,

@@ -102,6 +102,7 @@ pub struct User {
     pub username: String,
     pub status: String,
     pub roles: Vec<Role>,
+    #[serde(serialize_with = "fhirgate_core::clock::rfc3339::seconds")]
     pub created_at: i64,
     pub created_by: String,
 }
@@ -130,10 +131,14 @@ impl User {
 pub struct TokenInfo {
     pub token_id: String,
     pub label: String,
+    #[serde(serialize_with = "fhirgate_core::clock::rfc3339::seconds")]
     pub created_at: i64,
+    #[serde(serialize_with = "fhirgate_core::clock::rfc3339::seconds")]
     pub expires_at: i64,
     /// When it was last used, to the minute.
+    #[serde(serialize_with = "fhirgate_core::clock::rfc3339::seconds_opt")]
     pub last_used_at: Option<i64>,
+    #[serde(serialize_with = "fhirgate_core::clock::rfc3339::seconds_opt")]
     pub revoked_at: Option<i64>,
 }
 

@@ -60,11 +60,15 @@ pub struct SecretInfo {
     pub description: String,
     /// Who created it, as the audit trail names them.
     pub created_by: String,
+    #[serde(serialize_with = "fhirgate_core::clock::rfc3339::seconds")]
     pub created_at: i64,
     /// The secret stops working at this time (Unix seconds).
+    #[serde(serialize_with = "fhirgate_core::clock::rfc3339::seconds_opt")]
     pub expires_at: Option<i64>,
+    #[serde(serialize_with = "fhirgate_core::clock::rfc3339::seconds_opt")]
     pub revoked_at: Option<i64>,
     /// When a token was last issued with it, to the minute.
+    #[serde(serialize_with = "fhirgate_core::clock::rfc3339::seconds_opt")]
     pub last_used_at: Option<i64>,
 }
 
@@ -92,6 +96,7 @@ pub struct ExpiringSecret {
     pub client_name: String,
     pub secret_id: String,
     pub description: String,
+    #[serde(serialize_with = "fhirgate_core::clock::rfc3339::seconds")]
     pub expires_at: i64,
 }
 
@@ -127,12 +132,15 @@ pub struct Client {
     /// Lower-case tenant ids the client may ask tokens for.
     pub tenants: Vec<String>,
     pub status: ClientStatus,
+    #[serde(serialize_with = "fhirgate_core::clock::rfc3339::seconds")]
     pub created_at: i64,
+    #[serde(serialize_with = "fhirgate_core::clock::rfc3339::seconds")]
     pub updated_at: i64,
     pub secrets: Vec<SecretInfo>,
     /// The client's public JWK Set, for `private_key_jwt` authentication.
     pub jwks: Option<Value>,
     /// When a token was last issued to it with a secret, to the minute.
+    #[serde(serialize_with = "fhirgate_core::clock::rfc3339::seconds_opt")]
     pub last_used_at: Option<i64>,
     /// Which environment its tokens reach: `test` or `production`.
     pub environment: fhirgate_core::environment::Environment,
@@ -196,7 +204,7 @@ impl Registry {
                 let detail: String = r.try_get("detail")?;
                 Ok(json!({
                     "event_id": r.try_get::<String, _>("event_id")?,
-                    "at": r.try_get::<i64, _>("at")?,
+                    "at": fhirgate_core::clock::format_seconds(r.try_get::<i64, _>("at")?),
                     "actor": r.try_get::<String, _>("actor")?,
                     "action": r.try_get::<String, _>("action")?,
                     "subject": r.try_get::<String, _>("subject")?,

@@ -26,8 +26,10 @@ pub struct MappingRow {
     pub state: String,
     pub approver: String,
     pub requested_by: String,
+    #[serde(serialize_with = "fhirgate_core::clock::rfc3339::seconds")]
     pub requested_at: i64,
     pub decided_by: Option<String>,
+    #[serde(serialize_with = "fhirgate_core::clock::rfc3339::seconds_opt")]
     pub decided_at: Option<i64>,
     pub note: Option<String>,
     pub source: String,
@@ -57,6 +59,7 @@ pub struct OrganizationRow {
     pub organization_id: String,
     pub name: String,
     pub created_by: String,
+    #[serde(serialize_with = "fhirgate_core::clock::rfc3339::seconds")]
     pub created_at: i64,
 }
 
@@ -386,7 +389,7 @@ pub(crate) async fn events(
             let detail: String = r.try_get("detail")?;
             Ok(serde_json::json!({
                 "event_id": r.try_get::<String, _>("event_id")?,
-                "at": r.try_get::<i64, _>("at")?,
+                "at": fhirgate_core::clock::format_seconds(r.try_get::<i64, _>("at")?),
                 "actor": r.try_get::<String, _>("actor")?,
                 "action": r.try_get::<String, _>("action")?,
                 "subject": r.try_get::<String, _>("subject")?,

@@ -41,6 +41,7 @@ pub struct PendingLogin {
 pub struct Identity {
     pub issuer: String,
     pub subject: String,
+    #[serde(serialize_with = "fhirgate_core::clock::rfc3339::seconds")]
     pub created_at: i64,
     pub created_by: String,
 }

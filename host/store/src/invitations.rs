@@ -25,7 +25,9 @@ pub struct Invitation {
     pub username: String,
     pub roles: Vec<Role>,
     pub created_by: String,
+    #[serde(serialize_with = "fhirgate_core::clock::rfc3339::seconds")]
     pub created_at: i64,
+    #[serde(serialize_with = "fhirgate_core::clock::rfc3339::seconds")]
     pub expires_at: i64,
 }
 

@@ -101,7 +101,11 @@ async fn client_command(state: &super::StateArgs, command: ClientCommand) -> any
         ClientCommand::Rotate { client_id, grace_seconds } => {
             let until = fhirgate_core::clock::now_seconds().saturating_add(grace_seconds).min(i64::MAX as u64) as i64;
             let (info, secret) = registry.rotate(&client_id, until, &actor).await?;
-            json!({ "secret": info, "client_secret": secret, "previous_secrets_stop_at": until })
+            json!({
+                "secret": info,
+                "client_secret": secret,
+                "previous_secrets_stop_at": fhirgate_core::clock::format_seconds(until),
+            })
         }
         ClientCommand::Disable { client_id } => {
             registry.set_status(&client_id, ClientStatus::Disabled, &actor).await?;

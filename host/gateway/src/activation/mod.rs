@@ -114,7 +114,8 @@ type Declared = (
 /// A policy that was not activated, and why.
 #[derive(Debug, Clone, Serialize)]
 pub struct Rejection {
-    /// Seconds since the Unix epoch.
+    /// Seconds since the Unix epoch (RFC 3339 in JSON).
+    #[serde(serialize_with = "fhirgate_core::clock::rfc3339::useconds")]
     pub at: u64,
     pub reason: String,
 }
@@ -127,6 +128,7 @@ pub struct Status {
     /// database replicas share, the number of the activation served.
     pub generation: u64,
     pub partner: String,
+    #[serde(serialize_with = "fhirgate_core::clock::rfc3339::useconds_opt")]
     pub activated_at: Option<u64>,
     pub modules: Vec<ModuleStatus>,
     pub previous: Option<Vec<ModuleStatus>>,

@@ -246,10 +246,10 @@ impl Directory {
             },
             "approval": {
                 "requested_by": m.requested_by,
-                "requested_at": m.requested_at,
+                "requested_at": fhirgate_core::clock::format_seconds(m.requested_at),
                 "approver": m.approver,
                 "approved_by": m.decided_by,
-                "approved_at": m.decided_at,
+                "approved_at": m.decided_at.map(fhirgate_core::clock::format_seconds),
                 "note": m.note,
                 "provider_check": report,
                 "trail": trail,

@@ -641,7 +641,7 @@ fn provider_view(id: &str, spec: &ProviderSpec, source: &str, updated_at: i64) -
     let mut v = serde_json::to_value(spec).unwrap_or(Value::Null);
     v["provider_id"] = json!(id);
     v["source"] = json!(source);
-    v["updated_at"] = json!(updated_at);
+    v["updated_at"] = json!(fhirgate_core::clock::format_seconds(updated_at));
     if spec.uses_assertion_key() {
         // Relative to the gateway's public URL: what the hospital registers.
         v["jwks_path"] = json!(super::keys::jwks_path(id));

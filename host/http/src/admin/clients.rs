@@ -201,7 +201,11 @@ pub(super) async fn endpoint(
             registry.rotate(id, until, actor).await.map(|(info, secret)| {
                 answer(
                     StatusCode::CREATED,
-                    json!({ "secret": info, "client_secret": secret, "previous_secrets_stop_at": until }),
+                    json!({
+                        "secret": info,
+                        "client_secret": secret,
+                        "previous_secrets_stop_at": fhirgate_core::clock::format_seconds(until),
+                    }),
                 )
             })
         }

@@ -12,7 +12,7 @@ use fhirgate_core::failure::{Body, json_response};
 use fhirgate_gateway::access::{AccessCursor, AccessQuery, audit_event_bundle};
 use fhirgate_store::accounts::Role;
 
-use super::{Session, html, page, pages, rfc3339};
+use super::{Session, html, page, pages};
 
 /// Records per page.
 const PAGE: u32 = 50;
@@ -202,15 +202,7 @@ impl Session<'_> {
 
 /// RFC 3339, UTC, to the millisecond.
 fn rfc3339_ms(ms: i64) -> String {
-    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000);
-    match at {
-        Ok(t) => {
-            let whole = rfc3339(t.unix_timestamp());
-            // 2026-12-05T09:00:00Z → 2026-12-05T09:00:00.123Z
-            whole.strip_suffix('Z').map(|w| format!("{w}.{:03}Z", ms.rem_euclid(1000))).unwrap_or(whole)
-        }
-        Err(_) => String::new(),
-    }
+    fhirgate_core::clock::format_millis(ms)
 }
 
 #[cfg(test)]

@@ -220,7 +220,7 @@ impl Session<'_> {
             jwks_url: record["hospital"]["gateway_authenticates_with"]["jwks_url"].as_str().map(str::to_owned),
             approved: format!(
                 "{} by {}",
-                record["approval"]["approved_at"].as_i64().map(rfc3339).unwrap_or_default(),
+                super::time_text(&record["approval"]["approved_at"]),
                 text(&record["approval"]["approved_by"])
             ),
             json: serde_json::to_string_pretty(&record).unwrap_or_default(),

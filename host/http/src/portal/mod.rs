@@ -244,10 +244,12 @@ fn ct_eq(a: &str, b: &str) -> bool {
 
 /// RFC 3339, UTC, to the second.
 pub(crate) fn rfc3339(seconds: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(seconds)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
+    fhirgate_core::clock::format_seconds(seconds)
+}
+
+/// A time in a JSON answer (RFC 3339 text), or empty.
+pub(crate) fn time_text(v: &serde_json::Value) -> String {
+    v.as_str().map(str::to_owned).or_else(|| v.as_i64().map(rfc3339)).unwrap_or_default()
 }
 
 fn store_failure(e: AccountError) -> Response<Body> {

@@ -132,7 +132,7 @@ impl Session<'_> {
                     state: text("state"),
                     approver: text("approver"),
                     requested_by: text("requested_by"),
-                    requested_at: rfc3339(m["requested_at"].as_i64().unwrap_or_default()),
+                    requested_at: super::time_text(&m["requested_at"]),
                     provider,
                 });
             }
