@@ -416,3 +416,60 @@ fn a_replica_killed_under_load_leaves_the_others_serving_and_every_answer_audite
     let missing: Vec<&(String, String)> = answered.iter().filter(|(_, id)| !recorded.contains(id)).collect();
     assert!(missing.is_empty(), "{} answered requests without an access record: {missing:?}", missing.len());
 }
+
+#[test]
+fn a_provider_credential_kept_in_the_database_serves_every_replica() {
+    let url = tokio::runtime::Runtime::new().unwrap().block_on(Cluster::shared().database()).unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let kek = kek_file(keys.path());
+    let config = shared_config(&url, &kek);
+    let (_plain, plain_base) = provider();
+    let (hospital, hospital_base) =
+        support::provider_with(&["--client-credentials", "gateway:hospital-secret-0123456789"]);
+    let (a, c) = (replica(&config, &plain_base), replica(&config, &plain_base));
+    let (status, made) = admin(&a, Method::POST, "clients", json!({ "name": "Care app", "tenants": [T2] }));
+    assert_eq!(status, 201, "{made}");
+    let (id, secret) = (made["client"]["client_id"].as_str().unwrap(), made["client_secret"].as_str().unwrap());
+
+    // Kept in the database, sealed, by the CLI given only the database and KEK.
+    let kek_arg = kek.to_str().unwrap();
+    let state = ["--database-url", url.as_str(), "--kek-file", kek_arg];
+    let seal: Vec<&str> =
+        ["directory"].into_iter().chain(state).chain(["--actor", "ops", "seal-secret", "hospital.secret"]).collect();
+    support::cli_with_input(&seal, "hospital-secret-0123456789\n");
+    let stored: Vec<String> = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query_scalar("SELECT sealed FROM provider_secrets").fetch_all(&mut conn).await.unwrap()
+    });
+    assert_eq!(stored.len(), 1);
+    assert!(!stored[0].contains("hospital-secret"), "sealed at rest");
+
+    // A provider registered through A names it; the approval's live check
+    // and the reads on C get the hospital's token with it.
+    let (status, body) = admin(&a, Method::POST, "users", json!({ "username": "bob", "roles": ["approver:*"] }));
+    assert_eq!(status, 201, "{body}");
+    let token_args: Vec<&str> =
+        ["user"].into_iter().chain(state).chain(["token", "bob", "--label", "t", "--days", "1"]).collect();
+    let bob = cli_json(&token_args)["token"].as_str().unwrap().to_owned();
+    let auth = json!({
+        "type": "client-credentials",
+        "token_url": hospital.get("token_url"),
+        "client_id": "gateway",
+        "client_secret_file": "hospital.secret",
+    });
+    let (status, body) = admin(
+        &a,
+        Method::PUT,
+        "providers/secured",
+        json!({ "actor": "alice", "base_url": hospital_base, "fhir_version": "r4", "auth": auth }),
+    );
+    assert_eq!(status, 200, "{body}");
+    let mapping = format!("{}/admin/tenants/{T2}/providers/secured", a.base);
+    let (status, body) = admin_call(ADMIN, Method::PUT, &mapping, Some(json!({ "actor": "alice", "approver": "bob" })));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = admin_call(&bob, Method::POST, &format!("{mapping}/approve"), Some(json!({})));
+    assert_eq!(status, 200, "{body}");
+    let on_c = token(&c.base, id, secret, T2);
+    time_until(Duration::from_secs(1), || read(&c.base, &on_c) == 200);
+}

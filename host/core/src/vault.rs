@@ -159,7 +159,10 @@ pub fn open_known(purpose: &str, text: &str) -> anyhow::Result<Vec<u8>> {
 /// Reads a credential file: private to the gateway's user, plain or sealed
 /// (for [`PROVIDER_SECRET`]) under a remembered KEK; trimmed, not empty.
 pub fn read_credential(path: &Path) -> anyhow::Result<String> {
-    let text = crate::files::read_private(path)?;
+    let text = match path.strip_prefix(STORED_DIR).ok().and_then(|n| n.to_str()) {
+        Some(name) => stored(name)?,
+        None => crate::files::read_private(path)?,
+    };
     let text = if is_sealed(&text) {
         String::from_utf8(open_known(PROVIDER_SECRET, &text).with_context(|| format!("{}", path.display()))?)
             .map_err(|_| anyhow::anyhow!("{}: not text", path.display()))?
@@ -171,6 +174,32 @@ pub fn read_credential(path: &Path) -> anyhow::Result<String> {
         bail!("{} is empty", path.display());
     }
     Ok(text)
+}
+
+/// Where a gateway whose state is all in the database names the provider
+/// credentials kept there: the credential file `NAME` of a declaration made
+/// through the admin API or CLI is `STORED_DIR/NAME`, the sealed secret
+/// `NAME` in the database.
+pub const STORED_DIR: &str = "database:provider-secrets";
+
+/// The sealed provider credentials kept in the database, by name, as last
+/// loaded with the directory.
+static STORED: std::sync::RwLock<Option<std::collections::HashMap<String, String>>> = std::sync::RwLock::new(None);
+
+/// Replaces the credentials kept in the database, as loaded: (name, sealed).
+pub fn set_stored(secrets: Vec<(String, String)>) {
+    *STORED.write().unwrap_or_else(|e| e.into_inner()) = Some(secrets.into_iter().collect());
+}
+
+/// The sealed credential `name` kept in the database.
+fn stored(name: &str) -> anyhow::Result<String> {
+    let stored = STORED.read().unwrap_or_else(|e| e.into_inner());
+    stored.as_ref().and_then(|s| s.get(name).cloned()).with_context(|| {
+        format!(
+            "no provider credential `{name}` is kept in the database: store it with \
+             `fhirgate directory --database-url … seal-secret {name}` (the secret on standard input)"
+        )
+    })
 }
 
 /// Seals every plain file in `dir` (credentials written before they were

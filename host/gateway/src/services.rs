@@ -62,8 +62,14 @@ impl GatewayState {
             }
             None => (Store::open("sqlite::memory:").await?, Sealer::random()?, None),
         };
-        let secrets = data_dir.map(|d| d.join(crate::directory::SECRETS_DIR));
-        if let (Some(dir), Some(material)) = (&secrets, &material) {
+        // Provider credentials registered through the admin API or CLI: in
+        // the database when the state is, else in the data directory.
+        let secrets = match (database_url, data_dir) {
+            (Some(_), _) => Some(std::path::PathBuf::from(fhirgate_core::vault::STORED_DIR)),
+            (None, Some(d)) => Some(d.join(crate::directory::SECRETS_DIR)),
+            (None, None) => None,
+        };
+        if let (Some(dir), Some(material), None) = (&secrets, &material, database_url) {
             fhirgate_core::vault::seal_plain_files(dir, &material.kek)?;
         }
         let kek = material.as_ref().map(|m| m.kek.clone()).unwrap_or_else(Kek::random);

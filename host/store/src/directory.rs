@@ -110,6 +110,25 @@ pub struct UpstreamKeyRow {
 
 const KEY_COLUMNS: &str = "kid, provider_id, algorithm, sealed_key, public_jwk, created_at, retire_at";
 
+/// Provider credentials kept in the database, sealed: (name, sealed text).
+pub(crate) async fn provider_secrets(db: &mut AnyConnection) -> Result<Vec<(String, String)>, sqlx::Error> {
+    let rows = sqlx::query("SELECT name, sealed FROM provider_secrets ORDER BY name").fetch_all(&mut *db).await?;
+    rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("sealed")?))).collect()
+}
+
+pub(crate) async fn put_provider_secret(db: &mut AnyConnection, name: &str, sealed: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO provider_secrets (name, sealed, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+    )
+    .bind(name)
+    .bind(sealed)
+    .bind(fhirgate_core::clock::now_seconds() as i64)
+    .execute(&mut *db)
+    .await?;
+    Ok(())
+}
+
 pub(crate) async fn upstream_keys(db: &mut AnyConnection) -> Result<Vec<UpstreamKeyRow>, sqlx::Error> {
     let rows = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM upstream_keys ORDER BY provider_id, created_at, kid"))
         .fetch_all(&mut *db)
@@ -417,6 +436,10 @@ pub trait DirectoryTx: Send {
     fn delete_provider<'a>(&'a mut self, id: &'a str) -> TxFuture<'a, ()>;
     /// Every provider's assertion keys, oldest first.
     fn upstream_keys(&mut self) -> TxFuture<'_, Vec<UpstreamKeyRow>>;
+    /// Provider credentials kept in the database, sealed: (name, sealed).
+    fn provider_secrets(&mut self) -> TxFuture<'_, Vec<(String, String)>>;
+    /// Keeps (or replaces) the sealed credential `name`.
+    fn put_provider_secret<'a>(&'a mut self, name: &'a str, sealed: &'a str) -> TxFuture<'a, ()>;
     fn insert_upstream_key<'a>(&'a mut self, key: &'a UpstreamKeyRow) -> TxFuture<'a, ()>;
     /// Retires the provider's keys but `keep` from its JWK Set at `at`.
     fn retire_upstream_keys<'a>(&'a mut self, provider: &'a str, keep: &'a str, at: i64) -> TxFuture<'a, ()>;
@@ -495,6 +518,12 @@ impl DirectoryTx for SqlTx {
     }
     fn upstream_keys(&mut self) -> TxFuture<'_, Vec<UpstreamKeyRow>> {
         Box::pin(upstream_keys(&mut self.0))
+    }
+    fn provider_secrets(&mut self) -> TxFuture<'_, Vec<(String, String)>> {
+        Box::pin(provider_secrets(&mut self.0))
+    }
+    fn put_provider_secret<'a>(&'a mut self, name: &'a str, sealed: &'a str) -> TxFuture<'a, ()> {
+        Box::pin(put_provider_secret(&mut self.0, name, sealed))
     }
     fn insert_upstream_key<'a>(&'a mut self, key: &'a UpstreamKeyRow) -> TxFuture<'a, ()> {
         Box::pin(insert_upstream_key(&mut self.0, key))

@@ -95,7 +95,8 @@ pub enum DirectoryCommand {
         overlap_seconds: i64,
     },
     /// Keep a provider credential (read from standard input) sealed in the
-    /// data directory's `provider-secrets/NAME`, for a declaration's
+    /// data directory's `provider-secrets/NAME` (with --database-url: in the
+    /// database, for every replica), for a declaration's
     /// `client_secret_file` or `value_file`.
     SealSecret { name: String },
 }
@@ -122,11 +123,18 @@ async fn directory_command(
     let (store, material) = state.open().await?;
     let accounts = fhirgate_store::accounts::Accounts::new(store.clone(), material.pepper);
     let kek = material.kek;
-    let secrets = state.data_dir.as_ref().map(|d| d.join(SECRETS_DIR));
-    if let (DirectoryCommand::SealSecret { name }, Some(secrets)) = (&command, &secrets) {
+    // Provider credentials: in the database when the state is, else files in
+    // the data directory.
+    let in_store = state.database_url.is_some();
+    let secrets = match (in_store, &state.data_dir) {
+        (true, _) => Some(std::path::PathBuf::from(fhirgate_core::vault::STORED_DIR)),
+        (false, Some(d)) => Some(d.join(SECRETS_DIR)),
+        (false, None) => None,
+    };
+    if let (DirectoryCommand::SealSecret { name }, Some(secrets), false) = (&command, &secrets, in_store) {
         return seal_secret(secrets, name, &kek);
     }
-    if let Some(secrets) = &secrets {
+    if let (Some(secrets), false) = (&secrets, in_store) {
         fhirgate_core::vault::seal_plain_files(secrets, &kek)?;
     }
     let dir = Directory::open(std::sync::Arc::new(store), secrets.clone(), kek.clone()).await?;
@@ -198,7 +206,8 @@ async fn directory_command(
             json!({ "provider_id": provider_id, "kid": kid, "jwks": dir.snapshot().provider_jwks(&provider_id) })
         }
         DirectoryCommand::SealSecret { name } => {
-            return seal_secret(&secrets.context("sealing a provider secret file needs --data-dir")?, &name, &kek);
+            dir.store_secret(&name, &read_secret()?, &actor()?).await?;
+            json!({ "sealed": name, "kek": kek.id(), "kept": "in the database" })
         }
     };
     fhirgate_core::say!("{}", serde_json::to_string_pretty(&out)?);
@@ -206,17 +215,24 @@ async fn directory_command(
 }
 
 /// Writes the credential on standard input, sealed, to `secrets/name`.
-fn seal_secret(secrets: &std::path::Path, name: &str, kek: &fhirgate_core::vault::Kek) -> anyhow::Result<()> {
+/// A credential piped in on standard input, trimmed.
+fn read_secret() -> anyhow::Result<String> {
     use std::io::Read as _;
-    if !fhirgate_core::files::is_plain_name(name) {
-        anyhow::bail!("the secret's name must be a plain file name (letters, digits, `-`, `_`, `.`)");
-    }
     let mut value = String::new();
     std::io::stdin().read_to_string(&mut value).context("reading the secret from standard input")?;
     let value = value.trim();
     if value.is_empty() {
         anyhow::bail!("standard input is empty: pipe the credential in");
     }
+    Ok(value.to_owned())
+}
+
+fn seal_secret(secrets: &std::path::Path, name: &str, kek: &fhirgate_core::vault::Kek) -> anyhow::Result<()> {
+    if !fhirgate_core::files::is_plain_name(name) {
+        anyhow::bail!("the secret's name must be a plain file name (letters, digits, `-`, `_`, `.`)");
+    }
+    let value = read_secret()?;
+    let value = value.as_str();
     fhirgate_core::files::private_dir(secrets)?;
     let sealed = kek.seal(fhirgate_core::vault::PROVIDER_SECRET, value.as_bytes())?;
     fhirgate_core::files::replace_private(&secrets.join(name), sealed.as_bytes())?;

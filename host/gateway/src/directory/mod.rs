@@ -304,6 +304,29 @@ impl Directory {
         self.secrets_dir.as_deref()
     }
 
+    /// Whether provider credentials are kept in the store (a gateway whose
+    /// state is all in a database) rather than in files.
+    pub fn keeps_secrets_in_store(&self) -> bool {
+        self.secrets_dir.as_deref() == Some(Path::new(fhirgate_core::vault::STORED_DIR))
+    }
+
+    /// Keeps the provider credential `name` (`plain`) sealed in the store,
+    /// for declarations naming it; every gateway sharing the store reloads.
+    pub async fn store_secret(&self, name: &str, plain: &str, actor: &str) -> anyhow::Result<()> {
+        if !self.keeps_secrets_in_store() {
+            anyhow::bail!("this gateway keeps provider credentials in files (its data directory), not in the store");
+        }
+        if !fhirgate_core::files::is_plain_name(name) || plain.trim().is_empty() {
+            anyhow::bail!("a credential has a plain name (letters, digits, `-`, `_`, `.`) and a value");
+        }
+        let sealed = self.kek.seal(fhirgate_core::vault::PROVIDER_SECRET, plain.trim().as_bytes())?;
+        let mut tx = self.repo.write().await?;
+        tx.put_provider_secret(name, &sealed).await?;
+        let detail = serde_json::json!({ "name": name });
+        tx.record_event(actor, "provider-secret.stored", &format!("provider-secret:{name}"), &detail).await?;
+        self.commit(tx).await
+    }
+
     /// The current production view; requests keep the one they started with.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
@@ -326,6 +349,10 @@ impl Directory {
         let providers = tx.providers().await.context("reading providers")?;
         let mappings = tx.mappings().await.context("reading tenant mappings")?;
         let keys = tx.upstream_keys().await.context("reading the providers' assertion keys")?;
+        if self.keeps_secrets_in_store() {
+            // Before the settings are built: they read these.
+            fhirgate_core::vault::set_stored(tx.provider_secrets().await.context("reading provider credentials")?);
+        }
         tx.commit().await.context("reading the directory")?;
         let keys = ProviderKeys::open(&keys, &self.kek, fhirgate_core::clock::now_seconds() as i64);
         let (test, snapshot) = Snapshot::build_views(generation, &providers, &mappings, keys);
