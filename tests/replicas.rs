@@ -214,6 +214,21 @@ fn replicas_on_one_database_agree_at_once() {
         "1",
     ]);
     let bob = issued["token"].as_str().unwrap().to_owned();
+    // Password guesses spread over the replicas meet one limit too.
+    let sign_in = |gw: &Served, password: &str| {
+        let resp = http()
+            .post(format!("{}/admin/session", gw.base))
+            .json(&json!({ "username": "bob", "password": password }))
+            .send()
+            .unwrap();
+        resp.status().as_u16()
+    };
+    for (i, gw) in [&a, &b, &c].iter().cycle().take(10).enumerate() {
+        assert_eq!(sign_in(gw, &format!("guess-{i}-long-enough")), 401);
+    }
+    for gw in [&a, &b, &c] {
+        assert_eq!(sign_in(gw, "another-guess-long-enough"), 429, "sign-ins throttled on every replica");
+    }
     let t2_token = token(&b.base, &id, &second, T2);
     assert_eq!(read(&c.base, &t2_token), 403, "no provider serves T2 yet");
     let mapping = request_mapping(&a, T2, "second-hospital", &provider_base);

@@ -179,6 +179,8 @@ impl Services {
             (Some(a), None) => Some(AdminAuth::from_config(a.token_sha256.as_deref())?),
             (None, _) => None,
         };
+        // Replicas on one database count failed sign-ins together.
+        let shared_store = (state.store.backend() == fhirgate_store::Backend::Postgres).then(|| state.store.clone());
         Ok(Services {
             auth,
             policy: ArcSwap::from_pointee(policy),
@@ -197,7 +199,10 @@ impl Services {
                 hex::decode_to_slice(&m.token_sha256, &mut digest).ok().map(|()| digest)
             }),
             admin,
-            admin_failures: Throttle::default(),
+            admin_failures: match shared_store {
+                Some(store) => Throttle::shared(store),
+                None => Throttle::default(),
+            },
             proxies: TrustedProxies::new(&config.trusted_proxies)?,
             key_policy,
             kek,

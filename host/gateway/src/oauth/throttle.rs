@@ -106,6 +106,18 @@ impl Throttle {
         }
     }
 
+    /// As [`Throttle::confirm_failure`], without waiting for the store.
+    pub fn share_failure(&self, client_id: Option<&str>, addr: IpAddr) {
+        let Some(store) = self.shared.clone() else { return };
+        let names: Vec<String> = keys(client_id, addr).iter().map(Key::shared_name).collect();
+        let now = fhirgate_core::clock::now_millis();
+        tokio::spawn(async move {
+            if let Err(e) = store.throttle_fail(&names, now, WINDOW.as_millis() as i64).await {
+                tracing::warn!(error = %e, "counting a failed authentication in the store failed");
+            }
+        });
+    }
+
     /// [`Throttle::check`] of this gateway's own counts.
     pub fn check_here(&self, client_id: Option<&str>, addr: IpAddr) -> Option<u64> {
         let now = Instant::now();

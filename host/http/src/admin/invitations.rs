@@ -67,6 +67,7 @@ pub(super) async fn invitee(
     };
     let unknown = || {
         gw.admin_failures().failed(None, client);
+        gw.admin_failures().share_failure(None, client);
         tracing::warn!(target: "fhirgate::audit", %client, "an unknown, used or expired invitation was presented");
         problem(StatusCode::NOT_FOUND, "This invitation is unknown, used or expired; ask an operator for a new one.")
     };

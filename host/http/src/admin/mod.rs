@@ -111,7 +111,7 @@ pub(crate) async fn serve(
     let Some(auth) = gw.admin() else {
         return problem(StatusCode::NOT_FOUND, "The admin API is not enabled (set [admin]).");
     };
-    if let Some(wait) = gw.admin_failures().check_here(None, client) {
+    if let Some(wait) = gw.admin_failures().check(None, client).await {
         tracing::warn!(target: "fhirgate::audit", %client, path = invitations::loggable(parts.uri.path()), "admin request refused: too many failed authentications");
         let mut resp = problem(StatusCode::TOO_MANY_REQUESTS, "Too many failed authentications; try again later.");
         resp.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(wait));
@@ -136,6 +136,7 @@ pub(crate) async fn serve(
         Ok(Some(p)) => p,
         Ok(None) => {
             gw.admin_failures().failed(None, client);
+            gw.admin_failures().confirm_failure(None, client).await;
             tracing::warn!(target: "fhirgate::audit", %client, path = invitations::loggable(parts.uri.path()), "admin authentication failed");
             return unauthenticated();
         }

@@ -113,6 +113,7 @@ pub(super) async fn endpoint(
                     Ok(Some(_)) => {}
                     Ok(None) => {
                         gw.admin_failures().failed(None, client);
+                        gw.admin_failures().share_failure(None, client);
                         return problem(
                             StatusCode::NOT_FOUND,
                             "This invitation is unknown, used or expired; ask an operator for a new one.",
@@ -150,6 +151,7 @@ pub(super) async fn endpoint(
             let mut query = query_map(parts.uri.query());
             let refuse = |status: StatusCode, message: String| {
                 gw.admin_failures().failed(None, client);
+                gw.admin_failures().share_failure(None, client);
                 tracing::warn!(target: "fhirgate::audit", %client, provider = %name, reason = %message, "OpenID Connect sign-in refused");
                 let mut resp = problem(status, message);
                 if let Some(clear) = state_cookie("", 0) {

@@ -265,7 +265,7 @@ pub(super) async fn session(
                 Ok(r) => r,
                 Err(message) => return problem(StatusCode::BAD_REQUEST, message),
             };
-            if let Some(wait) = gw.admin_failures().check_here(Some(&req.username), client) {
+            if let Some(wait) = gw.admin_failures().check(Some(&req.username), client).await {
                 tracing::warn!(target: "fhirgate::audit", %client, user = %req.username, "sign-in refused: too many failures");
                 let mut resp = problem(StatusCode::TOO_MANY_REQUESTS, "Too many failed sign-ins; try again later.");
                 resp.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(wait));
@@ -280,6 +280,7 @@ pub(super) async fn session(
                     session_answer(accounts, &user, &session)
                 }
                 Ok(None) => {
+                    gw.admin_failures().confirm_failure(Some(&req.username), client).await;
                     tracing::warn!(target: "fhirgate::audit", %client, user = %req.username, "sign-in failed");
                     problem(StatusCode::UNAUTHORIZED, "The user name, password or code is wrong.")
                 }

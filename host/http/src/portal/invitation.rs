@@ -25,6 +25,7 @@ fn totp_secret(uri: &str) -> String {
 impl Portal<'_> {
     fn unknown_invitation(&self) -> Response<Body> {
         self.gw.admin_failures().failed(None, self.client);
+        self.gw.admin_failures().share_failure(None, self.client);
         tracing::warn!(target: "fhirgate::audit", client = %self.client, "an unknown, used or expired invitation was presented");
         page(
             StatusCode::NOT_FOUND,
@@ -33,7 +34,7 @@ impl Portal<'_> {
     }
 
     pub(super) async fn invitation(&self, token: &str, error: Option<&str>) -> Response<Body> {
-        if let Some(wait) = self.gw.admin_failures().check_here(None, self.client) {
+        if let Some(wait) = self.gw.admin_failures().check(None, self.client).await {
             return page(StatusCode::TOO_MANY_REQUESTS, format!("Too many tries; try again in {wait} seconds."));
         }
         let invitation = match self.accounts.invitation(token).await {
@@ -56,7 +57,7 @@ impl Portal<'_> {
     }
 
     pub(super) async fn accept(&self, token: &str, form: &HashMap<String, String>) -> Response<Body> {
-        if let Some(wait) = self.gw.admin_failures().check_here(None, self.client) {
+        if let Some(wait) = self.gw.admin_failures().check(None, self.client).await {
             return page(StatusCode::TOO_MANY_REQUESTS, format!("Too many tries; try again in {wait} seconds."));
         }
         let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();

@@ -318,7 +318,7 @@ impl Portal<'_> {
         if !same_browser {
             return self.sign_in_page(Some("This form expired; sign in again."), None, username).await;
         }
-        if let Some(wait) = self.gw.admin_failures().check_here(Some(username), self.client) {
+        if let Some(wait) = self.gw.admin_failures().check(Some(username), self.client).await {
             let message = format!("Too many failed sign-ins; try again in {wait} seconds.");
             return self.sign_in_page(Some(&message), None, username).await;
         }
@@ -335,6 +335,7 @@ impl Portal<'_> {
                 resp
             }
             Ok(None) => {
+                self.gw.admin_failures().confirm_failure(Some(username), self.client).await;
                 tracing::warn!(target: "fhirgate::audit", client = %self.client, user = %username, "portal sign-in failed");
                 self.sign_in_page(Some("The user name, password or code is wrong."), None, username).await
             }
