@@ -191,6 +191,18 @@ pub fn set_stored(secrets: Vec<(String, String)>) {
     *STORED.write().unwrap_or_else(|e| e.into_inner()) = Some(secrets.into_iter().collect());
 }
 
+/// The bytes of a provider's file: one kept in the database (named under
+/// [`STORED_DIR`]), opened, or the file itself.
+pub fn read_provider_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    match path.strip_prefix(STORED_DIR).ok().and_then(|n| n.to_str()) {
+        Some(name) => {
+            let sealed = stored(name)?;
+            open_known(PROVIDER_SECRET, &sealed).with_context(|| format!("{}", path.display()))
+        }
+        None => std::fs::read(path).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
 /// The sealed credential `name` kept in the database.
 fn stored(name: &str) -> anyhow::Result<String> {
     let stored = STORED.read().unwrap_or_else(|e| e.into_inner());
@@ -325,6 +337,23 @@ mod tests {
         assert!(read_credential(&path).is_err(), "not yet remembered");
         remember(&kek);
         assert_eq!(read_credential(&path).unwrap(), "the-api-key");
+    }
+
+    #[test]
+    fn provider_files_kept_in_the_database_open_by_name() {
+        let kek = Kek::from_bytes(&[11; 32]);
+        remember(&kek);
+        let sealed = kek.seal(PROVIDER_SECRET, b"-----BEGIN CERTIFICATE-----\n").unwrap();
+        set_stored(vec![
+            ("hospital-ca.pem".into(), sealed),
+            ("api.key".into(), kek.seal(PROVIDER_SECRET, b" k \n").unwrap()),
+        ]);
+        let stored = Path::new(STORED_DIR);
+        assert_eq!(read_provider_file(&stored.join("hospital-ca.pem")).unwrap(), b"-----BEGIN CERTIFICATE-----\n");
+        assert_eq!(read_credential(&stored.join("api.key")).unwrap(), "k");
+        let e = format!("{:#}", read_credential(&stored.join("missing.key")).unwrap_err());
+        assert!(e.contains("seal-secret missing.key"), "{e}");
+        assert!(read_provider_file(Path::new("/nonexistent/ca.pem")).is_err());
     }
 
     #[test]

@@ -30,7 +30,7 @@ const POOL_IDLE: Duration = Duration::from_secs(90);
 
 /// Reads and checks a PEM file of extra trust anchors.
 pub(super) fn load_extra_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, UpstreamError> {
-    let pem = std::fs::read(path).map_err(|e| UpstreamError::Tls(format!("cannot read {}: {e}", path.display())))?;
+    let pem = fhirgate_core::vault::read_provider_file(path).map_err(|e| UpstreamError::Tls(format!("{e:#}")))?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| UpstreamError::Tls(format!("{} is not a PEM certificate file: {e}", path.display())))?;
@@ -52,7 +52,7 @@ pub(super) fn load_client_cert(
     files: &ClientCert,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), UpstreamError> {
     let tls = |e: String| UpstreamError::Tls(e);
-    let pem = std::fs::read(&files.cert).map_err(|e| tls(format!("cannot read {}: {e}", files.cert.display())))?;
+    let pem = fhirgate_core::vault::read_provider_file(&files.cert).map_err(|e| tls(format!("{e:#}")))?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| tls(format!("{} is not a PEM certificate file: {e}", files.cert.display())))?;
