@@ -23,6 +23,14 @@ const T1: &str = "aaaaaaaa-1111-4111-8111-000000000001";
 const T2: &str = "aaaaaaaa-2222-4222-8222-000000000002";
 const T3: &str = "aaaaaaaa-3333-4333-8333-000000000003";
 
+/// One of these tests at a time: each runs several gateways, and the
+/// propagation bounds they check are not to be measured against another
+/// test's load on the same cores.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The configuration every replica shares: the database, the KEK, the URL
 /// clients reach them all at (behind a balancer; the test speaks to each
 /// on its loopback port), loopback providers allowed.
@@ -108,6 +116,7 @@ fn request_mapping(gw: &Served, tenant: &str, id: &str, base: &str) -> String {
 
 #[test]
 fn replicas_on_one_database_agree_at_once() {
+    let _one = one_at_a_time();
     let cluster = Cluster::shared();
     let url = tokio::runtime::Runtime::new().unwrap().block_on(cluster.database()).unwrap();
     let keys = tempfile::tempdir().unwrap();
@@ -326,6 +335,7 @@ fn kill_listeners(cluster: &Cluster) -> i64 {
 
 #[test]
 fn replicas_report_not_ready_while_the_database_is_down_and_recover_by_themselves() {
+    let _one = one_at_a_time();
     let cluster = Cluster::start().unwrap();
     let url = tokio::runtime::Runtime::new().unwrap().block_on(cluster.database()).unwrap();
     let keys = tempfile::tempdir().unwrap();
@@ -353,6 +363,7 @@ fn replicas_report_not_ready_while_the_database_is_down_and_recover_by_themselve
 
 #[test]
 fn a_replica_killed_under_load_leaves_the_others_serving_and_every_answer_audited() {
+    let _one = one_at_a_time();
     let url = tokio::runtime::Runtime::new().unwrap().block_on(Cluster::shared().database()).unwrap();
     let keys = tempfile::tempdir().unwrap();
     let config = shared_config(&url, &kek_file(keys.path()));
@@ -434,6 +445,7 @@ fn a_replica_killed_under_load_leaves_the_others_serving_and_every_answer_audite
 
 #[test]
 fn a_provider_credential_kept_in_the_database_serves_every_replica() {
+    let _one = one_at_a_time();
     let url = tokio::runtime::Runtime::new().unwrap().block_on(Cluster::shared().database()).unwrap();
     let keys = tempfile::tempdir().unwrap();
     let kek = kek_file(keys.path());
