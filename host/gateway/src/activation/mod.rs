@@ -275,10 +275,11 @@ impl Activation {
         if !valid_name {
             return Err(invalid("`name` is 1–64 letters, digits, `-` or `_`".into()));
         }
-        if self.shared.is_some() {
-            return self.upload_shared(gw, role, name, bytes, sha256).await;
-        }
-        let dir = self.uploads.as_ref().ok_or_else(|| invalid("Uploading modules needs a data_dir.".into()))?;
+        let dir = match (&self.shared, &self.uploads) {
+            (Some(_), _) => None,
+            (None, Some(dir)) => Some(dir),
+            (None, None) => return Err(invalid("Uploading modules needs a data_dir.".into())),
+        };
         // Hashing and writing up to 64 MiB is blocking work: off the
         // request threads.
         let hashing = bytes.clone();
@@ -288,6 +289,9 @@ impl Activation {
         if sha256.is_some_and(|s| !s.eq_ignore_ascii_case(&digest)) {
             return Err(invalid(format!("The module's sha256 is {digest}, not the one given.")));
         }
+        let Some(dir) = dir else {
+            return self.upload_shared(gw, role, name, &bytes, &digest).await;
+        };
         let _one = self.loading.lock().await;
         let refused = |reason: String| UploadError::Refused(Rejection { at: now_seconds(), reason });
         fhirgate_core::files::private_dir(dir).map_err(|e| refused(format!("{e:#}")))?;

@@ -94,34 +94,28 @@ impl Activation {
         }
     }
 
-    /// [`Activation::upload`] on a shared database.
+    /// [`Activation::upload`] on a shared database: `bytes` (SHA-256
+    /// `digest`, checked) kept there, then named in a new activation.
     pub(super) async fn upload_shared(
         &self,
         gw: &Served<'_>,
         role: &str,
         name: &str,
-        bytes: bytes::Bytes,
-        sha256: Option<&str>,
+        bytes: &[u8],
+        digest: &str,
     ) -> Result<Status, UploadError> {
         let Some(store) = &self.shared else {
             return Err(UploadError::Invalid("the gateway keeps no module store".into()));
         };
-        let hashing = bytes.clone();
-        let digest = tokio::task::spawn_blocking(move || fhirgate_core::digest::sha256_hex(&hashing))
-            .await
-            .map_err(|e| UploadError::Invalid(format!("hashing the module stopped: {e}")))?;
-        if sha256.is_some_and(|s| !s.eq_ignore_ascii_case(&digest)) {
-            return Err(UploadError::Invalid(format!("The module's sha256 is {digest}, not the one given.")));
-        }
         let refused = |reason: String| UploadError::Refused(Rejection { at: now_seconds(), reason });
         let _one = self.loading.lock().await;
         let seen = self.look().unwrap_or_default();
         store
-            .put_module(&digest, name, &bytes, "upload")
+            .put_module(digest, name, bytes, "upload")
             .await
             .map_err(|e| refused(format!("keeping the module: {e}")))?;
         let active = self.lock().text.clone().ok_or_else(|| refused("the active policy's text is unknown".into()))?;
-        let edited = name_module(&active, role, None, &digest).map_err(|e| refused(format!("{e:#}")))?;
+        let edited = name_module(&active, role, None, digest).map_err(|e| refused(format!("{e:#}")))?;
         let (policy, text) = match self.prepare_text(gw, edited).await {
             Ok(prepared) => prepared,
             Err(e) => return Err(UploadError::Refused(self.refuse(gw, &e, seen))),
