@@ -6,22 +6,36 @@ mod support;
 use support::{Setup, http, provider};
 
 const TENANT: &str = "66666666-6666-4666-8666-666666666666";
+const ADMIN: &str = "sandbox-admin-token-0123456789abcdefghij";
+
+/// The generation of the policy the gateway serves.
+fn admin_generation(gw: &support::Served) -> serde_json::Value {
+    let resp = http().get(format!("{}/admin/modules", gw.base)).bearer_auth(ADMIN).send().unwrap();
+    resp.json::<serde_json::Value>().unwrap()["generation"].clone()
+}
 
 /// A gateway routing TENANT to the provider at `base` through the test
 /// module that misbehaves on request, with `extra_config`. The `fhirgate`
 /// process itself, as deployed (its allocator, its own address space): these
 /// tests are about what a faulty module can do to the gateway.
 fn misbehaving(base: &str, extra_config: &str) -> support::Served {
+    misbehaving_setup(&[("p", base)], extra_config).serve_binary()
+}
+
+/// Another customer of the same partner, routed to the same provider.
+const OTHER: &str = "77777777-7777-4777-8777-777777777777";
+
+/// The gateway of [`misbehaving`] for two tenants, `providers` naming `p`.
+fn misbehaving_setup<'a>(providers: &'a [(&'a str, &'a str)], extra_config: &'a str) -> Setup<'a> {
     Setup {
         router: "fhirgate_misbehave",
-        routes: &[(TENANT, "p")],
-        tenants: &[(TENANT, "p")],
-        providers: &[("p", base)],
-        client_tenants: &[TENANT],
+        routes: &[(TENANT, "p"), (OTHER, "p")],
+        tenants: &[(TENANT, "p"), (OTHER, "p")],
+        providers,
+        client_tenants: &[TENANT, OTHER],
         extra_config,
         ..Default::default()
     }
-    .serve_binary()
 }
 
 #[test]
@@ -71,13 +85,13 @@ fn runaway_and_faulty_routing_modules_are_contained() {
     outcomes.validate();
 }
 
-/// Every call gets a fresh instance: what one call leaves in the module's
-/// memory (another tenant's data, say) is gone for the next, however the
-/// instance slots are reused and reset.
+/// With `reuse = 0` every request gets a fresh instance: what one call
+/// leaves in the module's memory is gone for the next, however the instance
+/// slots are reused and reset.
 #[test]
-fn nothing_a_call_leaves_in_module_memory_reaches_the_next() {
+fn with_reuse_off_nothing_a_call_leaves_in_module_memory_reaches_the_next() {
     let (_provider, base) = provider();
-    let gw = misbehaving(&base, "");
+    let gw = Setup { router_settings: "reuse = 0\n", ..misbehaving_setup(&[("p", &base)], "") }.serve_binary();
     let token = gw.token(TENANT);
     let read = |query: &str| {
         http().get(format!("{}/stu3/Patient/pat-001?{query}", gw.base)).bearer_auth(&token).send().unwrap()
@@ -109,5 +123,208 @@ fn nothing_a_call_leaves_in_module_memory_reaches_the_next() {
                 }
             });
         }
+    });
+}
+
+/// What the routing module answers `query` with for `token`: its status
+/// and diagnostics.
+fn ask(gw: &support::Served, token: &str, query: &str) -> (u16, String) {
+    let resp = http().get(format!("{}/stu3/Patient/pat-001?{query}", gw.base)).bearer_auth(token).send().unwrap();
+    let status = resp.status().as_u16();
+    let body: serde_json::Value = resp.json().unwrap();
+    (status, if status == 200 { String::new() } else { support::assert_outcome(&body) })
+}
+
+/// Instances are kept for reuse (the default): a module's memory survives
+/// from one request to the next of the same tenant, which shows the
+/// instance is kept, and never reaches another tenant's request, nor
+/// survives a trap, a timeout, memory growth or a policy swap.
+#[test]
+fn a_kept_instance_serves_one_tenant_and_nothing_survives_a_fault_or_a_swap() {
+    let (_provider, base) = provider();
+    let gw = Setup {
+        admin_token: Some(ADMIN),
+        data_dir: true,
+        ..misbehaving_setup(&[("p", &base)], "[wasm]\ncall_timeout_ms = 300\n")
+    }
+    .serve_binary();
+    let (mine, other) = (gw.token(TENANT), gw.token(OTHER));
+    let remember = |token: &str, note: &str| {
+        let (status, diag) = ask(&gw, token, &format!("_misbehave=remember&_note={note}"));
+        assert_eq!(status, 409, "{diag}");
+        assert!(diag.contains(&format!("kept: [{note}]")), "{diag}");
+    };
+    let recall = |token: &str| {
+        let (status, diag) = ask(&gw, token, "_misbehave=recall");
+        assert_eq!(status, 409, "{diag}");
+        diag.split("kept: [").nth(1).and_then(|r| r.split(']').next()).unwrap_or_default().to_owned()
+    };
+
+    // The tenant's next request finds what its last one left: the instance
+    // was kept (and the test can see a note that crossed)…
+    remember(&mine, "mine-1");
+    assert_eq!(recall(&mine), "mine-1");
+    // …the other tenant's never does.
+    assert_eq!(recall(&other), "");
+    remember(&other, "other-1");
+    assert_eq!(recall(&mine), "mine-1");
+    assert_eq!(recall(&other), "other-1");
+
+    // A trap, a timeout and memory grown past its start each drop the
+    // instance: the next request starts afresh.
+    for (fault, status) in [("panic", 500), ("loop", 500), ("hoard&_note=big", 409)] {
+        remember(&mine, "before-fault");
+        let (got, diag) = ask(&gw, &mine, &format!("_misbehave={fault}"));
+        assert_eq!(got, status, "{fault}: {diag}");
+        assert_eq!(recall(&mine), "", "after {fault}");
+    }
+    assert_eq!(recall(&other), "other-1", "the other tenant's instance is its own");
+
+    // A policy swap retires every kept instance at once.
+    remember(&mine, "before-swap");
+    let policy = gw.dir.path().join("policy.toml");
+    let before = admin_generation(&gw);
+    let text = std::fs::read_to_string(&policy).unwrap() + "\n# swapped\n";
+    std::fs::write(&policy, text).unwrap();
+    let t0 = std::time::Instant::now();
+    while admin_generation(&gw) == before {
+        assert!(t0.elapsed().as_secs() < 20, "the policy was not reloaded");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(recall(&mine), "");
+    assert_eq!(recall(&other), "");
+
+    // Under concurrency each tenant's requests see only its own notes.
+    std::thread::scope(|s| {
+        for (t, tenant_token, label) in
+            [(0, &mine, "mine"), (1, &other, "other"), (2, &mine, "mine"), (3, &other, "other")]
+        {
+            let (gw, remember) = (&gw, &remember);
+            s.spawn(move || {
+                for i in 0..25 {
+                    remember(tenant_token, &format!("{label}-{t}-{i}"));
+                    let (_, diag) = ask(gw, tenant_token, "_misbehave=recall");
+                    let seen = diag.split("kept: [").nth(1).and_then(|r| r.split(']').next()).unwrap_or_default();
+                    assert!(seen.is_empty() || seen.starts_with(&format!("{label}-")), "{label} saw {seen}");
+                }
+            });
+        }
+    });
+}
+
+/// An instance serves at most `reuse` requests, a number drawn per instance
+/// between half of it and all of it.
+#[test]
+fn a_kept_instance_serves_at_most_its_drawn_number_of_requests() {
+    let (_provider, base) = provider();
+    let gw = Setup { router_settings: "reuse = 4\n", ..misbehaving_setup(&[("p", &base)], "") }.serve_binary();
+    let token = gw.token(TENANT);
+    let mut served = std::collections::BTreeSet::new();
+    for round in 0..12 {
+        let note = format!("round-{round}");
+        let (status, diag) = ask(&gw, &token, &format!("_misbehave=remember&_note={note}"));
+        assert_eq!(status, 409, "{diag}");
+        // The remembering request is the instance's first or a later one;
+        // it is gone at the latest four requests after it.
+        let mut seen = 0;
+        while ask(&gw, &token, "_misbehave=recall").1.contains(&format!("kept: [{note}]")) {
+            seen += 1;
+            assert!(seen < 4, "an instance served more than 4 requests");
+        }
+        served.insert(seen);
+    }
+    // Limits differ from instance to instance (2, 3 or 4 requests).
+    assert!(served.len() > 1, "every instance served the same number of requests: {served:?}");
+}
+
+/// The parts of the promise an HTTP client cannot reach: a call cancelled
+/// half-way, a call for another partner or configuration, a retired pool.
+#[test]
+fn a_lease_gives_its_instance_back_only_under_the_promise() {
+    use std::sync::Arc;
+
+    use fhirgate_sandbox::bindings::types::{Claims, Interaction, Param};
+    use fhirgate_sandbox::harness::request;
+    use fhirgate_sandbox::{CallContext, Limits, Module, Pool, Reuse, Runtime, StaticDirectory};
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let engine = Runtime::new(Limits { call_timeout_ms: 2000, ..Limits::default() }).unwrap();
+        let bytes = std::fs::read(support::guest("fhirgate_misbehave")).unwrap();
+        let module = Arc::new(Module::load(&engine, "misbehave", &bytes).unwrap());
+        let config: Arc<str> = serde_json::json!({ "tenants": { TENANT: "p" } }).to_string().into();
+        let pool = Pool::new(module.clone(), "partner".into(), config.clone(), Reuse::DEFAULT);
+        let ctx = |partner: &str, config: &Arc<str>| CallContext {
+            partner: partner.into(),
+            module: module.name().clone(),
+            digest: module.digest().clone(),
+            config_json: config.clone(),
+            issuer: Arc::default(),
+            directory: Arc::new(StaticDirectory::default()),
+            reads: None,
+            request_id: "test".into(),
+            fixed_now_ms: None,
+            counted: false,
+        };
+        let claims = Claims {
+            client_id: "app".into(),
+            tenant_id: TENANT.into(),
+            scopes: vec![TENANT.into()],
+            expires_at: u64::MAX,
+            token_id: None,
+        };
+        let asking = |mode: &str| {
+            let mut r = request(Interaction::Read, "Patient", Some("p1"));
+            r.params = vec![Param { name: "_misbehave".into(), value: mode.into() }];
+            r.params.push(Param { name: "_note".into(), value: "kept".into() });
+            r
+        };
+        let (remember, recall, spin) = (asking("remember"), asking("recall"), asking("loop"));
+
+        // A normal call: the instance goes back.
+        let mut lease = pool.lease(TENANT);
+        let denial = lease.route(ctx("partner", &config), &claims, &remember).await.unwrap().unwrap_err();
+        assert!(denial.message.contains("kept: [kept]"), "{}", denial.message);
+        drop(lease);
+        assert_eq!(pool.idle(), 1);
+        let mut lease = pool.lease(TENANT);
+        assert!(lease.reused());
+        let denial = lease.route(ctx("partner", &config), &claims, &recall).await.unwrap().unwrap_err();
+        assert!(denial.message.contains("kept: [kept]"), "{}", denial.message);
+        drop(lease);
+        assert_eq!(pool.idle(), 1);
+
+        // Cancelled half-way (the request went away): never given back.
+        let mut lease = pool.lease(TENANT);
+        let cancelled = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            lease.route(ctx("partner", &config), &claims, &spin),
+        )
+        .await;
+        assert!(cancelled.is_err(), "the spinning call ended by itself");
+        drop(lease);
+        assert_eq!(pool.idle(), 0, "a cancelled call's instance was kept");
+
+        // A call for another partner, or with another configuration, runs
+        // on the lease but its instance is not kept.
+        for (partner, config) in [("another-partner", config.clone()), ("partner", Arc::from(r#"{"tenants":{}}"#))] {
+            let mut lease = pool.lease(TENANT);
+            let _ = lease.route(ctx(partner, &config), &claims, &remember).await.unwrap();
+            drop(lease);
+            assert_eq!(pool.idle(), 0, "{partner} {config}");
+        }
+
+        // A retired pool drops what it kept and keeps nothing more.
+        let mut held = pool.lease(TENANT);
+        let _ = held.route(ctx("partner", &config), &claims, &remember).await.unwrap();
+        let mut lease = pool.lease(TENANT);
+        let _ = lease.route(ctx("partner", &config), &claims, &remember).await.unwrap();
+        drop(lease);
+        assert_eq!(pool.idle(), 1);
+        pool.retire();
+        assert_eq!(pool.idle(), 0, "a retired pool still keeps an instance");
+        drop(held);
+        assert_eq!(pool.idle(), 0, "a retired pool kept an instance");
+        assert!(!pool.lease(TENANT).reused());
     });
 }

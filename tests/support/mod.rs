@@ -309,6 +309,8 @@ pub fn provider_with(args: &[&str]) -> (Running, String) {
 #[derive(Default)]
 pub struct Setup<'a> {
     pub router: &'a str,
+    /// More keys of `[modules.routing]` (`reuse = 0`, say).
+    pub router_settings: &'a str,
     pub routes: &'a [(&'a str, &'a str)],
     pub tenants: &'a [(&'a str, &'a str)],
     pub providers: &'a [(&'a str, &'a str)],
@@ -393,7 +395,11 @@ impl Setup<'_> {
         let mut policy = String::from("schema_version = 1\npartner = \"test\"\n\n");
         policy += &format!("[modules.token-validation]\n{}\n", module("fhirgate_token_jwt"));
         let router = if self.router.is_empty() { "fhirgate_router_table" } else { self.router };
-        policy += &format!("[modules.routing]\n{}\n[modules.routing.config.tenants]\n", module(router));
+        policy += &format!(
+            "[modules.routing]\n{}{}\n[modules.routing.config.tenants]\n",
+            module(router),
+            self.router_settings
+        );
         for (t, p) in self.routes {
             policy += &format!("{t:?} = {p:?}\n");
         }

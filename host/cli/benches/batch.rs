@@ -58,7 +58,8 @@ fn main() -> anyhow::Result<()> {
                 p.base_url = provider_base.clone();
             }
         };
-        let app = App::build(&config, addr, Options { adjust_policy: Some(Arc::new(adjust)) }).await?;
+        let app =
+            App::build(&config, addr, Options { adjust_policy: Some(Arc::new(adjust)), ..Options::default() }).await?;
         tokio::spawn(async move {
             let _ = run(listener, app.services().clone(), None, std::future::pending()).await;
             app.shutdown().await;

@@ -7,9 +7,13 @@
 //!   access log on disk, the token of a registered client;
 //! - (D) nginx `proxy_pass` to the same provider, with upstream keep-alive,
 //!   when `nginx` is on the PATH;
-//! - (E) C with `[audit] commit = "buffered"`: records committed within
+//! - (E) C's native twin: the same gateway, configuration and policy, with
+//!   the default modules' own code compiled into the host and called behind
+//!   the same role interfaces instead of in the sandbox
+//!   (`serve --native-twins`): C/E is what WebAssembly costs;
+//! - (F) C with `[audit] commit = "buffered"`: records committed within
 //!   20 ms after the answer instead of before it, the baseline of what the
-//!   durable trail costs (C/E).
+//!   durable trail costs (C/F).
 //!
 //! Workloads: a ~2 KB Patient read, ~40 KB and ~170 KB searchsets of
 //! Patients, and, on the gateway only: the token endpoint; an 8-entry batch
@@ -23,8 +27,9 @@
 //! omission): p50, p99 and p99.9; the system's own CPU during saturation (the provider's not
 //! included) and its resident-memory high-water mark so far (VmHWM, summed
 //! over its processes). Prints one table and the ratios
-//! C/B, C/D, C/E and the p99 C adds over B, and writes them to
-//! `target/bench/compare.json` and `target/bench/compare.md`.
+//! C/E, C/B, C/D, C/F and the p99 C adds over B and over E, and writes them
+//! to `target/bench/compare.json` (`ratios`, per workload) and
+//! `target/bench/compare.md`.
 //!
 //! Everything shares the machine: provider, systems and the load generator
 //! compete for the same cores, alike for every system.
@@ -307,17 +312,21 @@ fn main() -> anyhow::Result<()> {
     let proxy = start(&["proxy", "--upstream", &provider_base, "--listen", "127.0.0.1:0", "--json"]);
     // Providers a and b are the same server under two names: the hot swap
     // moves the tenant from one to the other.
-    let gw = Setup {
+    let providers = [("a", provider_base.as_str()), ("b", &provider_base), ("slow", &slow_base)];
+    let setup = || Setup {
         routes: &[(TENANT, "a"), (SLOW_TENANT, "slow")],
         tenants: &[(TENANT, "a"), (SLOW_TENANT, "slow")],
-        providers: &[("a", &provider_base), ("b", &provider_base), ("slow", &slow_base)],
+        providers: &providers,
         client_tenants: &[TENANT, SLOW_TENANT],
         data_dir: true,
         admin_token: Some(ADMIN),
         provider_settings: "timeout_ms = 10000\n",
         ..Default::default()
-    }
-    .serve_binary();
+    };
+    let gw = setup().serve_binary();
+    // The same gateway running the default modules' code natively.
+    let twin = setup().serve_binary_logging(&["--native-twins"], "warn", std::process::Stdio::null());
+    let twin_token = twin.token(TENANT);
     // The same gateway committing its access records within 20 ms of the
     // answer instead of before it: the baseline of the durable trail's cost.
     let buffered = Setup {
@@ -370,6 +379,14 @@ fn main() -> anyhow::Result<()> {
     ];
     systems.push(System {
         key: "E",
+        name: "C's native twin (no sandbox)".into(),
+        addr: addr_of(&twin.base),
+        base_path: "/stu3",
+        bearer: Some(twin_token),
+        proc: Proc { pid: twin.running.pid() },
+    });
+    systems.push(System {
+        key: "F",
         name: "C, audit buffered".into(),
         addr: addr_of(&buffered.base),
         base_path: "/stu3",
@@ -401,6 +418,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let mut report = String::new();
     let mut results = Vec::new();
+    let mut ratios = serde_json::Map::new();
     let line = |out: &mut String, text: String| {
         println!("{text}");
         let _ = writeln!(out, "{text}");
@@ -410,7 +428,7 @@ fn main() -> anyhow::Result<()> {
         format!("{} s per measurement, {CONNECTIONS} connections; latency in ms", seconds().as_secs_f64()),
     );
     let mut c_read_saturation = None;
-    for (_, label, path) in workloads.iter().filter(|(key, ..)| selected(key)) {
+    for (key, label, path) in workloads.iter().filter(|(key, ..)| selected(key)) {
         line(&mut report, format!("\n{label}"));
         line(
             &mut report,
@@ -450,27 +468,19 @@ fn main() -> anyhow::Result<()> {
             }
             by_key.insert(system.key, f);
         }
-        if let (Some(c), Some(e)) = (by_key.get("C"), by_key.get("E")) {
-            line(
-                &mut report,
-                format!(
-                    "durable audit: C/E req/s {:.2}; p99 at 50% load C {:.2} ms, E {:.2} ms",
-                    c.saturation / e.saturation,
-                    c.at50.ms(0.99),
-                    e.at50.ms(0.99)
-                ),
-            );
+        let Some(c) = by_key.get("C") else { continue };
+        let mut these = serde_json::Map::new();
+        let mut text = Vec::new();
+        for (other, what) in [("E", "wasm tax"), ("B", "vs bare proxy"), ("D", "vs nginx"), ("F", "durable audit")] {
+            let Some(o) = by_key.get(other) else { continue };
+            let ratio = c.saturation / o.saturation;
+            let added = c.at50.ms(0.99) - o.at50.ms(0.99);
+            text.push(format!("C/{other} {ratio:.2} ({what}; p99 at 50% {added:+.2} ms)"));
+            these.insert(format!("C/{other}"), json!(ratio));
+            these.insert(format!("added_p99_ms_at_50_C_over_{other}"), json!(added));
         }
-        let (Some(b), Some(c)) = (by_key.get("B"), by_key.get("C")) else { continue };
-        let mut ratios = format!(
-            "C/B req/s {:.2}; added p99 of C over B at 50% load {:+.2} ms",
-            c.saturation / b.saturation,
-            c.at50.ms(0.99) - b.at50.ms(0.99)
-        );
-        if let Some(d) = by_key.get("D") {
-            let _ = write!(ratios, "; C/D req/s {:.2}", c.saturation / d.saturation);
-        }
-        line(&mut report, ratios);
+        line(&mut report, format!("req/s ratios: {}", text.join("; ")));
+        ratios.insert((*key).to_owned(), Value::Object(these));
     }
     if nginx.is_none() {
         line(&mut report, "\n(D) not measured: nginx is not installed".into());
@@ -589,7 +599,10 @@ fn main() -> anyhow::Result<()> {
     let out = support::repo_root().join("target/bench");
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("compare.md"), &report)?;
-    std::fs::write(out.join("compare.json"), serde_json::to_string_pretty(&json!({ "results": results }))?)?;
+    std::fs::write(
+        out.join("compare.json"),
+        serde_json::to_string_pretty(&json!({ "ratios": ratios, "results": results }))?,
+    )?;
     println!("\nwritten to {}", out.display());
     drop(nginx);
     Ok(())

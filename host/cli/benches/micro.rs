@@ -1,9 +1,10 @@
 //! Micro-benchmarks (criterion) of the parts a request pays for, each beside
 //! its baseline in the same run:
 //!
-//! - a fresh module instance plus one call, as the gateway runs every call:
-//!   the table router on a read, the default shaper on a ~1 KB and a ~2 KB
-//!   Patient;
+//! - a fresh module instance plus one call (a module with `reuse = 0`, and
+//!   every token check), and the same call on an instance kept between
+//!   requests (the default): the table router on a read, the default shaper
+//!   on a ~1 KB and a ~2 KB Patient;
 //! - the token check: warm (a verdict-cache hit, what a repeat token costs),
 //!   cold (a fresh validator instance, its signature checked through the
 //!   host's crypto import) and the same check compiled natively;
@@ -82,9 +83,17 @@ fn instantiation_and_call(c: &mut Criterion) {
     };
     let read = request(HostInteraction::Read, "Patient", Some("pat-001"));
     group.bench_function("router", |b| b.iter(|| black_box(router.route(&claims, &read).unwrap().unwrap())));
+    // The same call on an instance kept for the tenant, as the gateway
+    // reuses them: taken from its pool, called, given back.
+    group.bench_function("router-reused", |b| {
+        b.iter(|| black_box(router.route_reused(&claims, &read).unwrap().unwrap()))
+    });
     for (name, body) in [("patient-2kb", full_patient()), ("patient-1kb", serde_json::to_vec(&patient(0)).unwrap())] {
         group.bench_function(name, |b| {
             b.iter(|| black_box(harness.shape_response(&exchange, 200, black_box(&body)).unwrap().unwrap()))
+        });
+        group.bench_function(format!("{name}-reused"), |b| {
+            b.iter(|| black_box(harness.shape_response_reused(&exchange, 200, black_box(&body)).unwrap().unwrap()))
         });
     }
     group.finish();
@@ -201,6 +210,9 @@ fn summary(started: std::time::SystemTime) {
     show("instantiation + call, table router on a read", "instantiation+call/router", Some(20.0));
     show("instantiation + call, shaping a 1 KB Patient", "instantiation+call/patient-1kb", Some(20.0));
     show("instantiation + call, shaping a 2 KB Patient", "instantiation+call/patient-2kb", Some(20.0));
+    show("call on a kept instance, table router on a read", "instantiation+call/router-reused", Some(5.0));
+    show("call on a kept instance, shaping a 1 KB Patient", "instantiation+call/patient-1kb-reused", None);
+    show("call on a kept instance, shaping a 2 KB Patient", "instantiation+call/patient-2kb-reused", None);
     show("token check, warm (verdict cache)", "token-check/warm", Some(5.0));
     show("token check, cold (fresh module + host crypto)", "token-check/cold-module", None);
     show("token check, native", "token-check/native", None);

@@ -43,6 +43,9 @@ pub struct Options {
     /// reload: the demo points its provider at the port the demo provider
     /// bound.
     pub adjust_policy: Option<AdjustPolicy>,
+    /// Native twins the runtime runs instead of the modules they stand for:
+    /// the sandbox's benchmark baseline (`serve --native-twins`).
+    pub twins: Option<Arc<dyn fhirgate_sandbox::twin::Twins>>,
 }
 
 /// A running gateway and its background tasks: the directory poll, the
@@ -66,6 +69,9 @@ impl App {
         let in_policy = || format!("in policy {}", config.policy.display());
         let runtime =
             Runtime::with_artifacts(config.wasm.clone(), config.data_dir.as_ref().map(|d| d.join("compiled-modules")))?;
+        if let Some(twins) = &options.twins {
+            runtime.run_natively(twins.clone());
+        }
         let mut policy_file = PolicyFile::read(&config.policy)?;
         if let Some(adjust) = &options.adjust_policy {
             adjust(&mut policy_file);

@@ -22,7 +22,9 @@ pub struct Harness {
     /// Module calls are asynchronous; the harness drives them to completion
     /// so tests can stay synchronous.
     executor: tokio::runtime::Runtime,
-    module: Module,
+    module: Arc<Module>,
+    /// Instances kept between calls, for [`Harness::route_reused`].
+    pool: std::sync::OnceLock<Arc<crate::Pool>>,
     config_json: Arc<str>,
     issuer: Arc<IssuerFacts>,
     now_ms: Option<u64>,
@@ -48,7 +50,8 @@ impl Harness {
             .context("starting the harness executor")?;
         Ok(Harness {
             executor,
-            module: Module::load(&runtime, name, &bytes)?,
+            module: Arc::new(Module::load(&runtime, name, &bytes)?),
+            pool: std::sync::OnceLock::new(),
             config_json: "{}".into(),
             issuer: Arc::default(),
             now_ms: None,
@@ -132,6 +135,36 @@ impl Harness {
         request: &types::Request,
     ) -> Result<Result<routing::Target, types::Denial>, GuestFault> {
         self.executor.block_on(self.module.route(self.ctx(), claims, request))
+    }
+
+    /// The pool the `_reused` calls keep their instances in.
+    fn pool(&self) -> &Arc<crate::Pool> {
+        self.pool.get_or_init(|| {
+            crate::Pool::new(self.module.clone(), "harness".into(), self.config_json.clone(), crate::Reuse::DEFAULT)
+        })
+    }
+
+    /// Calls the routing export on an instance kept between calls for the
+    /// claims' tenant, as the gateway keeps them (the default `reuse`).
+    pub fn route_reused(
+        &self,
+        claims: &types::Claims,
+        request: &types::Request,
+    ) -> Result<Result<routing::Target, types::Denial>, GuestFault> {
+        let mut lease = self.pool().lease(&claims.tenant_id);
+        self.executor.block_on(lease.route(self.ctx(), claims, request))
+    }
+
+    /// Calls the shaping export's response half on an instance kept between
+    /// calls, as [`Harness::route_reused`] does.
+    pub fn shape_response_reused(
+        &self,
+        exchange: &shaping::Exchange,
+        status: u16,
+        body: &[u8],
+    ) -> Result<Result<shaping::Shaped, types::Denial>, GuestFault> {
+        let mut lease = self.pool().lease("harness");
+        self.executor.block_on(lease.shape_response(self.ctx(), exchange, status, body))
     }
 
     pub fn shape_request(

@@ -1,12 +1,16 @@
 //! fhirgate-sandbox: the WebAssembly runtime. One engine, modules compiled
-//! once and pre-instantiated, a fresh sandboxed instance per call with a time
-//! limit and a memory cap. It knows nothing of the gateway: what the host
+//! once and pre-instantiated, sandboxed instances with a time limit per call
+//! and a memory cap. It knows nothing of the gateway: what the host
 //! imports answer (the directory, upstream reads, the issuer) reaches it
 //! through [`CallContext`] and the traits in [`state`].
 //!
 //! Layout:
 //! - [`runtime`]: the engine, the linker with the host imports, the epoch ticker;
 //! - [`module`]: a loaded module and its typed calls per role;
+//! - [`reuse`]: instances kept for a request's calls and reused across
+//!   requests of one partner and tenant, and the promise that bounds it;
+//! - [`twin`]: the default modules' code run natively, as a benchmark's
+//!   baseline;
 //! - [`state`]: what a store carries, and the host imports' implementation;
 //! - [`crypto`]: the native signature checks behind the `crypto` import;
 //! - [`metrics`]: per-module call figures;
@@ -20,10 +24,13 @@ pub mod crypto;
 pub mod harness;
 pub mod metrics;
 pub mod module;
+pub mod reuse;
 pub mod runtime;
 pub mod state;
+pub mod twin;
 
-pub use module::{GuestFault, Module, Role};
+pub use module::{Answer, Ask, GuestFault, Module, Outcome, Role};
+pub use reuse::{Lease, Pool, Reuse};
 pub use runtime::{Limits, Runtime};
 pub use state::{ActiveProviders, CallContext, IssuerFacts, StaticDirectory, UpstreamReads};
 

@@ -1,6 +1,10 @@
-//! A loaded module: compiled once, pre-instantiated, and called through a
-//! fresh instance per call so that a trap never outlives the request that
-//! caused it.
+//! A loaded module: compiled once, pre-instantiated, and called through an
+//! instance that is either fresh for the call or kept by a [`Lease`] for the
+//! calls of one request and, under the promise of [`crate::reuse`], for
+//! further requests of the same partner and tenant. An instance that
+//! faulted is never called again, so a trap never outlives its request.
+//!
+//! [`Lease`]: crate::reuse::Lease
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,6 +20,19 @@ use super::state::{CallContext, GuestState};
 use crate::metrics::ModuleLabels;
 pub use fhirgate_core::modules::{GuestFault, Role};
 
+/// Takes the answer of the expected kind out of [`Module::run`]'s.
+macro_rules! answer {
+    ($outcome:expr, $kind:ident) => {
+        match $outcome {
+            Ok(Ok($crate::module::Answer::$kind(a))) => Ok(Ok(a)),
+            Ok(Ok(_)) => Err($crate::module::GuestFault::Trap("the call was answered in another call's kind".into())),
+            Ok(Err(d)) => Ok(Err(d)),
+            Err(f) => Err(f),
+        }
+    };
+}
+pub(crate) use answer;
+
 /// A compiled, pre-instantiated module.
 pub struct Module {
     runtime: Runtime,
@@ -25,6 +42,10 @@ pub struct Module {
     validation: Option<token_validation::GuestIndices>,
     routing: Option<routing::GuestIndices>,
     shaping: Option<shaping::GuestIndices>,
+    /// The same code compiled into the host, when the runtime runs this
+    /// module's digest natively (a benchmark's baseline; never a partner's
+    /// module).
+    twin: Option<Arc<dyn crate::twin::Twin>>,
 }
 
 /// What a module may import: the gateway's interfaces, and the WASI a
@@ -59,10 +80,12 @@ impl Module {
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("module `{name}` imports something the gateway does not provide"))?;
+        let digest = sha256_hex(bytes);
         Ok(Module {
             runtime: runtime.clone(),
             name: name.into(),
-            digest: sha256_hex(bytes).into(),
+            twin: runtime.twin(&digest),
+            digest: digest.into(),
             validation: token_validation::GuestIndices::new(&pre).ok(),
             routing: routing::GuestIndices::new(&pre).ok(),
             shaping: shaping::GuestIndices::new(&pre).ok(),
@@ -183,78 +206,102 @@ impl Module {
         }
     }
 
-    /// The token validation export.
+    /// A new instance for one call, or a lease's first.
+    async fn instantiate(&self, ctx: CallContext) -> wasmtime::Result<Instance> {
+        let mut store = self.store(ctx);
+        let instance = self.pre.instantiate_async(&mut store).await?;
+        let initial_memory = store.data().limits.memory_total;
+        Ok(Instance { store, instance, guests: Guests::default(), initial_memory, calls: 0 })
+    }
+
+    /// Runs `ask` on the instance in `slot` (a new one when it holds none),
+    /// under the call's limits, and counts it. After a fault, or when the call
+    /// left the instance's memory larger than it started, the instance is
+    /// dropped: nothing of it is ever called again.
+    pub(crate) async fn run(&self, slot: &mut Slot, ctx: CallContext, ask: Ask<'_>) -> Outcome<Answer> {
+        let role = ask.role();
+        if !self.exports(role) {
+            return Err(GuestFault::NotExported(role));
+        }
+        let waits = ctx.reads.as_ref().map(|r| r.budget()).unwrap_or_default();
+        let (partner, started) = (ctx.counted.then(|| ctx.partner.clone()), Instant::now());
+        if let Some(twin) = &self.twin {
+            let result = Ok(twin.answer(&ctx, ask).await);
+            self.record(role, &partner, started, 0, &result);
+            return result;
+        }
+        let ticks = self.runtime.budget_ticks();
+        slot.in_call = true;
+        let result = self
+            .bounded(waits, async {
+                let instance = match slot.instance.take() {
+                    Some(mut instance) => {
+                        let state = instance.store.data_mut();
+                        state.ctx = ctx;
+                        state.ticks_left = ticks;
+                        instance.store.set_epoch_deadline(1);
+                        instance
+                    }
+                    None => self.instantiate(ctx).await?,
+                };
+                let instance = slot.instance.insert(instance);
+                instance.calls += 1;
+                instance.call(self, ask).await
+            })
+            .await
+            .map_err(|e| self.classify(e));
+        slot.in_call = false;
+        let memory = slot.instance.as_ref().map_or(0, |i| i.store.data().limits.memory_total);
+        if result.is_err() || slot.instance.as_ref().is_some_and(|i| memory > i.initial_memory) {
+            slot.instance = None;
+        }
+        self.record(role, &partner, started, memory, &result);
+        result
+    }
+
+    /// The token validation export, on a fresh instance.
     pub async fn validate(
         &self,
         ctx: CallContext,
         token: &str,
         request: &types::Request,
     ) -> Result<Result<types::Claims, types::Denial>, GuestFault> {
-        let indices = self.validation.as_ref().ok_or(GuestFault::NotExported(Role::TokenValidation))?;
-        let waits = ctx.reads.as_ref().map(|r| r.budget()).unwrap_or_default();
-        let (partner, started) = (ctx.counted.then(|| ctx.partner.clone()), Instant::now());
-        let mut store = self.store(ctx);
-        let result = self
-            .bounded(waits, async {
-                let instance = self.pre.instantiate_async(&mut store).await?;
-                let guest = indices.load(&mut store, &instance)?;
-                guest.call_validate(&mut store, token, request).await
-            })
-            .await
-            .map_err(|e| self.classify(e));
-        self.record(Role::TokenValidation, &partner, started, store.data().limits.memory_total, &result);
-        result
+        answer!(self.run(&mut Slot::default(), ctx, Ask::Validate { token, request }).await, Claims)
     }
 
-    /// The routing export.
+    /// The routing export, on a fresh instance.
     pub async fn route(
         &self,
         ctx: CallContext,
         claims: &types::Claims,
         request: &types::Request,
     ) -> Result<Result<routing::Target, types::Denial>, GuestFault> {
-        let indices = self.routing.as_ref().ok_or(GuestFault::NotExported(Role::Routing))?;
-        let waits = ctx.reads.as_ref().map(|r| r.budget()).unwrap_or_default();
-        let (partner, started) = (ctx.counted.then(|| ctx.partner.clone()), Instant::now());
-        let mut store = self.store(ctx);
-        let result = self
-            .bounded(waits, async {
-                let instance = self.pre.instantiate_async(&mut store).await?;
-                let guest = indices.load(&mut store, &instance)?;
-                guest.call_route(&mut store, claims, request).await
-            })
-            .await
-            .map_err(|e| self.classify(e));
-        self.record(Role::Routing, &partner, started, store.data().limits.memory_total, &result);
-        result
+        answer!(self.run(&mut Slot::default(), ctx, Ask::Route { claims, request }).await, Target)
     }
 
-    /// The request half of the shaping export.
+    /// The request half of the shaping export, on a fresh instance.
     pub async fn shape_request(
         &self,
         ctx: CallContext,
         exchange: &shaping::Exchange,
         request: &shaping::UpstreamRequest,
     ) -> Result<Result<shaping::UpstreamRequest, types::Denial>, GuestFault> {
-        let indices = self.shaping.as_ref().ok_or(GuestFault::NotExported(Role::Shaping))?;
-        let waits = ctx.reads.as_ref().map(|r| r.budget()).unwrap_or_default();
-        let (partner, started) = (ctx.counted.then(|| ctx.partner.clone()), Instant::now());
-        let mut store = self.store(ctx);
-        let result = self
-            .bounded(waits, async {
-                let instance = self.pre.instantiate_async(&mut store).await?;
-                let guest = indices.load(&mut store, &instance)?;
-                guest.call_shape_request(&mut store, exchange, request).await
-            })
-            .await
-            .map_err(|e| self.classify(e));
-        self.record(Role::Shaping, &partner, started, store.data().limits.memory_total, &result);
-        result
+        answer!(self.run(&mut Slot::default(), ctx, Ask::ShapeRequest { exchange, request }).await, Request)
+    }
+
+    /// The response half of the shaping export, on a fresh instance.
+    pub async fn shape_response(
+        &self,
+        ctx: CallContext,
+        exchange: &shaping::Exchange,
+        status: u16,
+        body: &[u8],
+    ) -> Result<Result<shaping::Shaped, types::Denial>, GuestFault> {
+        answer!(self.run(&mut Slot::default(), ctx, Ask::ShapeResponse { exchange, status, body }).await, Shaped)
     }
 
     /// One instance of the shaping export kept for repeated calls, to
-    /// measure a module's own speed apart from instantiation. The gateway
-    /// itself never reuses an instance: every request gets a fresh one.
+    /// measure a module's own speed apart from instantiation.
     pub async fn warm_shaper(&self, ctx: CallContext) -> Result<WarmShaper, GuestFault> {
         let indices = self.shaping.as_ref().ok_or(GuestFault::NotExported(Role::Shaping))?;
         let mut store = self.store(ctx);
@@ -266,30 +313,117 @@ impl Module {
         .map_err(|e| self.classify(e))?;
         Ok(WarmShaper { store, guest, ticks: self.runtime.budget_ticks() })
     }
+}
 
-    /// The response half of the shaping export.
-    pub async fn shape_response(
-        &self,
-        ctx: CallContext,
-        exchange: &shaping::Exchange,
-        status: u16,
-        body: &[u8],
-    ) -> Result<Result<shaping::Shaped, types::Denial>, GuestFault> {
-        let indices = self.shaping.as_ref().ok_or(GuestFault::NotExported(Role::Shaping))?;
-        let waits = ctx.reads.as_ref().map(|r| r.budget()).unwrap_or_default();
-        let (partner, started) = (ctx.counted.then(|| ctx.partner.clone()), Instant::now());
-        let mut store = self.store(ctx);
-        let result = self
-            .bounded(waits, async {
-                let instance = self.pre.instantiate_async(&mut store).await?;
-                let guest = indices.load(&mut store, &instance)?;
-                guest.call_shape_response(&mut store, exchange, status, body).await
-            })
-            .await
-            .map_err(|e| self.classify(e));
-        self.record(Role::Shaping, &partner, started, store.data().limits.memory_total, &result);
-        result
+/// What a module's call comes to: an answer, a denial, or a fault.
+pub type Outcome<T> = Result<Result<T, types::Denial>, GuestFault>;
+
+/// One call of a role's export, with its arguments.
+#[derive(Clone, Copy)]
+pub enum Ask<'a> {
+    Validate { token: &'a str, request: &'a types::Request },
+    Route { claims: &'a types::Claims, request: &'a types::Request },
+    ShapeRequest { exchange: &'a shaping::Exchange, request: &'a shaping::UpstreamRequest },
+    ShapeResponse { exchange: &'a shaping::Exchange, status: u16, body: &'a [u8] },
+}
+
+impl Ask<'_> {
+    pub fn role(&self) -> Role {
+        match self {
+            Ask::Validate { .. } => Role::TokenValidation,
+            Ask::Route { .. } => Role::Routing,
+            Ask::ShapeRequest { .. } | Ask::ShapeResponse { .. } => Role::Shaping,
+        }
     }
+}
+
+/// What a call answers, by kind.
+#[derive(Debug)]
+pub enum Answer {
+    Claims(types::Claims),
+    Target(routing::Target),
+    Request(shaping::UpstreamRequest),
+    Shaped(shaping::Shaped),
+}
+
+/// Where a call finds its instance: none (a new one is made), or the one a
+/// lease keeps between its calls.
+#[derive(Default)]
+pub(crate) struct Slot {
+    pub(crate) instance: Option<Instance>,
+    /// Set while a call runs: a call dropped half-way (its request
+    /// cancelled) leaves it set, and the instance is never used again.
+    pub(crate) in_call: bool,
+}
+
+/// The role exports of one instance, looked up on first use.
+#[derive(Default)]
+struct Guests {
+    validation: Option<token_validation::Guest>,
+    routing: Option<routing::Guest>,
+    shaping: Option<shaping::Guest>,
+}
+
+/// One instantiated module with its store.
+pub(crate) struct Instance {
+    store: Store<GuestState>,
+    instance: wasmtime::component::Instance,
+    guests: Guests,
+    /// Linear memory right after instantiation: a call that leaves more
+    /// retires the instance.
+    initial_memory: usize,
+    /// Calls made on it.
+    pub(crate) calls: u32,
+}
+
+impl Instance {
+    async fn call(&mut self, module: &Module, ask: Ask<'_>) -> wasmtime::Result<Result<Answer, types::Denial>> {
+        Ok(match ask {
+            Ask::Validate { token, request } => {
+                let guest = match &self.guests.validation {
+                    Some(g) => g.clone(),
+                    None => {
+                        let indices = module.validation.as_ref().ok_or_else(not_exported)?;
+                        let g = indices.load(&mut self.store, &self.instance)?;
+                        self.guests.validation.insert(g).clone()
+                    }
+                };
+                guest.call_validate(&mut self.store, token, request).await?.map(Answer::Claims)
+            }
+            Ask::Route { claims, request } => {
+                let guest = match &self.guests.routing {
+                    Some(g) => g.clone(),
+                    None => {
+                        let indices = module.routing.as_ref().ok_or_else(not_exported)?;
+                        let g = indices.load(&mut self.store, &self.instance)?;
+                        self.guests.routing.insert(g).clone()
+                    }
+                };
+                guest.call_route(&mut self.store, claims, request).await?.map(Answer::Target)
+            }
+            Ask::ShapeRequest { exchange, request } => {
+                let guest = self.shaping(module)?;
+                guest.call_shape_request(&mut self.store, exchange, request).await?.map(Answer::Request)
+            }
+            Ask::ShapeResponse { exchange, status, body } => {
+                let guest = self.shaping(module)?;
+                guest.call_shape_response(&mut self.store, exchange, status, body).await?.map(Answer::Shaped)
+            }
+        })
+    }
+
+    fn shaping(&mut self, module: &Module) -> wasmtime::Result<shaping::Guest> {
+        if let Some(g) = &self.guests.shaping {
+            return Ok(g.clone());
+        }
+        let indices = module.shaping.as_ref().ok_or_else(not_exported)?;
+        let guest = indices.load(&mut self.store, &self.instance)?;
+        Ok(self.guests.shaping.insert(guest).clone())
+    }
+}
+
+fn not_exported() -> wasmtime::Error {
+    wasmtime::Error::msg("the module does not export the interface")
 }
 
 /// A shaping instance kept across calls (see [`Module::warm_shaper`]).

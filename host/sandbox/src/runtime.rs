@@ -14,6 +14,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use super::bindings::GatewayModule;
 use super::state::GuestState;
 use crate::metrics::Metrics;
+use crate::twin::{Twin, Twins};
 use fhirgate_core::digest::sha256_hex;
 use fhirgate_core::files::write_atomically;
 
@@ -33,6 +34,12 @@ pub struct Limits {
     /// traps instead of exhausting the host thread's stack.
     #[serde(default = "default_stack_kib")]
     pub stack_kib: usize,
+    /// Module instances alive at once: calls running, shaping instances
+    /// held while their request waits on its provider, and instances kept
+    /// for reuse. A call that finds none free is answered 503 with
+    /// `Retry-After`. Each reserves (not commits) 4 GiB of address space.
+    #[serde(default = "default_max_instances")]
+    pub max_instances: u32,
 }
 
 fn default_call_ms() -> u64 {
@@ -44,10 +51,18 @@ fn default_memory_mib() -> usize {
 fn default_stack_kib() -> usize {
     512
 }
+fn default_max_instances() -> u32 {
+    1000
+}
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { call_timeout_ms: default_call_ms(), memory_mib: default_memory_mib(), stack_kib: default_stack_kib() }
+        Limits {
+            call_timeout_ms: default_call_ms(),
+            memory_mib: default_memory_mib(),
+            stack_kib: default_stack_kib(),
+            max_instances: default_max_instances(),
+        }
     }
 }
 
@@ -57,16 +72,12 @@ impl Default for Limits {
 /// 500 times a second) and the yield at each tick stay negligible.
 pub const EPOCH_TICK: Duration = Duration::from_millis(2);
 
-/// Module calls that can run at once, across all modules. Each holds a slot
-/// while it runs: well under a millisecond for the default modules, up to
-/// the read budget (5 s) for a shaping call waiting on upstream reads. A call
-/// that finds every slot taken is answered 503 with `Retry-After`. Each slot
-/// reserves (not commits) 4 GiB of address space for its memory.
-const POOL_SLOTS: u32 = 500;
+/// Most `max_instances`: the pool reserves 4 GiB of address space for each.
+const MAX_INSTANCES: u32 = 8192;
 
 /// Bytes of each linear memory, table and stack kept resident between calls
 /// and reset with `memset` instead of being unmapped: what a default module
-/// touches shaping a large page. At most `POOL_SLOTS` × this stays resident
+/// touches shaping a large page. At most `max_instances` × this stays resident
 /// after a burst.
 const KEEP_RESIDENT: usize = 8 * 1024 * 1024;
 
@@ -75,8 +86,9 @@ const KEEP_RESIDENT: usize = 8 * 1024 * 1024;
 /// this among its pool shards). A slot used once keeps up to
 /// `KEEP_RESIDENT` of memory; with few warm slots a new call reuses a slot
 /// used before rather than a fresh one, so the slots ever used, and with
-/// them resident memory, follow the most calls that ran at once (per shard)
-/// instead of growing towards wasmtime's default of 100 idle slots, 800 MiB.
+/// them resident memory, follow the most instances alive at once (per
+/// shard) instead of growing towards wasmtime's default of 100 idle slots,
+/// 800 MiB.
 const WARM_SLOTS: u32 = 8;
 
 /// Largest `memory_mib`: the pool reserves 4 GiB per memory.
@@ -93,6 +105,9 @@ struct Inner {
     linker: Linker<GuestState>,
     limits: Limits,
     metrics: Arc<Metrics>,
+    /// Native twins, when the runtime was told to run the modules they
+    /// stand for natively.
+    twins: std::sync::OnceLock<Arc<dyn Twins>>,
     /// Compiled components by module digest: a few in memory (a rollback or
     /// an unchanged module in a reloaded policy is not compiled again) and,
     /// with a directory, all of them on disk across restarts.
@@ -149,30 +164,35 @@ impl Runtime {
             .epoch_interruption(true)
             .max_wasm_stack(limits.stack_kib * 1024)
             .cranelift_opt_level(wasmtime::OptLevel::Speed);
-        // Every call gets a fresh instance; the pooling allocator makes that
-        // cheap: instance slots, linear memories and async stacks are
-        // reserved once and reset between calls (up to `KEEP_RESIDENT` with
-        // `memset`, without page faults) instead of mapped per call.
+        // Fresh instances are cheap with the pooling allocator: instance
+        // slots, linear memories and async stacks are reserved once and
+        // reset between instances (up to `KEEP_RESIDENT` in place, without
+        // page faults) instead of mapped for each.
         anyhow::ensure!(
             (1..=MAX_MEMORY_MIB).contains(&limits.memory_mib),
             "`wasm.memory_mib` must be between 1 and {MAX_MEMORY_MIB}"
         );
+        anyhow::ensure!(
+            (16..=MAX_INSTANCES).contains(&limits.max_instances),
+            "`wasm.max_instances` must be between 16 and {MAX_INSTANCES}"
+        );
+        let slots = limits.max_instances;
         let memory_bytes = limits.memory_mib.saturating_mul(1024 * 1024);
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(POOL_SLOTS)
-            .total_core_instances(POOL_SLOTS * 4)
-            .total_memories(POOL_SLOTS)
-            .total_tables(POOL_SLOTS * 4)
-            .total_stacks(POOL_SLOTS)
+        pool.total_component_instances(slots)
+            .total_core_instances(slots * 4)
+            .total_memories(slots)
+            .total_tables(slots * 4)
+            .total_stacks(slots)
             .max_memory_size(memory_bytes)
             .linear_memory_keep_resident(KEEP_RESIDENT)
             .max_unused_warm_slots(WARM_SLOTS)
-            // Not `pagemap_scan`: in this wasmtime it resets only pages
-            // that are present, so a page of a previous call swapped out
-            // would survive into the next call's instance. The reset
-            // `memset`s the whole kept-resident part a module can reach,
-            // which the modules' small stack keeps small.
-            .pagemap_scan(wasmtime::Enabled::No)
+            // With `pagemap_scan` a slot is reset by rewriting only the pages
+            // the last instance dirtied, instead of `memset`ting all it could
+            // reach. In this wasmtime the scan sees only pages present in
+            // memory, so a dirtied page swapped out would survive into the
+            // next instance: it is used only on a host without swap.
+            .pagemap_scan(if swap_in_use() { wasmtime::Enabled::No } else { wasmtime::Enabled::Auto })
             .table_keep_resident(KEEP_RESIDENT)
             .async_stack_keep_resident(KEEP_RESIDENT);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
@@ -228,6 +248,7 @@ impl Runtime {
                 linker,
                 limits,
                 metrics: Arc::default(),
+                twins: std::sync::OnceLock::new(),
                 compiled: quick_cache::sync::Cache::new(COMPILED_IN_MEMORY),
                 artifacts,
                 engine_id,
@@ -284,6 +305,20 @@ impl Runtime {
         Ok(component)
     }
 
+    /// Runs the modules `twins` knows natively from now on (modules loaded
+    /// after this call): the baseline a benchmark compares the sandbox with.
+    /// Set once; a second call is ignored.
+    pub fn run_natively(&self, twins: Arc<dyn Twins>) {
+        if self.inner.twins.set(twins).is_ok() {
+            tracing::warn!("built-in modules run natively, outside the sandbox: a benchmark baseline only");
+        }
+    }
+
+    /// The native twin of the module with `digest`, when running natively.
+    pub fn twin(&self, digest: &str) -> Option<Arc<dyn Twin>> {
+        self.inner.twins.get()?.twin(digest)
+    }
+
     /// Where every module call is counted.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
@@ -294,5 +329,14 @@ impl Runtime {
     pub fn budget_ticks(&self) -> u64 {
         let tick = EPOCH_TICK.as_millis() as u64;
         self.inner.limits.call_timeout_ms.div_ceil(tick).max(1)
+    }
+}
+
+/// Whether the host has swap space in use or available (`/proc/swaps` lists
+/// a device or file); unknown counts as yes.
+fn swap_in_use() -> bool {
+    match std::fs::read_to_string("/proc/swaps") {
+        Ok(text) => text.lines().skip(1).any(|l| !l.trim().is_empty()),
+        Err(_) => true,
     }
 }

@@ -131,21 +131,21 @@ pub struct CallContext {
     pub counted: bool,
 }
 
-/// The data of a store: one per call.
+/// The data of a store: one per instance, its call context replaced at
+/// each call.
 pub struct GuestState {
-    wasi: WasiCtx,
+    /// Made on the module's first WASI call: most calls of the default
+    /// modules make none.
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
     pub(crate) limits: CallLimits,
     /// Epoch ticks this call may still run for.
     pub(crate) ticks_left: u64,
-    ctx: CallContext,
+    pub(crate) ctx: CallContext,
 }
 
 impl GuestState {
     pub fn new(ctx: CallContext, memory_bytes: usize, ticks: u64) -> Self {
-        // An empty WASI context: no preopened directories, no environment,
-        // no arguments, no network, stdio discarded.
-        let wasi = WasiCtx::builder().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build();
         let limits = CallLimits {
             inner: StoreLimitsBuilder::new()
                 .memory_size(memory_bytes)
@@ -158,7 +158,7 @@ impl GuestState {
             memory_cap: memory_bytes,
             memory_total: 0,
         };
-        GuestState { wasi, table: ResourceTable::new(), limits, ticks_left: ticks, ctx }
+        GuestState { wasi: None, table: ResourceTable::new(), limits, ticks_left: ticks, ctx }
     }
 }
 
@@ -202,7 +202,12 @@ impl wasmtime::ResourceLimiter for CallLimits {
 
 impl WasiView for GuestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        // An empty WASI context: no preopened directories, no environment,
+        // no arguments, no network, stdio discarded.
+        let ctx = self.wasi.get_or_insert_with(|| {
+            WasiCtx::builder().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build()
+        });
+        WasiCtxView { ctx, table: &mut self.table }
     }
 }
 

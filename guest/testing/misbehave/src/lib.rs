@@ -2,8 +2,9 @@
 //! table router, except that the request parameter `_misbehave` makes it
 //! loop forever, sleep in a host call, exhaust memory, recurse without end,
 //! panic, answer a route with 100,000 parameters, answer routes the host
-//! must refuse, or keep a note in memory (`remember`) and tell it
-//! (`recall`), which a fresh instance per call must never do. As a shaper it passes
+//! must refuse, or keep a note in memory (`remember`, or `hoard`, which
+//! also grows the memory) and tell it (`recall`): which only the instance
+//! kept for the same tenant may do. As a shaper it passes
 //! requests and answers through unchanged, or, with `shaping = "panic"` or
 //! `"loop"` in its configuration, fails on every answer. As a token validator it refuses
 //! every token. Never deploy it.
@@ -24,6 +25,8 @@ use fhirgate_guest_sdk::validator;
 
 /// What `remember` keeps: in linear memory, like everything a module holds.
 static NOTE: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+/// What `hoard` keeps besides.
+static HOARD: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
 
 #[derive(Deserialize)]
 struct Config {
@@ -129,6 +132,15 @@ impl router::Guest for Misbehave {
                 let note = request.params.iter().find(|p| p.name == "_note").map(|p| p.value.clone());
                 *NOTE.lock().unwrap_or_else(|e| e.into_inner()) = note.unwrap_or_default();
                 // Read back, to show it is kept for as long as the instance.
+                let kept = NOTE.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                return Err(deny(409, "remembered", format!("kept: [{kept}]")));
+            }
+            // As `remember`, and keeps 2 MiB besides: the instance's memory
+            // grows past its initial size.
+            "hoard" => {
+                let note = request.params.iter().find(|p| p.name == "_note").map(|p| p.value.clone());
+                *NOTE.lock().unwrap_or_else(|e| e.into_inner()) = note.unwrap_or_default();
+                HOARD.lock().unwrap_or_else(|e| e.into_inner()).push(vec![1u8; 2 << 20]);
                 let kept = NOTE.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 return Err(deny(409, "remembered", format!("kept: [{kept}]")));
             }

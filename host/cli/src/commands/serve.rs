@@ -31,10 +31,14 @@ pub struct Args {
     /// `database_url` in the file.
     #[arg(long, env = "FHIRGATE_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// Benchmark baseline only: run the built-in modules' code compiled into
+    /// the gateway, outside the sandbox (partners' modules still run in it).
+    #[arg(long, hide = true)]
+    native_twins: bool,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let Args { config: path, listen, json, data_dir, database_url } = args;
+    let Args { config: path, listen, json, data_dir, database_url, native_twins } = args;
     let mut config = Config::read(&path)?;
     if data_dir.is_some() {
         config.data_dir = data_dir;
@@ -54,7 +58,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let https = Https::from_config(&config).with_context(|| format!("`tls` in {}", path.display()))?;
     let (listener, local) = bind(addr).await?;
-    let app = App::build(&config, local, Options::default()).await?;
+    let twins: Option<std::sync::Arc<dyn fhirgate_sandbox::twin::Twins>> = match native_twins {
+        true => {
+            let builtins = fhirgate_twins::Builtins::new();
+            anyhow::ensure!(!builtins.is_empty(), "--native-twins: this binary carries no built-in modules");
+            Some(builtins)
+        }
+        false => None,
+    };
+    let app = App::build(&config, local, Options { twins, ..Options::default() }).await?;
     let scheme = if https.is_some() { "https" } else { "http" };
     tracing::info!(address = %local, scheme, partner = %app.services().policy().load().partner, "gateway listening");
     if json {

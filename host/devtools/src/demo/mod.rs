@@ -184,7 +184,8 @@ impl Demo {
                 p.base_url = demo_base.clone();
             }
         };
-        let app = App::build(&config, addr, Options { adjust_policy: Some(Arc::new(adjust)) }).await?;
+        let app =
+            App::build(&config, addr, Options { adjust_policy: Some(Arc::new(adjust)), ..Options::default() }).await?;
         let base = format!("http://{reached}");
         let facts = json!({
             "gateway": base,

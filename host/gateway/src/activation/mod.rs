@@ -343,6 +343,8 @@ impl Activation {
         let partner = policy.partner.to_string();
         let digests: Vec<String> = modules_of(&policy).iter().map(|m| m.digest[..12].to_owned()).collect();
         let previous = gw.policy.swap(Arc::new(policy));
+        // Its modules' kept instances go now, not when its last request ends.
+        previous.retire();
         {
             let mut state = self.lock();
             state.previous = Some(previous);
@@ -459,7 +461,9 @@ impl Activation {
         }
         let seen = self.look().unwrap_or_default();
         let partner = previous.partner.to_string();
+        previous.revive();
         let replaced = gw.policy.swap(previous);
+        replaced.retire();
         {
             let mut state = self.lock();
             state.previous = Some(replaced);

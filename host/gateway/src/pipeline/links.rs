@@ -48,9 +48,10 @@ pub(super) async fn follow_page(
     let headers: Vec<Header> =
         cursor.headers.iter().map(|(name, value)| Header { name: name.clone(), value: value.clone() }).collect();
     let headers = route_headers(&headers)?;
+    let shaper = ctx.policy.shaper_for(&claims.tenant_id);
     let (status, body) = forward_and_shape(
         ctx,
-        ctx.policy.shaper_for(&claims.tenant_id),
+        (shaper, &mut shaper.lease(&claims.tenant_id)),
         &claims.tenant_id,
         &provider,
         &exchange,

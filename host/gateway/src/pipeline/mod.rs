@@ -217,10 +217,14 @@ async fn broker(
     audit.provider = Some(provider.id.clone());
     let exchange = exchange(ctx, &provider, request.interaction);
     let shaper = ctx.policy.shaper_for(&claims.tenant_id);
-    let upstream_request = shape_request::shape_request(ctx, shaper, &claims.tenant_id, &exchange, &target).await?;
+    // One instance of the shaper for both its calls, held across the wait.
+    let mut lease = shaper.lease(&claims.tenant_id);
+    let tenant = &claims.tenant_id;
+    let upstream_request = shape_request::shape_request(ctx, shaper, &mut lease, tenant, &exchange, &target).await?;
     let url = route::upstream_url(&provider.base_url, &upstream_request);
     let headers = route::route_headers(&target.headers)?;
-    let (status, body) = forward_and_shape(ctx, shaper, &claims.tenant_id, &provider, &exchange, &url, headers).await?;
+    let (status, body) =
+        forward_and_shape(ctx, (shaper, &mut lease), tenant, &provider, &exchange, &url, headers).await?;
     if request.interaction == Interaction::Search {
         let headers: Vec<(String, String)> = target.headers.iter().map(|h| (h.name.clone(), h.value.clone())).collect();
         let body = links::seal_links(ctx, claims, &provider, request.resource_type.as_deref(), &headers, body);
@@ -232,7 +236,7 @@ async fn broker(
 /// Phases 5 and 6: the provider's answer, shaped into the client's version.
 async fn forward_and_shape(
     ctx: &Ctx,
-    shaper: &BoundModule,
+    (shaper, lease): (&BoundModule, &mut fhirgate_sandbox::Lease),
     tenant: &str,
     provider: &ProviderRoute,
     exchange: &Exchange,
@@ -240,7 +244,7 @@ async fn forward_and_shape(
     headers: HeaderMap,
 ) -> Result<(StatusCode, Vec<u8>), Failure> {
     let forwarded = forward::forward(ctx, provider, url, headers).await?;
-    shape_response::shape_response(ctx, shaper, tenant, provider, exchange, forwarded).await
+    shape_response::shape_response(ctx, shaper, lease, tenant, provider, exchange, forwarded).await
 }
 
 fn exchange(ctx: &Ctx, provider: &ProviderRoute, interaction: Interaction) -> Exchange {
@@ -336,16 +340,17 @@ mod invoke_tests {
         let exchange = exchange();
         let request = UpstreamRequest { path: "Patient/p1".into(), params: vec![] };
         // The validator exports no shaping: asking it to shape is a fault.
-        let call = || ShapeRequest { tenant: testing::TENANT, exchange: &exchange, request: &request };
+        let (mut one, mut two) = (policy.validator.lease(testing::TENANT), policy.validator.lease(testing::TENANT));
+        let call = |lease| ShapeRequest { lease, tenant: testing::TENANT, exchange: &exchange, request: &request };
         let context = |b: &BoundModule| ctx.call_ctx_of(b);
-        let f = invoke(&policy, &policy.validator, &context, call(), None, None).await.unwrap_err();
+        let f = invoke(&policy, &policy.validator, &context, call(&mut one), None, None).await.unwrap_err();
         assert_eq!(f.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(f.fault, fhirgate_core::failure::Fault::Module);
         let fallback: Fallback<'_, UpstreamRequest> = Box::new(|fault| {
             assert!(matches!(fault, GuestFault::NotExported(Role::Shaping)), "{fault}");
             UpstreamRequest { path: "Patient/fallback".into(), params: vec![] }
         });
-        let served = invoke(&policy, &policy.validator, &context, call(), None, Some(fallback)).await.unwrap();
+        let served = invoke(&policy, &policy.validator, &context, call(&mut two), None, Some(fallback)).await.unwrap();
         assert_eq!(served.path, "Patient/fallback");
     }
 }

@@ -12,13 +12,14 @@ use fhirgate_sandbox::bindings::shaping::{Exchange, UpstreamRequest};
 use super::route::{check_params, check_path};
 use super::{Ctx, passes_through};
 use crate::policy::{BoundModule, invoke};
-use fhirgate_sandbox::GuestFault;
+use fhirgate_sandbox::{GuestFault, Lease};
 
 /// The upstream request `shaper` makes of `target`, held to the same limits
 /// as a routing answer.
 pub(super) async fn shape_request(
     ctx: &Ctx,
     shaper: &BoundModule,
+    lease: &mut Lease,
     tenant: &str,
     exchange: &Exchange,
     target: &Target,
@@ -31,7 +32,7 @@ pub(super) async fn shape_request(
     };
     let on_fault: Option<invoke::Fallback<'_, UpstreamRequest>> =
         passes_through(ctx, exchange).then(|| Box::new(fallback) as _);
-    let call = invoke::ShapeRequest { tenant, exchange, request: &upstream };
+    let call = invoke::ShapeRequest { lease, tenant, exchange, request: &upstream };
     let shaped = invoke::invoke(&ctx.policy, shaper, &|b| ctx.call_ctx_of(b), call, None, on_fault).await?;
     check_path(&shaped.path).map_err(|m| Failure::module(Role::Shaping, m))?;
     check_params(&shaped.params).map_err(|m| Failure::module(Role::Shaping, m))?;
@@ -53,7 +54,7 @@ mod tests {
         let (target, provider) = route::route(&ctx, &testing::claims(), &request).await.unwrap();
         let exchange = exchange(&ctx, &provider, request.interaction);
         let shaper = ctx.policy.shaper_for(testing::TENANT);
-        shape_request(&ctx, shaper, testing::TENANT, &exchange, &target).await
+        shape_request(&ctx, shaper, &mut shaper.lease(testing::TENANT), testing::TENANT, &exchange, &target).await
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use fhirgate_core::failure::Failure;
 use fhirgate_sandbox::bindings::shaping::{Exchange, Shaped};
-use fhirgate_sandbox::{GuestFault, Role, UpstreamReads};
+use fhirgate_sandbox::{GuestFault, Lease, Role, UpstreamReads};
 use fhirgate_upstream::reads::ProviderReads;
 use http::StatusCode;
 
@@ -22,6 +22,7 @@ use crate::policy::{BoundModule, invoke};
 pub(super) async fn shape_response(
     ctx: &Ctx,
     shaper: &BoundModule,
+    lease: &mut Lease,
     tenant: &str,
     provider: &ProviderRoute,
     exchange: &Exchange,
@@ -57,7 +58,8 @@ pub(super) async fn shape_response(
         Shaped { status, body: rebase_body(&upstream.body, &provider.base_url, &ctx.gateway_base()) }
     };
     let on_fault: Option<invoke::Fallback<'_, Shaped>> = passes_through(ctx, exchange).then(|| Box::new(fallback) as _);
-    let call = invoke::ShapeResponse { tenant, exchange, status: upstream.status.as_u16(), body: &upstream.body };
+    let call =
+        invoke::ShapeResponse { lease, tenant, exchange, status: upstream.status.as_u16(), body: &upstream.body };
     let shaped = invoke::invoke(&ctx.policy, shaper, &context, call, None, on_fault).await?;
     let status = StatusCode::from_u16(shaped.status)
         .map_err(|_| Failure::module(Role::Shaping, format!("answered with invalid status {}", shaped.status)))?;
@@ -138,7 +140,9 @@ mod tests {
             routing_headers: HeaderMap::new(),
         };
         let shaper = ctx.policy.shaper_for(testing::TENANT);
-        let (status, body) = shape_response(&ctx, shaper, testing::TENANT, &provider, &exchange, forwarded).await?;
+        let mut lease = shaper.lease(testing::TENANT);
+        let (status, body) =
+            shape_response(&ctx, shaper, &mut lease, testing::TENANT, &provider, &exchange, forwarded).await?;
         Ok((status, serde_json::from_slice(&body).expect("a JSON answer")))
     }
 

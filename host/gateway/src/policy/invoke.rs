@@ -14,7 +14,7 @@ use fhirgate_core::failure::Failure;
 use fhirgate_sandbox::bindings::routing::Target;
 use fhirgate_sandbox::bindings::shaping::{Exchange, Shaped, UpstreamRequest};
 use fhirgate_sandbox::bindings::types::{Claims, Denial, Request};
-use fhirgate_sandbox::{CallContext, GuestFault, Module, Role};
+use fhirgate_sandbox::{CallContext, GuestFault, Lease, Role};
 
 use super::shadow::Run;
 use super::{BoundModule, Policy};
@@ -28,13 +28,14 @@ pub type Fallback<'a, T> = Box<dyn FnOnce(&GuestFault) -> T + Send + 'a>;
 
 /// A call a role's module answers, and how its shadow candidate answers the
 /// same one.
-pub trait Call: Sync {
+pub trait Call: Send {
     type Answer: Send;
     const ROLE: Role;
     /// Which of the role's calls this is (a shaper's second is the answer):
     /// each is sampled for the shadow on its own.
     const INDEX: usize;
-    fn ask(&self, module: &Module, cx: CallContext) -> impl Future<Output = Outcome<Self::Answer>> + Send;
+    /// Asks `serving`, through the request's instance of it.
+    fn ask(&mut self, serving: &BoundModule, cx: CallContext) -> impl Future<Output = Outcome<Self::Answer>> + Send;
     fn shadow(&self, run: Run, cx: CallContext, served: &Outcome<Self::Answer>);
 }
 
@@ -47,13 +48,13 @@ pub async fn invoke<C: Call>(
     policy: &Policy,
     serving: &BoundModule,
     context: &(dyn Fn(&BoundModule) -> CallContext + Sync),
-    call: C,
+    mut call: C,
     known: Option<C::Answer>,
     on_fault: Option<Fallback<'_, C::Answer>>,
 ) -> Result<C::Answer, Failure> {
     let outcome = match known {
         Some(answer) => Ok(Ok(answer)),
-        None => call.ask(&serving.module, context(serving)).await,
+        None => call.ask(serving, context(serving)).await,
     };
     // The candidate stands in for the partner's module: tenants with their
     // own are not compared.
@@ -84,8 +85,10 @@ impl Call for Validate<'_> {
     type Answer = Arc<Claims>;
     const ROLE: Role = Role::TokenValidation;
     const INDEX: usize = 0;
-    async fn ask(&self, module: &Module, cx: CallContext) -> Outcome<Arc<Claims>> {
-        Ok(module.validate(cx, self.token, self.request).await?.map(Arc::new))
+    /// Always a fresh instance: the tenant an instance would be kept for is
+    /// what the call decides.
+    async fn ask(&mut self, serving: &BoundModule, cx: CallContext) -> Outcome<Arc<Claims>> {
+        Ok(serving.module.validate(cx, self.token, self.request).await?.map(Arc::new))
     }
     fn shadow(&self, run: Run, cx: CallContext, served: &Outcome<Arc<Claims>>) {
         run.validate(cx, self.token, self.request, served);
@@ -102,8 +105,8 @@ impl Call for Route<'_> {
     type Answer = Target;
     const ROLE: Role = Role::Routing;
     const INDEX: usize = 0;
-    fn ask(&self, module: &Module, cx: CallContext) -> impl Future<Output = Outcome<Target>> + Send {
-        module.route(cx, self.claims, self.request)
+    async fn ask(&mut self, serving: &BoundModule, cx: CallContext) -> Outcome<Target> {
+        serving.lease(&self.claims.tenant_id).route(cx, self.claims, self.request).await
     }
     fn shadow(&self, run: Run, cx: CallContext, served: &Outcome<Target>) {
         run.route(cx, self.claims, self.request, served);
@@ -112,6 +115,8 @@ impl Call for Route<'_> {
 
 /// The shaping module on the upstream request the router chose.
 pub struct ShapeRequest<'a> {
+    /// The request's instance of the shaping module, for both its calls.
+    pub lease: &'a mut Lease,
     pub tenant: &'a str,
     pub exchange: &'a Exchange,
     pub request: &'a UpstreamRequest,
@@ -121,8 +126,8 @@ impl Call for ShapeRequest<'_> {
     type Answer = UpstreamRequest;
     const ROLE: Role = Role::Shaping;
     const INDEX: usize = 0;
-    fn ask(&self, module: &Module, cx: CallContext) -> impl Future<Output = Outcome<UpstreamRequest>> + Send {
-        module.shape_request(cx, self.exchange, self.request)
+    fn ask(&mut self, _: &BoundModule, cx: CallContext) -> impl Future<Output = Outcome<UpstreamRequest>> + Send {
+        self.lease.shape_request(cx, self.exchange, self.request)
     }
     fn shadow(&self, run: Run, cx: CallContext, served: &Outcome<UpstreamRequest>) {
         run.shape_request(cx, self.tenant, self.exchange, self.request, served);
@@ -131,6 +136,8 @@ impl Call for ShapeRequest<'_> {
 
 /// The shaping module on the provider's answer.
 pub struct ShapeResponse<'a> {
+    /// The instance that shaped the request, when this request made one.
+    pub lease: &'a mut Lease,
     pub tenant: &'a str,
     pub exchange: &'a Exchange,
     pub status: u16,
@@ -141,8 +148,8 @@ impl Call for ShapeResponse<'_> {
     type Answer = Shaped;
     const ROLE: Role = Role::Shaping;
     const INDEX: usize = 1;
-    fn ask(&self, module: &Module, cx: CallContext) -> impl Future<Output = Outcome<Shaped>> + Send {
-        module.shape_response(cx, self.exchange, self.status, self.body)
+    fn ask(&mut self, _: &BoundModule, cx: CallContext) -> impl Future<Output = Outcome<Shaped>> + Send {
+        self.lease.shape_response(cx, self.exchange, self.status, self.body)
     }
     fn shadow(&self, run: Run, cx: CallContext, served: &Outcome<Shaped>) {
         run.shape_response(cx, self.tenant, self.exchange, self.status, self.body.clone(), served);

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use crate::directory::ProviderSpec;
 use fhirgate_core::digest::sha256_hex;
 use fhirgate_core::ids::{is_guid, valid_provider_id};
-use fhirgate_sandbox::{Module, Role, Runtime};
+use fhirgate_sandbox::{Lease, Module, Pool, Reuse, Role, Runtime};
 
 /// The only policy schema version this build reads.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -117,6 +117,12 @@ pub struct ModuleFile {
     /// fail closed).
     #[serde(default)]
     pub on_fault: Option<OnFault>,
+    /// Requests one instance of the module may serve, all of one tenant, one
+    /// at a time (a number drawn between half this and this, per instance);
+    /// 0: a fresh instance for every request. Default 64. Token validation
+    /// always gets a fresh instance.
+    #[serde(default)]
+    pub reuse: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -145,6 +151,15 @@ pub struct BoundModule {
     pub config_json: Arc<str>,
     /// Where the module's test cases are, if the policy names them.
     pub cases: Option<PathBuf>,
+    /// Its instances, kept for reuse by tenant.
+    pub pool: Arc<Pool>,
+}
+
+impl BoundModule {
+    /// The instance for one request of `tenant`.
+    pub fn lease(&self, tenant: &str) -> Lease {
+        self.pool.lease(tenant)
+    }
 }
 
 /// One tenant's own modules, loaded.
@@ -218,6 +233,23 @@ impl Policy {
             Role::Routing => &self.router,
             Role::Shaping => &self.shaper,
         }
+    }
+
+    /// Drops the instances every module of this policy keeps for reuse, and
+    /// keeps none from now on: another policy serves.
+    pub fn retire(&self) {
+        self.pools().for_each(|p| p.retire());
+    }
+
+    /// Lets the modules keep instances again: this policy serves once more
+    /// (a rollback).
+    pub fn revive(&self) {
+        self.pools().for_each(|p| p.revive());
+    }
+
+    fn pools(&self) -> impl Iterator<Item = &Arc<Pool>> {
+        let tenants = self.tenant_modules.values().flat_map(|t| [&t.router, &t.shaper]).flatten();
+        [&self.validator, &self.router, &self.shaper].into_iter().chain(tenants).map(|b| &b.pool)
     }
 
     /// The routing module for `tenant`: its own, else the partner's.
@@ -453,6 +485,7 @@ impl PolicyFile {
         stored: &HashMap<String, Vec<u8>>,
     ) -> anyhow::Result<Policy> {
         let dir = path.parent().unwrap_or(Path::new("."));
+        let partner: Arc<str> = self.partner.as_str().into();
         let mut cache: HashMap<PathBuf, Arc<Module>> = HashMap::new();
         let mut bind = |key: &str, m: &ModuleFile, role: Role| -> anyhow::Result<BoundModule> {
             // A built-in module is keyed by a path no file has.
@@ -476,8 +509,13 @@ impl PolicyFile {
                 bail!("`modules.{key}`: {} does not export the {role} interface", file.display());
             }
             let config = m.config.clone().unwrap_or_default();
-            let config_json = serde_json::to_string(&config).context("module configuration")?;
-            Ok(BoundModule { module, config_json: config_json.into(), cases: m.cases.as_ref().map(|c| dir.join(c)) })
+            let config_json: Arc<str> = serde_json::to_string(&config).context("module configuration")?.into();
+            let reuse = match role {
+                Role::TokenValidation => Reuse::OFF,
+                _ => m.reuse.map_or(Reuse::DEFAULT, |max_requests| Reuse { max_requests }),
+            };
+            let pool = Pool::new(module.clone(), partner.clone(), config_json.clone(), reuse);
+            Ok(BoundModule { module, config_json, cases: m.cases.as_ref().map(|c| dir.join(c)), pool })
         };
         let validator = bind("token-validation", &self.modules.token_validation, Role::TokenValidation)?;
         let router = bind("routing", &self.modules.routing, Role::Routing)?;
@@ -502,7 +540,7 @@ impl PolicyFile {
         }
 
         Ok(Policy {
-            partner: self.partner.as_str().into(),
+            partner,
             validator,
             router,
             shaper,
