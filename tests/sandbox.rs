@@ -326,5 +326,27 @@ fn a_lease_gives_its_instance_back_only_under_the_promise() {
         drop(held);
         assert_eq!(pool.idle(), 0, "a retired pool kept an instance");
         assert!(!pool.lease(TENANT).reused());
+
+        // Across pools at most a quarter of the instance slots stay idle.
+        let small = Runtime::new(Limits { max_instances: 16, ..Limits::default() }).unwrap();
+        let module = Arc::new(Module::load(&small, "misbehave", &bytes).unwrap());
+        let pools: Vec<_> =
+            (0..2).map(|_| Pool::new(module.clone(), "partner".into(), config.clone(), Reuse::DEFAULT)).collect();
+        let mut leases: Vec<_> =
+            pools.iter().flat_map(|p| [p.lease(TENANT), p.lease(TENANT), p.lease(TENANT)]).collect();
+        for lease in &mut leases {
+            let _ = lease.route(ctx("partner", &config), &claims, &remember).await.unwrap();
+        }
+        drop(leases);
+        assert_eq!(pools.iter().map(|p| p.idle()).sum::<usize>(), 4, "16 slots keep 4 idle");
+        // A pool dropped gives its share back.
+        drop(pools);
+        let pool = Pool::new(module.clone(), "partner".into(), config.clone(), Reuse::DEFAULT);
+        let mut leases: Vec<_> = (0..4).map(|_| pool.lease(TENANT)).collect();
+        for lease in &mut leases {
+            let _ = lease.route(ctx("partner", &config), &claims, &remember).await.unwrap();
+        }
+        drop(leases);
+        assert_eq!(pool.idle(), 4);
     });
 }

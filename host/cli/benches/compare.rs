@@ -325,8 +325,8 @@ fn main() -> anyhow::Result<()> {
     };
     let gw = setup().serve_binary();
     // The same gateway running the default modules' code natively.
-    let twin = setup().serve_binary_logging(&["--native-twins"], "warn", std::process::Stdio::null());
-    let twin_token = twin.token(TENANT);
+    let twin = system_selected("E")
+        .then(|| setup().serve_binary_logging(&["--native-twins"], "warn", std::process::Stdio::null()));
     // The same gateway committing its access records within 20 ms of the
     // answer instead of before it: the baseline of the durable trail's cost.
     let buffered = Setup {
@@ -377,14 +377,16 @@ fn main() -> anyhow::Result<()> {
             proc: Proc { pid: gw.running.pid() },
         },
     ];
-    systems.push(System {
-        key: "E",
-        name: "C's native twin (no sandbox)".into(),
-        addr: addr_of(&twin.base),
-        base_path: "/stu3",
-        bearer: Some(twin_token),
-        proc: Proc { pid: twin.running.pid() },
-    });
+    if let Some(twin) = &twin {
+        systems.push(System {
+            key: "E",
+            name: "C's native twin (no sandbox)".into(),
+            addr: addr_of(&twin.base),
+            base_path: "/stu3",
+            bearer: Some(twin.token(TENANT)),
+            proc: Proc { pid: twin.running.pid() },
+        });
+    }
     systems.push(System {
         key: "F",
         name: "C, audit buffered".into(),

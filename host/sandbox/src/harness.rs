@@ -189,7 +189,7 @@ impl Harness {
 
 impl Harness {
     /// One instance of the module's shaping export kept for repeated calls
-    /// (the gateway instantiates per call; this measures the module alone).
+    /// without the pool's bookkeeping: this measures the module alone.
     pub fn warm_shaper(&self) -> anyhow::Result<WarmHarnessShaper<'_>> {
         let shaper = self.executor.block_on(self.module.warm_shaper(self.ctx())).map_err(anyhow::Error::msg)?;
         Ok(WarmHarnessShaper { harness: self, shaper })

@@ -6,6 +6,7 @@
 //!
 //! Layout:
 //! - [`runtime`]: the engine, the linker with the host imports, the epoch ticker;
+//! - [`calls`]: the role exports' calls and answers as values;
 //! - [`module`]: a loaded module and its typed calls per role;
 //! - [`reuse`]: instances kept for a request's calls and reused across
 //!   requests of one partner and tenant, and the promise that bounds it;
@@ -19,6 +20,7 @@
 //! - [`cases`]: the case files a module ships, run against its `.wasm`.
 
 pub mod bindings;
+pub mod calls;
 pub mod cases;
 pub mod crypto;
 pub mod harness;
@@ -29,7 +31,8 @@ pub mod runtime;
 pub mod state;
 pub mod twin;
 
-pub use module::{Answer, Ask, GuestFault, Module, Outcome, Role};
+pub use calls::{Answer, Ask, Outcome};
+pub use module::{GuestFault, Module, Role};
 pub use reuse::{Lease, Pool, Reuse};
 pub use runtime::{Limits, Runtime};
 pub use state::{ActiveProviders, CallContext, IssuerFacts, StaticDirectory, UpstreamReads};

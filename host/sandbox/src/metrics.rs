@@ -21,6 +21,26 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+/// One module's figures for calls it answered (`ok` or `denied`), kept by
+/// the module: the same series [`Metrics::module_call`] records into.
+#[derive(Clone)]
+pub struct ModuleFigures {
+    ok: Counter,
+    denied: Counter,
+    duration: Histogram,
+    peak_memory: Gauge,
+}
+
+impl ModuleFigures {
+    /// Records an answered call; `denied` for a denial.
+    pub fn answered(&self, denied: bool, elapsed: Duration, memory_bytes: usize) {
+        if denied { &self.denied } else { &self.ok }.inc();
+        self.duration.observe(elapsed.as_secs_f64());
+        let memory = i64::try_from(memory_bytes).unwrap_or(i64::MAX);
+        self.peak_memory.inner().fetch_max(memory, Ordering::Relaxed);
+    }
+}
+
 /// Which module a figure is about. Shared strings: labelling a call copies
 /// no text.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -261,6 +281,18 @@ impl Metrics {
     }
 
     /// Records one module call.
+    /// The figures of `module`'s answered calls, to keep and record into
+    /// without looking its labels up each time.
+    pub fn module_figures(&self, module: &ModuleLabels) -> ModuleFigures {
+        // One at a time: each lookup holds its family's lock until the end of
+        // its statement, and the next may have to create a series.
+        let ok = self.calls.get_or_create(&CallLabels::of(module, "ok")).clone();
+        let denied = self.calls.get_or_create(&CallLabels::of(module, "denied")).clone();
+        let duration = self.durations.get_or_create(module).clone();
+        let peak_memory = self.peak_memory.get_or_create(module).clone();
+        ModuleFigures { ok, denied, duration, peak_memory }
+    }
+
     pub fn module_call(&self, module: &ModuleLabels, outcome: &'static str, elapsed: Duration, memory_bytes: usize) {
         self.calls.get_or_create(&CallLabels::of(module, outcome)).inc();
         self.durations.get_or_create(module).observe(elapsed.as_secs_f64());
@@ -317,5 +349,27 @@ mod tests {
         assert!(text.contains(&format!("fhirgate_module_peak_memory_bytes{{{labels}}} 2097152")), "{text}");
         assert!(text.contains(r#"fhirgate_policy_changes_total{partner="demo",event="rejected"} 1"#), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}
+
+#[cfg(test)]
+mod figures_tests {
+    use super::*;
+
+    /// Looking a new module's figures up creates its series one family lock
+    /// at a time: holding one lock while asking for another deadlocked.
+    #[test]
+    fn a_new_modules_figures_are_made_and_recorded_into() {
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let metrics = Metrics::new();
+            let labels = ModuleLabels { partner: "p".into(), role: "routing", module: "m".into(), digest: "d".into() };
+            let figures = metrics.module_figures(&labels);
+            figures.answered(false, Duration::from_micros(5), 1024);
+            figures.answered(true, Duration::from_micros(5), 2048);
+            let _ = done.send((metrics.calls(&labels, "ok"), metrics.calls(&labels, "denied")));
+        });
+        let counted = finished.recv_timeout(Duration::from_secs(10)).expect("looking the figures up never returned");
+        assert_eq!(counted, (1, 1));
     }
 }

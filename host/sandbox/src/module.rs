@@ -17,6 +17,7 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 use super::bindings::{routing, shaping, token_validation, types};
 use super::runtime::Runtime;
 use super::state::{CallContext, GuestState};
+pub use crate::calls::{Answer, Ask, Outcome};
 use crate::metrics::ModuleLabels;
 pub use fhirgate_core::modules::{GuestFault, Role};
 
@@ -24,8 +25,8 @@ pub use fhirgate_core::modules::{GuestFault, Role};
 macro_rules! answer {
     ($outcome:expr, $kind:ident) => {
         match $outcome {
-            Ok(Ok($crate::module::Answer::$kind(a))) => Ok(Ok(a)),
-            Ok(Ok(_)) => Err($crate::module::GuestFault::Trap("the call was answered in another call's kind".into())),
+            Ok(Ok($crate::Answer::$kind(a))) => Ok(Ok(a)),
+            Ok(Ok(_)) => Err($crate::GuestFault::Trap("the call was answered in another call's kind".into())),
             Ok(Err(d)) => Ok(Err(d)),
             Err(f) => Err(f),
         }
@@ -46,6 +47,9 @@ pub struct Module {
     /// module's digest natively (a benchmark's baseline; never a partner's
     /// module).
     twin: Option<Arc<dyn crate::twin::Twin>>,
+    /// Per role, the partner this module's calls are counted for and its
+    /// figures, looked up once.
+    figures: [std::sync::OnceLock<(Arc<str>, crate::metrics::ModuleFigures)>; 3],
 }
 
 /// What a module may import: the gateway's interfaces, and the WASI a
@@ -85,6 +89,7 @@ impl Module {
             runtime: runtime.clone(),
             name: name.into(),
             twin: runtime.twin(&digest),
+            figures: Default::default(),
             digest: digest.into(),
             validation: token_validation::GuestIndices::new(&pre).ok(),
             routing: routing::GuestIndices::new(&pre).ok(),
@@ -169,6 +174,19 @@ impl Module {
         result: &Result<Result<T, types::Denial>, GuestFault>,
     ) {
         let Some(partner) = partner else { return };
+        let elapsed = started.elapsed();
+        let answered = match result {
+            Ok(Ok(_)) => Some(false),
+            Ok(Err(_)) => Some(true),
+            Err(_) => None,
+        };
+        let kept = &self.figures[role as usize];
+        if let (Some(denied), Some((of, figures))) = (answered, kept.get())
+            && **of == **partner
+        {
+            figures.answered(denied, elapsed, memory_bytes);
+            return;
+        }
         let outcome = match result {
             Ok(Ok(_)) => "ok",
             Ok(Err(_)) => "denied",
@@ -180,7 +198,10 @@ impl Module {
             module: self.name.clone(),
             digest: self.digest.clone(),
         };
-        self.runtime.metrics().module_call(&labels, outcome, started.elapsed(), memory_bytes);
+        self.runtime.metrics().module_call(&labels, outcome, elapsed, memory_bytes);
+        // The partner of the first call is the one of every later call but
+        // in a test's harness: its figures are kept for them.
+        let _ = kept.set((partner.clone(), self.runtime.metrics().module_figures(&labels)));
     }
 
     fn classify(&self, err: wasmtime::Error) -> GuestFault {
@@ -313,37 +334,6 @@ impl Module {
         .map_err(|e| self.classify(e))?;
         Ok(WarmShaper { store, guest, ticks: self.runtime.budget_ticks() })
     }
-}
-
-/// What a module's call comes to: an answer, a denial, or a fault.
-pub type Outcome<T> = Result<Result<T, types::Denial>, GuestFault>;
-
-/// One call of a role's export, with its arguments.
-#[derive(Clone, Copy)]
-pub enum Ask<'a> {
-    Validate { token: &'a str, request: &'a types::Request },
-    Route { claims: &'a types::Claims, request: &'a types::Request },
-    ShapeRequest { exchange: &'a shaping::Exchange, request: &'a shaping::UpstreamRequest },
-    ShapeResponse { exchange: &'a shaping::Exchange, status: u16, body: &'a [u8] },
-}
-
-impl Ask<'_> {
-    pub fn role(&self) -> Role {
-        match self {
-            Ask::Validate { .. } => Role::TokenValidation,
-            Ask::Route { .. } => Role::Routing,
-            Ask::ShapeRequest { .. } | Ask::ShapeResponse { .. } => Role::Shaping,
-        }
-    }
-}
-
-/// What a call answers, by kind.
-#[derive(Debug)]
-pub enum Answer {
-    Claims(types::Claims),
-    Target(routing::Target),
-    Request(shaping::UpstreamRequest),
-    Shaped(shaping::Shaped),
 }
 
 /// Where a call finds its instance: none (a new one is made), or the one a

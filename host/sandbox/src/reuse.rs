@@ -31,7 +31,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::bindings::{routing, shaping, types};
-use super::module::{Answer, Ask, Instance, Module, Outcome, Slot, answer};
+use super::calls::{Answer, Ask, Outcome};
+use super::module::{Instance, Module, Slot, answer};
 use super::state::CallContext;
 
 /// How many requests one instance may serve (`reuse` in a policy's module
@@ -74,7 +75,8 @@ impl Default for Reuse {
 
 /// Instances a pool keeps idle at most, across its tenants; past this the
 /// one unused the longest is dropped. Each holds an instance slot of the
-/// runtime and its memory (384 KiB for the default modules).
+/// runtime and its memory (384 KiB for the default modules); across all
+/// pools at most a quarter of the runtime's `max_instances` are kept.
 const IDLE_PER_POOL: usize = 16;
 
 /// An idle instance and what it has served.
@@ -132,6 +134,7 @@ impl Pool {
             let kept = idle.by_tenant.get_mut(&tenant).and_then(Vec::pop);
             if kept.is_some() {
                 idle.count -= 1;
+                self.module.runtime().release_idle(1);
             }
             kept
         };
@@ -152,6 +155,7 @@ impl Pool {
     pub fn retire(&self) {
         self.retired.store(true, Ordering::Release);
         let dropped = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
+        self.module.runtime().release_idle(dropped.count);
         drop(dropped);
     }
 
@@ -179,14 +183,29 @@ impl Pool {
             if self.retired.load(Ordering::Acquire) {
                 return;
             }
+            evicted = if idle.count >= IDLE_PER_POOL {
+                // Replaces the oldest: the count across pools stays.
+                take_oldest(&mut idle)
+            } else if self.module.runtime().keep_idle() {
+                None
+            } else {
+                // Enough instances are kept across the pools.
+                return;
+            };
             idle.clock += 1;
             let returned = idle.clock;
-            evicted = if idle.count >= IDLE_PER_POOL { take_oldest(&mut idle) } else { None };
             idle.by_tenant.entry(tenant).or_default().push(Kept { instance, requests, limit, returned });
             idle.count += 1;
         }
         // Dropped outside the lock: freeing an instance resets its memory.
         drop(evicted);
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let count = self.idle.get_mut().unwrap_or_else(|p| p.into_inner()).count;
+        self.module.runtime().release_idle(count);
     }
 }
 

@@ -108,6 +108,8 @@ struct Inner {
     /// Native twins, when the runtime was told to run the modules they
     /// stand for natively.
     twins: std::sync::OnceLock<Arc<dyn Twins>>,
+    /// Instances kept idle for reuse, across every pool.
+    idle: std::sync::atomic::AtomicUsize,
     /// Compiled components by module digest: a few in memory (a rollback or
     /// an unchanged module in a reloaded policy is not compiled again) and,
     /// with a directory, all of them on disk across restarts.
@@ -249,6 +251,7 @@ impl Runtime {
                 limits,
                 metrics: Arc::default(),
                 twins: std::sync::OnceLock::new(),
+                idle: std::sync::atomic::AtomicUsize::new(0),
                 compiled: quick_cache::sync::Cache::new(COMPILED_IN_MEMORY),
                 artifacts,
                 engine_id,
@@ -317,6 +320,23 @@ impl Runtime {
     /// The native twin of the module with `digest`, when running natively.
     pub fn twin(&self, digest: &str) -> Option<Arc<dyn Twin>> {
         self.inner.twins.get()?.twin(digest)
+    }
+
+    /// Counts one more instance kept idle, unless a quarter of
+    /// `max_instances` already are: the rest stay free for calls.
+    pub(crate) fn keep_idle(&self) -> bool {
+        let cap = (self.inner.limits.max_instances / 4) as usize;
+        self.inner
+            .idle
+            .fetch_update(std::sync::atomic::Ordering::AcqRel, std::sync::atomic::Ordering::Acquire, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Counts `n` idle instances fewer (taken for a call, or dropped).
+    pub(crate) fn release_idle(&self, n: usize) {
+        self.inner.idle.fetch_sub(n, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Where every module call is counted.

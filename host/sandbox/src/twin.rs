@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::bindings::types::Denial;
-use crate::module::{Answer, Ask};
+use crate::calls::{Answer, Ask};
 use crate::state::CallContext;
 
 /// A future a twin answers with.
