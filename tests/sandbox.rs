@@ -254,13 +254,14 @@ fn a_lease_gives_its_instance_back_only_under_the_promise() {
         let module = Arc::new(Module::load(&engine, "misbehave", &bytes).unwrap());
         let config: Arc<str> = serde_json::json!({ "tenants": { TENANT: "p" } }).to_string().into();
         let pool = Pool::new(module.clone(), "partner".into(), config.clone(), Reuse::DEFAULT);
+        let directory = Arc::new(StaticDirectory::default());
         let ctx = |partner: &str, config: &Arc<str>| CallContext {
             partner: partner.into(),
             module: module.name().clone(),
             digest: module.digest().clone(),
             config_json: config.clone(),
             issuer: Arc::default(),
-            directory: Arc::new(StaticDirectory::default()),
+            directory: directory.clone(),
             reads: None,
             request_id: "test".into(),
             fixed_now_ms: None,
@@ -287,6 +288,8 @@ fn a_lease_gives_its_instance_back_only_under_the_promise() {
         assert!(denial.message.contains("kept: [kept]"), "{}", denial.message);
         drop(lease);
         assert_eq!(pool.idle(), 1);
+        // Kept, it holds nothing of the request it served.
+        assert_eq!(Arc::strong_count(&directory), 1, "an idle instance keeps the last request's directory");
         let mut lease = pool.lease(TENANT);
         assert!(lease.reused());
         let denial = lease.route(ctx("partner", &config), &claims, &recall).await.unwrap().unwrap_err();

@@ -367,6 +367,15 @@ pub(crate) struct Instance {
 }
 
 impl Instance {
+    /// Lets go of what the last request's calls could reach (its directory
+    /// view, its provider reads): an idle instance keeps none of it.
+    pub(crate) fn idle(&mut self) {
+        let ctx = &mut self.store.data_mut().ctx;
+        ctx.reads = None;
+        ctx.directory = crate::state::no_directory();
+        ctx.request_id.clear();
+    }
+
     async fn call(&mut self, module: &Module, ask: Ask<'_>) -> wasmtime::Result<Result<Answer, types::Denial>> {
         Ok(match ask {
             Ask::Validate { token, request } => {

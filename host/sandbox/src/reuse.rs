@@ -175,7 +175,8 @@ impl Pool {
         *ctx.partner == *self.partner && *ctx.config_json == *self.config_json && *ctx.digest == **self.module.digest()
     }
 
-    fn give_back(&self, tenant: String, instance: Instance, requests: u32, limit: u32) {
+    fn give_back(&self, tenant: String, mut instance: Instance, requests: u32, limit: u32) {
+        instance.idle();
         let evicted;
         {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());

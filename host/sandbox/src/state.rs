@@ -82,6 +82,13 @@ impl ActiveProviders for StaticDirectory {
     }
 }
 
+/// A directory with no tenants, shared: what an idle instance's context
+/// points at.
+pub(crate) fn no_directory() -> Arc<dyn ActiveProviders> {
+    static EMPTY: std::sync::OnceLock<Arc<StaticDirectory>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| Arc::new(StaticDirectory::default())).clone()
+}
+
 /// Fixed answers for the module harness: path → body.
 #[derive(Debug, Default)]
 pub struct FixedReads {
