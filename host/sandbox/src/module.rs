@@ -232,7 +232,7 @@ impl Module {
         let mut store = self.store(ctx);
         let instance = self.pre.instantiate_async(&mut store).await?;
         let initial_memory = store.data().limits.memory_total;
-        Ok(Instance { store, instance, guests: Guests::default(), initial_memory, calls: 0 })
+        Ok(Instance { store, instance, guests: Guests::default(), initial_memory })
     }
 
     /// Runs `ask` on the instance in `slot` (a new one when it holds none),
@@ -265,9 +265,7 @@ impl Module {
                     }
                     None => self.instantiate(ctx).await?,
                 };
-                let instance = slot.instance.insert(instance);
-                instance.calls += 1;
-                instance.call(self, ask).await
+                slot.instance.insert(instance).call(self, ask).await
             })
             .await
             .map_err(|e| self.classify(e));
@@ -362,8 +360,6 @@ pub(crate) struct Instance {
     /// Linear memory right after instantiation: a call that leaves more
     /// retires the instance.
     initial_memory: usize,
-    /// Calls made on it.
-    pub(crate) calls: u32,
 }
 
 impl Instance {

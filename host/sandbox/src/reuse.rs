@@ -112,14 +112,6 @@ impl Pool {
         Arc::new(Pool { module, partner, config_json, reuse, idle: Mutex::default(), retired: AtomicBool::new(false) })
     }
 
-    pub fn module(&self) -> &Arc<Module> {
-        &self.module
-    }
-
-    pub fn reuse(&self) -> Reuse {
-        self.reuse
-    }
-
     /// The instance for one request of `tenant`: one kept from an earlier
     /// request of the tenant when there is one, else a fresh one made at the
     /// first call.
