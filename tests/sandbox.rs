@@ -235,6 +235,20 @@ fn a_kept_instance_serves_at_most_its_drawn_number_of_requests() {
     }
     // Limits differ from instance to instance (2, 3 or 4 requests).
     assert!(served.len() > 1, "every instance served the same number of requests: {served:?}");
+
+    // `/metrics` counts the instances made: one per instance's life, not
+    // per call.
+    let metrics = support::metrics(&gw.base);
+    let routing = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name) && l.contains("role=\"routing\""))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum()
+    };
+    let (calls, made) = (routing("fhirgate_module_calls_total{"), routing("fhirgate_module_instantiations_total{"));
+    assert!(calls >= 24, "{calls} routing calls counted:\n{metrics}");
+    assert!(made * 2 <= calls && made >= calls / 4, "{made} instances made for {calls} calls:\n{metrics}");
 }
 
 /// The parts of the promise an HTTP client cannot reach: a call cancelled
@@ -351,5 +365,67 @@ fn a_lease_gives_its_instance_back_only_under_the_promise() {
         }
         drop(leases);
         assert_eq!(pool.idle(), 4);
+    });
+}
+
+/// The default shaper's memory is large enough for a searchset page of the
+/// size the benchmarks use: shaping it does not grow the memory, so the
+/// instance is kept for the tenant's next request (a call that grows memory
+/// retires its instance).
+#[test]
+fn the_default_shaper_keeps_its_instance_after_a_searchset_page() {
+    use std::sync::Arc;
+
+    use fhirgate_sandbox::bindings::shaping::Exchange;
+    use fhirgate_sandbox::bindings::types::{FhirVersion, Interaction};
+    use fhirgate_sandbox::{CallContext, Limits, Module, Pool, Reuse, Runtime, StaticDirectory};
+
+    let upstream = "http://127.0.0.1:9/fhir";
+    let entries: Vec<serde_json::Value> = fhirgate_devtools::demo::data::patients_n(160)
+        .into_iter()
+        .map(|p| {
+            let url = format!("{upstream}/Patient/{}", p["id"].as_str().unwrap_or_default());
+            serde_json::json!({ "fullUrl": url, "resource": p, "search": { "mode": "match" } })
+        })
+        .collect();
+    let page = serde_json::json!({ "resourceType": "Bundle", "type": "searchset", "total": 160, "entry": entries });
+    let body = serde_json::to_vec(&page).unwrap();
+    assert!(body.len() > 150 * 1024, "the page is {} bytes", body.len());
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let engine = Runtime::new(Limits::default()).unwrap();
+        let bytes = std::fs::read(support::guest("fhirgate_shaper_fhir")).unwrap();
+        let module = Arc::new(Module::load(&engine, "shaper-fhir", &bytes).unwrap());
+        let config: Arc<str> = "{}".into();
+        let pool = Pool::new(module.clone(), "partner".into(), config.clone(), Reuse::DEFAULT);
+        let ctx = || CallContext {
+            partner: "partner".into(),
+            module: module.name().clone(),
+            digest: module.digest().clone(),
+            config_json: config.clone(),
+            issuer: Arc::default(),
+            directory: Arc::new(StaticDirectory::default()),
+            reads: None,
+            request_id: "test".into(),
+            fixed_now_ms: None,
+            counted: false,
+        };
+        let exchange = Exchange {
+            client_version: FhirVersion::Stu3,
+            upstream_version: FhirVersion::R4,
+            interaction: Interaction::Search,
+            gateway_base: "https://gateway.example/stu3".into(),
+            upstream_base: upstream.into(),
+        };
+        for request in 0..6 {
+            let mut lease = pool.lease(TENANT);
+            assert_eq!(lease.reused(), request > 0, "request {request}");
+            let shaped = lease.shape_response(ctx(), &exchange, 200, &body).await.unwrap().unwrap();
+            let shaped: serde_json::Value = serde_json::from_slice(&shaped.body).unwrap();
+            assert_eq!(shaped["entry"].as_array().map(Vec::len), Some(160));
+            drop(lease);
+            assert_eq!(pool.idle(), 1, "the instance that shaped the page was not kept (request {request})");
+        }
     });
 }

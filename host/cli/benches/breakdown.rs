@@ -157,6 +157,11 @@ fn attribute(script: &str) -> BTreeMap<&'static str, u64> {
     counts
 }
 
+/// Seconds in module calls, by the calls' labels.
+const SECONDS_IN_CALLS: &str = "fhirgate_module_call_duration_seconds_sum{";
+/// Module instances made, by the modules' labels.
+const INSTANCES_MADE: &str = "fhirgate_module_instantiations_total{";
+
 /// The row of a role's module calls.
 fn role_phase(role: &str) -> &'static str {
     match role {
@@ -173,16 +178,19 @@ struct Profile {
     cpu_us_per_request: f64,
     /// While sampled.
     profiled_us: f64,
+    /// Module instances made per request (kept ones reused make none).
+    instances_per_request: Option<f64>,
     samples: u64,
     us_per_phase: BTreeMap<&'static str, f64>,
 }
 
-/// Seconds spent in module calls so far, by role (`/metrics` of the gateway
-/// at `base`).
-fn module_seconds(base: Option<&str>) -> BTreeMap<&'static str, f64> {
+/// The module figure `series` (a metric name and its `{`) summed by role
+/// (`/metrics` of the gateway at `base`): seconds spent in calls so far with
+/// `fhirgate_module_call_duration_seconds_sum{`.
+fn module_sums(base: Option<&str>, series: &str) -> BTreeMap<&'static str, f64> {
     let mut by_role = BTreeMap::new();
     let Some(base) = base else { return by_role };
-    for line in support::metrics(base).lines().filter(|l| l.starts_with("fhirgate_module_call_duration_seconds_sum{")) {
+    for line in support::metrics(base).lines().filter(|l| l.starts_with(series)) {
         let Some(role) = ROLES.iter().find(|r| line.contains(&format!("role=\"{r}\""))) else { continue };
         let value: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
         *by_role.entry(*role).or_insert(0.0) += value;
@@ -216,10 +224,12 @@ async fn profile(
     // before it, so every request measured is sampled.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let cpu_before = cpu_seconds(pid);
-    let modules_before = module_seconds(metrics_base);
+    let modules_before = module_sums(metrics_base, SECONDS_IN_CALLS);
+    let made_before: f64 = module_sums(metrics_base, INSTANCES_MADE).values().sum();
     let load = closed_loop(target, CONNECTIONS, span - Duration::from_millis(400)).await;
     let cpu = cpu_seconds(pid) - cpu_before;
-    let modules_after = module_seconds(metrics_base);
+    let modules_after = module_sums(metrics_base, SECONDS_IN_CALLS);
+    let made_after: f64 = module_sums(metrics_base, INSTANCES_MADE).values().sum();
     let out = perf.wait_with_output()?;
     anyhow::ensure!(out.status.success(), "perf record: {}", String::from_utf8_lossy(&out.stderr));
     let script = Command::new("perf")
@@ -250,7 +260,15 @@ async fn profile(
     if all <= 0.0 && in_calls > 0.0 {
         us_per_phase.insert(MODULE_CALLS, in_calls);
     }
-    Ok(Profile { requests_per_second: plain.per_second(), cpu_us_per_request, profiled_us, samples, us_per_phase })
+    let instances_per_request = metrics_base.map(|_| (made_after - made_before) / requests);
+    Ok(Profile {
+        requests_per_second: plain.per_second(),
+        cpu_us_per_request,
+        profiled_us,
+        samples,
+        us_per_phase,
+        instances_per_request,
+    })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -332,6 +350,11 @@ fn main() -> anyhow::Result<()> {
     line(format!("| {:<20} | {} |", "total while sampled", sampled.join(" | ")));
     let samples: Vec<String> = profiles.iter().map(|(_, _, p)| format!("{:>20}", p.samples)).collect();
     line(format!("| {:<20} | {} |", "samples", samples.join(" | ")));
+    let made: Vec<String> = profiles
+        .iter()
+        .map(|(_, _, p)| p.instances_per_request.map_or_else(|| format!("{:>20}", "-"), |n| format!("{n:>20.3}")))
+        .collect();
+    line(format!("| {:<20} | {} |", "instances/request", made.join(" | ")));
 
     let out = support::repo_root().join("target/bench");
     std::fs::create_dir_all(&out)?;
@@ -340,7 +363,8 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .map(|(key, name, p)| {
             json!({ "system": key, "name": name, "requests_per_second": p.requests_per_second,
-                "cpu_us_per_request": p.cpu_us_per_request, "cpu_us_per_request_sampled": p.profiled_us, "samples": p.samples, "us_per_phase": p.us_per_phase })
+                "cpu_us_per_request": p.cpu_us_per_request, "cpu_us_per_request_sampled": p.profiled_us, "samples": p.samples, "us_per_phase": p.us_per_phase,
+                "instances_per_request": p.instances_per_request })
         })
         .collect();
     std::fs::write(out.join("breakdown.json"), serde_json::to_string_pretty(&json!({ "profiles": json }))?)?;

@@ -165,6 +165,7 @@ fn token_check(c: &mut Criterion) {
 fn shaping(c: &mut Criterion) {
     let harness = Harness::load(guest_wasm("fhirgate_shaper_fhir")).unwrap();
     let mut warm = harness.warm_shaper().unwrap();
+    let instantiated = warm.memory_bytes();
     let mut group = c.benchmark_group("shaping");
     for (name, body, interaction, host_interaction) in [
         ("patient-2kb", full_patient(), Interaction::Read, HostInteraction::Read),
@@ -175,6 +176,12 @@ fn shaping(c: &mut Criterion) {
         let native_out = fhirgate_shaper_fhir::response::shape(&ge, 200, &body).unwrap();
         let guest_out = warm.shape_response(&he, 200, &body).unwrap().unwrap();
         assert!(native_out.body == guest_out.body, "the module and the native code disagree on {name}");
+        // An instance whose memory grew during a call is not kept for the next request.
+        println!(
+            "shaping {name}: linear memory {} KiB after instantiation, {} KiB after the call",
+            instantiated / 1024,
+            warm.memory_bytes() / 1024
+        );
         group.bench_function(format!("{name}/native"), |b| {
             b.iter(|| black_box(fhirgate_shaper_fhir::response::shape(&ge, 200, black_box(&body)).unwrap()))
         });

@@ -2,7 +2,8 @@
 //!
 //! Per module (labelled by partner, role, module name and digest): calls by
 //! outcome (`ok`, `denied`, `timeout`, `memory`, `trap`, `busy`), call
-//! durations, and the peak linear memory of a call. Per partner: policy
+//! durations, the peak linear memory of a call, and the instances made (a
+//! call on a kept instance makes none). Per partner: policy
 //! activations, rejections and rollbacks. Per route (and FHIR face): HTTP
 //! requests by status, and their durations (the token endpoint's statuses
 //! are its outcomes). Per provider: upstream exchanges by outcome and their
@@ -29,11 +30,16 @@ pub struct ModuleFigures {
     denied: Counter,
     duration: Histogram,
     peak_memory: Gauge,
+    instantiations: Counter,
 }
 
 impl ModuleFigures {
     /// Records an answered call; `denied` for a denial.
-    pub fn answered(&self, denied: bool, elapsed: Duration, memory_bytes: usize) {
+    /// `fresh`: the call made its instance.
+    pub fn answered(&self, denied: bool, elapsed: Duration, memory_bytes: usize, fresh: bool) {
+        if fresh {
+            self.instantiations.inc();
+        }
         if denied { &self.denied } else { &self.ok }.inc();
         self.duration.observe(elapsed.as_secs_f64());
         let memory = i64::try_from(memory_bytes).unwrap_or(i64::MAX);
@@ -136,6 +142,7 @@ pub struct Metrics {
     calls: Family<CallLabels, Counter>,
     durations: Family<ModuleLabels, Histogram, fn() -> Histogram>,
     peak_memory: Family<ModuleLabels, Gauge>,
+    instantiations: Family<ModuleLabels, Counter>,
     policy: Family<PolicyLabels, Counter>,
     shadow: Family<ShadowLabels, Counter>,
     http: Family<HttpLabels, Counter>,
@@ -170,6 +177,12 @@ impl Metrics {
             "module_peak_memory_bytes",
             "Largest linear memory a module call reached",
             peak_memory.clone(),
+        );
+        let instantiations = Family::<ModuleLabels, Counter>::default();
+        registry.register(
+            "module_instantiations",
+            "Module instances made for calls; a call on an instance kept from an earlier call or request makes none",
+            instantiations.clone(),
         );
         let policy = Family::<PolicyLabels, Counter>::default();
         registry.register(
@@ -231,6 +244,7 @@ impl Metrics {
             calls,
             durations,
             peak_memory,
+            instantiations,
             policy,
             shadow,
             http,
@@ -280,7 +294,6 @@ impl Metrics {
         self.store_answer.set(store_answer.map_or(-1, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)));
     }
 
-    /// Records one module call.
     /// The figures of `module`'s answered calls, to keep and record into
     /// without looking its labels up each time.
     pub fn module_figures(&self, module: &ModuleLabels) -> ModuleFigures {
@@ -290,10 +303,22 @@ impl Metrics {
         let denied = self.calls.get_or_create(&CallLabels::of(module, "denied")).clone();
         let duration = self.durations.get_or_create(module).clone();
         let peak_memory = self.peak_memory.get_or_create(module).clone();
-        ModuleFigures { ok, denied, duration, peak_memory }
+        let instantiations = self.instantiations.get_or_create(module).clone();
+        ModuleFigures { ok, denied, duration, peak_memory, instantiations }
     }
 
-    pub fn module_call(&self, module: &ModuleLabels, outcome: &'static str, elapsed: Duration, memory_bytes: usize) {
+    /// Records one module call; `fresh`: the call made its instance.
+    pub fn module_call(
+        &self,
+        module: &ModuleLabels,
+        outcome: &'static str,
+        elapsed: Duration,
+        memory_bytes: usize,
+        fresh: bool,
+    ) {
+        if fresh {
+            self.instantiations.get_or_create(module).inc();
+        }
         self.calls.get_or_create(&CallLabels::of(module, outcome)).inc();
         self.durations.get_or_create(module).observe(elapsed.as_secs_f64());
         let memory = i64::try_from(memory_bytes).unwrap_or(i64::MAX);
@@ -336,9 +361,9 @@ mod tests {
         let m = Metrics::new();
         let module =
             ModuleLabels { partner: "demo".into(), role: "routing", module: "router".into(), digest: "abc123".into() };
-        m.module_call(&module, "ok", Duration::from_micros(40), 1 << 20);
-        m.module_call(&module, "ok", Duration::from_micros(60), 1 << 19);
-        m.module_call(&module, "timeout", Duration::from_millis(200), 2 << 20);
+        m.module_call(&module, "ok", Duration::from_micros(40), 1 << 20, true);
+        m.module_call(&module, "ok", Duration::from_micros(60), 1 << 19, false);
+        m.module_call(&module, "timeout", Duration::from_millis(200), 2 << 20, true);
         m.policy_event("demo", "rejected");
         assert_eq!(m.calls(&module, "ok"), 2);
         let text = m.render();
@@ -347,6 +372,7 @@ mod tests {
         assert!(text.contains(&format!("fhirgate_module_calls_total{{{labels},outcome=\"timeout\"}} 1")), "{text}");
         assert!(text.contains(&format!("fhirgate_module_call_duration_seconds_count{{{labels}}} 3")), "{text}");
         assert!(text.contains(&format!("fhirgate_module_peak_memory_bytes{{{labels}}} 2097152")), "{text}");
+        assert!(text.contains(&format!("fhirgate_module_instantiations_total{{{labels}}} 2")), "{text}");
         assert!(text.contains(r#"fhirgate_policy_changes_total{partner="demo",event="rejected"} 1"#), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
@@ -365,8 +391,8 @@ mod figures_tests {
             let metrics = Metrics::new();
             let labels = ModuleLabels { partner: "p".into(), role: "routing", module: "m".into(), digest: "d".into() };
             let figures = metrics.module_figures(&labels);
-            figures.answered(false, Duration::from_micros(5), 1024);
-            figures.answered(true, Duration::from_micros(5), 2048);
+            figures.answered(false, Duration::from_micros(5), 1024, true);
+            figures.answered(true, Duration::from_micros(5), 2048, false);
             let _ = done.send((metrics.calls(&labels, "ok"), metrics.calls(&labels, "denied")));
         });
         let counted = finished.recv_timeout(Duration::from_secs(10)).expect("looking the figures up never returned");

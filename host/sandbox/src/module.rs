@@ -171,6 +171,7 @@ impl Module {
         partner: &Option<Arc<str>>,
         started: Instant,
         memory_bytes: usize,
+        fresh: bool,
         result: &Result<Result<T, types::Denial>, GuestFault>,
     ) {
         let Some(partner) = partner else { return };
@@ -184,7 +185,7 @@ impl Module {
         if let (Some(denied), Some((of, figures))) = (answered, kept.get())
             && **of == **partner
         {
-            figures.answered(denied, elapsed, memory_bytes);
+            figures.answered(denied, elapsed, memory_bytes, fresh);
             return;
         }
         let outcome = match result {
@@ -198,7 +199,9 @@ impl Module {
             module: self.name.clone(),
             digest: self.digest.clone(),
         };
-        self.runtime.metrics().module_call(&labels, outcome, elapsed, memory_bytes);
+        // A call refused for want of a slot made no instance.
+        let fresh = fresh && outcome != "busy";
+        self.runtime.metrics().module_call(&labels, outcome, elapsed, memory_bytes, fresh);
         // The partner of the first call is the one of every later call but
         // in a test's harness: its figures are kept for them.
         let _ = kept.set((partner.clone(), self.runtime.metrics().module_figures(&labels)));
@@ -248,10 +251,11 @@ impl Module {
         let (partner, started) = (ctx.counted.then(|| ctx.partner.clone()), Instant::now());
         if let Some(twin) = &self.twin {
             let result = Ok(twin.answer(&ctx, ask).await);
-            self.record(role, &partner, started, 0, &result);
+            self.record(role, &partner, started, 0, false, &result);
             return result;
         }
         let ticks = self.runtime.budget_ticks();
+        let fresh = slot.instance.is_none();
         slot.in_call = true;
         let result = self
             .bounded(waits, async {
@@ -274,7 +278,7 @@ impl Module {
         if result.is_err() || slot.instance.as_ref().is_some_and(|i| memory > i.initial_memory) {
             slot.instance = None;
         }
-        self.record(role, &partner, started, memory, &result);
+        self.record(role, &partner, started, memory, fresh, &result);
         result
     }
 

@@ -75,8 +75,10 @@ impl Default for Reuse {
 
 /// Instances a pool keeps idle at most, across its tenants; past this the
 /// one unused the longest is dropped. Each holds an instance slot of the
-/// runtime and its memory (384 KiB for the default modules); across all
-/// pools at most a quarter of the runtime's `max_instances` are kept.
+/// runtime and its memory (384 KiB for the default router and validator,
+/// 8 MiB for the default shaper, of which only the pages its calls wrote
+/// are resident); across all pools at most a quarter of the runtime's
+/// `max_instances` are kept.
 const IDLE_PER_POOL: usize = 16;
 
 /// An idle instance and what it has served.
