@@ -365,6 +365,31 @@ fn a_lease_gives_its_instance_back_only_under_the_promise() {
         }
         drop(leases);
         assert_eq!(pool.idle(), 4);
+
+        // And their memories at most `idle_memory_mib`: 1 MiB holds two of
+        // this module's 384 KiB instances, not three.
+        let tight = Runtime::new(Limits { idle_memory_mib: 1, ..Limits::default() }).unwrap();
+        let module = Arc::new(Module::load(&tight, "misbehave", &bytes).unwrap());
+        let pool = Pool::new(module.clone(), "partner".into(), config.clone(), Reuse::DEFAULT);
+        let mut leases: Vec<_> = (0..4).map(|_| pool.lease(TENANT)).collect();
+        for lease in &mut leases {
+            let _ = lease.route(ctx("partner", &config), &claims, &remember).await.unwrap();
+        }
+        drop(leases);
+        assert_eq!(pool.idle(), 2, "1 MiB of idle memory kept more or fewer than two instances");
+        // One taken frees its share for the next given back.
+        let mut lease = pool.lease(TENANT);
+        assert!(lease.reused());
+        let _ = lease.route(ctx("partner", &config), &claims, &remember).await.unwrap();
+        drop(lease);
+        assert_eq!(pool.idle(), 2);
+        let none = Runtime::new(Limits { idle_memory_mib: 0, ..Limits::default() }).unwrap();
+        let module = Arc::new(Module::load(&none, "misbehave", &bytes).unwrap());
+        let pool = Pool::new(module.clone(), "partner".into(), config.clone(), Reuse::DEFAULT);
+        let mut lease = pool.lease(TENANT);
+        let _ = lease.route(ctx("partner", &config), &claims, &remember).await.unwrap();
+        drop(lease);
+        assert_eq!(pool.idle(), 0, "`idle_memory_mib = 0` kept an instance");
     });
 }
 

@@ -159,6 +159,8 @@ fn attribute(script: &str) -> BTreeMap<&'static str, u64> {
 
 /// Seconds in module calls, by the calls' labels.
 const SECONDS_IN_CALLS: &str = "fhirgate_module_call_duration_seconds_sum{";
+/// Module calls timed, by the calls' labels.
+const CALLS_TIMED: &str = "fhirgate_module_call_duration_seconds_count{";
 /// Module instances made, by the modules' labels.
 const INSTANCES_MADE: &str = "fhirgate_module_instantiations_total{";
 
@@ -180,6 +182,8 @@ struct Profile {
     profiled_us: f64,
     /// Module instances made per request (kept ones reused make none).
     instances_per_request: Option<f64>,
+    /// Wall µs of one module call, by role.
+    call_us: BTreeMap<&'static str, f64>,
     samples: u64,
     us_per_phase: BTreeMap<&'static str, f64>,
 }
@@ -226,10 +230,12 @@ async fn profile(
     let cpu_before = cpu_seconds(pid);
     let modules_before = module_sums(metrics_base, SECONDS_IN_CALLS);
     let made_before: f64 = module_sums(metrics_base, INSTANCES_MADE).values().sum();
+    let calls_before = module_sums(metrics_base, CALLS_TIMED);
     let load = closed_loop(target, CONNECTIONS, span - Duration::from_millis(400)).await;
     let cpu = cpu_seconds(pid) - cpu_before;
     let modules_after = module_sums(metrics_base, SECONDS_IN_CALLS);
     let made_after: f64 = module_sums(metrics_base, INSTANCES_MADE).values().sum();
+    let calls_after = module_sums(metrics_base, CALLS_TIMED);
     let out = perf.wait_with_output()?;
     anyhow::ensure!(out.status.success(), "perf record: {}", String::from_utf8_lossy(&out.stderr));
     let script = Command::new("perf")
@@ -261,6 +267,15 @@ async fn profile(
         us_per_phase.insert(MODULE_CALLS, in_calls);
     }
     let instances_per_request = metrics_base.map(|_| (made_after - made_before) / requests);
+    // Wall time of one call, by role: CPU in the call, and any wait for a
+    // core while it ran.
+    let call_us: BTreeMap<&'static str, f64> = ROLES
+        .iter()
+        .filter_map(|r| {
+            let calls = calls_after.get(r)? - calls_before.get(r).unwrap_or(&0.0);
+            (calls > 0.0).then(|| (*r, spent[r] * 1e6 / calls))
+        })
+        .collect();
     Ok(Profile {
         requests_per_second: plain.per_second(),
         cpu_us_per_request,
@@ -268,6 +283,7 @@ async fn profile(
         samples,
         us_per_phase,
         instances_per_request,
+        call_us,
     })
 }
 
@@ -355,6 +371,15 @@ fn main() -> anyhow::Result<()> {
         .map(|(_, _, p)| p.instances_per_request.map_or_else(|| format!("{:>20}", "-"), |n| format!("{n:>20.3}")))
         .collect();
     line(format!("| {:<20} | {} |", "instances/request", made.join(" | ")));
+    for role in ROLES {
+        let cells: Vec<String> = profiles
+            .iter()
+            .map(|(_, _, p)| p.call_us.get(role).map_or_else(|| format!("{:>20}", "-"), |us| format!("{us:>20.1}")))
+            .collect();
+        if cells.iter().any(|c| c.trim() != "-") {
+            line(format!("| {:<20} | {} |", format!("µs/call {role}"), cells.join(" | ")));
+        }
+    }
 
     let out = support::repo_root().join("target/bench");
     std::fs::create_dir_all(&out)?;
@@ -364,7 +389,7 @@ fn main() -> anyhow::Result<()> {
         .map(|(key, name, p)| {
             json!({ "system": key, "name": name, "requests_per_second": p.requests_per_second,
                 "cpu_us_per_request": p.cpu_us_per_request, "cpu_us_per_request_sampled": p.profiled_us, "samples": p.samples, "us_per_phase": p.us_per_phase,
-                "instances_per_request": p.instances_per_request })
+                "instances_per_request": p.instances_per_request, "call_us": p.call_us })
         })
         .collect();
     std::fs::write(out.join("breakdown.json"), serde_json::to_string_pretty(&json!({ "profiles": json }))?)?;

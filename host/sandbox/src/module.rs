@@ -367,6 +367,11 @@ pub(crate) struct Instance {
 }
 
 impl Instance {
+    /// The size of its linear memory.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.store.data().limits.memory_total
+    }
+
     /// Lets go of what the last request's calls could reach (its directory
     /// view, its provider reads): an idle instance keeps none of it.
     pub(crate) fn idle(&mut self) {

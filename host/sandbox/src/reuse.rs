@@ -78,12 +78,14 @@ impl Default for Reuse {
 /// runtime and its memory (384 KiB for the default router and validator,
 /// 8 MiB for the default shaper, of which only the pages its calls wrote
 /// are resident); across all pools at most a quarter of the runtime's
-/// `max_instances` are kept.
+/// `max_instances` are kept, with at most its `idle_memory_mib` of memory.
 const IDLE_PER_POOL: usize = 16;
 
 /// An idle instance and what it has served.
 struct Kept {
     instance: Instance,
+    /// Its linear memory's size, counted against the runtime's idle budget.
+    bytes: usize,
     requests: u32,
     limit: u32,
     /// When it was given back, on the pool's own clock.
@@ -95,6 +97,7 @@ struct Idle {
     /// Lower-case tenant id → its idle instances, the most recent last.
     by_tenant: HashMap<String, Vec<Kept>>,
     count: usize,
+    bytes: usize,
     clock: u64,
 }
 
@@ -126,9 +129,10 @@ impl Pool {
         let kept = {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
             let kept = idle.by_tenant.get_mut(&tenant).and_then(Vec::pop);
-            if kept.is_some() {
+            if let Some(k) = &kept {
                 idle.count -= 1;
-                self.module.runtime().release_idle(1);
+                idle.bytes -= k.bytes;
+                self.module.runtime().release_idle(1, k.bytes);
             }
             kept
         };
@@ -149,7 +153,7 @@ impl Pool {
     pub fn retire(&self) {
         self.retired.store(true, Ordering::Release);
         let dropped = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
-        self.module.runtime().release_idle(dropped.count);
+        self.module.runtime().release_idle(dropped.count, dropped.bytes);
         drop(dropped);
     }
 
@@ -171,6 +175,8 @@ impl Pool {
 
     fn give_back(&self, tenant: String, mut instance: Instance, requests: u32, limit: u32) {
         instance.idle();
+        let bytes = instance.memory_bytes();
+        let runtime = self.module.runtime();
         let evicted;
         {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -178,19 +184,21 @@ impl Pool {
             if self.retired.load(Ordering::Acquire) {
                 return;
             }
-            evicted = if idle.count >= IDLE_PER_POOL {
-                // Replaces the oldest: the count across pools stays.
-                take_oldest(&mut idle)
-            } else if self.module.runtime().keep_idle() {
-                None
-            } else {
-                // Enough instances are kept across the pools.
-                return;
-            };
-            idle.clock += 1;
-            let returned = idle.clock;
-            idle.by_tenant.entry(tenant).or_default().push(Kept { instance, requests, limit, returned });
-            idle.count += 1;
+            // A full pool makes room by dropping the instance unused the
+            // longest.
+            evicted = if idle.count >= IDLE_PER_POOL { take_oldest(&mut idle) } else { None };
+            if let Some(e) = &evicted {
+                runtime.release_idle(1, e.bytes);
+            }
+            // Enough instances, or enough memory, are kept across the pools:
+            // this one is dropped (outside the lock, with any evicted).
+            if runtime.keep_idle(bytes) {
+                idle.clock += 1;
+                let returned = idle.clock;
+                idle.by_tenant.entry(tenant).or_default().push(Kept { instance, bytes, requests, limit, returned });
+                idle.count += 1;
+                idle.bytes += bytes;
+            }
         }
         // Dropped outside the lock: freeing an instance resets its memory.
         drop(evicted);
@@ -199,8 +207,8 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        let count = self.idle.get_mut().unwrap_or_else(|p| p.into_inner()).count;
-        self.module.runtime().release_idle(count);
+        let idle = self.idle.get_mut().unwrap_or_else(|p| p.into_inner());
+        self.module.runtime().release_idle(idle.count, idle.bytes);
     }
 }
 
@@ -218,6 +226,7 @@ fn take_oldest(idle: &mut Idle) -> Option<Kept> {
         idle.by_tenant.remove(&tenant);
     }
     idle.count -= 1;
+    idle.bytes -= oldest.bytes;
     Some(oldest)
 }
 

@@ -40,6 +40,12 @@ pub struct Limits {
     /// `Retry-After`. Each reserves (not commits) 4 GiB of address space.
     #[serde(default = "default_max_instances")]
     pub max_instances: u32,
+    /// Linear memory of the instances kept idle for reuse, across all
+    /// modules, in MiB (their size, of which only the pages their calls
+    /// wrote are resident); 0 keeps none. Past it an instance is dropped
+    /// when its request ends instead of kept.
+    #[serde(default = "default_idle_memory_mib")]
+    pub idle_memory_mib: usize,
 }
 
 fn default_call_ms() -> u64 {
@@ -54,6 +60,9 @@ fn default_stack_kib() -> usize {
 fn default_max_instances() -> u32 {
     1000
 }
+fn default_idle_memory_mib() -> usize {
+    256
+}
 
 impl Default for Limits {
     fn default() -> Self {
@@ -62,6 +71,7 @@ impl Default for Limits {
             memory_mib: default_memory_mib(),
             stack_kib: default_stack_kib(),
             max_instances: default_max_instances(),
+            idle_memory_mib: default_idle_memory_mib(),
         }
     }
 }
@@ -71,6 +81,9 @@ impl Default for Limits {
 /// within a few ms of `call_timeout_ms` while the ticker (one thread waking
 /// 500 times a second) and the yield at each tick stay negligible.
 pub const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// Most `idle_memory_mib`: 64 GiB.
+const MAX_IDLE_MEMORY_MIB: usize = 65_536;
 
 /// Most `max_instances`: the pool reserves 4 GiB of address space for each.
 const MAX_INSTANCES: u32 = 8192;
@@ -108,8 +121,10 @@ struct Inner {
     /// Native twins, when the runtime was told to run the modules they
     /// stand for natively.
     twins: std::sync::OnceLock<Arc<dyn Twins>>,
-    /// Instances kept idle for reuse, across every pool.
+    /// Instances kept idle for reuse, across every pool…
     idle: std::sync::atomic::AtomicUsize,
+    /// …and the bytes of their linear memories.
+    idle_bytes: std::sync::atomic::AtomicUsize,
     /// Compiled components by module digest: a few in memory (a rollback or
     /// an unchanged module in a reloaded policy is not compiled again) and,
     /// with a directory, all of them on disk across restarts.
@@ -177,6 +192,10 @@ impl Runtime {
         anyhow::ensure!(
             (16..=MAX_INSTANCES).contains(&limits.max_instances),
             "`wasm.max_instances` must be between 16 and {MAX_INSTANCES}"
+        );
+        anyhow::ensure!(
+            limits.idle_memory_mib <= MAX_IDLE_MEMORY_MIB,
+            "`wasm.idle_memory_mib` must be at most {MAX_IDLE_MEMORY_MIB}"
         );
         let slots = limits.max_instances;
         let memory_bytes = limits.memory_mib.saturating_mul(1024 * 1024);
@@ -252,6 +271,7 @@ impl Runtime {
                 metrics: Arc::default(),
                 twins: std::sync::OnceLock::new(),
                 idle: std::sync::atomic::AtomicUsize::new(0),
+                idle_bytes: std::sync::atomic::AtomicUsize::new(0),
                 compiled: quick_cache::sync::Cache::new(COMPILED_IN_MEMORY),
                 artifacts,
                 engine_id,
@@ -322,21 +342,33 @@ impl Runtime {
         self.inner.twins.get()?.twin(digest)
     }
 
-    /// Counts one more instance kept idle, unless a quarter of
-    /// `max_instances` already are: the rest stay free for calls.
-    pub(crate) fn keep_idle(&self) -> bool {
+    /// Counts one more instance kept idle, with `bytes` of linear memory,
+    /// unless a quarter of `max_instances` already are (the rest stay free
+    /// for calls) or their memories would pass `idle_memory_mib`.
+    pub(crate) fn keep_idle(&self, bytes: usize) -> bool {
+        use std::sync::atomic::Ordering::{AcqRel, Acquire};
         let cap = (self.inner.limits.max_instances / 4) as usize;
-        self.inner
-            .idle
-            .fetch_update(std::sync::atomic::Ordering::AcqRel, std::sync::atomic::Ordering::Acquire, |n| {
-                (n < cap).then_some(n + 1)
-            })
-            .is_ok()
+        let budget = self.inner.limits.idle_memory_mib.saturating_mul(1024 * 1024);
+        let counted = self.inner.idle.fetch_update(AcqRel, Acquire, |n| (n < cap).then_some(n + 1)).is_ok();
+        if !counted {
+            return false;
+        }
+        let within = self
+            .inner
+            .idle_bytes
+            .fetch_update(AcqRel, Acquire, |held| held.checked_add(bytes).filter(|total| *total <= budget))
+            .is_ok();
+        if !within {
+            self.inner.idle.fetch_sub(1, AcqRel);
+        }
+        within
     }
 
-    /// Counts `n` idle instances fewer (taken for a call, or dropped).
-    pub(crate) fn release_idle(&self, n: usize) {
+    /// Counts `n` idle instances fewer, with `bytes` of memory in all
+    /// (taken for a call, or dropped).
+    pub(crate) fn release_idle(&self, n: usize, bytes: usize) {
         self.inner.idle.fetch_sub(n, std::sync::atomic::Ordering::AcqRel);
+        self.inner.idle_bytes.fetch_sub(bytes, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Where every module call is counted.
