@@ -454,3 +454,63 @@ fn the_default_shaper_keeps_its_instance_after_a_searchset_page() {
         }
     });
 }
+
+/// A module's last words before a trap (a Rust panic's message and place)
+/// reach the gateway's log and `guest test`, never the app.
+#[test]
+fn a_panic_message_reaches_the_log_and_guest_test_but_never_the_app() {
+    let (_provider, base) = provider();
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("gateway.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let gw = misbehaving_setup(&[("p", &base)], "").serve_binary_logging(&[], "warn", log.into());
+    let token = gw.token(TENANT);
+    let said = format!("no route for tenant {TENANT}");
+
+    let resp =
+        http().get(format!("{}/stu3/Patient/pat-001?_misbehave=panic", gw.base)).bearer_auth(&token).send().unwrap();
+    assert_eq!(resp.status(), 500);
+    let body = resp.text().unwrap();
+    assert!(support::assert_outcome(&serde_json::from_str(&body).unwrap()).contains("trapped"), "{body}");
+    assert!(!body.contains("no route for tenant") && !body.contains("src/lib.rs"), "the app saw the panic: {body}");
+    // A chatty instance before it does not crowd the message out, and the
+    // next request is served.
+    let ok = http().get(format!("{}/stu3/Patient/pat-001", gw.base)).bearer_auth(&token).send().unwrap();
+    assert_eq!(ok.status(), 200);
+    let t0 = std::time::Instant::now();
+    let logged = loop {
+        let text = std::fs::read_to_string(&log_path).unwrap();
+        if text.contains(&said) || t0.elapsed().as_secs() > 10 {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let line =
+        logged.lines().find(|l| l.contains("module trapped")).unwrap_or_else(|| panic!("no trap logged:\n{logged}"));
+    assert!(logged.contains(&said), "the panic message is not in the log:\n{logged}");
+    assert!(logged.contains("src/lib.rs"), "the panic's place is not in the log:\n{logged}");
+    assert!(!line.contains(&token), "{line}");
+
+    // `guest test` shows it to the module's author.
+    let cases = tempfile::tempdir().unwrap();
+    let case = serde_json::json!({
+        "name": "routes a read",
+        "config": { "tenants": { TENANT: "p" } },
+        "route": {
+            "claims": { "tenant-id": TENANT },
+            "request": { "resource-type": "Patient", "resource-id": "p1",
+                         "params": [{ "name": "_misbehave", "value": "panic" }] }
+        },
+        "expect": { "ok": {} }
+    });
+    std::fs::write(cases.path().join("panics.json"), case.to_string()).unwrap();
+    let wasm = support::guest("fhirgate_misbehave");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fhirgate"))
+        .args(["guest", "test", wasm.to_str().unwrap(), cases.path().to_str().unwrap()])
+        .env("FHIRGATE_LOG", "off")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains(&said) && stdout.contains("src/lib.rs"), "guest test did not show the panic:\n{stdout}");
+}

@@ -408,6 +408,11 @@ fn judge(expect: &Expect, outcome: Came) -> Result<(), String> {
             Err(match outcome {
                 Came::Ok(v) => format!("expected {wanted}, got an answer: {v}"),
                 Came::Denied(d) => format!("expected {wanted}, got a denial: {} {}: {}", d.status, d.code, d.message),
+                // The trap's detail: the module's last words (a panic
+                // message with its file and line), for its author.
+                Came::Fault(GuestFault::Trap(detail)) => {
+                    format!("expected {wanted}, got a fault: the module trapped: {detail}")
+                }
                 Came::Fault(f) => format!("expected {wanted}, got a fault: {f}"),
             })
         }

@@ -29,6 +29,7 @@ pub mod module;
 pub mod reuse;
 pub mod runtime;
 pub mod state;
+pub mod stderr;
 pub mod twin;
 
 pub use calls::{Answer, Ask, Outcome};

@@ -207,7 +207,9 @@ impl Module {
         let _ = kept.set((partner.clone(), self.runtime.metrics().module_figures(&labels)));
     }
 
-    fn classify(&self, err: wasmtime::Error) -> GuestFault {
+    /// The fault `err` is; `said`: what the module wrote to stderr during
+    /// the call (a panic message), for the log and the fault's detail.
+    fn classify(&self, err: wasmtime::Error, said: Option<String>) -> GuestFault {
         if err.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
             tracing::warn!(module = %self.name, "every module instance slot is in use");
             return GuestFault::Busy;
@@ -216,8 +218,9 @@ impl Module {
             return match trap {
                 Trap::Interrupt => GuestFault::Timeout(self.runtime.limits().call_timeout_ms),
                 other => {
-                    tracing::warn!(module = %self.name, trap = %other, "module trapped");
-                    GuestFault::Trap(other.to_string())
+                    let said = said.unwrap_or_default();
+                    tracing::warn!(module = %self.name, trap = %other, stderr = %said, "module trapped");
+                    GuestFault::Trap(if said.is_empty() { other.to_string() } else { format!("{other}: {said}") })
                 }
             };
         }
@@ -225,8 +228,9 @@ impl Module {
         if text.contains("growing memory") || text.contains("growing table") {
             GuestFault::MemoryLimit
         } else {
-            tracing::warn!(module = %self.name, error = %text, "module call failed");
-            GuestFault::Trap(text)
+            let said = said.unwrap_or_default();
+            tracing::warn!(module = %self.name, error = %text, stderr = %said, "module call failed");
+            GuestFault::Trap(if said.is_empty() { text } else { format!("{text}: {said}") })
         }
     }
 
@@ -262,6 +266,7 @@ impl Module {
                 let instance = match slot.instance.take() {
                     Some(mut instance) => {
                         let state = instance.store.data_mut();
+                        state.forget_stderr();
                         state.ctx = ctx;
                         state.ticks_left = ticks;
                         instance.store.set_epoch_deadline(1);
@@ -272,7 +277,7 @@ impl Module {
                 slot.instance.insert(instance).call(self, ask).await
             })
             .await
-            .map_err(|e| self.classify(e));
+            .map_err(|e| self.classify(e, slot.instance.as_ref().and_then(|i| i.store.data().stderr_text())));
         slot.in_call = false;
         let memory = slot.instance.as_ref().map_or(0, |i| i.store.data().limits.memory_total);
         if result.is_err() || slot.instance.as_ref().is_some_and(|i| memory > i.initial_memory) {
@@ -333,7 +338,7 @@ impl Module {
             indices.load(&mut store, &instance)
         }
         .await
-        .map_err(|e| self.classify(e))?;
+        .map_err(|e| self.classify(e, store.data().stderr_text()))?;
         Ok(WarmShaper { store, guest, ticks: self.runtime.budget_ticks() })
     }
 }

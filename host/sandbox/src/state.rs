@@ -10,6 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use fhirgate_core::Version;
 
 use super::bindings::{crypto, directory, host, issuer, types, upstream};
+use super::stderr::StderrTail;
 
 /// The token issuer's public facts, as the `issuer` import returns them.
 #[derive(Debug, Clone)]
@@ -144,6 +145,8 @@ pub struct GuestState {
     /// Made on the module's first WASI call: most calls of the default
     /// modules make none.
     wasi: Option<WasiCtx>,
+    /// The end of what the module wrote to stderr, made with `wasi`.
+    stderr: Option<StderrTail>,
     table: ResourceTable,
     pub(crate) limits: CallLimits,
     /// Epoch ticks this call may still run for.
@@ -165,7 +168,19 @@ impl GuestState {
             memory_cap: memory_bytes,
             memory_total: 0,
         };
-        GuestState { wasi: None, table: ResourceTable::new(), limits, ticks_left: ticks, ctx }
+        GuestState { wasi: None, stderr: None, table: ResourceTable::new(), limits, ticks_left: ticks, ctx }
+    }
+
+    /// What the module wrote to stderr since [`GuestState::forget_stderr`]
+    /// (its last words before a trap: a panic message, a traceback).
+    pub fn stderr_text(&self) -> Option<String> {
+        self.stderr.as_ref()?.text()
+    }
+
+    pub(crate) fn forget_stderr(&self) {
+        if let Some(tail) = &self.stderr {
+            tail.clear();
+        }
     }
 }
 
@@ -210,9 +225,12 @@ impl wasmtime::ResourceLimiter for CallLimits {
 impl WasiView for GuestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         // An empty WASI context: no preopened directories, no environment,
-        // no arguments, no network, stdio discarded.
+        // no arguments, no network, stdout discarded, the end of stderr kept
+        // for the log.
+        let stderr = &mut self.stderr;
         let ctx = self.wasi.get_or_insert_with(|| {
-            WasiCtx::builder().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build()
+            let tail = stderr.get_or_insert_with(StderrTail::default).clone();
+            WasiCtx::builder().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).stderr(tail).build()
         });
         WasiCtxView { ctx, table: &mut self.table }
     }

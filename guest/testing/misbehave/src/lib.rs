@@ -118,7 +118,7 @@ impl router::Guest for Misbehave {
                 let mut trail = Vec::new();
                 std::hint::black_box(recurse(0, &mut trail));
             }
-            "panic" => panic!("asked to panic"),
+            "panic" => panic!("no route for tenant {}", claims.tenant_id),
             // Waits in a host call (a WASI poll), where epoch interruption
             // cannot reach it.
             "sleep" => std::thread::sleep(std::time::Duration::from_secs(3600)),
