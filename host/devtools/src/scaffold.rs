@@ -83,6 +83,7 @@ fn expiry(case: &serde_json::Value) -> anyhow::Result<u64> {
 /// The cases a new module starts with: what its template does.
 fn cases(role: NewRole) -> anyhow::Result<Vec<(&'static str, serde_json::Value)>> {
     let tenant = "3f2b8c1e-6d4a-4b7f-9e21-5a0c7d9e4b13";
+    let other = "8e1c3a4e-2b51-4c1e-9d3a-0c6f5e2b8a11";
     Ok(match role {
         NewRole::Router => vec![
             (
@@ -98,12 +99,25 @@ fn cases(role: NewRole) -> anyhow::Result<Vec<(&'static str, serde_json::Value)>
                 }),
             ),
             (
+                "directory-fallback.json",
+                json!({
+                    "name": "a tenant not in the configuration goes to its active provider in the directory",
+                    "config": { "tenants": { tenant: "st-mary" } },
+                    "host": { "active-providers": { other: [{ "id": "clinic", "fhir-version": "stu3" }] } },
+                    "route": {
+                        "claims": { "tenant-id": other },
+                        "request": { "interaction": "read", "resource-type": "Patient", "resource-id": "p1" }
+                    },
+                    "expect": { "ok": { "provider-id": "clinic", "path": "Patient/p1" } }
+                }),
+            ),
+            (
                 "unknown-tenant.json",
                 json!({
-                    "name": "any other tenant is refused",
+                    "name": "a tenant with no provider, in the configuration or the directory, is refused",
                     "config": { "tenants": { tenant: "st-mary" } },
                     "route": {
-                        "claims": { "tenant-id": "8e1c3a4e-2b51-4c1e-9d3a-0c6f5e2b8a11" },
+                        "claims": { "tenant-id": other },
                         "request": { "interaction": "read", "resource-type": "Patient", "resource-id": "p1" }
                     },
                     "expect": { "denial": { "status": 403, "code": "unknown-tenant" } }
