@@ -511,10 +511,27 @@ fn fhirgate(args: &[&str]) -> (Option<i32>, String) {
 }
 
 /// `fhirgate guest new <name> --role <role>` in `dir`: the crate's root.
+/// Nothing in it points back into the source tree: it builds where only
+/// the binary is.
 fn new_module(dir: &Path, name: &str, role: &str) -> std::path::PathBuf {
     let (code, out) = fhirgate(&["guest", "new", name, "--role", role, "--dir", dir.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{out}");
-    dir.join(name)
+    let root = dir.join(name);
+    let tree = support::repo_root().canonicalize().unwrap().display().to_string();
+    let mut files = vec![root.clone()];
+    let mut seen = 0;
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            seen += 1;
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(!text.contains(&tree), "{} points into {tree}", path.display());
+            assert!(!text.contains("../../wit"), "{} points outside the crate", path.display());
+        }
+    }
+    assert!(root.join("sdk/wit/worlds.wit").exists() && seen > 10, "the SDK was not vendored into {}", root.display());
+    root
 }
 
 /// Replaces `from` (which must be there) with `to` in the file at `path`.

@@ -26,8 +26,8 @@ pub enum GuestCommand {
         /// Where to create it.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// The fhirgate-guest-sdk crate to depend on (by default, the one of the
-        /// source tree this build came from).
+        /// A fhirgate-guest-sdk crate to depend on by path (by default this
+        /// build's SDK and WIT are copied into the new crate's `sdk/`).
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
@@ -48,10 +48,7 @@ pub enum GuestCommand {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         GuestCommand::New { name, role, dir, sdk } => {
-            let sdk = sdk
-                .or_else(fhirgate_devtools::scaffold::default_sdk)
-                .context("the SDK is not where this build was made; name it with --sdk")?;
-            let root = fhirgate_devtools::scaffold::new_module(&dir, &name, role, &sdk)?;
+            let root = fhirgate_devtools::scaffold::new_module(&dir, &name, role, sdk.as_deref())?;
             fhirgate_core::say!("created {}", root.display());
             fhirgate_core::say!("build:  cd {} && cargo build --release --target wasm32-wasip2", root.display());
             fhirgate_core::say!(

@@ -1,6 +1,6 @@
 //! `fhirgate guest new`: a buildable module crate to start from, with its
 //! README, test cases and build settings; the WIT contract and its bindings
-//! come with the SDK.
+//! come with the SDK, vendored into the crate.
 
 use std::path::{Path, PathBuf};
 
@@ -15,16 +15,13 @@ pub enum NewRole {
     Shaper,
 }
 
-/// Where this build's SDK is, if the source tree it was built from is still
-/// there.
-pub fn default_sdk() -> Option<PathBuf> {
-    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guest/sdk");
-    sdk.canonicalize().ok().filter(|p| p.join("Cargo.toml").exists())
-}
+mod sdk;
 
-/// Creates the crate `dir/name` for a `role` module depending on the SDK at
-/// `sdk`; returns its directory.
-pub fn new_module(dir: &Path, name: &str, role: NewRole, sdk: &Path) -> anyhow::Result<PathBuf> {
+/// Creates the crate `dir/name` for a `role` module; returns its directory.
+/// It depends on the SDK at `sdk` when given (a checkout of the SDK's
+/// crate), else on a copy of this build's SDK and WIT in its `sdk/`
+/// directory: the crate then builds anywhere on its own.
+pub fn new_module(dir: &Path, name: &str, role: NewRole, sdk: Option<&Path>) -> anyhow::Result<PathBuf> {
     let valid = !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
@@ -36,12 +33,15 @@ pub fn new_module(dir: &Path, name: &str, role: NewRole, sdk: &Path) -> anyhow::
     if root.exists() {
         bail!("{} already exists", root.display());
     }
-    let sdk = sdk.canonicalize().with_context(|| format!("the SDK at {}", sdk.display()))?;
+    let sdk_path = match sdk {
+        Some(sdk) => sdk.canonicalize().with_context(|| format!("the SDK at {}", sdk.display()))?.display().to_string(),
+        None => "sdk".to_owned(),
+    };
     let crate_name = name.replace('-', "_");
     let (policy_role, source) = match role {
-        NewRole::Router => ("routing", include_str!("../templates/guest/router.rs.tmpl")),
-        NewRole::Validator => ("token-validation", include_str!("../templates/guest/validator.rs.tmpl")),
-        NewRole::Shaper => ("shaping", include_str!("../templates/guest/shaper.rs.tmpl")),
+        NewRole::Router => ("routing", include_str!("../../templates/guest/router.rs.tmpl")),
+        NewRole::Validator => ("token-validation", include_str!("../../templates/guest/validator.rs.tmpl")),
+        NewRole::Shaper => ("shaping", include_str!("../../templates/guest/shaper.rs.tmpl")),
     };
     // A validator verifies tokens with the SDK's `jwt` feature.
     let sdk_features = if role == NewRole::Validator { r#", features = ["jwt"]"# } else { "" };
@@ -49,7 +49,7 @@ pub fn new_module(dir: &Path, name: &str, role: NewRole, sdk: &Path) -> anyhow::
         t.replace("{{name}}", name)
             .replace("{{crate}}", &crate_name)
             .replace("{{role}}", policy_role)
-            .replace("{{sdk}}", &sdk.display().to_string())
+            .replace("{{sdk}}", &sdk_path)
             .replace("{{sdk_features}}", sdk_features)
     };
     let write = |rel: &str, text: &str| -> anyhow::Result<()> {
@@ -59,10 +59,13 @@ pub fn new_module(dir: &Path, name: &str, role: NewRole, sdk: &Path) -> anyhow::
         }
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
     };
-    write("Cargo.toml", &fill(include_str!("../templates/guest/Cargo.toml.tmpl")))?;
+    write("Cargo.toml", &fill(include_str!("../../templates/guest/Cargo.toml.tmpl")))?;
     write("src/lib.rs", &fill(source))?;
-    write("README.md", &fill(include_str!("../templates/guest/README.md.tmpl")))?;
+    write("README.md", &fill(include_str!("../../templates/guest/README.md.tmpl")))?;
     write(".gitignore", "/target\n")?;
+    if sdk.is_none() {
+        sdk::vendor(&root.join("sdk"))?;
+    }
     for (file, case) in cases(role)? {
         write(&format!("cases/{file}"), &(serde_json::to_string_pretty(&case)? + "\n"))?;
     }
@@ -85,50 +88,56 @@ fn cases(role: NewRole) -> anyhow::Result<Vec<(&'static str, serde_json::Value)>
     let tenant = "3f2b8c1e-6d4a-4b7f-9e21-5a0c7d9e4b13";
     let other = "8e1c3a4e-2b51-4c1e-9d3a-0c6f5e2b8a11";
     Ok(match role {
-        NewRole::Router => vec![
-            (
-                "known-tenant.json",
+        NewRole::Router => {
+            // A read of Patient/p1 by `claims_tenant`, the directory holding
+            // `active` for it, with one tenant in the configuration.
+            let read = |name: &str, claims_tenant: &str, active: serde_json::Value, expect: serde_json::Value| {
                 json!({
-                    "name": "a tenant in the configuration goes to its provider",
+                    "name": name,
                     "config": { "tenants": { tenant: "st-mary" } },
+                    "host": { "active-providers": { claims_tenant: active } },
                     "route": {
-                        "claims": { "tenant-id": tenant },
+                        "claims": { "tenant-id": claims_tenant },
                         "request": { "interaction": "read", "resource-type": "Patient", "resource-id": "p1" }
                     },
-                    "expect": { "ok": { "provider-id": "st-mary", "path": "Patient/p1" } }
-                }),
-            ),
-            (
-                "directory-fallback.json",
-                json!({
-                    "name": "a tenant not in the configuration goes to its active provider in the directory",
-                    "config": { "tenants": { tenant: "st-mary" } },
-                    "host": { "active-providers": { other: [{ "id": "clinic", "fhir-version": "stu3" }] } },
-                    "route": {
-                        "claims": { "tenant-id": other },
-                        "request": { "interaction": "read", "resource-type": "Patient", "resource-id": "p1" }
-                    },
-                    "expect": { "ok": { "provider-id": "clinic", "path": "Patient/p1" } }
-                }),
-            ),
-            (
-                "unknown-tenant.json",
-                json!({
-                    "name": "a tenant with no provider, in the configuration or the directory, is refused",
-                    "config": { "tenants": { tenant: "st-mary" } },
-                    "route": {
-                        "claims": { "tenant-id": other },
-                        "request": { "interaction": "read", "resource-type": "Patient", "resource-id": "p1" }
-                    },
-                    "expect": { "denial": { "status": 403, "code": "unknown-tenant" } }
-                }),
-            ),
-        ],
+                    "expect": expect,
+                })
+            };
+            vec![
+                (
+                    "known-tenant.json",
+                    read(
+                        "a tenant in the configuration goes to its provider",
+                        tenant,
+                        json!([]),
+                        json!({ "ok": { "provider-id": "st-mary", "path": "Patient/p1" } }),
+                    ),
+                ),
+                (
+                    "directory-fallback.json",
+                    read(
+                        "a tenant not in the configuration goes to its active provider in the directory",
+                        other,
+                        json!([{ "id": "clinic", "fhir-version": "stu3" }]),
+                        json!({ "ok": { "provider-id": "clinic", "path": "Patient/p1" } }),
+                    ),
+                ),
+                (
+                    "unknown-tenant.json",
+                    read(
+                        "a tenant with no provider, in the configuration or the directory, is refused",
+                        other,
+                        json!([]),
+                        json!({ "denial": { "status": 403, "code": "unknown-tenant" } }),
+                    ),
+                ),
+            ]
+        }
         NewRole::Validator => {
             // The default validator's cases: tokens signed by a fixed test
             // key, under a fixed clock, for the client `care-team-app`.
             let shipped = |text: &str| serde_json::from_str::<serde_json::Value>(text);
-            let mut good = shipped(include_str!("../../../guest/token-jwt/cases/good-token.json"))?;
+            let mut good = shipped(include_str!("../../../../guest/token-jwt/cases/good-token.json"))?;
             // Whatever clients a deployment lists, this token passes the
             // checks every configuration shares.
             good["config"] = json!({});
@@ -151,9 +160,9 @@ fn cases(role: NewRole) -> anyhow::Result<Vec<(&'static str, serde_json::Value)>
                 ("listed-client.json", listed),
                 ("default-leeway.json", late),
                 ("other-client.json", other_client),
-                ("expired.json", shipped(include_str!("../../../guest/token-jwt/cases/expired.json"))?),
-                ("garbage.json", shipped(include_str!("../../../guest/token-jwt/cases/garbage.json"))?),
-                ("no-tenant.json", shipped(include_str!("../../../guest/token-jwt/cases/no-tenant.json"))?),
+                ("expired.json", shipped(include_str!("../../../../guest/token-jwt/cases/expired.json"))?),
+                ("garbage.json", shipped(include_str!("../../../../guest/token-jwt/cases/garbage.json"))?),
+                ("no-tenant.json", shipped(include_str!("../../../../guest/token-jwt/cases/no-tenant.json"))?),
             ]
         }
         NewRole::Shaper => vec![
