@@ -259,7 +259,7 @@ fn a_lease_gives_its_instance_back_only_under_the_promise() {
 
     use fhirgate_sandbox::bindings::types::{Claims, Interaction, Param};
     use fhirgate_sandbox::harness::request;
-    use fhirgate_sandbox::{CallContext, Limits, Module, Pool, Reuse, Runtime, StaticDirectory};
+    use fhirgate_sandbox::{CallContext, Lease, Limits, Module, Pool, Reuse, Runtime, StaticDirectory};
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
@@ -344,51 +344,42 @@ fn a_lease_gives_its_instance_back_only_under_the_promise() {
         assert_eq!(pool.idle(), 0, "a retired pool kept an instance");
         assert!(!pool.lease(TENANT).reused());
 
+        // Each lease serves one request, then they all end together.
+        let serve_all = async |mut leases: Vec<Lease>| {
+            for lease in &mut leases {
+                let _ = lease.route(ctx("partner", &config), &claims, &remember).await.unwrap();
+            }
+        };
+        let pool_on = |runtime: &Runtime| {
+            let module = Arc::new(Module::load(runtime, "misbehave", &bytes).unwrap());
+            Pool::new(module, "partner".into(), config.clone(), Reuse::DEFAULT)
+        };
+
         // Across pools at most a quarter of the instance slots stay idle.
         let small = Runtime::new(Limits { max_instances: 16, ..Limits::default() }).unwrap();
         let module = Arc::new(Module::load(&small, "misbehave", &bytes).unwrap());
         let pools: Vec<_> =
             (0..2).map(|_| Pool::new(module.clone(), "partner".into(), config.clone(), Reuse::DEFAULT)).collect();
-        let mut leases: Vec<_> =
-            pools.iter().flat_map(|p| [p.lease(TENANT), p.lease(TENANT), p.lease(TENANT)]).collect();
-        for lease in &mut leases {
-            let _ = lease.route(ctx("partner", &config), &claims, &remember).await.unwrap();
-        }
-        drop(leases);
+        serve_all(pools.iter().flat_map(|p| [p.lease(TENANT), p.lease(TENANT), p.lease(TENANT)]).collect()).await;
         assert_eq!(pools.iter().map(|p| p.idle()).sum::<usize>(), 4, "16 slots keep 4 idle");
         // A pool dropped gives its share back.
         drop(pools);
-        let pool = Pool::new(module.clone(), "partner".into(), config.clone(), Reuse::DEFAULT);
-        let mut leases: Vec<_> = (0..4).map(|_| pool.lease(TENANT)).collect();
-        for lease in &mut leases {
-            let _ = lease.route(ctx("partner", &config), &claims, &remember).await.unwrap();
-        }
-        drop(leases);
+        let pool = pool_on(&small);
+        serve_all((0..4).map(|_| pool.lease(TENANT)).collect()).await;
         assert_eq!(pool.idle(), 4);
 
         // And their memories at most `idle_memory_mib`: 1 MiB holds two of
         // this module's 384 KiB instances, not three.
-        let tight = Runtime::new(Limits { idle_memory_mib: 1, ..Limits::default() }).unwrap();
-        let module = Arc::new(Module::load(&tight, "misbehave", &bytes).unwrap());
-        let pool = Pool::new(module.clone(), "partner".into(), config.clone(), Reuse::DEFAULT);
-        let mut leases: Vec<_> = (0..4).map(|_| pool.lease(TENANT)).collect();
-        for lease in &mut leases {
-            let _ = lease.route(ctx("partner", &config), &claims, &remember).await.unwrap();
-        }
-        drop(leases);
+        let pool = pool_on(&Runtime::new(Limits { idle_memory_mib: 1, ..Limits::default() }).unwrap());
+        serve_all((0..4).map(|_| pool.lease(TENANT)).collect()).await;
         assert_eq!(pool.idle(), 2, "1 MiB of idle memory kept more or fewer than two instances");
         // One taken frees its share for the next given back.
-        let mut lease = pool.lease(TENANT);
+        let lease = pool.lease(TENANT);
         assert!(lease.reused());
-        let _ = lease.route(ctx("partner", &config), &claims, &remember).await.unwrap();
-        drop(lease);
+        serve_all(vec![lease]).await;
         assert_eq!(pool.idle(), 2);
-        let none = Runtime::new(Limits { idle_memory_mib: 0, ..Limits::default() }).unwrap();
-        let module = Arc::new(Module::load(&none, "misbehave", &bytes).unwrap());
-        let pool = Pool::new(module.clone(), "partner".into(), config.clone(), Reuse::DEFAULT);
-        let mut lease = pool.lease(TENANT);
-        let _ = lease.route(ctx("partner", &config), &claims, &remember).await.unwrap();
-        drop(lease);
+        let pool = pool_on(&Runtime::new(Limits { idle_memory_mib: 0, ..Limits::default() }).unwrap());
+        serve_all(vec![pool.lease(TENANT)]).await;
         assert_eq!(pool.idle(), 0, "`idle_memory_mib = 0` kept an instance");
     });
 }

@@ -36,13 +36,16 @@ mod support;
 #[allow(dead_code)]
 mod load;
 
+#[path = "common/procs.rs"]
+mod procs;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use load::{Target, closed_loop};
+use procs::{addr_of, clock_ticks, system_selected};
 use serde_json::json;
 use support::{Setup, provider_with, start};
 
@@ -89,28 +92,6 @@ const ROLES: [&str; 3] = ["token-validation", "routing", "shaping"];
 fn seconds() -> Duration {
     let s = std::env::var("FHIRGATE_BENCH_SECONDS").ok().and_then(|v| v.parse::<f64>().ok()).unwrap_or(5.0);
     Duration::from_secs_f64(s.clamp(1.0, 60.0))
-}
-
-fn system_selected(key: &str) -> bool {
-    std::env::var("FHIRGATE_BENCH_SYSTEMS").map_or(true, |only| only.split(',').any(|k| k.trim() == key))
-}
-
-fn addr_of(url: &str) -> SocketAddr {
-    url.trim_start_matches("http://").split('/').next().unwrap().parse().expect("a loopback address")
-}
-
-/// CPU seconds `pid` used so far (user + system, all threads).
-fn cpu_seconds(pid: u32) -> f64 {
-    let ticks: f64 = Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
-        .unwrap_or(100.0);
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-    let t = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (t(11) + t(12)) / ticks
 }
 
 /// The phase a sample's stack (leaf first, with its thread's name) belongs to.
@@ -209,13 +190,15 @@ async fn profile(
     dir: &std::path::Path,
     key: &str,
 ) -> anyhow::Result<Profile> {
+    let ticks = clock_ticks();
     closed_loop(target, CONNECTIONS, Duration::from_secs(1)).await;
     let span = seconds();
     // The same load unprofiled: the CPU per request the phases are scaled to
     // (sampling call stacks costs the process time of its own).
-    let cpu_before = cpu_seconds(pid);
+    let cpu_before = procs::cpu_seconds(pid, ticks);
     let plain = closed_loop(target, CONNECTIONS, span).await;
-    let plain_us = (cpu_seconds(pid) - cpu_before) * 1e6 / (plain.per_second() * plain.elapsed.as_secs_f64()).max(1.0);
+    let plain_us = (procs::cpu_seconds(pid, ticks) - cpu_before) * 1e6
+        / (plain.per_second() * plain.elapsed.as_secs_f64()).max(1.0);
     let data = dir.join(format!("perf-{key}.data"));
     let perf = Command::new("perf")
         .args(["record", "-q", "-F", FREQUENCY, "--call-graph", "dwarf,16384", "-p", &pid.to_string(), "-o"])
@@ -227,12 +210,12 @@ async fn profile(
     // perf attaches within milliseconds; the load starts after it and ends
     // before it, so every request measured is sampled.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let cpu_before = cpu_seconds(pid);
+    let cpu_before = procs::cpu_seconds(pid, ticks);
     let modules_before = module_sums(metrics_base, SECONDS_IN_CALLS);
     let made_before: f64 = module_sums(metrics_base, INSTANCES_MADE).values().sum();
     let calls_before = module_sums(metrics_base, CALLS_TIMED);
     let load = closed_loop(target, CONNECTIONS, span - Duration::from_millis(400)).await;
-    let cpu = cpu_seconds(pid) - cpu_before;
+    let cpu = procs::cpu_seconds(pid, ticks) - cpu_before;
     let modules_after = module_sums(metrics_base, SECONDS_IN_CALLS);
     let made_after: f64 = module_sums(metrics_base, INSTANCES_MADE).values().sum();
     let calls_after = module_sums(metrics_base, CALLS_TIMED);

@@ -46,11 +46,15 @@ mod support;
 #[path = "common/load.rs"]
 mod load;
 
+#[path = "common/procs.rs"]
+mod procs;
+
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use load::{Outcome, Target, closed_loop, open_loop};
+use procs::{addr_of, clock_ticks, system_selected};
 use serde_json::{Value, json};
 use support::{SECRET, Setup, provider_with, start};
 
@@ -67,16 +71,6 @@ struct Proc {
     pid: u32,
 }
 
-fn clock_ticks() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
 impl Proc {
     /// The process and its children.
     fn pids(&self) -> Vec<u32> {
@@ -84,10 +78,8 @@ impl Proc {
         if let Ok(dir) = std::fs::read_dir("/proc") {
             for entry in dir.flatten() {
                 let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-                let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-                let fields: Vec<&str> =
-                    stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-                if fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(self.pid) {
+                // The parent's pid is the second field after the name.
+                if procs::stat_fields(pid).get(1).and_then(|p| p.parse::<u32>().ok()) == Some(self.pid) {
                     out.push(pid);
                 }
             }
@@ -97,17 +89,7 @@ impl Proc {
 
     /// CPU seconds used so far (user + system), children included.
     fn cpu_seconds(&self, ticks: f64) -> f64 {
-        self.pids()
-            .iter()
-            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-            .map(|stat| {
-                let fields: Vec<&str> =
-                    stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-                // utime and stime are fields 14 and 15; 12 and 13 after the name.
-                let t = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-                (t(11) + t(12)) / ticks
-            })
-            .sum()
+        self.pids().into_iter().map(|pid| procs::cpu_seconds(pid, ticks)).sum()
     }
 
     /// Peak resident memory in MiB (VmHWM), children included.
@@ -154,11 +136,6 @@ struct Figures {
     at75: Outcome,
     cpu_percent: f64,
     peak_mib: f64,
-}
-
-fn addr_of(url: &str) -> SocketAddr {
-    let rest = url.trim_start_matches("http://");
-    rest.split('/').next().unwrap().parse().expect("a loopback address")
 }
 
 fn free_port() -> u16 {
@@ -218,10 +195,6 @@ fn nginx(dir: &std::path::Path, provider: SocketAddr) -> Option<Nginx> {
 /// Whether the workload `key` is to run.
 fn selected(key: &str) -> bool {
     std::env::var("FHIRGATE_BENCH_ONLY").map_or(true, |only| only.split(',').any(|k| k.trim() == key))
-}
-
-fn system_selected(key: &str) -> bool {
-    std::env::var("FHIRGATE_BENCH_SYSTEMS").map_or(true, |only| only.split(',').any(|k| k.trim() == key))
 }
 
 fn seconds() -> Duration {

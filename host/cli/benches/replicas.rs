@@ -30,12 +30,16 @@ mod support;
 #[path = "common/load.rs"]
 mod load;
 
+#[path = "common/procs.rs"]
+#[allow(dead_code)]
+mod procs;
+
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use fhirgate_store::testing::Cluster;
 use load::{Outcome, Target, closed_loop, open_loop};
+use procs::addr_of;
 use reqwest::Method;
 use serde_json::{Value, json};
 use support::{Served, Setup, admin_call, cli_json, http, provider_with};
@@ -47,10 +51,6 @@ const ROUNDS: usize = 10;
 
 fn seconds() -> Duration {
     Duration::from_secs(std::env::var("FHIRGATE_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5))
-}
-
-fn addr_of(base: &str) -> SocketAddr {
-    base.trim_start_matches("http://").parse().expect("a loopback address")
 }
 
 fn gateway(extra: &str, provider: &str) -> Served {

@@ -554,9 +554,6 @@ impl Config {
         if !(64..=65_536).contains(&self.wasm.stack_kib) {
             bail!("`wasm.stack_kib` must be between 64 and 65536");
         }
-        if self.wasm.idle_memory_mib > 65_536 {
-            bail!("`wasm.idle_memory_mib` must be at most 65536");
-        }
         Ok(())
     }
 }

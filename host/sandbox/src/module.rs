@@ -17,7 +17,7 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 use super::bindings::{routing, shaping, token_validation, types};
 use super::runtime::Runtime;
 use super::state::{CallContext, GuestState};
-pub use crate::calls::{Answer, Ask, Outcome};
+use crate::calls::{Answer, Ask, Outcome};
 use crate::metrics::ModuleLabels;
 pub use fhirgate_core::modules::{GuestFault, Role};
 
@@ -220,7 +220,7 @@ impl Module {
                 other => {
                     let said = said.unwrap_or_default();
                     tracing::warn!(module = %self.name, trap = %other, stderr = %said, "module trapped");
-                    GuestFault::Trap(if said.is_empty() { other.to_string() } else { format!("{other}: {said}") })
+                    GuestFault::Trap(with_said(other.to_string(), &said))
                 }
             };
         }
@@ -230,7 +230,7 @@ impl Module {
         } else {
             let said = said.unwrap_or_default();
             tracing::warn!(module = %self.name, error = %text, stderr = %said, "module call failed");
-            GuestFault::Trap(if said.is_empty() { text } else { format!("{text}: {said}") })
+            GuestFault::Trap(with_said(text, &said))
         }
     }
 
@@ -429,6 +429,12 @@ impl Instance {
         let guest = indices.load(&mut self.store, &self.instance)?;
         Ok(self.guests.shaping.insert(guest).clone())
     }
+}
+
+/// A fault's detail, followed by what the module wrote to stderr, if
+/// anything.
+fn with_said(detail: String, said: &str) -> String {
+    if said.is_empty() { detail } else { format!("{detail}: {said}") }
 }
 
 fn not_exported() -> wasmtime::Error {
