@@ -695,12 +695,30 @@ fn a_module_uploaded_through_the_admin_api_goes_live_or_changes_nothing() {
     // A wrong digest, an unknown role, and no admin token.
     assert_eq!(upload("routing", "?sha256=00", rules.clone()).0, 400);
     assert_eq!(upload("billing", "", rules.clone()).0, 400);
-    let resp = http().put(format!("{}/admin/modules/routing", gw.base)).body(rules).send().unwrap();
+    let resp = http().put(format!("{}/admin/modules/routing", gw.base)).body(rules.clone()).send().unwrap();
     assert_eq!(resp.status(), 401);
 
-    // One step back: the table router again, and the file says so, so that
-    // a restart keeps it; the watcher sees nothing to load.
-    let (code, s) = admin(reqwest::Method::POST, &format!("{}/admin/modules/rollback", gw.base));
+    // A third policy: the table router uploaded under another name.
+    let table = std::fs::read(support::guest("fhirgate_router_table")).unwrap();
+    let table_digest = support::sha256(&support::guest("fhirgate_router_table"));
+    let (code, s) = upload("routing", "?name=table-again", table);
+    assert_eq!(code, 200, "{s}");
+    assert_eq!((s["rollback_steps"].as_u64(), s["forward_steps"].as_u64()), (Some(2), Some(0)), "{s}");
+    let third = std::fs::read_to_string(&policy).unwrap();
+    assert!(third.contains("table-again-"), "{third}");
+
+    // Back one step: the rules router again, and the file says so.
+    let step = |way: &str| admin(reqwest::Method::POST, &format!("{}/admin/modules/{way}", gw.base));
+    let (code, s) = step("rollback");
+    assert_eq!(code, 200, "{s}");
+    assert_eq!(s["modules"][1]["digest"], digest, "{s}");
+    assert_eq!(std::fs::read_to_string(&policy).unwrap(), now);
+    assert_eq!((s["rollback_steps"].as_u64(), s["forward_steps"].as_u64()), (Some(1), Some(1)), "{s}");
+    assert!(s["next"].to_string().contains("table-again"), "{s}");
+    // Back another: the policy the gateway started with (not the one the
+    // first rollback left), so that a restart keeps it; the watcher sees
+    // nothing to load.
+    let (code, s) = step("rollback");
     assert_eq!(code, 200, "{s}");
     assert_eq!(s["modules"][1]["module"], "fhirgate_router_table", "{s}");
     assert_eq!(std::fs::read_to_string(&policy).unwrap(), original);
@@ -708,9 +726,29 @@ fn a_module_uploaded_through_the_admin_api_goes_live_or_changes_nothing() {
     let after = status(&gw.base);
     assert_eq!(after["generation"], s["generation"], "{after}");
     assert_eq!(after["modules"][1]["module"], "fhirgate_router_table", "{after}");
-    // And forward again: the rollback of a rollback.
-    let (code, s) = admin(reqwest::Method::POST, &format!("{}/admin/modules/rollback", gw.base));
+    let (code, refused) = step("rollback");
+    assert_eq!(code, 409, "{refused}");
+    assert!(refused.to_string().contains("no earlier policy"), "{refused}");
+    // And forward again, step by step, explicitly.
+    let (code, s) = step("forward");
     assert_eq!(code, 200, "{s}");
     assert_eq!(s["modules"][1]["digest"], digest, "{s}");
+    assert_eq!(std::fs::read_to_string(&policy).unwrap(), now);
+    let (code, s) = step("forward");
+    assert_eq!(code, 200, "{s}");
+    assert_eq!(s["modules"][1]["digest"], table_digest, "{s}");
+    assert_eq!(std::fs::read_to_string(&policy).unwrap(), third);
+    assert_eq!(step("forward").0, 409);
+    assert_eq!(
+        http().get(format!("{}/stu3/Patient/pat-001", gw.base)).bearer_auth(&token).send().unwrap().status(),
+        200
+    );
+    // A new policy after a rollback cuts off what was ahead of it.
+    assert_eq!(step("rollback").0, 200);
+    let (code, s) = upload("routing", "?name=rules-again", rules);
+    assert_eq!(code, 200, "{s}");
+    assert_eq!((s["rollback_steps"].as_u64(), s["forward_steps"].as_u64()), (Some(2), Some(0)), "{s}");
+    assert_eq!(step("forward").0, 409);
+    assert_eq!(step("rollback").0, 200);
     assert_eq!(std::fs::read_to_string(&policy).unwrap(), now);
 }

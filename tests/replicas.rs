@@ -306,6 +306,18 @@ fn replicas_on_one_database_agree_at_once() {
     assert_eq!(status, 200, "{body}");
     time_until(Duration::from_secs(1), || serving(&a, "routing") == table && serving(&b, "routing") == table);
     assert_eq!(read(&b.base, &on_a), 200);
+    // The history is the same everywhere: nothing further back (a second
+    // rollback does not toggle to the module just rolled back from), and a
+    // step forward through A brings the upload back everywhere.
+    let (status, body) = admin_call(ADMIN, Method::POST, &format!("{}/admin/modules/rollback", b.base), None);
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = admin_call(ADMIN, Method::GET, &format!("{}/admin/modules", b.base), None);
+    assert_eq!((status, &body["rollback_steps"], &body["forward_steps"]), (200, &json!(0), &json!(1)), "{body}");
+    let (status, body) = admin_call(ADMIN, Method::POST, &format!("{}/admin/modules/forward", a.base), None);
+    assert_eq!(status, 200, "{body}");
+    time_until(Duration::from_secs(1), || serving(&b, "routing") == digest && serving(&c, "routing") == digest);
+    let (status, body) = admin_call(ADMIN, Method::GET, &format!("{}/admin/modules", c.base), None);
+    assert_eq!((status, &body["rollback_steps"], &body["forward_steps"]), (200, &json!(1), &json!(0)), "{body}");
 }
 
 /// The digest of the module serving `role` on `gw`.

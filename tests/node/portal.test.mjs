@@ -509,6 +509,15 @@ test('an operator reads the health charts, uploads a module and rolls it back', 
     assert.match(await page.getByRole('status').innerText(), /Rolled back/);
     assert.doesNotMatch(await page.locator('#active-modules').innerText(), /table-router-again/);
     assert.equal((await read(await appToken())).status, 200, 'the app reads after the rollback');
+    // And forward again, explicitly: the uploaded module serves once more.
+    assert.match(await page.locator('#next-modules').innerText(), /table-router-again/);
+    await page.getByRole('button', { name: 'Step forward to these' }).click();
+    await page.waitForLoadState();
+    assert.match(await page.getByRole('status').innerText(), /Stepped forward/);
+    assert.match(await page.locator('#active-modules').innerText(), /table-router-again/);
+    assert.equal(await page.getByRole('button', { name: 'Step forward to these' }).count(), 0);
+    await accessible(page, 'modules after a step forward');
+    assert.equal((await read(await appToken())).status, 200, 'the app reads after the step forward');
   } finally {
     await context.close();
   }

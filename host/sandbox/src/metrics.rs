@@ -325,7 +325,8 @@ impl Metrics {
         self.peak_memory.get_or_create(module).inner().fetch_max(memory, Ordering::Relaxed);
     }
 
-    /// Records a policy event: `activated`, `rejected` or `rolled-back`.
+    /// Records a policy event: `activated`, `rejected`, `rolled-back` or
+    /// `rolled-forward`.
     pub fn policy_event(&self, partner: &str, event: &'static str) {
         self.policy.get_or_create(&PolicyLabels { partner: partner.to_owned(), event }).inc();
     }

@@ -7,8 +7,10 @@
 //! means the configuration is not accepted). Only then is it swapped in,
 //! whole and at once; requests in flight finish on the policy they started
 //! with. A policy that fails is rejected with its reason (log, metric,
-//! `GET /admin/modules`) and the active one keeps serving. One step of
-//! history is kept for `POST /admin/modules/rollback`.
+//! `GET /admin/modules`) and the active one keeps serving. The policies that
+//! served before are kept as a history: `POST /admin/modules/rollback` steps
+//! back through it, one policy at a time, and `POST /admin/modules/forward`
+//! steps forward again until a new policy is activated.
 //!
 //! Replicas sharing a database ([`shared`]) serve the newest activation
 //! recorded in it: the policy file as deployed, an upload or a rollback made
@@ -81,17 +83,23 @@ pub const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
 /// policy file, a digest of its text.
 type Look = (PathBuf, u64, Option<SystemTime>, [u8; 32]);
 
+/// How many policies a rollback can go back through (without a shared
+/// database, which keeps every activation).
+pub const HISTORY: usize = 16;
+
 #[derive(Default)]
 struct State {
     /// What the files looked like when last loaded (or refused).
     seen: Vec<Look>,
-    previous: Option<Arc<Policy>>,
-    /// The policy file's text behind the active policy, and behind the
-    /// previous one: a rollback writes the latter back.
+    /// The policy file's text behind the active policy: a rollback writes
+    /// the text of the one it goes back to.
     text: Option<String>,
-    previous_text: Option<String>,
-    /// What the previous policy's file declared into the directory.
-    previous_declared: Option<Declared>,
+    /// What the active policy's file declared into the directory.
+    serving: Option<Declared>,
+    /// The policies that served before (the nearest last) and, after a
+    /// rollback, those it stepped back from (the nearest last).
+    back: Vec<Step>,
+    forward: Vec<Step>,
     /// Seconds since the Unix epoch.
     activated_at: Option<u64>,
     /// Activations and rollbacks since start.
@@ -99,8 +107,55 @@ struct State {
     /// The partner, providers and tenants last written into the directory.
     declared: Option<Declared>,
     rejection: Option<Rejection>,
-    /// On a shared database: the activation served.
+    /// On a shared database: the activation served, and the history as
+    /// recorded there (texts, nearest first).
     stored_generation: i64,
+    stored_history: (Vec<String>, Vec<String>),
+    /// Modules of policies this gateway served, by their text: what the
+    /// status shows for a step on a shared database.
+    known: Vec<(String, Vec<ModuleStatus>)>,
+}
+
+/// A policy that served, as the history keeps it.
+struct Step {
+    policy: Arc<Policy>,
+    text: Option<String>,
+    declared: Option<Declared>,
+}
+
+/// Which way through the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// A rollback: the policy that served before the active one.
+    Back,
+    /// The policy a rollback stepped back from.
+    Forward,
+}
+
+impl Direction {
+    fn nothing_there(self) -> &'static str {
+        match self {
+            Direction::Back => "There is no earlier policy to go back to.",
+            Direction::Forward => {
+                "There is no later policy to go forward to: only a rollback leaves one, until a new policy is activated."
+            }
+        }
+    }
+
+    fn event(self) -> &'static str {
+        match self {
+            Direction::Back => "rolled-back",
+            Direction::Forward => "rolled-forward",
+        }
+    }
+
+    /// The kind of activation a step records on a shared database.
+    fn kind(self) -> &'static str {
+        match self {
+            Direction::Back => "rollback",
+            Direction::Forward => "forward",
+        }
+    }
 }
 
 /// A policy file's partner, providers and tenants, as written into the
@@ -131,13 +186,20 @@ pub struct Status {
     #[serde(serialize_with = "fhirgate_core::clock::rfc3339::useconds_opt")]
     pub activated_at: Option<u64>,
     pub modules: Vec<ModuleStatus>,
+    /// The modules a rollback would serve again (when known), and how many
+    /// rollbacks in a row are possible.
     pub previous: Option<Vec<ModuleStatus>>,
+    pub rollback_steps: usize,
+    /// The modules a step forward would serve again (after a rollback), and
+    /// how many steps forward are possible.
+    pub next: Option<Vec<ModuleStatus>>,
+    pub forward_steps: usize,
     pub last_rejection: Option<Rejection>,
     /// Each shadow candidate's comparison with the active module of its role.
     pub shadows: Vec<crate::policy::shadow::Report>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ModuleStatus {
     pub role: &'static str,
     /// The tenant a tenant's own module serves; absent for the partner's.
@@ -184,7 +246,10 @@ impl Activation {
             if let Some(adjust) = &activation.adjust {
                 adjust(&mut file);
             }
-            activation.lock().declared = Some((file.partner.clone(), file.providers.clone(), file.declared_tenants()));
+            let declared = (file.partner.clone(), file.providers.clone(), file.declared_tenants());
+            let mut state = activation.lock();
+            state.serving = Some(declared.clone());
+            state.declared = Some(declared);
         }
         activation.lock().activated_at = Some(now_seconds());
         activation
@@ -225,13 +290,24 @@ impl Activation {
     pub fn status(&self, gw: &Served<'_>) -> Status {
         let active = gw.policy.load_full();
         let state = self.lock();
+        let known = |text: &String| state.known.iter().find(|(t, _)| t == text).map(|(_, m)| m.clone());
+        let ((previous, rollback_steps), (next, forward_steps)) = if self.shared.is_some() {
+            let (back, forward) = &state.stored_history;
+            ((back.first().and_then(known), back.len()), (forward.first().and_then(known), forward.len()))
+        } else {
+            let last = |steps: &Vec<Step>| steps.last().map(|s| modules_of(&s.policy));
+            ((last(&state.back), state.back.len()), (last(&state.forward), state.forward.len()))
+        };
         Status {
             policy: self.path.display().to_string(),
             generation: if self.shared.is_some() { state.stored_generation.max(0) as u64 } else { state.generation },
             partner: active.partner.to_string(),
             activated_at: state.activated_at,
             modules: modules_of(&active),
-            previous: state.previous.as_deref().map(modules_of),
+            previous,
+            rollback_steps,
+            next,
+            forward_steps,
             last_rejection: state.rejection.clone(),
             shadows: active.shadows.all().map(|s| s.report()).collect(),
         }
@@ -332,23 +408,37 @@ impl Activation {
             return self.reload_shared(gw, store, seen).await;
         }
         match self.prepare(gw).await {
-            Ok((policy, text)) => Ok(self.install(gw, policy, text, seen)),
+            Ok(prepared) => Ok(self.install(gw, prepared, seen)),
             Err(e) => Err(self.refuse(gw, &e, seen)),
         }
     }
 
-    /// Serves `policy` (of text `text`) from now on.
-    fn install(&self, gw: &Served<'_>, mut policy: Policy, text: String, seen: Vec<Look>) -> Status {
+    /// Serves a prepared policy from now on; the one it replaces goes into
+    /// the history, and what a rollback had stepped back from is dropped.
+    fn install(&self, gw: &Served<'_>, prepared: Prepared, seen: Vec<Look>) -> Status {
+        let Prepared { mut policy, text, declared } = prepared;
         policy.shadows.continue_from(&gw.policy.load().shadows);
         let partner = policy.partner.to_string();
-        let digests: Vec<String> = modules_of(&policy).iter().map(|m| m.digest[..12].to_owned()).collect();
+        let modules = modules_of(&policy);
+        let digests: Vec<String> = modules.iter().map(|m| m.digest[..12].to_owned()).collect();
         let previous = gw.policy.swap(Arc::new(policy));
         // Its modules' kept instances go now, not when its last request ends.
         previous.retire();
         {
             let mut state = self.lock();
-            state.previous = Some(previous);
-            state.previous_text = state.text.replace(text);
+            if let Some(before) = state.text.clone() {
+                state.remember(&before, modules_of(&previous));
+            }
+            state.remember(&text, modules);
+            let step =
+                Step { policy: previous, text: state.text.replace(text), declared: state.serving.replace(declared) };
+            // The same text again is no step through the history.
+            if self.shared.is_none() && step.text.as_deref() != state.text.as_deref() {
+                state.back.push(step);
+                let over = state.back.len().saturating_sub(HISTORY);
+                state.back.drain(..over);
+                state.forward.clear();
+            }
             state.activated_at = Some(now_seconds());
             state.generation += 1;
             state.seen = seen;
@@ -374,14 +464,14 @@ impl Activation {
     }
 
     /// The policy file loaded, checked and declared, with its text.
-    async fn prepare(&self, gw: &Served<'_>) -> anyhow::Result<(Policy, String)> {
+    async fn prepare(&self, gw: &Served<'_>) -> anyhow::Result<Prepared> {
         let text = std::fs::read_to_string(&self.path).with_context(|| format!("reading {}", self.path.display()))?;
         self.prepare_text(gw, text).await
     }
 
     /// The policy of text `text` (as if it were the policy file) loaded,
     /// checked and declared, with its text.
-    async fn prepare_text(&self, gw: &Served<'_>, text: String) -> anyhow::Result<(Policy, String)> {
+    async fn prepare_text(&self, gw: &Served<'_>, text: String) -> anyhow::Result<Prepared> {
         let mut file = PolicyFile::parse(&text, &self.path)?;
         if let Some(adjust) = &self.adjust {
             adjust(&mut file);
@@ -409,7 +499,7 @@ impl Activation {
         // edits are to modules.
         let declared: Declared = (file.partner.clone(), file.providers.clone(), file.declared_tenants());
         self.declare(gw, &declared).await?;
-        Ok((policy, text))
+        Ok(Prepared { policy, text, declared })
     }
 
     /// Writes `declared` into the directory unless it is what is there.
@@ -422,61 +512,99 @@ impl Activation {
                 .await
                 .context("in the policy's [providers] and [tenants]")?;
         }
-        let mut state = self.lock();
-        state.declared = Some(declared.clone());
-        state.previous_declared = before;
+        self.lock().declared = Some(declared.clone());
         Ok(())
     }
 
-    /// Makes the policy active before the last activation active again,
+    /// Makes the policy that served before the active one active again,
     /// with the providers and tenants its file declared, and writes that
     /// file back, so that a restart or the next look at the file keeps it.
+    /// Repeated, it steps further back.
     pub async fn rollback(&self, gw: &Served<'_>) -> Result<Status, String> {
+        self.step(gw, Direction::Back).await
+    }
+
+    /// Undoes a rollback: the policy it stepped back from serves again.
+    pub async fn roll_forward(&self, gw: &Served<'_>) -> Result<Status, String> {
+        self.step(gw, Direction::Forward).await
+    }
+
+    /// One step through the history.
+    pub async fn step(&self, gw: &Served<'_>, direction: Direction) -> Result<Status, String> {
         let _one = self.loading.lock().await;
         if let Some(store) = &self.shared {
-            return self.rollback_shared(gw, store).await;
+            return self.step_shared(gw, store, direction).await;
         }
-        let previous = self.lock().previous.take().ok_or("There is no earlier policy to go back to.")?;
-        let (declared, previous_text) = {
-            let state = self.lock();
-            (state.previous_declared.clone(), state.previous_text.clone())
+        let take = |state: &mut State| match direction {
+            Direction::Back => state.back.pop(),
+            Direction::Forward => state.forward.pop(),
+        };
+        let target = take(&mut self.lock()).ok_or(direction.nothing_there())?;
+        let give_back = |target: Step| match direction {
+            Direction::Back => self.lock().back.push(target),
+            Direction::Forward => self.lock().forward.push(target),
         };
         let on_disk = std::fs::read_to_string(&self.path).ok();
-        if let Some(text) = &previous_text
+        if let Some(text) = &target.text
             && let Err(e) = write_atomically(&self.path, text.as_bytes())
         {
-            self.lock().previous = Some(previous);
+            give_back(target);
             return Err(format!("The policy file could not be written back: {e}"));
         }
-        if let Some(declared) = declared
-            && let Err(e) = self.declare(gw, &declared).await
+        if let Some(declared) = &target.declared
+            && let Err(e) = self.declare(gw, declared).await
         {
-            if let (Some(_), Some(text)) = (&previous_text, &on_disk)
+            if let (Some(_), Some(text)) = (&target.text, &on_disk)
                 && let Err(e) = write_atomically(&self.path, text.as_bytes())
             {
                 tracing::error!(policy = %self.path.display(), error = %e, "could not restore the policy file");
             }
-            self.lock().previous = Some(previous);
-            return Err(format!("The earlier providers and tenants could not be restored: {e:#}"));
+            give_back(target);
+            return Err(format!("Its providers and tenants could not be restored: {e:#}"));
         }
         let seen = self.look().unwrap_or_default();
-        let partner = previous.partner.to_string();
-        previous.revive();
-        let replaced = gw.policy.swap(previous);
+        let partner = target.policy.partner.to_string();
+        target.policy.revive();
+        let replaced = gw.policy.swap(target.policy);
         replaced.retire();
         {
             let mut state = self.lock();
-            state.previous = Some(replaced);
-            let text = state.text.take();
-            state.text = state.previous_text.take();
-            state.previous_text = text;
+            let left = Step {
+                policy: replaced,
+                text: std::mem::replace(&mut state.text, target.text),
+                declared: std::mem::replace(&mut state.serving, target.declared),
+            };
+            match direction {
+                Direction::Back => state.forward.push(left),
+                Direction::Forward => state.back.push(left),
+            }
             state.seen = seen;
             state.activated_at = Some(now_seconds());
             state.generation += 1;
         }
-        gw.runtime.metrics().policy_event(&partner, "rolled-back");
-        tracing::info!(partner, "policy rolled back one step");
+        gw.runtime.metrics().policy_event(&partner, direction.event());
+        tracing::info!(partner, event = direction.event(), "policy history stepped through");
         Ok(self.status(gw))
+    }
+}
+
+/// A policy loaded, checked and declared, ready to serve.
+struct Prepared {
+    policy: Policy,
+    /// The text it was loaded from.
+    text: String,
+    /// What its file declared into the directory.
+    declared: Declared,
+}
+
+impl State {
+    /// Keeps the modules a policy's text names, for the status of a shared
+    /// history.
+    fn remember(&mut self, text: &str, modules: Vec<ModuleStatus>) {
+        self.known.retain(|(t, _)| t != text);
+        self.known.push((text.to_owned(), modules));
+        let over = self.known.len().saturating_sub(HISTORY);
+        self.known.drain(..over);
     }
 }
 

@@ -2,8 +2,9 @@
 //! there serves everywhere. A replica records the policy file as deployed
 //! when it starts with, or sees, a file unlike the last one recorded; an
 //! upload keeps the module in the database by its SHA-256 and records the
-//! policy naming it; a rollback records the activation before the one
-//! served. Each is announced, and the others load it at once (or at their
+//! policy naming it; a rollback records the policy before the one served on
+//! the history the activations make ([`fhirgate_store::modules::History`]),
+//! a step forward the one after it. Each is announced, and the others load it at once (or at their
 //! next poll, when an announcement was lost).
 
 use std::time::Duration;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use fhirgate_store::Store;
 
-use super::{Activation, Look, Rejection, Served, Status, UploadError, name_module};
+use super::{Activation, Direction, Look, Rejection, Served, Status, UploadError, name_module};
 use fhirgate_core::clock::now_seconds;
 
 /// How often a replica looks for an activation made through another one;
@@ -44,14 +45,20 @@ impl Activation {
             }
         };
         if let Some(row) = &latest {
-            let mut state = self.lock();
-            if row.generation == state.stored_generation {
-                return;
-            }
-            if state.text.as_deref() == Some(row.policy.as_str()) {
-                // What serves already (every replica starts on the file).
-                state.stored_generation = row.generation;
-                return;
+            let serves = {
+                let mut state = self.lock();
+                if row.generation == state.stored_generation {
+                    return;
+                }
+                // What serves already (every replica starts on the file)?
+                let serves = state.text.as_deref() == Some(row.policy.as_str());
+                if serves {
+                    state.stored_generation = row.generation;
+                }
+                serves
+            };
+            if serves {
+                return self.read_history(store).await;
             }
         }
         let _ = self.reload_now(gw).await;
@@ -84,13 +91,31 @@ impl Activation {
             state.seen.clone_from(&seen);
             state.text.as_deref() == Some(row.policy.as_str())
         };
-        if unchanged {
+        let served = if unchanged {
             // What serves already: every replica starts on the same file.
-            return Ok(self.status(gw));
-        }
-        match self.prepare_text(gw, row.policy).await {
-            Ok((policy, text)) => Ok(self.install(gw, policy, text, seen)),
-            Err(e) => Err(self.refuse(gw, &e, seen)),
+            Ok(())
+        } else {
+            match self.prepare_text(gw, row.policy).await {
+                Ok(prepared) => {
+                    self.install(gw, prepared, seen);
+                    Ok(())
+                }
+                Err(e) => Err(self.refuse(gw, &e, seen)),
+            }
+        };
+        self.read_history(store).await;
+        served.map(|()| self.status(gw))
+    }
+
+    /// Keeps the history recorded in the store, for the status.
+    async fn read_history(&self, store: &Store) {
+        match store.activation_history().await {
+            Ok(h) => {
+                let texts =
+                    |rows: Vec<fhirgate_store::modules::ActivationRow>| rows.into_iter().map(|r| r.policy).collect();
+                self.lock().stored_history = (texts(h.back), texts(h.forward));
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the policy history from the store failed"),
         }
     }
 
@@ -116,41 +141,54 @@ impl Activation {
             .map_err(|e| refused(format!("keeping the module: {e}")))?;
         let active = self.lock().text.clone().ok_or_else(|| refused("the active policy's text is unknown".into()))?;
         let edited = name_module(&active, role, None, digest).map_err(|e| refused(format!("{e:#}")))?;
-        let (policy, text) = match self.prepare_text(gw, edited).await {
+        let prepared = match self.prepare_text(gw, edited).await {
             Ok(prepared) => prepared,
             Err(e) => return Err(UploadError::Refused(self.refuse(gw, &e, seen))),
         };
         let generation =
-            store.record_activation(&text, "upload", "upload").await.map_err(|e| refused(format!("{e}")))?;
+            store.record_activation(&prepared.text, "upload", "upload").await.map_err(|e| refused(format!("{e}")))?;
         self.lock().stored_generation = generation;
         tracing::info!(role, module = %digest, generation, "uploaded module activated on every replica");
-        Ok(self.install(gw, policy, text, seen))
+        self.install(gw, prepared, seen);
+        self.read_history(store).await;
+        Ok(self.status(gw))
     }
 
-    /// [`Activation::rollback`] on a shared database: the activation before
-    /// the one served, recorded again as the newest (the loading lock is
-    /// held).
-    pub(super) async fn rollback_shared(&self, gw: &Served<'_>, store: &Store) -> Result<Status, String> {
-        let current = self.lock().stored_generation;
-        let earlier = store
-            .activation_before(current)
-            .await
-            .map_err(|e| format!("The store could not be read: {e}"))?
-            .ok_or("There is no earlier policy to go back to.")?;
+    /// [`Activation::step`] on a shared database: the policy before (or
+    /// after) the one served on the recorded history, recorded again as the
+    /// newest activation (the loading lock is held).
+    pub(super) async fn step_shared(
+        &self,
+        gw: &Served<'_>,
+        store: &Store,
+        direction: Direction,
+    ) -> Result<Status, String> {
+        let history = store.activation_history().await.map_err(|e| format!("The store could not be read: {e}"))?;
+        let target = match direction {
+            Direction::Back => history.back.into_iter().next(),
+            Direction::Forward => history.forward.into_iter().next(),
+        };
+        let target = target.ok_or(direction.nothing_there())?;
         let seen = self.look().unwrap_or_default();
-        let (policy, text) = self
-            .prepare_text(gw, earlier.policy)
+        let prepared = self
+            .prepare_text(gw, target.policy)
             .await
-            .map_err(|e| format!("The earlier policy does not serve any more: {e:#}"))?;
+            .map_err(|e| format!("That policy does not serve any more: {e:#}"))?;
         let generation = store
-            .record_activation(&text, "rollback", "rollback")
+            .record_activation(&prepared.text, direction.kind(), direction.kind())
             .await
-            .map_err(|e| format!("The rollback could not be recorded: {e}"))?;
+            .map_err(|e| format!("The step could not be recorded: {e}"))?;
         self.lock().stored_generation = generation;
-        let status = self.install(gw, policy, text, seen);
+        self.install(gw, prepared, seen);
+        self.read_history(store).await;
         let partner = gw.policy.load().partner.to_string();
-        gw.runtime.metrics().policy_event(&partner, "rolled-back");
-        tracing::info!(partner, generation, "policy rolled back on every replica");
-        Ok(status)
+        gw.runtime.metrics().policy_event(&partner, direction.event());
+        tracing::info!(
+            partner,
+            generation,
+            event = direction.event(),
+            "policy history stepped through on every replica"
+        );
+        Ok(self.status(gw))
     }
 }

@@ -6,6 +6,7 @@ use http::{Method, Response, StatusCode};
 use serde_json::json;
 
 use fhirgate_core::failure::Body;
+use fhirgate_gateway::activation::Direction;
 use fhirgate_gateway::services::Services;
 
 use super::{answer, problem, query_param};
@@ -13,8 +14,9 @@ use super::{answer, problem, query_param};
 /// `GET /admin/modules` (what serves, what it replaced, the last policy
 /// refused), `POST /admin/modules/reload` (load the policy file now),
 /// `PUT /admin/modules/{role}?name=&sha256=` (a module's bytes: kept, named
-/// in the policy file, activated) and `POST /admin/modules/rollback` (back
-/// one step).
+/// in the policy file, activated), `POST /admin/modules/rollback` (back one
+/// step; again for the one before) and `POST /admin/modules/forward` (undo a
+/// rollback).
 pub(super) async fn endpoint(
     gw: &Services,
     method: &Method,
@@ -49,10 +51,13 @@ pub(super) async fn endpoint(
                 ),
             }
         }
-        (&Method::POST, ["rollback"]) => match activation.rollback(&gw.served()).await {
-            Ok(status) => answer(StatusCode::OK, json!(status)),
-            Err(message) => problem(StatusCode::CONFLICT, message),
-        },
+        (&Method::POST, [way @ ("rollback" | "forward")]) => {
+            let direction = if *way == "rollback" { Direction::Back } else { Direction::Forward };
+            match activation.step(&gw.served(), direction).await {
+                Ok(status) => answer(StatusCode::OK, json!(status)),
+                Err(message) => problem(StatusCode::CONFLICT, message),
+            }
+        }
         _ => problem(StatusCode::NOT_FOUND, "Unknown modules endpoint."),
     })
 }

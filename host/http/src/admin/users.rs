@@ -78,7 +78,7 @@ pub(super) fn sensitive(method: &Method, segments: &[&str]) -> bool {
             | (&Method::DELETE, ["users", _, "roles", _])
             | (&Method::POST, ["invitations"])
             | (&Method::PUT, ["modules", _])
-            | (&Method::POST, ["modules", "reload" | "rollback"])
+            | (&Method::POST, ["modules", "reload" | "rollback" | "forward"])
     )
 }
 

@@ -16,7 +16,7 @@
 //! - operators' tenants, hospital URLs, people and invitations: see [`operators`]
 //! - the invitee's page: see [`invitation`]
 //! - auditors' access log: see [`access`]
-//! - operators' modules (active, previous, refused, shadows, rollback, upload): see [`modules`]
+//! - operators' modules (active, history, refused, shadows, rollback and forward, upload): see [`modules`]
 //! - operators' health charts and provider breakers: see [`health`]
 //!
 //! Times are written in RFC 3339 (UTC); `static/portal.js`, where scripts
@@ -43,6 +43,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use fhirgate_core::failure::Body;
+use fhirgate_gateway::activation::Direction;
 use fhirgate_gateway::principal::{cookie, host_cookie, session_cookie, session_set_cookie};
 use fhirgate_gateway::services::Services;
 use fhirgate_store::accounts::{AccountError, Accounts, User};
@@ -152,7 +153,8 @@ async fn answer(gw: &Arc<Services>, req: Request<Incoming>, client: IpAddr, publ
                 (&Method::GET, "/portal/modules") => s.modules(None, None).await,
                 (&Method::GET, "/portal/health") => s.health().await,
                 (&Method::POST, "/portal/modules/reload") => s.reload_policy(&form).await,
-                (&Method::POST, "/portal/modules/rollback") => s.roll_back(&form).await,
+                (&Method::POST, "/portal/modules/rollback") => s.step(&form, Direction::Back).await,
+                (&Method::POST, "/portal/modules/forward") => s.step(&form, Direction::Forward).await,
                 (&Method::GET, "/portal/access") => s.access(parts.uri.query()).await,
                 (&Method::GET, "/portal/access/export") => s.access_export(parts.uri.query()).await,
                 (method, p) => match (method, segments(p).as_slice()) {

@@ -1,12 +1,13 @@
 //! Operators' modules page: what serves (each role's module and digest),
 //! what it replaced, the last policy refused and why, each shadow
 //! candidate's comparison with the active module and the tenants where they
-//! differ; reloading the policy file, rolling back one step, and uploading a
-//! module (a file field; checked, then activated, or refused with the
+//! differ; reloading the policy file, rolling back one step at a time
+//! through the history (and forward again), and uploading a module (a file field; checked, then activated, or refused with the
 //! reason while the active one keeps serving).
 //!
 //! - `GET  /portal/modules`
-//! - `POST /portal/modules/reload`, `POST /portal/modules/rollback`
+//! - `POST /portal/modules/reload`, `POST /portal/modules/rollback`,
+//!   `POST /portal/modules/forward`
 //! - `POST /portal/modules/upload` (multipart: csrf, role, name, module)
 
 use std::collections::HashMap;
@@ -16,7 +17,7 @@ use bytes::Bytes;
 use http::{Response, StatusCode};
 
 use fhirgate_core::failure::Body;
-use fhirgate_gateway::activation::{Activation, ModuleStatus, UploadError};
+use fhirgate_gateway::activation::{Activation, Direction, ModuleStatus, UploadError};
 use fhirgate_store::accounts::Role;
 
 use super::{Session, csrf_refused, html, page, pages, rfc3339};
@@ -104,6 +105,9 @@ impl Session<'_> {
             activated_at: status.activated_at.map(|a| rfc3339(a as i64)),
             modules: rows(&status.modules),
             previous: status.previous.as_deref().map(rows),
+            rollback_steps: status.rollback_steps,
+            next: status.next.as_deref().map(rows),
+            forward_steps: status.forward_steps,
             rejection: status.last_rejection.as_ref().map(|r| (rfc3339(r.at as i64), r.reason.clone())),
             shadows,
             csrf: &self.csrf,
@@ -163,14 +167,23 @@ impl Session<'_> {
         }
     }
 
-    pub(super) async fn roll_back(self, form: &HashMap<String, String>) -> Response<Body> {
+    /// One step back (`direction` back) or forward through the history.
+    pub(super) async fn step(self, form: &HashMap<String, String>, direction: Direction) -> Response<Body> {
         let result = match self.may_run(form) {
-            Ok(activation) => activation.rollback(&self.portal.gw.served()).await,
+            Ok(activation) => activation.step(&self.portal.gw.served(), direction).await,
             Err(refused) => return *refused,
         };
-        tracing::info!(target: "fhirgate::audit", user = %self.user.username, ok = result.is_ok(), "policy rollback from the portal");
+        let what = match direction {
+            Direction::Back => "policy rollback from the portal",
+            Direction::Forward => "policy step forward from the portal",
+        };
+        tracing::info!(target: "fhirgate::audit", user = %self.user.username, ok = result.is_ok(), "{what}");
+        let done = match direction {
+            Direction::Back => "Rolled back: the modules that served before serve again.",
+            Direction::Forward => "Stepped forward: the modules the rollback replaced serve again.",
+        };
         match result {
-            Ok(_) => self.modules(Some("Rolled back: the previous modules serve again."), None).await,
+            Ok(_) => self.modules(Some(done), None).await,
             Err(message) => self.modules(None, Some(&message)).await,
         }
     }

@@ -314,7 +314,12 @@ pub(super) struct Modules<'a> {
     pub generation: u64,
     pub activated_at: Option<String>,
     pub modules: Vec<ModuleLine>,
+    /// What a rollback would serve again (when known) and how many in a row
+    /// are possible; likewise a step forward.
     pub previous: Option<Vec<ModuleLine>>,
+    pub rollback_steps: usize,
+    pub next: Option<Vec<ModuleLine>>,
+    pub forward_steps: usize,
     /// When the last policy was refused, and why.
     pub rejection: Option<(String, String)>,
     pub shadows: Vec<ShadowLine>,
