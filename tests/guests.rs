@@ -5,10 +5,10 @@
 mod support;
 
 use fhirgate_gateway::oauth::SigningKey;
-use fhirgate_sandbox::IssuerFacts;
 use fhirgate_sandbox::bindings::shaping::{Exchange, UpstreamRequest};
 use fhirgate_sandbox::bindings::types::{Claims, FhirVersion, Interaction, Param};
 use fhirgate_sandbox::harness::{Harness, request};
+use fhirgate_sandbox::{GuestFault, IssuerFacts, Limits, ModuleLimits};
 use serde_json::{Value, json};
 use support::guest;
 
@@ -101,13 +101,7 @@ fn table_router_maps_tenants_and_denies_unknown_ones() {
     let h = Harness::load(guest("fhirgate_router_table"))
         .unwrap()
         .config(&json!({"tenants": {TENANT.to_uppercase(): "hospital-a"}}).to_string());
-    let claims = Claims {
-        client_id: "app".into(),
-        tenant_id: TENANT.into(),
-        scopes: vec![TENANT.into()],
-        expires_at: NOW,
-        token_id: None,
-    };
+    let claims = claims_of(TENANT);
     let mut search = request(Interaction::Search, "Patient", None);
     search.path = "Patient/_search".into();
     search.params = vec![Param { name: "family".into(), value: "chau".into() }];
@@ -132,13 +126,7 @@ fn table_router_falls_back_to_the_directory() {
         (TENANT, "st-mary", fhirgate_core::fhir::Version::R4),
         (TENANT, "labs", fhirgate_core::fhir::Version::Stu3),
     ]);
-    let claims = Claims {
-        client_id: "app".into(),
-        tenant_id: TENANT.to_uppercase(),
-        scopes: vec![TENANT.into()],
-        expires_at: NOW,
-        token_id: None,
-    };
+    let claims = Claims { tenant_id: TENANT.to_uppercase(), ..claims_of(TENANT) };
     let read = request(Interaction::Read, "Patient", Some("p1"));
     assert_eq!(h.route(&claims, &read).unwrap().unwrap().provider_id, "st-mary", "the first active provider");
     let stranger = Claims { tenant_id: other.into(), ..claims };
@@ -275,12 +263,95 @@ fn every_default_module_passes_the_cases_it_ships_and_imports_only_what_is_grant
 }
 
 #[test]
+fn a_module_importing_sockets_loads_but_every_network_use_is_refused() {
+    // Language runtimes (CPython) import `wasi:sockets` whether or not a
+    // module uses it: it is linked, and nothing can be reached through it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_nonblocking(true).unwrap();
+    for (socket, port) in [("tcp", listener.local_addr().unwrap().port()), ("udp", udp.local_addr().unwrap().port())] {
+        let h = Harness::load(guest("fhirgate_sockets")).unwrap().config(&json!({ "port": port }).to_string());
+        let claims = claims_of(TENANT);
+        let denial = h.route(&claims, &request(Interaction::Read, "Patient", Some("p1"))).unwrap().unwrap_err();
+        assert_eq!((denial.status, denial.code.as_str()), (503, "no-network"), "{socket}: {}", denial.message);
+    }
+    assert_eq!(listener.accept().unwrap_err().kind(), std::io::ErrorKind::WouldBlock, "a connection arrived");
+    assert_eq!(udp.recv_from(&mut [0; 8]).unwrap_err().kind(), std::io::ErrorKind::WouldBlock, "a datagram arrived");
+}
+
+#[test]
+fn a_module_runs_under_its_own_memory_and_time_limits_where_its_policy_gives_them() {
+    let claims = claims_of(TENANT);
+    let config = json!({"tenants": {TENANT: "p"}}).to_string();
+    let ask = |h: &Harness, mode: &str| {
+        let mut read = request(Interaction::Read, "Patient", Some("p1"));
+        read.params = vec![Param { name: "_misbehave".into(), value: mode.into() }];
+        let started = std::time::Instant::now();
+        (h.route(&claims, &read), started.elapsed())
+    };
+    let limited = |runtime: Limits, own: ModuleLimits| {
+        Harness::load_with_limits(guest("fhirgate_misbehave"), runtime)
+            .unwrap()
+            .module_limits(own)
+            .unwrap()
+            .config(&config)
+    };
+    // Keeping 2 MiB more than it starts with: over a 2 MiB runtime limit,
+    // within 16 MiB given to the module alone, and over 2 MiB given to it
+    // under the default 64.
+    let small = Limits { memory_mib: 2, ..Limits::default() };
+    assert!(matches!(ask(&limited(small.clone(), ModuleLimits::default()), "hoard").0, Err(GuestFault::MemoryLimit)));
+    let roomy = limited(small, ModuleLimits { memory_mib: Some(16), ..Default::default() });
+    assert_eq!(ask(&roomy, "hoard").0.unwrap().unwrap_err().code, "remembered");
+    let tight = limited(Limits::default(), ModuleLimits { memory_mib: Some(2), ..Default::default() });
+    assert!(matches!(ask(&tight, "hoard").0, Err(GuestFault::MemoryLimit)));
+    // A runaway call stops at the module's own budget, not the runtime's.
+    let quick = limited(Limits::default(), ModuleLimits { call_timeout_ms: Some(20), ..Default::default() });
+    let (outcome, took) = ask(&quick, "loop");
+    assert!(matches!(outcome, Err(GuestFault::Timeout(20))), "{outcome:?}");
+    assert!(took < std::time::Duration::from_millis(150), "{took:?}");
+    let patient = limited(
+        Limits { call_timeout_ms: 20, ..Limits::default() },
+        ModuleLimits { call_timeout_ms: Some(400), ..Default::default() },
+    );
+    let (outcome, took) = ask(&patient, "loop");
+    assert!(matches!(outcome, Err(GuestFault::Timeout(400))), "{outcome:?}");
+    assert!(took >= std::time::Duration::from_millis(400), "{took:?}");
+    // Out of range: refused, naming the key.
+    let h = Harness::load(guest("fhirgate_misbehave")).unwrap();
+    let err = h.module_limits(ModuleLimits { memory_mib: Some(0), ..Default::default() }).err().unwrap();
+    assert!(err.to_string().contains("`memory_mib`"), "{err}");
+}
+
+#[test]
 fn a_module_importing_what_the_gateway_does_not_grant_is_refused_at_load() {
-    let err = match Harness::load(guest("fhirgate_sockets")) {
-        Ok(_) => panic!("a module importing wasi:sockets loaded"),
+    // A module whose component imports wasi:http (one that would make HTTP
+    // requests) never loads.
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("http.wasm");
+    std::fs::write(&wasm, http_importing_component()).unwrap();
+    let err = match Harness::load(&wasm) {
+        Ok(_) => panic!("a module importing wasi:http loaded"),
         Err(e) => format!("{e:#}"),
     };
-    assert!(err.contains("wasi:sockets/") && err.contains("does not grant"), "{err}");
+    assert!(err.contains("wasi:http/outgoing-handler") && err.contains("does not grant"), "{err}");
+}
+
+/// A component that imports an interface of `wasi:http` and exports nothing,
+/// in the component binary format.
+fn http_importing_component() -> Vec<u8> {
+    let name = b"wasi:http/outgoing-handler@0.2.0";
+    let mut bytes = b"\0asm\x0d\0\x01\0".to_vec();
+    // A type section with one type: an instance exporting nothing.
+    bytes.extend([7, 3, 1, 0x42, 0]);
+    // An import section with one import: an instance of that type.
+    let mut import = vec![1, 0, name.len() as u8];
+    import.extend(name);
+    import.extend([5, 0]);
+    bytes.extend([10, import.len() as u8]);
+    bytes.extend(import);
+    bytes
 }
 
 #[test]
@@ -318,13 +389,7 @@ fn rules_router_applies_rules_and_cutovers_on_the_host_clock() {
     })
     .to_string();
     let at = |now_ms: u64| Harness::load(guest("fhirgate_router_rules")).unwrap().config(&config).now_ms(now_ms);
-    let claims = Claims {
-        client_id: "app".into(),
-        tenant_id: TENANT.into(),
-        scopes: vec![TENANT.into()],
-        expires_at: NOW,
-        token_id: None,
-    };
+    let claims = claims_of(TENANT);
     let before = at(CUTOVER_MS - 1);
 
     let mut search = request(Interaction::Search, "Observation", None);
@@ -396,4 +461,15 @@ fn shaper_reads_missing_location_names_from_the_provider() {
     let reference = &out["entry"][0]["resource"]["location"][0]["location"];
     assert_eq!(reference["reference"], "Location/loc-3", "{out}");
     assert!(reference.get("display").is_none(), "{out}");
+}
+
+/// The claims of a token the gateway issued to `app` for `tenant`.
+fn claims_of(tenant: &str) -> Claims {
+    Claims {
+        client_id: "app".into(),
+        tenant_id: tenant.into(),
+        scopes: vec![tenant.into()],
+        expires_at: NOW,
+        token_id: None,
+    }
 }

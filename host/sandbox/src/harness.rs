@@ -60,6 +60,14 @@ impl Harness {
         })
     }
 
+    /// The module under its own limits, as a policy's `memory_mib` and
+    /// `call_timeout_ms` give them.
+    pub fn module_limits(mut self, limits: crate::ModuleLimits) -> anyhow::Result<Self> {
+        let module = Arc::try_unwrap(self.module).map_err(|_| anyhow::anyhow!("the module is already in use"))?;
+        self.module = Arc::new(module.with_limits(limits)?);
+        Ok(self)
+    }
+
     /// The JSON the module's `config` import returns.
     pub fn config(mut self, json: &str) -> Self {
         self.config_json = json.into();

@@ -33,7 +33,7 @@ pub mod stderr;
 pub mod twin;
 
 pub use calls::{Answer, Ask, Outcome};
-pub use module::{GuestFault, Module, Role};
+pub use module::{GuestFault, Module, ModuleLimits, Role};
 pub use reuse::{Lease, Pool, Reuse};
 pub use runtime::{Limits, Runtime};
 pub use state::{ActiveProviders, CallContext, IssuerFacts, StaticDirectory, UpstreamReads};

@@ -50,14 +50,63 @@ pub struct Module {
     /// Per role, the partner this module's calls are counted for and its
     /// figures, looked up once.
     figures: [std::sync::OnceLock<(Arc<str>, crate::metrics::ModuleFigures)>; 3],
+    /// This module's memory and time: the runtime's unless its policy says.
+    limits: Own,
+}
+
+/// A module's own limits, where its policy gives them: a language runtime
+/// (JavaScript, Python) may need more memory or time than the `[wasm]`
+/// defaults, a small router less.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct ModuleLimits {
+    /// Linear memory one instance may grow to, in MiB.
+    pub memory_mib: Option<usize>,
+    /// Wall-clock budget of one call, in milliseconds.
+    pub call_timeout_ms: Option<u64>,
+}
+
+/// Most `call_timeout_ms` a module may be given: a minute.
+pub const MAX_CALL_TIMEOUT_MS: u64 = 60_000;
+
+/// The limits a module's calls run under.
+#[derive(Debug, Clone, Copy)]
+struct Own {
+    memory_bytes: usize,
+    call_timeout_ms: u64,
+    ticks: u64,
+}
+
+impl Own {
+    fn of(runtime: &Runtime, limits: ModuleLimits) -> anyhow::Result<Own> {
+        let memory_mib = limits.memory_mib.unwrap_or(runtime.limits().memory_mib);
+        anyhow::ensure!(
+            (1..=crate::runtime::MAX_MEMORY_MIB).contains(&memory_mib),
+            "`memory_mib` must be between 1 and {}",
+            crate::runtime::MAX_MEMORY_MIB
+        );
+        let call_timeout_ms = limits.call_timeout_ms.unwrap_or(runtime.limits().call_timeout_ms);
+        anyhow::ensure!(
+            (1..=MAX_CALL_TIMEOUT_MS).contains(&call_timeout_ms),
+            "`call_timeout_ms` must be between 1 and {MAX_CALL_TIMEOUT_MS}"
+        );
+        let tick = super::runtime::EPOCH_TICK.as_millis() as u64;
+        Ok(Own {
+            memory_bytes: memory_mib.saturating_mul(1024 * 1024),
+            call_timeout_ms,
+            ticks: call_timeout_ms.div_ceil(tick).max(1),
+        })
+    }
 }
 
 /// What a module may import: the gateway's interfaces, and the WASI a
-/// language's standard library links (its context has no files, network,
-/// environment or arguments: see `GuestState::new`). Network interfaces are
-/// refused at load, so a module that would open a connection never runs.
+/// language's runtime links (its context has no files, network, environment
+/// or arguments: see `GuestState::new`). `wasi:sockets` is linked because
+/// language runtimes import it whether or not a module uses it (CPython
+/// does), and every use of it is refused: no address may be bound, connected
+/// to or looked up. `wasi:http` is not granted: a module that would make
+/// HTTP requests never loads.
 const GRANTED: &[&str] =
-    &["fhirgate:policy/", "wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:filesystem/"];
+    &["fhirgate:policy/", "wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:filesystem/", "wasi:sockets/"];
 
 impl Module {
     /// Compiles `bytes` and links it against the host interfaces. Fails if the
@@ -75,7 +124,7 @@ impl Module {
         if !refused.is_empty() {
             anyhow::bail!(
                 "module `{name}` imports {}, which the gateway does not grant (modules get the gateway's own \
-                 interfaces and the parts of WASI a language runtime needs: no sockets, no HTTP)",
+                 interfaces and the parts of WASI a language runtime needs: no HTTP)",
                 refused.join(", ")
             );
         }
@@ -86,6 +135,7 @@ impl Module {
             .with_context(|| format!("module `{name}` imports something the gateway does not provide"))?;
         let digest = sha256_hex(bytes);
         Ok(Module {
+            limits: Own::of(runtime, ModuleLimits::default())?,
             runtime: runtime.clone(),
             name: name.into(),
             twin: runtime.twin(&digest),
@@ -117,6 +167,18 @@ impl Module {
         component.component_type().imports(self.runtime.engine()).map(|(name, _)| name.to_owned()).collect()
     }
 
+    /// The module with its own memory and time limits in place of the
+    /// runtime's (those it does not give stay the runtime's).
+    pub fn with_limits(mut self, limits: ModuleLimits) -> anyhow::Result<Module> {
+        self.limits = Own::of(&self.runtime, limits)?;
+        Ok(self)
+    }
+
+    /// The wall-clock budget of one call of this module, in milliseconds.
+    pub fn call_timeout_ms(&self) -> u64 {
+        self.limits.call_timeout_ms
+    }
+
     /// Whether the module exports the interface of `role`.
     pub fn exports(&self, role: Role) -> bool {
         match role {
@@ -130,8 +192,7 @@ impl Module {
     /// and an epoch callback that yields to the executor every tick and
     /// interrupts the call when its time budget is spent.
     fn store(&self, ctx: CallContext) -> Store<GuestState> {
-        let limits = self.runtime.limits();
-        let state = GuestState::new(ctx, limits.memory_mib.saturating_mul(1024 * 1024), self.runtime.budget_ticks());
+        let state = GuestState::new(ctx, self.limits.memory_bytes, self.limits.ticks);
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(1);
@@ -155,9 +216,7 @@ impl Module {
         waits: std::time::Duration,
         call: impl std::future::Future<Output = wasmtime::Result<R>>,
     ) -> wasmtime::Result<R> {
-        let budget = std::time::Duration::from_millis(self.runtime.limits().call_timeout_ms)
-            + super::runtime::EPOCH_TICK
-            + waits;
+        let budget = std::time::Duration::from_millis(self.limits.call_timeout_ms) + super::runtime::EPOCH_TICK + waits;
         match tokio::time::timeout(budget, call).await {
             Ok(result) => result,
             Err(_) => Err(wasmtime::Error::from(Trap::Interrupt)),
@@ -216,7 +275,7 @@ impl Module {
         }
         if let Some(trap) = err.downcast_ref::<Trap>() {
             return match trap {
-                Trap::Interrupt => GuestFault::Timeout(self.runtime.limits().call_timeout_ms),
+                Trap::Interrupt => GuestFault::Timeout(self.limits.call_timeout_ms),
                 other => {
                     let said = said.unwrap_or_default();
                     tracing::warn!(module = %self.name, trap = %other, stderr = %said, "module trapped");
@@ -258,7 +317,7 @@ impl Module {
             self.record(role, &partner, started, 0, false, &result);
             return result;
         }
-        let ticks = self.runtime.budget_ticks();
+        let ticks = self.limits.ticks;
         let fresh = slot.instance.is_none();
         slot.in_call = true;
         let result = self
@@ -339,7 +398,7 @@ impl Module {
         }
         .await
         .map_err(|e| self.classify(e, store.data().stderr_text()))?;
-        Ok(WarmShaper { store, guest, ticks: self.runtime.budget_ticks() })
+        Ok(WarmShaper { store, guest, ticks: self.limits.ticks })
     }
 }
 

@@ -104,8 +104,9 @@ const KEEP_RESIDENT: usize = 8 * 1024 * 1024;
 /// 800 MiB.
 const WARM_SLOTS: u32 = 8;
 
-/// Largest `memory_mib`: the pool reserves 4 GiB per memory.
-const MAX_MEMORY_MIB: usize = 4096;
+/// Largest `memory_mib`, of the runtime or of one module: the pool reserves
+/// 4 GiB per memory.
+pub(crate) const MAX_MEMORY_MIB: usize = 4096;
 
 /// The shared engine and linker.
 #[derive(Clone)]
@@ -198,7 +199,10 @@ impl Runtime {
             "`wasm.idle_memory_mib` must be at most {MAX_IDLE_MEMORY_MIB}"
         );
         let slots = limits.max_instances;
-        let memory_bytes = limits.memory_mib.saturating_mul(1024 * 1024);
+        // Each store caps its own memories (the module's limit, or
+        // `memory_mib`); the pool lets any slot grow to the largest a module
+        // may be given.
+        let memory_bytes = MAX_MEMORY_MIB * 1024 * 1024;
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(slots)
             .total_core_instances(slots * 4)
@@ -374,13 +378,6 @@ impl Runtime {
     /// Where every module call is counted.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
-    }
-
-    /// The budget of one call, in epoch ticks. A call yields to the executor
-    /// at every tick and is interrupted when its budget is spent.
-    pub fn budget_ticks(&self) -> u64 {
-        let tick = EPOCH_TICK.as_millis() as u64;
-        self.inner.limits.call_timeout_ms.div_ceil(tick).max(1)
     }
 }
 

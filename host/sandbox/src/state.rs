@@ -230,7 +230,13 @@ impl WasiView for GuestState {
         let stderr = &mut self.stderr;
         let ctx = self.wasi.get_or_insert_with(|| {
             let tail = stderr.get_or_insert_with(StderrTail::default).clone();
-            WasiCtx::builder().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).stderr(tail).build()
+            WasiCtx::builder()
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .socket_addr_check(|_, _| Box::pin(async { false }))
+                .stderr(tail)
+                .build()
         });
         WasiCtxView { ctx, table: &mut self.table }
     }

@@ -15,14 +15,18 @@ pub struct Args {
 
 #[derive(Subcommand)]
 pub enum GuestCommand {
-    /// Create a buildable module crate (source, README, cases, WIT contract)
-    /// to start a module from.
+    /// Create a buildable module (source, README, cases, SDK and WIT
+    /// contract, build set-up) to start a module from, in Rust, JavaScript
+    /// or Python.
     New {
         /// The module's name: lower-case letters, digits and `-`.
         name: String,
         /// What the module does.
         #[arg(long, value_enum)]
         role: fhirgate_devtools::scaffold::NewRole,
+        /// The language it is written in.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: fhirgate_devtools::scaffold::Lang,
         /// Where to create it.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
@@ -42,22 +46,38 @@ pub enum GuestCommand {
         /// The module configuration (JSON) for cases that set none.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// The module's memory limit in MiB, as its policy gives it
+        /// (`memory_mib`; default that of `[wasm]`, 64).
+        #[arg(long)]
+        memory_mib: Option<usize>,
+        /// One call's time budget in ms, as its policy gives it
+        /// (`call_timeout_ms`; default that of `[wasm]`, 200).
+        #[arg(long)]
+        call_timeout_ms: Option<u64>,
     },
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
-        GuestCommand::New { name, role, dir, sdk } => {
-            let root = fhirgate_devtools::scaffold::new_module(&dir, &name, role, sdk.as_deref())?;
-            fhirgate_core::say!("created {}", root.display());
-            fhirgate_core::say!("build:  cd {} && cargo build --release --target wasm32-wasip2", root.display());
-            fhirgate_core::say!(
-                "test:   fhirgate guest test target/wasm32-wasip2/release/{}.wasm cases",
-                name.replace('-', "_")
-            );
+        GuestCommand::New { name, role, lang, dir, sdk } => {
+            let made = fhirgate_devtools::scaffold::new_in(&dir, &name, role, lang, sdk.as_deref())?;
+            fhirgate_core::say!("created {}", made.root.display());
+            if lang == fhirgate_devtools::scaffold::Lang::Js {
+                fhirgate_core::say!("setup:  cd {} && npm install", made.root.display());
+            } else if lang == fhirgate_devtools::scaffold::Lang::Python {
+                fhirgate_core::say!(
+                    "setup:  cd {} && python3 -m venv .venv && .venv/bin/pip install -r requirements.txt",
+                    made.root.display()
+                );
+            }
+            fhirgate_core::say!("build:  cd {} && {}", made.root.display(), made.build);
+            fhirgate_core::say!("test:   {}", made.test);
             Ok(())
         }
-        GuestCommand::Test { module, cases, config } => guest_test(&module, &cases, config.as_deref()).await,
+        GuestCommand::Test { module, cases, config, memory_mib, call_timeout_ms } => {
+            let limits = fhirgate_sandbox::ModuleLimits { memory_mib, call_timeout_ms };
+            guest_test(&module, &cases, config.as_deref(), limits).await
+        }
     }
 }
 
@@ -67,6 +87,7 @@ async fn guest_test(
     module: &std::path::Path,
     cases: &[PathBuf],
     config: Option<&std::path::Path>,
+    limits: fhirgate_sandbox::ModuleLimits,
 ) -> anyhow::Result<()> {
     use fhirgate_sandbox::cases::{case_files, run_files};
     let config = match config {
@@ -81,7 +102,7 @@ async fn guest_test(
     let bytes = std::fs::read(module).with_context(|| format!("reading {}", module.display()))?;
     let runtime = Runtime::new(Default::default())?;
     let name = module.file_stem().and_then(|s| s.to_str()).unwrap_or("module");
-    let loaded = fhirgate_sandbox::Module::load(&runtime, name, &bytes)?;
+    let loaded = fhirgate_sandbox::Module::load(&runtime, name, &bytes)?.with_limits(limits)?;
     let files = case_files(cases)?;
     anyhow::ensure!(!files.is_empty(), "no case files found");
     let results = run_files(&loaded, &files, &config).await;

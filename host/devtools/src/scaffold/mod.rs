@@ -15,13 +15,76 @@ pub enum NewRole {
     Shaper,
 }
 
+impl NewRole {
+    /// The role's key in the policy (`[modules.<key>]`).
+    pub fn policy_key(self) -> &'static str {
+        match self {
+            NewRole::Router => "routing",
+            NewRole::Validator => "token-validation",
+            NewRole::Shaper => "shaping",
+        }
+    }
+
+    /// The WIT world a module of this role is built for.
+    pub fn world(self) -> &'static str {
+        match self {
+            NewRole::Router => "router",
+            NewRole::Validator => "token-validator",
+            NewRole::Shaper => "shaper",
+        }
+    }
+}
+
+/// The languages a new module can be written in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    #[default]
+    Rust,
+    Js,
+    Python,
+}
+
+mod langs;
 mod sdk;
 
-/// Creates the crate `dir/name` for a `role` module; returns its directory.
-/// It depends on the SDK at `sdk` when given (a checkout of the SDK's
-/// crate), else on a copy of this build's SDK and WIT in its `sdk/`
-/// directory: the crate then builds anywhere on its own.
-pub fn new_module(dir: &Path, name: &str, role: NewRole, sdk: Option<&Path>) -> anyhow::Result<PathBuf> {
+pub use langs::Made;
+
+/// Creates the module `dir/name` for a `role` in `lang`: its source, README,
+/// cases and build set-up, with the SDK and the WIT contract copied in (a
+/// Rust crate may depend on an SDK checkout at `sdk` instead). What was
+/// made, and how to build and test it.
+pub fn new_in(dir: &Path, name: &str, role: NewRole, lang: Lang, sdk: Option<&Path>) -> anyhow::Result<Made> {
+    match lang {
+        Lang::Rust => {
+            let root = new_module(dir, name, role, sdk)?;
+            let file = format!("target/wasm32-wasip2/release/{}.wasm", name.replace('-', "_"));
+            Ok(Made {
+                build: "cargo build --release --target wasm32-wasip2".into(),
+                test: test_line(&file),
+                file,
+                root,
+            })
+        }
+        Lang::Js | Lang::Python => {
+            if sdk.is_some() {
+                bail!("`--sdk` names a Rust SDK crate; a {lang:?} module gets its SDK copied in");
+            }
+            let root = fresh_root(dir, name)?;
+            let made = langs::write(&root, name, role, lang)?;
+            for (file, case) in cases(role)? {
+                langs::put(&root, &format!("cases/{file}"), &(serde_json::to_string_pretty(&case)? + "\n"))?;
+            }
+            Ok(made)
+        }
+    }
+}
+
+fn test_line(file: &str) -> String {
+    format!("fhirgate guest test {file} cases")
+}
+
+/// `dir/name`, checked: a valid name, and nothing there yet.
+fn fresh_root(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
     let valid = !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
@@ -33,15 +96,25 @@ pub fn new_module(dir: &Path, name: &str, role: NewRole, sdk: Option<&Path>) -> 
     if root.exists() {
         bail!("{} already exists", root.display());
     }
+    Ok(root)
+}
+
+/// Creates the crate `dir/name` for a `role` module; returns its directory.
+/// It depends on the SDK at `sdk` when given (a checkout of the SDK's
+/// crate), else on a copy of this build's SDK and WIT in its `sdk/`
+/// directory: the crate then builds anywhere on its own.
+pub fn new_module(dir: &Path, name: &str, role: NewRole, sdk: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let root = fresh_root(dir, name)?;
     let sdk_path = match sdk {
         Some(sdk) => sdk.canonicalize().with_context(|| format!("the SDK at {}", sdk.display()))?.display().to_string(),
         None => "sdk".to_owned(),
     };
     let crate_name = name.replace('-', "_");
-    let (policy_role, source) = match role {
-        NewRole::Router => ("routing", include_str!("../../templates/guest/router.rs.tmpl")),
-        NewRole::Validator => ("token-validation", include_str!("../../templates/guest/validator.rs.tmpl")),
-        NewRole::Shaper => ("shaping", include_str!("../../templates/guest/shaper.rs.tmpl")),
+    let policy_role = role.policy_key();
+    let source = match role {
+        NewRole::Router => include_str!("../../templates/guest/router.rs.tmpl"),
+        NewRole::Validator => include_str!("../../templates/guest/validator.rs.tmpl"),
+        NewRole::Shaper => include_str!("../../templates/guest/shaper.rs.tmpl"),
     };
     // A validator verifies tokens with the SDK's `jwt` feature.
     let sdk_features = if role == NewRole::Validator { r#", features = ["jwt"]"# } else { "" };

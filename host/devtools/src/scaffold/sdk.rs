@@ -15,11 +15,16 @@ const FILES: &[(&str, &str)] = &[
     ("src/fhir.rs", include_str!("../../../../guest/sdk/src/fhir.rs")),
     ("src/jwt.rs", include_str!("../../../../guest/sdk/src/jwt.rs")),
     ("src/params.rs", include_str!("../../../../guest/sdk/src/params.rs")),
-    ("wit/README.md", include_str!("../../../../wit/README.md")),
-    ("wit/host.wit", include_str!("../../../../wit/host.wit")),
-    ("wit/roles.wit", include_str!("../../../../wit/roles.wit")),
-    ("wit/types.wit", include_str!("../../../../wit/types.wit")),
-    ("wit/worlds.wit", include_str!("../../../../wit/worlds.wit")),
+];
+
+/// The WIT contract, copied into each new module's `sdk/wit/`, whatever its
+/// language.
+pub(super) const WIT: &[(&str, &str)] = &[
+    ("README.md", include_str!("../../../../wit/README.md")),
+    ("host.wit", include_str!("../../../../wit/host.wit")),
+    ("roles.wit", include_str!("../../../../wit/roles.wit")),
+    ("types.wit", include_str!("../../../../wit/types.wit")),
+    ("worlds.wit", include_str!("../../../../wit/worlds.wit")),
 ];
 
 /// The SDK's manifest and the workspace's, whose package fields and
@@ -36,11 +41,10 @@ const WIT_VENDORED: &str = r#"path: "wit""#;
 pub fn vendor(dir: &Path) -> anyhow::Result<()> {
     for (rel, text) in FILES {
         let text = if *rel == "src/lib.rs" { text.replace(WIT_IN_TREE, WIT_VENDORED) } else { (*text).to_owned() };
-        let path = dir.join(rel);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-        }
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        super::langs::put(dir, rel, &text)?;
+    }
+    for (rel, text) in WIT {
+        super::langs::put(dir, &format!("wit/{rel}"), text)?;
     }
     let manifest = dir.join("Cargo.toml");
     std::fs::write(&manifest, standalone_manifest()?).with_context(|| format!("writing {}", manifest.display()))
@@ -100,7 +104,7 @@ mod tests {
     use super::*;
 
     /// Every file of the SDK and the WIT is vendored: one added to either
-    /// must be added to [`FILES`].
+    /// must be added to [`FILES`] or [`WIT`].
     #[test]
     fn every_sdk_and_wit_file_is_vendored() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -111,8 +115,12 @@ mod tests {
                 on_disk.push(format!("{prefix}{name}"));
             }
         }
+        let vendored = |name: &str| match name.strip_prefix("wit/") {
+            Some(wit) => WIT.iter().any(|(rel, _)| *rel == wit),
+            None => FILES.iter().any(|(rel, _)| *rel == name),
+        };
         for name in on_disk {
-            assert!(FILES.iter().any(|(rel, _)| *rel == name), "{name} is not vendored into new modules");
+            assert!(vendored(&name), "{name} is not vendored into new modules");
         }
         assert!(FILES.iter().any(|(rel, text)| *rel == "src/lib.rs" && text.contains(WIT_IN_TREE)));
     }

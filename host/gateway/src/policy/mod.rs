@@ -18,7 +18,7 @@ use serde::Deserialize;
 use crate::directory::ProviderSpec;
 use fhirgate_core::digest::sha256_hex;
 use fhirgate_core::ids::{is_guid, valid_provider_id};
-use fhirgate_sandbox::{Lease, Module, Pool, Reuse, Role, Runtime};
+use fhirgate_sandbox::{Lease, Module, ModuleLimits, Pool, Reuse, Role, Runtime};
 
 /// The only policy schema version this build reads.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -123,6 +123,15 @@ pub struct ModuleFile {
     /// always gets a fresh instance.
     #[serde(default)]
     pub reuse: Option<u32>,
+    /// Linear memory one instance of this module may grow to, in MiB, in
+    /// place of `[wasm] memory_mib` (a JavaScript or Python runtime needs
+    /// more than a Rust module).
+    #[serde(default)]
+    pub memory_mib: Option<usize>,
+    /// One call's time budget, in milliseconds, in place of `[wasm]
+    /// call_timeout_ms`.
+    #[serde(default)]
+    pub call_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -486,7 +495,7 @@ impl PolicyFile {
     ) -> anyhow::Result<Policy> {
         let dir = path.parent().unwrap_or(Path::new("."));
         let partner: Arc<str> = self.partner.as_str().into();
-        let mut cache: HashMap<PathBuf, Arc<Module>> = HashMap::new();
+        let mut cache: HashMap<(PathBuf, ModuleLimits), Arc<Module>> = HashMap::new();
         let mut bind = |key: &str, m: &ModuleFile, role: Role| -> anyhow::Result<BoundModule> {
             // A built-in module is keyed by a path no file has.
             let file = match (&m.path, &m.builtin, &m.sha256) {
@@ -495,13 +504,16 @@ impl PolicyFile {
                 (None, None, Some(digest)) => PathBuf::from(format!("stored:{digest}")),
                 (None, None, None) => bail!("`modules.{key}` names no module"),
             };
-            let module = match cache.get(&file) {
+            let limits = ModuleLimits { memory_mib: m.memory_mib, call_timeout_ms: m.call_timeout_ms };
+            let module = match cache.get(&(file.clone(), limits)) {
                 Some(module) => module.clone(),
                 None => {
                     let (name, bytes) = self.module_bytes(key, m, &file, stored)?;
-                    let module =
-                        Arc::new(Module::load(runtime, &name, &bytes).with_context(|| format!("`modules.{key}`"))?);
-                    cache.insert(file.clone(), module.clone());
+                    let module = Module::load(runtime, &name, &bytes)
+                        .and_then(|module| module.with_limits(limits))
+                        .with_context(|| format!("`modules.{key}`"))?;
+                    let module = Arc::new(module);
+                    cache.insert((file.clone(), limits), module.clone());
                     module
                 }
             };
