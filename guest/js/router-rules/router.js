@@ -4,7 +4,7 @@
 // time. It passes the Rust router's cases (`guest/router-rules/cases`) and
 // refuses the same configurations with the same messages.
 
-import { config, deny, fhir, isGuid, nowMs } from '../sdk/fhirgate.js';
+import { config, deny, fhir, guarded, isGuid, nowMs } from '../sdk/fhirgate.js';
 import { parseMs } from './rfc3339.js';
 
 /** The key `toml` gives a datetime written unquoted in the policy. */
@@ -150,8 +150,8 @@ export function decide(cfg, claims, request, now) {
   return { providerId, path, params: request.params, headers: [] };
 }
 
-export const routing = {
+export const routing = guarded({
   route(claims, request) {
     return decide(parseConfig(config()), claims, request, nowMs());
   },
-};
+});

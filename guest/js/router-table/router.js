@@ -4,7 +4,7 @@
 // reads and searches unchanged. It passes the Rust router's cases
 // (`guest/router-table/cases`).
 
-import { activeProviders, config, deny, fhir, sameTenant } from '../sdk/fhirgate.js';
+import { activeProviders, config, deny, fhir, guarded, sameTenant } from '../sdk/fhirgate.js';
 
 /** `tenants`: tenant id (GUID, any case) → provider id; optional. */
 function table() {
@@ -26,7 +26,7 @@ function table() {
   return tenants;
 }
 
-export const routing = {
+export const routing = guarded({
   route(claims, request) {
     const tenants = table();
     const listed = Object.entries(tenants).find(([tenant]) => sameTenant(tenant, claims.tenantId));
@@ -40,4 +40,4 @@ export const routing = {
     }
     return { providerId, path, params: request.params, headers: [] };
   },
-};
+});

@@ -29,6 +29,32 @@ export class Denial extends Error {
   }
 }
 
+/**
+ * The role's interface as the module exports it, each function guarded:
+ * a denial thrown goes to the client as the role's denial; anything else
+ * thrown (a bug: a `TypeError`, say) is a module fault, and its message and
+ * stack are written to stderr first, where the gateway's log and `fhirgate
+ * guest test` show them (never the app).
+ * `export const routing = guarded({ route(claims, request) { … } });`
+ */
+export function guarded(role) {
+  const out = {};
+  for (const [name, fn] of Object.entries(role)) {
+    out[name] = (...args) => {
+      try {
+        return fn.apply(role, args);
+      } catch (e) {
+        if (!(e instanceof Denial)) {
+          const what = e instanceof Error ? `${e.name}: ${e.message}` : `a thrown ${typeof e}: ${String(e)}`;
+          console.error(`uncaught exception in ${name}: ${what}${e?.stack ? `\n${e.stack}` : ''}`);
+        }
+        throw e;
+      }
+    };
+  }
+  return out;
+}
+
 /** A denial to throw: `throw deny(403, 'unknown-tenant', 'No provider…')`. */
 export function deny(status, code, message) {
   return new Denial(status, code, message);
