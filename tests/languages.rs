@@ -97,20 +97,12 @@ fn javascript_and_python_twins_pass_the_rust_routers_cases() {
 /// into the source tree.
 fn assert_standalone(root: &Path) {
     let tree = support::repo_root().display().to_string();
-    let mut files = vec![root.to_owned()];
-    let mut seen = 0;
-    while let Some(path) = files.pop() {
-        if path.is_symlink() {
-            continue;
-        }
-        if path.is_dir() {
-            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
-        } else {
-            seen += 1;
-            let text = std::fs::read_to_string(&path).unwrap();
-            assert!(!text.contains(&tree), "{} points into {tree}", path.display());
-        }
+    let files = support::files_under(root);
+    for path in &files {
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(!text.contains(&tree), "{} points into {tree}", path.display());
     }
+    let seen = files.len();
     assert!(seen >= 10, "{}: only {seen} files", root.display());
 }
 

@@ -518,18 +518,13 @@ fn new_module(dir: &Path, name: &str, role: &str) -> std::path::PathBuf {
     assert_eq!(code, Some(0), "{out}");
     let root = dir.join(name);
     let tree = support::repo_root().canonicalize().unwrap().display().to_string();
-    let mut files = vec![root.clone()];
-    let mut seen = 0;
-    while let Some(path) = files.pop() {
-        if path.is_dir() {
-            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
-        } else {
-            seen += 1;
-            let text = std::fs::read_to_string(&path).unwrap();
-            assert!(!text.contains(&tree), "{} points into {tree}", path.display());
-            assert!(!text.contains("../../wit"), "{} points outside the crate", path.display());
-        }
+    let files = support::files_under(&root);
+    for path in &files {
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(!text.contains(&tree), "{} points into {tree}", path.display());
+        assert!(!text.contains("../../wit"), "{} points outside the crate", path.display());
     }
+    let seen = files.len();
     assert!(root.join("sdk/wit/worlds.wit").exists() && seen > 10, "the SDK was not vendored into {}", root.display());
     root
 }

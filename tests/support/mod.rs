@@ -21,6 +21,22 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
 }
 
+/// Every file under `root`, not following symbolic links.
+pub fn files_under(root: &Path) -> Vec<PathBuf> {
+    let (mut dirs, mut files) = (vec![root.to_owned()], Vec::new());
+    while let Some(path) = dirs.pop() {
+        if path.is_symlink() {
+            continue;
+        }
+        if path.is_dir() {
+            dirs.extend(std::fs::read_dir(&path).expect("reading a directory").map(|e| e.expect("an entry").path()));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 /// The module `name` as `cargo build-guests` builds it.
 pub fn guest(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
