@@ -260,6 +260,32 @@ fn every_default_module_passes_the_cases_it_ships_and_imports_only_what_is_grant
     std::fs::write(dir.path().join("case.json"), case.to_string()).unwrap();
     let results = h.run_cases(&[dir.path()]).unwrap();
     assert_eq!(results[0].failure.as_deref(), Some("/provider-id: expected \"st-elsewhere\", got \"st-mary\""));
+
+    // A case that is not one, by the schema, says where and why before
+    // anything runs; `$schema` is for editors and is allowed.
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        json!({"$schema": "../case.schema.json", "name": "a", "rout": {"claims": {"tenant-id": TENANT}}, "expect": {"ok": {}}}),
+        json!({"name": "b", "route": {"claims": {"client-id": "app"}, "request": {"interaction": "reed"}},
+               "expect": {"fault": "boom"}}),
+        json!({"$schema": "../case.schema.json", "name": "c", "config": {"tenants": {TENANT: "st-mary"}},
+               "route": {"claims": {"tenant-id": TENANT}}, "expect": {"ok": {"provider-id": "st-mary"}}}),
+    ];
+    for (i, case) in cases.iter().enumerate() {
+        std::fs::write(dir.path().join(format!("{i}.json")), case.to_string()).unwrap();
+    }
+    let results = h.run_cases(&[dir.path()]).unwrap();
+    let failure = |i: usize| results[i].failure.clone().unwrap_or_default();
+    assert!(failure(0).contains("at /: additionalProperties 'rout' not allowed"), "{}", failure(0));
+    assert!(failure(0).contains("at /: needs exactly one of 'validate', 'route', 'shape-request'"), "{}", failure(0));
+    for line in [
+        "at /route/claims: missing properties 'tenant-id'",
+        "at /route/request/interaction: value must be one of 'read'",
+        "at /expect/fault: value must be one of 'timeout', 'memory', 'trap'",
+    ] {
+        assert!(failure(1).contains(line), "{line}: {}", failure(1));
+    }
+    assert_eq!(results[2].failure, None);
 }
 
 #[test]

@@ -18,19 +18,17 @@
 mod common;
 
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::Criterion;
-use fhirgate_core::clock::now_seconds;
 use fhirgate_devtools::demo::data::{PATIENT_COUNT, patient};
 use fhirgate_gateway::oauth::token::AuthServer;
 use fhirgate_gateway::oauth::{ClientRegistry, SigningKey};
 use fhirgate_guest_sdk::types::{FhirVersion, Interaction};
 use fhirgate_sandbox::IssuerFacts;
 use fhirgate_sandbox::bindings::shaping as host;
-use fhirgate_sandbox::bindings::types::{Claims, FhirVersion as HostVersion, Interaction as HostInteraction};
+use fhirgate_sandbox::bindings::types::{FhirVersion as HostVersion, Interaction as HostInteraction};
 use fhirgate_sandbox::harness::{Harness, request};
 use fhirgate_shaper_fhir::wit as guest;
 use http::HeaderMap;
@@ -41,18 +39,6 @@ const TENANT: &str = "3f2b8c1e-6d4a-4b7f-9e21-5a0c7d9e4b13";
 const ISSUER: &str = "http://127.0.0.1:8080";
 const UPSTREAM: &str = "http://hospital.example/fhir";
 const GATEWAY: &str = "http://gateway.example/stu3";
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
-}
-
-fn guest_wasm(name: &str) -> PathBuf {
-    let wasm = target_dir().join(format!("wasm32-wasip2/guest/{name}.wasm"));
-    assert!(wasm.exists(), "{} is missing: run `cargo build-guests` first", wasm.display());
-    wasm
-}
 
 /// An R4 searchset of the first demo patients, at least `bytes` long.
 fn searchset(bytes: usize) -> Vec<u8> {
@@ -67,20 +53,14 @@ fn searchset(bytes: usize) -> Vec<u8> {
 }
 
 fn instantiation_and_call(c: &mut Criterion) {
-    let harness = Harness::load(guest_wasm("fhirgate_shaper_fhir")).unwrap();
+    let harness = Harness::load(common::guest_wasm("fhirgate_shaper_fhir")).unwrap();
     let exchange = host_exchange(HostInteraction::Read);
     let mut group = c.benchmark_group("instantiation+call");
     // The smallest call a request makes: the table router on a read.
-    let router = Harness::load(guest_wasm("fhirgate_router_table"))
+    let router = Harness::load(common::guest_wasm("fhirgate_router_table"))
         .unwrap()
         .config(&json!({ "tenants": { TENANT: "hospital-a" } }).to_string());
-    let claims = Claims {
-        client_id: "app".into(),
-        tenant_id: TENANT.into(),
-        scopes: vec![TENANT.into()],
-        expires_at: now_seconds() + 3600,
-        token_id: None,
-    };
+    let claims = common::claims(TENANT);
     let read = request(HostInteraction::Read, "Patient", Some("pat-001"));
     group.bench_function("router", |b| b.iter(|| black_box(router.route(&claims, &read).unwrap().unwrap())));
     // The same call on an instance kept for the tenant, as the gateway
@@ -136,7 +116,7 @@ fn token_check(c: &mut Criterion) {
     let answer = runtime.block_on(auth.token(&headers, None, body.as_bytes(), "127.0.0.1".parse().unwrap())).unwrap();
     let token = answer["access_token"].as_str().unwrap().to_owned();
     let facts = auth.facts();
-    let harness = Harness::load(guest_wasm("fhirgate_token_jwt"))
+    let harness = Harness::load(common::guest_wasm("fhirgate_token_jwt"))
         .unwrap()
         .config(r#"{"leeway_seconds": 30}"#)
         .issuer(IssuerFacts::clone(&facts));
@@ -163,7 +143,7 @@ fn token_check(c: &mut Criterion) {
 }
 
 fn shaping(c: &mut Criterion) {
-    let harness = Harness::load(guest_wasm("fhirgate_shaper_fhir")).unwrap();
+    let harness = Harness::load(common::guest_wasm("fhirgate_shaper_fhir")).unwrap();
     let mut warm = harness.warm_shaper().unwrap();
     let instantiated = warm.memory_bytes();
     let mut group = c.benchmark_group("shaping");
@@ -195,7 +175,9 @@ fn shaping(c: &mut Criterion) {
 /// Criterion's median estimate of a benchmark measured in this run (since
 /// `started`), in µs.
 fn median_us(id: &str, started: std::time::SystemTime) -> Option<f64> {
-    let home = std::env::var_os("CRITERION_HOME").map(PathBuf::from).unwrap_or_else(|| target_dir().join("criterion"));
+    let home = std::env::var_os("CRITERION_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| common::target_dir().join("criterion"));
     let file = home.join(id).join("new/estimates.json");
     if std::fs::metadata(&file).and_then(|m| m.modified()).ok()? < started {
         return None;

@@ -2,7 +2,9 @@
 //! `.wasm` the gateway loads, by `fhirgate guest test`, by the gateway before
 //! it activates the module, and from Rust tests through [`run_files`].
 //!
-//! A case names one call and what must come of it:
+//! The format is documented in `docs/cases.md`, and given as JSON Schema in
+//! `docs/case.schema.json` ([`SCHEMA`]), which every case file is checked
+//! against before it runs. A case names one call and what must come of it:
 //!
 //! ```json
 //! {
@@ -45,10 +47,74 @@ use super::bindings::types::{self, Claims, Header, Interaction, Param};
 use super::state::{FixedReads, StaticDirectory};
 use super::{CallContext, GuestFault, IssuerFacts, Module, wit_version};
 
+/// The case format as JSON Schema (2020-12).
+pub const SCHEMA: &str = include_str!("../../../docs/case.schema.json");
+
+/// The schema's `$id`.
+const SCHEMA_ID: &str = "urn:fhirgate:schema:case";
+
+type Compiled = (boon::Schemas, boon::SchemaIndex);
+
+fn compiled() -> &'static Result<Compiled, String> {
+    static COMPILED: std::sync::OnceLock<Result<Compiled, String>> = std::sync::OnceLock::new();
+    COMPILED.get_or_init(|| {
+        let value: Value = serde_json::from_str(SCHEMA).map_err(|e| e.to_string())?;
+        let (mut schemas, mut compiler) = (boon::Schemas::new(), boon::Compiler::new());
+        compiler.add_resource(SCHEMA_ID, value).map_err(|e| e.to_string())?;
+        let index = compiler.compile(SCHEMA_ID, &mut schemas).map_err(|e| e.to_string())?;
+        Ok((schemas, index))
+    })
+}
+
+/// Checks a case file's JSON against [`SCHEMA`]: what is wrong with it, one
+/// line per place (`at /route/claims: missing properties 'tenant-id'`).
+pub fn check_case(value: &Value) -> Result<(), String> {
+    let (schemas, index) = compiled().as_ref().map_err(|e| format!("the case schema does not compile: {e}"))?;
+    schemas.validate(value, *index).map_err(|e| {
+        let mut lines = Vec::new();
+        leaves(&e, &mut lines);
+        lines.dedup();
+        format!("not a case (docs/case.schema.json):\n{}", lines.join("\n"))
+    })
+}
+
+/// The innermost reasons of a schema error: where, and what is wrong there.
+/// A choice none of whose branches is there (the call; the outcome) is one
+/// line naming them all.
+fn leaves(e: &boon::ValidationError<'_, '_>, out: &mut Vec<String>) {
+    let at = |e: &boon::ValidationError<'_, '_>| {
+        let at = e.instance_location.to_string();
+        if at.is_empty() { "/".to_owned() } else { at }
+    };
+    if let boon::ErrorKind::OneOf(None) = e.kind {
+        let missing: Option<Vec<String>> = e
+            .causes
+            .iter()
+            .map(|c| match &c.kind {
+                boon::ErrorKind::Required { want } if c.causes.is_empty() => Some(want.join("', '")),
+                _ => None,
+            })
+            .collect();
+        if let Some(missing) = missing {
+            out.push(format!("at {}: needs exactly one of '{}'", at(e), missing.join("', '")));
+            return;
+        }
+    }
+    if e.causes.is_empty() {
+        out.push(format!("at {}: {}", at(e), e.kind));
+    }
+    for cause in &e.causes {
+        leaves(cause, out);
+    }
+}
+
 /// One case file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Case {
+    /// Where an editor finds the schema; not used here.
+    #[serde(rename = "$schema", default)]
+    pub schema: Option<String>,
     #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]
@@ -475,7 +541,9 @@ pub async fn run_files(module: &Module, files: &[PathBuf], config: &str) -> Vec<
         let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let parsed = std::fs::read_to_string(file)
             .map_err(|e| e.to_string())
-            .and_then(|t| serde_json::from_str::<Case>(&t).map_err(|e| format!("not a case: {e}")));
+            .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|e| format!("not JSON: {e}")))
+            .and_then(|v| check_case(&v).map(|()| v))
+            .and_then(|v| serde_json::from_value::<Case>(v).map_err(|e| format!("not a case: {e}")));
         let (name, failure) = match parsed {
             Ok(case) => {
                 let name = case.name.clone().unwrap_or(stem);

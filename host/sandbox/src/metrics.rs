@@ -45,6 +45,11 @@ impl ModuleFigures {
         let memory = i64::try_from(memory_bytes).unwrap_or(i64::MAX);
         self.peak_memory.inner().fetch_max(memory, Ordering::Relaxed);
     }
+
+    /// The most linear memory a call of the module has ended with, in bytes.
+    pub fn peak_memory(&self) -> i64 {
+        self.peak_memory.get()
+    }
 }
 
 /// Which module a figure is about. Shared strings: labelling a call copies

@@ -2,7 +2,27 @@
 
 #![allow(dead_code)]
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+/// Where cargo builds: `CARGO_TARGET_DIR`, else the workspace's `target/`.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+}
+
+/// The module `name` as `cargo build-guests` builds it.
+pub fn guest_wasm(name: &str) -> PathBuf {
+    let wasm = target_dir().join(format!("wasm32-wasip2/guest/{name}.wasm"));
+    assert!(wasm.exists(), "{} is missing: run `cargo build-guests` first", wasm.display());
+    wasm
+}
+
+/// The number in the environment variable `name`, else `default`.
+pub fn env_or(name: &str, default: f64) -> f64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
 
 /// Median time per operation over `rounds` rounds of `batch` operations,
 /// after one warm-up batch.
@@ -84,4 +104,15 @@ pub fn native_check(token: &str, config: &fhirgate_token_jwt::Config, facts: &fh
         now_seconds: fhirgate_core::clock::now_seconds(),
     };
     fhirgate_token_jwt::check(token, &ctx).is_ok()
+}
+
+/// The claims of a token issued to `app` for `tenant`, valid for an hour.
+pub fn claims(tenant: &str) -> fhirgate_sandbox::bindings::types::Claims {
+    fhirgate_sandbox::bindings::types::Claims {
+        client_id: "app".into(),
+        tenant_id: tenant.into(),
+        scopes: vec![tenant.into()],
+        expires_at: fhirgate_core::clock::now_seconds() + 3600,
+        token_id: None,
+    }
 }

@@ -71,9 +71,7 @@ pub fn new_in(dir: &Path, name: &str, role: NewRole, lang: Lang, sdk: Option<&Pa
             }
             let root = fresh_root(dir, name)?;
             let made = langs::write(&root, name, role, lang)?;
-            for (file, case) in cases(role)? {
-                langs::put(&root, &format!("cases/{file}"), &(serde_json::to_string_pretty(&case)? + "\n"))?;
-            }
+            write_cases(&root, role)?;
             Ok(made)
         }
     }
@@ -139,11 +137,23 @@ pub fn new_module(dir: &Path, name: &str, role: NewRole, sdk: Option<&Path>) -> 
     if sdk.is_none() {
         sdk::vendor(&root.join("sdk"))?;
     }
-    for (file, case) in cases(role)? {
-        write(&format!("cases/{file}"), &(serde_json::to_string_pretty(&case)? + "\n"))?;
-    }
+    write_cases(&root, role)?;
     tracing::debug!(module = name, role = policy_role, "module crate created");
     Ok(root)
+}
+
+/// Writes the cases a new module of `role` starts with into `root/cases/`,
+/// each naming the case schema, a copy of which goes beside them (so an
+/// editor checks a case as it is written).
+fn write_cases(root: &Path, role: NewRole) -> anyhow::Result<()> {
+    langs::put(root, "case.schema.json", fhirgate_sandbox::cases::SCHEMA)?;
+    for (file, mut case) in cases(role)? {
+        if let Some(fields) = case.as_object_mut() {
+            fields.insert("$schema".into(), json!("../case.schema.json"));
+        }
+        langs::put(root, &format!("cases/{file}"), &(serde_json::to_string_pretty(&case)? + "\n"))?;
+    }
+    Ok(())
 }
 
 /// The `exp` of the token a validation case validates.
