@@ -128,6 +128,10 @@ fn scaffold_build_test(dir: &Path, name: &str, role: &str, lang: &str) -> (PathB
         "js" => std::os::unix::fs::symlink(js_toolchain(), root.join("node_modules")).unwrap(),
         _ => std::os::unix::fs::symlink(python_toolchain(), root.join(".venv")).unwrap(),
     }
+    if lang == "js" {
+        // Its types check against the SDK's declarations (`sdk/fhirgate.d.ts`).
+        shell(&root, "npm run --silent check");
+    }
     let started = Instant::now();
     shell(&root, &command_line(&out, "build:"));
     let built = started.elapsed();

@@ -26,6 +26,8 @@ const COMPONENTIZE_JS: &str = "0.23.0";
 const COMPONENTIZE_PY: &str = "0.25.1";
 /// componentize-js loads this at run time without depending on it.
 const PREVIEW2_SHIM: &str = "0.25.0";
+/// What `npm run check` type-checks the module with.
+const TYPESCRIPT: &str = "7.0.2";
 
 /// Writes `text` at `rel` under `root`, making directories on the way.
 pub(super) fn put(root: &Path, rel: &str, text: &str) -> anyhow::Result<()> {
@@ -73,6 +75,7 @@ pub(super) fn write(root: &Path, name: &str, role: NewRole, lang: Lang) -> anyho
             .replace("{{componentize_js}}", COMPONENTIZE_JS)
             .replace("{{componentize_py}}", COMPONENTIZE_PY)
             .replace("{{preview2_shim}}", PREVIEW2_SHIM)
+            .replace("{{typescript}}", TYPESCRIPT)
     };
     put(root, &format!("src/{source}"), &fill(template))?;
     for (rel, text) in super::sdk::WIT {
@@ -83,6 +86,7 @@ pub(super) fn write(root: &Path, name: &str, role: NewRole, lang: Lang) -> anyho
             put(root, "package.json", &fill(include_str!("../../templates/guest-js/package.json.tmpl")))?;
             put(root, "README.md", &fill(include_str!("../../templates/guest-js/README.md.tmpl")))?;
             put(root, "sdk/fhirgate.js", include_str!("../../../../guest/js/sdk/fhirgate.js"))?;
+            put(root, "sdk/fhirgate.d.ts", include_str!("../../../../guest/js/sdk/fhirgate.d.ts"))?;
             put(root, "sdk/README.md", include_str!("../../../../guest/js/sdk/README.md"))?;
             put(root, ".gitignore", &format!("/node_modules\n/{file}\n"))?;
         }
