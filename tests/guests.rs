@@ -281,7 +281,7 @@ fn every_default_module_passes_the_cases_it_ships_and_imports_only_what_is_grant
     for line in [
         "at /route/claims: missing properties 'tenant-id'",
         "at /route/request/interaction: value must be one of 'read'",
-        "at /expect/fault: value must be one of 'timeout', 'memory', 'trap'",
+        "at /expect/fault: value must be one of 'timeout', 'memory', 'trap', 'not-exported', 'busy'",
     ] {
         assert!(failure(1).contains(line), "{line}: {}", failure(1));
     }

@@ -213,7 +213,10 @@ fn a_javascript_router_swapped_into_a_running_gateway_serves_and_its_faults_are_
     // Swapped in while the gateway serves.
     let digest = support::sha256(&module);
     let started = Instant::now();
-    let resp = http()
+    // Compiling 12 MB in a debug build, on a machine also building modules:
+    // a generous timeout.
+    let patient = reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build().unwrap();
+    let resp = patient
         .put(format!("{}/admin/modules/routing?name=js-router&sha256={digest}", gw.base))
         .bearer_auth(ADMIN)
         .body(std::fs::read(&module).unwrap())

@@ -569,7 +569,7 @@ fn a_partner_creates_tests_and_activates_its_own_module_on_a_running_gateway() {
     let case = root.join("cases/unknown-tenant.json");
     replace_in(&case, "403", "404");
     replace_in(&case, "\"unknown-tenant\"", "\"no-such-tenant\"");
-    let wasm = build_and_test(&root, 3);
+    let wasm = build_and_test(&root, 4);
     let cases = root.join("cases");
 
     // Activate it on a running gateway by editing the policy.
@@ -614,7 +614,7 @@ fn a_partner_creates_tests_and_activates_its_own_token_validator() {
         "\"code\": \"insufficient_scope\"",
         "\"code\": \"insufficient_scope\", \"message-contains\": \"St Mary's IT\"",
     );
-    let wasm = build_and_test(&root, 7);
+    let wasm = build_and_test(&root, 10);
 
     let (_a, a) = provider_with(&[]);
     let (gw, policy, original) = gateway_for(&[TENANT], &[("a", &a)]);
@@ -696,7 +696,8 @@ fn a_module_uploaded_through_the_admin_api_goes_live_or_changes_nothing() {
     // A third policy: the table router uploaded under another name.
     let table = std::fs::read(support::guest("fhirgate_router_table")).unwrap();
     let table_digest = support::sha256(&support::guest("fhirgate_router_table"));
-    let (code, s) = upload("routing", "?name=table-again", table);
+    let (code, s) = upload("routing", "?name=table-again", table.clone());
+    let table_bytes = table;
     assert_eq!(code, 200, "{s}");
     assert_eq!((s["rollback_steps"].as_u64(), s["forward_steps"].as_u64()), (Some(2), Some(0)), "{s}");
     let third = std::fs::read_to_string(&policy).unwrap();
@@ -740,10 +741,35 @@ fn a_module_uploaded_through_the_admin_api_goes_live_or_changes_nothing() {
     );
     // A new policy after a rollback cuts off what was ahead of it.
     assert_eq!(step("rollback").0, 200);
-    let (code, s) = upload("routing", "?name=rules-again", rules);
+    let (code, s) = upload("routing", "?name=rules-again", rules.clone());
+    let rules_bytes = rules;
     assert_eq!(code, 200, "{s}");
     assert_eq!((s["rollback_steps"].as_u64(), s["forward_steps"].as_u64()), (Some(2), Some(0)), "{s}");
     assert_eq!(step("forward").0, 409);
     assert_eq!(step("rollback").0, 200);
     assert_eq!(std::fs::read_to_string(&policy).unwrap(), now);
+
+    // Far steps keep their text, not their compiled modules: stepping to
+    // one loads and checks it again, both ways.
+    assert_eq!(upload("routing", "?name=t1", table_bytes.clone()).0, 200);
+    let (code, s) = upload("routing", "?name=r2", rules_bytes);
+    assert_eq!(code, 200, "{s}");
+    let r2 = std::fs::read_to_string(&policy).unwrap();
+    assert_eq!(s["rollback_steps"].as_u64(), Some(3), "{s}");
+    for _ in 0..3 {
+        assert_eq!(step("rollback").0, 200);
+    }
+    let s = status(&gw.base);
+    assert_eq!(s["modules"][1]["module"], "fhirgate_router_table", "{s}");
+    assert_eq!(std::fs::read_to_string(&policy).unwrap(), original);
+    assert_eq!(
+        http().get(format!("{}/stu3/Patient/pat-001", gw.base)).bearer_auth(&token).send().unwrap().status(),
+        200
+    );
+    for _ in 0..3 {
+        assert_eq!(step("forward").0, 200);
+    }
+    let s = status(&gw.base);
+    assert_eq!((s["modules"][1]["digest"].as_str(), s["forward_steps"].as_u64()), (Some(digest.as_str()), Some(0)));
+    assert_eq!(std::fs::read_to_string(&policy).unwrap(), r2);
 }

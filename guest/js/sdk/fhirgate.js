@@ -180,13 +180,15 @@ export function base64urlDecode(text) {
   for (const c of text) {
     const digit = BASE64URL.indexOf(c);
     if (digit < 0) return undefined;
-    value = (value << 6) | digit;
+    value = ((value << 6) | digit) & 0xffff;
     bits += 6;
     if (bits >= 8) {
       bits -= 8;
       out[n++] = (value >> bits) & 0xff;
     }
   }
+  // The bits left over must be zero: one spelling per byte string.
+  if ((value & ((1 << bits) - 1)) !== 0) return undefined;
   return out.subarray(0, n);
 }
 
@@ -219,10 +221,30 @@ export const jwt = {
    * `token` table of the module's configuration.
    */
   validate(token, rules = {}) {
-    const leeway = rules.leeway_seconds ?? 30;
-    const required = rules.required_scopes ?? [];
+    const { leeway, required } = jwt.rules(rules);
     const info = currentIssuer();
     return jwt.check(token, { leeway, required, issuer: info.issuer, audiences: info.audiences, jwks: info.jwks, nowSeconds: Math.floor(nowMs() / 1000) });
+  },
+
+  /**
+   * `rules` checked (a `500 server_error` denial names what is wrong): a
+   * mistake in them must refuse requests, never loosen the checks.
+   */
+  rules(rules) {
+    const bad = (what) => deny(500, 'server_error', `The token rules are invalid: ${what}.`);
+    if (rules === null || typeof rules !== 'object' || Array.isArray(rules)) throw bad('expected a table');
+    for (const key of Object.keys(rules)) {
+      if (key !== 'leeway_seconds' && key !== 'required_scopes') {
+        throw bad(`unknown field \`${key}\`, expected \`leeway_seconds\` or \`required_scopes\``);
+      }
+    }
+    const leeway = rules.leeway_seconds ?? 30;
+    if (!Number.isSafeInteger(leeway) || leeway < 0) throw bad('`leeway_seconds` must be a whole number of seconds');
+    const required = rules.required_scopes ?? [];
+    if (!Array.isArray(required) || !required.every((s) => typeof s === 'string')) {
+      throw bad('`required_scopes` must be a list of strings');
+    }
+    return { leeway, required };
   },
 
   /** `validate` with the issuer's facts and the time given: a pure function. */
@@ -272,14 +294,19 @@ export const jwt = {
     if (claims.iss !== issuer) throw invalidToken('The access token was not issued by this gateway.');
     const aud = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
     if (!aud.some((a) => audiences.includes(a))) throw invalidToken('The access token is not meant for this gateway.');
-    if (!Number.isInteger(claims.exp) || claims.exp < 0 || typeof claims.sub !== 'string') {
-      throw invalidToken('The access token is malformed.');
-    }
+    const whole = (n) => Number.isSafeInteger(n) && n >= 0;
+    const malformed =
+      !whole(claims.exp) ||
+      typeof claims.sub !== 'string' ||
+      (claims.nbf !== undefined && !whole(claims.nbf)) ||
+      (claims.jti !== undefined && typeof claims.jti !== 'string') ||
+      (claims.scope !== undefined && typeof claims.scope !== 'string');
+    if (malformed) throw invalidToken('The access token is malformed.');
     if (claims.exp + leeway <= nowSeconds) throw invalidToken('The access token expired.');
-    if (Number.isInteger(claims.nbf) && claims.nbf > nowSeconds + leeway) {
+    if (claims.nbf !== undefined && claims.nbf > nowSeconds + leeway) {
       throw invalidToken('The access token is not valid yet.');
     }
-    const scopes = typeof claims.scope === 'string' ? claims.scope.split(/[ \t\n\f\r]+/).filter((s) => s !== '') : [];
+    const scopes = (claims.scope ?? '').split(/[ \t\n\f\r]+/).filter((s) => s !== '');
     const tenants = scopes.filter(isGuid);
     if (tenants.length === 0) throw deny(403, 'insufficient_scope', "The access token's scope names no tenant.");
     if (tenants.length > 1) {
@@ -292,7 +319,7 @@ export const jwt = {
       tenantId: tenants[0].toLowerCase(),
       scopes,
       expiresAt: BigInt(claims.exp),
-      tokenId: typeof claims.jti === 'string' ? claims.jti : undefined,
+      tokenId: claims.jti,
     };
   },
 };

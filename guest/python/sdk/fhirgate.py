@@ -34,6 +34,7 @@ __all__ = [
     "pass_through_path",
     "rebase_url",
     "jwt_validate",
+    "jwt_rules",
     "jwt_check",
 ]
 
@@ -98,12 +99,12 @@ def active_providers(tenant: str) -> list:
     return directory.active_providers(tenant)
 
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 def is_guid(s) -> bool:
     """Whether ``s`` is a GUID such as ``3f2b8c1e-6d4a-4b7f-9e21-5a0c7d9e4b13``."""
-    return isinstance(s, str) and _GUID.match(s) is not None
+    return isinstance(s, str) and _GUID.fullmatch(s) is not None
 
 
 def same_tenant(a, b) -> bool:
@@ -151,12 +152,17 @@ def rebase_url(url: str, from_base: str, to_base: str):
 
 
 def _b64url(text):
+    """The bytes of unpadded base64url text in its one canonical spelling
+    (the bits left over are zero); ``None`` if it is not that."""
     if not isinstance(text, str) or re.fullmatch(r"[A-Za-z0-9_-]*", text) is None or len(text) % 4 == 1:
         return None
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         return None
+    if base64.urlsafe_b64encode(data).rstrip(b"=").decode() != text:
+        return None
+    return data
 
 
 def _json(data):
@@ -182,17 +188,39 @@ def jwt_validate(token: str, rules: dict = None) -> Claims:
     "leeway_seconds": 30, "required_scopes": [] }``, usually the ``token``
     table of the module's configuration. A validator calls it first and
     refuses more on top."""
-    rules = rules or {}
+    leeway, required = jwt_rules(rules if rules is not None else {})
     info = issuer.current()
     return jwt_check(
         token,
-        leeway=rules.get("leeway_seconds", 30),
-        required=rules.get("required_scopes", []),
+        leeway=leeway,
+        required=required,
         issuer_id=info.issuer,
         audiences=info.audiences,
         jwks=info.jwks,
         now_seconds=now_ms() // 1000,
     )
+
+
+def jwt_rules(rules) -> tuple:
+    """``rules`` checked: ``(leeway_seconds, required_scopes)``, or a raised
+    ``500 server_error`` denial naming what is wrong (a mistake in them must
+    refuse requests, never loosen the checks)."""
+
+    def bad(what):
+        return deny(500, "server_error", f"The token rules are invalid: {what}.")
+
+    if not isinstance(rules, dict):
+        raise bad("expected a table")
+    for key in rules:
+        if key not in ("leeway_seconds", "required_scopes"):
+            raise bad(f"unknown field `{key}`, expected `leeway_seconds` or `required_scopes`")
+    leeway = rules.get("leeway_seconds", 30)
+    if not isinstance(leeway, int) or isinstance(leeway, bool) or leeway < 0:
+        raise bad("`leeway_seconds` must be a whole number of seconds")
+    required = rules.get("required_scopes", [])
+    if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
+        raise bad("`required_scopes` must be a list of strings")
+    return leeway, required
 
 
 def jwt_check(token, *, leeway, required, issuer_id, audiences, jwks, now_seconds) -> Claims:
@@ -233,15 +261,25 @@ def jwt_check(token, *, leeway, required, issuer_id, audiences, jwks, now_second
     aud = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
     if not any(a in audiences for a in aud):
         raise _invalid("The access token is not meant for this gateway.")
-    exp, nbf = claims["exp"], claims.get("nbf")
-    if not isinstance(exp, int) or isinstance(exp, bool) or exp < 0 or not isinstance(claims["sub"], str):
+    def whole(n):
+        return isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**64
+
+    exp, nbf, jti, scope = claims["exp"], claims.get("nbf"), claims.get("jti"), claims.get("scope", "")
+    malformed = (
+        not whole(exp)
+        or not isinstance(claims["sub"], str)
+        or (nbf is not None and not whole(nbf))
+        or (jti is not None and not isinstance(jti, str))
+        or not isinstance(scope, str)
+    )
+    if malformed:
         raise _invalid("The access token is malformed.")
     if exp + leeway <= now_seconds:
         raise _invalid("The access token expired.")
-    if isinstance(nbf, int) and nbf > now_seconds + leeway:
+    if nbf is not None and nbf > now_seconds + leeway:
         raise _invalid("The access token is not valid yet.")
-    scope = claims.get("scope")
-    scopes = scope.split() if isinstance(scope, str) else []
+    # ASCII whitespace only, as the gateway splits the scope.
+    scopes = [s for s in re.split(r"[ \t\n\f\r]+", scope) if s]
     tenants = [s for s in scopes if is_guid(s)]
     if not tenants:
         raise deny(403, "insufficient_scope", "The access token's scope names no tenant.")
@@ -250,11 +288,10 @@ def jwt_check(token, *, leeway, required, issuer_id, audiences, jwks, now_second
     missing = next((r for r in required if r not in scopes), None)
     if missing is not None:
         raise deny(403, "insufficient_scope", f"The access token lacks the `{missing}` scope.")
-    jti = claims.get("jti")
     return Claims(
         client_id=claims["sub"],
         tenant_id=tenants[0].lower(),
         scopes=scopes,
         expires_at=exp,
-        token_id=jti if isinstance(jti, str) else None,
+        token_id=jti,
     )

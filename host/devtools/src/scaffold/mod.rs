@@ -214,6 +214,16 @@ fn cases(role: NewRole) -> anyhow::Result<Vec<(&'static str, serde_json::Value)>
                         json!({ "denial": { "status": 403, "code": "unknown-tenant" } }),
                     ),
                 ),
+                ("bad-config.json", {
+                    let mut case = read(
+                        "a configuration it cannot read refuses every request instead of guessing",
+                        tenant,
+                        json!([{ "id": "clinic", "fhir-version": "stu3" }]),
+                        json!({ "denial": { "status": 500, "code": "module-config" } }),
+                    );
+                    case["config"] = json!({ "tenants": { tenant: 42 } });
+                    case
+                }),
             ]
         }
         NewRole::Validator => {
@@ -238,7 +248,31 @@ fn cases(role: NewRole) -> anyhow::Result<Vec<(&'static str, serde_json::Value)>
             late["name"] = json!("the default leeway is 30 s");
             late["config"] = json!({ "clients": ["care-team-app"] });
             late["expect"] = json!({ "denial": { "status": 401, "code": "invalid_token" } });
+            // A mistake in the configuration refuses every token rather than
+            // loosening a check.
+            let misconfigured = |name: &str, config: serde_json::Value| {
+                let mut case = good.clone();
+                case["name"] = json!(name);
+                case["config"] = config;
+                case["expect"] = json!({ "denial": { "status": 500, "code": "server_error" } });
+                case
+            };
+            let quoted_leeway = misconfigured(
+                "a leeway that is not a number refuses every token",
+                json!({ "token": { "leeway_seconds": "3600" } }),
+            );
+            let misspelt = misconfigured(
+                "a misspelt token rule refuses every token",
+                json!({ "token": { "required_scope": ["patient/*.read"] } }),
+            );
+            let clients_text = misconfigured(
+                "a client list given as one string refuses every token",
+                json!({ "clients": "care-team-app" }),
+            );
             vec![
+                ("bad-leeway.json", quoted_leeway),
+                ("misspelt-rule.json", misspelt),
+                ("clients-not-a-list.json", clients_text),
                 ("good-token.json", good),
                 ("listed-client.json", listed),
                 ("default-leeway.json", late),

@@ -16,7 +16,10 @@
 //! recorded in it: the policy file as deployed, an upload or a rollback made
 //! through any of them, each announced to the others.
 
+mod history;
 mod shared;
+pub use history::{Direction, HISTORY};
+use history::{Step, keep_compiled};
 pub use shared::SHARED_POLL;
 
 use std::path::{Path, PathBuf};
@@ -83,10 +86,6 @@ pub const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
 /// policy file, a digest of its text.
 type Look = (PathBuf, u64, Option<SystemTime>, [u8; 32]);
 
-/// How many policies a rollback can go back through (without a shared
-/// database, which keeps every activation).
-pub const HISTORY: usize = 16;
-
 #[derive(Default)]
 struct State {
     /// What the files looked like when last loaded (or refused).
@@ -114,48 +113,6 @@ struct State {
     /// Modules of policies this gateway served, by their text: what the
     /// status shows for a step on a shared database.
     known: Vec<(String, Vec<ModuleStatus>)>,
-}
-
-/// A policy that served, as the history keeps it.
-struct Step {
-    policy: Arc<Policy>,
-    text: Option<String>,
-    declared: Option<Declared>,
-}
-
-/// Which way through the history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// A rollback: the policy that served before the active one.
-    Back,
-    /// The policy a rollback stepped back from.
-    Forward,
-}
-
-impl Direction {
-    fn nothing_there(self) -> &'static str {
-        match self {
-            Direction::Back => "There is no earlier policy to go back to.",
-            Direction::Forward => {
-                "There is no later policy to go forward to: only a rollback leaves one, until a new policy is activated."
-            }
-        }
-    }
-
-    fn event(self) -> &'static str {
-        match self {
-            Direction::Back => "rolled-back",
-            Direction::Forward => "rolled-forward",
-        }
-    }
-
-    /// The kind of activation a step records on a shared database.
-    fn kind(self) -> &'static str {
-        match self {
-            Direction::Back => "rollback",
-            Direction::Forward => "forward",
-        }
-    }
 }
 
 /// A policy file's partner, providers and tenants, as written into the
@@ -295,7 +252,10 @@ impl Activation {
             let (back, forward) = &state.stored_history;
             ((back.first().and_then(known), back.len()), (forward.first().and_then(known), forward.len()))
         } else {
-            let last = |steps: &Vec<Step>| steps.last().map(|s| modules_of(&s.policy));
+            let last = |steps: &Vec<Step>| {
+                let step = steps.last()?;
+                step.policy.as_deref().map(modules_of).or_else(|| step.text.as_ref().and_then(known))
+            };
             ((last(&state.back), state.back.len()), (last(&state.forward), state.forward.len()))
         };
         Status {
@@ -426,17 +386,25 @@ impl Activation {
         previous.retire();
         {
             let mut state = self.lock();
+            let replaced = modules_of(&previous);
+            // The same text naming the same modules again is no step through
+            // the history (a module file rebuilt in place is one).
+            let same = state.text.as_deref() == Some(text.as_str())
+                && replaced.iter().map(|m| &m.digest).eq(modules.iter().map(|m| &m.digest));
             if let Some(before) = state.text.clone() {
-                state.remember(&before, modules_of(&previous));
+                state.remember(&before, replaced);
             }
             state.remember(&text, modules);
-            let step =
-                Step { policy: previous, text: state.text.replace(text), declared: state.serving.replace(declared) };
-            // The same text again is no step through the history.
-            if self.shared.is_none() && step.text.as_deref() != state.text.as_deref() {
+            let step = Step {
+                policy: Some(previous),
+                text: state.text.replace(text),
+                declared: state.serving.replace(declared),
+            };
+            if self.shared.is_none() && !same {
                 state.back.push(step);
                 let over = state.back.len().saturating_sub(HISTORY);
                 state.back.drain(..over);
+                keep_compiled(&mut state.back);
                 state.forward.clear();
             }
             state.activated_at = Some(now_seconds());
@@ -514,77 +482,6 @@ impl Activation {
         }
         self.lock().declared = Some(declared.clone());
         Ok(())
-    }
-
-    /// Makes the policy that served before the active one active again,
-    /// with the providers and tenants its file declared, and writes that
-    /// file back, so that a restart or the next look at the file keeps it.
-    /// Repeated, it steps further back.
-    pub async fn rollback(&self, gw: &Served<'_>) -> Result<Status, String> {
-        self.step(gw, Direction::Back).await
-    }
-
-    /// Undoes a rollback: the policy it stepped back from serves again.
-    pub async fn roll_forward(&self, gw: &Served<'_>) -> Result<Status, String> {
-        self.step(gw, Direction::Forward).await
-    }
-
-    /// One step through the history.
-    pub async fn step(&self, gw: &Served<'_>, direction: Direction) -> Result<Status, String> {
-        let _one = self.loading.lock().await;
-        if let Some(store) = &self.shared {
-            return self.step_shared(gw, store, direction).await;
-        }
-        let take = |state: &mut State| match direction {
-            Direction::Back => state.back.pop(),
-            Direction::Forward => state.forward.pop(),
-        };
-        let target = take(&mut self.lock()).ok_or(direction.nothing_there())?;
-        let give_back = |target: Step| match direction {
-            Direction::Back => self.lock().back.push(target),
-            Direction::Forward => self.lock().forward.push(target),
-        };
-        let on_disk = std::fs::read_to_string(&self.path).ok();
-        if let Some(text) = &target.text
-            && let Err(e) = write_atomically(&self.path, text.as_bytes())
-        {
-            give_back(target);
-            return Err(format!("The policy file could not be written back: {e}"));
-        }
-        if let Some(declared) = &target.declared
-            && let Err(e) = self.declare(gw, declared).await
-        {
-            if let (Some(_), Some(text)) = (&target.text, &on_disk)
-                && let Err(e) = write_atomically(&self.path, text.as_bytes())
-            {
-                tracing::error!(policy = %self.path.display(), error = %e, "could not restore the policy file");
-            }
-            give_back(target);
-            return Err(format!("Its providers and tenants could not be restored: {e:#}"));
-        }
-        let seen = self.look().unwrap_or_default();
-        let partner = target.policy.partner.to_string();
-        target.policy.revive();
-        let replaced = gw.policy.swap(target.policy);
-        replaced.retire();
-        {
-            let mut state = self.lock();
-            let left = Step {
-                policy: replaced,
-                text: std::mem::replace(&mut state.text, target.text),
-                declared: std::mem::replace(&mut state.serving, target.declared),
-            };
-            match direction {
-                Direction::Back => state.forward.push(left),
-                Direction::Forward => state.back.push(left),
-            }
-            state.seen = seen;
-            state.activated_at = Some(now_seconds());
-            state.generation += 1;
-        }
-        gw.runtime.metrics().policy_event(&partner, direction.event());
-        tracing::info!(partner, event = direction.event(), "policy history stepped through");
-        Ok(self.status(gw))
     }
 }
 

@@ -91,20 +91,20 @@ impl Activation {
             state.seen.clone_from(&seen);
             state.text.as_deref() == Some(row.policy.as_str())
         };
-        let served = if unchanged {
+        if unchanged {
             // What serves already: every replica starts on the same file.
-            Ok(())
-        } else {
-            match self.prepare_text(gw, row.policy).await {
-                Ok(prepared) => {
-                    self.install(gw, prepared, seen);
-                    Ok(())
-                }
-                Err(e) => Err(self.refuse(gw, &e, seen)),
+            self.read_history(store).await;
+            return Ok(self.status(gw));
+        }
+        match self.prepare_text(gw, row.policy).await {
+            Ok(prepared) => {
+                // The history first: whoever sees the new modules sees the
+                // history they are on.
+                self.read_history(store).await;
+                Ok(self.install(gw, prepared, seen))
             }
-        };
-        self.read_history(store).await;
-        served.map(|()| self.status(gw))
+            Err(e) => Err(self.refuse(gw, &e, seen)),
+        }
     }
 
     /// Keeps the history recorded in the store, for the status.
@@ -149,9 +149,8 @@ impl Activation {
             store.record_activation(&prepared.text, "upload", "upload").await.map_err(|e| refused(format!("{e}")))?;
         self.lock().stored_generation = generation;
         tracing::info!(role, module = %digest, generation, "uploaded module activated on every replica");
-        self.install(gw, prepared, seen);
         self.read_history(store).await;
-        Ok(self.status(gw))
+        Ok(self.install(gw, prepared, seen))
     }
 
     /// [`Activation::step`] on a shared database: the policy before (or
@@ -179,8 +178,8 @@ impl Activation {
             .await
             .map_err(|e| format!("The step could not be recorded: {e}"))?;
         self.lock().stored_generation = generation;
-        self.install(gw, prepared, seen);
         self.read_history(store).await;
+        self.install(gw, prepared, seen);
         let partner = gw.policy.load().partner.to_string();
         gw.runtime.metrics().policy_event(&partner, direction.event());
         tracing::info!(
