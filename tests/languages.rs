@@ -33,24 +33,22 @@ fn fhirgate_in(dir: &Path, args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
-/// The JavaScript toolchain the test script installed.
-fn js_toolchain() -> PathBuf {
-    let modules = support::repo_root().join("guest/js/node_modules");
-    assert!(
-        modules.join("@bytecodealliance/componentize-js").exists(),
-        "componentize-js is missing: run `bash tests/setup.sh` (it installs it into guest/js/node_modules)"
-    );
-    modules
+/// A toolchain the test script installed: the directory `dir` (relative to
+/// the repository) holding `probe`.
+fn toolchain(dir: &str, probe: &str) -> PathBuf {
+    let dir = support::repo_root().join(dir);
+    assert!(dir.join(probe).exists(), "{probe} is missing in {}: run `bash tests/setup.sh`", dir.display());
+    dir
 }
 
-/// The virtualenv with componentize-py the test script made.
+/// The JavaScript toolchain: componentize-js in `guest/js/node_modules`.
+fn js_toolchain() -> PathBuf {
+    toolchain("guest/js/node_modules", "@bytecodealliance/componentize-js")
+}
+
+/// The virtualenv with componentize-py.
 fn python_toolchain() -> PathBuf {
-    let venv = support::repo_root().join("target/py");
-    assert!(
-        venv.join("bin/componentize-py").exists(),
-        "componentize-py is missing: run `bash tests/setup.sh` (it installs it into target/py)"
-    );
-    venv
+    toolchain("target/py", "bin/componentize-py")
 }
 
 /// Runs `command` in a shell in `dir`, which must succeed; its output.

@@ -14,8 +14,8 @@
 //!
 //! The JavaScript and Python components are built first with the toolchains
 //! `tests/setup.sh` installs (`node guest/js/build.mjs`, `bash
-//! guest/python/build.sh`). Run: `cargo bench -p fhirgate --bench languages`;
-//! `FHIRGATE_BENCH_SECONDS` (default 2) bounds each timing.
+//! guest/python/build.sh`). Run: `cargo bench -p fhirgate --bench languages`.
+//! Each call timing is the median of 30 rounds of 20 calls (`common::measure`).
 
 mod common;
 
@@ -41,24 +41,6 @@ fn build(command: &str) {
     assert!(status.success(), "`{command}` failed: run `bash tests/setup.sh` first for the toolchains");
 }
 
-/// The median of `samples`.
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-/// `f` timed over and over for `budget` (at least 5 times, at most 20,000).
-fn timed(budget: Duration, mut f: impl FnMut()) -> Duration {
-    let started = Instant::now();
-    let mut samples = Vec::new();
-    while samples.len() < 5 || (started.elapsed() < budget && samples.len() < 20_000) {
-        let t = Instant::now();
-        f();
-        samples.push(t.elapsed());
-    }
-    median(samples)
-}
-
 struct Figures {
     bytes: u64,
     compile: Duration,
@@ -68,7 +50,7 @@ struct Figures {
     memory: i64,
 }
 
-fn measure(path: &Path, budget: Duration) -> Figures {
+fn measure(path: &Path) -> Figures {
     let bytes = std::fs::read(path).unwrap();
     // A JavaScript or Python runtime needs the room a policy gives it.
     let limits = Limits { memory_mib: 128, call_timeout_ms: 2000, ..Limits::default() };
@@ -103,10 +85,10 @@ fn measure(path: &Path, budget: Duration) -> Figures {
     let read = request(Interaction::Read, "Patient", Some("pat-001"));
     let target = harness.route(&claims, &read).unwrap().unwrap();
     assert_eq!(target.provider_id, "hospital-a");
-    let fresh = timed(budget, || {
+    let fresh = common::measure(20, 30, || {
         black_box(harness.route(&claims, &read).unwrap().unwrap());
     });
-    let kept = timed(budget, || {
+    let kept = common::measure(20, 30, || {
         black_box(harness.route_reused(&claims, &read).unwrap().unwrap());
     });
     let module = harness.module();
@@ -124,14 +106,13 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let budget = Duration::from_secs_f64(common::env_or("FHIRGATE_BENCH_SECONDS", 2.0));
     build("node guest/js/build.mjs > /dev/null && bash guest/python/build.sh > /dev/null");
     let modules = [
         ("Rust", common::guest_wasm("fhirgate_router_table")),
         ("JavaScript", common::target_dir().join("guest-js/fhirgate_router_table_js.wasm")),
         ("Python", common::target_dir().join("guest-py/fhirgate_router_table_py.wasm")),
     ];
-    let figures: Vec<(&str, Figures)> = modules.iter().map(|(lang, path)| (*lang, measure(path, budget))).collect();
+    let figures: Vec<(&str, Figures)> = modules.iter().map(|(lang, path)| (*lang, measure(path))).collect();
     let rust = &figures[0].1;
     let ratio = |a: f64, b: f64| format!("{:.0}×", a / b);
     println!(
@@ -139,7 +120,7 @@ fn main() {
         "table router", "size", "compile", "load compiled", "fresh instance + call", "kept instance call", "memory"
     );
     for (lang, f) in &figures {
-        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        let us = common::us;
         println!(
             "{:<11} {:>7.2} MB {:>5} {:>7.0} ms {:>5} {:>7.1} ms {:>5} {:>13.0} µs {:>5} {:>10.1} µs {:>5} {:>8.1} MiB {:>5}",
             lang,

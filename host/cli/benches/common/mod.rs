@@ -19,11 +19,6 @@ pub fn guest_wasm(name: &str) -> PathBuf {
     wasm
 }
 
-/// The number in the environment variable `name`, else `default`.
-pub fn env_or(name: &str, default: f64) -> f64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
 /// Median time per operation over `rounds` rounds of `batch` operations,
 /// after one warm-up batch.
 pub fn measure(batch: u32, rounds: u32, mut op: impl FnMut()) -> Duration {

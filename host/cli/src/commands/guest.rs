@@ -62,13 +62,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         GuestCommand::New { name, role, lang, dir, sdk } => {
             let made = fhirgate_devtools::scaffold::new_in(&dir, &name, role, lang, sdk.as_deref())?;
             fhirgate_core::say!("created {}", made.root.display());
-            if lang == fhirgate_devtools::scaffold::Lang::Js {
-                fhirgate_core::say!("setup:  cd {} && npm install", made.root.display());
-            } else if lang == fhirgate_devtools::scaffold::Lang::Python {
-                fhirgate_core::say!(
-                    "setup:  cd {} && python3 -m venv .venv && .venv/bin/pip install -r requirements.txt",
-                    made.root.display()
-                );
+            if let Some(setup) = &made.setup {
+                fhirgate_core::say!("setup:  cd {} && {setup}", made.root.display());
             }
             fhirgate_core::say!("build:  cd {} && {}", made.root.display(), made.build);
             fhirgate_core::say!("test:   {}", made.test);

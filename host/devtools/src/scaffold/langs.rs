@@ -6,9 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
-
-use super::{Lang, NewRole, test_line};
+use super::{Lang, NewRole, put, test_line};
 
 /// A new module: where it is, the component its build makes (relative to
 /// it), and the commands that build and test it, run in its directory.
@@ -16,6 +14,8 @@ use super::{Lang, NewRole, test_line};
 pub struct Made {
     pub root: PathBuf,
     pub file: String,
+    /// What installs the toolchain, once (none for Rust beyond rustup).
+    pub setup: Option<String>,
     pub build: String,
     pub test: String,
 }
@@ -28,15 +28,6 @@ const COMPONENTIZE_PY: &str = "0.25.1";
 const PREVIEW2_SHIM: &str = "0.25.0";
 /// What `npm run check` type-checks the module with.
 const TYPESCRIPT: &str = "7.0.2";
-
-/// Writes `text` at `rel` under `root`, making directories on the way.
-pub(super) fn put(root: &Path, rel: &str, text: &str) -> anyhow::Result<()> {
-    let path = root.join(rel);
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    }
-    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
-}
 
 /// Writes the module `name` of `role` in `lang` (JavaScript or Python) at
 /// `root`, but for its cases.
@@ -59,6 +50,10 @@ pub(super) fn write(root: &Path, name: &str, role: NewRole, lang: Lang) -> anyho
             ("app.py", "TokenValidation", include_str!("../../templates/guest-py/validator.py.tmpl"))
         }
         (_, NewRole::Shaper) => ("app.py", "Shaping", include_str!("../../templates/guest-py/shaper.py.tmpl")),
+    };
+    let setup = match lang {
+        Lang::Js => "npm install",
+        _ => "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt",
     };
     let build = match lang {
         Lang::Js => "npm run build".to_owned(),
@@ -99,5 +94,5 @@ pub(super) fn write(root: &Path, name: &str, role: NewRole, lang: Lang) -> anyho
         }
     }
     tracing::debug!(module = name, role = role.policy_key(), ?lang, "module created");
-    Ok(Made { root: root.to_owned(), test: test_line(&file), file, build })
+    Ok(Made { root: root.to_owned(), setup: Some(setup.into()), test: test_line(&file), file, build })
 }

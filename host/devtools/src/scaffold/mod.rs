@@ -59,6 +59,7 @@ pub fn new_in(dir: &Path, name: &str, role: NewRole, lang: Lang, sdk: Option<&Pa
             let root = new_module(dir, name, role, sdk)?;
             let file = format!("target/wasm32-wasip2/release/{}.wasm", name.replace('-', "_"));
             Ok(Made {
+                setup: None,
                 build: "cargo build --release --target wasm32-wasip2".into(),
                 test: test_line(&file),
                 file,
@@ -75,6 +76,15 @@ pub fn new_in(dir: &Path, name: &str, role: NewRole, lang: Lang, sdk: Option<&Pa
             Ok(made)
         }
     }
+}
+
+/// Writes `text` at `rel` under `root`, making directories on the way.
+fn put(root: &Path, rel: &str, text: &str) -> anyhow::Result<()> {
+    let path = root.join(rel);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
 }
 
 fn test_line(file: &str) -> String {
@@ -123,13 +133,7 @@ pub fn new_module(dir: &Path, name: &str, role: NewRole, sdk: Option<&Path>) -> 
             .replace("{{sdk}}", &sdk_path)
             .replace("{{sdk_features}}", sdk_features)
     };
-    let write = |rel: &str, text: &str| -> anyhow::Result<()> {
-        let path = root.join(rel);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-        }
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
-    };
+    let write = |rel: &str, text: &str| put(&root, rel, text);
     write("Cargo.toml", &fill(include_str!("../../templates/guest/Cargo.toml.tmpl")))?;
     write("src/lib.rs", &fill(source))?;
     write("README.md", &fill(include_str!("../../templates/guest/README.md.tmpl")))?;
@@ -146,12 +150,12 @@ pub fn new_module(dir: &Path, name: &str, role: NewRole, sdk: Option<&Path>) -> 
 /// each naming the case schema, a copy of which goes beside them (so an
 /// editor checks a case as it is written).
 fn write_cases(root: &Path, role: NewRole) -> anyhow::Result<()> {
-    langs::put(root, "case.schema.json", fhirgate_sandbox::cases::SCHEMA)?;
+    put(root, "case.schema.json", fhirgate_sandbox::cases::SCHEMA)?;
     for (file, mut case) in cases(role)? {
         if let Some(fields) = case.as_object_mut() {
             fields.insert("$schema".into(), json!("../case.schema.json"));
         }
-        langs::put(root, &format!("cases/{file}"), &(serde_json::to_string_pretty(&case)? + "\n"))?;
+        put(root, &format!("cases/{file}"), &(serde_json::to_string_pretty(&case)? + "\n"))?;
     }
     Ok(())
 }

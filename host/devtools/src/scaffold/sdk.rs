@@ -41,10 +41,10 @@ const WIT_VENDORED: &str = r#"path: "wit""#;
 pub fn vendor(dir: &Path) -> anyhow::Result<()> {
     for (rel, text) in FILES {
         let text = if *rel == "src/lib.rs" { text.replace(WIT_IN_TREE, WIT_VENDORED) } else { (*text).to_owned() };
-        super::langs::put(dir, rel, &text)?;
+        super::put(dir, rel, &text)?;
     }
     for (rel, text) in WIT {
-        super::langs::put(dir, &format!("wit/{rel}"), text)?;
+        super::put(dir, &format!("wit/{rel}"), text)?;
     }
     let manifest = dir.join("Cargo.toml");
     std::fs::write(&manifest, standalone_manifest()?).with_context(|| format!("writing {}", manifest.display()))
