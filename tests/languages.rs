@@ -145,6 +145,33 @@ fn scaffold_build_test(dir: &Path, name: &str, role: &str, lang: &str) -> (PathB
     (root, module)
 }
 
+/// The scaffolded router's logic in TypeScript, typed by the SDK's
+/// declarations.
+const TS_ROUTER: &str = r#"import { activeProviders, config, deny, fhir, guarded, sameTenant } from '../sdk/fhirgate.js';
+import type { Claims, Request, Routing, Target } from '../sdk/fhirgate.js';
+
+function table(): Record<string, string> {
+  const { tenants = {}, ...unknown } = config();
+  const extra = Object.keys(unknown)[0];
+  if (extra !== undefined) throw deny(500, 'module-config', `unknown field \`${extra}\``);
+  if (tenants === null || typeof tenants !== 'object' || !Object.values(tenants).every((p) => typeof p === 'string')) {
+    throw deny(500, 'module-config', '`tenants` must map tenant ids to provider ids.');
+  }
+  return tenants as Record<string, string>;
+}
+
+export const routing: Routing = guarded({
+  route(claims: Claims, request: Request): Target {
+    const listed = Object.entries(table()).find(([tenant]) => sameTenant(tenant, claims.tenantId));
+    const providerId = listed ? listed[1] : activeProviders(claims.tenantId)[0]?.id;
+    if (providerId === undefined) throw deny(403, 'unknown-tenant', "No provider for this token's tenant.");
+    const path = fhir.passThroughPath(request);
+    if (path === undefined) throw deny(405, 'not-supported', 'Only reads and searches are routed.');
+    return { providerId, path, params: request.params, headers: [] };
+  },
+});
+"#;
+
 #[test]
 fn a_module_of_each_role_scaffolded_in_javascript_and_python_builds_and_passes_its_cases() {
     let work = tempfile::tempdir().unwrap();
@@ -153,6 +180,19 @@ fn a_module_of_each_role_scaffolded_in_javascript_and_python_builds_and_passes_i
             scaffold_build_test(work.path(), &format!("{lang}-{role}"), role, lang);
         }
     }
+    // The router in TypeScript: compiled with `tsc` (strict) against the
+    // SDK's declarations, then built as JavaScript; the same cases pass.
+    let root = work.path().join("js-router");
+    std::fs::write(root.join("src/router.ts"), TS_ROUTER).unwrap();
+    shell(
+        &root,
+        "node_modules/.bin/tsc --strict --target es2022 --module nodenext --rootDir src --outDir build src/router.ts",
+    );
+    shell(
+        &root,
+        "node_modules/.bin/componentize-js build/router.js --wit sdk/wit --world-name router -o ts.wasm -d http fetch-event",
+    );
+    passes(&root.join("ts.wasm"), &root.join("cases"), &[]);
     // A name or an SDK crate that does not fit is refused, and nothing made.
     let (code, out) = fhirgate_in(work.path(), &["guest", "new", "Bad_Name", "--role", "router", "--lang", "js"]);
     assert_ne!(code, 0, "{out}");
